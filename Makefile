@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
+.PHONY: all deps build typecheck lint test test-unit demo bench clean fmt
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@npx --no-install tsc -p tsconfig.json
+
+typecheck: build
+
+lint: deps
+	@npx --no-install biome check .
+
+fmt: deps
+	@npx --no-install biome check --write .
+
+# typecheck (tsc), lint (biome), then every test with Node's built-in runner.
+test: build lint
+	@scripts/run-tests.sh
+
+demo: build
+	@bin/autotunnel demo
+
+bench: build
+	@scripts/run-bench.sh
+
+clean:
+	rm -rf dist
