@@ -4,8 +4,9 @@ import * as agent from './agent.js'
 import * as demo from './demo.js'
 import * as lab from './lab.js'
 import * as server from './server.js'
+import * as tunnel from './tunnel.js'
 
 // One line per subcommand file; each exports `register(program)` and owns its options and help text.
 export function registerCommands(program: Command): void {
-  for (const m of [server, account, agent, lab, demo]) m.register(program)
+  for (const m of [server, account, agent, tunnel, lab, demo]) m.register(program)
 }
