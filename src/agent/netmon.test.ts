@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { FakeClock } from '../io/clock.fake.js'
+import { MemoryLogger } from '../io/log.js'
+import { ipReader, isRfc1918, type NetEventSource, NetMonitor, type NetState, parseNetState } from './netmon.js'
+
+// Captured from `ip -j addr show` and `ip -j -4 route show default` in a lab host namespace (iproute2 6.1).
+const ADDR = JSON.stringify([
+  {
+    ifindex: 1,
+    ifname: 'lo',
+    flags: ['LOOPBACK', 'UP', 'LOWER_UP'],
+    link_type: 'loopback',
+    address: '00:00:00:00:00:00',
+    addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }],
+  },
+  {
+    ifindex: 2,
+    ifname: 'autotun0',
+    flags: ['POINTOPOINT', 'UP'],
+    link_type: 'none',
+    addr_info: [{ family: 'inet6', local: 'fd12::1', prefixlen: 128, scope: 'global' }],
+  },
+  {
+    ifindex: 7,
+    ifname: 'eth0',
+    flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'],
+    link_type: 'ether',
+    address: '02:11:22:33:44:55',
+    addr_info: [
+      { family: 'inet', local: '10.0.1.10', prefixlen: 24, scope: 'global' },
+      { family: 'inet6', local: 'fe80::11:22ff:fe33:4455', prefixlen: 64, scope: 'link' },
+    ],
+  },
+])
+const ROUTE = JSON.stringify([{ dst: 'default', gateway: '10.0.1.1', dev: 'eth0', flags: [] }])
+
+test('parseNetState finds the primary interface from the default route and skips loopback and the TUN', () => {
+  const s = parseNetState(ADDR, ROUTE, ['autotun0'])
+  assert.deepEqual(s.primary, { ifname: 'eth0', mac: '02:11:22:33:44:55', ipv4: '10.0.1.10', gateway: '10.0.1.1' })
+  assert.deepEqual(s.addrs, [{ ifname: 'eth0', family: 'inet', address: '10.0.1.10', prefixLen: 24 }])
+})
+
+test('parseNetState without a default route falls back to the first interface with an IPv4 address', () => {
+  const s = parseNetState(ADDR, '[]', ['autotun0'])
+  assert.equal(s.primary?.ifname, 'eth0')
+  assert.equal(s.primary?.gateway, undefined)
+  assert.deepEqual(parseNetState('[]', '[]'), { primary: undefined, addrs: [] })
+})
+
+test('isRfc1918', () => {
+  const cases: [string, boolean][] = [
+    ['10.0.0.1', true],
+    ['10.255.255.255', true],
+    ['172.16.0.1', true],
+    ['172.31.255.1', true],
+    ['172.32.0.1', false],
+    ['192.168.7.7', true],
+    ['192.169.0.1', false],
+    ['203.0.113.5', false],
+    ['100.64.0.1', false],
+    ['not-an-ip', false],
+    ['1.2.3', false],
+  ]
+  for (const [a, want] of cases) assert.equal(isRfc1918(a), want, a)
+})
+
+class FakeEvents implements NetEventSource {
+  fire: () => void = () => {}
+  running = false
+  start(onEvent: () => void): void {
+    this.fire = onEvent
+    this.running = true
+  }
+  stop(): void {
+    this.running = false
+  }
+}
+
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+}
+
+test('NetMonitor debounces a burst of events into one snapshot and reports only real changes', async () => {
+  const clock = new FakeClock()
+  const events = new FakeEvents()
+  let current: NetState = parseNetState(ADDR, ROUTE)
+  let reads = 0
+  const mon = new NetMonitor(
+    {
+      clock,
+      log: new MemoryLogger(),
+      events,
+      read: async () => {
+        reads++
+        return current
+      },
+    },
+    { debounceMs: 50, pollMs: 10_000 },
+  )
+  const seen: NetState[] = []
+  mon.onChange((s) => seen.push(s))
+  await mon.start()
+  assert.equal(reads, 1)
+  assert.equal(seen.length, 0)
+
+  for (let i = 0; i < 10; i++) events.fire()
+  clock.advance(49)
+  await flush()
+  assert.equal(reads, 1)
+  clock.advance(1)
+  await flush()
+  assert.equal(reads, 2)
+  assert.equal(seen.length, 0, 'same state: no change reported')
+
+  current = parseNetState(ADDR.replaceAll('10.0.1.10', '10.0.2.20'), ROUTE.replace('10.0.1.1', '10.0.2.1'))
+  events.fire()
+  clock.advance(50)
+  await flush()
+  assert.equal(seen.length, 1)
+  assert.equal(seen[0]?.primary?.ipv4, '10.0.2.20')
+  assert.equal(mon.changes, 1)
+
+  current = parseNetState(ADDR, ROUTE)
+  clock.advance(10_000)
+  await flush()
+  assert.equal(seen.length, 2, 'the periodic snapshot catches a change the monitor missed')
+  mon.stop()
+  assert.equal(events.running, false)
+  assert.equal(clock.pending, 0)
+})
+
+test('ipReader reads this machine with iproute2', async () => {
+  const s = await ipReader()()
+  assert.ok(Array.isArray(s.addrs))
+  for (const a of s.addrs) assert.notEqual(a.ifname, 'lo')
+})
