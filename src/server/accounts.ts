@@ -1,0 +1,159 @@
+// Accounts: a user owns USER.ZONE and one TSIG key whose name is that domain (see src/dns/account-key.ts for the
+// key derivation). The CLI edits the account table while the server runs; the server's KeyRing notices through
+// SQLite's data_version (a per-connection counter that moves when another connection commits), checked on a key
+// miss and at most once a second otherwise, so new accounts, removals and password changes take effect without a
+// restart or signal.
+
+import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm } from '../dns/account-key.js'
+import type { Clock } from '../io/clock.js'
+import { type Db, getMeta, nextSerial, setMeta } from './db.js'
+import { isAtOrBelow } from './zone-index.js'
+
+export interface Account {
+  readonly user: string
+  /** USER.ZONE. (also the TSIG key name) */
+  readonly keyName: string
+  readonly algorithm: AccountAlgorithm
+  readonly secret: Buffer
+  /** True when the secret was derived from a password. */
+  readonly derived: boolean
+  readonly createdMs: number
+}
+
+export class AccountError extends Error {
+  override readonly name = 'AccountError'
+}
+
+interface Row {
+  user: string
+  key_name: string
+  algorithm: string
+  secret: Buffer
+  derived: number
+  created_ms: number
+}
+
+function fromRow(r: Row): Account {
+  if (!isAccountAlgorithm(r.algorithm)) throw new AccountError(`account ${r.user}: unknown algorithm ${r.algorithm}`)
+  return {
+    user: r.user,
+    keyName: r.key_name,
+    algorithm: r.algorithm,
+    secret: r.secret,
+    derived: r.derived !== 0,
+    createdMs: r.created_ms,
+  }
+}
+
+export function listAccounts(db: Db): Account[] {
+  return (db.prepare('SELECT * FROM account ORDER BY user').all() as Row[]).map(fromRow)
+}
+
+export function getAccount(db: Db, user: string): Account | undefined {
+  const r = db.prepare('SELECT * FROM account WHERE user = ?').get(user) as Row | undefined
+  return r ? fromRow(r) : undefined
+}
+
+export function addAccount(
+  db: Db,
+  zone: string,
+  a: { user: string; algorithm: AccountAlgorithm; secret: Buffer; derived: boolean; nowMs: number },
+): Account {
+  const keyName = accountKeyName(a.user, zone)
+  try {
+    db.prepare(
+      'INSERT INTO account (user, key_name, algorithm, secret, derived, created_ms, changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(a.user, keyName, a.algorithm, a.secret, a.derived ? 1 : 0, a.nowMs, a.nowMs)
+  } catch (e) {
+    if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT'))
+      throw new AccountError(`account ${a.user} exists`)
+    throw e
+  }
+  return getAccount(db, a.user)!
+}
+
+export function setAccountSecret(
+  db: Db,
+  user: string,
+  s: { algorithm: AccountAlgorithm; secret: Buffer; derived: boolean; nowMs: number },
+): Account {
+  const r = db
+    .prepare('UPDATE account SET algorithm = ?, secret = ?, derived = ?, changed_ms = ? WHERE user = ?')
+    .run(s.algorithm, s.secret, s.derived ? 1 : 0, s.nowMs, user)
+  if (r.changes === 0) throw new AccountError(`no account ${user}`)
+  return getAccount(db, user)!
+}
+
+/**
+ * Removes the account and every record at or below its domain, in one transaction, bumping the serial and the
+ * external generation so a running server reloads its index (Store.checkExternal). Returns the records removed.
+ */
+export function removeAccount(db: Db, zone: string, user: string): number {
+  const keyName = accountKeyName(user, zone)
+  return db.transaction(() => {
+    const r = db.prepare('DELETE FROM account WHERE user = ?').run(user)
+    if (r.changes === 0) throw new AccountError(`no account ${user}`)
+    const names = db.prepare('SELECT DISTINCT name FROM rr').pluck().all() as string[]
+    const del = db.prepare('DELETE FROM rr WHERE name = ?')
+    let n = 0
+    for (const name of names) if (isAtOrBelow(name, keyName)) n += del.run(name).changes
+    if (n > 0) setMeta(db, 'serial', String(nextSerial(Number(getMeta(db, 'serial') ?? '1'))))
+    setMeta(db, 'external_gen', String(Number(getMeta(db, 'external_gen') ?? '0') + 1))
+    return n
+  })()
+}
+
+/** The server's view of the account keys, refreshed when another process commits. */
+export class KeyRing {
+  readonly #db: Db
+  readonly #clock: Clock
+  readonly #onExternal: () => boolean
+  #byKeyName = new Map<string, Account>()
+  #byUser = new Map<string, Account>()
+  #checkedMs = -Infinity
+
+  /** `checkExternal` reports whether another connection committed since the last call (Store.checkExternal). */
+  constructor(deps: { db: Db; clock: Clock; checkExternal: () => boolean }) {
+    this.#db = deps.db
+    this.#clock = deps.clock
+    this.#onExternal = deps.checkExternal
+    this.reload()
+  }
+
+  get size(): number {
+    return this.#byKeyName.size
+  }
+
+  reload(): void {
+    const byKey = new Map<string, Account>()
+    const byUser = new Map<string, Account>()
+    for (const a of listAccounts(this.#db)) {
+      byKey.set(a.keyName, a)
+      byUser.set(a.user, a)
+    }
+    this.#byKeyName = byKey
+    this.#byUser = byUser
+  }
+
+  /** Re-reads the table if another process committed; at most once per `minIntervalMs` unless forced. */
+  refresh(force = false, minIntervalMs = 1000): void {
+    const now = this.#clock.monotonic()
+    if (!force && now - this.#checkedMs < minIntervalMs) return
+    this.#checkedMs = now
+    if (this.#onExternal()) this.reload()
+  }
+
+  /** The account whose key is named `keyName` (lower-case FQDN); a miss re-checks the table once. */
+  byKeyName(keyName: string): Account | undefined {
+    this.refresh()
+    const a = this.#byKeyName.get(keyName)
+    if (a) return a
+    this.refresh(false, 10)
+    return this.#byKeyName.get(keyName)
+  }
+
+  byUser(user: string): Account | undefined {
+    this.refresh()
+    return this.#byUser.get(user)
+  }
+}

@@ -1,0 +1,95 @@
+// The SQLite file behind the service (better-sqlite3, WAL). One zone per data directory.
+//
+// Durability: journal_mode=WAL with synchronous=FULL, so a COMMIT returns only after the WAL is fsync'ed and an
+// UPDATE is answered only after its COMMIT returned: neither SIGKILL nor a power cut loses an answered update.
+// (synchronous=NORMAL would already survive SIGKILL, since committed WAL frames sit in the OS page cache, but not a
+// power cut.) The cost is one fsync per transaction, which the update queue amortises by committing every update
+// that arrived during the previous commit in one transaction (group commit, update-queue.ts).
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+
+export type Db = Database.Database
+export type SyncMode = 'full' | 'normal'
+
+export const DB_FILE = 'autotunnel.sqlite'
+const SCHEMA_VERSION = '1'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+-- One row per resource record. rdata is uncompressed canonical wire form, text its presentation.
+-- expires_ms is the update lease (RFC 9664) as a wall-clock time in ms; NULL = permanent.
+CREATE TABLE IF NOT EXISTS rr (
+  name       TEXT    NOT NULL,
+  type       INTEGER NOT NULL,
+  class      INTEGER NOT NULL,
+  ttl        INTEGER NOT NULL,
+  rdata      BLOB    NOT NULL,
+  text       TEXT    NOT NULL,
+  expires_ms INTEGER,
+  PRIMARY KEY (name, type, class, rdata)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rr_expiry ON rr (expires_ms) WHERE expires_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS account (
+  user       TEXT    PRIMARY KEY,
+  key_name   TEXT    NOT NULL UNIQUE,
+  algorithm  TEXT    NOT NULL,
+  secret     BLOB    NOT NULL,
+  derived    INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  changed_ms INTEGER NOT NULL
+) STRICT;
+`
+
+export class StoreError extends Error {
+  override readonly name = 'StoreError'
+}
+
+/**
+ * Opens (creating if needed) DIR/autotunnel.sqlite for `zone`. A directory belongs to the zone it was created
+ * for; opening it for another zone is an error rather than a silent second zone.
+ */
+export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; readonly?: boolean } = {}): Db {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const db = new Database(join(dir, DB_FILE))
+  try {
+    db.pragma('journal_mode = WAL')
+    db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`)
+    db.pragma('busy_timeout = 5000')
+    db.exec(SCHEMA)
+    const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?')
+    const put = db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)')
+    db.transaction(() => {
+      put.run('schema_version', SCHEMA_VERSION)
+      put.run('zone', zone)
+      put.run('serial', '1')
+      put.run('external_gen', '0')
+    })()
+    const stored = get.get('zone')?.value
+    if (stored !== zone) throw new StoreError(`data directory ${dir} holds zone ${stored}, not ${zone}`)
+    return db
+  } catch (e) {
+    db.close()
+    throw e
+  }
+}
+
+export function getMeta(db: Db, key: string): string | undefined {
+  return db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(key)?.value
+}
+
+export function setMeta(db: Db, key: string, value: string): void {
+  db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+    key,
+    value,
+  )
+}
+
+/** Serial arithmetic (RFC 1982): the next serial after `s`, skipping 0 as BIND does. */
+export function nextSerial(s: number): number {
+  const n = (s + 1) >>> 0
+  return n === 0 ? 1 : n
+}

@@ -1,0 +1,332 @@
+// RFC 8764 (DNS Long-Lived Queries), server side: the set of live LLQs. Routes decoded LLQ requests and
+// event acknowledgements to the per-LLQ state machine (llq.ts), keeps one Clock timer per LLQ at its next
+// deadline, registers established LLQs in the subscription index and turns the actions of `step` into
+// replies and outgoing events. Privacy (seed 002 §7.2) is the server's NotifyPolicy, given the TSIG user.
+// Encoding is the caller's: requests come in decoded, events go out through `sendEvent`.
+
+import type { Clock, TimerHandle } from '../io/clock.js'
+import { type Logger, nullLogger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+import {
+  DEFAULT_LLQ_CONFIG,
+  type LlqAction,
+  type LlqChange,
+  type LlqConfig,
+  LlqErrorCode,
+  type LlqErrorCodeValue,
+  type LlqGoneReason,
+  LlqOpcode,
+  type LlqState,
+  LLQ_VERSION,
+  llqDeadline,
+  newChallenged,
+  step,
+} from './llq.js'
+import type { AnswerLookup, NotifyPolicy, NotifyQuestion, NotifySubscriber, RRsetChange } from './notify-types.js'
+import { canonicalName, type SubscriptionIndex } from './subscriptions.js'
+
+/** The LLQ option's fields (RFC 8764 section 3.2). */
+export interface LlqOptionData {
+  readonly version: number
+  readonly opcode: number
+  readonly error: number
+  readonly id: bigint
+  readonly leaseSec: number
+}
+
+/** Where an LLQ's events go: a UDP source address or a TCP/TLS connection. */
+export interface LlqPeer {
+  /** Unique per reply path: "udp:ADDR:PORT" or "conn:N". */
+  readonly key: string
+  /** Groups peers for the per-client limit (the client's address). */
+  readonly client: string
+}
+
+export interface LlqRequest {
+  readonly question: NotifyQuestion
+  readonly opt: LlqOptionData
+  readonly peer: LlqPeer
+  /** The account whose TSIG key signed the request, when it was signed and verified. */
+  readonly user?: string | undefined
+}
+
+/** What to answer: an LLQ response (rcode NOERROR, the option, maybe answers) or a bare RCODE. */
+export type LlqReply<R> =
+  | { readonly kind: 'llq'; readonly opt: LlqOptionData; readonly answers: readonly R[] }
+  | { readonly kind: 'rcode'; readonly rcode: number }
+
+export interface LlqOutboundEvent<R> {
+  readonly peer: LlqPeer
+  readonly msgId: number
+  readonly question: NotifyQuestion
+  readonly opt: LlqOptionData
+  readonly added: readonly R[]
+  readonly removed: readonly R[]
+  readonly user: string | undefined
+  readonly transmission: number
+}
+
+export interface LlqServiceDeps<R> {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log?: Logger
+  readonly index: SubscriptionIndex<NotifySubscriber<R>>
+  readonly answer: AnswerLookup<R>
+  readonly policy: NotifyPolicy
+  readonly sendEvent: (ev: LlqOutboundEvent<R>) => void
+}
+
+const RCODE_REFUSED = 5
+const RCODE_NOTAUTH = 9
+
+interface Entry<R> {
+  state: LlqState<R>
+  readonly question: NotifyQuestion
+  readonly peer: LlqPeer
+  readonly user: string | undefined
+  readonly handshakeKey: string
+  timer: TimerHandle | undefined
+  readonly subscriber: NotifySubscriber<R>
+  indexed: boolean
+}
+
+export interface LlqStats {
+  live: number
+  challenged: number
+  eventsSent: number
+  retransmissions: number
+  deleted: Record<LlqGoneReason, number>
+}
+
+export class LlqService<R> {
+  readonly config: LlqConfig
+  readonly stats: LlqStats = {
+    live: 0,
+    challenged: 0,
+    eventsSent: 0,
+    retransmissions: 0,
+    deleted: { 'handshake-timeout': 0, cancelled: 0, expired: 0, unreachable: 0, overflow: 0, replaced: 0 },
+  }
+  readonly #d: LlqServiceDeps<R>
+  readonly #log: Logger
+  readonly #byId = new Map<bigint, Entry<R>>()
+  /** peer key + question -> LLQ: a repeated Initial Request gets the same Challenge. */
+  readonly #byHandshake = new Map<string, Entry<R>>()
+  readonly #byPeer = new Map<string, Set<Entry<R>>>()
+
+  constructor(deps: LlqServiceDeps<R>, opts: Partial<LlqConfig> = {}) {
+    this.#d = deps
+    this.#log = deps.log ?? nullLogger
+    this.config = { ...DEFAULT_LLQ_CONFIG, ...opts }
+  }
+
+  get size(): number {
+    return this.#byId.size
+  }
+
+  /** The state of an LLQ, for tests and metrics. */
+  state(id: bigint): LlqState<R> | undefined {
+    return this.#byId.get(id)?.state
+  }
+
+  /** Answers an LLQ Setup or Refresh request (an ordinary query carrying the LLQ option). */
+  handle(req: LlqRequest): LlqReply<R> {
+    const { opt } = req
+    const err = (error: LlqErrorCodeValue, leaseSec = 0): LlqReply<R> => ({
+      kind: 'llq',
+      opt: { version: LLQ_VERSION, opcode: opt.opcode, error, id: opt.id, leaseSec },
+      answers: [],
+    })
+    if (opt.version !== LLQ_VERSION) return err(LlqErrorCode.BAD_VERS)
+    if (opt.opcode !== LlqOpcode.LLQ_SETUP && opt.opcode !== LlqOpcode.LLQ_REFRESH) return err(LlqErrorCode.FORMAT_ERR)
+    if (opt.id === 0n) {
+      if (opt.opcode !== LlqOpcode.LLQ_SETUP) return err(LlqErrorCode.FORMAT_ERR)
+      return this.#initial(req, err)
+    }
+    const e = this.#byId.get(opt.id)
+    if (!e || e.peer.key !== req.peer.key || !sameQuestion(e.question, req.question)) {
+      return err(LlqErrorCode.NO_SUCH_LLQ)
+    }
+    if (e.user !== req.user) return { kind: 'rcode', rcode: RCODE_REFUSED }
+    const now = this.#d.clock.monotonic()
+    const ev =
+      opt.opcode === LlqOpcode.LLQ_SETUP
+        ? ({ kind: 'challenge-response', now, leaseSec: opt.leaseSec } as const)
+        : ({ kind: 'refresh', now, leaseSec: opt.leaseSec } as const)
+    return this.#apply(e, ev) ?? err(LlqErrorCode.UNKNOWN_ERR)
+  }
+
+  /** An event acknowledgement (a response carrying LLQ-EVENT with the event's message ID). */
+  ack(peer: LlqPeer, id: bigint, msgId: number): boolean {
+    const e = this.#byId.get(id)
+    if (!e || e.peer.key !== peer.key) return false
+    this.#apply(e, { kind: 'ack', now: this.#d.clock.monotonic(), msgId })
+    return true
+  }
+
+  /** A TCP/TLS connection closed: its LLQs cannot be reached any more. */
+  dropPeer(peerKey: string): void {
+    const set = this.#byPeer.get(peerKey)
+    if (!set) return
+    for (const e of [...set]) this.#apply(e, { kind: 'cancel', now: this.#d.clock.monotonic() })
+  }
+
+  close(): void {
+    for (const e of [...this.#byId.values()]) this.#remove(e, 'cancelled')
+  }
+
+  #initial(req: LlqRequest, err: (e: LlqErrorCodeValue) => LlqReply<R>): LlqReply<R> {
+    const verdict = this.#d.policy(req.question, req.user)
+    if (verdict === 'refused') return { kind: 'rcode', rcode: RCODE_REFUSED }
+    if (verdict === 'notauth') return { kind: 'rcode', rcode: RCODE_NOTAUTH }
+    if (verdict === 'static') return err(LlqErrorCode.STATIC)
+    const hk = `${req.peer.key}|${canonicalName(req.question.name)}|${req.question.type}`
+    const old = this.#byHandshake.get(hk)
+    if (old && old.state.kind === 'challenged' && old.user === req.user) return this.#challengeReply(old)
+    // A fresh Initial Request for a question this peer already watches replaces the old LLQ.
+    if (old) this.#remove(old, 'replaced')
+    if (!this.#d.index.admit(req.peer.client).ok) return err(LlqErrorCode.SERV_FULL)
+    const now = this.#d.clock.monotonic()
+    const id = this.#newId()
+    const e: Entry<R> = {
+      state: newChallenged<R>(this.config, id, req.opt.leaseSec, now),
+      question: req.question,
+      peer: req.peer,
+      user: req.user,
+      handshakeKey: hk,
+      timer: undefined,
+      subscriber: { deliver: (c) => this.#deliver(e, c) },
+      indexed: false,
+    }
+    this.#byId.set(id, e)
+    this.#byHandshake.set(hk, e)
+    let peerSet = this.#byPeer.get(req.peer.key)
+    if (!peerSet) this.#byPeer.set(req.peer.key, (peerSet = new Set()))
+    peerSet.add(e)
+    // Challenged LLQs count against the limits too, so a flood of Initial Requests cannot exhaust memory.
+    this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber)
+    e.indexed = true
+    this.stats.challenged++
+    this.#schedule(e)
+    this.#log.debug('llq.challenge', { id: id.toString(16), name: req.question.name, type: req.question.type })
+    return this.#challengeReply(e)
+  }
+
+  #challengeReply(e: Entry<R>): LlqReply<R> {
+    const s = e.state
+    const leaseSec = s.kind === 'gone' ? 0 : s.leaseSec
+    return {
+      kind: 'llq',
+      opt: { version: LLQ_VERSION, opcode: LlqOpcode.LLQ_SETUP, error: LlqErrorCode.NO_ERROR, id: s.id, leaseSec },
+      answers: [],
+    }
+  }
+
+  #newId(): bigint {
+    for (;;) {
+      const id = this.#d.random.bytes(8).readBigUInt64BE(0)
+      if (id !== 0n && !this.#byId.has(id)) return id
+    }
+  }
+
+  #deliver(e: Entry<R>, c: RRsetChange<R>): void {
+    const change: LlqChange<R> = { added: c.added, removed: c.removed }
+    this.#apply(e, { kind: 'change', now: this.#d.clock.monotonic(), change, msgId: this.#d.random.int(0x10000) })
+  }
+
+  /** Runs one step and performs its actions; returns the reply for a request, if the step produced one. */
+  #apply(e: Entry<R>, ev: Parameters<typeof step<R>>[2]): LlqReply<R> | undefined {
+    const before = e.state.kind
+    const r = step(this.config, e.state, ev)
+    e.state = r.state
+    let reply: LlqReply<R> | undefined
+    for (const a of r.actions) reply = this.#act(e, a) ?? reply
+    if (before === 'challenged' && e.state.kind !== 'challenged') this.stats.challenged--
+    if (e.state.kind !== 'gone') this.#schedule(e)
+    return reply
+  }
+
+  #act(e: Entry<R>, a: LlqAction<R>): LlqReply<R> | undefined {
+    const id = e.state.id
+    const opt = (opcode: number, leaseSec: number, error: number = LlqErrorCode.NO_ERROR): LlqOptionData => ({
+      version: LLQ_VERSION,
+      opcode,
+      error,
+      id,
+      leaseSec,
+    })
+    switch (a.kind) {
+      case 'send-answers':
+        this.stats.live++
+        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_SETUP, a.leaseSec), answers: this.#d.answer(e.question) }
+      case 'send-refresh-ack':
+        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_REFRESH, a.leaseSec), answers: [] }
+      case 'send-error':
+        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_REFRESH, 0, a.error), answers: [] }
+      case 'send-event': {
+        const s = e.state
+        const remainingSec =
+          s.kind === 'established' || s.kind === 'notifying'
+            ? Math.max(0, Math.round((s.expiresAt - this.#d.clock.monotonic()) / 1000))
+            : 0
+        if (a.transmission === 1) this.stats.eventsSent++
+        else this.stats.retransmissions++
+        this.#d.sendEvent({
+          peer: e.peer,
+          msgId: a.msgId,
+          question: e.question,
+          opt: opt(LlqOpcode.LLQ_EVENT, remainingSec),
+          added: a.change.added,
+          removed: a.change.removed,
+          user: e.user,
+          transmission: a.transmission,
+        })
+        return undefined
+      }
+      case 'deleted':
+        this.#remove(e, a.reason)
+        return undefined
+    }
+  }
+
+  #remove(e: Entry<R>, reason: LlqGoneReason): void {
+    this.#d.clock.clearTimeout(e.timer)
+    e.timer = undefined
+    if (this.#byId.get(e.state.id) !== e) return
+    const wasLive = e.state.kind !== 'challenged'
+    if (e.state.kind === 'challenged') this.stats.challenged--
+    else if (e.state.kind !== 'gone' || reason !== 'replaced') this.stats.live -= wasLive ? 1 : 0
+    if (e.state.kind !== 'gone') e.state = { kind: 'gone', id: e.state.id, reason }
+    this.#byId.delete(e.state.id)
+    if (this.#byHandshake.get(e.handshakeKey) === e) this.#byHandshake.delete(e.handshakeKey)
+    const peerSet = this.#byPeer.get(e.peer.key)
+    if (peerSet) {
+      peerSet.delete(e)
+      if (peerSet.size === 0) this.#byPeer.delete(e.peer.key)
+    }
+    if (e.indexed) this.#d.index.remove(e.subscriber)
+    e.indexed = false
+    this.stats.deleted[reason]++
+    this.#log.debug('llq.deleted', { id: e.state.id.toString(16), reason })
+  }
+
+  #schedule(e: Entry<R>): void {
+    this.#d.clock.clearTimeout(e.timer)
+    const at = llqDeadline(e.state)
+    if (at === undefined) {
+      e.timer = undefined
+      return
+    }
+    e.timer = this.#d.clock.setTimeout(
+      () => {
+        e.timer = undefined
+        this.#apply(e, { kind: 'timer', now: this.#d.clock.monotonic() })
+      },
+      at - this.#d.clock.monotonic(),
+    )
+  }
+}
+
+function sameQuestion(a: NotifyQuestion, b: NotifyQuestion): boolean {
+  return a.type === b.type && canonicalName(a.name) === canonicalName(b.name)
+}

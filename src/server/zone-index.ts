@@ -1,0 +1,158 @@
+// The zone held in memory: every query is answered from here, never from SQL. The store keeps it equal to the
+// SQLite tables (store.ts). Names are lower-case FQDNs with the trailing dot; RDATA is uncompressed canonical wire
+// form (RFC 4034 section 6.2), so two records are the same record exactly when their RDATA bytes are equal.
+// A node exists while it owns an RRset or has a descendant that does (empty non-terminals, RFC 8020), which is what
+// separates NODATA from NXDOMAIN.
+
+/** One resource record of the zone, as stored. */
+export interface ZoneRR {
+  readonly name: string
+  readonly type: number
+  readonly class: number
+  readonly ttl: number
+  /** Uncompressed canonical RDATA. */
+  readonly rdata: Buffer
+  /** RDATA in presentation format (for people and the change feed). */
+  readonly text: string
+}
+
+/** A record in the index, with its update lease; `expiresAtMs` null means permanent. */
+export interface Rec {
+  rr: ZoneRR
+  expiresAtMs: number | null
+}
+
+export class RRset {
+  readonly records = new Map<string, Rec>()
+  /** Encoded answer cache owned by the query path; cleared on every change. */
+  cache: unknown = undefined
+  constructor(
+    readonly name: string,
+    readonly type: number,
+  ) {}
+  get ttl(): number {
+    for (const r of this.records.values()) return r.rr.ttl
+    return 0
+  }
+}
+
+export class ZoneNode {
+  readonly rrsets = new Map<number, RRset>()
+  /** Number of descendant nodes that own RRsets. */
+  below = 0
+}
+
+export function rdataKey(rdata: Buffer): string {
+  return rdata.toString('latin1')
+}
+
+/** Parent of a FQDN ("a.b.c." -> "b.c."), or undefined for the root. */
+export function parentName(name: string): string | undefined {
+  if (name === '.') return undefined
+  let i = 0
+  // Labels may contain escaped dots ("a\.b.c."): skip backslash escapes.
+  for (; i < name.length; i++) {
+    const c = name.charCodeAt(i)
+    if (c === 92) i++
+    else if (c === 46) break
+  }
+  const rest = name.slice(i + 1)
+  return rest === '' ? '.' : rest
+}
+
+/** True when `name` equals `ancestor` or lies below it (both lower-case FQDNs). */
+export function isAtOrBelow(name: string, ancestor: string): boolean {
+  if (ancestor === '.') return true
+  if (name === ancestor) return true
+  return name.endsWith(ancestor) && name.charCodeAt(name.length - ancestor.length - 1) === 46
+}
+
+export class ZoneIndex {
+  readonly nodes = new Map<string, ZoneNode>()
+  #records = 0
+  constructor(readonly origin: string) {}
+
+  get recordCount(): number {
+    return this.#records
+  }
+
+  node(name: string): ZoneNode | undefined {
+    return this.nodes.get(name)
+  }
+
+  rrset(name: string, type: number): RRset | undefined {
+    return this.nodes.get(name)?.rrsets.get(type)
+  }
+
+  /** A name exists when it owns data or is an empty non-terminal above data. */
+  nameExists(name: string): boolean {
+    return this.nodes.has(name)
+  }
+
+  find(name: string, type: number, rdata: Buffer): Rec | undefined {
+    return this.rrset(name, type)?.records.get(rdataKey(rdata))
+  }
+
+  /** Inserts a record that is not present yet (callers check with find()). */
+  insert(rec: Rec): void {
+    const { name, type } = rec.rr
+    let node = this.nodes.get(name)
+    if (!node) {
+      node = new ZoneNode()
+      this.nodes.set(name, node)
+    }
+    let set = node.rrsets.get(type)
+    if (!set) {
+      if (node.rrsets.size === 0) this.#adjustAncestors(name, 1)
+      set = new RRset(name, type)
+      node.rrsets.set(type, set)
+    }
+    set.records.set(rdataKey(rec.rr.rdata), rec)
+    set.cache = undefined
+    this.#records++
+  }
+
+  /** Replaces the stored RR of an existing record (TTL change); the Rec object keeps its identity. */
+  replaceRR(rec: Rec, rr: ZoneRR): void {
+    rec.rr = rr
+    const set = this.rrset(rr.name, rr.type)
+    if (set) set.cache = undefined
+  }
+
+  delete(rec: Rec): boolean {
+    const { name, type } = rec.rr
+    const node = this.nodes.get(name)
+    if (!node) return false
+    const set = node.rrsets.get(type)
+    if (!set?.records.delete(rdataKey(rec.rr.rdata))) return false
+    set.cache = undefined
+    this.#records--
+    if (set.records.size === 0) {
+      node.rrsets.delete(type)
+      if (node.rrsets.size === 0) {
+        this.#adjustAncestors(name, -1)
+        if (node.below === 0) this.nodes.delete(name)
+      }
+    }
+    return true
+  }
+
+  *records(): IterableIterator<Rec> {
+    for (const node of this.nodes.values()) for (const set of node.rrsets.values()) yield* set.records.values()
+  }
+
+  #adjustAncestors(name: string, delta: 1 | -1): void {
+    let p = name === this.origin ? undefined : parentName(name)
+    while (p !== undefined && isAtOrBelow(p, this.origin)) {
+      let n = this.nodes.get(p)
+      if (!n) {
+        n = new ZoneNode()
+        this.nodes.set(p, n)
+      }
+      n.below += delta
+      if (n.below === 0 && n.rrsets.size === 0) this.nodes.delete(p)
+      if (p === this.origin) break
+      p = parentName(p)
+    }
+  }
+}
