@@ -1,6 +1,73 @@
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 
-// Registers the `account` subcommand(s). The implementation is imported lazily inside each action.
+// `autotunnel account add|list|remove|passwd`: accounts live in the server's store (DIR/autotunnel.sqlite) and a
+// running server sees changes without a restart. The implementation is imported lazily inside each action.
 export function register(program: Command): void {
-  void program
+  const account = program
+    .command('account')
+    .description('manage the DNS service accounts (one subdomain + TSIG key each)')
+  const algorithm = () =>
+    new Option('--algorithm <alg>', 'TSIG algorithm of the key')
+      .choices(['hmac-sha256', 'hmac-sha512', 'hmac-sha384', 'hmac-sha224', 'hmac-sha1', 'hmac-md5'])
+      .default('hmac-sha256')
+
+  account
+    .command('add <user>')
+    .description('create USER.ZONE and its TSIG key (from a password on stdin, else a random 256-bit key)')
+    .requiredOption('--data <dir>', 'server data directory')
+    .requiredOption('--zone <zone>', 'the provider zone, e.g. members.example')
+    .option(
+      '--password-stdin',
+      'derive the key from a password read from stdin (PBKDF2-HMAC-SHA256, see docs/server.md)',
+    )
+    .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .addOption(algorithm())
+    .action(
+      async (
+        user: string,
+        o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+      ) => {
+        const m = await import('../server/account-cli.js')
+        await m.accountAdd(user, o)
+      },
+    )
+
+  account
+    .command('list')
+    .description('list accounts')
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .option('--json', 'print a JSON array')
+    .action(async (o: { data: string; zone?: string; json?: boolean }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountList(o)
+    })
+
+  account
+    .command('remove <user>')
+    .description("remove an account and every record under the user's domain")
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .action(async (user: string, o: { data: string; zone?: string }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountRemove(user, o)
+    })
+
+  account
+    .command('passwd <user>')
+    .description("replace the user's key: derived from a password on stdin, or random without --password-stdin")
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .option('--password-stdin', 'derive the key from a password read from stdin')
+    .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .addOption(algorithm())
+    .action(
+      async (
+        user: string,
+        o: { data: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+      ) => {
+        const m = await import('../server/account-cli.js')
+        await m.accountPasswd(user, o)
+      },
+    )
 }

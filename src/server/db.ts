@@ -5,7 +5,7 @@
 // (synchronous=NORMAL would already survive SIGKILL, since committed WAL frames sit in the OS page cache, but not a
 // power cut.) The cost is one fsync per transaction, which the update queue amortises by committing every update
 // that arrived during the previous commit in one transaction (group commit, update-queue.ts).
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 
@@ -92,4 +92,17 @@ export function setMeta(db: Db, key: string, value: string): void {
 export function nextSerial(s: number): number {
   const n = (s + 1) >>> 0
   return n === 0 ? 1 : n
+}
+
+/** The zone DIR was created for, or undefined when DIR holds no store yet. */
+export function storedZone(dir: string): string | undefined {
+  const file = join(dir, DB_FILE)
+  if (!existsSync(file)) return undefined
+  const db = new Database(file, { readonly: true, fileMustExist: true })
+  try {
+    db.pragma('busy_timeout = 5000')
+    return getMeta(db, 'zone')
+  } finally {
+    db.close()
+  }
 }

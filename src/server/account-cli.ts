@@ -1,0 +1,134 @@
+// The `autotunnel account ...` actions (src/cli/account.ts parses the options).
+import {
+  type AccountAlgorithm,
+  deriveTsigKeyAsync,
+  fqdn,
+  isAccountAlgorithm,
+  isValidUser,
+  randomTsigKey,
+} from '../dns/account-key.js'
+import { type Account, AccountError, addAccount, listAccounts, removeAccount, setAccountSecret } from './accounts.js'
+import { type Db, openDb, StoreError, storedZone } from './db.js'
+
+function out(s: string): void {
+  process.stdout.write(`${s}\n`)
+}
+
+async function readPassword(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  const pw = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '')
+  if (pw.length === 0) throw new AccountError('empty password on stdin')
+  return pw
+}
+
+function open(dir: string, zone: string | undefined): { db: Db; zone: string } {
+  const z = zone ? fqdn(zone) : storedZone(dir)
+  if (!z)
+    throw new StoreError(`no store in ${dir}: create one with \`autotunnel account add USER --data DIR --zone ZONE\``)
+  return { db: openDb(dir, z), zone: z }
+}
+
+function show(a: Account, json: boolean | undefined): void {
+  const o = {
+    user: a.user,
+    domain: a.keyName,
+    keyName: a.keyName,
+    algorithm: a.algorithm,
+    secret: a.secret.toString('base64'),
+  }
+  if (json) out(JSON.stringify(o))
+  else {
+    out(
+      `account ${o.user}: domain ${o.domain} key ${o.keyName} ${o.algorithm}${a.derived ? ' (derived from the password)' : ''}`,
+    )
+    out(`secret ${o.secret}`)
+    out(`nsupdate -y ${o.algorithm}:${o.keyName}:${o.secret}`)
+  }
+}
+
+async function makeKey(
+  user: string,
+  zone: string,
+  o: { passwordStdin?: boolean; algorithm: string },
+): Promise<{ algorithm: AccountAlgorithm; secret: Buffer; derived: boolean }> {
+  if (!isAccountAlgorithm(o.algorithm)) throw new AccountError(`unknown algorithm ${o.algorithm}`)
+  const algorithm = o.algorithm
+  if (o.passwordStdin)
+    return { algorithm, secret: await deriveTsigKeyAsync(user, zone, await readPassword(), algorithm), derived: true }
+  return { algorithm, secret: randomTsigKey(algorithm), derived: false }
+}
+
+function checkUser(user: string): void {
+  if (!isValidUser(user))
+    throw new AccountError(`invalid user name ${JSON.stringify(user)}: one lower-case letter/digit/hyphen label`)
+}
+
+export async function accountAdd(
+  user: string,
+  o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+): Promise<void> {
+  checkUser(user)
+  const zone = fqdn(o.zone)
+  const key = await makeKey(user, zone, o)
+  const db = openDb(o.data, zone)
+  try {
+    show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json)
+  } finally {
+    db.close()
+  }
+}
+
+export async function accountList(o: { data: string; zone?: string; json?: boolean }): Promise<void> {
+  const { db } = open(o.data, o.zone)
+  try {
+    const all = listAccounts(db)
+    if (o.json)
+      out(
+        JSON.stringify(
+          all.map((a) => ({
+            user: a.user,
+            domain: a.keyName,
+            keyName: a.keyName,
+            algorithm: a.algorithm,
+            derived: a.derived,
+            created: new Date(a.createdMs).toISOString(),
+          })),
+        ),
+      )
+    else
+      for (const a of all)
+        out(
+          `${a.user}\t${a.keyName}\t${a.algorithm}\t${a.derived ? 'password' : 'random'}\t${new Date(a.createdMs).toISOString()}`,
+        )
+  } finally {
+    db.close()
+  }
+}
+
+export async function accountRemove(user: string, o: { data: string; zone?: string }): Promise<void> {
+  checkUser(user)
+  const { db, zone } = open(o.data, o.zone)
+  try {
+    const n = removeAccount(db, zone, user)
+    out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
+  } finally {
+    db.close()
+  }
+}
+
+export async function accountPasswd(
+  user: string,
+  o: { data: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+): Promise<void> {
+  checkUser(user)
+  const { db, zone } = open(o.data, o.zone)
+  try {
+    const key = await makeKey(user, zone, o)
+    show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json)
+  } finally {
+    db.close()
+  }
+}
