@@ -151,7 +151,7 @@ function startEvent<R>(
 ): LlqStep<R> {
   const pending: LlqPendingEvent<R> = { msgId, change, transmissions: 1, nextAt: now + backoffMs(cfg, 1) }
   return {
-    state: { kind: 'notifying', ...base, pending, queue },
+    state: { kind: 'notifying', id: base.id, leaseSec: base.leaseSec, expiresAt: base.expiresAt, pending, queue },
     actions: [{ kind: 'send-event', msgId, change, transmission: 1 }],
   }
 }

@@ -9,6 +9,7 @@ import { type Logger, nullLogger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import {
   DEFAULT_LLQ_CONFIG,
+  LLQ_VERSION,
   type LlqAction,
   type LlqChange,
   type LlqConfig,
@@ -17,7 +18,6 @@ import {
   type LlqGoneReason,
   LlqOpcode,
   type LlqState,
-  LLQ_VERSION,
   llqDeadline,
   newChallenged,
   step,
@@ -91,8 +91,6 @@ interface Entry<R> {
 }
 
 export interface LlqStats {
-  live: number
-  challenged: number
   eventsSent: number
   retransmissions: number
   deleted: Record<LlqGoneReason, number>
@@ -101,8 +99,6 @@ export interface LlqStats {
 export class LlqService<R> {
   readonly config: LlqConfig
   readonly stats: LlqStats = {
-    live: 0,
-    challenged: 0,
     eventsSent: 0,
     retransmissions: 0,
     deleted: { 'handshake-timeout': 0, cancelled: 0, expired: 0, unreachable: 0, overflow: 0, replaced: 0 },
@@ -122,6 +118,13 @@ export class LlqService<R> {
 
   get size(): number {
     return this.#byId.size
+  }
+
+  /** LLQs by state kind (O(n): for metrics and tests, not the hot path). */
+  counts(): Record<LlqState<R>['kind'], number> {
+    const c = { challenged: 0, established: 0, notifying: 0, gone: 0 }
+    for (const e of this.#byId.values()) c[e.state.kind]++
+    return c
   }
 
   /** The state of an LLQ, for tests and metrics. */
@@ -206,7 +209,6 @@ export class LlqService<R> {
     // Challenged LLQs count against the limits too, so a flood of Initial Requests cannot exhaust memory.
     this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber)
     e.indexed = true
-    this.stats.challenged++
     this.#schedule(e)
     this.#log.debug('llq.challenge', { id: id.toString(16), name: req.question.name, type: req.question.type })
     return this.#challengeReply(e)
@@ -236,12 +238,10 @@ export class LlqService<R> {
 
   /** Runs one step and performs its actions; returns the reply for a request, if the step produced one. */
   #apply(e: Entry<R>, ev: Parameters<typeof step<R>>[2]): LlqReply<R> | undefined {
-    const before = e.state.kind
     const r = step(this.config, e.state, ev)
     e.state = r.state
     let reply: LlqReply<R> | undefined
     for (const a of r.actions) reply = this.#act(e, a) ?? reply
-    if (before === 'challenged' && e.state.kind !== 'challenged') this.stats.challenged--
     if (e.state.kind !== 'gone') this.#schedule(e)
     return reply
   }
@@ -257,7 +257,6 @@ export class LlqService<R> {
     })
     switch (a.kind) {
       case 'send-answers':
-        this.stats.live++
         return { kind: 'llq', opt: opt(LlqOpcode.LLQ_SETUP, a.leaseSec), answers: this.#d.answer(e.question) }
       case 'send-refresh-ack':
         return { kind: 'llq', opt: opt(LlqOpcode.LLQ_REFRESH, a.leaseSec), answers: [] }
@@ -293,9 +292,6 @@ export class LlqService<R> {
     this.#d.clock.clearTimeout(e.timer)
     e.timer = undefined
     if (this.#byId.get(e.state.id) !== e) return
-    const wasLive = e.state.kind !== 'challenged'
-    if (e.state.kind === 'challenged') this.stats.challenged--
-    else if (e.state.kind !== 'gone' || reason !== 'replaced') this.stats.live -= wasLive ? 1 : 0
     if (e.state.kind !== 'gone') e.state = { kind: 'gone', id: e.state.id, reason }
     this.#byId.delete(e.state.id)
     if (this.#byHandshake.get(e.handshakeKey) === e) this.#byHandshake.delete(e.handshakeKey)
@@ -317,13 +313,10 @@ export class LlqService<R> {
       e.timer = undefined
       return
     }
-    e.timer = this.#d.clock.setTimeout(
-      () => {
-        e.timer = undefined
-        this.#apply(e, { kind: 'timer', now: this.#d.clock.monotonic() })
-      },
-      at - this.#d.clock.monotonic(),
-    )
+    e.timer = this.#d.clock.setTimeout(() => {
+      e.timer = undefined
+      this.#apply(e, { kind: 'timer', now: this.#d.clock.monotonic() })
+    }, at - this.#d.clock.monotonic())
   }
 }
 
