@@ -1,0 +1,243 @@
+// Keeps a host's records in DNS (RFC 6281 section 5.2): every UPDATE is TSIG-signed and carries an RFC 9664 lease,
+// so records of a host that crashed disappear by themselves; the lease is refreshed at 75% of what the server
+// granted (RFC 9664 section 4.1 leaves the time to the client; a failed refresh still has a quarter of the lease
+// for retries). A change of address or port is one UPDATE that deletes the old RRsets and adds the new records, so
+// a watcher never sees a host with no SRV or a half-changed set. `withdraw()` deletes everything (clean shutdown).
+//
+//   idle --set()--> sending --ok--> published --75% of lease or set()--> sending
+//                      |                                                   ^
+//                      +--error--> backoff (1 s doubling, max 60 s) -------+
+
+import type { UpdateResult, UpdateSink } from '../dns/client/update.js'
+import { type RR, RRClass } from '../dns/wire/rr-table.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
+import { type PublishedRR, presentRR, rrKey, rrsetKey } from './records.js'
+
+export const DEFAULT_LEASE_SEC = 5400
+export const REFRESH_FRACTION = 0.75
+
+export interface PublisherOptions {
+  /** Lease asked for on every UPDATE. @default 5400 (90 minutes, RFC 6281 section 5.2) */
+  readonly leaseSec?: number
+  /** Refresh at this fraction of the granted lease. @default 0.75 */
+  readonly refreshFraction?: number
+  /** First retry after a failed UPDATE. @default 1000 */
+  readonly retryInitialMs?: number
+  /** @default 60000 */
+  readonly retryMaxMs?: number
+}
+
+export type PublisherState =
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'sending'; readonly since: number }
+  | { readonly kind: 'published'; readonly refreshAt: number }
+  | { readonly kind: 'backoff'; readonly retryAt: number; readonly error: string }
+  | { readonly kind: 'withdrawn' }
+
+export interface PublishedStatus {
+  readonly state: PublisherState['kind']
+  readonly records: { readonly text: string; readonly leaseLeftSec: number | undefined }[]
+  readonly leaseSec: number | undefined
+  readonly leaseExpiresAt: number | undefined
+  readonly updates: number
+  readonly failures: number
+  readonly lastError: string | undefined
+  readonly via: string | undefined
+}
+
+export class Publisher {
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #sink: UpdateSink
+  readonly leaseSec: number
+  readonly #refreshFraction: number
+  readonly #retryInitialMs: number
+  readonly #retryMaxMs: number
+
+  #state: PublisherState = { kind: 'idle' }
+  #zone = ''
+  #desired: readonly PublishedRR[] | undefined
+  #published: readonly PublishedRR[] = []
+  #grantedSec: number | undefined
+  #publishedAt: number | undefined
+  #timer: TimerHandle | undefined
+  #inflight: Promise<void> | undefined
+  #dirty = false
+  #retryMs: number
+  #lastError: string | undefined
+  #via: string | undefined
+  #listeners: ((records: readonly PublishedRR[]) => void)[] = []
+  updates = 0
+  failures = 0
+
+  constructor(deps: { clock: Clock; log: Logger; sink: UpdateSink }, opts: PublisherOptions = {}) {
+    this.#clock = deps.clock
+    this.#log = deps.log
+    this.#sink = deps.sink
+    this.leaseSec = opts.leaseSec ?? DEFAULT_LEASE_SEC
+    this.#refreshFraction = opts.refreshFraction ?? REFRESH_FRACTION
+    this.#retryInitialMs = opts.retryInitialMs ?? 1000
+    this.#retryMaxMs = opts.retryMaxMs ?? 60_000
+    this.#retryMs = this.#retryInitialMs
+  }
+
+  get state(): PublisherState {
+    return this.#state
+  }
+  /** What the server holds after the last successful UPDATE. */
+  get published(): readonly PublishedRR[] {
+    return this.#published
+  }
+  /** Called after each successful UPDATE that changed the record set (not after plain refreshes). */
+  onPublished(fn: (records: readonly PublishedRR[]) => void): void {
+    this.#listeners.push(fn)
+  }
+
+  /** The records that should be in DNS now; an UPDATE goes out at once (or right after one in flight). */
+  set(zone: string, desired: readonly PublishedRR[]): void {
+    if (this.#state.kind === 'withdrawn') return
+    this.#zone = zone
+    this.#desired = desired
+    this.#kick()
+  }
+
+  /** Resolves when no UPDATE is in flight and none is pending (tests, and `down`). */
+  async settled(): Promise<void> {
+    while (this.#inflight) await this.#inflight
+  }
+
+  #kick(): void {
+    if (this.#inflight) {
+      this.#dirty = true
+      return
+    }
+    this.#clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#inflight = this.#send().finally(() => {
+      this.#inflight = undefined
+      if (this.#dirty && this.#state.kind !== 'withdrawn') {
+        this.#dirty = false
+        this.#kick()
+      }
+    })
+  }
+
+  /** The update section turning `from` (what the server has) into `to`. Exported logic, tested directly. */
+  static diff(from: readonly PublishedRR[], to: readonly PublishedRR[]): { deletes: RR[]; adds: RR[] } {
+    const content = (xs: readonly PublishedRR[]): Map<string, string> => {
+      const m = new Map<string, string[]>()
+      for (const p of xs)
+        if (p.sharing === 'owned') {
+          const k = rrsetKey(p.rr)
+          m.set(k, [...(m.get(k) ?? []), `${rrKey(p.rr)}|${p.rr.ttl}`])
+        }
+      return new Map([...m].map(([k, v]) => [k, v.sort().join('\n')]))
+    }
+    const before = content(from)
+    const after = content(to)
+    const deletes: RR[] = []
+    const deleted = new Set<string>()
+    for (const p of from) {
+      const k = rrsetKey(p.rr)
+      if (p.sharing === 'owned' && before.get(k) !== after.get(k) && !deleted.has(k)) {
+        deleted.add(k)
+        deletes.push({ name: p.rr.name, type: p.rr.type, class: RRClass.ANY, ttl: 0, data: null })
+      }
+    }
+    const wanted = new Set(to.map((p) => rrKey(p.rr)))
+    for (const p of from)
+      if (p.sharing === 'shared' && !wanted.has(rrKey(p.rr))) deletes.push({ ...p.rr, class: RRClass.NONE, ttl: 0 })
+    return { deletes, adds: to.map((p) => p.rr) }
+  }
+
+  async #send(): Promise<void> {
+    const desired = this.#desired
+    if (!desired) return
+    const { deletes, adds } = Publisher.diff(this.#published, desired)
+    const changed = deletes.length > 0 || !sameSet(this.#published, desired)
+    this.#state = { kind: 'sending', since: this.#clock.now() }
+    let res: UpdateResult
+    try {
+      res = await this.#sink.update({ zone: this.#zone, updates: [...deletes, ...adds], leaseSec: this.leaseSec })
+      if (res.rcode !== 0) throw new Error(`UPDATE refused: rcode ${res.rcode}`)
+    } catch (e) {
+      if ((this.#state.kind as PublisherState['kind']) === 'withdrawn') return
+      this.failures++
+      this.#lastError = (e as Error).message
+      const retryAt = this.#clock.now() + this.#retryMs
+      this.#state = { kind: 'backoff', retryAt, error: this.#lastError }
+      this.#log.warn('publish.failed', { error: this.#lastError, retryInMs: this.#retryMs })
+      this.#timer = this.#clock.setTimeout(() => this.#kick(), this.#retryMs)
+      this.#retryMs = Math.min(this.#retryMs * 2, this.#retryMaxMs)
+      return
+    }
+    if ((this.#state.kind as PublisherState['kind']) === 'withdrawn') return
+    this.updates++
+    this.#retryMs = this.#retryInitialMs
+    this.#lastError = undefined
+    this.#via = res.via
+    this.#published = desired
+    this.#grantedSec = res.leaseSec ?? this.leaseSec
+    this.#publishedAt = this.#clock.now()
+    const refreshMs = Math.max(500, this.#grantedSec * 1000 * this.#refreshFraction)
+    this.#state = { kind: 'published', refreshAt: this.#publishedAt + refreshMs }
+    this.#timer = this.#clock.setTimeout(() => this.#kick(), refreshMs)
+    this.#log.info(changed ? 'publish.updated' : 'publish.refreshed', {
+      records: desired.length,
+      deletes: deletes.length,
+      leaseSec: this.#grantedSec,
+      via: res.via,
+    })
+    if (changed) for (const fn of this.#listeners) fn(desired)
+  }
+
+  /**
+   * Clean shutdown: deletes this host's RRsets and its records in shared RRsets, in one UPDATE. Further `set()`
+   * calls are ignored. Throws if the UPDATE fails (the records then expire with their lease).
+   */
+  async withdraw(): Promise<void> {
+    const toDelete = [...this.#published, ...(this.#desired ?? [])]
+    this.#state = { kind: 'withdrawn' }
+    this.#clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+    await this.settled()
+    const { deletes } = Publisher.diff(toDelete, [])
+    this.#published = []
+    if (deletes.length === 0 || !this.#zone) return
+    const res = await this.#sink.update({ zone: this.#zone, updates: deletes })
+    if (res.rcode !== 0) throw new Error(`withdraw refused: rcode ${res.rcode}`)
+    this.#log.info('publish.withdrawn', { deletes: deletes.length, via: res.via })
+  }
+
+  /** Stops timers without touching DNS (tests simulate a crash with it). */
+  stop(): void {
+    this.#state = { kind: 'withdrawn' }
+    this.#clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  status(): PublishedStatus {
+    const expires =
+      this.#publishedAt !== undefined && this.#grantedSec !== undefined
+        ? this.#publishedAt + this.#grantedSec * 1000
+        : undefined
+    const left = expires === undefined ? undefined : Math.max(0, Math.round((expires - this.#clock.now()) / 1000))
+    return {
+      state: this.#state.kind,
+      records: this.#published.map((p) => ({ text: presentRR(p.rr), leaseLeftSec: left })),
+      leaseSec: this.#grantedSec,
+      leaseExpiresAt: expires,
+      updates: this.updates,
+      failures: this.failures,
+      lastError: this.#lastError,
+      via: this.#via,
+    }
+  }
+}
+
+function sameSet(a: readonly PublishedRR[], b: readonly PublishedRR[]): boolean {
+  if (a.length !== b.length) return false
+  const ka = new Set(a.map((p) => `${rrKey(p.rr)}|${p.rr.ttl}`))
+  return b.every((p) => ka.has(`${rrKey(p.rr)}|${p.rr.ttl}`))
+}
