@@ -11,21 +11,10 @@
 //                                   ◄── 3 transmissions of one event, none acknowledged ┘ (RFC 8764 §6.3,
 //                                                                                          seed 002 §5.3)
 
-/** LLQ-OPCODE values, RFC 8764 section 3.2. */
-export const LlqOpcode = { LLQ_SETUP: 1, LLQ_REFRESH: 2, LLQ_EVENT: 3 } as const
-/** LLQ-ERROR values, RFC 8764 section 3.2. */
-export const LlqErrorCode = {
-  NO_ERROR: 0,
-  SERV_FULL: 1,
-  STATIC: 2,
-  FORMAT_ERR: 3,
-  NO_SUCH_LLQ: 4,
-  BAD_VERS: 5,
-  UNKNOWN_ERR: 6,
-} as const
-export type LlqErrorCodeValue = (typeof LlqErrorCode)[keyof typeof LlqErrorCode]
-/** LLQ-VERSION this server implements, RFC 8764 section 3.2. */
-export const LLQ_VERSION = 1
+import { LLQ_VERSION, LlqError, LlqOpcode } from '../dns/llq.js'
+
+export { LLQ_VERSION, LlqError, LlqOpcode }
+export type LlqErrorValue = (typeof LlqError)[keyof typeof LlqError]
 /** TTL marking a removed record in an event, RFC 8764 section 6.2 ("TTL of -1"). */
 export const LLQ_REMOVED_TTL = 0xffffffff
 
@@ -102,7 +91,7 @@ export type LlqAction<R> =
       readonly change: LlqChange<R>
       readonly transmission: number
     }
-  | { readonly kind: 'send-error'; readonly error: LlqErrorCodeValue }
+  | { readonly kind: 'send-error'; readonly error: LlqErrorValue }
   | { readonly kind: 'deleted'; readonly reason: LlqGoneReason }
 
 export interface LlqStep<R> {
@@ -171,8 +160,7 @@ export function step<R>(cfg: LlqConfig, s: LlqState<R>, ev: LlqEvent<R>): LlqSte
       return { state: s, actions: [{ kind: 'send-answers', leaseSec: s.leaseSec }] }
     }
     case 'refresh': {
-      if (s.kind === 'challenged')
-        return { state: s, actions: [{ kind: 'send-error', error: LlqErrorCode.NO_SUCH_LLQ }] }
+      if (s.kind === 'challenged') return { state: s, actions: [{ kind: 'send-error', error: LlqError.NO_SUCH_LLQ }] }
       if (ev.leaseSec === 0) return gone(s.id, 'cancelled', [{ kind: 'send-refresh-ack', leaseSec: 0 }])
       const leaseSec = clampLease(cfg, ev.leaseSec)
       const expiresAt = ev.now + leaseSec * 1000

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { FakeRandom } from '../io/random.fake.js'
-import { LlqErrorCode, LlqOpcode } from './llq.js'
+import { LlqError, LlqOpcode } from './llq.js'
 import { type LlqOutboundEvent, type LlqPeer, type LlqReply, LlqService } from './notify-llq-service.js'
 import { fanOut, type NotifySubscriber, type NotifyVerdict } from './notify-types.js'
 import { SubscriptionIndex } from './subscriptions.js'
@@ -41,13 +41,13 @@ function llq(r: LlqReply<string>) {
 }
 
 function handshake(s: ReturnType<typeof setup>, user: string | undefined = 'alice') {
-  const c = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_SETUP, 0n, 3600), peer, user }))
-  assert.equal(c.opt.error, LlqErrorCode.NO_ERROR)
+  const c = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.SETUP, 0n, 3600), peer, user }))
+  assert.equal(c.opt.error, LlqError.NO_ERROR)
   assert.notEqual(c.opt.id, 0n)
   assert.deepEqual(c.answers, [])
-  const again = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_SETUP, 0n, 3600), peer, user }))
+  const again = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.SETUP, 0n, 3600), peer, user }))
   assert.equal(again.opt.id, c.opt.id, 'a repeated initial request gets the same challenge')
-  const ack = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_SETUP, c.opt.id, 3600), peer, user }))
+  const ack = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.SETUP, c.opt.id, 3600), peer, user }))
   assert.deepEqual(ack.answers, ['fd00::1'])
   assert.equal(ack.opt.leaseSec, 3600)
   return c.opt.id
@@ -64,7 +64,7 @@ test('four-way handshake, an event, its ack; the timers end with the LLQ', () =>
   assert.ok(s.svc.ack(peer, id, ev.msgId))
   s.clock.advance(10_000)
   assert.equal(s.sent.length, 1, 'no retransmission after the ack')
-  const cancel = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_REFRESH, id, 0), peer, user: 'alice' }))
+  const cancel = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.REFRESH, id, 0), peer, user: 'alice' }))
   assert.equal(cancel.opt.leaseSec, 0)
   assert.equal(s.svc.size, 0)
   assert.equal(s.index.size, 0)
@@ -92,19 +92,19 @@ test('no ack: exactly 3 transmissions (0, 0.5 s, 1.5 s), then the LLQ is gone at
   assert.equal(new Set(s.sent.map((e) => e.msgId)).size, 1, 'retransmissions reuse the message ID')
   assert.equal(svc.state(id), undefined)
   assert.equal(svc.stats.deleted.unreachable, 1)
-  const r = llq(svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_REFRESH, id, 3600), peer, user: 'alice' }))
-  assert.equal(r.opt.error, LlqErrorCode.NO_SUCH_LLQ)
+  const r = llq(svc.handle({ question: q, opt: opt(LlqOpcode.REFRESH, id, 3600), peer, user: 'alice' }))
+  assert.equal(r.opt.error, LlqError.NO_SUCH_LLQ)
   assert.equal(s.clock.pending, 0)
 })
 
 test('errors: bad version, bad opcode, unknown id, refused without the owner key, server full', () => {
   const s = setup({ perClient: 1 })
   const bad = llq(s.svc.handle({ question: q, opt: { ...opt(1, 0n, 60), version: 2 }, peer, user: 'alice' }))
-  assert.equal(bad.opt.error, LlqErrorCode.BAD_VERS)
+  assert.equal(bad.opt.error, LlqError.BAD_VERS)
   const op = llq(s.svc.handle({ question: q, opt: opt(9, 0n, 60), peer, user: 'alice' }))
-  assert.equal(op.opt.error, LlqErrorCode.FORMAT_ERR)
-  const unk = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.LLQ_REFRESH, 1234n, 60), peer, user: 'alice' }))
-  assert.equal(unk.opt.error, LlqErrorCode.NO_SUCH_LLQ)
+  assert.equal(op.opt.error, LlqError.FORMAT_ERR)
+  const unk = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.REFRESH, 1234n, 60), peer, user: 'alice' }))
+  assert.equal(unk.opt.error, LlqError.NO_SUCH_LLQ)
   assert.deepEqual(s.svc.handle({ question: q, opt: opt(1, 0n, 60), peer, user: undefined }), {
     kind: 'rcode',
     rcode: 5,
@@ -113,7 +113,7 @@ test('errors: bad version, bad opcode, unknown id, refused without the owner key
   handshake(s)
   const q2 = { name: 'public.example.', type: 1, class: 1 }
   const full = llq(s.svc.handle({ question: q2, opt: opt(1, 0n, 60), peer, user: undefined }))
-  assert.equal(full.opt.error, LlqErrorCode.SERV_FULL)
+  assert.equal(full.opt.error, LlqError.SERV_FULL)
   s.svc.close()
   assert.equal(s.clock.pending, 0)
 })
@@ -123,7 +123,7 @@ test('a challenge response from another peer or user does not complete the hands
   const c = llq(s.svc.handle({ question: q, opt: opt(1, 0n, 60), peer, user: 'alice' }))
   const other = { key: 'udp:192.0.2.9:1', client: '192.0.2.9' }
   const r1 = llq(s.svc.handle({ question: q, opt: opt(1, c.opt.id, 60), peer: other, user: 'alice' }))
-  assert.equal(r1.opt.error, LlqErrorCode.NO_SUCH_LLQ)
+  assert.equal(r1.opt.error, LlqError.NO_SUCH_LLQ)
   assert.deepEqual(s.svc.handle({ question: q, opt: opt(1, c.opt.id, 60), peer, user: undefined }), {
     kind: 'rcode',
     rcode: 5,

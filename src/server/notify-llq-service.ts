@@ -13,8 +13,8 @@ import {
   type LlqAction,
   type LlqChange,
   type LlqConfig,
-  LlqErrorCode,
-  type LlqErrorCodeValue,
+  LlqError,
+  type LlqErrorValue,
   type LlqGoneReason,
   LlqOpcode,
   type LlqState,
@@ -135,28 +135,28 @@ export class LlqService<R> {
   /** Answers an LLQ Setup or Refresh request (an ordinary query carrying the LLQ option). */
   handle(req: LlqRequest): LlqReply<R> {
     const { opt } = req
-    const err = (error: LlqErrorCodeValue, leaseSec = 0): LlqReply<R> => ({
+    const err = (error: LlqErrorValue, leaseSec = 0): LlqReply<R> => ({
       kind: 'llq',
       opt: { version: LLQ_VERSION, opcode: opt.opcode, error, id: opt.id, leaseSec },
       answers: [],
     })
-    if (opt.version !== LLQ_VERSION) return err(LlqErrorCode.BAD_VERS)
-    if (opt.opcode !== LlqOpcode.LLQ_SETUP && opt.opcode !== LlqOpcode.LLQ_REFRESH) return err(LlqErrorCode.FORMAT_ERR)
+    if (opt.version !== LLQ_VERSION) return err(LlqError.BAD_VERS)
+    if (opt.opcode !== LlqOpcode.SETUP && opt.opcode !== LlqOpcode.REFRESH) return err(LlqError.FORMAT_ERR)
     if (opt.id === 0n) {
-      if (opt.opcode !== LlqOpcode.LLQ_SETUP) return err(LlqErrorCode.FORMAT_ERR)
+      if (opt.opcode !== LlqOpcode.SETUP) return err(LlqError.FORMAT_ERR)
       return this.#initial(req, err)
     }
     const e = this.#byId.get(opt.id)
     if (!e || e.peer.key !== req.peer.key || !sameQuestion(e.question, req.question)) {
-      return err(LlqErrorCode.NO_SUCH_LLQ)
+      return err(LlqError.NO_SUCH_LLQ)
     }
     if (e.user !== req.user) return { kind: 'rcode', rcode: RCODE_REFUSED }
     const now = this.#d.clock.monotonic()
     const ev =
-      opt.opcode === LlqOpcode.LLQ_SETUP
+      opt.opcode === LlqOpcode.SETUP
         ? ({ kind: 'challenge-response', now, leaseSec: opt.leaseSec } as const)
         : ({ kind: 'refresh', now, leaseSec: opt.leaseSec } as const)
-    return this.#apply(e, ev) ?? err(LlqErrorCode.UNKNOWN_ERR)
+    return this.#apply(e, ev) ?? err(LlqError.UNKNOWN_ERR)
   }
 
   /** An event acknowledgement (a response carrying LLQ-EVENT with the event's message ID). */
@@ -178,17 +178,17 @@ export class LlqService<R> {
     for (const e of [...this.#byId.values()]) this.#remove(e, 'cancelled')
   }
 
-  #initial(req: LlqRequest, err: (e: LlqErrorCodeValue) => LlqReply<R>): LlqReply<R> {
+  #initial(req: LlqRequest, err: (e: LlqErrorValue) => LlqReply<R>): LlqReply<R> {
     const verdict = this.#d.policy(req.question, req.user)
     if (verdict === 'refused') return { kind: 'rcode', rcode: RCODE_REFUSED }
     if (verdict === 'notauth') return { kind: 'rcode', rcode: RCODE_NOTAUTH }
-    if (verdict === 'static') return err(LlqErrorCode.STATIC)
+    if (verdict === 'static') return err(LlqError.STATIC)
     const hk = `${req.peer.key}|${canonicalName(req.question.name)}|${req.question.type}`
     const old = this.#byHandshake.get(hk)
     if (old && old.state.kind === 'challenged' && old.user === req.user) return this.#challengeReply(old)
     // A fresh Initial Request for a question this peer already watches replaces the old LLQ.
     if (old) this.#remove(old, 'replaced')
-    if (!this.#d.index.admit(req.peer.client).ok) return err(LlqErrorCode.SERV_FULL)
+    if (!this.#d.index.admit(req.peer.client).ok) return err(LlqError.SERV_FULL)
     const now = this.#d.clock.monotonic()
     const id = this.#newId()
     const e: Entry<R> = {
@@ -219,7 +219,7 @@ export class LlqService<R> {
     const leaseSec = s.kind === 'gone' ? 0 : s.leaseSec
     return {
       kind: 'llq',
-      opt: { version: LLQ_VERSION, opcode: LlqOpcode.LLQ_SETUP, error: LlqErrorCode.NO_ERROR, id: s.id, leaseSec },
+      opt: { version: LLQ_VERSION, opcode: LlqOpcode.SETUP, error: LlqError.NO_ERROR, id: s.id, leaseSec },
       answers: [],
     }
   }
@@ -248,7 +248,7 @@ export class LlqService<R> {
 
   #act(e: Entry<R>, a: LlqAction<R>): LlqReply<R> | undefined {
     const id = e.state.id
-    const opt = (opcode: number, leaseSec: number, error: number = LlqErrorCode.NO_ERROR): LlqOptionData => ({
+    const opt = (opcode: number, leaseSec: number, error: number = LlqError.NO_ERROR): LlqOptionData => ({
       version: LLQ_VERSION,
       opcode,
       error,
@@ -257,11 +257,11 @@ export class LlqService<R> {
     })
     switch (a.kind) {
       case 'send-answers':
-        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_SETUP, a.leaseSec), answers: this.#d.answer(e.question) }
+        return { kind: 'llq', opt: opt(LlqOpcode.SETUP, a.leaseSec), answers: this.#d.answer(e.question) }
       case 'send-refresh-ack':
-        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_REFRESH, a.leaseSec), answers: [] }
+        return { kind: 'llq', opt: opt(LlqOpcode.REFRESH, a.leaseSec), answers: [] }
       case 'send-error':
-        return { kind: 'llq', opt: opt(LlqOpcode.LLQ_REFRESH, 0, a.error), answers: [] }
+        return { kind: 'llq', opt: opt(LlqOpcode.REFRESH, 0, a.error), answers: [] }
       case 'send-event': {
         const s = e.state
         const remainingSec =
@@ -274,7 +274,7 @@ export class LlqService<R> {
           peer: e.peer,
           msgId: a.msgId,
           question: e.question,
-          opt: opt(LlqOpcode.LLQ_EVENT, remainingSec),
+          opt: opt(LlqOpcode.EVENT, remainingSec),
           added: a.change.added,
           removed: a.change.removed,
           user: e.user,
