@@ -1,0 +1,233 @@
+// Send path, TUN -> UDP (RFC 4303 section 3.1 outbound processing, RFC 3948 encapsulation), in stage order:
+//   1. intoSlab  the TUN packet is copied into a pool slab at ESP_PAYLOAD_OFFSET (header and IV go in front)
+//   2. route     IPv6 version, source = local ULA, destination ULA -> peer; no SA yet -> no-SA queue + onNoSa
+//   3. enqueue   bounded send queue; when full the oldest packet is dropped and counted
+//   4. flush     once per event-loop turn, per packet: current outbound SA, next sequence number, seal in
+//                place, socket.send -- one synchronous run, no await, so sequence order is send order
+//   5. release   the socket.send callback returns the slab to the pool (Node's buffer-reuse point)
+
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { DropReason, TunnelCounters } from './counters.js'
+import { ESP_PAYLOAD_OFFSET, IpProto } from './esp.js'
+import type { SlabPool } from './pool.js'
+import {
+  IPV6_DST_OFFSET,
+  IPV6_HDR_LEN,
+  IPV6_SRC_OFFSET,
+  IPV6_VERSION,
+  type Peer,
+  sameAddr16,
+  ulaKeyOf,
+} from './sa-table.js'
+
+export interface SenderDeps {
+  readonly socket: DatagramSocket
+  readonly clock: Clock
+  readonly log: Logger
+  readonly pool: SlabPool
+  readonly counters: TunnelCounters
+  readonly peersByKey: Map<string, Peer>
+  readonly localUla: Buffer
+}
+
+export interface SenderOptions {
+  readonly mtu: number
+  readonly txQueueLen: number
+  readonly noSaQueueLen: number
+  readonly noSaQueueMs: number
+  readonly noSaRetryMs: number
+  /** Fraction of an SA's sequence space after which onSaExpiring fires once. */
+  readonly seqSoftLimit: number
+}
+
+export type NoSaHook = (peerUla: string, packet: Buffer) => void
+export type SaExpiringHook = (peerUla: string, spiOut: number) => void
+
+export class Sender {
+  readonly #d: SenderDeps
+  readonly #o: SenderOptions
+  // Send queue: a ring of (slab, length, peer).
+  readonly #qSlab: (Buffer | undefined)[]
+  readonly #qLen: Int32Array
+  readonly #qPeer: (Peer | undefined)[]
+  #qHead = 0
+  #qCount = 0
+  #flushScheduled = false
+  #closed = false
+  onNoSa: NoSaHook = () => {}
+  onSaExpiring: SaExpiringHook = () => {}
+
+  constructor(deps: SenderDeps, opts: SenderOptions) {
+    this.#d = deps
+    this.#o = opts
+    this.#qSlab = new Array(opts.txQueueLen).fill(undefined)
+    this.#qLen = new Int32Array(opts.txQueueLen)
+    this.#qPeer = new Array(opts.txQueueLen).fill(undefined)
+  }
+
+  // Stage 1 + 2: one packet from the TUN device (`buf[off ..+ len]` is only valid during the call).
+  fromTun(buf: Buffer, off: number, len: number): void {
+    if (len > this.#o.mtu) {
+      this.#drop('too_big')
+      return
+    }
+    if (len < IPV6_HDR_LEN || buf[off]! >> 4 !== IPV6_VERSION) {
+      this.#drop('not_ipv6')
+      return
+    }
+    if (!sameAddr16(buf, off + IPV6_SRC_OFFSET, this.#d.localUla, 0)) {
+      this.#drop('bad_source')
+      return
+    }
+    const peer = this.#d.peersByKey.get(ulaKeyOf(buf, off + IPV6_DST_OFFSET))
+    if (!peer) {
+      this.#drop('no_peer')
+      return
+    }
+    if (!peer.outbound) {
+      this.#queueNoSa(peer, Buffer.from(buf.subarray(off, off + len)))
+      return
+    }
+    if (!peer.endpoint) {
+      this.#drop('no_endpoint')
+      return
+    }
+    let slab = this.#d.pool.get()
+    if (!slab) {
+      // Every slab is queued or in flight: reuse the oldest queued one (drop-oldest), else drop this packet.
+      slab = this.#stealOldest()
+      if (!slab) {
+        this.#drop('pool_exhausted')
+        return
+      }
+    }
+    buf.copy(slab, ESP_PAYLOAD_OFFSET, off, off + len)
+    this.#enqueue(slab, len, peer)
+  }
+
+  // Stage 2, no SA: keep a copy briefly and ask for keys (IKE starts a handshake on onNoSa).
+  #queueNoSa(peer: Peer, packet: Buffer): void {
+    const q = peer.noSaQueue
+    const now = this.#d.clock.monotonic()
+    if (q.length >= this.#o.noSaQueueLen) {
+      q.shift()
+      this.#drop('no_sa_queue_full')
+    }
+    q.push({ packet, atMs: now })
+    if (now - peer.lastNoSaCallMs >= this.#o.noSaRetryMs || q.length === 1) {
+      peer.lastNoSaCallMs = now
+      try {
+        this.onNoSa(peer.ula, packet)
+      } catch (e) {
+        this.#d.log.warn('tunnel.no_sa_hook_failed', { peer: peer.ula, err: String(e) })
+      }
+    }
+  }
+
+  /** Called when an outbound SA appears for `peer`: sends what waited, drops what waited too long. */
+  flushNoSaQueue(peer: Peer): void {
+    const q = peer.noSaQueue
+    if (q.length === 0) return
+    peer.noSaQueue = []
+    const now = this.#d.clock.monotonic()
+    for (const { packet, atMs } of q) {
+      if (now - atMs > this.#o.noSaQueueMs) this.#drop('no_sa_queue_expired')
+      else this.fromTun(packet, 0, packet.length)
+    }
+  }
+
+  // Stage 3.
+  #enqueue(slab: Buffer, len: number, peer: Peer): void {
+    const cap = this.#qSlab.length
+    if (this.#qCount === cap) {
+      const old = this.#qSlab[this.#qHead]!
+      this.#d.pool.put(old)
+      this.#qHead = (this.#qHead + 1) % cap
+      this.#qCount--
+      this.#drop('tx_queue_full')
+    }
+    const at = (this.#qHead + this.#qCount) % cap
+    this.#qSlab[at] = slab
+    this.#qLen[at] = len
+    this.#qPeer[at] = peer
+    this.#qCount++
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flush)
+    }
+  }
+
+  #stealOldest(): Buffer | undefined {
+    if (this.#qCount === 0) return undefined
+    const cap = this.#qSlab.length
+    const slab = this.#qSlab[this.#qHead]
+    this.#qSlab[this.#qHead] = undefined
+    this.#qPeer[this.#qHead] = undefined
+    this.#qHead = (this.#qHead + 1) % cap
+    this.#qCount--
+    this.#drop('tx_queue_full')
+    return slab
+  }
+
+  // Stage 4: sequence numbers are assigned here, in queue order, and each packet is handed to the socket
+  // before the next one is numbered.
+  readonly #flush = (): void => {
+    this.#flushScheduled = false
+    const cap = this.#qSlab.length
+    const { socket, pool, counters } = this.#d
+    while (this.#qCount > 0) {
+      const at = this.#qHead
+      const slab = this.#qSlab[at]!
+      const len = this.#qLen[at]!
+      const peer = this.#qPeer[at]!
+      this.#qSlab[at] = undefined
+      this.#qPeer[at] = undefined
+      this.#qHead = (at + 1) % cap
+      this.#qCount--
+      const sa = peer.outbound
+      const ep = peer.endpoint
+      if (this.#closed || !sa || !ep) {
+        pool.put(slab)
+        this.#drop(this.#closed ? 'send_error' : !sa ? 'no_sa_queue_expired' : 'no_endpoint')
+        continue
+      }
+      const maxSeq = sa.crypto.maxSeq
+      if (sa.seq >= maxSeq) {
+        pool.put(slab)
+        this.#drop('seq_exhausted')
+        continue
+      }
+      const seq = ++sa.seq
+      if (!sa.expiringSignalled && seq >= maxSeq * this.#o.seqSoftLimit) {
+        sa.expiringSignalled = true
+        this.onSaExpiring(peer.ula, sa.spi)
+      }
+      const n = sa.crypto.sealInPlace(slab, len, seq, IpProto.IPV6)
+      peer.txPackets++
+      peer.txBytes += len
+      peer.lastTxMonoMs = this.#d.clock.monotonic()
+      counters.txPackets++
+      counters.txBytes += len
+      // Stage 5.
+      try {
+        socket.send(slab, 0, n, ep.port, ep.address, (err) => {
+          if (err) this.#drop('send_error')
+          pool.put(slab)
+        })
+      } catch {
+        this.#drop('send_error')
+        pool.put(slab)
+      }
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+  }
+
+  #drop(reason: DropReason): void {
+    this.#d.counters.drops[reason]++
+  }
+}

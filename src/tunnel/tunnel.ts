@@ -1,0 +1,435 @@
+// The tunnel data plane: IPv6 from a TUN device in ESP (RFC 4303, tunnel mode, inner next header 41) in UDP
+// (RFC 3948) on one shared socket, with SAs bound to pairs of ULAs (RFC 6281 section 7.3.2). Keys come from
+// outside: IKEv2 (src/ike/) through installChildSa/removeSa, or the manual-keying test command.
+// The packet path lives in send.ts and receive.ts; this file is the SA table's public face.
+
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+import type { TunDevice } from '../io/tun.js'
+import { copyCounters, newCounters, type TunnelCounters } from './counters.js'
+import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
+import { SlabPool } from './pool.js'
+import { type EndpointChangeHook, type IkeHandler, Receiver } from './receive.js'
+import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
+import {
+  type Endpoint,
+  type InboundSa,
+  MAX_INBOUND_PER_PEER,
+  type OutboundSa,
+  type Peer,
+  parseIpv6,
+} from './sa-table.js'
+import { type NoSaHook, type SaExpiringHook, Sender } from './send.js'
+import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
+
+export type { TunnelCounters } from './counters.js'
+export type { EspAlg } from './esp.js'
+export type { Endpoint } from './sa-table.js'
+
+export interface TunnelDeps {
+  readonly tun: TunDevice
+  /** The shared UDP socket, already bound (the agent's mapped port). */
+  readonly socket: DatagramSocket
+  readonly clock: Clock
+  readonly log: Logger
+  readonly random: Random
+}
+
+export interface TunnelOptions {
+  /** This host's ULA (the TUN device's /128). Required. */
+  readonly localUla: string
+  /** @default 20000 (RFC 3948 section 4) */
+  readonly keepaliveIntervalMs?: number
+  /** Packets kept per peer while waiting for an SA. @default 32 */
+  readonly noSaQueueLen?: number
+  /** How long a packet may wait for an SA. @default 5000 */
+  readonly noSaQueueMs?: number
+  /** Minimum interval between two onNoSa calls for one peer. @default 1000 */
+  readonly noSaRetryMs?: number
+  /** Send queue length (packets). @default 512 */
+  readonly txQueueLen?: number
+  /** Slabs in the pool: bounds the packets queued plus in flight. @default 1024 */
+  readonly maxSlabs?: number
+  /** Replay window blocks of 32; window = (blocks - 1) * 32. @default 64 (2016 packets) */
+  readonly replayBlocks?: number
+  /** onSaExpiring fires when this fraction of the sequence space is used. @default 0.9 */
+  readonly seqSoftLimit?: number
+  /** Fill released slabs with 0xdb (tests). @default false */
+  readonly poisonSlabs?: boolean
+}
+
+export interface ChildSaParams {
+  readonly peerUla: string
+  readonly spiIn: number
+  readonly spiOut: number
+  readonly alg: EspAlg
+  /** Inbound key material: key || 4-octet salt (RFC 4106 section 8.1, RFC 7634 section 2), as IKEv2 derives it. */
+  readonly keyIn: Buffer
+  readonly keyOut: Buffer
+  /** Extended sequence numbers (RFC 4303 section 2.2.1). */
+  readonly esn: boolean
+  /** Switch outbound traffic to this SA now. @default true. false installs only the inbound half (rekey, responder side). */
+  readonly outbound?: boolean
+}
+
+export interface PeerStatus {
+  readonly ula: string
+  readonly endpoint: Endpoint | undefined
+  readonly keepalive: boolean
+  readonly spiOut: number | undefined
+  readonly spisIn: number[]
+  readonly alg: EspAlg | undefined
+  readonly txPackets: number
+  readonly txBytes: number
+  readonly rxPackets: number
+  readonly rxBytes: number
+  /** Wall-clock ms of the last authenticated packet from this peer. */
+  readonly lastRxMs: number | undefined
+  /** Packets waiting for an SA. */
+  readonly queued: number
+}
+
+/** Errors of the SA table API (bad parameters from IKE or the manual config), never raised by packets. */
+export class TunnelError extends Error {
+  override readonly name = 'TunnelError'
+  constructor(
+    message: string,
+    readonly code: 'unknown_peer' | 'spi_in_use' | 'bad_param',
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}
+
+export class Tunnel {
+  readonly localUla: string
+  readonly mtu: number
+  readonly #deps: TunnelDeps
+  readonly #localBytes: Buffer
+  readonly #keepaliveMs: number
+  readonly #replayBlocks: number
+  readonly #counters = newCounters()
+  readonly #peersByKey = new Map<string, Peer>()
+  readonly #inboundBySpi = new Map<number, InboundSa>()
+  readonly #pool: SlabPool
+  readonly #sender: Sender
+  readonly #receiver: Receiver
+  #keepaliveTimer: ReturnType<Clock['setTimeout']> | undefined
+  #started = false
+  #closed = false
+
+  constructor(deps: TunnelDeps, opts: TunnelOptions) {
+    for (const k of ['tun', 'socket', 'clock', 'log', 'random'] as const)
+      if (!deps[k]) throw new TypeError(`Tunnel: missing dependency ${k}`)
+    const local = parseIpv6(opts.localUla)
+    this.localUla = local.canonical
+    this.#localBytes = local.bytes
+    this.#deps = deps
+    this.mtu = deps.tun.mtu
+    this.#keepaliveMs = opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS
+    this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
+    const poolOpts: { mtu: number; maxSlabs?: number; poison?: boolean } = { mtu: this.mtu }
+    if (opts.maxSlabs !== undefined) poolOpts.maxSlabs = opts.maxSlabs
+    if (opts.poisonSlabs !== undefined) poolOpts.poison = opts.poisonSlabs
+    this.#pool = new SlabPool(poolOpts)
+    this.#sender = new Sender(
+      {
+        socket: deps.socket,
+        clock: deps.clock,
+        log: deps.log,
+        pool: this.#pool,
+        counters: this.#counters,
+        peersByKey: this.#peersByKey,
+        localUla: this.#localBytes,
+      },
+      {
+        mtu: this.mtu,
+        txQueueLen: opts.txQueueLen ?? 512,
+        noSaQueueLen: opts.noSaQueueLen ?? 32,
+        noSaQueueMs: opts.noSaQueueMs ?? 5000,
+        noSaRetryMs: opts.noSaRetryMs ?? 1000,
+        seqSoftLimit: opts.seqSoftLimit ?? 0.9,
+      },
+    )
+    this.#receiver = new Receiver({
+      tun: deps.tun,
+      clock: deps.clock,
+      log: deps.log,
+      counters: this.#counters,
+      inboundBySpi: this.#inboundBySpi,
+      localUla: this.#localBytes,
+    })
+  }
+
+  /** Starts reading the TUN device and the socket, and the keepalive timer. */
+  start(): void {
+    if (this.#started) return
+    this.#started = true
+    const tun = this.#deps.tun as TunDevice & Partial<ViewTun>
+    if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
+    else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
+    this.#deps.socket.onMessage(this.#receiver.fromUdp)
+    this.#scheduleKeepalive()
+  }
+
+  // --- peers ---------------------------------------------------------------------------------------------
+
+  addPeer(p: { ula: string; endpoint?: Endpoint; keepalive?: boolean }): void {
+    const { canonical, bytes } = parseIpv6(p.ula)
+    const key = bytes.toString('latin1')
+    if (key === this.#localBytes.toString('latin1'))
+      throw new TunnelError('a peer cannot have the local ULA', 'bad_param')
+    const existing = this.#peersByKey.get(key)
+    if (existing) {
+      if (p.endpoint) existing.endpoint = checkEndpoint(p.endpoint)
+      if (p.keepalive !== undefined) existing.keepalive = p.keepalive
+      return
+    }
+    this.#peersByKey.set(key, {
+      ula: canonical,
+      key,
+      ulaBytes: bytes,
+      endpoint: p.endpoint ? checkEndpoint(p.endpoint) : undefined,
+      keepalive: p.keepalive ?? false,
+      outbound: undefined,
+      inbound: [],
+      noSaQueue: [],
+      lastNoSaCallMs: Number.NEGATIVE_INFINITY,
+      rxPackets: 0,
+      rxBytes: 0,
+      txPackets: 0,
+      txBytes: 0,
+      lastRxMs: undefined,
+      lastTxMonoMs: Number.NEGATIVE_INFINITY,
+    })
+  }
+
+  /** Removes the peer and all its SAs. */
+  removePeer(ula: string): boolean {
+    const peer = this.#peer(ula, false)
+    if (!peer) return false
+    for (const sa of peer.inbound) this.#inboundBySpi.delete(sa.spi)
+    this.#peersByKey.delete(peer.key)
+    return true
+  }
+
+  /** New outer address for a peer (from DNS, IKE/MOBIKE or config). Its SAs stay as they are. */
+  setPeerEndpoint(ula: string, endpoint: Endpoint): void {
+    const peer = this.#peer(ula, true)
+    peer.endpoint = checkEndpoint(endpoint)
+  }
+
+  /** Send RFC 3948 NAT keepalives to this peer (when a NAT is between us; IKE's NAT detection knows). */
+  setKeepalive(ula: string, on: boolean): void {
+    this.#peer(ula, true).keepalive = on
+  }
+
+  peers(): PeerStatus[] {
+    return [...this.#peersByKey.values()].map((p) => ({
+      ula: p.ula,
+      endpoint: p.endpoint,
+      keepalive: p.keepalive,
+      spiOut: p.outbound?.spi,
+      spisIn: p.inbound.map((s) => s.spi),
+      alg: p.outbound?.alg,
+      txPackets: p.txPackets,
+      txBytes: p.txBytes,
+      rxPackets: p.rxPackets,
+      rxBytes: p.rxBytes,
+      lastRxMs: p.lastRxMs,
+      queued: p.noSaQueue.length,
+    }))
+  }
+
+  // --- SAs ----------------------------------------------------------------------------------------------
+
+  /**
+   * Installs a Child SA pair for a peer (adding the peer if needed). Make-before-break: the new inbound SA is
+   * added next to the current one (at most two; the oldest goes), and unless `outbound: false` the outbound
+   * SA is replaced in one step, so the next packet uses the new SPI with sequence number 1.
+   */
+  installChildSa(p: ChildSaParams): void {
+    if (!isEspAlg(p.alg)) throw new TunnelError(`unknown ESP algorithm ${String(p.alg)}`, 'bad_param')
+    if (this.#inboundBySpi.has(p.spiIn)) throw new TunnelError(`inbound SPI ${hex(p.spiIn)} in use`, 'spi_in_use')
+    this.addPeer({ ula: p.peerUla })
+    const peer = this.#peer(p.peerUla, true)
+    let inCrypto: EspCrypto
+    let outCrypto: EspCrypto | undefined
+    try {
+      inCrypto = new EspCrypto(p.alg, p.spiIn, p.keyIn, p.esn)
+      if (p.outbound !== false) outCrypto = new EspCrypto(p.alg, p.spiOut, p.keyOut, p.esn)
+    } catch (e) {
+      throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
+    }
+    const replay = new ReplayWindow({ blocks: this.#replayBlocks, limit: inCrypto.maxSeq + 1 })
+    const inbound: InboundSa = {
+      spi: p.spiIn,
+      alg: p.alg,
+      crypto: inCrypto,
+      replay,
+      peer,
+      installedAt: this.#deps.clock.monotonic(),
+    }
+    peer.inbound.push(inbound)
+    this.#inboundBySpi.set(p.spiIn, inbound)
+    while (peer.inbound.length > MAX_INBOUND_PER_PEER) {
+      const old = peer.inbound.shift()!
+      this.#inboundBySpi.delete(old.spi)
+    }
+    if (outCrypto) {
+      const out: OutboundSa = { spi: p.spiOut, alg: p.alg, crypto: outCrypto, seq: 0, expiringSignalled: false }
+      peer.outbound = out
+      this.#sender.flushNoSaQueue(peer)
+    }
+    this.#deps.log.info('tunnel.sa_installed', {
+      peer: peer.ula,
+      spiIn: hex(p.spiIn),
+      spiOut: outCrypto ? hex(p.spiOut) : undefined,
+      alg: p.alg,
+      esn: p.esn,
+    })
+  }
+
+  /** Switches a peer's outbound traffic to an SA installed earlier with `outbound: false`. */
+  installOutboundSa(p: { peerUla: string; spiOut: number; alg: EspAlg; keyOut: Buffer; esn: boolean }): void {
+    const peer = this.#peer(p.peerUla, true)
+    let c: EspCrypto
+    try {
+      c = new EspCrypto(p.alg, p.spiOut, p.keyOut, p.esn)
+    } catch (e) {
+      throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
+    }
+    peer.outbound = { spi: p.spiOut, alg: p.alg, crypto: c, seq: 0, expiringSignalled: false }
+    this.#sender.flushNoSaQueue(peer)
+  }
+
+  /** A random inbound SPI not in use (above 255, RFC 4303 section 2.1), for IKE to offer. */
+  allocateSpi(): number {
+    for (;;) {
+      const spi = this.#deps.random.bytes(4).readUInt32BE(0)
+      if (spi > 0xff && !this.#inboundBySpi.has(spi)) return spi
+    }
+  }
+
+  /** Removes the inbound SA with this SPI, or the outbound SA with this SPI. Returns whether one was found. */
+  removeSa(spi: number): boolean {
+    const inbound = this.#inboundBySpi.get(spi)
+    if (inbound) {
+      this.#inboundBySpi.delete(spi)
+      inbound.peer.inbound = inbound.peer.inbound.filter((s) => s !== inbound)
+      return true
+    }
+    for (const peer of this.#peersByKey.values()) {
+      if (peer.outbound?.spi === spi) {
+        peer.outbound = undefined
+        return true
+      }
+    }
+    return false
+  }
+
+  // --- hooks and IKE ------------------------------------------------------------------------------------
+
+  /** IKE messages arriving on the shared port (non-ESP marker stripped). */
+  onIke(handler: IkeHandler): void {
+    this.#receiver.onIke = handler
+  }
+
+  /** Sends an IKE message on the shared port, with the non-ESP marker (RFC 3948 section 2.2). */
+  sendIke(msg: Buffer, to: Endpoint): void {
+    this.#counters.ikeTx++
+    try {
+      this.#deps.socket.send(withNonEspMarker(msg), 0, msg.length + 4, to.port, to.address, (err) => {
+        if (err) this.#counters.drops.send_error++
+      })
+    } catch {
+      this.#counters.drops.send_error++
+    }
+  }
+
+  /** A packet for a peer without an outbound SA: the hook starts keying; the packet waits (bounded, briefly). */
+  onNoSa(hook: NoSaHook): void {
+    this.#sender.onNoSa = hook
+  }
+
+  /** An authenticated packet came from a new outer address: the endpoint has already moved there. */
+  onEndpointChange(hook: EndpointChangeHook): void {
+    this.#receiver.onEndpointChange = hook
+  }
+
+  /** Fires once per outbound SA when `seqSoftLimit` of its sequence space is used: time to rekey. */
+  onSaExpiring(hook: SaExpiringHook): void {
+    this.#sender.onSaExpiring = hook
+  }
+
+  counters(): TunnelCounters {
+    return copyCounters(this.#counters)
+  }
+
+  /** Pool figures, for tests and the benchmark. */
+  poolStats(): { allocated: number; outstanding: number; slabSize: number } {
+    return { allocated: this.#pool.allocated, outstanding: this.#pool.outstanding, slabSize: this.#pool.slabSize }
+  }
+
+  // --- keepalives and shutdown --------------------------------------------------------------------------
+
+  #scheduleKeepalive(): void {
+    if (this.#closed) return
+    this.#keepaliveTimer = this.#deps.clock.setTimeout(() => {
+      this.#sendKeepalives()
+      this.#scheduleKeepalive()
+    }, this.#keepaliveMs)
+  }
+
+  #sendKeepalives(): void {
+    const now = this.#deps.clock.monotonic()
+    for (const p of this.#peersByKey.values()) {
+      const ep = p.endpoint
+      if (!p.keepalive || !ep || now - p.lastTxMonoMs < this.#keepaliveMs) continue
+      p.lastTxMonoMs = now
+      this.#counters.keepaliveTx++
+      try {
+        this.#deps.socket.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address)
+      } catch {
+        this.#counters.drops.send_error++
+      }
+    }
+  }
+
+  /** Stops the timer and the packet path, then closes the TUN device and the socket. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#deps.clock.clearTimeout(this.#keepaliveTimer)
+    this.#sender.close()
+    await Promise.allSettled([this.#deps.tun.close(), this.#deps.socket.close()])
+  }
+
+  #peer(ula: string, required: true): Peer
+  #peer(ula: string, required: boolean): Peer | undefined
+  #peer(ula: string, required: boolean): Peer | undefined {
+    const key = parseIpv6(ula).bytes.toString('latin1')
+    const p = this.#peersByKey.get(key)
+    if (!p && required) throw new TunnelError(`unknown peer ${ula}`, 'unknown_peer')
+    return p
+  }
+}
+
+/** Optional TUN read that lends a view of a reused buffer (LinuxTun): the tunnel copies it into a slab. */
+export interface ViewTun {
+  onPacketView(handler: (buf: Buffer, off: number, len: number) => void): void
+}
+
+function checkEndpoint(e: Endpoint): Endpoint {
+  if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
+    throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
+  return { address: e.address, port: e.port }
+}
+
+function hex(spi: number): string {
+  return spi.toString(16).padStart(8, '0')
+}
+
+export type { RemoteInfo }
