@@ -1,6 +1,49 @@
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 
-// Registers the `server` subcommand(s). The implementation is imported lazily inside each action.
+const collect = (v: string, prev: string[]): string[] => [...prev, v]
+const int = (v: string): number => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) throw new TypeError(`not a non-negative integer: ${v}`)
+  return n
+}
+
+// `autotunnel server`: the DNS service. The implementation is imported lazily inside the action.
 export function register(program: Command): void {
-  void program
+  program
+    .command('server')
+    .description('run the DNS service: authoritative zone, TSIG-signed UPDATE with leases, UDP/TCP/TLS')
+    .requiredOption('--zone <zone>', 'the provider zone, e.g. members.example')
+    .requiredOption('--data <dir>', 'data directory (SQLite store, self-signed certificate)')
+    .option('--listen <addr:port>', 'serve UDP and TCP here (repeatable; default 127.0.0.1:5300)', collect, [])
+    .option('--tls-listen <addr:port>', 'serve DNS over TLS here (repeatable)', collect, [])
+    .option('--tls-cert <file>', 'PEM certificate for --tls-listen (default: self-signed, created in DIR)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--lease-min <s>', 'smallest update lease granted (RFC 9664)', int, 1800)
+    .option('--lease-max <s>', 'largest update lease granted', int, 7200)
+    .option('--metrics <addr:port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics')
+    .option(
+      '--advertise <host:addr>',
+      'server name and address published in NS/SRV/A/AAAA (repeatable; needed when listening on 0.0.0.0)',
+      collect,
+      [],
+    )
+    .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
+    .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
+    .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)
+    .option('--fudge <s>', 'TSIG time fudge accepted (RFC 8945)', int, 300)
+    .option('--tcp-idle-timeout <ms>', 'close idle TCP/TLS connections after this long (RFC 7766)', int, 10000)
+    .addOption(
+      new Option('--sync <mode>', 'SQLite synchronous: full survives power loss, normal survives a crash')
+        .choices(['full', 'normal'])
+        .default('full'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level (JSON on stderr)').choices(['debug', 'info', 'warn', 'error']),
+    )
+    .action(async (o) => {
+      const m = await import('../server/run.js')
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
+        throw new Error('--tls-cert and --tls-key go together')
+      await m.runServer(o)
+    })
 }

@@ -154,6 +154,9 @@ export class KeyRing {
 
   byUser(user: string): Account | undefined {
     this.refresh()
+    const a = this.#byUser.get(user)
+    if (a) return a
+    this.refresh(false, 10)
     return this.#byUser.get(user)
   }
 }

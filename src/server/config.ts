@@ -1,0 +1,38 @@
+// The service's resolved configuration: what `autotunnel server` options turn into (run.ts), shared by the
+// query, update and discovery code. Names are lower-case FQDNs with the trailing dot.
+
+export interface AddrPort {
+  readonly host: string
+  readonly port: number
+}
+
+export interface ServiceConfig {
+  /** The provider zone, e.g. "members.example." */
+  readonly zone: string
+  /** The server's own name: SOA MNAME, the NS record and the target of the discovery SRV records. */
+  readonly nsName: string
+  /** Addresses published as A/AAAA for nsName. */
+  readonly nsAddrs: readonly string[]
+  /** SOA RNAME. */
+  readonly hostmaster: string
+  /** Port of the plain DNS listener advertised in _dns-update._udp / _dns-llq._udp. */
+  readonly dnsPort: number
+  /** Port of the DoT listener advertised in the -tls SRV records; the plain port when there is none. */
+  readonly tlsPort: number | undefined
+  readonly leaseMinSec: number
+  readonly leaseMaxSec: number
+  /** TTL of the SOA, NS, glue and discovery records. */
+  readonly infraTtlSec: number
+  /** SOA MINIMUM: negative-caching TTL (RFC 2308). */
+  readonly negativeTtlSec: number
+  /** TSIG time fudge accepted (RFC 8945 5.2.3). */
+  readonly fudgeSec: number
+}
+
+export function parseAddrPort(s: string, defaultPort?: number): AddrPort {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s)
+  if (m) return { host: m[1]!, port: Number(m[2]) }
+  if (defaultPort !== undefined && !s.includes(':')) return { host: s, port: defaultPort }
+  if (defaultPort !== undefined && s.includes(':') && !s.includes(']')) return { host: s, port: defaultPort }
+  throw new TypeError(`expected ADDR:PORT, got ${JSON.stringify(s)}`)
+}

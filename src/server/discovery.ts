@@ -1,0 +1,44 @@
+// Service discovery records the server answers for every user domain (seed 002 sections 5.2 and 5.3; RFC 6763
+// style SRV names from Apple's mDNSResponder): where to send updates and LLQs, over TLS and plain, and where
+// DNS Push (RFC 8765 section 6.1) runs. They are synthesized from the configuration, never stored, and public:
+// an agent looks them up before it can sign anything.
+import { RRClass, RRType } from '../dns/wire/rr-table.js'
+import type { ServiceConfig } from './config.js'
+import { canonicalRData } from './rdata.js'
+import type { ZoneRR } from './zone-index.js'
+
+/** Service labels under USER.ZONE and whether the service is advertised on the TLS port. */
+export const DISCOVERY_SERVICES = [
+  { prefix: '_dnsupdate-tls._udp', tls: true },
+  { prefix: '_dns-llq-tls._udp', tls: true },
+  { prefix: '_dns-push-tls._tcp', tls: true },
+  { prefix: '_dns-update._udp', tls: false },
+  { prefix: '_dns-llq._udp', tls: false },
+] as const
+
+/**
+ * If `name` is a discovery name under a user domain of the zone, returns the user label and the service;
+ * `isUser` says whether the label belongs to an account.
+ */
+export function discoveryService(
+  cfg: ServiceConfig,
+  name: string,
+): { user: string; service: (typeof DISCOVERY_SERVICES)[number] } | undefined {
+  if (name.charCodeAt(0) !== 95 || !name.endsWith(cfg.zone)) return undefined
+  for (const service of DISCOVERY_SERVICES) {
+    const p = `${service.prefix}.`
+    if (!name.startsWith(p)) continue
+    const rest = name.slice(p.length, name.length - cfg.zone.length)
+    // rest is "user." with exactly one label.
+    if (rest.length < 2 || rest.indexOf('.') !== rest.length - 1 || rest.includes('\\')) return undefined
+    return { user: rest.slice(0, -1), service }
+  }
+  return undefined
+}
+
+export function discoveryRR(cfg: ServiceConfig, name: string, tls: boolean): ZoneRR {
+  const port = tls ? (cfg.tlsPort ?? cfg.dnsPort) : cfg.dnsPort
+  const data = { priority: 0, weight: 0, port, target: cfg.nsName }
+  const rdata = canonicalRData(RRType.SRV, data)
+  return { name, type: RRType.SRV, class: RRClass.IN, ttl: cfg.infraTtlSec, rdata, text: `0 0 ${port} ${cfg.nsName}` }
+}

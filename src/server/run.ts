@@ -1,0 +1,206 @@
+// `autotunnel server`: opens the store, removes leases that ran out while it was down, binds the listeners,
+// prints one line per listener on stdout when ready and runs until SIGTERM/SIGINT.
+import { isIP } from 'node:net'
+import { fqdn } from '../dns/account-key.js'
+import { type Clock, SystemClock, type TimerHandle } from '../io/clock.js'
+import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
+import { KeyRing } from './accounts.js'
+import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
+import type { SyncMode } from './db.js'
+import { ServerMetrics } from './metrics.js'
+import { DnsService } from './service.js'
+import { Store } from './store.js'
+import { StreamListener } from './stream-listener.js'
+import { ensureSelfSigned, loadTls } from './tls-cert.js'
+import { UdpListener } from './udp-listener.js'
+
+export interface ServerOptions {
+  zone: string
+  data: string
+  listen: string[]
+  tlsListen: string[]
+  tlsCert?: string
+  tlsKey?: string
+  leaseMin: number
+  leaseMax: number
+  metrics?: string
+  advertise: string[]
+  hostmaster?: string
+  ttl: number
+  negativeTtl: number
+  fudge: number
+  tcpIdleTimeout: number
+  sync: SyncMode
+  logLevel?: LogLevel
+}
+
+export interface RunningServer {
+  readonly service: DnsService
+  /** Bound addresses by kind: "udp 127.0.0.1:5300", ... */
+  readonly lines: string[]
+  stop(): Promise<void>
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
+const EXTERNAL_CHECK_MS = 1000
+
+/** Parses `--advertise HOST:ADDR` or `--advertise ADDR` into the server name and its addresses. */
+export function parseAdvertise(list: readonly string[], zone: string): { host: string | undefined; addrs: string[] } {
+  let host: string | undefined
+  const addrs: string[] = []
+  for (const a of list) {
+    if (isIP(a)) {
+      addrs.push(a)
+      continue
+    }
+    const i = a.indexOf(':')
+    if (i <= 0 || !isIP(a.slice(i + 1)))
+      throw new TypeError(`--advertise wants HOST:ADDR or ADDR, got ${JSON.stringify(a)}`)
+    const h = fqdn(a.slice(0, i).includes('.') ? a.slice(0, i) : `${a.slice(0, i)}.${zone}`)
+    if (host && host !== h) throw new TypeError(`--advertise names two hosts: ${host} and ${h}`)
+    host = h
+    addrs.push(a.slice(i + 1))
+  }
+  return { host, addrs }
+}
+
+export async function startServer(
+  o: ServerOptions,
+  deps: { clock?: Clock; log?: Logger } = {},
+): Promise<RunningServer> {
+  const clock = deps.clock ?? new SystemClock()
+  const log = deps.log ?? jsonLogger(o.logLevel ? { level: o.logLevel } : {})
+  const zone = fqdn(o.zone)
+  if (!(o.leaseMin > 0 && o.leaseMax >= o.leaseMin)) throw new TypeError('need 0 < --lease-min <= --lease-max')
+  const listens: AddrPort[] = (o.listen.length ? o.listen : ['127.0.0.1:5300']).map((s) => parseAddrPort(s, 53))
+  const tlsListens: AddrPort[] = o.tlsListen.map((s) => parseAddrPort(s, 853))
+  const adv = parseAdvertise(o.advertise, zone)
+  const nsName = adv.host ?? `ns.${zone}`
+  let nsAddrs = adv.addrs
+  if (nsAddrs.length === 0) {
+    nsAddrs = [...new Set([...listens, ...tlsListens].map((l) => l.host).filter((h) => !WILDCARDS.has(h)))]
+    if (nsAddrs.length === 0) {
+      nsAddrs = ['127.0.0.1']
+      log.warn('server.advertise_default', { msg: 'listening on a wildcard address; pass --advertise HOST:ADDR' })
+    }
+  }
+
+  const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
+  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
+  const metrics = new ServerMetrics()
+  const closers: (() => Promise<void> | void)[] = []
+  const lines: string[] = []
+  let service: DnsService | undefined
+  let extTimer: TimerHandle | undefined
+  try {
+    // Bind the plain listeners first: with port 0 the real port is only known afterwards, and the SRV
+    // records advertise it.
+    const sinkRef: { fn: (b: Buffer, c: never) => void } = { fn: () => {} }
+    const sink = (b: Buffer, c: Parameters<DnsService['handle']>[1]): void => sinkRef.fn(b, c as never)
+    const bound: { kind: string; addr: string; port: number; extra?: string }[] = []
+    for (const l of listens) {
+      const udp = new UdpListener({ log, sink })
+      const addr = await udp.listen(l.host, l.port)
+      closers.push(() => udp.close())
+      const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout })
+      const taddr = await tcp.listen(l.host, udp.port)
+      closers.push(() => tcp.close())
+      bound.push({ kind: 'udp', addr, port: udp.port }, { kind: 'tcp', addr: taddr, port: udp.port })
+    }
+    if (tlsListens.length) {
+      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
+      if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
+      for (const l of tlsListens) {
+        const t = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, tls })
+        const addr = await t.listen(l.host, l.port)
+        closers.push(() => t.close())
+        bound.push({
+          kind: 'tls',
+          addr,
+          port: Number(addr.slice(addr.lastIndexOf(':') + 1)),
+          extra: `sha256=${tls.fingerprint256}`,
+        })
+      }
+    }
+    const cfg: ServiceConfig = {
+      zone,
+      nsName,
+      nsAddrs,
+      hostmaster: o.hostmaster ? fqdn(o.hostmaster.replace('@', '.')) : `hostmaster.${zone}`,
+      dnsPort: bound.find((b) => b.kind === 'udp')!.port,
+      tlsPort: bound.find((b) => b.kind === 'tls')?.port,
+      leaseMinSec: o.leaseMin,
+      leaseMaxSec: o.leaseMax,
+      infraTtlSec: o.ttl,
+      negativeTtlSec: o.negativeTtl,
+      fudgeSec: o.fudge,
+    }
+    service = new DnsService({ store, keys, clock, log, metrics }, cfg)
+    service.start()
+    sinkRef.fn = service.handle as never
+    if (o.metrics) {
+      const m = parseAddrPort(o.metrics)
+      const srv = await metrics.registry.listen(m.host, m.port)
+      closers.push(() => new Promise<void>((r) => srv.close(() => r())))
+      const a = srv.address()
+      bound.push({
+        kind: 'metrics',
+        addr: `http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${typeof a === 'object' && a ? a.port : m.port}/metrics`,
+        port: 0,
+      })
+    }
+    const tick = (): void => {
+      keys.refresh(true, 0)
+      extTimer = clock.setTimeout(tick, EXTERNAL_CHECK_MS)
+    }
+    extTimer = clock.setTimeout(tick, EXTERNAL_CHECK_MS)
+    for (const b of bound) lines.push(`listening ${b.kind} ${b.addr}${b.extra ? ` ${b.extra}` : ''}`)
+    log.info('server.ready', {
+      zone,
+      nsName,
+      nsAddrs,
+      listeners: lines,
+      serial: store.serial,
+      records: store.index.recordCount,
+    })
+  } catch (e) {
+    for (const c of closers.reverse()) await c()
+    store.close()
+    throw e
+  }
+  const svc = service
+  let stopped = false
+  return {
+    service: svc,
+    lines,
+    async stop() {
+      if (stopped) return
+      stopped = true
+      clock.clearTimeout(extTimer)
+      for (const c of closers.reverse()) await c()
+      svc.stop()
+      store.close()
+      log.info('server.stopped', {})
+    },
+  }
+}
+
+/** The CLI action: start, print the listener lines, stop cleanly on SIGTERM/SIGINT. */
+export async function runServer(o: ServerOptions): Promise<void> {
+  const log = jsonLogger(o.logLevel ? { level: o.logLevel } : {})
+  const srv = await startServer(o, { log })
+  for (const l of srv.lines) process.stdout.write(`${l}\n`)
+  await new Promise<void>((resolve) => {
+    const onSig = (sig: string): void => {
+      log.info('server.signal', { sig })
+      process.off('SIGTERM', onSig)
+      process.off('SIGINT', onSig)
+      srv.stop().then(resolve, (e) => {
+        log.error('server.stop_failed', { err: String(e) })
+        resolve()
+      })
+    }
+    process.on('SIGTERM', onSig)
+    process.on('SIGINT', onSig)
+  })
+}

@@ -1,0 +1,365 @@
+// The DNS service's message path: decode, TSIG (RFC 8945), extension handlers, then the core opcodes: QUERY
+// (query.ts) and UPDATE (update.ts through the group-commit queue). Every answer is encoded here, sized for its
+// transport (512 octets, or the EDNS payload size for UDP, RFC 6891 6.2.5; TC set when answer data was dropped)
+// and TSIG-signed when the request was.
+//
+// Extension point: `use(handler)` registers a handler that sees every decoded message before the core (LLQ
+// requests are queries carrying the LLQ option; DSO messages, opcode 6, arrive on TCP/TLS connections). A
+// handler returns true when it took the message; it must then call req.respond() or req.drop().
+import { EdnsOptionCode, findOption } from '../dns/edns.js'
+import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
+import { HEADER_SIZE, Opcode, Rcode, rcodeName } from '../dns/wire/header.js'
+import { type Edns, emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
+import { nameToLowerCanonical } from '../dns/wire/name.js'
+import { RRClass, RRType } from '../dns/wire/rr-table.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
+import type { Account, KeyRing } from './accounts.js'
+import type { ServiceConfig } from './config.js'
+import { discoveryService } from './discovery.js'
+import type { ServerMetrics } from './metrics.js'
+import { ZoneAnswerer } from './query.js'
+import type { Store } from './store.js'
+import type { InboundContext } from './transport.js'
+import { type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
+import { applyUpdate, checkUpdate } from './update.js'
+import { UpdateQueue } from './update-queue.js'
+import type { ZoneRR } from './zone-index.js'
+
+/** Our UDP payload size in responses (RFC 6891 6.2.5; 1232 per DNS Flag Day 2020). */
+export const SERVER_UDP_PAYLOAD = 1232
+const CLASSIC_UDP_MAX = 512
+const MAX_UDP_PAYLOAD = 4096
+const MAX_TIMER_MS = 3_600_000
+
+/** A decoded message on its way through the handlers. */
+export interface DnsRequest {
+  readonly raw: Buffer
+  readonly msg: Message
+  readonly ctx: InboundContext
+  /** The account whose key signed the message (TSIG verified), if any. */
+  readonly signer: Account | undefined
+  /** Encodes (sized for the transport, signed if the request was) and sends `res`. */
+  respond(res: Message): void
+  /** Answers nothing (the listener is told, so TCP bookkeeping stays right). */
+  drop(): void
+  /** Encodes `res` as respond() would, without sending: for messages sent later through ctx.send. */
+  encode(res: Message): Buffer
+}
+
+export type MessageHandler = (req: DnsRequest) => boolean
+
+/** Who may watch a question (for LLQ and DNS Push, seed 002 section 7.2). */
+export type WatchVerdict = 'ok' | 'refused' | 'notauth' | 'static'
+
+export class DnsService {
+  readonly cfg: ServiceConfig
+  readonly store: Store
+  readonly keys: KeyRing
+  readonly answerer: ZoneAnswerer
+  readonly queue: UpdateQueue
+  readonly metrics: ServerMetrics
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #handlers: MessageHandler[] = []
+  #leaseTimer: TimerHandle | undefined
+  #leaseTimerAt = Infinity
+  #stopped = false
+
+  constructor(
+    deps: { store: Store; keys: KeyRing; clock: Clock; log: Logger; metrics: ServerMetrics },
+    cfg: ServiceConfig,
+  ) {
+    this.cfg = cfg
+    this.store = deps.store
+    this.keys = deps.keys
+    this.metrics = deps.metrics
+    this.#clock = deps.clock
+    this.#log = deps.log
+    this.queue = new UpdateQueue({ store: deps.store, log: deps.log })
+    this.answerer = new ZoneAnswerer({
+      cfg,
+      index: deps.store.index,
+      serial: () => deps.store.serial,
+      isUser: (label) => deps.keys.byUser(label) !== undefined,
+    })
+    const m = deps.metrics.registry
+    m.gauge('autotunnel_leases_live', 'Records holding an update lease', () => deps.store.leases.size)
+    m.gauge('autotunnel_zone_records', 'Records in the zone store', () => deps.store.index.recordCount)
+    m.gauge('autotunnel_zone_serial', 'SOA serial', () => deps.store.serial)
+    m.gauge('autotunnel_accounts', 'Accounts', () => deps.keys.size)
+    deps.store.onChange(() => this.#armLeaseTimer())
+  }
+
+  /** Registers a handler that sees every decoded message before the core (see the file comment). */
+  use(handler: MessageHandler): void {
+    this.#handlers.push(handler)
+  }
+
+  /** Removes records whose lease ran out (also those that expired while the server was down), then arms the timer. */
+  start(): void {
+    this.#expireLeases()
+    this.#armLeaseTimer()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#clock.clearTimeout(this.#leaseTimer)
+    this.#leaseTimer = undefined
+    this.queue.close()
+  }
+
+  /** Current records answering (name, type) from the store (the LLQ / Push initial answer). */
+  lookup(name: string, type: number): ZoneRR[] {
+    const node = this.store.index.node(nameToLowerCanonical(name))
+    if (!node) return []
+    const out: ZoneRR[] = []
+    for (const set of node.rrsets.values())
+      if (type === RRType.ANY || set.type === type) for (const r of set.records.values()) out.push(r.rr)
+    return out
+  }
+
+  /** Privacy for watchers: the same rule as for queries. */
+  canWatch(q: { name: string; type: number; class: number }, user: string | undefined): WatchVerdict {
+    const name = nameToLowerCanonical(q.name)
+    const aud = this.answerer.audience(name)
+    if (aud.kind === 'outside') return 'notauth'
+    if (aud.kind === 'user' && aud.user !== user) return 'refused'
+    if (discoveryService(this.cfg, name) || name === this.cfg.nsName) return 'static'
+    return 'ok'
+  }
+
+  /** The listener entry point (a MessageSink). */
+  readonly handle = (raw: Buffer, ctx: InboundContext): void => {
+    try {
+      this.#handle(raw, ctx)
+    } catch (e) {
+      this.metrics.dropped({ reason: 'internal' })
+      this.#log.error('dns.internal_error', { err: String((e as Error)?.stack ?? e) })
+      ctx.reply(undefined)
+    }
+  }
+
+  #handle(raw: Buffer, ctx: InboundContext): void {
+    const dec = tryDecode(raw)
+    if (!dec.ok) {
+      this.metrics.dropped({ reason: 'formerr' })
+      if (this.#log.enabled('debug')) this.#log.debug('dns.formerr', { peer: ctx.peer.address, err: dec.error.message })
+      // Answer FORMERR when the header is readable and it is not itself a response.
+      if (dec.id === undefined || raw.length < HEADER_SIZE || (raw[2]! & 0x80) !== 0) {
+        ctx.reply(undefined)
+        return
+      }
+      const res = emptyMessage({
+        id: dec.id,
+        qr: true,
+        opcode: dec.opcode ?? 0,
+        rd: dec.rd ?? false,
+        rcode: Rcode.FORMERR,
+      })
+      ctx.reply(tsigEncode(res, undefined, this.#clock.now(), CLASSIC_UDP_MAX))
+      return
+    }
+    const msg = dec.msg
+    let check: TsigCheck | undefined
+    let signer: Account | undefined
+    if (msg.tsig) {
+      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now(), this.cfg.fudgeSec)
+      if (!check.ok) {
+        this.metrics.tsigFailures({ kind: check.error })
+        if (msg.qr) {
+          ctx.reply(undefined)
+          return
+        }
+        this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: check.error })
+        const res = this.#baseResponse(msg)
+        res.rcode = Rcode.NOTAUTH
+        if (msg.opcode === Opcode.UPDATE) this.metrics.updates({ rcode: 'NOTAUTH' })
+        ctx.reply(tsigEncode(res, check, this.#clock.now(), this.#maxSize(msg, ctx)))
+        return
+      }
+      signer = check.account
+      // A DNS Push session is authenticated by a signed message on its connection (docs/server.md).
+      ctx.connection?.state.set('tsig.user', signer.user)
+    }
+    const maxSize = this.#maxSize(msg, ctx)
+    let done = false
+    const req: DnsRequest = {
+      raw,
+      msg,
+      ctx,
+      signer,
+      respond: (res) => {
+        if (done) return
+        done = true
+        ctx.reply(tsigEncode(res, check, this.#clock.now(), maxSize))
+      },
+      drop: () => {
+        if (done) return
+        done = true
+        ctx.reply(undefined)
+      },
+      encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize),
+    }
+    for (const h of this.#handlers) if (h(req)) return
+    if (msg.qr) {
+      req.drop()
+      return
+    }
+    if (msg.edns && msg.edns.version !== 0) {
+      const res = this.#baseResponse(msg)
+      res.rcode = Rcode.BADVERS
+      req.respond(res)
+      return
+    }
+    switch (msg.opcode) {
+      case Opcode.QUERY:
+        this.#query(req)
+        return
+      case Opcode.UPDATE:
+        this.#update(req)
+        return
+      default: {
+        const res = this.#baseResponse(msg)
+        res.rcode = Rcode.NOTIMP
+        req.respond(res)
+        return
+      }
+    }
+  }
+
+  #maxSize(msg: Message, ctx: InboundContext): number {
+    if (ctx.peer.transport !== 'udp') return 0xffff
+    if (!msg.edns) return CLASSIC_UDP_MAX
+    return Math.max(CLASSIC_UDP_MAX, Math.min(msg.edns.udpSize, MAX_UDP_PAYLOAD))
+  }
+
+  /** Header echo: id, opcode, RD, the question/zone section, and OPT when the request had one. */
+  #baseResponse(msg: Message): Message {
+    const res = emptyMessage({
+      id: msg.id,
+      qr: true,
+      opcode: msg.opcode,
+      rd: msg.rd,
+      cd: msg.cd,
+      questions: msg.questions,
+    })
+    if (msg.edns) res.edns = { udpSize: SERVER_UDP_PAYLOAD, version: 0, do: false, options: [] } satisfies Edns
+    return res
+  }
+
+  #query(req: DnsRequest): void {
+    const { msg } = req
+    const res = this.#baseResponse(msg)
+    const q = msg.questions[0]
+    if (msg.questions.length !== 1 || !q) {
+      res.rcode = Rcode.FORMERR
+    } else if (q.class !== RRClass.IN && q.class !== RRClass.ANY) {
+      res.rcode = Rcode.REFUSED
+    } else if (q.type === RRType.AXFR || q.type === RRType.IXFR) {
+      res.rcode = Rcode.REFUSED
+    } else {
+      const a = this.answerer.answer(nameToLowerCanonical(q.name), q.type, req.signer?.user, q.name)
+      res.aa = a.rcode !== Rcode.REFUSED
+      res.rcode = a.rcode
+      res.answers = a.answers
+      res.authorities = a.authorities
+      res.additionals = a.additionals
+    }
+    this.metrics.queries({ transport: req.ctx.peer.transport, rcode: rcodeName(res.rcode) })
+    req.respond(res)
+  }
+
+  #update(req: DnsRequest): void {
+    const { msg } = req
+    const res = this.#baseResponse(msg)
+    const finish = (rcode: number, leaseOpt?: ReturnType<typeof encodeUpdateLease>): void => {
+      res.rcode = rcode
+      if (leaseOpt && res.edns) res.edns.options.push(leaseOpt)
+      this.metrics.updates({ rcode: rcodeName(rcode) })
+      req.respond(res)
+    }
+    if (!req.signer) {
+      finish(Rcode.REFUSED)
+      return
+    }
+    const user = req.signer.user
+    const bad = checkUpdate(this.cfg, msg, user)
+    if (bad !== undefined) {
+      this.#log.info('update.refused', { user, rcode: rcodeName(bad) })
+      finish(bad)
+      return
+    }
+    let leaseSec: number | undefined
+    let keyLeaseSec: number | undefined
+    const opt = findOption(msg.edns, EdnsOptionCode.UPDATE_LEASE)
+    if (opt) {
+      let ul: ReturnType<typeof decodeUpdateLease>
+      try {
+        ul = decodeUpdateLease(opt.data)
+      } catch {
+        finish(Rcode.FORMERR)
+        return
+      }
+      leaseSec = Math.min(this.cfg.leaseMaxSec, Math.max(this.cfg.leaseMinSec, ul.leaseSec))
+      if (ul.keyLeaseSec !== undefined) keyLeaseSec = Math.max(leaseSec, ul.keyLeaseSec)
+    }
+    this.queue.submit(
+      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec }),
+      (rcode, err) => {
+        if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
+        if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
+        const echo =
+          rcode === Rcode.NOERROR && leaseSec !== undefined
+            ? encodeUpdateLease(keyLeaseSec === undefined ? { leaseSec } : { leaseSec, keyLeaseSec })
+            : undefined
+        finish(rcode, echo)
+      },
+    )
+  }
+
+  #expireLeases(): void {
+    const now = this.#clock.now()
+    const next = this.store.leases.nextExpiryMs()
+    if (next === undefined || next > now) return
+    this.queue.submit(
+      (tx) => {
+        const due = this.store.leases.popDue(tx.nowMs)
+        let n = 0
+        for (const rec of due) if (tx.remove(rec)) n++
+        if (n > 0) tx.bumpSerial()
+        return n
+      },
+      (n, err) => {
+        if (err) this.#log.error('lease.expiry_failed', { err: err.message })
+        else if (n) {
+          this.metrics.leasesExpired(undefined, n)
+          this.#log.info('lease.expired', { records: n, serial: this.store.serial })
+        }
+        this.#armLeaseTimer()
+      },
+    )
+    this.queue.flush()
+  }
+
+  #armLeaseTimer(): void {
+    if (this.#stopped) return
+    const next = this.store.leases.nextExpiryMs()
+    if (next === undefined) {
+      this.#clock.clearTimeout(this.#leaseTimer)
+      this.#leaseTimer = undefined
+      this.#leaseTimerAt = Infinity
+      return
+    }
+    if (this.#leaseTimer && this.#leaseTimerAt <= next) return
+    this.#clock.clearTimeout(this.#leaseTimer)
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, next - this.#clock.now()))
+    this.#leaseTimerAt = this.#clock.now() + delay
+    this.#leaseTimer = this.#clock.setTimeout(() => {
+      this.#leaseTimer = undefined
+      this.#leaseTimerAt = Infinity
+      this.#expireLeases()
+      this.#armLeaseTimer()
+    }, delay)
+  }
+}

@@ -1,0 +1,173 @@
+// DNS over TCP (RFC 1035 4.2.2, RFC 7766) and over TLS (RFC 7858): two-octet length prefix per message.
+// Pipelining: every complete message is handed on at once, without waiting for earlier answers, and answers go
+// out in the order they are ready (a query answered from memory overtakes an UPDATE waiting for its commit).
+// A connection with no outstanding request and no traffic for the idle timeout is closed (RFC 7766 6.2.3);
+// DSO sessions (RFC 8490) change it through setIdleTimeout. Bounded: at most `maxConnections` connections and
+// `maxOutstanding` unanswered requests per connection (reading pauses beyond that).
+import { createServer as createTcpServer, isIPv6, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import type { Logger } from '../io/log.js'
+import type { InboundContext, MessageSink, PeerInfo, StreamConnection, TransportKind } from './transport.js'
+
+const LENGTH_PREFIX = 2
+
+export interface StreamOptions {
+  readonly idleTimeoutMs?: number
+  readonly maxConnections?: number
+  readonly maxOutstanding?: number
+  readonly tls?: { cert: Buffer; key: Buffer }
+}
+
+export class StreamListener {
+  readonly #log: Logger
+  readonly #sink: MessageSink
+  readonly #kind: TransportKind
+  readonly #idleMs: number
+  readonly #maxOutstanding: number
+  readonly #server: Server
+  readonly #conns = new Set<Socket>()
+  #nextId = 1
+  #local = ''
+
+  constructor(deps: { log: Logger; sink: MessageSink }, opts: StreamOptions = {}) {
+    this.#log = deps.log
+    this.#sink = deps.sink
+    this.#kind = opts.tls ? 'tls' : 'tcp'
+    this.#idleMs = opts.idleTimeoutMs ?? 10_000
+    this.#maxOutstanding = opts.maxOutstanding ?? 256
+    const onConn = (s: Socket): void => this.#accept(s)
+    this.#server = opts.tls
+      ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, onConn)
+      : createTcpServer({ noDelay: true }, onConn)
+    this.#server.maxConnections = opts.maxConnections ?? 1000
+    this.#server.on('tlsClientError', (err: Error) => this.#log.debug('tls.client_error', { err: err.message }))
+  }
+
+  get connections(): number {
+    return this.#conns.size
+  }
+
+  listen(host: string, port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen({ host, port, exclusive: true }, () => {
+        this.#server.off('error', reject)
+        this.#server.on('error', (err) => this.#log.warn(`${this.#kind}.error`, { err: err.message }))
+        const a = this.#server.address()
+        const p = typeof a === 'object' && a ? a.port : port
+        this.#local = `${isIPv6(host) ? `[${host}]` : host}:${p}`
+        resolve(this.#local)
+      })
+    })
+  }
+
+  /** Stops accepting and closes every connection. */
+  close(): Promise<void> {
+    for (const s of this.#conns) s.destroy()
+    return new Promise((resolve) => this.#server.close(() => resolve()))
+  }
+
+  #accept(sock: Socket | TLSSocket): void {
+    this.#conns.add(sock)
+    sock.setNoDelay(true)
+    const peer: PeerInfo = {
+      transport: this.#kind,
+      address: sock.remoteAddress ?? '',
+      port: sock.remotePort ?? 0,
+      local: this.#local,
+    }
+    let pending: Buffer = Buffer.alloc(0)
+    let outstanding = 0
+    let idleMs = this.#idleMs
+    let closed = false
+    let paused = false
+    const closeFns: (() => void)[] = []
+    const armIdle = (): void => {
+      sock.setTimeout(outstanding === 0 && idleMs > 0 ? idleMs : 0)
+    }
+    const conn: StreamConnection = {
+      id: this.#nextId++,
+      peer,
+      state: new Map(),
+      send: (msg) => {
+        if (closed || sock.destroyed) return false
+        const len = Buffer.allocUnsafe(LENGTH_PREFIX)
+        len.writeUInt16BE(msg.length)
+        sock.cork()
+        sock.write(len)
+        sock.write(msg)
+        sock.uncork()
+        return true
+      },
+      setIdleTimeout: (ms) => {
+        idleMs = ms
+        armIdle()
+      },
+      close: () => {
+        sock.end()
+      },
+      onClose: (fn) => {
+        if (closed) fn()
+        else closeFns.push(fn)
+      },
+      get closed() {
+        return closed
+      },
+    }
+    armIdle()
+    sock.on('timeout', () => {
+      this.#log.debug('stream.idle_close', { id: conn.id, peer: peer.address })
+      sock.end()
+    })
+    sock.on('error', (err) => this.#log.debug('stream.error', { id: conn.id, err: err.message }))
+    sock.on('close', () => {
+      closed = true
+      this.#conns.delete(sock)
+      for (const fn of closeFns.splice(0)) {
+        try {
+          fn()
+        } catch (e) {
+          this.#log.error('stream.on_close_failed', { err: String(e) })
+        }
+      }
+    })
+    sock.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+      let off = 0
+      while (pending.length - off >= LENGTH_PREFIX) {
+        const n = pending.readUInt16BE(off)
+        if (pending.length - off - LENGTH_PREFIX < n) break
+        const msg = pending.subarray(off + LENGTH_PREFIX, off + LENGTH_PREFIX + n)
+        off += LENGTH_PREFIX + n
+        outstanding++
+        let answered = false
+        const done = (): void => {
+          if (answered) return
+          answered = true
+          outstanding--
+          if (paused && outstanding < this.#maxOutstanding) {
+            paused = false
+            sock.resume()
+          }
+          armIdle()
+        }
+        const ctx: InboundContext = {
+          peer,
+          connection: conn,
+          reply: (out) => {
+            if (out) conn.send(out)
+            done()
+          },
+          send: (out) => void conn.send(out),
+        }
+        armIdle()
+        this.#sink(Buffer.from(msg), ctx)
+      }
+      pending = off === pending.length ? Buffer.alloc(0) : pending.subarray(off)
+      if (outstanding >= this.#maxOutstanding && !paused) {
+        paused = true
+        sock.pause()
+      }
+    })
+  }
+}

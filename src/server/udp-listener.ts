@@ -1,0 +1,73 @@
+// DNS over UDP (RFC 1035 4.2.1). One socket per --listen address; each datagram is one message. Size limits
+// and truncation are the dispatcher's (it knows the EDNS payload size); this file only moves datagrams.
+import { createSocket, type Socket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
+import type { Logger } from '../io/log.js'
+import type { InboundContext, MessageSink, PeerInfo } from './transport.js'
+
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+export class UdpListener {
+  readonly #log: Logger
+  readonly #sink: MessageSink
+  #socket: Socket | undefined
+  #local = ''
+
+  constructor(deps: { log: Logger; sink: MessageSink }) {
+    this.#log = deps.log
+    this.#sink = deps.sink
+  }
+
+  /** Binds; resolves with the bound "ADDR:PORT" (the real port when 0 was asked). */
+  listen(host: string, port: number): Promise<string> {
+    const sock = createSocket({
+      type: isIPv6(host) ? 'udp6' : 'udp4',
+      recvBufferSize: SOCKET_BUFFER_BYTES,
+      sendBufferSize: SOCKET_BUFFER_BYTES,
+    })
+    this.#socket = sock
+    const sink = this.#sink
+    sock.on('message', (msg, rinfo) => {
+      const peer: PeerInfo = { transport: 'udp', address: rinfo.address, port: rinfo.port, local: this.#local }
+      const send = (out: Buffer): void => {
+        sock.send(out, rinfo.port, rinfo.address, (err) => {
+          if (err) this.#log.debug('udp.send_failed', { to: rinfo.address, err: err.message })
+        })
+      }
+      const ctx: InboundContext = {
+        peer,
+        reply: (out) => {
+          if (out) send(out)
+        },
+        send,
+      }
+      sink(msg, ctx)
+    })
+    return new Promise((resolve, reject) => {
+      sock.once('error', reject)
+      sock.bind({ address: host, port, exclusive: true }, () => {
+        sock.off('error', reject)
+        sock.on('error', (err) => this.#log.warn('udp.error', { local: this.#local, err: err.message }))
+        this.#local = `${isIPv6(host) ? `[${host}]` : host}:${sock.address().port}`
+        resolve(this.#local)
+      })
+    })
+  }
+
+  get port(): number {
+    return this.#socket?.address().port ?? 0
+  }
+
+  close(): Promise<void> {
+    const s = this.#socket
+    this.#socket = undefined
+    return new Promise((resolve) => {
+      if (!s) return resolve()
+      try {
+        s.close(() => resolve())
+      } catch {
+        resolve()
+      }
+    })
+  }
+}

@@ -1,0 +1,153 @@
+// RFC 2136 UPDATE on the server: zone section (3.1), permission (3.3, our policy), prerequisites (3.2), prescan
+// (3.4.1) and the four update forms (3.4.2): add to an RRset, delete an RRset, delete all RRsets of a name,
+// delete one RR. Update leases (RFC 9664): records added by an update that carried the option expire after the
+// granted lease; an add of a record that exists refreshes its lease (or makes it permanent without one).
+//
+// checkUpdate runs when the message arrives; applyUpdate runs later inside the group commit (update-queue.ts),
+// against the zone as left by the updates committed before it, so prerequisites see every earlier update.
+
+import { accountKeyName } from '../dns/account-key.js'
+import { Rcode } from '../dns/wire/header.js'
+import type { Message } from '../dns/wire/message.js'
+import { nameToLowerCanonical } from '../dns/wire/name.js'
+import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
+import type { ServiceConfig } from './config.js'
+import { discoveryService } from './discovery.js'
+import { canonicalRData, toZoneRR } from './rdata.js'
+import type { ZoneTx } from './store.js'
+import { isAtOrBelow, type Rec, rdataKey, type ZoneIndex } from './zone-index.js'
+
+/** Types that never appear in zone data (RFC 2136 3.4.1.2 "meta-types", RFC 6895 3.1). */
+const META_TYPES: ReadonlySet<number> = new Set([
+  RRType.OPT,
+  RRType.TSIG,
+  RRType.TKEY,
+  RRType.IXFR,
+  RRType.AXFR,
+  253,
+  254,
+  RRType.ANY,
+])
+/** Types a user key may not add: the zone's own SOA/NS are managed by the server, delegations are not served. */
+const SERVER_TYPES: ReadonlySet<number> = new Set([RRType.SOA, RRType.NS])
+
+export interface UpdateRequest {
+  readonly msg: Message
+  /** The account user whose key signed the message. */
+  readonly user: string
+  /** Granted lease (already clamped), or undefined for permanent records. */
+  readonly leaseSec: number | undefined
+}
+
+function nameOf(rr: RR): string {
+  return nameToLowerCanonical(rr.name)
+}
+
+/**
+ * Checks that need no zone data: the zone section (FORMERR / NOTAUTH), every name inside the zone (NOTZONE),
+ * inside the signer's own domain (REFUSED), and not a server-managed type or discovery name (REFUSED).
+ * Returns undefined when the update may proceed.
+ */
+export function checkUpdate(cfg: ServiceConfig, msg: Message, user: string): number | undefined {
+  if (msg.questions.length !== 1) return Rcode.FORMERR
+  const z = msg.questions[0]!
+  if (z.type !== RRType.SOA) return Rcode.FORMERR
+  if (nameToLowerCanonical(z.name) !== cfg.zone || z.class !== RRClass.IN) return Rcode.NOTAUTH
+  const own = accountKeyName(user, cfg.zone)
+  for (const rr of msg.answers) {
+    const n = nameOf(rr)
+    if (!isAtOrBelow(n, cfg.zone)) return Rcode.NOTZONE
+    if (!isAtOrBelow(n, own)) return Rcode.REFUSED
+  }
+  for (const rr of msg.authorities) {
+    const n = nameOf(rr)
+    if (!isAtOrBelow(n, cfg.zone)) return Rcode.NOTZONE
+    if (!isAtOrBelow(n, own)) return Rcode.REFUSED
+    if (discoveryService(cfg, n)) return Rcode.REFUSED
+    if (rr.class === RRClass.IN && SERVER_TYPES.has(rr.type)) return Rcode.REFUSED
+  }
+  return undefined
+}
+
+/** RFC 2136 3.2: undefined when every prerequisite holds, else the RCODE. */
+export function checkPrerequisites(index: ZoneIndex, prereqs: readonly RR[]): number | undefined {
+  const valueSets = new Map<string, { name: string; type: number; rdata: Set<string> }>()
+  for (const rr of prereqs) {
+    if (rr.ttl !== 0) return Rcode.FORMERR
+    const name = nameOf(rr)
+    const node = index.node(name)
+    if (rr.class === RRClass.ANY) {
+      if (rr.data !== null) return Rcode.FORMERR
+      if (rr.type === RRType.ANY) {
+        if (!node || node.rrsets.size === 0) return Rcode.NXDOMAIN
+      } else if (!node?.rrsets.has(rr.type)) return Rcode.NXRRSET
+    } else if (rr.class === RRClass.NONE) {
+      if (rr.data !== null) return Rcode.FORMERR
+      if (rr.type === RRType.ANY) {
+        if (node && node.rrsets.size > 0) return Rcode.YXDOMAIN
+      } else if (node?.rrsets.has(rr.type)) return Rcode.YXRRSET
+    } else if (rr.class === RRClass.IN) {
+      if (META_TYPES.has(rr.type)) return Rcode.FORMERR
+      const k = `${name}\u0000${rr.type}`
+      let e = valueSets.get(k)
+      if (!e) valueSets.set(k, (e = { name, type: rr.type, rdata: new Set() }))
+      e.rdata.add(rdataKey(canonicalRData(rr.type, rr.data)))
+    } else return Rcode.FORMERR
+  }
+  for (const e of valueSets.values()) {
+    const set = index.rrset(e.name, e.type)
+    if (!set || set.records.size !== e.rdata.size) return Rcode.NXRRSET
+    for (const k of e.rdata) if (!set.records.has(k)) return Rcode.NXRRSET
+  }
+  return undefined
+}
+
+/** RFC 2136 3.4.1: FORMERR for an update RR of a form the RFC does not allow. */
+export function prescan(updates: readonly RR[]): number | undefined {
+  for (const rr of updates) {
+    if (rr.class === RRClass.IN) {
+      if (META_TYPES.has(rr.type) || rr.data === null) return Rcode.FORMERR
+    } else if (rr.class === RRClass.ANY) {
+      if (rr.ttl !== 0 || rr.data !== null || rr.type === RRType.AXFR || rr.type === 253 || rr.type === 254)
+        return Rcode.FORMERR
+    } else if (rr.class === RRClass.NONE) {
+      if (rr.ttl !== 0 || META_TYPES.has(rr.type)) return Rcode.FORMERR
+    } else return Rcode.FORMERR
+  }
+  return undefined
+}
+
+/**
+ * Prerequisites, prescan and the update section, applied through `tx` (all or nothing: nothing is applied
+ * unless every check passed, and applying cannot fail). Bumps the serial when the zone's content changed.
+ */
+export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): number {
+  const { msg, leaseSec } = req
+  const pre = checkPrerequisites(index, msg.answers)
+  if (pre !== undefined) return pre
+  const scan = prescan(msg.authorities)
+  if (scan !== undefined) return scan
+  const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
+  let changed = false
+  for (const rr of msg.authorities) {
+    const name = nameOf(rr)
+    if (rr.class === RRClass.IN) {
+      changed = tx.add(toZoneRR({ ...rr, name }), expiresAtMs) || changed
+    } else if (rr.class === RRClass.ANY) {
+      const node = index.node(name)
+      if (!node) continue
+      const victims: Rec[] = []
+      if (rr.type === RRType.ANY) for (const set of node.rrsets.values()) victims.push(...set.records.values())
+      else {
+        const set = node.rrsets.get(rr.type)
+        if (set) victims.push(...set.records.values())
+      }
+      for (const v of victims) changed = tx.remove(v) || changed
+    } else {
+      const rec = index.find(name, rr.type, canonicalRData(rr.type, rr.data))
+      if (rec) changed = tx.remove(rec) || changed
+    }
+  }
+  if (changed) tx.bumpSerial()
+  return Rcode.NOERROR
+}
