@@ -16,7 +16,12 @@ export interface ControlRequest {
   readonly [k: string]: unknown
 }
 
-export type ControlHandler = (req: ControlRequest) => Promise<unknown>
+/** `afterReply(fn)` runs fn once the answer has been handed to the kernel (e.g. to close the socket after `down`). */
+export interface ControlContext {
+  afterReply(fn: () => void): void
+}
+
+export type ControlHandler = (req: ControlRequest, ctx: ControlContext) => Promise<unknown>
 
 export class ControlError extends Error {
   override readonly name = 'ControlError'
@@ -93,19 +98,28 @@ export class ControlServer {
   async #answer(sock: net.Socket, line: string, handler: ControlHandler): Promise<void> {
     let id: unknown = null
     let reply: Record<string, unknown>
+    const after: (() => void)[] = []
     try {
       const req = JSON.parse(line) as unknown
       if (typeof req !== 'object' || req === null || typeof (req as ControlRequest).cmd !== 'string')
         throw new ControlError('request must be a JSON object with a string "cmd"', 'EBADREQ')
       id = (req as ControlRequest).id ?? null
-      reply = { id, ok: true, result: (await handler(req as ControlRequest)) ?? null }
+      reply = {
+        id,
+        ok: true,
+        result: (await handler(req as ControlRequest, { afterReply: (fn) => after.push(fn) })) ?? null,
+      }
     } catch (e) {
       this.dropped++
       const err = e as Error & { code?: string }
       this.#log.debug('control.error', { error: err.message })
       reply = { id, ok: false, error: err.message, code: err.code ?? 'EFAILED' }
     }
-    if (!sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`)
+    const runAfter = (): void => {
+      for (const fn of after) fn()
+    }
+    if (sock.destroyed) runAfter()
+    else sock.write(`${JSON.stringify(reply)}\n`, runAfter)
   }
 }
 

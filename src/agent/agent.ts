@@ -1,0 +1,324 @@
+// The host agent (RFC 6281 sections 3 to 6): makes this start's ULA identity, keeps a port mapping on the NAT
+// gateway, publishes AAAA/A/TXT/SRV (+ DNS-SD services) with leases, reacts to network changes, and serves the
+// control socket. The tunnel (issue 7) attaches to `udp` and listens to `onNetworkChange`.
+//
+// Change path (RFC 6281 section 5.1): netlink event -> NetMonitor snapshot (50 ms debounce) -> PortMapper.refresh()
+// -> new mapping -> reachability() -> Publisher.set() -> one UPDATE replacing the changed RRsets.
+import { hostname as osHostname } from 'node:os'
+import type { UpdateSink } from '../dns/client/update.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+import { type ControlContext, ControlError, type ControlRequest, ControlServer, controlSocketPath } from './control.js'
+import { createIdentity, type Identity, saveIdentity } from './identity.js'
+import type { NetMonitor, NetState } from './netmon.js'
+import type { PortMapState } from './portmap/mapper.js'
+import { Publisher } from './publisher.js'
+import { type Reachability, reachability } from './reachability.js'
+import { fq, hostRecords, type ServiceSpec } from './records.js'
+
+export const AGENT_VERSION = '0.1.0'
+/** How long a private host waits for the first mapping attempt before publishing "NAT without mapping". */
+export const FIRST_MAPPING_GRACE_MS = 3000
+
+/**
+ * What the agent uses of src/agent/portmap/mapper.ts's PortMapper (a structural subset, so tests can fake it).
+ * The mapper's `onChange` option must call `Agent.mappingChanged()`.
+ */
+export interface AgentPortMapper {
+  readonly state: PortMapState
+  readonly announcements?: ReadonlyMap<string, number>
+  start(): Promise<void>
+  refresh(): Promise<void>
+  /** Deletes the mapping on the gateway and closes sockets and timers. */
+  stop(): Promise<void>
+}
+
+export interface BrowseResult {
+  readonly type: string
+  readonly instances: {
+    readonly name: string
+    readonly host: string
+    readonly port: number
+    readonly txt: string[]
+    readonly addresses: string[]
+  }[]
+}
+
+export interface AgentConfig {
+  readonly stateDir: string
+  readonly hostname: string
+  /** USER.ZONE */
+  readonly domain: string
+  /** The zone the UPDATEs name (the provider zone): the domain minus its first label. */
+  readonly zone: string
+  readonly port: number
+  readonly leaseSec: number
+  readonly ttlSec: number
+  readonly services: readonly ServiceSpec[]
+  readonly portmap: boolean
+  /** Free-form description of how the update server was reached, for status. */
+  readonly serverInfo?: () => unknown
+}
+
+export interface AgentDeps {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log: Logger
+  readonly net: NetMonitor
+  readonly sink: UpdateSink
+  readonly udp: DatagramSocket
+  readonly mapper?: AgentPortMapper
+  readonly browse?: (type: string | undefined) => Promise<BrowseResult[]>
+  readonly watchers?: () => unknown
+}
+
+export type NetworkChangeListener = (net: NetState, reach: Reachability | undefined) => void
+
+export class Agent {
+  readonly #d: AgentDeps
+  readonly config: AgentConfig
+  readonly publisher: Publisher
+  #identity: Identity | undefined
+  #control: ControlServer | undefined
+  #reach: Reachability | undefined
+  #grace: TimerHandle | undefined
+  #graceOver = false
+  #started = 0
+  #stopping: Promise<ShutdownResult> | undefined
+  #closing: Promise<void> | undefined
+  #downRequested: (() => void) | undefined
+  readonly #netListeners: NetworkChangeListener[] = []
+  readonly udpStats = { rxDatagrams: 0, rxBytes: 0, lastFrom: '' as string, lastAt: 0 }
+  /** Resolves when the agent stopped (after `down`, or `shutdown()`). */
+  readonly done: Promise<void>
+
+  constructor(deps: AgentDeps, config: AgentConfig) {
+    this.#d = deps
+    this.config = config
+    this.publisher = new Publisher(
+      { clock: deps.clock, log: deps.log.child({ c: 'publish' }), sink: deps.sink },
+      {
+        leaseSec: config.leaseSec,
+      },
+    )
+    this.done = new Promise((resolve) => (this.#downRequested = resolve))
+  }
+
+  get identity(): Identity {
+    if (!this.#identity) throw new Error('agent not started')
+    return this.#identity
+  }
+  get reach(): Reachability | undefined {
+    return this.#reach
+  }
+  onNetworkChange(fn: NetworkChangeListener): void {
+    this.#netListeners.push(fn)
+  }
+
+  async start(): Promise<void> {
+    const { clock, log, net, udp } = this.#d
+    this.#started = clock.now()
+    const state = await net.start()
+    this.#identity = createIdentity(
+      this.#d,
+      state.primary ? { name: state.primary.ifname, mac: state.primary.mac } : undefined,
+    )
+    await saveIdentity(this.config.stateDir, this.#identity)
+    log.info('agent.identity', { ...this.#identity })
+
+    udp.onMessage((msg, from) => {
+      this.udpStats.rxDatagrams++
+      this.udpStats.rxBytes += msg.length
+      this.udpStats.lastFrom = `${from.address}:${from.port}`
+      this.udpStats.lastAt = clock.now()
+      if (log.enabled('debug')) log.debug('udp.rx', { from: this.udpStats.lastFrom, bytes: msg.length })
+    })
+    const bound = await udp.bind(this.config.port)
+    log.info('agent.udp', { port: bound.port })
+
+    this.#control = new ControlServer(
+      { log: log.child({ c: 'control' }) },
+      controlSocketPath(this.config.stateDir),
+      (r, ctx) => this.#handle(r, ctx),
+    )
+    await this.#control.listen()
+
+    net.onChange((now, before) => this.#networkChanged(now, before))
+    void this.#d.mapper?.start()
+    this.#armGrace()
+    this.#republish('start')
+    log.info('agent.up', {
+      hostname: this.config.hostname,
+      domain: this.config.domain,
+      ula: this.#identity.ula,
+      socket: this.#control.path,
+    })
+  }
+
+  #armGrace(): void {
+    this.#graceOver = false
+    this.#d.clock.clearTimeout(this.#grace)
+    this.#grace = this.#d.clock.setTimeout(() => {
+      this.#graceOver = true
+      this.#republish('mapping-grace')
+    }, FIRST_MAPPING_GRACE_MS)
+  }
+
+  /** The port mapper's `onChange` hook: a new, changed, re-created or lost mapping. */
+  mappingChanged(): void {
+    this.#republish('mapping')
+  }
+
+  #networkChanged(now: NetState, before: NetState): void {
+    const p = now.primary
+    const q = before.primary
+    const moved = p?.ifname !== q?.ifname || p?.ipv4 !== q?.ipv4 || p?.gateway !== q?.gateway
+    this.#d.log.info('agent.network_change', { moved, ipv4: p?.ipv4, gateway: p?.gateway })
+    if (moved && this.#d.mapper) {
+      this.#armGrace()
+      void this.#d.mapper.refresh()
+    }
+    this.#republish('network')
+    for (const fn of this.#netListeners) fn(now, this.#reach)
+  }
+
+  #republish(why: string): void {
+    if (this.#stopping) return
+    const ms = this.#d.mapper?.state
+    const settled = ms?.kind !== 'probing' || this.#graceOver
+    const mapping = ms?.kind === 'mapped' ? ms : undefined
+    const reach = reachability(this.#d.net.state, mapping, this.config.port, settled)
+    this.#reach = reach
+    if (!reach) {
+      this.#d.log.debug('agent.no_endpoint', { why })
+      return
+    }
+    const id = this.identity
+    this.publisher.set(
+      fq(this.config.zone),
+      hostRecords({
+        hostname: this.config.hostname,
+        domain: this.config.domain,
+        ula: id.ula,
+        label: id.label,
+        endpoint: reach.endpoint,
+        nat: reach.nat,
+        services: this.config.services,
+        ttlSec: this.config.ttlSec,
+        agentVersion: AGENT_VERSION,
+      }),
+    )
+  }
+
+  async #handle(req: ControlRequest, ctx: ControlContext): Promise<unknown> {
+    switch (req.cmd) {
+      case 'status':
+        return this.status()
+      case 'down': {
+        // Clean up, answer with the outcome, then close the socket (after the answer is written).
+        const result = await this.#cleanup(true)
+        ctx.afterReply(() => void this.shutdown({ clean: true }))
+        return result
+      }
+      case 'browse': {
+        if (!this.#d.browse) throw new ControlError('browse is not available', 'ENOTSUP')
+        const type = typeof req.type === 'string' && req.type !== '' ? req.type : undefined
+        return this.#d.browse(type)
+      }
+      default:
+        throw new ControlError(`unknown command ${JSON.stringify(req.cmd)}`, 'EUNKNOWN')
+    }
+  }
+
+  status(): unknown {
+    const { clock, net } = this.#d
+    const ms = this.#d.mapper?.state
+    const m = ms?.kind === 'mapped' ? ms : undefined
+    return {
+      version: AGENT_VERSION,
+      pid: process.pid,
+      host: osHostname(),
+      hostname: this.config.hostname,
+      domain: this.config.domain,
+      uptimeSec: Math.round((clock.now() - this.#started) / 1000),
+      identity: this.#identity,
+      network: {
+        primary: net.state.primary,
+        addresses: net.state.addrs,
+        changes: net.changes,
+      },
+      reachability: this.#reach ?? null,
+      portMapping: m
+        ? {
+            protocol: m.protocol,
+            external: m.external,
+            lifetimeSec: m.lifetimeSec,
+            gateway: m.gateway,
+            lifetimeLeftSec: Number.isFinite(m.expiresAt)
+              ? Math.max(0, Math.round((m.expiresAt - clock.now()) / 1000))
+              : null,
+          }
+        : null,
+      portMapper: this.#d.mapper
+        ? { state: ms?.kind, announcements: Object.fromEntries(this.#d.mapper.announcements ?? []) }
+        : 'disabled',
+      udp: { port: this.config.port, ...this.udpStats },
+      server: this.config.serverInfo?.() ?? null,
+      published: this.publisher.status(),
+      watchers: this.#d.watchers?.() ?? [],
+      peers: [],
+    }
+  }
+
+  /**
+   * Stops the agent. `clean` (down, SIGTERM, SIGINT) deletes the records and the mapping first; without it
+   * (tests of a crash) everything is left to expire. Resolves with what the clean-up achieved.
+   */
+  async shutdown(opts: { clean: boolean }): Promise<ShutdownResult> {
+    const result = await this.#cleanup(opts.clean)
+    this.#closing ??= this.#close(opts.clean)
+    await this.#closing
+    return result
+  }
+
+  #cleanup(clean: boolean): Promise<ShutdownResult> {
+    this.#stopping ??= (async () => {
+      const { log, clock } = this.#d
+      clock.clearTimeout(this.#grace)
+      log.info('agent.stopping', { clean })
+      if (!clean) {
+        this.publisher.stop()
+        return { clean, recordsDeleted: false, mappingDeleted: false, errors: [] }
+      }
+      const mapper = this.#d.mapper
+      const hadMapping = mapper?.state.kind === 'mapped'
+      const [rec, map] = await Promise.allSettled([this.publisher.withdraw(), mapper?.stop()])
+      const errors = [rec, map].flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []))
+      for (const e of errors) log.warn('agent.cleanup_failed', { error: e })
+      return {
+        clean,
+        recordsDeleted: rec.status === 'fulfilled',
+        mappingDeleted: hadMapping && map.status === 'fulfilled',
+        errors,
+      }
+    })()
+    return this.#stopping
+  }
+
+  async #close(clean: boolean): Promise<void> {
+    this.#d.net.stop()
+    await this.#control?.close()
+    await this.#d.udp.close()
+    this.#d.log.info('agent.stopped', { clean })
+    this.#downRequested?.()
+  }
+}
+
+export interface ShutdownResult {
+  readonly clean: boolean
+  readonly recordsDeleted: boolean
+  readonly mappingDeleted: boolean
+  readonly errors: string[]
+}

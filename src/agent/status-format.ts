@@ -1,0 +1,38 @@
+// Human-readable `autotunnel status` (the JSON form is the control socket's answer as is).
+
+type Obj = Record<string, unknown>
+
+const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {})
+
+export function formatStatus(s: Obj): string {
+  const id = obj(s.identity)
+  const net = obj(s.network)
+  const primary = obj(net.primary)
+  const reach = obj(s.reachability)
+  const ep = obj(reach.endpoint)
+  const pm = s.portMapping ? obj(s.portMapping) : undefined
+  const ext = obj(pm?.external)
+  const pub = obj(s.published)
+  const udp = obj(s.udp)
+  const lines = [
+    `agent       ${s.hostname}.${s.domain}  (pid ${s.pid}, up ${s.uptimeSec} s, version ${s.version})`,
+    `ULA         ${id.ula}`,
+    `label       ${id.label}  (EUI-64 ${id.eui64} from ${id.interface || 'random'})`,
+    `interface   ${primary.ifname ?? '-'}  ${primary.ipv4 ?? '-'}  gateway ${primary.gateway ?? '-'}`,
+    `addresses   ${((net.addresses as Obj[] | undefined) ?? []).map((a) => a.address).join(' ') || '-'}`,
+    pm
+      ? `port map    ${pm.protocol} ${ext.address}:${ext.port} via ${pm.gateway}, lifetime ${pm.lifetimeSec} s, ${pm.lifetimeLeftSec ?? 'permanent'} s left`
+      : `port map    none (${typeof s.portMapper === 'string' ? s.portMapper : obj(s.portMapper).state})`,
+    `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
+    `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
+    `server      ${JSON.stringify(s.server)}`,
+    `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,
+  ]
+  for (const r of (pub.records as Obj[] | undefined) ?? []) lines.push(`  ${r.text}   [lease ${r.leaseLeftSec} s left]`)
+  const watchers = (s.watchers as unknown[] | undefined) ?? []
+  lines.push(`watchers    ${watchers.length ? JSON.stringify(watchers) : 'none'}`)
+  const peers = (s.peers as unknown[] | undefined) ?? []
+  lines.push(`peers       ${peers.length ? '' : 'none'}`)
+  for (const p of peers) lines.push(`  ${JSON.stringify(p)}`)
+  return `${lines.join('\n')}\n`
+}
