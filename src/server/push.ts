@@ -229,15 +229,15 @@ export class PushSession<R> {
     return true
   }
 
-  #respond(msgId: number, rcode: number, ok: boolean, retryDelayMs?: number): void {
-    const establishing = this.#state.kind === 'connected'
-    const keepalive =
-      establishing || ok ? { inactivityMs: this.config.inactivityMs, keepaliveMs: this.config.keepaliveMs } : undefined
+  /** Answers a request. Only a Keepalive response carries a Keepalive TLV: a response's first TLV must be of its request's type (RFC 8490 §5.4.4). */
+  #respond(msgId: number, rcode: number, keepalive: boolean, retryDelayMs?: number): void {
     const out: PushOutbound<R> = {
       kind: 'response',
       msgId,
       rcode,
-      ...(keepalive && rcode === RCODE.NOERROR ? { keepalive } : {}),
+      ...(keepalive
+        ? { keepalive: { inactivityMs: this.config.inactivityMs, keepaliveMs: this.config.keepaliveMs } }
+        : {}),
       ...(retryDelayMs !== undefined ? { retryDelayMs } : {}),
     }
     this.#d.send(out)
@@ -264,7 +264,7 @@ export class PushSession<R> {
     }
     this.#byId.set(msgId, sub)
     this.#byKey.set(key, sub)
-    this.#respond(msgId, RCODE.NOERROR, true)
+    this.#respond(msgId, RCODE.NOERROR, false)
     this.#event({ kind: 'subscriptions', now: this.#d.clock.monotonic(), count: this.#byId.size })
     // The current answer follows the response at once (RFC 8765 §6.2), so the client starts complete.
     const current = this.#d.answer(q)

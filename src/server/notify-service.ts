@@ -1,0 +1,325 @@
+// Change notification for the DNS service: wires LLQ (RFC 8764, llq.ts + notify-llq-service.ts) and DNS Push
+// (RFC 8765 over RFC 8490, push.ts) to the listeners and to the store's change feed, and does their wire
+// encoding. Plugged in by run.ts:
+//   service.use(notify.handler)          LLQ requests (queries with the LLQ option) and event ACKs (responses)
+//   DSO messages (opcode 6) on TCP/TLS   -> notify.handleDso(raw, ctx)
+// The TSIG user of a connection is what DnsService recorded under connection.state 'tsig.user' (docs/notify.md).
+
+import {
+  DsoType,
+  decodeDso,
+  decodeKeepaliveTlv,
+  decodeReconfirmTlv,
+  decodeSubscribeTlv,
+  decodeUnsubscribeTlv,
+  encodeDso,
+  keepaliveTlv,
+  pushTlv,
+  retryDelayTlv,
+} from '../dns/dso.js'
+import { EdnsOptionCode, findOption } from '../dns/edns.js'
+import { decodeLlq, encodeLlq } from '../dns/llq.js'
+import { HEADER_SIZE, Opcode, Rcode } from '../dns/wire/header.js'
+import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
+import { type RR, RRClass } from '../dns/wire/rr-table.js'
+import type { Clock } from '../io/clock.js'
+import { type Logger, nullLogger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+import { LLQ_REMOVED_TTL, LLQ_VERSION, type LlqConfig, LlqError, LlqOpcode } from './llq.js'
+import { type LlqOutboundEvent, type LlqPeer, LlqService } from './notify-llq-service.js'
+import {
+  fanOut,
+  type NotifyQuestion,
+  type NotifySubscriber,
+  type NotifyVerdict,
+  type RRsetChange,
+} from './notify-types.js'
+import {
+  PUSH_REMOVE_RR_TTL,
+  PUSH_REMOVE_SET_TTL,
+  type PushConfig,
+  type PushInbound,
+  type PushOutbound,
+  PushSession,
+} from './push.js'
+import { fromZoneRR } from './rdata.js'
+import type { DnsRequest, MessageHandler } from './service.js'
+import { SubscriptionIndex, type SubscriptionLimits } from './subscriptions.js'
+import type { InboundContext, StreamConnection } from './transport.js'
+import type { ZoneRR } from './zone-index.js'
+
+/** What the notify services need from the DNS service (DnsService satisfies it). */
+export interface NotifyHost {
+  lookup(name: string, type: number): ZoneRR[]
+  canWatch(q: NotifyQuestion, user: string | undefined): NotifyVerdict
+  readonly store: { onChange(fn: (changes: RRsetChange<ZoneRR>[]) => void): () => void }
+}
+
+export interface NotifyOptions {
+  readonly llq?: Partial<LlqConfig>
+  readonly push?: Partial<PushConfig>
+  readonly limits?: Partial<SubscriptionLimits>
+}
+
+const RESPONSE_UDP_PAYLOAD = 1232
+const SESSION_KEY = 'push.session'
+const LLQ_HOOK_KEY = 'llq.hooked'
+const TSIG_USER_KEY = 'tsig.user'
+
+interface Peer extends LlqPeer {
+  readonly send: (buf: Buffer) => void
+}
+
+export class NotifyService {
+  readonly index: SubscriptionIndex<NotifySubscriber<ZoneRR>>
+  readonly llq: LlqService<ZoneRR>
+  readonly stats = { llqAcks: 0, pushMessages: 0, dsoMalformed: 0 }
+  readonly #host: NotifyHost
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #pushCfg: Partial<PushConfig>
+  readonly #sessions = new Set<PushSession<ZoneRR>>()
+  readonly #unsubscribe: () => void
+
+  constructor(deps: { host: NotifyHost; clock: Clock; random: Random; log?: Logger }, opts: NotifyOptions = {}) {
+    this.#host = deps.host
+    this.#clock = deps.clock
+    this.#log = deps.log ?? nullLogger
+    this.#pushCfg = opts.push ?? {}
+    this.index = new SubscriptionIndex(opts.limits)
+    this.llq = new LlqService<ZoneRR>(
+      {
+        clock: deps.clock,
+        random: deps.random,
+        log: this.#log,
+        index: this.index,
+        answer: (q) => this.#host.lookup(q.name, q.type),
+        policy: (q, user) => this.#host.canWatch(q, user),
+        sendEvent: (ev) => this.#sendLlqEvent(ev),
+      },
+      opts.llq,
+    )
+    this.#unsubscribe = deps.host.store.onChange((changes) => fanOut(this.index, changes))
+  }
+
+  get sessions(): number {
+    return this.#sessions.size
+  }
+
+  close(): void {
+    this.#unsubscribe()
+    this.llq.close()
+    for (const s of [...this.#sessions]) s.close('server stopping')
+  }
+
+  /** For DnsService.use(): takes queries carrying the LLQ option and LLQ event acknowledgements. */
+  readonly handler: MessageHandler = (req) => {
+    const msg = req.msg
+    const opt = findOption(msg.edns, EdnsOptionCode.LLQ)
+    if (!opt || msg.opcode !== Opcode.QUERY) return false
+    const peer = this.#peer(req.ctx)
+    let llq: ReturnType<typeof decodeLlq>
+    try {
+      llq = decodeLlq(opt.data)
+    } catch {
+      if (msg.qr) req.drop()
+      else
+        req.respond(
+          this.#llqResponse(msg, { version: LLQ_VERSION, opcode: 0, error: LlqError.FORMAT_ERR, id: 0n, leaseSec: 0 }),
+        )
+      return true
+    }
+    if (msg.qr) {
+      if (llq.opcode === LlqOpcode.EVENT && this.llq.ack(peer, llq.id, msg.id)) this.stats.llqAcks++
+      req.drop()
+      return true
+    }
+    const q = msg.questions[0]
+    if (msg.questions.length !== 1 || !q) {
+      req.respond(this.#llqResponse(msg, { ...llq, error: LlqError.FORMAT_ERR }))
+      return true
+    }
+    const reply = this.llq.handle({ question: q, opt: llq, peer, user: req.signer?.user })
+    if (reply.kind === 'rcode') {
+      const res = this.#llqResponse(msg, undefined)
+      res.rcode = reply.rcode
+      req.respond(res)
+    } else {
+      const res = this.#llqResponse(msg, reply.opt)
+      res.answers = reply.answers.map((z) => fromZoneRR(z))
+      req.respond(res)
+    }
+    return true
+  }
+
+  /** A DSO message (opcode 6) on a TCP/TLS connection. */
+  handleDso(raw: Buffer, ctx: InboundContext): void {
+    const conn = ctx.connection
+    if (!conn) {
+      ctx.reply(undefined)
+      return
+    }
+    const session = this.#session(conn, ctx)
+    const user = conn.state.get(TSIG_USER_KEY)
+    if (typeof user === 'string' && user !== session.user) session.authenticated(user)
+    let replied = false
+    const reply = (buf: Buffer | undefined): void => {
+      if (replied) return
+      replied = true
+      ctx.reply(buf)
+    }
+    conn.state.set('push.reply', reply)
+    try {
+      session.receive(this.#inbound(raw))
+    } finally {
+      conn.state.delete('push.reply')
+      reply(undefined)
+    }
+  }
+
+  #inbound(raw: Buffer): PushInbound {
+    let m: ReturnType<typeof decodeDso>
+    try {
+      m = decodeDso(raw)
+    } catch {
+      this.stats.dsoMalformed++
+      return { kind: 'malformed', msgId: raw.length >= HEADER_SIZE ? raw.readUInt16BE(0) : 0 }
+    }
+    if (m.qr) return { kind: 'other' }
+    const primary = m.tlvs[0]
+    try {
+      if (m.id !== 0) {
+        if (!primary) return { kind: 'malformed', msgId: m.id }
+        if (primary.type === DsoType.KEEPALIVE)
+          return { kind: 'keepalive', msgId: m.id, ...decodeKeepaliveTlv(primary.data) }
+        if (primary.type === DsoType.SUBSCRIBE)
+          return { kind: 'subscribe', msgId: m.id, question: decodeSubscribeTlv(primary.data) }
+        return { kind: 'unknown-request', msgId: m.id, tlvType: primary.type }
+      }
+      if (primary?.type === DsoType.UNSUBSCRIBE)
+        return { kind: 'unsubscribe', subscribeId: decodeUnsubscribeTlv(primary.data) }
+      if (primary?.type === DsoType.RECONFIRM) {
+        const r = decodeReconfirmTlv(primary.data)
+        return { kind: 'reconfirm', question: r.q, rdata: Buffer.from(r.rdata) }
+      }
+      return { kind: 'other' }
+    } catch {
+      this.stats.dsoMalformed++
+      return { kind: 'malformed', msgId: m.id }
+    }
+  }
+
+  #session(conn: StreamConnection, ctx: InboundContext): PushSession<ZoneRR> {
+    const existing = conn.state.get(SESSION_KEY)
+    if (existing instanceof PushSession) return existing as PushSession<ZoneRR>
+    const session: PushSession<ZoneRR> = new PushSession<ZoneRR>(
+      {
+        clock: this.#clock,
+        log: this.#log,
+        index: this.index,
+        answer: (q) => this.#host.lookup(q.name, q.type),
+        policy: (q, user) => this.#host.canWatch(q, user),
+        exists: (q, rdata) => this.#host.lookup(q.name, q.type).some((z) => z.rdata.equals(rdata)),
+        removal: (q, rdata) => ({ name: q.name, type: q.type, class: q.class, ttl: 0, rdata, text: '' }),
+        send: (out) => this.#sendPush(conn, out),
+      },
+      ctx.peer.address,
+      this.#pushCfg,
+    )
+    conn.state.set(SESSION_KEY, session)
+    // The session keeps its own keepalive/inactivity timers (RFC 8490 §6); the listener's idle timer is off.
+    conn.setIdleTimeout(0)
+    this.#sessions.add(session)
+    conn.onClose(() => {
+      session.close('connection closed')
+      this.#sessions.delete(session)
+    })
+    return session
+  }
+
+  #sendPush(conn: StreamConnection, out: PushOutbound<ZoneRR>): void {
+    switch (out.kind) {
+      case 'response': {
+        const tlvs = []
+        if (out.keepalive) tlvs.push(keepaliveTlv(out.keepalive.inactivityMs, out.keepalive.keepaliveMs))
+        if (out.retryDelayMs !== undefined) tlvs.push(retryDelayTlv(out.retryDelayMs))
+        const buf = encodeDso({ id: out.msgId, qr: true, rcode: out.rcode, tlvs })
+        const reply = conn.state.get('push.reply') as ((b: Buffer) => void) | undefined
+        if (reply) reply(buf)
+        else conn.send(buf)
+        return
+      }
+      case 'push': {
+        const rrs = out.records.map((r) => {
+          if (r.op === 'remove-rrset')
+            return { name: r.name, type: r.type, class: RRClass.ANY, ttl: PUSH_REMOVE_SET_TTL, rdata: Buffer.alloc(0) }
+          const z = r.rr
+          return {
+            name: z.name,
+            type: z.type,
+            class: z.class,
+            ttl: r.op === 'add' ? z.ttl : PUSH_REMOVE_RR_TTL,
+            rdata: z.rdata,
+          }
+        })
+        this.stats.pushMessages++
+        conn.send(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [pushTlv(rrs)] }))
+        return
+      }
+      case 'close':
+        if (out.retryDelayMs !== undefined)
+          conn.send(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [retryDelayTlv(out.retryDelayMs)] }))
+        conn.close()
+        return
+    }
+  }
+
+  #peer(ctx: InboundContext): Peer {
+    const conn = ctx.connection
+    if (conn) {
+      if (!conn.state.has(LLQ_HOOK_KEY)) {
+        conn.state.set(LLQ_HOOK_KEY, true)
+        conn.onClose(() => this.llq.dropPeer(`conn:${conn.id}`))
+      }
+      return { key: `conn:${conn.id}`, client: ctx.peer.address, send: (b) => conn.send(b) }
+    }
+    return { key: `udp:${ctx.peer.address}:${ctx.peer.port}`, client: ctx.peer.address, send: (b) => ctx.send(b) }
+  }
+
+  #llqResponse(req: Message, opt: Parameters<typeof encodeLlq>[0] | undefined): Message {
+    return emptyMessage({
+      id: req.id,
+      qr: true,
+      opcode: Opcode.QUERY,
+      aa: true,
+      rd: req.rd,
+      rcode: Rcode.NOERROR,
+      questions: req.questions.slice(0, 1),
+      edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: opt ? [encodeLlq(opt)] : [] },
+    })
+  }
+
+  /** An LLQ event: a gratuitous response listing added records, and removed ones with TTL -1 (RFC 8764 §6.2). */
+  #sendLlqEvent(ev: LlqOutboundEvent<ZoneRR>): void {
+    const answers: RR[] = []
+    for (const z of ev.removed) answers.push({ ...fromZoneRR(z), ttl: LLQ_REMOVED_TTL })
+    for (const z of ev.added) answers.push(fromZoneRR(z))
+    const msg = emptyMessage({
+      id: ev.msgId,
+      qr: true,
+      opcode: Opcode.QUERY,
+      aa: true,
+      questions: [ev.question],
+      answers,
+      edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: [encodeLlq(ev.opt)] },
+    })
+    const peer = ev.peer as Peer
+    try {
+      peer.send(encodeMessage(msg))
+    } catch (e) {
+      this.#log.warn('llq.event_encode_failed', { err: String(e) })
+    }
+  }
+}
+
+export type { DnsRequest }
