@@ -4,17 +4,19 @@ import { isIP } from 'node:net'
 import { fqdn } from '../dns/account-key.js'
 import { type Clock, SystemClock, type TimerHandle } from '../io/clock.js'
 import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
+import { SystemRandom } from '../io/random.js'
 import { KeyRing } from './accounts.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
 import { ServerMetrics } from './metrics.js'
+import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { DnsService } from './service.js'
 import { Store } from './store.js'
 import { StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
 import { UdpListener } from './udp-listener.js'
 
-export interface ServerOptions {
+export interface ServerOptions extends NotifyCliOptions {
   zone: string
   data: string
   listen: string[]
@@ -137,6 +139,11 @@ export async function startServer(
     }
     service = new DnsService({ store, keys, clock, log, metrics }, cfg)
     service.start()
+    // notify (LLQ + DNS Push), src/server/notify-service.ts
+    const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
+    service.use(notify.handler)
+    service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
+    closers.push(() => notify.close())
     sinkRef.fn = service.handle as never
     if (o.metrics) {
       const m = parseAddrPort(o.metrics)

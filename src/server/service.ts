@@ -91,6 +91,14 @@ export class DnsService {
     deps.store.onChange(() => this.#armLeaseTimer())
   }
 
+  // --- notify hook (notify engineer): DSO messages (RFC 8490, opcode 6) skip the DNS decoder and go to
+  // src/server/notify-service.ts, which owns the DNS Push sessions.
+  #dso: ((raw: Buffer, ctx: InboundContext) => void) | undefined
+  useDso(fn: (raw: Buffer, ctx: InboundContext) => void): void {
+    this.#dso = fn
+  }
+  // --- end notify hook
+
   /** Registers a handler that sees every decoded message before the core (see the file comment). */
   use(handler: MessageHandler): void {
     this.#handlers.push(handler)
@@ -141,6 +149,7 @@ export class DnsService {
   }
 
   #handle(raw: Buffer, ctx: InboundContext): void {
+    if (this.#dso && raw.length >= HEADER_SIZE && ((raw[2]! >> 3) & 0xf) === Opcode.DSO) return this.#dso(raw, ctx)
     const dec = tryDecode(raw)
     if (!dec.ok) {
       this.metrics.dropped({ reason: 'formerr' })
