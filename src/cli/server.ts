@@ -40,7 +40,12 @@ export function register(program: Command): void {
     // notify (LLQ, DNS Push): src/server/notify-service.ts
     .option('--llq-lease-min <s>', 'smallest LLQ lease granted (RFC 8764)', int, 900)
     .option('--llq-lease-max <s>', 'largest LLQ lease granted', int, 7200)
-    .option('--llq-resend-ms <ms>', 'first retransmission of an unacknowledged LLQ event (doubles; 3 sends in all)', int, 2000)
+    .option(
+      '--llq-resend-ms <ms>',
+      'first retransmission of an unacknowledged LLQ event (doubles; 3 sends in all)',
+      int,
+      2000,
+    )
     .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one client may hold', int, 1000)
     .option('--watch-limit-total <n>', 'live LLQs + Push subscriptions the server holds', int, 200000)
     .option('--push-keepalive-ms <ms>', 'DSO keepalive interval asked of DNS Push clients (RFC 8490)', int, 60000)

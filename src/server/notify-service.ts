@@ -61,6 +61,28 @@ export interface NotifyOptions {
   readonly limits?: Partial<SubscriptionLimits>
 }
 
+/** The `autotunnel server` options this component adds (src/cli/server.ts). */
+export interface NotifyCliOptions {
+  llqLeaseMin?: number
+  llqLeaseMax?: number
+  llqResendMs?: number
+  watchLimitClient?: number
+  watchLimitTotal?: number
+  pushKeepaliveMs?: number
+}
+
+export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
+  const llqLeaseMinSec = o.llqLeaseMin ?? 900
+  const llqLeaseMaxSec = o.llqLeaseMax ?? 7200
+  if (!(llqLeaseMinSec > 0 && llqLeaseMaxSec >= llqLeaseMinSec))
+    throw new TypeError('need 0 < --llq-lease-min <= --llq-lease-max')
+  return {
+    llq: { leaseMinSec: llqLeaseMinSec, leaseMaxSec: llqLeaseMaxSec, resendMs: o.llqResendMs ?? 2000 },
+    limits: { perClient: o.watchLimitClient ?? 1000, total: o.watchLimitTotal ?? 200_000 },
+    push: { keepaliveMs: o.pushKeepaliveMs ?? 60_000 },
+  }
+}
+
 const RESPONSE_UDP_PAYLOAD = 1232
 const SESSION_KEY = 'push.session'
 const LLQ_HOOK_KEY = 'llq.hooked'

@@ -149,7 +149,10 @@ export class DnsService {
   }
 
   #handle(raw: Buffer, ctx: InboundContext): void {
-    if (this.#dso && raw.length >= HEADER_SIZE && ((raw[2]! >> 3) & 0xf) === Opcode.DSO) return this.#dso(raw, ctx)
+    if (this.#dso && raw.length >= HEADER_SIZE && ((raw[2]! >> 3) & 0xf) === Opcode.DSO) {
+      this.#dso(raw, ctx)
+      return
+    }
     const dec = tryDecode(raw)
     if (!dec.ok) {
       this.metrics.dropped({ reason: 'formerr' })
