@@ -1,6 +1,87 @@
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
 
-// Registers the `agent` subcommand(s). The implementation is imported lazily inside each action.
+// `autotunnel up|status|down|browse`: the host agent (docs/agent.md). `up` runs in the foreground and serves a
+// control socket in its state directory; the other three talk to it there. Implementations load lazily.
+
+export interface UpOptions {
+  server: string
+  domain: string
+  hostname: string
+  state: string
+  keyFile?: string
+  passwordStdin?: boolean
+  port: string
+  tun: string | false
+  service: string[]
+  lease: string
+  ttl: string
+  ca?: string
+  insecureTls?: boolean
+  tlsFingerprint?: string
+  tls: boolean
+  portmap: boolean
+  logLevel?: string
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v]
+
 export function register(program: Command): void {
-  void program
+  program
+    .command('up')
+    .description('run the host agent in the foreground: identity, port mapping, publishing (JSON logs on stderr)')
+    .requiredOption('--server <host[:port]>', 'bootstrap address of the DNS service (update servers are found by SRV)')
+    .requiredOption('--domain <user.zone>', "the user's domain, e.g. alice.members.example")
+    .requiredOption('--hostname <name>', 'this host\'s name in the domain (one label), e.g. "desktop"')
+    .requiredOption('--state <dir>', 'state directory: identity.json and the control socket agent.sock')
+    .option('--key-file <file>', 'the JSON printed by `autotunnel account add --json`')
+    .option('--password-stdin', 'read the account password from stdin and derive the TSIG key from it')
+    .option('--port <udpport>', 'local UDP port of the tunnel (mapped on the NAT gateway)', '4500')
+    .option('--tun <name>', 'TUN device name (used by the tunnel)', 'autotun0')
+    .option('--no-tun', 'run without a TUN device')
+    .option('--service <type:port>', 'advertise a DNS-SD service, e.g. _ssh._tcp:22 (repeatable)', collect, [])
+    .option('--lease <seconds>', 'update lease asked for (RFC 9664); the server clamps it', '5400')
+    .option('--ttl <seconds>', 'TTL of the published records', '60')
+    .option('--ca <file>', "PEM certificate(s) to trust for the server's DNS-over-TLS listener")
+    .option('--insecure-tls', "accept any certificate from the server's TLS listener (testing only)")
+    .option(
+      '--tls-fingerprint <sha256>',
+      "pin the server's TLS certificate (the fingerprint `autotunnel server` prints)",
+    )
+    .option('--no-tls', 'never use DNS over TLS, even when the server advertises it')
+    .option('--no-portmap', 'do not ask the gateway for a port mapping (PCP, NAT-PMP, UPnP)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
+    .action(async (o: UpOptions) => {
+      const m = await import('../agent/run.js')
+      await m.runUp(o)
+    })
+
+  program
+    .command('status')
+    .description("show the running agent's identity, addresses, port mapping, records and peers")
+    .requiredOption('--state <dir>', "the agent's state directory")
+    .option('--json', 'print JSON')
+    .action(async (o: { state: string; json?: boolean }) => {
+      const m = await import('../agent/run.js')
+      await m.runStatus(o)
+    })
+
+  program
+    .command('down')
+    .description('stop the running agent cleanly: delete its port mapping and its published records')
+    .requiredOption('--state <dir>', "the agent's state directory")
+    .option('--timeout <seconds>', 'how long to wait for the agent to finish', '20')
+    .action(async (o: { state: string; timeout: string }) => {
+      const m = await import('../agent/run.js')
+      await m.runDown(o)
+    })
+
+  program
+    .command('browse [type]')
+    .description("list the services of the user's hosts (DNS-SD in the user's domain), e.g. browse _ssh._tcp")
+    .requiredOption('--state <dir>', "the agent's state directory")
+    .option('--json', 'print JSON')
+    .action(async (type: string | undefined, o: { state: string; json?: boolean }) => {
+      const m = await import('../agent/run.js')
+      await m.runBrowse(type, o)
+    })
 }

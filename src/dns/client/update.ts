@@ -1,7 +1,23 @@
 // RFC 2136 UPDATE client: TSIG-signed (RFC 8945), with the RFC 9664 update-lease option, sent over DNS over TLS
 // (RFC 7858) when the user's domain advertises `_dnsupdate-tls._udp.DOMAIN`, else over UDP (TCP on truncation)
 // to the target of `_dns-update._udp.DOMAIN` (RFC 6281 section 5.2), else to the bootstrap server itself.
-import type { RR } from '../wire/rr-table.js'
+//
+// Discovery runs lazily before the first UPDATE and again after a failed one, so a server that moved (or a TLS
+// listener that came up) is found without restarting the agent. A TLS failure is never silently downgraded to
+// plain DNS: when the domain advertises TLS, updates go over TLS or fail. Responses must carry a valid TSIG
+// signed with the same key (RFC 8945 5.3), else they are ignored like a forged datagram.
+
+import { randomInt } from 'node:crypto'
+import type { Clock } from '../../io/clock.js'
+import type { Logger } from '../../io/log.js'
+import { EdnsOptionCode, findOption } from '../edns.js'
+import { decodeUpdateLease, encodeUpdateLease } from '../lease.js'
+import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
+import { Opcode, Rcode } from '../wire/header.js'
+import { emptyMessage, type Message } from '../wire/message.js'
+import { nameEqual } from '../wire/name.js'
+import { type RR, RRClass, RRType } from '../wire/rr-table.js'
+import { exchange, lookupSrv, queryMessage, type ServerAddr } from './query.js'
 
 export interface UpdateRequest {
   /** The zone section (RFC 2136 2.3): the provider zone the user's domain sits in. */
@@ -25,4 +41,192 @@ export interface UpdateResult {
 /** What the publisher needs from an update client; tests use a fake. */
 export interface UpdateSink {
   update(req: UpdateRequest): Promise<UpdateResult>
+}
+
+export type { TsigKey }
+
+export interface UpdateClientOptions {
+  /** The DNS service's bootstrap address (`--server`): discovery queries go here. */
+  readonly bootstrap: { readonly host: string; readonly port: number }
+  /** The user's domain, USER.ZONE. */
+  readonly domain: string
+  readonly key: TsigKey
+  /** undefined: never use TLS. `insecure` accepts any certificate; `fingerprint256` pins one. */
+  readonly tls?: { readonly ca?: Buffer; readonly insecure?: boolean; readonly fingerprint256?: string } | undefined
+  /** Per-attempt timeout. @default 2000 */
+  readonly timeoutMs?: number
+  /** TSIG fudge (RFC 8945 5.2.3). @default 300 */
+  readonly fudgeSec?: number
+}
+
+export class UpdateError extends Error {
+  override readonly name = 'UpdateError'
+  readonly code: number
+  constructor(message: string, code: number, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+export const UPDATE_TLS_SERVICE = '_dnsupdate-tls._udp'
+export const UPDATE_SERVICE = '_dns-update._udp'
+
+export class UpdateClient implements UpdateSink {
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #o: UpdateClientOptions
+  readonly #domain: string
+  #server: (ServerAddr & { readonly via: string }) | undefined
+  #discovering: Promise<ServerAddr & { readonly via: string }> | undefined
+  updates = 0
+  failures = 0
+  /** Answers dropped because their TSIG did not verify. */
+  badResponses = 0
+  discoveries = 0
+
+  constructor(deps: { clock: Clock; log: Logger }, opts: UpdateClientOptions) {
+    this.#clock = deps.clock
+    this.#log = deps.log
+    this.#o = opts
+    this.#domain = opts.domain.endsWith('.') ? opts.domain : `${opts.domain}.`
+  }
+
+  #bootstrap(): ServerAddr {
+    return { host: this.#o.bootstrap.host, port: this.#o.bootstrap.port, transport: 'udp' }
+  }
+
+  /** Finds the update server by SRV (TLS first), caching it until an UPDATE fails. */
+  discover(): Promise<ServerAddr & { readonly via: string }> {
+    if (this.#server) return Promise.resolve(this.#server)
+    this.#discovering ??= this.#discover().finally(() => {
+      this.#discovering = undefined
+    })
+    return this.#discovering
+  }
+
+  async #discover(): Promise<ServerAddr & { readonly via: string }> {
+    this.discoveries++
+    const boot = this.#bootstrap()
+    const opts = { timeoutMs: this.#o.timeoutMs ?? 2000, attempts: 2 }
+    const tls = this.#o.tls
+    const [tlsSrv, plainSrv] = await Promise.all([
+      tls ? lookupSrv(boot, `${UPDATE_TLS_SERVICE}.${this.#domain}`, opts).then((r) => r[0]) : undefined,
+      lookupSrv(boot, `${UPDATE_SERVICE}.${this.#domain}`, opts).then((r) => r[0]),
+    ])
+    const hostOf = (srv: { addrs: readonly string[] }): string =>
+      srv.addrs.find((a) => !a.includes(':')) ?? srv.addrs[0] ?? boot.host
+    // A server without a TLS listener may still answer the -tls name with its plain port (src/server/discovery.ts):
+    // the same target and port as the plain SRV means "no TLS here", anything else is a TLS endpoint.
+    const sameAsPlain =
+      tlsSrv &&
+      plainSrv &&
+      tlsSrv.port === plainSrv.port &&
+      tlsSrv.target.toLowerCase() === plainSrv.target.toLowerCase()
+    let found: (ServerAddr & { via: string }) | undefined
+    if (tls && tlsSrv && tlsSrv.port !== 0 && !sameAsPlain) {
+      const host = hostOf(tlsSrv)
+      found = {
+        host,
+        port: tlsSrv.port,
+        transport: 'tls',
+        tls: {
+          servername: tlsSrv.target.replace(/\.$/, ''),
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          rejectUnauthorized: !(tls.insecure || tls.fingerprint256),
+        },
+        ...(tls.fingerprint256 ? { fingerprint256: tls.fingerprint256 } : {}),
+        via: `tls:${host}:${tlsSrv.port}`,
+      }
+    } else if (plainSrv && plainSrv.port !== 0) {
+      const host = hostOf(plainSrv)
+      found = { host, port: plainSrv.port, transport: 'udp', via: `udp:${host}:${plainSrv.port}` }
+    }
+    found ??= { ...boot, via: `udp:${boot.host}:${boot.port}` }
+    this.#log.info('update.server', { via: found.via })
+    this.#server = found
+    return found
+  }
+
+  /**
+   * Signs with the account key. A NOERROR answer counts only with a valid TSIG chained to our request MAC
+   * (RFC 8945 5.3); others are ignored like forged datagrams. An error answer is taken even unsigned (BADKEY and
+   * BADSIG responses are unsigned by design, RFC 8945 5.3.2): forging one costs us a retry, nothing more.
+   */
+  async #exchange(server: ServerAddr, msg: Message): Promise<Message> {
+    let requestMac: Buffer | undefined
+    const fudge = this.#o.fudgeSec ?? 300
+    const key = this.#o.key
+    return exchange(server, msg, {
+      timeoutMs: this.#o.timeoutMs ?? 2000,
+      attempts: 3,
+      encode: (m) => {
+        const signed = signMessage(m, key, { timeSigned: Math.floor(this.#clock.now() / 1000), fudge })
+        requestMac = signed.mac
+        return signed.wire
+      },
+      check: (wire, m) => {
+        if (m.rcode !== Rcode.NOERROR && m.rcode !== Rcode.NXDOMAIN) return
+        const r = verifyMessage(wire, (n) => (nameEqual(n, key.name) ? key : undefined), {
+          requestMac,
+          now: Math.floor(this.#clock.now() / 1000),
+          msg: m,
+        })
+        if (!r.ok) {
+          this.badResponses++
+          throw new UpdateError(`response TSIG ${r.error}`, r.code)
+        }
+      },
+    })
+  }
+
+  async update(req: UpdateRequest): Promise<UpdateResult> {
+    const server = await this.discover()
+    const msg = emptyMessage({
+      id: randomInt(0x10000),
+      opcode: Opcode.UPDATE,
+      questions: [{ name: req.zone.endsWith('.') ? req.zone : `${req.zone}.`, type: RRType.SOA, class: RRClass.IN }],
+      answers: [...(req.prereqs ?? [])],
+      authorities: [...req.updates],
+      ...(req.leaseSec !== undefined
+        ? { edns: { udpSize: 1232, version: 0, do: false, options: [encodeUpdateLease({ leaseSec: req.leaseSec })] } }
+        : {}),
+    })
+    let res: Message
+    try {
+      res = await this.#exchange(server, msg)
+    } catch (e) {
+      this.failures++
+      this.#server = undefined
+      throw new UpdateError(`UPDATE via ${server.via} failed: ${(e as Error).message}`, -1, { cause: e })
+    }
+    if (res.rcode !== Rcode.NOERROR) {
+      this.failures++
+      throw new UpdateError(`UPDATE via ${server.via} answered rcode ${res.rcode}`, res.rcode)
+    }
+    this.updates++
+    const opt = findOption(res.edns, EdnsOptionCode.UPDATE_LEASE)
+    const leaseSec = opt ? decodeUpdateLease(opt.data).leaseSec : undefined
+    return { rcode: res.rcode, leaseSec, via: server.via }
+  }
+
+  /** A TSIG-signed query to the bootstrap server (the user's names are private, seed 002 section 7.2). */
+  async query(name: string, type: number): Promise<Message> {
+    return this.#exchange(this.#bootstrap(), queryMessage(name, type))
+  }
+
+  status(): unknown {
+    return {
+      bootstrap: `${this.#o.bootstrap.host}:${this.#o.bootstrap.port}`,
+      updateServer: this.#server?.via ?? null,
+      keyName: this.#o.key.name,
+      updates: this.updates,
+      failures: this.failures,
+      discoveries: this.discoveries,
+      badResponses: this.badResponses,
+    }
+  }
+
+  close(): void {
+    this.#server = undefined
+  }
 }

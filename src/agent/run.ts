@@ -1,0 +1,220 @@
+// `autotunnel up|status|down|browse` (src/cli/agent.ts): wiring of the real edges (system clock, random, iproute2,
+// node:dgram, the PortMapper, the UPDATE client) around Agent, and the three control-socket clients.
+import { mkdir, readFile } from 'node:fs/promises'
+import type { UpOptions } from '../cli/agent.js'
+import { accountKeyName, deriveTsigKeyAsync, isAccountAlgorithm } from '../dns/account-key.js'
+import { type TsigKey, UpdateClient } from '../dns/client/update.js'
+import { SystemClock } from '../io/clock.js'
+import { UdpSocket } from '../io/datagram.js'
+import { jsonLogger, type LogLevel } from '../io/log.js'
+import { SystemRandom } from '../io/random.js'
+import { Agent } from './agent.js'
+import { browseServices } from './browse.js'
+import { ControlError, controlRequest, controlSocketPath } from './control.js'
+import { loadIdentity } from './identity.js'
+import { ipReader, NetMonitor } from './netmon.js'
+import { PortMapper } from './portmap/mapper.js'
+import { parseServiceSpec } from './records.js'
+import { formatStatus } from './status-format.js'
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
+
+/** "host", "host:port", "[v6]:port" -> {host, port}. */
+export function parseHostPort(s: string, defaultPort: number): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
+  if (!m?.[1]) throw new UsageError(`bad address ${JSON.stringify(s)}: want HOST[:PORT]`)
+  const port = m[2] === undefined ? defaultPort : Number(m[2])
+  if (!(port >= 1 && port <= 0xffff)) throw new UsageError(`bad port in ${s}`)
+  return { host: m[1], port }
+}
+
+function intOption(name: string, v: string, min: number, max: number): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n < min || n > max) throw new UsageError(`--${name} must be an integer in [${min}, ${max}]`)
+  return n
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '')
+}
+
+/** The TSIG key from `account add --json` output, or derived from a password (docs/server.md, account-key.ts). */
+export async function loadKey(o: { keyFile?: string; passwordStdin?: boolean }, domain: string): Promise<TsigKey> {
+  if (!!o.keyFile === !!o.passwordStdin) throw new UsageError('give exactly one of --key-file and --password-stdin')
+  const user = domain.split('.')[0] ?? ''
+  const zone = domain.slice(user.length + 1)
+  if (o.keyFile) {
+    const j = JSON.parse(await readFile(o.keyFile, 'utf8')) as Record<string, unknown>
+    const { keyName, algorithm, secret } = j
+    if (typeof keyName !== 'string' || typeof algorithm !== 'string' || typeof secret !== 'string')
+      throw new UsageError(`${o.keyFile}: want the JSON of \`autotunnel account add --json\``)
+    return { name: keyName, algorithm, secret: Buffer.from(secret, 'base64') }
+  }
+  const password = await readStdin()
+  if (!password) throw new UsageError('empty password on stdin')
+  const algorithm = 'hmac-sha256'
+  if (!isAccountAlgorithm(algorithm)) throw new UsageError('unsupported algorithm')
+  return { name: accountKeyName(user, zone), algorithm, secret: await deriveTsigKeyAsync(user, zone, password) }
+}
+
+export async function runUp(o: UpOptions): Promise<void> {
+  const log = jsonLogger(o.logLevel ? { level: o.logLevel as LogLevel } : {})
+  const domain = o.domain.toLowerCase().replace(/\.$/, '')
+  const labels = domain.split('.')
+  if (labels.length < 2 || !labels.every((l) => HOST_LABEL.test(l)))
+    throw new UsageError(`--domain ${o.domain}: want USER.ZONE, e.g. alice.members.example`)
+  if (!HOST_LABEL.test(o.hostname)) throw new UsageError(`--hostname ${o.hostname}: want one DNS label`)
+  const port = intOption('port', o.port, 1, 0xffff)
+  const leaseSec = intOption('lease', o.lease, 1, 0x7fffffff)
+  const ttlSec = intOption('ttl', o.ttl, 0, 0x7fffffff)
+  const services = o.service.map(parseServiceSpec)
+  const server = parseHostPort(o.server, 53)
+  const key = await loadKey(o, domain)
+  await mkdir(o.state, { recursive: true, mode: 0o700 })
+
+  const clock = new SystemClock()
+  const random = new SystemRandom()
+  const tunName = o.tun === false ? undefined : o.tun
+  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
+  const updates = new UpdateClient(
+    { clock, log: log.child({ c: 'update' }) },
+    {
+      bootstrap: server,
+      domain,
+      key,
+      tls: o.tls
+        ? {
+            ...(o.ca ? { ca: await readFile(o.ca) } : {}),
+            ...(o.tlsFingerprint ? { fingerprint256: o.tlsFingerprint } : {}),
+            insecure: o.insecureTls ?? false,
+          }
+        : undefined,
+    },
+  )
+  let agent: Agent | undefined
+  const mapper = o.portmap
+    ? new PortMapper(
+        {
+          clock,
+          random,
+          log: log.child({ c: 'portmap' }),
+          network: {
+            primary: async () => {
+              const p = net.state.primary
+              return p?.ipv4 ? { ifname: p.ifname, address: p.ipv4, gateway: p.gateway } : undefined
+            },
+          },
+        },
+        { internalPort: port, onChange: () => agent?.mappingChanged() },
+      )
+    : undefined
+  agent = new Agent(
+    {
+      clock,
+      random,
+      log,
+      net,
+      sink: updates,
+      udp: new UdpSocket(),
+      ...(mapper ? { mapper } : {}),
+      browse: (type) => browseServices(updates, domain, type),
+      watchers: () => [],
+    },
+    {
+      stateDir: o.state,
+      hostname: o.hostname.toLowerCase(),
+      domain,
+      zone: labels.slice(1).join('.'),
+      port,
+      leaseSec,
+      ttlSec,
+      services,
+      portmap: o.portmap,
+      serverInfo: () => updates.status(),
+    },
+  )
+  const stop = (sig: string): void => {
+    log.info('agent.signal', { signal: sig })
+    void agent?.shutdown({ clean: true })
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+  try {
+    await agent.start()
+  } catch (e) {
+    await agent.shutdown({ clean: false }).catch(() => {})
+    throw e
+  }
+  await agent.done
+  updates.close()
+}
+
+export async function runStatus(o: { state: string; json?: boolean }): Promise<void> {
+  try {
+    const s = await controlRequest(controlSocketPath(o.state), 'status')
+    process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s as Record<string, unknown>))
+  } catch (e) {
+    if (!(e instanceof ControlError) || e.code !== 'ENOAGENT') throw e
+    const identity = await loadIdentity(o.state)
+    const s = { running: false, identity: identity ?? null }
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify(s, null, 2)}\n`
+        : `agent: not running (${o.state})\n${identity ? `last identity: ${identity.ula} ${identity.label}\n` : ''}`,
+    )
+    process.exitCode = 3
+  }
+}
+
+export async function runDown(o: { state: string; timeout: string }): Promise<void> {
+  const path = controlSocketPath(o.state)
+  const timeoutMs = intOption('timeout', o.timeout, 1, 3600) * 1000
+  const r = (await controlRequest(path, 'down', {}, timeoutMs)) as {
+    recordsDeleted: boolean
+    mappingDeleted: boolean
+    errors: string[]
+  }
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      await controlRequest(path, 'status', {}, 1000)
+    } catch (e) {
+      if (e instanceof ControlError && (e.code === 'ENOAGENT' || e.code === 'ECLOSED')) break
+    }
+    if (Date.now() > deadline) throw new Error('the agent did not stop in time')
+    await new Promise((res) => setTimeout(res, 50))
+  }
+  process.stdout.write(
+    `agent stopped: records ${r.recordsDeleted ? 'deleted' : 'NOT deleted (they expire with their lease)'}, ` +
+      `port mapping ${r.mappingDeleted ? 'deleted' : 'none to delete or not deleted'}\n`,
+  )
+  for (const e of r.errors) process.stdout.write(`  error: ${e}\n`)
+  if (!r.recordsDeleted) process.exitCode = 1
+}
+
+export async function runBrowse(type: string | undefined, o: { state: string; json?: boolean }): Promise<void> {
+  const r = (await controlRequest(controlSocketPath(o.state), 'browse', type ? { type } : {})) as {
+    type: string
+    instances: { name: string; host: string; port: number; txt: string[]; addresses: string[] }[]
+  }[]
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(r, null, 2)}\n`)
+    return
+  }
+  for (const t of r) {
+    process.stdout.write(`${t.type}\n`)
+    for (const i of t.instances)
+      process.stdout.write(
+        `  ${i.name}  ${i.host}:${i.port}  ${i.addresses.join(' ') || '-'}${i.txt.length ? `  ${i.txt.join(' ')}` : ''}\n`,
+      )
+  }
+  if (r.length === 0) process.stdout.write('no services\n')
+}
