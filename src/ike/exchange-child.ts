@@ -1,0 +1,274 @@
+// CREATE_CHILD_SA (RFC 7296 1.3): new and rekeyed Child SAs (1.3.1, 1.3.3) with optional PFS
+// (a fresh KE, KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr), 2.17), and IKE SA rekeying (1.3.2, 2.18:
+// SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)). Rekeys are make-before-break: the new SA is
+// handed to the data plane before the old one is deleted.
+
+import {
+  DhGroup,
+  ExchangeType,
+  IKE_SPI_LEN,
+  NONCE_MAX_LEN,
+  NONCE_MIN_LEN,
+  NotifyType,
+  PayloadType,
+  ProtocolId,
+} from './constants.js'
+import { deriveChildKeys, deriveIkeSaKeys, dhGenerate, skeyseedRekey } from './crypto.js'
+import type { IkeEngine } from './engine.js'
+import { IkeError, IkePeerError } from './errors.js'
+import { deleteChild, deleteIkeSa } from './exchange-info.js'
+import { type Payload, type TrafficSelector, tsCovers, tsForHost } from './payloads.js'
+import {
+  acceptChildResponse,
+  acceptIkeResponse,
+  childProposal,
+  ikeProposal,
+  selectChild,
+  selectIke,
+} from './proposals.js'
+import { type ChildSa, IkeSa } from './sa.js'
+import type { ChildSaKeys, Endpoint } from './types.js'
+import { errorNotify, findNotify, first, notify, numberToSpi, spiToNumber } from './util.js'
+
+function tsOk(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
+  return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
+}
+
+/** Rekeys `old` on `sa`; resolves with the new Child SA once installed and the old one deleted. */
+export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Promise<ChildSaKeys> {
+  const { opts } = engine
+  const policy = opts.childPolicy
+  old.retiring = true
+  let group: number = opts.pfs ? ((old.suite.group || policy.pfsGroups[0]) ?? DhGroup.NONE) : DhGroup.NONE
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const spiIn = engine.newChildSpi()
+    const dh = group !== DhGroup.NONE ? dhGenerate(group) : undefined
+    const ni = engine.nonce()
+    const req: Payload[] = [
+      notify(NotifyType.REKEY_SA, Buffer.alloc(0), ProtocolId.ESP, numberToSpi(old.spiIn)),
+      {
+        type: PayloadType.SA,
+        proposals: [childProposal({ ...policy, pfsGroups: dh ? [group] : [] }, numberToSpi(spiIn), !!dh)],
+      },
+      { type: PayloadType.NONCE, data: ni },
+      ...(dh ? [{ type: PayloadType.KE, group, data: dh.publicKey } as Payload] : []),
+      { type: PayloadType.TSi, selectors: [tsForHost(opts.localUla)] },
+      { type: PayloadType.TSr, selectors: [tsForHost(sa.peer?.ula ?? '::')] },
+    ]
+    let p: Payload[]
+    try {
+      p = (await sa.request(ExchangeType.CREATE_CHILD_SA, req)).payloads
+    } catch (e) {
+      engine.childSpis.delete(spiIn)
+      old.retiring = false
+      throw e
+    }
+    const invalidKe = findNotify(p, NotifyType.INVALID_KE_PAYLOAD)
+    if (invalidKe && invalidKe.data.length >= 2 && attempt === 0) {
+      engine.childSpis.delete(spiIn)
+      group = invalidKe.data.readUInt16BE(0)
+      if (!policy.pfsGroups.includes(group)) break
+      continue
+    }
+    const err = errorNotify(p)
+    const acc = acceptChildResponse(first(p, PayloadType.SA)?.proposals[0], policy, dh ? group : DhGroup.NONE)
+    const nr = first(p, PayloadType.NONCE)
+    const ke = first(p, PayloadType.KE)
+    if (
+      err ||
+      !acc ||
+      !nr ||
+      (dh && (!ke || ke.group !== group)) ||
+      !tsOk(first(p, PayloadType.TSi)?.selectors, opts.localUla)
+    ) {
+      engine.childSpis.delete(spiIn)
+      old.retiring = false
+      throw new IkePeerError(err?.notifyType ?? NotifyType.NO_PROPOSAL_CHOSEN, 'Child SA rekey refused')
+    }
+    const gir = dh && ke ? dh.computeSecret(ke.data) : undefined
+    const km = deriveChildKeys(sa.suite!.prf, sa.keys!.skD, acc.suite.aead, ni, nr.data, gir)
+    const child: ChildSa = {
+      spiIn,
+      spiOut: spiToNumber(acc.peerSpi),
+      suite: acc.suite,
+      keyIn: km.keyRtoI,
+      keyOut: km.keyItoR,
+      createdAtMs: engine.deps.clock.now(),
+      retiring: false,
+    }
+    const keys = engine.addChild(sa, child, old.spiIn)
+    await deleteChild(engine, sa, old).catch(() => engine.removeChild(sa, old, 'rekeyed'))
+    return keys
+  }
+  old.retiring = false
+  throw new IkeError(NotifyType.INVALID_KE_PAYLOAD, 'no common PFS group')
+}
+
+/** Rekeys the IKE SA: a new IKE SA takes over the Child SAs, then the old one is deleted. */
+export async function rekeyIke(engine: IkeEngine, sa: IkeSa): Promise<void> {
+  const { opts } = engine
+  const old = sa.suite!
+  const group = old.group
+  const spiI = engine.newIkeSpi()
+  const dh = dhGenerate(group)
+  const ni = engine.nonce()
+  const policy = { ...opts.ikePolicy, groups: [group] }
+  const req: Payload[] = [
+    { type: PayloadType.SA, proposals: [ikeProposal(policy, spiI)] },
+    { type: PayloadType.NONCE, data: ni },
+    { type: PayloadType.KE, group, data: dh.publicKey },
+  ]
+  const p = (await sa.request(ExchangeType.CREATE_CHILD_SA, req)).payloads
+  const prop = first(p, PayloadType.SA)?.proposals[0]
+  const suite = acceptIkeResponse(prop, policy)
+  const nr = first(p, PayloadType.NONCE)
+  const ke = first(p, PayloadType.KE)
+  if (errorNotify(p) || !suite || !prop || prop.spi.length !== IKE_SPI_LEN || !nr || !ke || ke.group !== group)
+    throw new IkePeerError(errorNotify(p)?.notifyType ?? NotifyType.NO_PROPOSAL_CHOSEN, 'IKE SA rekey refused')
+  const gir = dh.computeSecret(ke.data)
+  const skeyseed = skeyseedRekey(old.prf, sa.keys!.skD, gir, ni, nr.data)
+  const next = successor(engine, sa, true, spiI, prop.spi, sa.remote)
+  next.suite = suite
+  next.keys = deriveIkeSaKeys(suite.prf, suite.aead, skeyseed, ni, nr.data, spiI, prop.spi)
+  adopt(engine, sa, next)
+  await deleteIkeSa(engine, sa, 'rekeyed')
+}
+
+function successor(
+  engine: IkeEngine,
+  sa: IkeSa,
+  initiator: boolean,
+  spiI: Buffer,
+  spiR: Buffer,
+  remote: Endpoint,
+): IkeSa {
+  const next = new IkeSa(engine.saDeps(), initiator, spiI, remote, { kind: 'auth-sent' })
+  next.spiR = spiR
+  next.peer = sa.peer
+  next.peerId = sa.peerId
+  next.natLocal = sa.natLocal
+  next.natRemote = sa.natRemote
+  next.peerMobike = sa.peerMobike
+  next.authKey = sa.authKey
+  return next
+}
+
+/** Moves the Child SAs of `sa` to `next`, which becomes the established SA; `sa` is marked rekeyed. */
+function adopt(engine: IkeEngine, sa: IkeSa, next: IkeSa): void {
+  engine.register(next)
+  const moved = sa.children.splice(0)
+  for (const c of moved) sa.cancel(c.rekeyTimer)
+  sa.apply({ type: 'rekeyed', nowMs: engine.deps.clock.now() })
+  engine.established(next)
+  for (const c of moved) {
+    next.children.push(c)
+    engine.scheduleChildRekey(next, c)
+  }
+}
+
+export async function handleChildRequest(
+  engine: IkeEngine,
+  sa: IkeSa,
+  p: Payload[],
+  id: number,
+  from: Endpoint,
+): Promise<void> {
+  const reply = (payloads: Payload[]): void => sa.respond(ExchangeType.CREATE_CHILD_SA, id, payloads, from)
+  if (sa.state.kind !== 'established') return reply([notify(NotifyType.TEMPORARY_FAILURE)])
+  const sap = first(p, PayloadType.SA)
+  const ni = first(p, PayloadType.NONCE)
+  const ke = first(p, PayloadType.KE)
+  if (!sap || !ni || ni.data.length < NONCE_MIN_LEN || ni.data.length > NONCE_MAX_LEN)
+    return reply([notify(NotifyType.INVALID_SYNTAX)])
+  const { opts } = engine
+  if (sap.proposals.some((x) => x.protocolId === ProtocolId.IKE)) {
+    // IKE SA rekey (1.3.2)
+    if (!ke) return reply([notify(NotifyType.INVALID_SYNTAX)])
+    const preferKe = {
+      ...opts.ikePolicy,
+      groups: opts.ikePolicy.groups.includes(ke.group) ? [ke.group] : opts.ikePolicy.groups,
+    }
+    const sel = selectIke(sap.proposals, preferKe) ?? selectIke(sap.proposals, opts.ikePolicy)
+    const peerProp = sap.proposals.find((x) => x.num === sel?.proposal.num)
+    if (!sel || !peerProp || peerProp.spi.length !== IKE_SPI_LEN) return reply([notify(NotifyType.NO_PROPOSAL_CHOSEN)])
+    if (sel.suite.group !== ke.group) {
+      const g = Buffer.alloc(2)
+      g.writeUInt16BE(sel.suite.group, 0)
+      return reply([notify(NotifyType.INVALID_KE_PAYLOAD, g)])
+    }
+    const dh = dhGenerate(ke.group)
+    const gir = dh.computeSecret(ke.data)
+    const spiR = engine.newIkeSpi()
+    const nr = engine.nonce()
+    reply([
+      { type: PayloadType.SA, proposals: [{ ...sel.proposal, spi: spiR }] },
+      { type: PayloadType.NONCE, data: nr },
+      { type: PayloadType.KE, group: ke.group, data: dh.publicKey },
+    ])
+    const skeyseed = skeyseedRekey(sa.suite!.prf, sa.keys!.skD, gir, ni.data, nr)
+    const next = successor(engine, sa, false, peerProp.spi, spiR, sa.remote)
+    next.suite = sel.suite
+    next.keys = deriveIkeSaKeys(sel.suite.prf, sel.suite.aead, skeyseed, ni.data, nr, peerProp.spi, spiR)
+    adopt(engine, sa, next)
+    // The rekey initiator deletes the old SA; if it never does, we do.
+    sa.after(engine.opts.retransmit.initialMs * 64, () => {
+      if (sa.state.kind === 'rekeyed') engine.dropSa(sa, 'rekeyed', true)
+    })
+    return
+  }
+  // Child SA: new or rekey (1.3.1, 1.3.3)
+  const rekey = findNotify(p, NotifyType.REKEY_SA)
+  let old: ChildSa | undefined
+  if (rekey) {
+    const spi = rekey.spi.length === 4 ? spiToNumber(rekey.spi) : -1
+    old = sa.children.find((c) => c.spiOut === spi)
+    if (!old) return reply([notify(NotifyType.CHILD_SA_NOT_FOUND, Buffer.alloc(0), ProtocolId.ESP, rekey.spi)])
+  }
+  const peerUla = sa.peer?.ula ?? ''
+  if (
+    !tsOk(first(p, PayloadType.TSi)?.selectors, peerUla) ||
+    !tsOk(first(p, PayloadType.TSr)?.selectors, opts.localUla)
+  )
+    return reply([notify(NotifyType.TS_UNACCEPTABLE)])
+  const spiIn = engine.newChildSpi()
+  const sel = selectChild(sap.proposals, opts.childPolicy, ke?.group, numberToSpi(spiIn))
+  if (!sel) {
+    engine.childSpis.delete(spiIn)
+    if (ke) {
+      const alt = selectChild(sap.proposals, opts.childPolicy, undefined, numberToSpi(spiIn))
+      const offered = sap.proposals.flatMap((x) => x.transforms.filter((t) => t.type === 4).map((t) => t.id))
+      const g = opts.childPolicy.pfsGroups.find((x) => offered.includes(x))
+      if (!alt && g !== undefined) {
+        const b = Buffer.alloc(2)
+        b.writeUInt16BE(g, 0)
+        return reply([notify(NotifyType.INVALID_KE_PAYLOAD, b)])
+      }
+    }
+    return reply([notify(NotifyType.NO_PROPOSAL_CHOSEN)])
+  }
+  const dh = ke ? dhGenerate(ke.group) : undefined
+  const gir = dh && ke ? dh.computeSecret(ke.data) : undefined
+  const nr = engine.nonce()
+  reply([
+    { type: PayloadType.SA, proposals: [sel.proposal] },
+    { type: PayloadType.NONCE, data: nr },
+    ...(dh && ke ? [{ type: PayloadType.KE, group: ke.group, data: dh.publicKey } as Payload] : []),
+    { type: PayloadType.TSi, selectors: [tsForHost(peerUla)] },
+    { type: PayloadType.TSr, selectors: [tsForHost(opts.localUla)] },
+  ])
+  const km = deriveChildKeys(sa.suite!.prf, sa.keys!.skD, sel.suite.aead, ni.data, nr, gir)
+  if (old) old.retiring = true
+  engine.addChild(
+    sa,
+    {
+      spiIn,
+      spiOut: spiToNumber(sel.peerSpi),
+      suite: sel.suite,
+      keyIn: km.keyItoR,
+      keyOut: km.keyRtoI,
+      createdAtMs: engine.deps.clock.now(),
+      retiring: false,
+    },
+    old?.spiIn,
+  )
+}

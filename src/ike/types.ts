@@ -1,0 +1,75 @@
+// Shared IKE engine types: what the agent and the tunnel see (endpoints, peers, Child SA keys, events).
+
+import type { KeyObject } from 'node:crypto'
+import type { CipherName } from './proposals.js'
+
+export interface Endpoint {
+  readonly address: string
+  readonly port: number
+}
+
+/** The datagram edge IKE talks through: a plain UDP socket, or the tunnel's shared port. */
+export interface IkeTransport {
+  send(buf: Buffer, to: Endpoint): void
+  onMessage(handler: (buf: Buffer, from: Endpoint) => void): void
+  /** Our address and port as bound (for NAT_DETECTION_SOURCE_IP; 0.0.0.0 reads as "maybe behind NAT"). */
+  local(): Endpoint
+}
+
+/** What the agent knows about a peer host (from DNS): identity, inner address, keys. */
+export interface PeerInfo {
+  /** FQDN, the IKE identity (ID_FQDN). */
+  readonly id: string
+  /** The peer's ULA: its traffic selector (/128). */
+  readonly ula: string
+  /** Published signing keys (Ed25519 / ECDSA P-256); empty or absent when the host was revoked. */
+  readonly publicKeys?: readonly KeyObject[]
+  /** Pre-shared key (derivePsk), when PSK authentication is accepted for this peer. */
+  readonly psk?: Buffer
+  /** Outer endpoint to initiate to. */
+  readonly endpoint?: Endpoint
+}
+
+/** Keys of one Child SA, as the ESP data plane installs them. Keys are cipher key || 4-octet salt. */
+export interface ChildSaKeys {
+  readonly peerId: string
+  readonly peerUla: string
+  readonly localUla: string
+  readonly spiIn: number
+  readonly spiOut: number
+  readonly alg: CipherName
+  readonly keyIn: Buffer
+  readonly keyOut: Buffer
+  readonly esn: boolean
+  /** The peer's outer endpoint (ESP-in-UDP destination). */
+  readonly remote: Endpoint
+  /** spiIn of the Child SA this one replaces (rekey, make-before-break), if any. */
+  readonly replaces?: number
+}
+
+export interface IkeSaSummary {
+  readonly peerId: string
+  readonly spiI: string
+  readonly spiR: string
+  readonly initiator: boolean
+  readonly remote: Endpoint
+  readonly suite: string
+  readonly establishedAt: number
+  readonly natLocal: boolean
+  readonly natRemote: boolean
+  readonly mobike: boolean
+  readonly children: readonly { spiIn: number; spiOut: number; alg: CipherName; esn: boolean }[]
+}
+
+export interface IkeEvents {
+  /** A Child SA is ready: install it (inbound at once; outbound replaces `replaces`). */
+  childUp?(keys: ChildSaKeys): void
+  /** A Child SA is gone: remove it. */
+  childDown?(info: { peerId: string; spiIn: number; spiOut: number; reason: string }): void
+  ikeUp?(sa: IkeSaSummary): void
+  ikeDown?(info: { peerId: string; reason: string }): void
+  /** The peer's outer endpoint moved (MOBIKE, or NAT rebinding): update the SAs' destination. */
+  peerEndpoint?(info: { peerId: string; remote: Endpoint; via: 'mobike' | 'nat' }): void
+}
+
+export type AuthMode = 'signature' | 'psk'
