@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
     .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)
-    .option('--fudge <s>', 'TSIG time fudge accepted (RFC 8945)', int, 300)
+    .option('--fudge <s>', 'TSIG fudge in signed responses (RFC 8945 5.2.3)', int, 300)
     .option('--tcp-idle-timeout <ms>', 'close idle TCP/TLS connections after this long (RFC 7766)', int, 10000)
     .addOption(
       new Option('--sync <mode>', 'SQLite synchronous: full survives power loss, normal survives a crash')

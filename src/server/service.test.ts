@@ -83,7 +83,7 @@ test('apex SOA/NS, server address, NXDOMAIN vs NODATA, REFUSED outside the zone'
   assert.equal(soa.rcode, Rcode.NOERROR)
   assert.ok(soa.aa)
   assert.equal(soa.answers[0]?.type, RRType.SOA)
-  assert.equal((soa.answers[0]?.data as { serial: number }).serial, store.serial)
+  assert.equal((soa.answers[0]!.data as { serial: number }).serial, store.serial)
   const ns = ask(svc, query(ZONE, RRType.NS))
   assert.deepEqual(
     ns.answers.map((r) => (r.data as { nsdname: string }).nsdname),

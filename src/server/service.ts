@@ -176,7 +176,7 @@ export class DnsService {
     let check: TsigCheck | undefined
     let signer: Account | undefined
     if (msg.tsig) {
-      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now(), this.cfg.fudgeSec)
+      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now())
       if (!check.ok) {
         this.metrics.tsigFailures({ kind: check.error })
         if (msg.qr) {
@@ -185,9 +185,10 @@ export class DnsService {
         }
         this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: check.error })
         const res = this.#baseResponse(msg)
-        res.rcode = Rcode.NOTAUTH
-        if (msg.opcode === Opcode.UPDATE) this.metrics.updates({ rcode: 'NOTAUTH' })
-        ctx.reply(tsigEncode(res, check, this.#clock.now(), this.#maxSize(msg, ctx)))
+        const formErr = check.error === 'FORMERR' || check.error === 'UNSIGNED'
+        res.rcode = formErr ? Rcode.FORMERR : Rcode.NOTAUTH
+        if (msg.opcode === Opcode.UPDATE) this.metrics.updates({ rcode: formErr ? 'FORMERR' : 'NOTAUTH' })
+        ctx.reply(tsigEncode(res, check, this.#clock.now(), this.#maxSize(msg, ctx), this.cfg.fudgeSec))
         return
       }
       signer = check.account
@@ -204,14 +205,14 @@ export class DnsService {
       respond: (res) => {
         if (done) return
         done = true
-        ctx.reply(tsigEncode(res, check, this.#clock.now(), maxSize))
+        ctx.reply(tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec))
       },
       drop: () => {
         if (done) return
         done = true
         ctx.reply(undefined)
       },
-      encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize),
+      encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
     for (const h of this.#handlers) if (h(req)) return
     if (msg.qr) {

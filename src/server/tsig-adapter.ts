@@ -1,31 +1,67 @@
-// TSIG (RFC 8945) for the service: verify a request against the account keys and encode a response signed
-// with the request's key, chaining the request MAC (section 5.3). The MAC computation is src/dns/tsig.ts.
-import type { Message } from '../dns/wire/message.js'
-import { encodeMessage } from '../dns/wire/message.js'
+// TSIG (RFC 8945) for the service: verify a request against the account keys and encode the response signed
+// with the request's key, chained to the request MAC (section 4.3.3), or the section 5.3.2 error response.
+// The MAC code is src/dns/tsig.ts.
+
+import {
+  DEFAULT_FUDGE_SEC,
+  signMessage,
+  type TsigErrorName,
+  type TsigFailure,
+  type TsigKey,
+  tsigErrorResponse,
+  verifyMessage,
+} from '../dns/tsig.js'
+import { encodeMessage, type Message } from '../dns/wire/message.js'
+import { nameToLowerCanonical } from '../dns/wire/name.js'
 import type { Account } from './accounts.js'
 
-export type TsigFailure = 'BADKEY' | 'BADSIG' | 'BADTIME' | 'FORMERR'
-
 export type TsigCheck =
-  | { readonly ok: true; readonly account: Account; readonly requestMac: Buffer; readonly msg: Message }
-  | {
-      readonly ok: false
-      readonly error: TsigFailure
-      readonly msg: Message
-      readonly account?: Account
-      readonly requestMac?: Buffer
-    }
+  | { readonly ok: true; readonly account: Account; readonly key: TsigKey; readonly requestMac: Buffer }
+  | { readonly ok: false; readonly error: TsigErrorName; readonly failure: TsigFailure }
 
-export function tsigVerify(
-  _raw: Buffer,
-  msg: Message,
-  _lookup: (keyName: string) => Account | undefined,
-  _nowMs: number,
-  _fudgeSec: number,
-): TsigCheck {
-  return { ok: false, error: 'BADKEY', msg }
+const keys = new WeakMap<Account, TsigKey>()
+
+function keyOf(a: Account): TsigKey {
+  let k = keys.get(a)
+  if (!k) keys.set(a, (k = { name: a.keyName, algorithm: a.algorithm, secret: a.secret }))
+  return k
 }
 
-export function tsigEncode(res: Message, _check: TsigCheck | undefined, _nowMs: number, maxSize: number): Buffer {
-  return encodeMessage(res, { maxSize })
+/** Verifies the TSIG of `raw` (already decoded as `msg`) with the account key it names. */
+export function tsigVerify(
+  raw: Buffer,
+  msg: Message,
+  lookup: (keyName: string) => Account | undefined,
+  nowMs: number,
+): TsigCheck {
+  let account: Account | undefined
+  const r = verifyMessage(
+    raw,
+    (name) => {
+      account = lookup(nameToLowerCanonical(name))
+      return account ? keyOf(account) : undefined
+    },
+    { now: Math.floor(nowMs / 1000), msg },
+  )
+  if (r.ok && account) return { ok: true, account, key: r.key, requestMac: r.mac }
+  if (r.ok) return { ok: false, error: 'BADKEY', failure: { ok: false, error: 'BADKEY', code: 17, peer: false, msg } }
+  return { ok: false, error: r.error, failure: r }
+}
+
+/**
+ * Encodes a response within `maxSize`: signed when the request verified, the TSIG error response when it did
+ * not (BADKEY/BADSIG unsigned, BADTIME/BADTRUNC signed), plain otherwise.
+ */
+export function tsigEncode(
+  res: Message,
+  check: TsigCheck | undefined,
+  nowMs: number,
+  maxSize: number,
+  fudgeSec = DEFAULT_FUDGE_SEC,
+): Buffer {
+  if (!check) return encodeMessage(res, { maxSize })
+  const now = Math.floor(nowMs / 1000)
+  if (check.ok)
+    return signMessage(res, check.key, { requestMac: check.requestMac, timeSigned: now, fudge: fudgeSec, maxSize }).wire
+  return tsigErrorResponse(check.failure, { now }) ?? encodeMessage(res, { maxSize })
 }
