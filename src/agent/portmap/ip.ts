@@ -1,0 +1,96 @@
+// Address helpers for the mapping codecs: IPv4 in 4 bytes (NAT-PMP), any address in 16 bytes with IPv4
+// as IPv4-mapped IPv6 (RFC 6887 5, RFC 4291 2.5.5.2), and the private-range test the PortMapper uses.
+
+import { isIPv4, isIPv6 } from 'node:net'
+import { PortmapWireError } from './errors.js'
+
+export const IPV4_LEN = 4
+export const IP16_LEN = 16
+const IPV4_MAPPED_PREFIX_LEN = 12
+const IPV6_GROUPS = 8
+const GROUP_LEN = 2
+
+export function readIPv4(buf: Buffer, off: number): string {
+  if (buf.length < off + IPV4_LEN) throw new PortmapWireError('ipv4', off, 'short')
+  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
+}
+
+export function parseIPv4(address: string): number[] {
+  if (!isIPv4(address)) throw new RangeError(`not an IPv4 address: ${address}`)
+  return address.split('.').map(Number)
+}
+
+export function writeIPv4(buf: Buffer, off: number, address: string): void {
+  const parts = parseIPv4(address)
+  for (let i = 0; i < IPV4_LEN; i++) buf[off + i] = parts[i]!
+}
+
+function isV4Mapped(buf: Buffer, off: number): boolean {
+  for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) return false
+  return buf[off + 10] === 0xff && buf[off + 11] === 0xff
+}
+
+/** Reads 16 bytes: an IPv4-mapped address comes back as dotted IPv4, anything else as IPv6 text. */
+export function readIp16(buf: Buffer, off: number): string {
+  if (buf.length < off + IP16_LEN) throw new PortmapWireError('ip16', off, 'short')
+  if (isV4Mapped(buf, off)) return readIPv4(buf, off + IPV4_MAPPED_PREFIX_LEN)
+  const groups: number[] = []
+  for (let i = 0; i < IPV6_GROUPS; i++) groups.push(buf.readUInt16BE(off + i * GROUP_LEN))
+  let bestAt = -1
+  let bestLen = 0
+  for (let i = 0; i < IPV6_GROUPS; ) {
+    if (groups[i] !== 0) {
+      i++
+      continue
+    }
+    let j = i
+    while (j < IPV6_GROUPS && groups[j] === 0) j++
+    if (j - i > bestLen && j - i > 1) {
+      bestAt = i
+      bestLen = j - i
+    }
+    i = j
+  }
+  const hex = groups.map((g) => g.toString(16))
+  if (bestAt < 0) return hex.join(':')
+  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`
+}
+
+/** Writes an IPv4 address as IPv4-mapped IPv6, or an IPv6 address as is. */
+export function writeIp16(buf: Buffer, off: number, address: string): void {
+  buf.fill(0, off, off + IP16_LEN)
+  if (isIPv4(address)) {
+    buf[off + 10] = 0xff
+    buf[off + 11] = 0xff
+    writeIPv4(buf, off + IPV4_MAPPED_PREFIX_LEN, address)
+    return
+  }
+  if (!isIPv6(address)) throw new RangeError(`not an IP address: ${address}`)
+  let text = address
+  const lastColon = text.lastIndexOf(':')
+  const tail = text.slice(lastColon + 1)
+  if (isIPv4(tail)) {
+    const p = parseIPv4(tail)
+    text = `${text.slice(0, lastColon + 1)}${((p[0]! << 8) | p[1]!).toString(16)}:${((p[2]! << 8) | p[3]!).toString(16)}`
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined]
+  const h = head ? head.split(':') : []
+  const r = rest ? rest.split(':') : []
+  const groups = rest === undefined ? h : [...h, ...Array(IPV6_GROUPS - h.length - r.length).fill('0'), ...r]
+  for (let i = 0; i < groups.length; i++) buf.writeUInt16BE(Number.parseInt(groups[i]!, 16), off + i * GROUP_LEN)
+}
+
+/**
+ * True when an IPv4 address cannot be reached from the internet as is, so a mapping is worth asking for:
+ * RFC 1918 (10/8, 172.16/12, 192.168/16), RFC 6598 shared CGNAT space (100.64/10), link-local
+ * (169.254/16), and loopback (a host whose primary address is loopback has no public address).
+ */
+export function isPrivateIPv4(address: string): boolean {
+  if (!isIPv4(address)) return false
+  const [a, b] = parseIPv4(address) as [number, number]
+  if (a === 10 || a === 127) return true
+  if (a === 172 && b >= 16 && b <= 31) return true
+  if (a === 192 && b === 168) return true
+  if (a === 100 && b >= 64 && b <= 127) return true
+  return a === 169 && b === 254
+}

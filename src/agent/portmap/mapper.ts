@@ -1,0 +1,479 @@
+// The PortMapper: one UDP (or TCP) port mapped on the default gateway, kept alive, re-made when the gateway
+// forgets it, and reported. Tries PCP (RFC 6887), then NAT-PMP (RFC 6886), then UPnP IGD, only when the
+// primary IPv4 address is private. Modelled on tailscale's net/portmapper, one protocol per file.
+//
+//              start / refresh (network changed)
+//                      |
+//                      v
+//   +----------->  probing  --- address public ------------> public
+//   |                  |  \---- no gateway / none answers --> nat-without-mapping --(reprobeMs, announcement)--+
+//   |                  v                                                                                        |
+//   |   +-------->  mapped  <------------------------------------------------------------------------------------+
+//   |   |              |
+//   |   +--- renew at half-life, or at once on a NAT-PMP/PCP announcement or SSDP alive:
+//   |        same external -> mapped (quiet); other external -> 'external-changed';
+//   |        epoch went back / UPnP entry gone -> 'recreated' (the renewal re-made it)
+//   +------- renewal got no answer -> probing again ('lost' when nothing answers)
+
+import type { Clock, TimerHandle } from '../../io/clock.js'
+import type { DatagramSocket, RemoteInfo } from '../../io/datagram.js'
+import type { Logger } from '../../io/log.js'
+import type { Random } from '../../io/random.js'
+import { PortmapAbortedError } from './errors.js'
+import { isPrivateIPv4 } from './ip.js'
+import {
+  decodeNatPmpAnnouncement,
+  NATPMP_ANNOUNCE_GROUP,
+  NATPMP_ANNOUNCE_PORT,
+  NATPMP_PORT,
+  NatPmpClient,
+} from './natpmp.js'
+import { LinuxNetworkInfo, type NetworkInfo, type PrimaryNetwork } from './netinfo.js'
+import { decodePcpAnnouncement, PcpClient } from './pcp.js'
+import { parseNotify, SSDP_GROUP, SSDP_PORT } from './ssdp.js'
+import {
+  type AddrPort,
+  type GatewayAnnouncement,
+  type MappingClient,
+  type MapRequest,
+  type MapResult,
+  type PortmapProtocol,
+  type PortmapSockets,
+  type RetrySchedule,
+  RFC6886_RETRY,
+  systemPortmapSockets,
+  type TransportProtocol,
+} from './types.js'
+import { type HttpFn, UpnpClient } from './upnp.js'
+
+export type PortMapState =
+  | { readonly kind: 'probing' }
+  | {
+      readonly kind: 'mapped'
+      readonly protocol: PortmapProtocol
+      readonly gateway: string
+      readonly external: AddrPort
+      readonly internalPort: number
+      /** As granted by the gateway; 0 is a UPnP permanent lease. */
+      readonly lifetimeSec: number
+      /** Wall-clock ms (Clock.now) when the mapping runs out unless renewed; Infinity for a permanent lease. */
+      readonly expiresAt: number
+    }
+  | { readonly kind: 'public'; readonly address: string }
+  | { readonly kind: 'nat-without-mapping'; readonly address?: string; readonly gateway?: string }
+
+/** Why the state changed: 'recreated' means the gateway had lost the mapping and we made it again. */
+export type PortMapChangeReason =
+  | 'probing'
+  | 'mapped'
+  | 'external-changed'
+  | 'recreated'
+  | 'lost'
+  | 'public'
+  | 'no-mapping'
+
+export interface PortMapEvent {
+  readonly reason: PortMapChangeReason
+  readonly state: PortMapState
+  readonly previous: PortMapState
+}
+
+export interface PortMapperDeps {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log: Logger
+  /** @default systemPortmapSockets (node:dgram) */
+  readonly sockets?: PortmapSockets
+  /** @default LinuxNetworkInfo (/proc/net/route + os.networkInterfaces()) */
+  readonly network?: NetworkInfo
+  /** @default node:http */
+  readonly http?: HttpFn
+}
+
+export interface PortMapperOptions {
+  /** The local port to map (the agent's shared UDP port). */
+  readonly internalPort: number
+  /** @default 'udp' */
+  readonly transport?: TransportProtocol
+  /** Requested lifetime. @default 3600 */
+  readonly lifetimeSec?: number
+  /** Protocols to try, in order. @default ['pcp', 'natpmp', 'upnp'] */
+  readonly protocols?: readonly PortmapProtocol[]
+  /** Renewals and deletes: RFC 6886 3.1. @default { initialMs: 250, maxTries: 9 } */
+  readonly retry?: RetrySchedule
+  /**
+   * Sends per protocol while probing, on the same schedule: a gateway that does not speak a protocol must not
+   * hold up the next one for RFC 6886's full 127 s. @default 4 (gives up after 3.75 s)
+   */
+  readonly probeMaxTries?: number
+  /** Sends of the delete on stop(). @default 3 */
+  readonly stopMaxTries?: number
+  /** NAT-PMP and PCP server port. @default 5351 */
+  readonly gatewayPort?: number
+  /** SSDP port of the gateway, and of the NOTIFY listener. @default 1900 */
+  readonly ssdpPort?: number
+  /** null: M-SEARCH unicast only (tests on loopback). @default 239.255.255.250 */
+  readonly ssdpMulticastGroup?: string | null
+  /** Listen for the gateway's SSDP NOTIFY (239.255.255.250, ssdpPort) while UPnP may be used. @default true */
+  readonly listenSsdpNotify?: boolean
+  /** Where NAT-PMP and PCP announcements arrive. @default 5350 */
+  readonly announcePort?: number
+  /** null: no announcement listener. @default 224.0.0.1 */
+  readonly announceGroup?: string | null
+  /**
+   * Random delay before acting on an announcement (RFC 6887 14.1.3 asks up to 5 s so a LAN's hosts do not
+   * answer at once; we keep it short so a restart is repaired within the issue's 5 s). @default 500
+   */
+  readonly announceJitterMaxMs?: number
+  /** Probe again this long after finding no mapping service. @default 60000 */
+  readonly reprobeMs?: number
+  readonly onChange?: (ev: PortMapEvent) => void
+}
+
+const DEFAULT_PROTOCOLS: readonly PortmapProtocol[] = ['pcp', 'natpmp', 'upnp']
+const DEFAULT_LIFETIME_SEC = 3600
+const DEFAULT_PROBE_TRIES = 4
+const DEFAULT_STOP_TRIES = 3
+const DEFAULT_ANNOUNCE_JITTER_MS = 500
+const DEFAULT_REPROBE_MS = 60_000
+const MIN_RENEW_MS = 1000
+const MS_PER_SEC = 1000
+const HALF = 2
+
+type Op = (gen: number) => Promise<void>
+
+export class PortMapper {
+  readonly #clock: Clock
+  readonly #random: Random
+  readonly #log: Logger
+  readonly #sockets: PortmapSockets
+  readonly #network: NetworkInfo
+  readonly #http: HttpFn | undefined
+  readonly internalPort: number
+  readonly transport: TransportProtocol
+  readonly lifetimeSec: number
+  readonly protocols: readonly PortmapProtocol[]
+  readonly retry: RetrySchedule
+  readonly probeMaxTries: number
+  readonly stopMaxTries: number
+  readonly gatewayPort: number
+  readonly ssdpPort: number
+  readonly ssdpMulticastGroup: string | null
+  readonly listenSsdpNotify: boolean
+  readonly announcePort: number
+  readonly announceGroup: string | null
+  readonly announceJitterMaxMs: number
+  readonly reprobeMs: number
+  readonly #onChange: ((ev: PortMapEvent) => void) | undefined
+
+  #state: PortMapState = { kind: 'probing' }
+  #gen = 0
+  #queue: Promise<void> = Promise.resolve()
+  #stopped = false
+  #net: PrimaryNetwork | undefined
+  #client: MappingClient | undefined
+  #timer: TimerHandle | undefined
+  #listeners: DatagramSocket[] = []
+  #listenAddress: string | undefined
+  /** Announcements heard from the gateway and acted on, by kind. */
+  readonly announcements = new Map<GatewayAnnouncement['kind'], number>()
+
+  constructor(deps: PortMapperDeps, opts: PortMapperOptions) {
+    this.#clock = deps.clock
+    this.#random = deps.random
+    this.#log = deps.log
+    this.#sockets = deps.sockets ?? systemPortmapSockets
+    this.#network = deps.network ?? new LinuxNetworkInfo()
+    this.#http = deps.http
+    this.internalPort = opts.internalPort
+    this.transport = opts.transport ?? 'udp'
+    this.lifetimeSec = opts.lifetimeSec ?? DEFAULT_LIFETIME_SEC
+    this.protocols = opts.protocols ?? DEFAULT_PROTOCOLS
+    this.retry = opts.retry ?? RFC6886_RETRY
+    this.probeMaxTries = opts.probeMaxTries ?? DEFAULT_PROBE_TRIES
+    this.stopMaxTries = opts.stopMaxTries ?? DEFAULT_STOP_TRIES
+    this.gatewayPort = opts.gatewayPort ?? NATPMP_PORT
+    this.ssdpPort = opts.ssdpPort ?? SSDP_PORT
+    this.ssdpMulticastGroup = opts.ssdpMulticastGroup === undefined ? SSDP_GROUP : opts.ssdpMulticastGroup
+    this.listenSsdpNotify = opts.listenSsdpNotify ?? true
+    this.announcePort = opts.announcePort ?? NATPMP_ANNOUNCE_PORT
+    this.announceGroup = opts.announceGroup === undefined ? NATPMP_ANNOUNCE_GROUP : opts.announceGroup
+    this.announceJitterMaxMs = opts.announceJitterMaxMs ?? DEFAULT_ANNOUNCE_JITTER_MS
+    this.reprobeMs = opts.reprobeMs ?? DEFAULT_REPROBE_MS
+    this.#onChange = opts.onChange
+  }
+
+  get state(): PortMapState {
+    return this.#state
+  }
+
+  /** The client in use (tests read its counters). */
+  get client(): MappingClient | undefined {
+    return this.#client
+  }
+
+  /** Probes and resolves once the state is mapped, public or nat-without-mapping. */
+  start(): Promise<void> {
+    return this.#enqueue((gen) => this.#probe(gen, false))
+  }
+
+  /**
+   * Call on a network change: if the primary address and gateway are the same, renew at once (which also
+   * verifies the mapping); otherwise drop the old client and probe again.
+   */
+  refresh(): Promise<void> {
+    this.#gen++
+    this.#client?.cancel()
+    return this.#enqueue(async (gen) => {
+      const net = await this.#network.primary()
+      if (gen !== this.#gen) return
+      const same = net && this.#net && net.address === this.#net.address && net.gateway === this.#net.gateway
+      if (same && this.#client && this.#state.kind === 'mapped') return this.#renew(gen)
+      await this.#dropClient()
+      this.#set({ kind: 'probing' }, 'probing')
+      await this.#probe(gen, false, net)
+    })
+  }
+
+  /** Deletes the mapping (a few tries), closes every socket and timer. The mapper is unusable afterwards. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    this.#gen++
+    this.#clock.clearTimeout(this.#timer)
+    this.#client?.cancel()
+    await this.#queue
+    const client = this.#client
+    if (client && this.#state.kind === 'mapped') {
+      try {
+        await client.unmap(this.#request(), { maxTries: this.stopMaxTries })
+        this.#log.info('portmap.deleted', { protocol: client.protocol })
+      } catch (e) {
+        this.#log.warn('portmap.delete-failed', { protocol: client.protocol, error: String(e) })
+      }
+    }
+    await this.#dropClient()
+    await this.#closeListeners()
+  }
+
+  #enqueue(op: Op): Promise<void> {
+    const gen = this.#gen
+    const run = async (): Promise<void> => {
+      if (this.#stopped || gen !== this.#gen) return
+      try {
+        await op(gen)
+      } catch (e) {
+        if (!(e instanceof PortmapAbortedError)) this.#log.error('portmap.op-failed', { error: String(e) })
+      }
+    }
+    const p = this.#queue.then(run)
+    this.#queue = p
+    return p
+  }
+
+  #request(): MapRequest {
+    return {
+      protocol: this.transport,
+      internalAddress: this.#net?.address ?? '0.0.0.0',
+      internalPort: this.internalPort,
+      suggestedExternalPort: this.internalPort,
+      lifetimeSec: this.lifetimeSec,
+    }
+  }
+
+  #makeClient(protocol: PortmapProtocol, gateway: string, address: string): MappingClient {
+    const base = { clock: this.#clock, log: this.#log.child({ portmap: protocol }), sockets: this.#sockets }
+    const retry = this.retry
+    switch (protocol) {
+      case 'pcp':
+        return new PcpClient({ ...base, random: this.#random }, { gateway, port: this.gatewayPort, retry })
+      case 'natpmp':
+        return new NatPmpClient(base, { gateway, port: this.gatewayPort, retry })
+      case 'upnp':
+        return new UpnpClient(
+          { ...base, random: this.#random, ...(this.#http ? { http: this.#http } : {}) },
+          {
+            gateway,
+            interfaceAddress: address,
+            ssdpPort: this.ssdpPort,
+            ssdpMulticastGroup: this.ssdpMulticastGroup,
+            retry,
+          },
+        )
+    }
+  }
+
+  async #probe(gen: number, afterLoss: boolean, known?: PrimaryNetwork): Promise<void> {
+    const net = known ?? (await this.#network.primary())
+    if (gen !== this.#gen) return
+    this.#net = net
+    if (!net) {
+      this.#set({ kind: 'nat-without-mapping' }, afterLoss ? 'lost' : 'no-mapping')
+      return
+    }
+    if (!isPrivateIPv4(net.address)) {
+      await this.#closeListeners()
+      this.#set({ kind: 'public', address: net.address }, 'public')
+      return
+    }
+    const gateway = net.gateway
+    if (!gateway) {
+      this.#set({ kind: 'nat-without-mapping', address: net.address }, afterLoss ? 'lost' : 'no-mapping')
+      return
+    }
+    await this.#openListeners(net.address)
+    if (gen !== this.#gen) return
+    const req = this.#request()
+    for (const protocol of this.protocols) {
+      const client = this.#makeClient(protocol, gateway, net.address)
+      this.#client = client
+      try {
+        const r = await client.map(req, { maxTries: this.probeMaxTries })
+        if (gen !== this.#gen) return
+        this.#log.info('portmap.mapped', { protocol, gateway, external: `${r.external.address}:${r.external.port}` })
+        this.#mapped(client, gateway, r, afterLoss ? 'recreated' : 'mapped')
+        return
+      } catch (e) {
+        this.#client = undefined
+        await client.close()
+        if (gen !== this.#gen || e instanceof PortmapAbortedError) return
+        this.#log.info('portmap.probe-failed', { protocol, gateway, error: String(e) })
+      }
+    }
+    this.#set({ kind: 'nat-without-mapping', address: net.address, gateway }, afterLoss ? 'lost' : 'no-mapping')
+    this.#schedule(this.reprobeMs, (g) => this.#probe(g, false))
+  }
+
+  #mapped(client: MappingClient, gateway: string, r: MapResult, reason: PortMapChangeReason): void {
+    const now = this.#clock.now()
+    const expiresAt = r.lifetimeSec === 0 ? Number.POSITIVE_INFINITY : now + r.lifetimeSec * MS_PER_SEC
+    this.#set(
+      {
+        kind: 'mapped',
+        protocol: client.protocol,
+        gateway,
+        external: r.external,
+        internalPort: this.internalPort,
+        lifetimeSec: r.lifetimeSec,
+        expiresAt,
+      },
+      reason,
+    )
+    const lifetimeMs = (r.lifetimeSec || this.lifetimeSec) * MS_PER_SEC
+    this.#schedule(Math.max(MIN_RENEW_MS, lifetimeMs / HALF), (g) => this.#renew(g))
+  }
+
+  /** RFC 6886 3.3 / RFC 6887 11.2.1: the same request again; the answer tells whether the gateway forgot us. */
+  async #renew(gen: number): Promise<void> {
+    const client = this.#client
+    const prev = this.#state
+    const gateway = this.#net?.gateway
+    if (!client || prev.kind !== 'mapped' || !gateway) return this.#probe(gen, false)
+    this.#clock.clearTimeout(this.#timer)
+    try {
+      const r = await client.map(this.#request())
+      if (gen !== this.#gen) return
+      const moved = r.external.address !== prev.external.address || r.external.port !== prev.external.port
+      const reason = moved ? 'external-changed' : r.gatewayRestarted ? 'recreated' : undefined
+      if (reason)
+        this.#log.info(`portmap.${reason}`, {
+          protocol: client.protocol,
+          external: `${r.external.address}:${r.external.port}`,
+        })
+      else this.#log.debug('portmap.renewed', { protocol: client.protocol, lifetimeSec: r.lifetimeSec })
+      this.#mapped(client, gateway, r, reason ?? 'mapped')
+    } catch (e) {
+      if (gen !== this.#gen || e instanceof PortmapAbortedError) return
+      this.#log.warn('portmap.renew-failed', { protocol: client.protocol, error: String(e) })
+      await this.#dropClient()
+      await this.#probe(gen, true)
+    }
+  }
+
+  #schedule(delayMs: number, op: Op): void {
+    this.#clock.clearTimeout(this.#timer)
+    if (this.#stopped) return
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined
+      void this.#enqueue(op)
+    }, delayMs)
+  }
+
+  async #dropClient(): Promise<void> {
+    this.#clock.clearTimeout(this.#timer)
+    const c = this.#client
+    this.#client = undefined
+    if (c) await c.close()
+  }
+
+  /** Emits on a change of kind, of external address or port, and on every re-creation. */
+  #set(state: PortMapState, reason: PortMapChangeReason): void {
+    const previous = this.#state
+    this.#state = state
+    const same =
+      previous.kind === state.kind &&
+      (state.kind !== 'mapped' ||
+        (previous.kind === 'mapped' &&
+          previous.protocol === state.protocol &&
+          previous.external.address === state.external.address &&
+          previous.external.port === state.external.port))
+    if (same && reason !== 'recreated') return
+    this.#log.info('portmap.state', { reason, kind: state.kind })
+    try {
+      this.#onChange?.({ reason, state, previous })
+    } catch (e) {
+      this.#log.error('portmap.on-change-threw', { error: String(e) })
+    }
+  }
+
+  async #openListeners(address: string): Promise<void> {
+    if (this.#listenAddress === address) return
+    await this.#closeListeners()
+    this.#listenAddress = address
+    const open = async (group: string, port: number, decode: (msg: Buffer) => GatewayAnnouncement | undefined) => {
+      try {
+        const s = await this.#sockets.multicast(group, port, address)
+        s.onMessage((msg, from) => this.#onAnnouncement(msg, from, decode))
+        this.#listeners.push(s)
+      } catch (e) {
+        this.#log.warn('portmap.listen-failed', { group, port, error: String(e) })
+      }
+    }
+    if (this.announceGroup) await open(this.announceGroup, this.announcePort, decodeAnnouncement)
+    if (this.listenSsdpNotify && this.protocols.includes('upnp')) await open(SSDP_GROUP, this.ssdpPort, parseNotify)
+  }
+
+  async #closeListeners(): Promise<void> {
+    const ls = this.#listeners
+    this.#listeners = []
+    this.#listenAddress = undefined
+    await Promise.all(ls.map((s) => s.close()))
+  }
+
+  #onAnnouncement(msg: Buffer, from: RemoteInfo, decode: (msg: Buffer) => GatewayAnnouncement | undefined): void {
+    if (this.#stopped || from.address !== this.#net?.gateway) return
+    let a: GatewayAnnouncement | undefined
+    try {
+      a = decode(msg)
+    } catch {
+      a = undefined
+    }
+    if (!a) {
+      if (this.#log.enabled('debug'))
+        this.#log.debug('portmap.announcement-dropped', { from: from.address, len: msg.length })
+      return
+    }
+    if (a.kind === 'ssdp-byebye') return
+    this.announcements.set(a.kind, (this.announcements.get(a.kind) ?? 0) + 1)
+    this.#log.info('portmap.announcement', { ...a })
+    if (a.kind === 'ssdp-alive' && this.#client instanceof UpnpClient) this.#client.forget(a.location)
+    const jitter = this.announceJitterMaxMs > 0 ? this.#random.int(this.announceJitterMaxMs + 1) : 0
+    if (this.#state.kind === 'mapped') this.#schedule(jitter, (g) => this.#renew(g))
+    else if (this.#state.kind === 'nat-without-mapping') this.#schedule(jitter, (g) => this.#probe(g, false))
+  }
+}
+
+/** Version 0 is a NAT-PMP address announcement (RFC 6886 3.2.1), version 2 a PCP ANNOUNCE (RFC 6887 14.1.3). */
+function decodeAnnouncement(msg: Buffer): GatewayAnnouncement | undefined {
+  return msg[0] === 0 ? decodeNatPmpAnnouncement(msg) : decodePcpAnnouncement(msg)
+}
