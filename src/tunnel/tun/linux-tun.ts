@@ -1,0 +1,178 @@
+// Linux TUN device (Documentation/networking/tuntap.rst): open /dev/net/tun, ioctl(TUNSETIFF) with
+// IFF_TUN | IFF_NO_PI through koffi, so each read or write is exactly one IP packet with no extra header.
+//
+// Reading: the fd is wrapped in a libuv pipe handle and read by epoll on the event loop, into one reused
+// buffer (net.Socket's `onread`), so reading allocates nothing per packet. fs.read would park a thread-pool
+// thread in a blocking read() and hang process exit (RECIPES.md section 6); net.Socket({ fd }) refuses a
+// character device. Writing: fs.writeSync, one write() per packet, because a stream write may coalesce.
+// Why koffi and not an N-API addon: see docs/tunnel.md ("TUN device") for the measurement.
+
+import { execFileSync } from 'node:child_process'
+import { closeSync, constants, openSync, writeFileSync, writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { Socket } from 'node:net'
+import type { PacketHandler, TunDevice } from '../../io/tun.js'
+
+/** _IOW('T', 202, int) */
+const TUNSETIFF = 0x400454ca
+const IFF_TUN = 0x0001
+const IFF_NO_PI = 0x1000
+/** struct ifreq: char ifr_name[IFNAMSIZ = 16]; short ifr_flags; ... (40 octets on x86-64) */
+const IFREQ_LEN = 40
+const IFNAMSIZ = 16
+const IFREQ_FLAGS_OFFSET = 16
+/** Largest packet read from the device: the MTU cap is enforced above; this only bounds one read. */
+const READ_BUFFER_LEN = 65_536
+
+export const TUN_DEFAULT_NAME = 'autotun0'
+/**
+ * Default MTU. The exact figure for a 1500-octet IPv4 path is 1438 (1500 - 20 IPv4 - 8 UDP - 8 ESP header
+ * - 8 IV - 16 ICV = 1440 for payload + padding + 2-octet trailer, a multiple of 4, so 1438 + 2 = 1440, no
+ * padding). 1400 also fits an IPv6 outer header (40) and PPPoE's 1492 with margin; see docs/tunnel.md.
+ */
+export const TUN_DEFAULT_MTU = 1400
+
+interface Koffi {
+  load(lib: string): { func(sig: string): (...args: unknown[]) => number }
+  errno(): number
+}
+
+interface PipeHandle {
+  open(fd: number): number
+}
+
+type ViewHandler = (buf: Buffer, off: number, len: number) => void
+
+export class TunError extends Error {
+  override readonly name = 'TunError'
+  constructor(
+    message: string,
+    readonly code: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}
+
+export class LinuxTun implements TunDevice {
+  readonly name: string
+  readonly mtu: number
+  readonly #fd: number
+  readonly #sock: Socket
+  #view: ViewHandler = () => {}
+  #closed = false
+  /** Read errors after open (the device went away): counted, reading stops. */
+  readErrors = 0
+
+  private constructor(name: string, mtu: number, fd: number) {
+    this.name = name
+    this.mtu = mtu
+    this.#fd = fd
+    const pipeWrap = (process as unknown as { binding(n: string): Record<string, unknown> }).binding('pipe_wrap')
+    const Pipe = pipeWrap.Pipe as new (type: number) => PipeHandle
+    const SOCKET = (pipeWrap.constants as { SOCKET: number }).SOCKET
+    const handle = new Pipe(SOCKET)
+    const rc = handle.open(fd)
+    if (rc !== 0) {
+      closeSync(fd)
+      throw new TunError(`uv_pipe_open on the TUN fd failed (${rc})`, 'EPIPEOPEN')
+    }
+    const buffer = Buffer.allocUnsafe(READ_BUFFER_LEN)
+    this.#sock = new Socket({
+      handle,
+      readable: true,
+      writable: false,
+      onread: { buffer, callback: (n: number, b: Uint8Array) => this.#view(b as Buffer, 0, n) },
+    } as ConstructorParameters<typeof Socket>[0] & { handle: unknown })
+    this.#sock.on('error', () => {
+      this.readErrors++
+    })
+  }
+
+  /**
+   * Creates (or attaches to) TUN device `name` and brings it up with `mtu`, the /128 `localUla`, and no
+   * router solicitation or DAD (so the read loop sees only traffic). Needs CAP_NET_ADMIN.
+   */
+  static open(opts: { name?: string; mtu?: number; localUla?: string } = {}): LinuxTun {
+    const want = opts.name ?? TUN_DEFAULT_NAME
+    if (Buffer.byteLength(want) >= IFNAMSIZ) throw new TunError(`interface name too long: ${want}`, 'EINVAL')
+    const mtu = opts.mtu ?? TUN_DEFAULT_MTU
+    let koffi: Koffi
+    try {
+      // koffi is CommonJS; createRequire keeps this file loadable where koffi is absent (then open() fails).
+      koffi = requireKoffi()
+    } catch (e) {
+      throw new TunError('koffi is not installed', 'ENOKOFFI', { cause: e })
+    }
+    const libc = koffi.load('libc.so.6')
+    const ioctl = libc.func('int ioctl(int fd, unsigned long request, ...)')
+    const fd = openSync('/dev/net/tun', constants.O_RDWR)
+    const ifr = Buffer.alloc(IFREQ_LEN)
+    ifr.write(want, 0, 'latin1')
+    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFREQ_FLAGS_OFFSET)
+    if (ioctl(fd, TUNSETIFF, 'uint8_t *', ifr) < 0) {
+      const errno = koffi.errno()
+      closeSync(fd)
+      throw new TunError(`ioctl(TUNSETIFF, ${want}) failed, errno ${errno}`, 'ETUNSETIFF')
+    }
+    const name = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '')
+    try {
+      for (const [k, v] of [
+        ['accept_ra', 0],
+        ['router_solicitations', 0],
+        ['accept_dad', 0],
+      ] as const)
+        writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${k}`, String(v))
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'up'])
+      if (opts.localUla) ip(['-6', 'addr', 'replace', `${opts.localUla}/128`, 'dev', name, 'nodad'])
+    } catch (e) {
+      closeSync(fd)
+      throw new TunError(`configuring ${name} failed: ${(e as Error).message}`, 'ECONFIG', { cause: e })
+    }
+    return new LinuxTun(name, mtu, fd)
+  }
+
+  /** Route a peer's ULA (/128) into this device; only peers' ULAs are routed here. */
+  addRoute(ula: string): void {
+    ip(['-6', 'route', 'replace', `${ula}/128`, 'dev', this.name])
+  }
+  removeRoute(ula: string): void {
+    try {
+      ip(['-6', 'route', 'del', `${ula}/128`, 'dev', this.name])
+    } catch {
+      // already gone with the device
+    }
+  }
+
+  onPacket(handler: PacketHandler): void {
+    this.#view = (b, off, len) => handler(Buffer.from(b.subarray(off, off + len)))
+  }
+
+  /** Like onPacket, but lends a view of the reused read buffer, valid only during the call. */
+  onPacketView(handler: ViewHandler): void {
+    this.#view = handler
+  }
+
+  write(buf: Buffer, offset: number, length: number): void {
+    if (this.#closed) return
+    writeSync(this.#fd, buf, offset, length)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    // Destroying the socket closes the pipe handle, which closes the fd and removes the device.
+    await new Promise<void>((resolve) => {
+      this.#sock.once('close', () => resolve())
+      this.#sock.destroy()
+    })
+  }
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+function requireKoffi(): Koffi {
+  return createRequire(import.meta.url)('koffi') as Koffi
+}
