@@ -1,0 +1,190 @@
+// The DNS service against real peers: nsupdate and dig (BIND 9.18), kdig (Knot) over TLS, python3-dnspython
+// for the update-lease option, all driving the real `autotunnel server` process on 127.0.0.1.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
+
+const Z = `${ZONE}.`
+
+function answers(out: string): string[] {
+  return out
+    .split('\n')
+    .map((l) => l.trim().replace(/\s+/g, ' '))
+    .filter((l) => l && !l.startsWith(';'))
+}
+
+test('nsupdate (hmac-sha256 and hmac-md5) adds and deletes AAAA, SRV, A and TXT; dig -y reads them', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  const bob = await srv.addAccount('bob', { algorithm: 'hmac-md5', password: 'bob secret words' })
+  await srv.start()
+  for (const [acct, user] of [
+    [alice, 'alice'],
+    [bob, 'bob'],
+  ] as const) {
+    const key = tsigArg(acct)
+    const h = `mac.${user}.${Z}`
+    const add = await srv.nsupdate(key, [
+      `update add ${h} 60 AAAA fd00::1`,
+      `update add _autotunnel._udp.${h} 60 SRV 0 0 4500 ${h}`,
+      `update add ${h} 60 A 192.0.2.1`,
+      `update add ${h} 60 TXT "hello world"`,
+    ])
+    assert.equal(add.code, 0, add.stderr)
+    const read = await srv.dig([
+      '-y',
+      key,
+      '+noall',
+      '+answer',
+      h,
+      'AAAA',
+      h,
+      'A',
+      h,
+      'TXT',
+      `_autotunnel._udp.${h}`,
+      'SRV',
+    ])
+    assert.deepEqual(answers(read.stdout), [
+      `${h} 60 IN AAAA fd00::1`,
+      `${h} 60 IN A 192.0.2.1`,
+      `${h} 60 IN TXT "hello world"`,
+      `_autotunnel._udp.${h} 60 IN SRV 0 0 4500 ${h}`,
+    ])
+    const del = await srv.nsupdate(key, [
+      `update delete ${h} AAAA fd00::1`,
+      `update delete _autotunnel._udp.${h} SRV`,
+      `update delete ${h} A`,
+      `update delete ${h} TXT "hello world"`,
+    ])
+    assert.equal(del.code, 0, del.stderr)
+    const gone = await srv.dig(['-y', key, h, 'AAAA'])
+    assert.match(gone.stdout, /status: NXDOMAIN/)
+  }
+  // The response to a signed query is signed and verified by dig (it fails loudly otherwise).
+  const signed = await srv.dig(['-y', tsigArg(alice), `mac.alice.${Z}`, 'A'])
+  assert.match(signed.stdout, /TSIG\s+hmac-sha256\. \d+ 300 32 \S+ \d+ NOERROR 0/)
+})
+
+test('privacy and authorization: unsigned private read REFUSED, cross-user update REFUSED, bad MAC and unknown key NOTAUTH', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  const bob = await srv.addAccount('bob')
+  await srv.start()
+  assert.equal((await srv.nsupdate(tsigArg(alice), [`update add mac.alice.${Z} 60 AAAA fd00::1`])).code, 0)
+  assert.match((await srv.dig([`mac.alice.${Z}`, 'AAAA'])).stdout, /status: REFUSED/)
+  assert.match((await srv.dig(['-y', tsigArg(bob), `mac.alice.${Z}`, 'AAAA'])).stdout, /status: REFUSED/)
+  assert.match((await srv.dig(['-y', tsigArg(alice), `mac.alice.${Z}`, 'AAAA'])).stdout, /status: NOERROR/)
+  // Apex and discovery records are public.
+  assert.match((await srv.dig([Z, 'SOA'])).stdout, /status: NOERROR.*\n.*flags: qr aa/)
+  const disc = await srv.dig(['+noall', '+answer', `_dnsupdate-tls._udp.alice.${Z}`, 'SRV'])
+  assert.deepEqual(answers(disc.stdout), [`_dnsupdate-tls._udp.alice.${Z} 300 IN SRV 0 0 ${srv.ports.tls} ns.${Z}`])
+  const cross = await srv.nsupdate(tsigArg(alice), [`update add x.bob.${Z} 60 A 192.0.2.9`])
+  assert.notEqual(cross.code, 0)
+  assert.match(cross.stderr, /REFUSED/)
+  const wrong = await srv.nsupdate(`hmac-sha256:alice.${Z}:${Buffer.alloc(32, 7).toString('base64')}`, [
+    `update add x.alice.${Z} 60 A 192.0.2.9`,
+  ])
+  assert.match(wrong.stderr, /NOTAUTH\(BADSIG\)/)
+  const unknown = await srv.nsupdate(`hmac-sha256:carol.${Z}:${Buffer.alloc(32, 7).toString('base64')}`, [
+    `update add x.carol.${Z} 60 A 192.0.2.9`,
+  ])
+  assert.match(unknown.stderr, /NOTAUTH\(BADKEY\)/)
+  const unsigned = await run(
+    'nsupdate',
+    ['-t', '5'],
+    `server 127.0.0.1 ${srv.ports.dns}\nzone ${ZONE}\nupdate add x.alice.${Z} 60 A 192.0.2.9\nsend\n`,
+  )
+  assert.match(unsigned.stderr, /REFUSED/)
+  // An account added while the server runs is usable at once.
+  const carol = await srv.addAccount('carol')
+  assert.equal((await srv.nsupdate(tsigArg(carol), [`update add x.carol.${Z} 60 A 192.0.2.9`])).code, 0)
+})
+
+const LEASE_PY = `
+import os, struct, sys, time, dns.message, dns.query, dns.update, dns.tsigkeyring, dns.tsig, dns.edns, dns.rcode
+port, keyname, secret, alg, want = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+kr = dns.tsigkeyring.from_text({keyname: secret})
+up = dns.update.UpdateMessage('${ZONE}', keyring=kr, keyname=keyname, keyalgorithm=alg)
+up.use_edns(edns=0, payload=1232, options=[dns.edns.GenericOption(2, struct.pack('!I', want))])
+up.add('leased.alice', 60, 'AAAA', 'fd00::99')
+r = dns.query.udp(up, '127.0.0.1', port=port, timeout=3)
+opts = [(o.otype, o.to_wire().hex()) for o in r.options]
+print(dns.rcode.to_text(r.rcode()), r.had_tsig, ','.join('%d:%s' % o for o in opts), time.time())
+`
+
+test('update lease (RFC 9664) via dnspython: clamped, echoed in the signed response, record gone on time', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  await srv.start(['--lease-min', '2', '--lease-max', '5'], { tls: false })
+  const r = await run('/usr/bin/python3', [
+    '-c',
+    LEASE_PY,
+    String(srv.ports.dns),
+    alice.keyName,
+    alice.secret,
+    'hmac-sha256',
+    '3600',
+  ])
+  assert.equal(r.code, 0, r.stderr)
+  const [rcode, hadTsig, opts, sentAt] = r.stdout.trim().split(' ')
+  assert.equal(rcode, 'NOERROR')
+  assert.equal(hadTsig, 'True')
+  assert.equal(opts, `2:${(5).toString(16).padStart(8, '0')}`, 'lease clamped to --lease-max and echoed')
+  const t0 = Number(sentAt) * 1000
+  const h = `leased.alice.${Z}`
+  let goneAt = 0
+  while (Date.now() - t0 < 8000) {
+    const q = await srv.dig(['-y', tsigArg(alice), '+short', h, 'AAAA'])
+    if (q.stdout.trim() === '') {
+      goneAt = Date.now()
+      break
+    }
+    await new Promise((res) => setTimeout(res, 100))
+  }
+  assert.ok(goneAt > 0, 'record removed')
+  const after = goneAt - t0
+  assert.ok(after >= 4800 && after <= 6000, `removed ${after} ms after the update, lease 5 s`)
+  // Asking for less than the minimum gets the minimum.
+  const r2 = await run('/usr/bin/python3', [
+    '-c',
+    LEASE_PY,
+    String(srv.ports.dns),
+    alice.keyName,
+    alice.secret,
+    'hmac-sha256',
+    '1',
+  ])
+  assert.equal(r2.stdout.trim().split(' ')[2], `2:${(2).toString(16).padStart(8, '0')}`)
+})
+
+test('kdig +tls over DoT (self-signed certificate, fingerprint printed), metrics, clean SIGTERM', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  await srv.start([], { metrics: true })
+  assert.equal((await srv.nsupdate(tsigArg(alice), [`update add mac.alice.${Z} 60 AAAA fd00::7`])).code, 0)
+  const k = await run('kdig', [
+    '@127.0.0.1',
+    '-p',
+    String(srv.ports.tls),
+    '+tls',
+    '-y',
+    tsigArg(alice),
+    `mac.alice.${Z}`,
+    'AAAA',
+  ])
+  assert.equal(k.code, 0, k.stderr)
+  assert.match(k.stdout, /TLS session/)
+  assert.match(k.stdout, /mac\.alice\.members\.example\.\s+60\s+IN\s+AAAA\s+fd00::7/)
+  const pub = await run('kdig', ['@127.0.0.1', '-p', String(srv.ports.tls), '+tls', '+short', Z, 'SOA'])
+  assert.match(pub.stdout, /^ns\.members\.example\. hostmaster\.members\.example\. \d+ /)
+  const m = await fetch(`http://127.0.0.1:${srv.ports.metrics}/metrics`).then((r) => r.text())
+  assert.match(m, /autotunnel_dns_updates_total\{rcode="NOERROR"\} 1/)
+  assert.match(m, /autotunnel_dns_queries_total\{rcode="NOERROR",transport="tls"\} 2/)
+  assert.match(m, /autotunnel_leases_live 0/)
+  assert.equal(await srv.stop(), 0)
+})
