@@ -1,0 +1,191 @@
+// Test tooling: our IKE engine in its own process (run inside a network namespace with
+// `ip netns exec`), driven by JSON lines on stdin and reporting JSON lines on stdout. Used by
+// test/interop/ike*.test.ts and bench/ike.bench.ts against strongSwan.
+//
+// argv[2]: JSON { localId, localUla, bind, port, auth, hostKeyPem?, psk(hex), peers: [{id, ula, address,
+//                port, publicKeyPem?}], groups?, ciphers?, childCiphers?, esn? }
+
+import { createPrivateKey, createPublicKey } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { SystemClock } from '../../io/clock.js'
+import { UdpSocket } from '../../io/datagram.js'
+import { jsonLogger, nullLogger } from '../../io/log.js'
+import { SystemRandom } from '../../io/random.js'
+import { IkeEngine } from '../engine.js'
+import type { HostKey } from '../hostkey.js'
+import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
+import { UdpIkeTransport } from '../transport.js'
+import type { ChildSaKeys, Endpoint, PeerInfo } from '../types.js'
+import { echoRequest, isEchoReply, openEsp, sealEsp } from './esp-probe.js'
+
+interface Config {
+  localId: string
+  localUla: string
+  bind: string
+  port: number
+  auth: 'psk' | 'signature'
+  hostKeyPem?: string
+  psk?: string
+  peers: { id: string; ula: string; address: string; port: number; publicKeyPem?: string }[]
+  groups?: number[]
+  ciphers?: CipherName[]
+  childCiphers?: CipherName[]
+  esn?: boolean[]
+  pfs?: boolean
+  debug?: boolean
+}
+
+const cfg = JSON.parse(process.argv[2] ?? '{}') as Config
+const out = (o: unknown): void => {
+  process.stdout.write(`${JSON.stringify(o)}\n`)
+}
+const children = new Map<number, ChildSaKeys>()
+const espWaiters = new Set<(pkt: Buffer, from: Endpoint) => void>()
+
+const sock = new UdpSocket()
+await sock.bind(cfg.port, cfg.bind)
+const transport = new UdpIkeTransport(sock, {
+  localAddress: cfg.bind,
+  onEsp: (pkt, from) => {
+    for (const w of espWaiters) w(pkt, from)
+  },
+})
+let hostKey: HostKey | undefined
+if (cfg.hostKeyPem) {
+  const privateKey = createPrivateKey(cfg.hostKeyPem)
+  hostKey = {
+    alg: privateKey.asymmetricKeyType === 'ed25519' ? 'ed25519' : 'ecdsa-p256',
+    privateKey,
+    publicKey: createPublicKey(privateKey),
+  }
+}
+const peers = new Map<string, PeerInfo>(
+  cfg.peers.map((p) => [
+    p.id,
+    {
+      id: p.id,
+      ula: p.ula,
+      endpoint: { address: p.address, port: p.port },
+      publicKeys: p.publicKeyPem ? [createPublicKey(p.publicKeyPem)] : [],
+    },
+  ]),
+)
+const engine = new IkeEngine(
+  {
+    transport,
+    clock: new SystemClock(),
+    random: new SystemRandom(),
+    log: cfg.debug ? jsonLogger({ level: 'debug' }) : nullLogger,
+  },
+  {
+    localId: cfg.localId,
+    localUla: cfg.localUla,
+    auth: cfg.auth,
+    ...(hostKey ? { hostKey } : {}),
+    ...(cfg.psk ? { psk: Buffer.from(cfg.psk, 'hex') } : {}),
+    lookupPeer: async (id) => peers.get(id),
+    ikePolicy: {
+      ...DEFAULT_IKE_POLICY,
+      ...(cfg.groups ? { groups: cfg.groups } : {}),
+      ...(cfg.ciphers ? { ciphers: cfg.ciphers } : {}),
+    },
+    childPolicy: {
+      ...DEFAULT_CHILD_POLICY,
+      ...(cfg.childCiphers ? { ciphers: cfg.childCiphers } : {}),
+      ...(cfg.esn ? { esn: cfg.esn } : {}),
+    },
+    pfs: cfg.pfs ?? true,
+    dpdIntervalMs: 0,
+  },
+  {
+    childUp: (k) => {
+      children.set(k.spiIn, k)
+      out({
+        ev: 'childUp',
+        spiIn: k.spiIn,
+        spiOut: k.spiOut,
+        alg: k.alg,
+        esn: k.esn,
+        peer: k.peerId,
+        replaces: k.replaces,
+      })
+    },
+    childDown: (d) => {
+      children.delete(d.spiIn)
+      out({ ev: 'childDown', ...d })
+    },
+    ikeUp: (s) => out({ ev: 'ikeUp', spiI: s.spiI, spiR: s.spiR, suite: s.suite, initiator: s.initiator }),
+    ikeDown: (d) => out({ ev: 'ikeDown', ...d }),
+    peerEndpoint: (d) => out({ ev: 'peerEndpoint', ...d }),
+  },
+)
+
+let pingSeq = 0
+/** Sends an ESP echo request on the newest Child SA with `peer` and waits for the reply. */
+function espPing(peer: string, timeoutMs: number): Promise<{ rttMs: number; spiOut: number }> {
+  const k = [...children.values()].filter((c) => c.peerId === peer).at(-1)
+  if (!k) return Promise.reject(new Error('no Child SA'))
+  const id = 0x4154
+  const seq = ++pingSeq
+  const pkt = sealEsp(k, seq, echoRequest(k.localUla, k.peerUla, id, seq, Buffer.from('autotunnel ike probe')))
+  const t0 = performance.now()
+  return new Promise((resolve, reject) => {
+    const w = (p: Buffer): void => {
+      for (const c of children.values()) {
+        const inner = openEsp(c, p)
+        if (inner && isEchoReply(inner, k.peerUla, id, seq)) {
+          espWaiters.delete(w)
+          clearTimeout(timer)
+          resolve({ rttMs: performance.now() - t0, spiOut: k.spiOut })
+        }
+      }
+    }
+    const timer = setTimeout(() => {
+      espWaiters.delete(w)
+      reject(new Error('no ESP echo reply'))
+    }, timeoutMs)
+    espWaiters.add(w)
+    sock.send(pkt, 0, pkt.length, k.remote.port, k.remote.address)
+  })
+}
+
+const rl = createInterface({ input: process.stdin })
+rl.on('line', (line) => {
+  const req = JSON.parse(line) as { n: number; op: string; peer?: string; timeoutMs?: number }
+  const peer = req.peer ?? cfg.peers[0]?.id ?? ''
+  const run = async (): Promise<unknown> => {
+    switch (req.op) {
+      case 'connect': {
+        const t0 = performance.now()
+        const k = await engine.connect(peer)
+        return { spiIn: k.spiIn, spiOut: k.spiOut, alg: k.alg, esn: k.esn, ms: performance.now() - t0 }
+      }
+      case 'rekeyChild': {
+        const k = await engine.rekeyChild(peer)
+        return { spiIn: k.spiIn, spiOut: k.spiOut }
+      }
+      case 'rekeyIke':
+        return engine.rekeyIke(peer)
+      case 'dpd':
+        return engine.dpd(peer)
+      case 'disconnect':
+        return engine.disconnect(peer)
+      case 'ping':
+        return espPing(peer, req.timeoutMs ?? 2000)
+      case 'list':
+        return { sas: engine.list(), stats: engine.stats }
+      case 'exit':
+        await engine.close()
+        await sock.close()
+        setImmediate(() => process.exit(0))
+        return true
+      default:
+        throw new Error(`unknown op ${req.op}`)
+    }
+  }
+  run().then(
+    (value) => out({ n: req.n, ok: true, value }),
+    (e: Error) => out({ n: req.n, ok: false, error: `${e.name}: ${e.message}` }),
+  )
+})
+out({ ev: 'ready', port: transport.local().port })

@@ -1,0 +1,253 @@
+// Interop: our IKEv2 (src/ike) against strongSwan 5.9.8 charon with kernel-libipsec, in two network
+// namespaces (recipes: ../shared/peers/RECIPES.md section 2). Ours as initiator and as responder, PSK
+// and RFC 7427 signatures (Ed25519, ECDSA P-256; charon holds our raw public key via swanctl `pubkeys`),
+// KE groups 31, 19, 20, Child SA and IKE SA rekeys started by each side, INVALID_KE_PAYLOAD both ways,
+// Delete both ways. Each Child SA is proven by an ICMPv6 echo inside ESP-in-UDP that charon's
+// libipsec decrypts, answers and encrypts back to us.
+
+import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
+import { after, before, describe, test } from 'node:test'
+import { derivePsk } from '../../src/ike/auth.js'
+import {
+  type CharonConn,
+  charonConnection,
+  IkeLab,
+  LAB_ADDR,
+  LAB_ID,
+  LAB_ULA,
+  labAvailable,
+  type OurPeer,
+} from '../../src/ike/lab/strongswan.js'
+
+const PSK = derivePsk('interop account secret', 'ike-test').toString('hex')
+type Alg = 'ed25519' | 'ecdsa'
+
+function keys(alg: Alg): { privPem: string; pubPem: string } {
+  const kp = alg === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  return {
+    privPem: kp.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    pubPem: kp.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+  }
+}
+
+/** The state charon shows for the Child SA whose inbound SPI is `spi` (our outbound), or undefined. */
+function childState(list: string, spi: number): string | undefined {
+  const hex = spi.toString(16).padStart(8, '0')
+  for (const block of list.split(/\n(?=\s+inner: )/))
+    if (block.includes(`in  ${hex}`)) return /, (\w+), TUNNEL/.exec(block)?.[1]
+  return undefined
+}
+
+interface Case {
+  auth: 'psk' | Alg
+  ike: string
+  esp: string
+  groups?: number[]
+  childCiphers?: string[]
+  esn?: boolean[]
+  mobike?: boolean
+}
+
+describe('IKEv2 interop with strongSwan charon', {
+  skip: !labAvailable() && 'needs root for network namespaces',
+}, () => {
+  let lab: IkeLab
+  before(async () => {
+    lab = await IkeLab.create(`ik${process.pid % 100000}`)
+    await lab.startCharon()
+  })
+  after(async () => {
+    await lab?.destroy()
+  })
+
+  async function setup(c: Case): Promise<OurPeer> {
+    const conn: CharonConn = {
+      name: 'ours',
+      auth: c.auth === 'psk' ? 'psk' : 'pubkey',
+      ike: c.ike,
+      esp: c.esp,
+      pskHex: PSK,
+    }
+    const files: Record<string, string> = {}
+    const ourCfg: Record<string, unknown> = {
+      localId: LAB_ID.ours,
+      localUla: LAB_ULA.ours,
+      bind: LAB_ADDR.ours,
+      port: 4500,
+      auth: c.auth === 'psk' ? 'psk' : 'signature',
+      psk: PSK,
+      ...(c.groups ? { groups: c.groups } : {}),
+      ...(c.childCiphers ? { childCiphers: c.childCiphers } : {}),
+      ...(c.esn ? { esn: c.esn } : {}),
+    }
+    const peer: Record<string, unknown> = {
+      id: LAB_ID.charon,
+      ula: LAB_ULA.charon,
+      address: LAB_ADDR.charon,
+      port: 4500,
+    }
+    if (c.auth !== 'psk') {
+      const ours = keys(c.auth)
+      const theirs = keys(c.auth)
+      files['pubkey/ours.pem'] = ours.pubPem
+      files['pubkey/charon.pem'] = theirs.pubPem
+      files['pkcs8/charon.pem'] = theirs.privPem
+      conn.localPubkey = 'charon.pem'
+      conn.remotePubkey = 'ours.pem'
+      ourCfg.hostKeyPem = ours.privPem
+      peer.publicKeyPem = theirs.pubPem
+    }
+    if (c.mobike !== undefined) conn.mobike = c.mobike
+    await lab.loadCharonConfig(charonConnection(conn), files)
+    ourCfg.peers = [peer]
+    return lab.startOurs(ourCfg)
+  }
+
+  async function teardown(p: OurPeer): Promise<void> {
+    await lab.swanctl(['--terminate', '--ike', 'ours', '--force', '--timeout', '2']).catch(() => '')
+    await p.call('exit').catch(() => {})
+    p.kill()
+  }
+
+  async function charonSas(): Promise<string> {
+    return lab.swanctl(['--list-sas'])
+  }
+
+  async function pingOk(p: OurPeer): Promise<void> {
+    const r = await p.call<{ rttMs: number }>('ping', { timeoutMs: 3000 })
+    assert.ok(r.rttMs < 1000)
+  }
+
+  const initiatorCases: [string, Case][] = [
+    [
+      'PSK, group 31, aes128gcm16 / ESP aes128gcm16',
+      { auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' },
+    ],
+    [
+      'PSK, group 19, aes256gcm16-prfsha384 / ESP chacha20poly1305',
+      { auth: 'psk', ike: 'aes256gcm16-prfsha384-ecp256', esp: 'chacha20poly1305' },
+    ],
+    [
+      'PSK, group 20, aes256gcm16-prfsha512 / ESP aes256gcm16',
+      { auth: 'psk', ike: 'aes256gcm16-prfsha512-ecp384', esp: 'aes256gcm16' },
+    ],
+    [
+      'Ed25519, group 31, chacha20poly1305 / ESP chacha20poly1305',
+      { auth: 'ed25519', ike: 'chacha20poly1305-prfsha256-x25519', esp: 'chacha20poly1305' },
+    ],
+    [
+      'ECDSA P-256, group 19 / ESP aes128gcm16',
+      { auth: 'ecdsa', ike: 'aes128gcm16-prfsha256-ecp256', esp: 'aes128gcm16' },
+    ],
+    [
+      'Ed25519, group 20 / ESP aes256gcm16',
+      { auth: 'ed25519', ike: 'aes256gcm16-prfsha384-ecp384', esp: 'aes256gcm16' },
+    ],
+  ]
+  for (const [name, c] of initiatorCases) {
+    test(`ours initiates: ${name}`, async (t) => {
+      const p = await setup(c)
+      t.after(() => teardown(p))
+      const k = await p.call<{ spiIn: number; spiOut: number }>('connect')
+      const sas = await charonSas()
+      assert.match(sas, /ESTABLISHED/)
+      assert.match(sas, /INSTALLED/)
+      assert.match(sas, new RegExp(`in  ${k.spiOut.toString(16).padStart(8, '0')}`))
+      await pingOk(p)
+    })
+  }
+
+  const responderCases: [string, Case][] = [
+    ['PSK, group 31', { auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' }],
+    ['PSK, group 19', { auth: 'psk', ike: 'aes128gcm16-prfsha256-ecp256', esp: 'chacha20poly1305' }],
+    ['Ed25519, group 20', { auth: 'ed25519', ike: 'aes256gcm16-prfsha384-ecp384', esp: 'aes256gcm16' }],
+    ['ECDSA P-256, group 31', { auth: 'ecdsa', ike: 'chacha20poly1305-prfsha256-x25519', esp: 'aes128gcm16' }],
+  ]
+  for (const [name, c] of responderCases) {
+    test(`charon initiates, ours responds: ${name}`, async (t) => {
+      const p = await setup(c)
+      t.after(() => teardown(p))
+      await lab.swanctl(['--initiate', '--child', 'inner', '--ike', 'ours', '--timeout', '10'])
+      await p.waitEvent((e) => e.ev === 'childUp')
+      assert.match(await charonSas(), /INSTALLED/)
+      await pingOk(p)
+    })
+  }
+
+  test('INVALID_KE_PAYLOAD: charon wants group 19, we start with 31 and retry', async (t) => {
+    const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-ecp256', esp: 'aes128gcm16', groups: [31, 19] })
+    t.after(() => teardown(p))
+    await p.call('connect')
+    assert.match(await lab.charonLog(), /INVALID_KE_PAYLOAD|N\(INVAL_KE\)/)
+    await pingOk(p)
+  })
+
+  test('INVALID_KE_PAYLOAD: we want group 20, charon starts with 31 and retries', async (t) => {
+    const p = await setup({ auth: 'psk', ike: 'aes256gcm16-prfsha384-x25519-ecp384', esp: 'aes128gcm16', groups: [20] })
+    t.after(() => teardown(p))
+    await lab.swanctl(['--initiate', '--child', 'inner', '--ike', 'ours', '--timeout', '10'])
+    await p.waitEvent((e) => e.ev === 'childUp')
+    const list = await p.call<{ sas: { suite: string }[] }>('list')
+    assert.match(list.sas[0]!.suite, /g20$/)
+    await pingOk(p)
+  })
+
+  test('rekeys with PFS, each side: Child SA and IKE SA; ESP works after each', async (t) => {
+    const p = await setup({ auth: 'ed25519', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16-x25519' })
+    t.after(() => teardown(p))
+    const first = await p.call<{ spiIn: number; spiOut: number }>('connect')
+    await pingOk(p)
+    // ours rekeys the Child SA
+    const second = await p.call<{ spiIn: number; spiOut: number }>('rekeyChild')
+    assert.notEqual(second.spiIn, first.spiIn)
+    await pingOk(p)
+    let sas = await charonSas()
+    assert.match(sas, new RegExp(`in  ${second.spiOut.toString(16).padStart(8, '0')}`))
+    assert.notEqual(childState(sas, first.spiOut), 'INSTALLED')
+    assert.match(await lab.charonLog(), /CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\) SA No KE TSi TSr \]/)
+    // charon rekeys the Child SA
+    const n = p.events.length
+    await lab.swanctl(['--rekey', '--child', 'inner'])
+    const up = await p.waitEvent((e) => e.ev === 'childUp' && e.replaces === second.spiIn, 10_000, n)
+    await p.waitEvent((e) => e.ev === 'childDown' && e.spiIn === second.spiIn, 10_000, n)
+    await pingOk(p)
+    assert.ok(up.spiIn)
+    // ours rekeys the IKE SA
+    const before = (await p.call<{ sas: { spiI: string }[] }>('list')).sas[0]!.spiI
+    await p.call('rekeyIke')
+    const afterList = (await p.call<{ sas: { spiI: string }[] }>('list')).sas
+    assert.equal(afterList.length, 1)
+    assert.notEqual(afterList[0]!.spiI, before)
+    sas = await charonSas()
+    assert.match(sas, new RegExp(afterList[0]!.spiI))
+    await pingOk(p)
+    // the Child SA keeps working under the new IKE SA: rekey it through the new SA
+    await p.call('rekeyChild')
+    await pingOk(p)
+    // charon rekeys the IKE SA
+    const m = p.events.length
+    await lab.swanctl(['--rekey', '--ike', 'ours'])
+    await p.waitEvent((e) => e.ev === 'ikeUp', 10_000, m)
+    await new Promise((r) => setTimeout(r, 300))
+    const l2 = (await p.call<{ sas: { spiI: string; initiator: boolean }[] }>('list')).sas
+    assert.equal(l2.length, 1)
+    assert.equal(l2[0]!.initiator, false)
+    assert.match(await charonSas(), new RegExp(l2[0]!.spiI))
+    await pingOk(p)
+    assert.equal(await p.call('dpd'), true)
+  })
+
+  test('Delete both ways: ours deletes, then charon deletes', async (t) => {
+    const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' })
+    t.after(() => teardown(p))
+    await p.call('connect')
+    await p.call('disconnect')
+    assert.doesNotMatch(await charonSas(), /ESTABLISHED/)
+    await p.call('connect')
+    const n = p.events.length
+    await lab.swanctl(['--terminate', '--ike', 'ours', '--timeout', '5'])
+    await p.waitEvent((e) => e.ev === 'ikeDown', 5000, n)
+    assert.equal((await p.call<{ sas: unknown[] }>('list')).sas.length, 0)
+  })
+})
