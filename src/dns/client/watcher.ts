@@ -1,0 +1,348 @@
+// Watches one (name, type) and delivers add/remove events with the full current RRset (seed 002 §5.3).
+// Finds the notification server by SRV: `_dns-push-tls._tcp.DOMAIN` (DNS Push, RFC 8765), else
+// `_dns-llq-tls._udp.DOMAIN` (LLQ over TLS) or `_dns-llq._udp.DOMAIN` (LLQ over UDP, RFC 8764), else polls.
+// After a connection loss or a server restart it re-subscribes with exponential back-off and re-reads the
+// answer, reporting the difference, so nothing is missed.
+//
+//   idle ──start──► connecting ──push ok / llq ok──► watching(push|llq) ──lost──► backoff ──timer──► connecting
+//                       │ nothing works                                                  ▲
+//                       └───────────────► watching(poll) (re-tries push/LLQ every retry) ┘
+
+import { type Logger, nullLogger } from '../../io/log.js'
+import type { TsigKey } from '../tsig.js'
+import { signMessage } from '../tsig.js'
+import { encodeMessage, type Message } from '../wire/message.js'
+import { type RR, RRType } from '../wire/rr-table.js'
+import { LlqClient } from './llq.js'
+import { type PushChange, PushClient } from './push.js'
+import { exchange, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import type { StreamTarget } from './stream.js'
+
+export type WatchMechanism = 'push' | 'llq' | 'poll'
+
+export interface WatchEvent {
+  readonly kind: 'add' | 'remove'
+  /** The records added or removed by this change. */
+  readonly records: readonly RR[]
+  /** The full RRset after the change. */
+  readonly rrset: readonly RR[]
+  readonly via: WatchMechanism
+}
+
+export interface WatcherOptions {
+  readonly name: string
+  readonly type: number
+  /** The domain whose discovery SRV records name the notification server (e.g. the user's domain). */
+  readonly domain: string
+  /** Bootstrap server for SRV look-ups, polling and the initial read. */
+  readonly server: ServerAddr
+  /** The user's TSIG key: every query, LLQ message and the Push authentication query is signed with it. */
+  readonly key?: TsigKey
+  /** TLS options for DNS Push / LLQ over TLS (e.g. `{ rejectUnauthorized: false }` plus `fingerprint256`). */
+  readonly tls?: StreamTarget['tls']
+  readonly fingerprint256?: string
+  /** Mechanisms to try, in order. @default ['push', 'llq', 'poll'] */
+  readonly mechanisms?: readonly WatchMechanism[]
+  /** LLQ over 'udp' (`_dns-llq._udp`) or 'tls' (`_dns-llq-tls._udp`). @default 'tls' then 'udp' */
+  readonly llqTransports?: readonly ('udp' | 'tls')[]
+  /** LLQ lease asked for. @default 3600 */
+  readonly llqLeaseSec?: number
+  /** Polling interval when neither Push nor LLQ is available. @default 30000 */
+  readonly pollIntervalMs?: number
+  /** Back-off after a loss: from retryMinMs doubling to retryMaxMs (with ±20% jitter). @default 500 / 60000 */
+  readonly retryMinMs?: number
+  readonly retryMaxMs?: number
+  readonly timeoutMs?: number
+}
+
+function rrKey(rr: RR): string {
+  return `${rr.type}|${JSON.stringify(rr.data, (_k, v) =>
+    v && typeof v === 'object' && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v,
+  ).toLowerCase()}`
+}
+
+export class Watcher {
+  readonly opts: WatcherOptions
+  readonly #log: Logger
+  readonly #rrset = new Map<string, RR>()
+  readonly #handlers = new Set<(e: WatchEvent) => void>()
+  readonly #wakers = new Set<() => void>()
+  #mechanism: WatchMechanism | undefined
+  #push: PushClient | undefined
+  #llq: LlqClient | undefined
+  #timer: NodeJS.Timeout | undefined
+  #retryMs: number
+  #closed = false
+  #generation = 0
+
+  constructor(deps: { log?: Logger }, opts: WatcherOptions) {
+    this.#log = deps.log ?? nullLogger
+    this.opts = opts
+    this.#retryMs = opts.retryMinMs ?? 500
+  }
+
+  /** The mechanism in use now (undefined while (re)connecting). */
+  get mechanism(): WatchMechanism | undefined {
+    return this.#mechanism
+  }
+  get rrset(): RR[] {
+    return [...this.#rrset.values()]
+  }
+
+  onEvent(h: (e: WatchEvent) => void): () => void {
+    this.#handlers.add(h)
+    return () => this.#handlers.delete(h)
+  }
+
+  /** Events as an async iterable (ends when the watcher is closed). */
+  async *events(): AsyncGenerator<WatchEvent> {
+    const queue: WatchEvent[] = []
+    let wake: () => void = () => {}
+    const waker = (): void => wake()
+    this.#wakers.add(waker)
+    const off = this.onEvent((e) => {
+      queue.push(e)
+      wake()
+    })
+    try {
+      for (;;) {
+        const e = queue.shift()
+        if (e) yield e
+        else if (this.#closed) return
+        else
+          await new Promise<void>((r) => {
+            wake = r
+          })
+      }
+    } finally {
+      off()
+      this.#wakers.delete(waker)
+    }
+  }
+
+  /** Connects with the best mechanism; resolves once the first answer is known (or polling started). */
+  async start(): Promise<WatchMechanism> {
+    await this.#connect()
+    return this.#mechanism ?? 'poll'
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    this.#push?.close()
+    await this.#llq?.close()
+    this.#push = undefined
+    this.#llq = undefined
+    this.#mechanism = undefined
+    for (const w of this.#wakers) w()
+  }
+
+  #sign = (m: Message): Buffer => {
+    const k = this.opts.key
+    return k ? signMessage(m, k).wire : encodeMessage(m)
+  }
+
+  async #connect(): Promise<void> {
+    const gen = ++this.#generation
+    const mechs = this.opts.mechanisms ?? ['push', 'llq', 'poll']
+    for (const m of mechs) {
+      if (this.#closed || gen !== this.#generation) return
+      try {
+        if (m === 'push' && (await this.#tryPush(gen))) return
+        if (m === 'llq' && (await this.#tryLlq(gen))) return
+        if (m === 'poll') {
+          await this.#poll()
+          this.#using('poll')
+          this.#schedule(this.opts.pollIntervalMs ?? 30_000, true)
+          return
+        }
+      } catch (e) {
+        this.#log.debug('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: String(e) })
+      }
+    }
+    this.#mechanism = undefined
+    this.#retryLater()
+  }
+
+  #using(m: WatchMechanism): void {
+    this.#mechanism = m
+    this.#retryMs = this.opts.retryMinMs ?? 500
+    this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: m })
+  }
+
+  async #target(srv: string, tls: boolean): Promise<StreamTarget | undefined> {
+    const targets = await lookupSrv(this.opts.server, `${srv}.${fqdn(this.opts.domain)}`, this.#xopts())
+    for (const t of targets) {
+      const host = t.addrs[0] ?? (t.target === fqdn(this.opts.domain) ? this.opts.server.host : undefined)
+      if (!host || t.port === 0) continue
+      return {
+        host,
+        port: t.port,
+        ...(tls ? { tls: this.opts.tls ?? {} } : {}),
+        ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
+      }
+    }
+    return undefined
+  }
+
+  async #tryPush(gen: number): Promise<boolean> {
+    const t = await this.#target('_dns-push-tls._tcp', true)
+    if (!t) return false
+    const c = new PushClient(t, {
+      name: this.opts.name,
+      type: this.opts.type,
+      ...(this.opts.key ? { sign: this.#sign } : {}),
+      authName: fqdn(this.opts.domain),
+      ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+    })
+    const buffered: PushChange[][] = []
+    let ready = false
+    c.onChanges((ch) => (ready ? this.#applyPush(ch) : buffered.push(ch)))
+    c.onLost((why, delay) => this.#lost(gen, why, delay))
+    const current = await c.start()
+    if (gen !== this.#generation || this.#closed) {
+      c.close()
+      return true
+    }
+    this.#push = c
+    ready = true
+    this.#using('push')
+    // The query answer is newer than anything pushed before it: it replaces the set.
+    this.#replace(current, 'push')
+    return true
+  }
+
+  async #tryLlq(gen: number): Promise<boolean> {
+    for (const tr of this.opts.llqTransports ?? ['tls', 'udp']) {
+      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : '_dns-llq._udp', tr === 'tls')
+      if (!t) continue
+      const c = new LlqClient(
+        { ...t, transport: tr },
+        {
+          name: this.opts.name,
+          type: this.opts.type,
+          leaseSec: this.opts.llqLeaseSec ?? 3600,
+          encode: this.#sign,
+          ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+        },
+      )
+      c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
+      c.onLost((why) => this.#lost(gen, why))
+      let answers: RR[]
+      try {
+        answers = await c.start()
+      } catch (e) {
+        this.#log.debug('watch.llq_failed', { transport: tr, err: String(e) })
+        continue
+      }
+      if (gen !== this.#generation || this.#closed) {
+        await c.close()
+        return true
+      }
+      this.#llq = c
+      this.#using('llq')
+      this.#replace(answers, 'llq')
+      return true
+    }
+    return false
+  }
+
+  async #poll(): Promise<void> {
+    const q = queryMessage(this.opts.name, this.opts.type)
+    const res = await exchange(this.opts.server, q, { ...this.#xopts(), encode: this.#sign })
+    if (res.rcode !== 0 && res.rcode !== 3) throw new Error(`poll: RCODE ${res.rcode}`)
+    this.#replace(
+      res.answers.filter((rr) => rr.type === this.opts.type || this.opts.type === RRType.ANY),
+      'poll',
+    )
+  }
+
+  #xopts(): { timeoutMs?: number } {
+    return this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}
+  }
+
+  #lost(gen: number, why: string, retryDelayMs?: number): void {
+    if (gen !== this.#generation || this.#closed) return
+    this.#log.info('watch.lost', { name: this.opts.name, mechanism: this.#mechanism, why })
+    this.#push = undefined
+    this.#llq = undefined
+    this.#mechanism = undefined
+    this.#retryLater(retryDelayMs)
+  }
+
+  #retryLater(delayMs?: number): void {
+    const base = delayMs ?? this.#retryMs
+    this.#retryMs = Math.min(this.opts.retryMaxMs ?? 60_000, this.#retryMs * 2)
+    this.#schedule(base * (0.8 + Math.random() * 0.4), false)
+  }
+
+  /** poll=true: a polling round (which also re-tries Push/LLQ when they come first in the list). */
+  #schedule(ms: number, poll: boolean): void {
+    clearTimeout(this.#timer)
+    if (this.#closed) return
+    this.#timer = setTimeout(() => {
+      if (poll && (this.opts.mechanisms ?? ['push', 'llq', 'poll'])[0] === 'poll') {
+        this.#poll().then(
+          () => this.#schedule(this.opts.pollIntervalMs ?? 30_000, true),
+          () => this.#retryLater(),
+        )
+        return
+      }
+      void this.#connect()
+    }, ms)
+  }
+
+  #applyPush(changes: PushChange[]): void {
+    const added: RR[] = []
+    const removed: RR[] = []
+    for (const c of changes) {
+      if (c.op === 'add') added.push(c.rr)
+      else if (c.op === 'remove') removed.push(c.rr)
+      else for (const rr of this.#rrset.values()) if (c.type === RRType.ANY || rr.type === c.type) removed.push(rr)
+    }
+    this.#applyDelta(added, removed, 'push')
+  }
+
+  #applyDelta(added: readonly RR[], removed: readonly RR[], via: WatchMechanism): void {
+    const gone: RR[] = []
+    const fresh: RR[] = []
+    for (const rr of removed) {
+      const k = rrKey(rr)
+      const had = this.#rrset.get(k)
+      if (had) {
+        this.#rrset.delete(k)
+        gone.push(had)
+      }
+    }
+    for (const rr of added) {
+      const k = rrKey(rr)
+      if (!this.#rrset.has(k)) fresh.push(rr)
+      this.#rrset.set(k, rr)
+    }
+    this.#emit(gone, fresh, via)
+  }
+
+  #replace(current: readonly RR[], via: WatchMechanism): void {
+    const next = new Map(current.map((rr) => [rrKey(rr), rr] as const))
+    const gone = [...this.#rrset.entries()].filter(([k]) => !next.has(k)).map(([, rr]) => rr)
+    const fresh = [...next.entries()].filter(([k]) => !this.#rrset.has(k)).map(([, rr]) => rr)
+    this.#rrset.clear()
+    for (const [k, rr] of next) this.#rrset.set(k, rr)
+    this.#emit(gone, fresh, via)
+  }
+
+  #emit(gone: RR[], fresh: RR[], via: WatchMechanism): void {
+    if (gone.length) {
+      const e: WatchEvent = { kind: 'remove', records: gone, rrset: this.rrset, via }
+      for (const h of this.#handlers) h(e)
+    }
+    if (fresh.length) {
+      const e: WatchEvent = { kind: 'add', records: fresh, rrset: this.rrset, via }
+      for (const h of this.#handlers) h(e)
+    }
+  }
+}
+
+function fqdn(n: string): string {
+  return n.endsWith('.') ? n : `${n}.`
+}
