@@ -1,0 +1,232 @@
+// The PortMapper (src/agent/portmap/) against real miniupnpd 2.3.1 gateways in the lab, one protocol at a time:
+// site `pcp` (NAT-PMP requests dropped by nft), site `natpmp` (PCP requests dropped), site `upnp` (miniupnpd's
+// NAT-PMP/PCP switched off). Each host runs the mapper in a child process (this file, in driver mode) that
+// prints its events and the datagrams reaching its port as JSON lines. For each protocol: the mapping is
+// obtained with external port = internal port, a datagram from the internet arrives through it, a gateway
+// restart (miniupnpd killed, its rules and leases flushed, restarted) is repaired within 5 s, and stop()
+// deletes it (the DNAT rule is gone and a new datagram no longer arrives).
+
+import assert from 'node:assert/strict'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { Lab, type Topology } from '../../lab/index.js'
+import { PortMapper, type PortMapState } from '../../src/agent/portmap/mapper.js'
+import type { PortmapProtocol } from '../../src/agent/portmap/types.js'
+import { SystemClock } from '../../src/io/clock.js'
+import { UdpSocket } from '../../src/io/datagram.js'
+import { jsonLogger } from '../../src/io/log.js'
+import { SystemRandom } from '../../src/io/random.js'
+
+const PORT = 4500
+const SERVER = '198.51.100.10'
+const SELF = fileURLToPath(import.meta.url)
+
+type DriverLine =
+  | { type: 'event'; reason: string; state: PortMapState; atMs: number }
+  | { type: 'datagram'; text: string; from: string; atMs: number }
+  | { type: 'started' | 'stopped'; state: PortMapState; atMs: number }
+
+/** Driver mode: runs inside a lab host, the test talks to it over stdin/stdout. */
+async function runDriver(): Promise<void> {
+  const out = (o: Record<string, unknown>): void => {
+    process.stdout.write(`${JSON.stringify({ ...o, atMs: Date.now() })}\n`)
+  }
+  const udp = new UdpSocket()
+  await udp.bind(PORT)
+  udp.onMessage((m, from) => out({ type: 'datagram', text: m.toString().trim(), from: from.address }))
+  const mapper = new PortMapper(
+    {
+      clock: new SystemClock(),
+      random: new SystemRandom(),
+      log: jsonLogger({ level: 'debug', name: 'portmap-driver' }),
+    },
+    { internalPort: PORT, onChange: (e) => out({ type: 'event', reason: e.reason, state: e.state }) },
+  )
+  await mapper.start()
+  out({ type: 'started', state: mapper.state })
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line === 'stop') {
+      await mapper.stop()
+      await udp.close()
+      out({ type: 'stopped', state: mapper.state })
+      process.exit(0)
+    }
+  }
+}
+
+class Driver {
+  readonly lines: DriverLine[] = []
+  stderr = ''
+  readonly #child: ChildProcess
+  #waiters: (() => void)[] = []
+
+  constructor(lab: Lab, host: string) {
+    const env: NodeJS.ProcessEnv = { ...process.env, PORTMAP_LAB_DRIVER: '1' }
+    delete env.NODE_TEST_CONTEXT
+    const argv = lab.argv(host, [process.execPath, SELF])
+    this.#child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env })
+    createInterface({ input: this.#child.stdout! }).on('line', (l) => {
+      try {
+        this.lines.push(JSON.parse(l) as DriverLine)
+      } catch {
+        this.stderr += `stdout: ${l}\n`
+      }
+      for (const w of this.#waiters) w()
+    })
+    this.#child.stderr!.on('data', (b: Buffer) => {
+      this.stderr += b.toString()
+    })
+  }
+
+  async waitFor<T extends DriverLine>(pred: (l: DriverLine) => l is T, timeoutMs: number, what: string): Promise<T> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const hit = this.lines.find(pred)
+      if (hit) return hit
+      const left = end - Date.now()
+      if (left <= 0) throw new Error(`driver: no ${what} within ${timeoutMs} ms; lines=${JSON.stringify(this.lines)}`)
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left)
+        this.#waiters.push(() => {
+          clearTimeout(t)
+          resolve()
+        })
+      })
+      this.#waiters = []
+    }
+  }
+
+  send(cmd: string): void {
+    this.#child.stdin!.write(`${cmd}\n`)
+  }
+
+  kill(): void {
+    if (this.#child.exitCode === null) this.#child.kill('SIGKILL')
+  }
+}
+
+const MODES: {
+  proto: PortmapProtocol
+  site: string
+  host: string
+  lan: string
+  wan: string
+  upnp: Record<string, boolean>
+}[] = [
+  {
+    proto: 'pcp',
+    site: 'pcp',
+    host: 'h-pcp',
+    lan: '192.168.31.0/24',
+    wan: '203.0.113.31',
+    upnp: { natpmp: false, pcp: true, upnp: false },
+  },
+  {
+    proto: 'natpmp',
+    site: 'natpmp',
+    host: 'h-natpmp',
+    lan: '192.168.32.0/24',
+    wan: '203.0.113.32',
+    upnp: { natpmp: true, pcp: false, upnp: false },
+  },
+  {
+    proto: 'upnp',
+    site: 'upnp',
+    host: 'h-upnp',
+    lan: '192.168.33.0/24',
+    wan: '203.0.113.33',
+    upnp: { natpmp: false, pcp: false, upnp: true },
+  },
+]
+
+const topology: Topology = {
+  internet: [{ name: 'server', address: SERVER }],
+  sites: MODES.map((m) => ({ name: m.site, nat: 'upnp', wan: m.wan, lan: m.lan, hosts: [m.host], upnp: m.upnp })),
+}
+
+async function sendFromServer(lab: Lab, addr: string, port: number, text: string): Promise<void> {
+  await lab.execOk('server', ['socat', '-u', '-', `UDP4-SENDTO:${addr}:${port}`], { input: `${text}\n` })
+}
+
+const isEvent =
+  (reason: string) =>
+  (l: DriverLine): l is Extract<DriverLine, { type: 'event' }> =>
+    l.type === 'event' && l.reason === reason
+const isDatagram =
+  (text: string) =>
+  (l: DriverLine): l is Extract<DriverLine, { type: 'datagram' }> =>
+    l.type === 'datagram' && l.text === text
+
+if (process.env.PORTMAP_LAB_DRIVER) {
+  await runDriver()
+} else {
+  describe('PortMapper against real miniupnpd, one protocol at a time', {
+    skip: process.getuid?.() !== 0 && 'needs root',
+  }, () => {
+    let lab: Lab | undefined
+    const drivers: Driver[] = []
+    before(async () => {
+      lab = await Lab.up({ topology, name: `pm${process.pid % 100000}` })
+    })
+    after(async () => {
+      for (const d of drivers) d.kill()
+      await lab?.down()
+    })
+
+    for (const mode of MODES) {
+      test(`${mode.proto} only: map, reach, survive a gateway restart within 5 s, delete`, async (t) => {
+        const l = lab!
+        const d = new Driver(l, mode.host)
+        drivers.push(d)
+        t.after(() => d.kill())
+        const fail = (e: unknown): never => {
+          t.diagnostic(`driver stderr (tail): ${d.stderr.slice(-6000)}`)
+          throw e
+        }
+        try {
+          const mapped = await d.waitFor(isEvent('mapped'), 20_000, 'mapped event')
+          const s = mapped.state
+          assert.equal(s.kind, 'mapped')
+          if (s.kind !== 'mapped') return
+          assert.equal(s.protocol, mode.proto)
+          assert.deepEqual(s.external, { address: l.publicIpOf(mode.site), port: PORT })
+          t.diagnostic(`${mode.proto}: mapped ${s.external.address}:${s.external.port} lifetime ${s.lifetimeSec} s`)
+
+          await sendFromServer(l, s.external.address, s.external.port, `hello-1-${mode.proto}`)
+          await d.waitFor(isDatagram(`hello-1-${mode.proto}`), 3000, 'first datagram')
+
+          // RFC 6887 8.5 allows 2 s of clock disagreement: restart once more than that has passed.
+          await new Promise((r) => setTimeout(r, 3000))
+          const t0 = Date.now()
+          await l.restartGateway(mode.site)
+          const up = Date.now()
+          const re = await d.waitFor(isEvent('recreated'), 5000 + (up - t0), 'recreated event')
+          t.diagnostic(
+            `${mode.proto}: restart took ${up - t0} ms; mapping re-created ${re.atMs - up} ms after miniupnpd was back`,
+          )
+          assert.ok(re.atMs - up <= 5000, `re-created ${re.atMs - up} ms after the restart`)
+          const rs = re.state
+          assert.ok(rs.kind === 'mapped' && rs.external.port === PORT && rs.protocol === mode.proto)
+
+          await sendFromServer(l, s.external.address, PORT, `hello-2-${mode.proto}`)
+          await d.waitFor(isDatagram(`hello-2-${mode.proto}`), 3000, 'datagram after the restart')
+
+          const rulesBefore = (
+            await l.execOk(mode.site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
+          ).stdout
+          assert.match(rulesBefore, new RegExp(`dport ${PORT} dnat ip to ${l.addressOf(mode.host)}:${PORT}`))
+          d.send('stop')
+          await d.waitFor((x): x is DriverLine => x.type === 'stopped', 10_000, 'stopped')
+          const rulesAfter = (
+            await l.execOk(mode.site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
+          ).stdout
+          assert.doesNotMatch(rulesAfter, new RegExp(`dport ${PORT} `))
+        } catch (e) {
+          fail(e)
+        }
+      })
+    }
+  })
+}
