@@ -111,6 +111,8 @@ export class KeyRing {
   #byKeyName = new Map<string, Account>()
   #byUser = new Map<string, Account>()
   #checkedMs = -Infinity
+  /** Incremented on every reload, so caches that depend on the account set can tell. */
+  generation = 0
 
   /** `checkExternal` reports whether another connection committed since the last call (Store.checkExternal). */
   constructor(deps: { db: Db; clock: Clock; checkExternal: () => boolean }) {
@@ -133,6 +135,7 @@ export class KeyRing {
     }
     this.#byKeyName = byKey
     this.#byUser = byUser
+    this.generation++
   }
 
   /** Re-reads the table if another process committed; at most once per `minIntervalMs` unless forced. */

@@ -1,6 +1,7 @@
 // Prometheus text exposition format 0.0.4 on --metrics ADDR:PORT (GET /metrics). Counters are plain numbers
 // bumped on the packet path; gauges are read through callbacks when scraped.
 import { createServer, type Server } from 'node:http'
+import { rcodeName } from '../dns/wire/header.js'
 
 type Labels = Record<string, string>
 
@@ -11,7 +12,7 @@ interface Family {
   readonly read?: () => number
 }
 
-function labelKey(labels: Labels | undefined): string {
+export function labelKey(labels: Labels | undefined): string {
   if (!labels) return ''
   const parts = Object.keys(labels)
     .sort()
@@ -31,8 +32,18 @@ export class Metrics {
     }
   }
 
-  gauge(name: string, help: string, read: () => number): void {
-    this.#families.set(name, { help, type: 'gauge', values: new Map(), read })
+  /** A counter bumped by a precomputed labelKey() string: no per-call allocation on hot paths. */
+  counterByKey(name: string, help: string): (key: string, by?: number) => void {
+    const f: Family = { help, type: 'counter', values: new Map() }
+    this.#families.set(name, f)
+    return (k, by = 1) => {
+      f.values.set(k, (f.values.get(k) ?? 0) + by)
+    }
+  }
+
+  /** A series read when scraped; `type` 'counter' for monotonic values kept elsewhere. */
+  gauge(name: string, help: string, read: () => number, type: 'gauge' | 'counter' = 'gauge'): void {
+    this.#families.set(name, { help, type, values: new Map(), read })
   }
 
   /** Current value of a series (tests). */
@@ -76,13 +87,22 @@ export class Metrics {
 /** The service's metric families, named once here so tests and docs agree. */
 export class ServerMetrics {
   readonly registry = new Metrics()
-  readonly queries = this.registry.counter(
+  readonly #queries = this.registry.counterByKey(
     'autotunnel_dns_queries_total',
     'DNS queries answered, by transport and rcode',
   )
+  readonly #queryKeys = new Map<string, string[]>()
   readonly updates = this.registry.counter('autotunnel_dns_updates_total', 'DNS UPDATE messages, by result rcode')
   readonly tsigFailures = this.registry.counter('autotunnel_tsig_failures_total', 'TSIG failures by kind')
   readonly leasesExpired = this.registry.counter('autotunnel_leases_expired_total', 'Records removed at lease expiry')
   readonly dropped = this.registry.counter('autotunnel_dns_dropped_total', 'Messages dropped, by reason')
-  readonly commits = this.registry.counter('autotunnel_store_commits_total', 'SQLite transactions committed')
+
+  /** Counts one answered query (hot path: each label string is built once per transport and rcode). */
+  query(transport: string, rcode: number): void {
+    let byRcode = this.#queryKeys.get(transport)
+    if (!byRcode) this.#queryKeys.set(transport, (byRcode = []))
+    let k = byRcode[rcode]
+    if (k === undefined) byRcode[rcode] = k = labelKey({ transport, rcode: rcodeName(rcode) })
+    this.#queries(k)
+  }
 }

@@ -31,6 +31,10 @@ export const SERVER_UDP_PAYLOAD = 1232
 const CLASSIC_UDP_MAX = 512
 const MAX_UDP_PAYLOAD = 4096
 const MAX_TIMER_MS = 3_600_000
+/** Entries in the encoded-response cache before it is emptied (it refills from the hot names). */
+const RESPONSE_CACHE_MAX = 20_000
+const MAX_CACHED_QUERY = 512
+const ID_SIZE = 2
 
 /** A decoded message on its way through the handlers. */
 export interface DnsRequest {
@@ -63,6 +67,13 @@ export class DnsService {
   readonly #log: Logger
   readonly #handlers: MessageHandler[] = []
   #leaseTimer: TimerHandle | undefined
+  /**
+   * Encoded answers to unsigned queries, keyed by transport class and the query bytes after the ID; a hit
+   * costs one copy and the ID patch. Emptied on every commit and whenever the account set changes.
+   */
+  readonly #cache = new Map<string, Buffer>()
+  readonly #cacheKeys = new WeakMap<DnsRequest, string>()
+  #cacheAccounts = -1
   #leaseTimerAt = Infinity
   #stopped = false
 
@@ -88,7 +99,12 @@ export class DnsService {
     m.gauge('autotunnel_zone_records', 'Records in the zone store', () => deps.store.index.recordCount)
     m.gauge('autotunnel_zone_serial', 'SOA serial', () => deps.store.serial)
     m.gauge('autotunnel_accounts', 'Accounts', () => deps.keys.size)
-    deps.store.onChange(() => this.#armLeaseTimer())
+    m.gauge('autotunnel_store_commits_total', 'SQLite transactions committed', () => this.queue.batches, 'counter')
+    m.gauge('autotunnel_store_committed_jobs_total', 'Updates and expiries committed', () => this.queue.jobs, 'counter')
+    deps.store.onChange(() => {
+      this.#cache.clear()
+      this.#armLeaseTimer()
+    })
   }
 
   // --- notify hook (notify engineer): DSO messages (RFC 8490, opcode 6) skip the DNS decoder and go to
@@ -153,6 +169,24 @@ export class DnsService {
       this.#dso(raw, ctx)
       return
     }
+    let cacheKey: string | undefined
+    if (raw.length > HEADER_SIZE && raw.length <= MAX_CACHED_QUERY) {
+      if (this.keys.generation !== this.#cacheAccounts) {
+        this.#cache.clear()
+        this.#cacheAccounts = this.keys.generation
+      }
+      cacheKey = (ctx.peer.transport === 'udp' ? 'u' : 's') + raw.latin1Slice(ID_SIZE, raw.length)
+      const hit = this.#cache.get(cacheKey)
+      if (hit) {
+        const out = Buffer.allocUnsafe(hit.length)
+        hit.copy(out)
+        out[0] = raw[0]!
+        out[1] = raw[1]!
+        this.metrics.query(ctx.peer.transport, hit[3]! & 0xf)
+        ctx.reply(out)
+        return
+      }
+    }
     const dec = tryDecode(raw)
     if (!dec.ok) {
       this.metrics.dropped({ reason: 'formerr' })
@@ -215,6 +249,7 @@ export class DnsService {
       encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
     for (const h of this.#handlers) if (h(req)) return
+    if (cacheKey !== undefined && !check && msg.opcode === Opcode.QUERY && !msg.qr) this.#cacheKeys.set(req, cacheKey)
     if (msg.qr) {
       req.drop()
       return
@@ -279,8 +314,16 @@ export class DnsService {
       res.authorities = a.authorities
       res.additionals = a.additionals
     }
-    this.metrics.queries({ transport: req.ctx.peer.transport, rcode: rcodeName(res.rcode) })
-    req.respond(res)
+    this.metrics.query(req.ctx.peer.transport, res.rcode)
+    const key = this.#cacheKeys.get(req)
+    if (key === undefined) {
+      req.respond(res)
+      return
+    }
+    const wire = req.encode(res)
+    if (this.#cache.size >= RESPONSE_CACHE_MAX) this.#cache.clear()
+    this.#cache.set(key, wire)
+    req.ctx.reply(Buffer.from(wire))
   }
 
   #update(req: DnsRequest): void {
@@ -320,6 +363,8 @@ export class DnsService {
     this.queue.submit(
       (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec }),
       (rcode, err) => {
+        // A refresh may change TTLs without changing content: drop cached answers after any commit.
+        this.#cache.clear()
         if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
         if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
         const echo =
