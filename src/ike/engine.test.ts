@@ -107,3 +107,232 @@ test('ECDSA P-256 signatures (RFC 7427)', async (t) => {
   await settle()
   assertMirror(k, b.up[0]!)
 })
+
+test('retransmission: a lost IKE_AUTH response is resent from the responder cache; message IDs stay in window', async (t) => {
+  const net = new FakeNetwork()
+  let dropped = 0
+  net.dropIf = (from, _to, msg) => {
+    // drop the first IKE_AUTH response (exchange type 35, response flag) from B
+    if (from.startsWith(B.addr) && msg.length > 22 && msg[4 + 18] === 35 && dropped === 0) {
+      dropped++
+      return true
+    }
+    return false
+  }
+  const { a, b, clock } = await pair(t, { net })
+  const p = a.engine.connect(B.id)
+  await settle()
+  assert.equal(dropped, 1)
+  clock.advance(1000)
+  await settle()
+  const k = await p
+  assertMirror(k, b.up[0]!)
+  assert.equal(b.engine.stats.txRetransmitsAnswered, 1)
+  assert.equal(b.up.length, 1, 'the retransmitted request did not create a second Child SA')
+})
+
+test('retransmissions exhausted: connect fails with IkeTimeoutError and nothing is left behind', async (t) => {
+  const net = new FakeNetwork()
+  net.dropIf = () => true
+  const { a, clock } = await pair(t, { net, a: { retransmit: { initialMs: 100, factor: 2, tries: 3 } } })
+  const p = a.engine.connect(B.id)
+  const rejected = assert.rejects(p, { name: 'IkeTimeoutError' })
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000)
+    await settle()
+  }
+  await rejected
+  assert.equal(net.sent, 4)
+  assert.equal(a.engine.sas.size, 0)
+})
+
+test('COOKIE: a flood of IKE_SA_INIT from spoofed sources triggers cookies; a real peer still gets in', async (t) => {
+  const { a, b, net } = await pair(t, { b: { cookieThreshold: 8 } })
+  // capture one genuine IKE_SA_INIT request from A
+  let init: Buffer | undefined
+  net.dropIf = (_f, _t, msg) => {
+    if (!init && msg[4 + 18] === 34) init = Buffer.from(msg.subarray(4))
+    return false
+  }
+  await a.engine.connect(B.id)
+  assert.ok(init)
+  for (let i = 0; i < 200; i++) {
+    const spoof = Buffer.from(init)
+    spoof.writeUInt32BE(i + 1, 0)
+    b.engine.receive(spoof, { address: `203.0.113.${i % 250}`, port: 1000 + i })
+  }
+  assert.equal(b.engine.countHalfOpen(), 8)
+  assert.equal(b.engine.stats.cookiesSent, 200 - 8)
+  await a.engine.disconnect(B.id)
+  await settle()
+  const k = await a.engine.connect(B.id)
+  assert.ok(k.spiIn)
+  assert.ok(b.engine.stats.cookiesSent > 192, 'the real peer had to present a cookie too')
+})
+
+test('INVALID_KE_PAYLOAD: initiator retries with the group the responder asks for', async (t) => {
+  const { a, b } = await pair(t, {
+    a: { ikePolicy: { ...DEFAULT_IKE_POLICY, groups: [DhGroup.CURVE25519, DhGroup.ECP_384] } },
+    b: { ikePolicy: { ...DEFAULT_IKE_POLICY, groups: [DhGroup.ECP_384] } },
+  })
+  await a.engine.connect(B.id)
+  assert.equal(b.engine.stats.invalidKeSent, 1)
+  assert.match(a.engine.list()[0]!.suite, /g20$/)
+})
+
+test('authentication: unknown peer, wrong key and wrong PSK are refused with AUTHENTICATION_FAILED', async (t) => {
+  const { a, b, peers } = await pair(t)
+  const saved = peers.get(A.id)!
+  peers.set(A.id, { ...saved, publicKeys: [generateHostKey().publicKey] })
+  await assert.rejects(a.engine.connect(B.id), { name: 'IkePeerError', code: 24 })
+  peers.delete(A.id)
+  await assert.rejects(a.engine.connect(B.id), { name: 'IkePeerError', code: 24 })
+  assert.equal(b.engine.stats.authFailures, 2)
+  assert.equal(b.up.length, 0)
+  const pk = await pair(t, { auth: 'psk', b: { psk: derivePsk('other secret', 'alice') }, net: new FakeNetwork() })
+  await assert.rejects(pk.a.engine.connect(B.id), { code: 24 })
+})
+
+test('revocation: when a peer key disappears from DNS both its SAs go within one revalidation period', async (t) => {
+  const { a, b, peers, clock } = await pair(t, { a: { revalidateMs: 30_000 }, b: { revalidateMs: 30_000 } })
+  await a.engine.connect(B.id)
+  await settle()
+  assert.equal(b.up.length, 1)
+  peers.set(A.id, { ...peers.get(A.id)!, publicKeys: [] })
+  clock.advance(30_000)
+  await settle()
+  clock.advance(2_000)
+  await settle()
+  assert.equal(b.engine.stats.revoked, 1)
+  assert.equal(b.engine.list().length, 0)
+  assert.equal(a.engine.list().length, 0, 'the revoked host was told with a Delete')
+  assert.deepEqual(
+    b.down.map((d) => d.reason),
+    ['revoked'],
+  )
+  await assert.rejects(a.engine.connect(B.id), { code: 24 })
+})
+
+test('Child SA rekey with PFS by each side: make-before-break, old SA deleted on both', async (t) => {
+  const { a, b } = await pair(t)
+  const k1 = await a.engine.connect(B.id)
+  await settle()
+  const k2 = await a.engine.rekeyChild(B.id)
+  await settle()
+  assert.equal(k2.replaces, k1.spiIn)
+  assert.notDeepEqual(k2.keyOut, k1.keyOut)
+  assertMirror(k2, b.up[1]!)
+  assert.equal(b.up[1]!.replaces, b.up[0]!.spiIn)
+  assert.deepEqual(
+    a.down.map((d) => d.spiIn),
+    [k1.spiIn],
+  )
+  assert.deepEqual(
+    b.down.map((d) => d.spiIn),
+    [b.up[0]!.spiIn],
+  )
+  const k3 = await b.engine.rekeyChild(A.id)
+  await settle()
+  assertMirror(k3, a.up[2]!)
+  assert.equal(a.engine.list()[0]!.children.length, 1)
+  assert.equal(b.engine.list()[0]!.children.length, 1)
+})
+
+test('IKE SA rekey by each side keeps the Child SA; DPD works on the new SA', async (t) => {
+  const { a, b } = await pair(t)
+  const k = await a.engine.connect(B.id)
+  const spi1 = a.engine.list()[0]!.spiI
+  await a.engine.rekeyIke(B.id)
+  await settle()
+  assert.equal(a.engine.list().length, 1)
+  assert.equal(b.engine.list().length, 1)
+  assert.notEqual(a.engine.list()[0]!.spiI, spi1)
+  assert.equal(a.engine.list()[0]!.spiI, b.engine.list()[0]!.spiI)
+  assert.deepEqual(
+    a.engine.list()[0]!.children.map((c) => c.spiIn),
+    [k.spiIn],
+  )
+  await b.engine.rekeyIke(A.id)
+  await settle()
+  assert.equal(a.engine.list().length, 1)
+  assert.equal(a.engine.list()[0]!.initiator, false)
+  assert.equal(await a.engine.dpd(B.id), true)
+  assert.equal(await b.engine.dpd(A.id), true)
+  assert.equal(a.down.length + b.down.length, 0)
+  const k2 = await a.engine.rekeyChild(B.id)
+  await settle()
+  assertMirror(k2, b.up.at(-1)!)
+})
+
+test('DPD: a silent peer is declared dead and its SAs removed', async (t) => {
+  const { a, net, clock } = await pair(t, { a: { retransmit: { initialMs: 500, factor: 2, tries: 2 } } })
+  await a.engine.connect(B.id)
+  net.dropIf = () => true
+  const p = a.engine.dpd(B.id)
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000)
+    await settle()
+  }
+  assert.equal(await p, false)
+  assert.equal(a.engine.list().length, 0)
+  assert.equal(a.down[0]?.reason, 'dpd timeout')
+})
+
+test('replayed and out-of-window requests are dropped and counted, never answered twice with new state', async (t) => {
+  const { a, b, net } = await pair(t)
+  const seen: Buffer[] = []
+  net.dropIf = (from, _to, msg) => {
+    if (from.startsWith(A.addr)) seen.push(Buffer.from(msg.subarray(4)))
+    return false
+  }
+  await a.engine.connect(B.id)
+  await a.engine.dpd(B.id)
+  await settle()
+  const before = { ...b.engine.stats }
+  const from = { address: A.addr, port: PORT }
+  b.engine.receive(seen[1]!, from) // IKE_AUTH (id 1): older than the last response → dropped
+  b.engine.receive(seen[2]!, from) // INFORMATIONAL (id 2): the last one → cached response resent
+  const future = Buffer.from(seen[2]!)
+  future.writeUInt32BE(7, 20)
+  b.engine.receive(future, from)
+  assert.equal(b.engine.stats.rxOutOfWindow - before.rxOutOfWindow, 2)
+  assert.equal(b.engine.stats.txRetransmitsAnswered - before.txRetransmitsAnswered, 1)
+  assert.equal(b.up.length, 1)
+})
+
+test('MOBIKE: the initiator moves, sends UPDATE_SA_ADDRESSES, the responder checks return routability', async (t) => {
+  const net = new FakeNetwork()
+  const { a, b } = await pair(t, { net })
+  await a.engine.connect(B.id)
+  assert.equal(a.engine.list()[0]!.mobike, true)
+  const moved: { peerId: string; remote: { address: string } }[] = []
+  ;(b.engine.events as IkeEvents).peerEndpoint = (e) => moved.push(e)
+  // A's transport now sends from a new address
+  const newSock = net.socket('203.0.113.77')
+  await newSock.bind(PORT)
+  t.after(() => newSock.close())
+  const tr = a.engine.deps.transport as UdpIkeTransport
+  const moveTo = new UdpIkeTransport(newSock)
+  moveTo.onMessage((buf, from) => a.engine.receive(buf, from))
+  Object.assign(a.engine.deps, { transport: moveTo })
+  await a.engine.updateAddresses()
+  await settle()
+  assert.equal(a.engine.stats.mobikeUpdates, 1)
+  assert.deepEqual(
+    moved.map((m) => [m.peerId, m.remote.address]),
+    [[A.id, '203.0.113.77']],
+  )
+  assert.equal(b.engine.list()[0]!.remote.address, '203.0.113.77')
+  assert.equal(await b.engine.dpd(A.id), true)
+  assert.ok(tr)
+})
+
+test('concurrent connect() calls share one attempt; close() leaves no timers', async (t) => {
+  const { a, b, clock } = await pair(t)
+  const [x, y] = await Promise.all([a.engine.connect(B.id), a.engine.connect(B.id)])
+  assert.equal(x.spiIn, y.spiIn)
+  assert.equal(a.engine.stats.ikeEstablished, 1)
+  await a.engine.close()
+  await b.engine.close()
+  assert.equal(clock.pending, 0)
+})

@@ -4,6 +4,8 @@
 // exchange-init.ts (IKE_SA_INIT + IKE_AUTH), exchange-child.ts (CREATE_CHILD_SA) and
 // exchange-info.ts (INFORMATIONAL: DPD, Delete, MOBIKE).
 
+export type { IkeEngineOpts, IkeStats, ResolvedOpts } from './options.js'
+
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
@@ -12,11 +14,11 @@ import { IkeWireError } from './errors.js'
 import { handleChildRequest, rekeyChild, rekeyIke } from './exchange-child.js'
 import { deleteIkeSa, dpd, handleInfoRequest, mobikeUpdate } from './exchange-info.js'
 import { handleAuthRequest, handleInitRequest, initiate } from './exchange-init.js'
-import type { HostKey } from './hostkey.js'
 import { decodeMessage, encodeMessage, type IkeMessage, isResponse, majorVersion } from './message.js'
 import { CookieJar } from './nat.js'
+import { type IkeEngineOpts, type IkeStats, newStats, type ResolvedOpts, resolveOpts } from './options.js'
 import type { Payload } from './payloads.js'
-import { type ChildPolicy, cipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY, type IkePolicy } from './proposals.js'
+import { cipherName } from './proposals.js'
 import type { ChildSa, IkeSa, IkeSaDeps, Retransmit } from './sa.js'
 import type { AuthMode, ChildSaKeys, Endpoint, IkeEvents, IkeSaSummary, IkeTransport, PeerInfo } from './types.js'
 import { notify } from './util.js'
@@ -28,63 +30,6 @@ export interface IkeEngineDeps {
   readonly log: Logger
 }
 
-export interface IkeEngineOpts {
-  /** Our FQDN (ID_FQDN). */
-  readonly localId: string
-  /** Our ULA (our traffic selector, /128). */
-  readonly localUla: string
-  /** How we authenticate ourselves. @default 'signature' when hostKey is set, else 'psk' */
-  readonly auth?: AuthMode
-  readonly hostKey?: HostKey
-  /** Default PSK (derivePsk) when PeerInfo carries none. */
-  readonly psk?: Buffer
-  /** Peer identity -> what DNS says about it; undefined = unknown or revoked. */
-  readonly lookupPeer: (id: string) => Promise<PeerInfo | undefined>
-  readonly ikePolicy?: IkePolicy
-  readonly childPolicy?: ChildPolicy
-  /** Half-open IKE SAs above which IKE_SA_INIT needs a COOKIE. @default 32 */
-  readonly cookieThreshold?: number
-  /** @default { initialMs: 1000, factor: 2, tries: 5 } (1+2+4+8+16+32 s) */
-  readonly retransmit?: Retransmit
-  /** @default 30000 */
-  readonly halfOpenTimeoutMs?: number
-  /** Child SA rekey interval. @default 3600 */
-  readonly childRekeySec?: number
-  /** IKE SA rekey interval. @default 14400 */
-  readonly ikeRekeySec?: number
-  /** Idle time before a liveness check; 0 disables. @default 30000 */
-  readonly dpdIntervalMs?: number
-  /** How often established peers are looked up again (revocation). @default 30000 */
-  readonly revalidateMs?: number
-  /** Announce and honour MOBIKE (RFC 4555). @default true */
-  readonly mobike?: boolean
-  /** Use PFS (a fresh KE) when rekeying Child SAs. @default true */
-  readonly pfs?: boolean
-}
-
-export interface ResolvedOpts extends Required<Omit<IkeEngineOpts, 'hostKey' | 'psk' | 'auth'>> {
-  readonly auth: AuthMode
-  readonly hostKey: HostKey | undefined
-  readonly psk: Buffer | undefined
-}
-
-export interface IkeStats {
-  rxMessages: number
-  rxMalformed: number
-  rxUnknownSpi: number
-  rxBadIcv: number
-  rxOutOfWindow: number
-  rxRetransmits: number
-  txRetransmitsAnswered: number
-  cookiesSent: number
-  invalidKeSent: number
-  authFailures: number
-  ikeEstablished: number
-  childEstablished: number
-  mobikeUpdates: number
-  revoked: number
-}
-
 const NONCE_LEN = 32
 const CHILD_SPI_MIN = 0x100
 const COOKIE_ROTATE_MS = 60_000
@@ -93,22 +38,7 @@ export class IkeEngine {
   readonly deps: IkeEngineDeps
   readonly opts: ResolvedOpts
   readonly events: IkeEvents
-  readonly stats: IkeStats = {
-    rxMessages: 0,
-    rxMalformed: 0,
-    rxUnknownSpi: 0,
-    rxBadIcv: 0,
-    rxOutOfWindow: 0,
-    rxRetransmits: 0,
-    txRetransmitsAnswered: 0,
-    cookiesSent: 0,
-    invalidKeSent: 0,
-    authFailures: 0,
-    ikeEstablished: 0,
-    childEstablished: 0,
-    mobikeUpdates: 0,
-    revoked: 0,
-  }
+  readonly stats: IkeStats = newStats()
   readonly cookies: CookieJar
   /** IKE SAs by our SPI (hex). */
   readonly sas = new Map<string, IkeSa>()
@@ -123,25 +53,7 @@ export class IkeEngine {
   constructor(deps: IkeEngineDeps, opts: IkeEngineOpts, events: IkeEvents = {}) {
     this.deps = deps
     this.events = events
-    this.opts = {
-      localId: opts.localId,
-      localUla: opts.localUla,
-      auth: opts.auth ?? (opts.hostKey ? 'signature' : 'psk'),
-      hostKey: opts.hostKey,
-      psk: opts.psk,
-      lookupPeer: opts.lookupPeer,
-      ikePolicy: opts.ikePolicy ?? DEFAULT_IKE_POLICY,
-      childPolicy: opts.childPolicy ?? DEFAULT_CHILD_POLICY,
-      cookieThreshold: opts.cookieThreshold ?? 32,
-      retransmit: opts.retransmit ?? { initialMs: 1000, factor: 2, tries: 5 },
-      halfOpenTimeoutMs: opts.halfOpenTimeoutMs ?? 30_000,
-      childRekeySec: opts.childRekeySec ?? 3600,
-      ikeRekeySec: opts.ikeRekeySec ?? 14_400,
-      dpdIntervalMs: opts.dpdIntervalMs ?? 30_000,
-      revalidateMs: opts.revalidateMs ?? 30_000,
-      mobike: opts.mobike ?? true,
-      pfs: opts.pfs ?? true,
-    }
+    this.opts = resolveOpts(opts)
     if (this.opts.auth === 'signature' && !this.opts.hostKey) throw new TypeError('signature auth needs a hostKey')
     this.cookies = new CookieJar(deps.random)
     deps.transport.onMessage((buf, from) => this.receive(buf, from))

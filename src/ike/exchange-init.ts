@@ -125,13 +125,16 @@ export async function initiate(engine: IkeEngine, peerId: string, endpoint?: End
   let group = policy.groups[0]!
   let cookie: Buffer | undefined
   const spiI = engine.newIkeSpi()
+  // A COOKIE retry repeats the same Ni and KE (2.6: the cookie covers Ni); INVALID_KE needs a new KE.
+  const ni = engine.nonce()
+  let dh = dhGenerate(group)
   for (let attempt = 0; attempt < MAX_INIT_ATTEMPTS; attempt++) {
     const sa = new IkeSa(engine.saDeps(), true, spiI, remote, { kind: 'init-sent', attempt })
     sa.peerId = peerId.toLowerCase()
     sa.peer = peer
     engine.register(sa)
-    const dh = dhGenerate(group)
-    sa.ni = engine.nonce()
+    if (dh.group !== group) dh = dhGenerate(group)
+    sa.ni = ni
     const payloads: Payload[] = [
       ...(cookie ? [notify(NotifyType.COOKIE, cookie)] : []),
       { type: PayloadType.SA, proposals: [ikeProposal(policy)] },
