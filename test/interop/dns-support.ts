@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { frameTcp, TcpDeframer } from '../../src/dns/tcp-framing.js'
+import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
+import { RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 
 export const LOOPBACK = '127.0.0.1'
 
@@ -65,7 +67,7 @@ options {
   managed-keys-directory "${dir}";
   listen-on port ${port} { ${LOOPBACK}; }; listen-on-v6 { none; };
   recursion no; dnssec-validation no; notify no; allow-query { any; };
-  allow-transfer { ${keys.length > 0 ? `key ${keys[0]!.name};` : 'none;'} };
+  allow-transfer { ${keys.length > 0 ? keys.map((k) => `key ${k.name};`).join(' ') : 'none;'} };
 };
 controls { };
 zone "${zone}" { type primary; file "${dir}/zone.db"; update-policy { ${grants} }; };
@@ -99,6 +101,15 @@ ${records}
   while (!/\brunning\b/.test(log)) {
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`named did not start:\n${log}`)
     await new Promise((r) => setTimeout(r, 50))
+  }
+  const soa = encodeMessage(emptyMessage({ id: 1, questions: [{ name: zone, type: RRType.SOA, class: RRClass.IN }] }))
+  for (let i = 0; ; i++) {
+    try {
+      await udpExchange(port, soa, 500)
+      break
+    } catch (e) {
+      if (i >= 10) throw new Error(`named on port ${port} does not answer: ${String(e)}\n${log}`)
+    }
   }
   return { port, dir, log: () => log }
 }
