@@ -26,7 +26,8 @@ const SELF = fileURLToPath(import.meta.url)
 type DriverLine =
   | { type: 'event'; reason: string; state: PortMapState; atMs: number }
   | { type: 'datagram'; text: string; from: string; atMs: number }
-  | { type: 'started' | 'stopped'; state: PortMapState; atMs: number }
+  | { type: 'started'; state: PortMapState; atMs: number }
+  | { type: 'stopped'; state: PortMapState; atMs: number; announcements: Record<string, number> }
 
 /** Driver mode: runs inside a lab host, the test talks to it over stdin/stdout. */
 async function runDriver(): Promise<void> {
@@ -50,7 +51,7 @@ async function runDriver(): Promise<void> {
     if (line === 'stop') {
       await mapper.stop()
       await udp.close()
-      out({ type: 'stopped', state: mapper.state })
+      out({ type: 'stopped', state: mapper.state, announcements: Object.fromEntries(mapper.announcements) })
       process.exit(0)
     }
   }
@@ -80,10 +81,16 @@ class Driver {
     })
   }
 
-  async waitFor<T extends DriverLine>(pred: (l: DriverLine) => l is T, timeoutMs: number, what: string): Promise<T> {
+  /** The first line from index `since` on that satisfies `pred`. */
+  async waitFor<T extends DriverLine>(
+    pred: (l: DriverLine) => l is T,
+    timeoutMs: number,
+    what: string,
+    since = 0,
+  ): Promise<T> {
     const end = Date.now() + timeoutMs
     for (;;) {
-      const hit = this.lines.find(pred)
+      const hit = this.lines.slice(since).find(pred)
       if (hit) return hit
       const left = end - Date.now()
       if (left <= 0) throw new Error(`driver: no ${what} within ${timeoutMs} ms; lines=${JSON.stringify(this.lines)}`)
@@ -113,6 +120,10 @@ const MODES: {
   host: string
   lan: string
   wan: string
+  /** Second public address, for the address-change step. */
+  wan2: string
+  /** What miniupnpd multicasts when it restarts, as the mapper counts it. */
+  restartSignal: string
   upnp: Record<string, boolean>
 }[] = [
   {
@@ -121,6 +132,8 @@ const MODES: {
     host: 'h-pcp',
     lan: '192.168.31.0/24',
     wan: '203.0.113.31',
+    wan2: '203.0.113.131',
+    restartSignal: 'pcp-announce',
     upnp: { natpmp: false, pcp: true, upnp: false },
   },
   {
@@ -129,6 +142,8 @@ const MODES: {
     host: 'h-natpmp',
     lan: '192.168.32.0/24',
     wan: '203.0.113.32',
+    wan2: '203.0.113.132',
+    restartSignal: 'pcp-announce',
     upnp: { natpmp: true, pcp: false, upnp: false },
   },
   {
@@ -137,6 +152,8 @@ const MODES: {
     host: 'h-upnp',
     lan: '192.168.33.0/24',
     wan: '203.0.113.33',
+    wan2: '203.0.113.133',
+    restartSignal: 'ssdp-alive',
     upnp: { natpmp: false, pcp: false, upnp: true },
   },
 ]
@@ -213,12 +230,37 @@ if (process.env.PORTMAP_LAB_DRIVER) {
           await sendFromServer(l, s.external.address, PORT, `hello-2-${mode.proto}`)
           await d.waitFor(isDatagram(`hello-2-${mode.proto}`), 3000, 'datagram after the restart')
 
+          // A new public address (miniupnpd restarted on it, keeping its leases): reported within 2 s.
+          const mark = d.lines.length
+          const t1 = Date.now()
+          await l.setPublicIp(mode.site, mode.wan2)
+          const up2 = Date.now()
+          const moved = await d.waitFor(
+            (x): x is Extract<DriverLine, { type: 'event' }> =>
+              x.type === 'event' && x.state.kind === 'mapped' && x.state.external.address === mode.wan2,
+            2000 + (up2 - t1),
+            'event with the new address',
+            mark,
+          )
+          t.diagnostic(
+            `${mode.proto}: new public address reported ${moved.atMs - up2} ms after miniupnpd was back (${moved.reason})`,
+          )
+          assert.ok(moved.atMs - up2 <= 2000, `new address after ${moved.atMs - up2} ms`)
+          await sendFromServer(l, mode.wan2, PORT, `hello-3-${mode.proto}`)
+          await d.waitFor(isDatagram(`hello-3-${mode.proto}`), 3000, 'datagram to the new address')
+
           const rulesBefore = (
             await l.execOk(mode.site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
           ).stdout
           assert.match(rulesBefore, new RegExp(`dport ${PORT} dnat ip to ${l.addressOf(mode.host)}:${PORT}`))
           d.send('stop')
-          await d.waitFor((x): x is DriverLine => x.type === 'stopped', 10_000, 'stopped')
+          const stopped = await d.waitFor(
+            (x): x is Extract<DriverLine, { type: 'stopped' }> => x.type === 'stopped',
+            10_000,
+            'stopped',
+          )
+          t.diagnostic(`${mode.proto}: announcements heard ${JSON.stringify(stopped.announcements)}`)
+          assert.ok((stopped.announcements[mode.restartSignal] ?? 0) >= 1, `no ${mode.restartSignal} heard`)
           const rulesAfter = (
             await l.execOk(mode.site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
           ).stdout

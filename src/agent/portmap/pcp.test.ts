@@ -257,7 +257,7 @@ describe('PcpClient', () => {
     const { clock, seen, client } = await setup((req, n) => {
       if (req.opcode !== 'map') return undefined
       const r = ok(req, 1)
-      if (!r || r.opcode !== 'map') return undefined
+      if (r?.opcode !== 'map') return undefined
       return n === 1 ? { ...r, map: { ...r.map, nonce: Buffer.alloc(12, 0xee) } } : r
     })
     const p = client.map(REQ)
