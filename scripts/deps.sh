@@ -31,6 +31,8 @@ fi
 
 # npm: install from the lockfile when node_modules is missing or older than it.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "deps: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install --no-save` rather than `npm ci`: npm 11 writes lockfiles without the other platforms' optional
+  # biome binaries and then `npm ci` refuses them as out of sync. The lockfile still pins every version.
+  echo "deps: npm install"
+  npm install --no-save --no-audit --no-fund --loglevel=error
 fi
