@@ -1,0 +1,135 @@
+// TCP and TLS transports of the real server: pipelined messages answered out of order (RFC 7766 6.2.1.1),
+// messages split across segments, the idle timeout (RFC 7766 6.2.3), and a signed UPDATE over DoT (RFC 7858).
+import assert from 'node:assert/strict'
+import { connect as netConnect, type Socket } from 'node:net'
+import { test } from 'node:test'
+import { connect as tlsConnect } from 'node:tls'
+import { signMessage, verifyMessage } from '../../src/dns/tsig.js'
+import { Rcode } from '../../src/dns/wire/header.js'
+import { decodeMessage, encodeMessage, type Message } from '../../src/dns/wire/message.js'
+import { RRClass, RRType } from '../../src/dns/wire/rr-table.js'
+import { keyOf, queryMessage, updateMessage } from './server-client.js'
+import { ServerProcess, ZONE } from './server-harness.js'
+
+const Z = `${ZONE}.`
+
+function frame(b: Buffer): Buffer {
+  const l = Buffer.alloc(2)
+  l.writeUInt16BE(b.length)
+  return Buffer.concat([l, b])
+}
+
+/** Collects framed messages from a stream socket. */
+function reader(sock: Socket): { next: () => Promise<Buffer>; raw: Buffer[] } {
+  let buf = Buffer.alloc(0)
+  const raw: Buffer[] = []
+  const waiters: ((b: Buffer) => void)[] = []
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+      const m = buf.subarray(2, 2 + buf.readUInt16BE(0))
+      buf = buf.subarray(2 + m.length)
+      const w = waiters.shift()
+      if (w) w(Buffer.from(m))
+      else raw.push(Buffer.from(m))
+    }
+  })
+  return {
+    raw,
+    next: () =>
+      new Promise((resolve, reject) => {
+        const b = raw.shift()
+        if (b) return resolve(b)
+        const t = setTimeout(() => reject(new Error('no answer')), 5000)
+        waiters.push((x) => {
+          clearTimeout(t)
+          resolve(x)
+        })
+      }),
+  }
+}
+
+test('TCP: pipelined queries overtake an UPDATE waiting for its commit; split messages reassemble', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  const key = keyOf(alice)
+  await srv.start([], { tls: false })
+  const sock = netConnect(srv.ports.dns, '127.0.0.1')
+  t.after(() => sock.destroy())
+  await new Promise<void>((r) => sock.once('connect', () => r()))
+  const rd = reader(sock)
+  const up = signMessage(
+    updateMessage(1, Z, [
+      { name: `pipe.alice.${Z}`, type: RRType.AAAA, class: RRClass.IN, ttl: 60, data: { address: 'fd00::5' } },
+    ]),
+    key,
+  )
+  const q2 = encodeMessage(queryMessage(2, Z, RRType.SOA))
+  const q3 = encodeMessage(queryMessage(3, `nx.${Z}`, RRType.A))
+  sock.write(Buffer.concat([frame(up.wire), frame(q2), frame(q3)]))
+  const order: number[] = []
+  const byId = new Map<number, Message>()
+  for (let i = 0; i < 3; i++) {
+    const b = await rd.next()
+    const m = decodeMessage(b)
+    order.push(m.id)
+    byId.set(m.id, m)
+    if (m.id === 1) assert.ok(verifyMessage(b, () => key, { requestMac: up.mac }).ok, 'signed UPDATE response')
+  }
+  assert.deepEqual(order, [2, 3, 1], 'answers in the order they are ready')
+  assert.equal(byId.get(1)!.rcode, Rcode.NOERROR)
+  assert.equal(byId.get(3)!.rcode, Rcode.NXDOMAIN)
+  // One message written a byte at a time.
+  const q4 = frame(encodeMessage(queryMessage(4, Z, RRType.NS)))
+  for (const b of q4) {
+    sock.write(Buffer.from([b]))
+    await new Promise((r) => setImmediate(r))
+  }
+  const a4 = decodeMessage(await rd.next())
+  assert.equal(a4.id, 4)
+  assert.equal(a4.answers[0]?.type, RRType.NS)
+})
+
+test('TCP idle timeout closes a silent connection; DoT carries a signed UPDATE', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  const key = keyOf(alice)
+  await srv.start(['--tcp-idle-timeout', '300'])
+  const sock = netConnect(srv.ports.dns, '127.0.0.1')
+  t.after(() => sock.destroy())
+  const opened = Date.now()
+  await new Promise<void>((r) => sock.once('close', () => r()))
+  const idle = Date.now() - opened
+  assert.ok(idle >= 250 && idle < 3000, `closed after ${idle} ms`)
+
+  const tls = tlsConnect({ host: '127.0.0.1', port: srv.ports.tls!, rejectUnauthorized: false })
+  t.after(() => tls.destroy())
+  await new Promise<void>((r) => tls.once('secureConnect', () => r()))
+  const rd = reader(tls)
+  const up = signMessage(
+    updateMessage(9, Z, [
+      {
+        name: `dot.alice.${Z}`,
+        type: RRType.TXT,
+        class: RRClass.IN,
+        ttl: 60,
+        data: { strings: [Buffer.from('via DoT')] },
+      },
+    ]),
+    key,
+  )
+  tls.write(frame(up.wire))
+  const b = await rd.next()
+  const v = verifyMessage(b, () => key, { requestMac: up.mac })
+  assert.ok(v.ok)
+  assert.equal(v.msg.rcode, Rcode.NOERROR)
+  const q = signMessage(queryMessage(10, `dot.alice.${Z}`, RRType.TXT), key)
+  tls.write(frame(q.wire))
+  const a = decodeMessage(await rd.next())
+  assert.deepEqual(
+    a.answers.map((r) => (r.data as { strings: Buffer[] }).strings.map(String)),
+    [['via DoT']],
+  )
+})
