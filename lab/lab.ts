@@ -345,7 +345,7 @@ export class Lab {
   async #stopMiniupnpd(x: Site): Promise<void> {
     const s = this.#s
     const p = s.procs.find((q) => q.name === `miniupnpd-${x.name}`)
-    if (p) stopProcess(p.pid)
+    if (p) stopProcess(p.pid, 0)
     s.procs = s.procs.filter((q) => q !== p)
     saveState(s)
     await runOk(inNs(this.netnsOf(x.name), ['nft', '-f', '-']), { input: MINIUPNPD_FLUSH })

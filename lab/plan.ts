@@ -94,13 +94,23 @@ export function linkBatch(s: RunState): string {
 
 function script(sysctls: string[], batch: string[], nft?: string): string {
   const parts = ['set -e']
-  if (sysctls.length) parts.push(`sysctl -qw ${sysctls.join(' ')}`)
+  // -e: the bridge-nf keys exist only while br_netfilter is loaded
+  if (sysctls.length) parts.push(`sysctl -eqw ${sysctls.join(' ')}`)
   parts.push(`ip -batch - <<'EOF'\n${batch.join('\n')}\nEOF`)
   if (nft) parts.push(`nft -f - <<'EOF'\n${nft}EOF`)
   return `${parts.join('\n')}\n`
 }
 
-const ROUTER_SYSCTLS = ['net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']
+// With br_netfilter loaded, bridged frames between hosts of a site would otherwise cross the gateway's IP
+// forward chain (policy drop).
+const ROUTER_SYSCTLS = [
+  'net.ipv4.ip_forward=1',
+  'net.ipv4.conf.all.rp_filter=0',
+  'net.ipv4.conf.default.rp_filter=0',
+  'net.bridge.bridge-nf-call-iptables=0',
+  'net.bridge.bridge-nf-call-ip6tables=0',
+  'net.bridge.bridge-nf-call-arptables=0',
+]
 
 /** Commands that give a host (site or internet) its address and default route on a fresh `<tag>-eth0`. */
 export function hostBatch(tag: string, address: string, prefixLen: number, via: string, onlink: boolean): string[] {

@@ -1,6 +1,7 @@
 // Running commands for the lab: async with captured output (bring-up, exec), and synchronous variants for
 // teardown, which must also work from signal and exit handlers.
 import { spawn, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 export interface ExecResult {
   stdout: string
@@ -85,11 +86,17 @@ export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
+/** True while `pid` runs; a zombie (exited, not yet reaped by its parent, maybe us) counts as gone. */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
   }
 }

@@ -18,13 +18,19 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Stops one process group: SIGTERM, then SIGKILL after `graceMs`. */
+/** Stops one process group: SIGTERM, SIGKILL after `graceMs`; returns once the process is gone (or after 2 s). */
 export function stopProcess(pid: number, graceMs = 1500): void {
-  signalGroup(pid, 'SIGTERM')
-  const deadline = Date.now() + graceMs
-  while (pidAlive(pid) && Date.now() < deadline) sleepSync(10)
-  if (pidAlive(pid)) signalGroup(pid, 'SIGKILL')
+  signalGroup(pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL')
+  let deadline = Date.now() + graceMs
+  while (pidAlive(pid) && Date.now() < deadline) sleepSync(5)
+  if (!pidAlive(pid)) return
+  signalGroup(pid, 'SIGKILL')
+  deadline = Date.now() + 2000
+  while (pidAlive(pid) && Date.now() < deadline) sleepSync(5)
 }
+
+/** How long teardown waits after SIGTERM before SIGKILL (miniupnpd takes 2 s to exit on SIGTERM). */
+const TEARDOWN_GRACE_MS = 300
 
 export function liveNamespaces(): Set<string> {
   try {
@@ -36,7 +42,7 @@ export function liveNamespaces(): Set<string> {
 
 export function teardown(s: RunState, keepLogs = false): void {
   for (const p of s.procs) signalGroup(p.pid, 'SIGTERM')
-  const deadline = Date.now() + 1500
+  const deadline = Date.now() + TEARDOWN_GRACE_MS
   while (s.procs.some((p) => pidAlive(p.pid)) && Date.now() < deadline) sleepSync(10)
   for (const p of s.procs) if (pidAlive(p.pid)) signalGroup(p.pid, 'SIGKILL')
   const present = liveNamespaces()
