@@ -33,6 +33,7 @@ export interface IkeEngineDeps {
 const NONCE_LEN = 32
 const CHILD_SPI_MIN = 0x100
 const COOKIE_ROTATE_MS = 60_000
+const OUTBOUND_SWITCH_MS = 5_000
 
 export class IkeEngine {
   readonly deps: IkeEngineDeps
@@ -245,21 +246,43 @@ export class IkeEngine {
     }
   }
 
-  /** Adds a Child SA to `sa`, tells the data plane, and schedules its rekey. */
-  addChild(sa: IkeSa, c: ChildSa, replaces?: number): ChildSaKeys {
+  /**
+   * Adds a Child SA to `sa`, tells the data plane, and schedules its rekey. With `deferOutbound` (we answered
+   * a rekey) only the inbound half is used at first: outbound moves over when the peer deletes the old SA,
+   * or after OUTBOUND_SWITCH_MS, so no packet reaches the peer before it has installed the new SA.
+   */
+  addChild(sa: IkeSa, c: ChildSa, replaces?: number, deferOutbound = false): ChildSaKeys {
     sa.children.push(c)
     this.stats.childEstablished++
-    const keys = this.childKeys(sa, c, replaces)
+    const keys = { ...this.childKeys(sa, c, replaces), ...(deferOutbound ? { deferOutbound: true } : {}) }
     this.deps.log.info('ike.child.up', {
       peer: sa.peerId,
       spiIn: c.spiIn,
       spiOut: c.spiOut,
       alg: keys.alg,
       esn: c.suite.esn,
+      deferOutbound,
     })
     this.events.childUp?.(keys)
+    if (deferOutbound) {
+      c.outboundPending = true
+      sa.after(OUTBOUND_SWITCH_MS, () => this.switchOutbound(sa, c))
+    }
     this.scheduleChildRekey(sa, c)
     return keys
+  }
+
+  /** Tells the data plane to send on `c` (after a deferred install). */
+  switchOutbound(sa: IkeSa, c: ChildSa): void {
+    if (!c.outboundPending || !sa.children.includes(c)) return
+    c.outboundPending = false
+    this.events.childOutbound?.(this.childKeys(sa, c))
+  }
+
+  /** The outer endpoint of a peer moved (the data plane saw authenticated ESP from there behind a NAT). */
+  setPeerEndpoint(peerId: string, remote: Endpoint): void {
+    const sa = this.findSa(peerId)
+    if (sa && !sa.peerMobike) sa.remote = remote
   }
 
   scheduleChildRekey(sa: IkeSa, c: ChildSa): void {
@@ -279,6 +302,7 @@ export class IkeEngine {
     this.childSpis.delete(c.spiIn)
     this.deps.log.info('ike.child.down', { peer: sa.peerId, spiIn: c.spiIn, reason })
     this.events.childDown?.({ peerId: sa.peerId ?? '', spiIn: c.spiIn, spiOut: c.spiOut, reason })
+    for (const next of sa.children) this.switchOutbound(sa, next)
   }
 
   /** The IKE SA is up: start its timers, announce it. */

@@ -270,5 +270,6 @@ export async function handleChildRequest(
       retiring: false,
     },
     old?.spiIn,
+    old !== undefined,
   )
 }

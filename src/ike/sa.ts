@@ -59,6 +59,8 @@ export interface ChildSa {
   /** Set once a rekey or delete for it is under way, so timers do not start a second one. */
   retiring: boolean
   rekeyTimer?: TimerHandle
+  /** Installed inbound only; outbound still on the SA it replaces (we answered the rekey). */
+  outboundPending?: boolean
 }
 
 export interface Retransmit {

@@ -45,6 +45,8 @@ export interface ChildSaKeys {
   readonly remote: Endpoint
   /** spiIn of the Child SA this one replaces (rekey, make-before-break), if any. */
   readonly replaces?: number
+  /** Install inbound only and keep sending on the old SA until childOutbound names this one. */
+  readonly deferOutbound?: boolean
 }
 
 export interface IkeSaSummary {
@@ -64,6 +66,8 @@ export interface IkeSaSummary {
 export interface IkeEvents {
   /** A Child SA is ready: install it (inbound at once; outbound replaces `replaces`). */
   childUp?(keys: ChildSaKeys): void
+  /** A Child SA installed with deferOutbound now carries outbound traffic. */
+  childOutbound?(keys: ChildSaKeys): void
   /** A Child SA is gone: remove it. */
   childDown?(info: { peerId: string; spiIn: number; spiOut: number; reason: string }): void
   ikeUp?(sa: IkeSaSummary): void
