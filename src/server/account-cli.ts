@@ -34,7 +34,7 @@ function open(dir: string, zone: string | undefined): { db: Db; zone: string } {
 function show(a: Account, json: boolean | undefined): void {
   const o = {
     user: a.user,
-    domain: a.keyName,
+    domain: a.keyName.replace(/\.$/, ''),
     keyName: a.keyName,
     algorithm: a.algorithm,
     secret: a.secret.toString('base64'),
@@ -90,7 +90,7 @@ export async function accountList(o: { data: string; zone?: string; json?: boole
         JSON.stringify(
           all.map((a) => ({
             user: a.user,
-            domain: a.keyName,
+            domain: a.keyName.replace(/\.$/, ''),
             keyName: a.keyName,
             algorithm: a.algorithm,
             derived: a.derived,

@@ -146,12 +146,11 @@ export class KeyRing {
     if (this.#onExternal()) this.reload()
   }
 
-  /** The account whose key is named `keyName` (lower-case FQDN); a miss re-checks the table once. */
+  /** The account whose key is named `keyName` (lower-case FQDN), as the table is now. */
   byKeyName(keyName: string): Account | undefined {
-    this.refresh()
-    const a = this.#byKeyName.get(keyName)
-    if (a) return a
-    this.refresh(false, 10)
+    // Checked on every signed message (a pragma read, microseconds next to the HMAC), so a removed or
+    // re-keyed account stops working at once.
+    this.refresh(false, 0)
     return this.#byKeyName.get(keyName)
   }
 

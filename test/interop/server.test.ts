@@ -2,7 +2,9 @@
 // for the update-lease option, all driving the real `autotunnel server` process on 127.0.0.1.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
+import { BIN, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
+
+const BIN_PATH = (): string => BIN
 
 const Z = `${ZONE}.`
 
@@ -187,4 +189,41 @@ test('kdig +tls over DoT (self-signed certificate, fingerprint printed), metrics
   assert.match(m, /autotunnel_dns_queries_total\{rcode="NOERROR",transport="tls"\} 2/)
   assert.match(m, /autotunnel_leases_live 0/)
   assert.equal(await srv.stop(), 0)
+})
+
+test('accounts while running: password-derived key, passwd re-keys, remove deletes the records', async (t) => {
+  const { deriveTsigKey } = await import('../../src/dns/account-key.js')
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  await srv.start([], { tls: false })
+  const dave = await srv.addAccount('dave', { password: 'open sesame' })
+  assert.equal(dave.secret, deriveTsigKey('dave', ZONE, 'open sesame').toString('base64'))
+  assert.deepEqual([dave.domain, dave.keyName, dave.algorithm], [`dave.${ZONE}`, `dave.${Z}`, 'hmac-sha256'])
+  assert.equal((await srv.nsupdate(tsigArg(dave), [`update add pc.dave.${Z} 60 A 192.0.2.44`])).code, 0)
+  const list = await run(BIN_PATH(), ['account', 'list', '--data', srv.dir, '--json'])
+  assert.deepEqual(
+    (JSON.parse(list.stdout) as { user: string; derived: boolean }[]).map((a) => [a.user, a.derived]),
+    [['dave', true]],
+  )
+  const pw = await run(BIN_PATH(), ['account', 'passwd', 'dave', '--data', srv.dir, '--json'])
+  const rekeyed = JSON.parse(pw.stdout) as typeof dave
+  assert.notEqual(rekeyed.secret, dave.secret)
+  await new Promise((r) => setTimeout(r, 50))
+  assert.match(
+    (await srv.nsupdate(tsigArg(dave), [`update add pc.dave.${Z} 60 A 192.0.2.45`])).stderr,
+    /NOTAUTH\(BADSIG\)/,
+  )
+  assert.match((await srv.dig(['-y', tsigArg(rekeyed), `pc.dave.${Z}`, 'A'])).stdout, /192\.0\.2\.44/)
+  const rm = await run(BIN_PATH(), ['account', 'remove', 'dave', '--data', srv.dir])
+  assert.match(rm.stdout, /removed account dave and 1 record/)
+  // The server notices within its one-second check and serves the zone without dave's names.
+  const t0 = Date.now()
+  let status = ''
+  while (Date.now() - t0 < 3000) {
+    status = /status: (\w+)/.exec((await srv.dig([`pc.dave.${Z}`, 'A'])).stdout)?.[1] ?? ''
+    if (status === 'NXDOMAIN') break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(status, 'NXDOMAIN')
+  assert.match((await srv.dig([`_dns-update._udp.dave.${Z}`, 'SRV'])).stdout, /status: NXDOMAIN/)
 })
