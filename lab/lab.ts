@@ -1,9 +1,10 @@
 // The network lab as a TypeScript API: `const lab = await Lab.up({ sites: ['home'] })`, `await lab.exec('desktop',
 // ['ping', '-c1', '198.51.100.10'])`, `await lab.down()`. The `autotunnel lab` CLI (lab/cli.ts) drives the same class
 // on a run persisted in its run directory, so one process may build a lab and another operate or remove it.
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
+import { ensureTools, loadTopology, track, untrack } from './guard.js'
 import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
 import { dev, hostBatch, linkBatch, nsScripts, planState, type Site, siteOf, uplinkNode } from './plan.js'
 import { type ExecResult, inNs, LabCommandError, pidAlive, type RunOptions, run, runOk } from './sh.js'
@@ -26,7 +27,6 @@ import {
   isDocumentationAddress,
   parseCidr,
   resolveTopology,
-  standardTopology,
   type Topology,
 } from './topology.js'
 
@@ -59,36 +59,6 @@ export interface LinkOptions {
   direction?: LossDirection
 }
 
-/** Tears down owned labs on SIGINT/SIGTERM/exit; one handler set per process. */
-const live = new Set<Lab>()
-const onSignal = (sig: NodeJS.Signals): void => {
-  for (const l of live) l.downSync(true)
-  process.exit(sig === 'SIGINT' ? 130 : 143)
-}
-const onExit = (): void => {
-  for (const l of live) l.downSync(true)
-}
-function track(l: Lab): void {
-  if (live.size === 0) {
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    process.on('exit', onExit)
-  }
-  live.add(l)
-}
-function untrack(l: Lab): void {
-  if (!live.delete(l) || live.size > 0) return
-  process.off('SIGINT', onSignal)
-  process.off('SIGTERM', onSignal)
-  process.off('exit', onExit)
-}
-
-function loadTopology(t: LabUpOptions['topology']): Topology {
-  if (t === undefined || t === 'standard') return standardTopology()
-  if (typeof t === 'string') return JSON.parse(readFileSync(t, 'utf8')) as Topology
-  return t
-}
-
 export class Lab {
   #s: RunState
 
@@ -99,6 +69,7 @@ export class Lab {
   /** Builds a topology and returns once every host can route and every miniupnpd has learned its address. */
   static async up(opts: LabUpOptions = {}): Promise<Lab> {
     if (process.getuid?.() !== 0) throw new LabError('the lab needs root (network namespaces)')
+    await ensureTools()
     Lab.gc()
     const name = opts.name ?? newRunName()
     if (!validRunName(name)) throw new LabError(`bad run name ${JSON.stringify(name)}: [a-z0-9-], at most 20`)
@@ -265,6 +236,18 @@ export class Lab {
     const r = await run(full, opts)
     if (r.code !== 0) throw new LabCommandError(full, r)
     return r
+  }
+
+  /** Resolves once something in `node` listens on `port` (UDP or TCP, any address); throws after `timeoutMs`. */
+  async waitListening(node: string, port: number, opts: { proto?: 'udp' | 'tcp'; timeoutMs?: number } = {}) {
+    const flag = opts.proto === 'tcp' ? '-Hltn' : '-Hlun'
+    const deadline = Date.now() + (opts.timeoutMs ?? 5000)
+    for (;;) {
+      const r = await this.exec(node, ['ss', flag, `sport = :${port}`])
+      if (r.stdout.trim()) return
+      if (Date.now() > deadline) throw new LabError(`${node}: nothing listening on ${opts.proto ?? 'udp'} ${port}`)
+      await new Promise((res) => setTimeout(res, 10))
+    }
   }
 
   /** Starts a long-running process in `node`; output goes to `<run dir>/<logName>.log`; stopped by down(). */

@@ -7,15 +7,6 @@ import type { Lab } from '../../lab/index.js'
 export const UDP_PEER = fileURLToPath(new URL('../../lab/tools/udp-peer.js', import.meta.url))
 export const SERVER = '198.51.100.10'
 
-async function waitListening(lab: Lab, host: string, port: number, proto: 'u' | 't'): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const r = await lab.exec(host, ['ss', `-Hln${proto}`, `sport = :${port}`])
-    if (r.stdout.trim()) return
-    await new Promise((res) => setTimeout(res, 10))
-  }
-  throw new Error(`${host}: nothing listening on ${port}`)
-}
-
 /** Starts a one-datagram UDP receiver in `host`; `received()` gives the payload, or null after `timeoutMs`. */
 export async function udpReceiver(
   lab: Lab,
@@ -39,7 +30,7 @@ export async function udpReceiver(
       resolve(text ? text.trim() : null)
     })
   })
-  await waitListening(lab, host, port, 'u')
+  await lab.waitListening(host, port)
   return { received: () => got }
 }
 
@@ -50,7 +41,7 @@ export async function udpSend(lab: Lab, host: string, addr: string, port: number
 /** Starts the UDP reflector (`udp-peer reflect`) on the server. */
 export async function startReflector(lab: Lab, port = 3480): Promise<void> {
   lab.spawn('server', ['node', UDP_PEER, 'reflect', String(port)], { logName: `reflector-${port}` })
-  await waitListening(lab, 'server', port, 'u')
+  await lab.waitListening('server', port)
 }
 
 interface Peer {

@@ -27,10 +27,7 @@ describe('lab: move', () => {
 
   it('moves laptop from cafe to home: new address, old gone, server reached from home, TCP socket kept', async () => {
     lab.spawn('server', ['socat', '-u', 'TCP-LISTEN:5000,reuseaddr', 'OPEN:/dev/null'], { logName: 'tcp-sink' })
-    for (let i = 0; i < 100; i++) {
-      if ((await lab.exec('server', ['ss', '-Hltn', 'sport = :5000'])).stdout.trim()) break
-      await new Promise((r) => setTimeout(r, 10))
-    }
+    await lab.waitListening('server', 5000, { proto: 'tcp' })
     lab.spawn('laptop', ['socat', '-u', 'EXEC:sleep 600', `TCP:${SERVER}:5000`], { logName: 'tcp-client' })
     let est = ''
     for (let i = 0; i < 100 && !est; i++) {
