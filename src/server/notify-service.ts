@@ -18,7 +18,7 @@ import {
   retryDelayTlv,
 } from '../dns/dso.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
-import { decodeLlq, encodeLlq } from '../dns/llq.js'
+import { decodeLlq, encodeLlq, LLQ_OPTION_LEN } from '../dns/llq.js'
 import { HEADER_SIZE, Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass } from '../dns/wire/rr-table.js'
@@ -84,6 +84,10 @@ export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
 }
 
 const RESPONSE_UDP_PAYLOAD = 1232
+const LOG_FANOUT_AT = 1000
+/** Offsets inside the 18-octet LLQ option data (RFC 8764 §3.2). */
+const LLQ_ID_OFFSET = 6
+const LLQ_LEASE_OFFSET = 14
 const SESSION_KEY = 'push.session'
 const LLQ_HOOK_KEY = 'llq.hooked'
 const TSIG_USER_KEY = 'tsig.user'
@@ -95,7 +99,9 @@ interface Peer extends LlqPeer {
 export class NotifyService {
   readonly index: SubscriptionIndex<NotifySubscriber<ZoneRR>>
   readonly llq: LlqService<ZoneRR>
-  readonly stats = { llqAcks: 0, pushMessages: 0, dsoMalformed: 0 }
+  readonly stats = { llqAcks: 0, pushMessages: 0, dsoMalformed: 0, fanOuts: 0, deliveries: 0 }
+  /** One encoded event per change and question: every LLQ of it gets a copy with its own ID patched in. */
+  #eventTemplate: { added: readonly ZoneRR[]; removed: readonly ZoneRR[]; qkey: string; wire: Buffer } | undefined
   readonly #host: NotifyHost
   readonly #clock: Clock
   readonly #log: Logger
@@ -121,7 +127,19 @@ export class NotifyService {
       },
       opts.llq,
     )
-    this.#unsubscribe = deps.host.store.onChange((changes) => fanOut(this.index, changes))
+    this.#unsubscribe = deps.host.store.onChange((changes) => {
+      const t0 = performance.now()
+      const delivered = fanOut(this.index, changes)
+      this.stats.fanOuts++
+      this.stats.deliveries += delivered
+      // Large fan-outs are logged at info: their duration is the commit-to-last-send latency.
+      if (delivered >= LOG_FANOUT_AT || (delivered > 0 && this.#log.enabled('debug')))
+        this.#log[delivered >= LOG_FANOUT_AT ? 'info' : 'debug']('notify.fanout', {
+          rrsets: changes.length,
+          delivered,
+          ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        })
+    })
   }
 
   get sessions(): number {
@@ -321,26 +339,41 @@ export class NotifyService {
     })
   }
 
-  /** An LLQ event: a gratuitous response listing added records, and removed ones with TTL -1 (RFC 8764 §6.2). */
+  /**
+   * An LLQ event: a gratuitous response listing added records, and removed ones with TTL -1 (RFC 8764 §6.2).
+   * The LLQ option is the last thing in the message (events are not TSIG-signed), so the copies for the other
+   * LLQs of the same change differ only in the header ID and the option's LLQ-ID and LEASE, patched in place.
+   */
   #sendLlqEvent(ev: LlqOutboundEvent<ZoneRR>): void {
-    const answers: RR[] = []
-    for (const z of ev.removed) answers.push({ ...fromZoneRR(z), ttl: LLQ_REMOVED_TTL })
-    for (const z of ev.added) answers.push(fromZoneRR(z))
-    const msg = emptyMessage({
-      id: ev.msgId,
-      qr: true,
-      opcode: Opcode.QUERY,
-      aa: true,
-      questions: [ev.question],
-      answers,
-      edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: [encodeLlq(ev.opt)] },
-    })
-    const peer = ev.peer as Peer
-    try {
-      peer.send(encodeMessage(msg))
-    } catch (e) {
-      this.#log.warn('llq.event_encode_failed', { err: String(e) })
+    const qkey = `${ev.question.name.toLowerCase()}|${ev.question.type}`
+    let t = this.#eventTemplate
+    if (!t || t.added !== ev.added || t.removed !== ev.removed || t.qkey !== qkey) {
+      const answers: RR[] = []
+      for (const z of ev.removed) answers.push({ ...fromZoneRR(z), ttl: LLQ_REMOVED_TTL })
+      for (const z of ev.added) answers.push(fromZoneRR(z))
+      const msg = emptyMessage({
+        id: ev.msgId,
+        qr: true,
+        opcode: Opcode.QUERY,
+        aa: true,
+        questions: [ev.question],
+        answers,
+        edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: [encodeLlq(ev.opt)] },
+      })
+      try {
+        t = { added: ev.added, removed: ev.removed, qkey, wire: encodeMessage(msg) }
+      } catch (e) {
+        this.#log.warn('llq.event_encode_failed', { err: String(e) })
+        return
+      }
+      this.#eventTemplate = t
     }
+    const wire = Buffer.from(t.wire)
+    wire.writeUInt16BE(ev.msgId, 0)
+    const opt = wire.length - LLQ_OPTION_LEN
+    wire.writeBigUInt64BE(ev.opt.id, opt + LLQ_ID_OFFSET)
+    wire.writeUInt32BE(ev.opt.leaseSec, opt + LLQ_LEASE_OFFSET)
+    ;(ev.peer as Peer).send(wire)
   }
 }
 
