@@ -8,6 +8,7 @@ deps:
 
 build: deps
 	@npx --no-install tsc -p tsconfig.json
+	@src/tunnel/native/build.sh
 
 typecheck: build
 

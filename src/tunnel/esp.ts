@@ -6,11 +6,10 @@
 //   0 SPI | 4 seq (low 32) | 8 IV (8) | 16 payload | padding (1, 2, 3 ...) | pad length | next header | ICV (16)
 // AAD (RFC 4106 section 5): SPI || seq low (8 octets), or SPI || seq high || seq low (12 octets) with ESN.
 //
-// node:crypto has no way to reuse a cipher context with a new nonce, so each seal/open creates one
-// Cipheriv/Decipheriv (the key is imported once as a KeyObject). That object, its output buffer and the tag
-// are the only per-packet allocations; see bench/esp.bench.ts and docs/tunnel.md for the figures.
+// The AEAD itself is behind aead.ts: a native backend that reuses one OpenSSL context per direction, or
+// node:crypto with one cipher object per packet. Both work in place; see bench/esp.bench.ts and docs/tunnel.md.
 
-import { type CipherGCMTypes, createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto'
+import { type Aead, type AeadBackend, createAead } from './aead.js'
 
 /** IKEv2 Transform Type 1 (encryption) IDs, IANA "IKEv2 Parameters". */
 export const EncrTransformId = {
@@ -21,8 +20,6 @@ export const EncrTransformId = {
 /** Algorithm names as strongSwan's proposal keywords spell them. */
 export type EspAlg = 'aes128gcm16' | 'aes256gcm16' | 'chacha20poly1305'
 
-// The GCM and ChaCha20-Poly1305 overloads of createCipheriv differ only in their return type's name; both
-// have setAAD/getAuthTag, so the cipher name is typed as a GCM one at the two call sites.
 interface AlgInfo {
   readonly cipher: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305'
   readonly transformId: number
@@ -78,13 +75,12 @@ export class EspCrypto {
   readonly alg: EspAlg
   readonly spi: number
   readonly esn: boolean
-  readonly #cipher: AlgInfo['cipher']
-  readonly #key: KeyObject
+  readonly #aead: Aead
   readonly #nonce = Buffer.alloc(ESP_NONCE_LEN)
   readonly #aad: Buffer
   readonly #aadOpen: Buffer
 
-  constructor(alg: EspAlg, spi: number, keymat: Buffer, esn: boolean) {
+  constructor(alg: EspAlg, spi: number, keymat: Buffer, esn: boolean, backend?: AeadBackend) {
     const info = ESP_ALGS[alg]
     if (!info) throw new TypeError(`unknown ESP algorithm ${String(alg)}`)
     if (keymat.length !== info.keyLen + ESP_SALT_LEN)
@@ -94,13 +90,16 @@ export class EspCrypto {
     this.alg = alg
     this.spi = spi
     this.esn = esn
-    this.#cipher = info.cipher
-    this.#key = createSecretKey(keymat.subarray(0, info.keyLen))
+    this.#aead = createAead(info.cipher, keymat.subarray(0, info.keyLen), backend)
     keymat.copy(this.#nonce, 0, info.keyLen)
     this.#aad = Buffer.alloc(esn ? AAD_LEN_ESN : AAD_LEN)
     this.#aad.writeUInt32BE(spi, 0)
     this.#aadOpen = Buffer.alloc(esn ? AAD_LEN_ESN : AAD_LEN)
     this.#aadOpen.writeUInt32BE(spi, 0)
+  }
+
+  get backend(): AeadBackend {
+    return this.#aead.backend
   }
 
   get maxSeq(): number {
@@ -132,18 +131,14 @@ export class EspCrypto {
     } else {
       aad.writeUInt32BE(seqLo, 4)
     }
-    const c = createCipheriv(this.#cipher as CipherGCMTypes, this.#key, this.#nonce, { authTagLength: ESP_ICV_LEN })
-    c.setAAD(aad)
-    const ct = c.update(slab.subarray(ESP_PAYLOAD_OFFSET, end))
-    ct.copy(slab, ESP_PAYLOAD_OFFSET)
-    c.final()
-    c.getAuthTag().copy(slab, end)
+    this.#aead.seal(this.#nonce, aad, slab, ESP_PAYLOAD_OFFSET, end - ESP_PAYLOAD_OFFSET)
     return end + ESP_ICV_LEN
   }
 
   /**
-   * Verifies and decrypts `msg[off ..+ len]`, whose sequence number the caller has already inferred (`seq`,
-   * 64-bit with ESN). Fills `out` and returns 0, or returns the drop reason. Never throws on packet content.
+   * Verifies and decrypts `msg[off ..+ len]` IN PLACE (the packet buffer is consumed, also on failure), whose
+   * sequence number the caller has already inferred (`seq`, 64-bit with ESN). Fills `out` (`out.plain` is a
+   * view of msg starting at the payload) and returns 0, or returns the drop reason. Never throws on packet content.
    */
   open(msg: Buffer, off: number, len: number, seq: number, out: EspOpened): EspDrop | 0 {
     if (len < ESP_MIN_LEN) return 'truncated'
@@ -156,17 +151,9 @@ export class EspCrypto {
     } else {
       aad.writeUInt32BE(seq >>> 0, 4)
     }
-    const tagAt = off + len - ESP_ICV_LEN
-    let pt: Buffer
-    try {
-      const d = createDecipheriv(this.#cipher as CipherGCMTypes, this.#key, this.#nonce, { authTagLength: ESP_ICV_LEN })
-      d.setAAD(aad)
-      d.setAuthTag(msg.subarray(tagAt, tagAt + ESP_ICV_LEN))
-      pt = d.update(msg.subarray(off + ESP_PAYLOAD_OFFSET, tagAt))
-      d.final()
-    } catch {
-      return 'icv'
-    }
+    const ctAt = off + ESP_PAYLOAD_OFFSET
+    if (!this.#aead.open(this.#nonce, aad, msg, ctAt, ctLen)) return 'icv'
+    const pt = msg.subarray(ctAt, ctAt + ctLen)
     const padLen = pt[ctLen - 2]!
     if (padLen + ESP_TRAILER_LEN > ctLen) return 'bad_trailer'
     const payloadLen = ctLen - ESP_TRAILER_LEN - padLen
@@ -179,7 +166,7 @@ export class EspCrypto {
   }
 }
 
-/** Reused result holder for `EspCrypto.open`, so a received packet allocates nothing beyond node:crypto's output. */
+/** Reused result holder for `EspCrypto.open`. */
 export class EspOpened {
   plain: Buffer = Buffer.alloc(0)
   payloadLen = 0

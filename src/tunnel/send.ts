@@ -3,8 +3,10 @@
 //   2. route     IPv6 version, source = local ULA, destination ULA -> peer; no SA yet -> no-SA queue + onNoSa
 //   3. enqueue   bounded send queue; when full the oldest packet is dropped and counted
 //   4. flush     once per event-loop turn, per packet: current outbound SA, next sequence number, seal in
-//                place, socket.send -- one synchronous run, no await, so sequence order is send order
-//   5. release   the socket.send callback returns the slab to the pool (Node's buffer-reuse point)
+//                place, send -- one synchronous run, no await, so sequence order is send order
+//   5. send      Linux: runs of equal-size datagrams to one endpoint go out in one sendmsg with UDP GSO
+//                (udp-gso.ts, synchronous: the slab is free again at once); elsewhere socket.send per packet
+//   6. release   the socket.send callback returns the slab to the pool (Node's buffer-reuse point)
 
 import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
@@ -13,6 +15,7 @@ import type { DropReason, TunnelCounters } from './counters.js'
 import { ESP_PAYLOAD_OFFSET, IpProto } from './esp.js'
 import type { SlabPool } from './pool.js'
 import {
+  type Endpoint,
   IPV6_DST_OFFSET,
   IPV6_HDR_LEN,
   IPV6_SRC_OFFSET,
@@ -21,6 +24,7 @@ import {
   sameAddr16,
   ulaKeyOf,
 } from './sa-table.js'
+import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, type UdpGso } from './udp-gso.js'
 
 export interface SenderDeps {
   readonly socket: DatagramSocket
@@ -56,6 +60,15 @@ export class Sender {
   #qCount = 0
   #flushScheduled = false
   #closed = false
+  // The GSO batch being built in gso.batch: its length, segment size, count, endpoint, and whether a short
+  // last segment closed it.
+  #bLen = 0
+  #bSeg = 0
+  #bCount = 0
+  #bEp: Endpoint | undefined
+  #bTail = false
+  /** Batched sends (Linux); undefined: one socket.send per packet. */
+  gso: UdpGso | undefined
   onNoSa: NoSaHook = () => {}
   onSaExpiring: SaExpiringHook = () => {}
 
@@ -210,7 +223,29 @@ export class Sender {
       peer.lastTxMonoMs = this.#d.clock.monotonic()
       counters.txPackets++
       counters.txBytes += len
-      // Stage 5.
+      const gso = this.gso
+      if (gso) {
+        // Stage 5, batched.
+        if (
+          this.#bCount > 0 &&
+          (ep !== this.#bEp ||
+            n > this.#bSeg ||
+            this.#bTail ||
+            this.#bCount >= GSO_MAX_SEGMENTS ||
+            this.#bLen + n > GSO_MAX_BYTES)
+        )
+          this.#sendBatch(gso)
+        if (this.#bCount === 0) {
+          this.#bSeg = n
+          this.#bEp = ep
+        } else if (n < this.#bSeg) this.#bTail = true
+        slab.copy(gso.batch, this.#bLen, 0, n)
+        this.#bLen += n
+        this.#bCount++
+        pool.put(slab)
+        continue
+      }
+      // Stage 5 + 6, one send per packet.
       try {
         socket.send(slab, 0, n, ep.port, ep.address, (err) => {
           if (err) this.#drop('send_error')
@@ -221,6 +256,29 @@ export class Sender {
         pool.put(slab)
       }
     }
+    if (this.gso) this.#sendBatch(this.gso)
+  }
+
+  #sendBatch(gso: UdpGso): void {
+    const ep = this.#bEp
+    if (this.#bCount === 0 || !ep) return
+    if (!gso.send(this.#bLen, this.#bSeg, ep.address, ep.port)) {
+      // Socket buffer full (or an error): hand each datagram to the socket queue as a copy.
+      for (let at = 0; at < this.#bLen; at += this.#bSeg) {
+        const copy = Buffer.from(gso.batch.subarray(at, Math.min(at + this.#bSeg, this.#bLen)))
+        try {
+          this.#d.socket.send(copy, 0, copy.length, ep.port, ep.address, (err) => {
+            if (err) this.#drop('send_error')
+          })
+        } catch {
+          this.#drop('send_error')
+        }
+      }
+    }
+    this.#bLen = 0
+    this.#bCount = 0
+    this.#bTail = false
+    this.#bEp = undefined
   }
 
   close(): void {

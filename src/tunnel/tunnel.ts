@@ -3,6 +3,8 @@
 // outside: IKEv2 (src/ike/) through installChildSa/removeSa, or the manual-keying test command.
 // The packet path lives in send.ts and receive.ts; this file is the SA table's public face.
 
+import type dgram from 'node:dgram'
+import { EventEmitter } from 'node:events'
 import type { Clock } from '../io/clock.js'
 import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
@@ -23,6 +25,7 @@ import {
 } from './sa-table.js'
 import { type NoSaHook, type SaExpiringHook, Sender } from './send.js'
 import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
+import { UdpGso } from './udp-gso.js'
 
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
@@ -56,6 +59,8 @@ export interface TunnelOptions {
   readonly replayBlocks?: number
   /** onSaExpiring fires when this fraction of the sequence space is used. @default 0.9 */
   readonly seqSoftLimit?: number
+  /** Batch sends with UDP GSO when the socket is a node:dgram UdpSocket on Linux. @default true */
+  readonly udpGso?: boolean
   /** Fill released slabs with 0xdb (tests). @default false */
   readonly poisonSlabs?: boolean
 }
@@ -119,6 +124,7 @@ export class Tunnel {
   #keepaliveTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
   #closed = false
+  readonly #udpGso: boolean
 
   constructor(deps: TunnelDeps, opts: TunnelOptions) {
     for (const k of ['tun', 'socket', 'clock', 'log', 'random'] as const)
@@ -130,6 +136,7 @@ export class Tunnel {
     this.mtu = deps.tun.mtu
     this.#keepaliveMs = opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS
     this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
+    this.#udpGso = opts.udpGso ?? true
     const poolOpts: { mtu: number; maxSlabs?: number; poison?: boolean } = { mtu: this.mtu }
     if (opts.maxSlabs !== undefined) poolOpts.maxSlabs = opts.maxSlabs
     if (opts.poisonSlabs !== undefined) poolOpts.poison = opts.poisonSlabs
@@ -171,6 +178,9 @@ export class Tunnel {
     if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
     else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
     this.#deps.socket.onMessage(this.#receiver.fromUdp)
+    const raw = (this.#deps.socket as { raw?: unknown }).raw
+    if (this.#udpGso && raw instanceof EventEmitter) this.#sender.gso = UdpGso.forSocket(raw as dgram.Socket)
+    this.#deps.log.info('tunnel.started', { localUla: this.localUla, mtu: this.mtu, udpGso: !!this.#sender.gso })
     this.#scheduleKeepalive()
   }
 
