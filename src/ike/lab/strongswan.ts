@@ -13,9 +13,17 @@ import { promisify } from 'node:util'
 const run = promisify(execFile)
 const CHARON = '/usr/lib/ipsec/charon'
 
-export const LAB_ADDR = { ours: '198.51.100.10', charon: '198.51.100.20' } as const
-export const LAB_ULA = { ours: 'fdaa:1::1', charon: 'fdbb:1::1' } as const
-export const LAB_ID = { ours: 'a.ike.test', charon: 'b.ike.test' } as const
+export const LAB_ADDR = { ours: '198.51.100.10', charon: '198.51.100.20', charon2: '198.51.100.30' } as const
+export const LAB_ULA = { ours: 'fdaa:1::1', charon: 'fdbb:1::1', charon2: 'fddd:1::1' } as const
+export const LAB_ID = { ours: 'a.ike.test', charon: 'b.ike.test', charon2: 'd.ike.test' } as const
+
+/** Charon instances: 'c' (b.ike.test) and, when asked for, 'd' (d.ike.test). */
+export type CharonName = 'c' | 'd'
+const HOSTS = {
+  o: { addr: LAB_ADDR.ours, ula: undefined },
+  c: { addr: LAB_ADDR.charon, ula: LAB_ULA.charon },
+  d: { addr: LAB_ADDR.charon2, ula: LAB_ULA.charon2 },
+} as const
 
 async function sh(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args, { maxBuffer: 16 << 20 })
@@ -26,63 +34,73 @@ export function labAvailable(): boolean {
   return process.getuid?.() === 0
 }
 
+/**
+ * Namespaces `<prefix>o` (ours), `<prefix>c` (charon) and optionally `<prefix>d` (a second charon), each
+ * with one veth into a bridge in `<prefix>b`. Nothing is routed anywhere else.
+ */
 export class IkeLab {
-  readonly nsOurs: string
-  readonly nsCharon: string
+  readonly prefix: string
   readonly dir: string
-  charon: ChildProcess | undefined
+  readonly hosts: readonly ('o' | CharonName)[]
+  readonly charons = new Map<CharonName, ChildProcess>()
   readonly peers: OurPeer[] = []
 
-  private constructor(prefix: string, dir: string) {
-    this.nsOurs = `${prefix}o`
-    this.nsCharon = `${prefix}c`
+  private constructor(prefix: string, dir: string, hosts: readonly ('o' | CharonName)[]) {
+    this.prefix = prefix
     this.dir = dir
+    this.hosts = hosts
   }
 
-  static async create(prefix = `ik${process.pid % 100000}`): Promise<IkeLab> {
+  ns(h: 'o' | 'b' | CharonName): string {
+    return `${this.prefix}${h}`
+  }
+  get nsOurs(): string {
+    return this.ns('o')
+  }
+  get nsCharon(): string {
+    return this.ns('c')
+  }
+
+  static async create(prefix = `ik${process.pid % 100000}`, opts: { secondCharon?: boolean } = {}): Promise<IkeLab> {
     const dir = await mkdtemp(join(tmpdir(), `${prefix}-`))
-    const lab = new IkeLab(prefix, dir)
+    const hosts: ('o' | CharonName)[] = opts.secondCharon ? ['o', 'c', 'd'] : ['o', 'c']
+    const lab = new IkeLab(prefix, dir, hosts)
     try {
-      await sh('ip', ['netns', 'add', lab.nsOurs])
-      await sh('ip', ['netns', 'add', lab.nsCharon])
-      await sh('ip', [
-        'link',
-        'add',
-        `${prefix}o0`,
-        'netns',
-        lab.nsOurs,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        `${prefix}c0`,
-        'netns',
-        lab.nsCharon,
-      ])
-      await sh('ip', ['-n', lab.nsOurs, 'addr', 'add', `${LAB_ADDR.ours}/24`, 'dev', `${prefix}o0`])
-      await sh('ip', ['-n', lab.nsCharon, 'addr', 'add', `${LAB_ADDR.charon}/24`, 'dev', `${prefix}c0`])
-      for (const [ns, dev] of [
-        [lab.nsOurs, `${prefix}o0`],
-        [lab.nsCharon, `${prefix}c0`],
-      ] as const) {
+      const br = lab.ns('b')
+      await sh('ip', ['netns', 'add', br])
+      await sh('ip', ['-n', br, 'link', 'add', 'br0', 'type', 'bridge'])
+      await sh('ip', ['-n', br, 'link', 'set', 'br0', 'up'])
+      for (const h of hosts) {
+        const ns = lab.ns(h)
+        await sh('ip', ['netns', 'add', ns])
+        await sh('ip', [
+          'link',
+          'add',
+          `${prefix}${h}0`,
+          'netns',
+          ns,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          `${prefix}${h}1`,
+          'netns',
+          br,
+        ])
+        await sh('ip', ['-n', br, 'link', 'set', `${prefix}${h}1`, 'master', 'br0', 'up'])
+        await sh('ip', ['-n', ns, 'addr', 'add', `${HOSTS[h].addr}/24`, 'dev', `${prefix}${h}0`])
         await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-        await sh('ip', ['-n', ns, 'link', 'set', dev, 'up'])
+        await sh('ip', ['-n', ns, 'link', 'set', `${prefix}${h}0`, 'up'])
+        const ula = HOSTS[h].ula
+        if (ula) await sh('ip', ['-n', ns, 'addr', 'add', `${ula}/128`, 'dev', 'lo'])
+        if (h === 'o') continue
+        const c = join(dir, h)
+        for (const d of ['run', 'swanctl/conf.d', 'swanctl/pubkey', 'swanctl/pkcs8', 'swanctl/x509', 'swanctl/x509ca'])
+          await mkdir(join(c, d), { recursive: true })
+        for (const d of ['x509ocsp', 'x509aa', 'x509ac', 'x509crl', 'rsa', 'ecdsa', 'bliss', 'pkcs12', 'private'])
+          await mkdir(join(c, 'swanctl', d), { recursive: true })
+        await writeFile(join(c, 'strongswan.conf'), strongswanConf(c))
       }
-      await sh('ip', ['-n', lab.nsCharon, 'addr', 'add', `${LAB_ULA.charon}/128`, 'dev', 'lo'])
-      const c = join(dir, 'charon')
-      for (const d of [
-        'run',
-        'swanctl/conf.d',
-        'swanctl/pubkey',
-        'swanctl/pkcs8',
-        'swanctl/x509',
-        'swanctl/x509ca',
-        'swanctl/private',
-      ])
-        await mkdir(join(c, d), { recursive: true })
-      for (const d of ['x509ocsp', 'x509aa', 'x509ac', 'x509crl', 'rsa', 'ecdsa', 'bliss', 'pkcs12'])
-        await mkdir(join(c, 'swanctl', d), { recursive: true })
-      await writeFile(join(c, 'strongswan.conf'), strongswanConf(c))
     } catch (e) {
       await lab.destroy()
       throw e
@@ -90,27 +108,28 @@ export class IkeLab {
     return lab
   }
 
-  get charonDir(): string {
-    return join(this.dir, 'charon')
+  charonDir(n: CharonName = 'c'): string {
+    return join(this.dir, n)
   }
 
-  async startCharon(): Promise<void> {
-    const d = this.charonDir
-    this.charon = spawn(
+  async startCharon(n: CharonName = 'c'): Promise<void> {
+    const d = this.charonDir(n)
+    const p = spawn(
       'ip',
       [
         'netns',
         'exec',
-        this.nsCharon,
+        this.ns(n),
         'sh',
         '-c',
         `mount --bind ${d}/run /run && STRONGSWAN_CONF=${d}/strongswan.conf exec ${CHARON}`,
       ],
       { stdio: 'ignore' },
     )
+    this.charons.set(n, p)
     for (let i = 0; i < 100; i++) {
       try {
-        await this.swanctl(['--stats'])
+        await this.swanctl(['--stats'], n)
         return
       } catch {
         await new Promise((r) => setTimeout(r, 100))
@@ -119,8 +138,8 @@ export class IkeLab {
     throw new Error('charon did not start')
   }
 
-  async swanctl(args: string[]): Promise<string> {
-    const d = this.charonDir
+  async swanctl(args: string[], n: CharonName = 'c'): Promise<string> {
+    const d = this.charonDir(n)
     const r = await run('swanctl', [...args.slice(0, 1), '--uri', `unix://${d}/charon.vici`, ...args.slice(1)], {
       env: { ...process.env, STRONGSWAN_CONF: `${d}/strongswan.conf`, SWANCTL_DIR: `${d}/swanctl` },
       maxBuffer: 16 << 20,
@@ -129,16 +148,16 @@ export class IkeLab {
   }
 
   /** Writes swanctl.conf (and key files) and loads it into charon. */
-  async loadCharonConfig(conf: string, files: Record<string, string> = {}): Promise<void> {
-    for (const [rel, text] of Object.entries(files)) await writeFile(join(this.charonDir, 'swanctl', rel), text)
-    await writeFile(join(this.charonDir, 'swanctl', 'swanctl.conf'), conf)
-    await this.swanctl(['--load-all', '--clear'])
+  async loadCharonConfig(conf: string, files: Record<string, string> = {}, n: CharonName = 'c'): Promise<void> {
+    for (const [rel, text] of Object.entries(files)) await writeFile(join(this.charonDir(n), 'swanctl', rel), text)
+    await writeFile(join(this.charonDir(n), 'swanctl', 'swanctl.conf'), conf)
+    await this.swanctl(['--load-all', '--clear'], n)
   }
 
-  async startOurs(cfg: Record<string, unknown>): Promise<OurPeer> {
+  async startOurs(cfg: Record<string, unknown>, host: 'o' | CharonName = 'o'): Promise<OurPeer> {
     const main = join(dirname(fileURLToPath(import.meta.url)), 'peer-main.js')
     const p = new OurPeer(
-      spawn('ip', ['netns', 'exec', this.nsOurs, process.execPath, main, JSON.stringify(cfg)], {
+      spawn('ip', ['netns', 'exec', this.ns(host), process.execPath, main, JSON.stringify(cfg)], {
         stdio: ['pipe', 'pipe', 'inherit'],
       }),
     )
@@ -147,20 +166,26 @@ export class IkeLab {
     return p
   }
 
-  charonLog(): Promise<string> {
-    return sh('cat', [join(this.charonDir, 'charon.log')]).catch(() => '')
+  charonLog(n: CharonName = 'c'): Promise<string> {
+    return sh('cat', [join(this.charonDir(n), 'charon.log')]).catch(() => '')
   }
 
   async destroy(): Promise<void> {
     for (const p of this.peers) p.kill()
-    if (this.charon?.pid) {
+    // `ip netns exec` execs into sh, which execs into charon: the spawned pid is charon's.
+    for (const p of this.charons.values()) {
+      if (p.exitCode !== null || !p.pid) continue
       try {
-        process.kill(this.charon.pid, 'SIGTERM')
+        process.kill(p.pid, 'SIGTERM')
       } catch {}
-      await new Promise((r) => setTimeout(r, 200))
     }
-    // charon runs as a child of `ip netns exec` that exec'd into it: the pid above is charon itself.
-    for (const ns of [this.nsOurs, this.nsCharon]) await sh('ip', ['netns', 'del', ns]).catch(() => '')
+    if (this.charons.size > 0) await new Promise((r) => setTimeout(r, 300))
+    for (const p of this.charons.values())
+      if (p.exitCode === null && p.pid)
+        try {
+          process.kill(p.pid, 'SIGKILL')
+        } catch {}
+    for (const h of [...this.hosts, 'b' as const]) await sh('ip', ['netns', 'del', this.ns(h)]).catch(() => '')
     await rm(this.dir, { recursive: true, force: true })
   }
 }
@@ -260,6 +285,16 @@ swanctl {
 `
 }
 
+export interface CharonSide {
+  readonly addr: string
+  readonly id: string
+  readonly ula: string
+  readonly port: number
+}
+export const CHARON_SIDE: CharonSide = { addr: LAB_ADDR.charon, id: LAB_ID.charon, ula: LAB_ULA.charon, port: 4500 }
+export const CHARON2_SIDE: CharonSide = { addr: LAB_ADDR.charon2, id: LAB_ID.charon2, ula: LAB_ULA.charon2, port: 4500 }
+export const OURS_SIDE: CharonSide = { addr: LAB_ADDR.ours, id: LAB_ID.ours, ula: LAB_ULA.ours, port: 4500 }
+
 export interface CharonConn {
   name: string
   auth: 'psk' | 'pubkey'
@@ -271,41 +306,46 @@ export interface CharonConn {
   remotePubkey?: string
   mobike?: boolean
   rekeyTime?: string
+  /** @default CHARON_SIDE */
+  local?: CharonSide
+  /** @default OURS_SIDE; id '%any' accepts any initiator (bench load) */
+  remote?: CharonSide
+  startAction?: 'none' | 'trap'
 }
 
-/** One swanctl connection: charon is b.ike.test at 198.51.100.20:4500, we are a.ike.test at :4500. */
+/** One swanctl connection; by default charon b.ike.test at 198.51.100.20:4500 with us, a.ike.test, at :4500. */
 export function charonConnection(c: CharonConn): string {
+  const l = c.local ?? CHARON_SIDE
+  const r = c.remote ?? OURS_SIDE
   const side = (id: string, pub: string | undefined): string =>
     `{\n      auth = ${c.auth}\n      id = ${id}\n${pub ? `      pubkeys = ${pub}\n` : ''}    }`
   return `connections {
   ${c.name} {
     version = 2
-    local_addrs = ${LAB_ADDR.charon}
-    remote_addrs = ${LAB_ADDR.ours}
-    local_port = 4500
-    remote_port = 4500
+    local_addrs = ${l.addr}
+    remote_addrs = ${r.id === '%any' ? '0.0.0.0/0' : r.addr}
+    local_port = ${l.port}
+    remote_port = ${r.port}
     proposals = ${c.ike}
     encap = yes
     mobike = ${c.mobike === false ? 'no' : 'yes'}
     rekey_time = ${c.rekeyTime ?? '4h'}
-    local ${side(LAB_ID.charon, c.localPubkey)}
-    remote ${side(LAB_ID.ours, c.remotePubkey)}
+    local ${side(l.id, c.localPubkey)}
+    remote ${side(r.id, c.remotePubkey)}
     children {
       inner {
         mode = tunnel
-        local_ts = ${LAB_ULA.charon}/128
-        remote_ts = ${LAB_ULA.ours}/128
+        local_ts = ${l.ula}/128
+        remote_ts = ${r.ula}/128
         esp_proposals = ${c.esp}
-        start_action = none
+        start_action = ${c.startAction ?? 'none'}
       }
     }
   }
 }
 secrets {
   ike-ab {
-    id-a = ${LAB_ID.ours}
-    id-b = ${LAB_ID.charon}
-    secret = 0x${c.pskHex ?? '00'}
+${r.id === '%any' ? '' : `    id-a = ${r.id}\n    id-b = ${l.id}\n`}    secret = 0x${c.pskHex ?? '00'}
   }
 }
 `
