@@ -34,6 +34,8 @@ const MAX_TIMER_MS = 3_600_000
 /** Entries in the encoded-response cache before it is emptied (it refills from the hot names). */
 const RESPONSE_CACHE_MAX = 20_000
 const MAX_CACHED_QUERY = 512
+/** UPDATEs waiting for the next commit before new ones get SERVFAIL (the client retries later). */
+const MAX_QUEUED_UPDATES = 10_000
 const ID_SIZE = 2
 
 /** A decoded message on its way through the handlers. */
@@ -359,6 +361,11 @@ export class DnsService {
       }
       leaseSec = Math.min(this.cfg.leaseMaxSec, Math.max(this.cfg.leaseMinSec, ul.leaseSec))
       if (ul.keyLeaseSec !== undefined) keyLeaseSec = Math.max(leaseSec, ul.keyLeaseSec)
+    }
+    if (this.queue.pending >= MAX_QUEUED_UPDATES) {
+      this.metrics.dropped({ reason: 'update_queue_full' })
+      finish(Rcode.SERVFAIL)
+      return
     }
     this.queue.submit(
       (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec }),
