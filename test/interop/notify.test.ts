@@ -92,6 +92,26 @@ for (const mech of ['push', 'llq'] as const) {
   })
 }
 
+test('fallback: Push, then LLQ over TLS, then LLQ over UDP, then polling', async (t) => {
+  const name = hostName('fallback')
+  // A wrong certificate pin makes both TLS mechanisms fail: the watcher must end up on LLQ over UDP.
+  const log = new MemoryLogger()
+  const w = new Watcher(
+    { log },
+    { ...watcherOpts(name, ['push', 'llq', 'poll']), llqTransports: ['tls', 'udp'], fingerprint256: 'AA:BB' },
+  )
+  t.after(() => w.close())
+  assert.equal(await w.start(), 'llq')
+  const tried = log.entries.filter((e) => e.event === 'watch.mechanism_failed').map((e) => e.fields.mechanism)
+  assert.deepEqual(tried, ['push'])
+  const p = new Watcher({}, { ...watcherOpts(name, ['poll']), pollIntervalMs: 100 })
+  t.after(() => p.close())
+  assert.equal(await p.start(), 'poll')
+  const { afterCommitMs } = await changeSeenWithin(p, name, 'fd00::5')
+  t.diagnostic(`polling every 100 ms: change seen ${afterCommitMs.toFixed(0)} ms after the commit`)
+  await changeSeenWithin(w, name, 'fd00::6')
+})
+
 test('a lease expiry produces a removal event', async (t) => {
   const name = hostName('leased')
   const w = new Watcher({}, watcherOpts(name, ['push']))
