@@ -63,11 +63,14 @@ export function show(run: string, opts: { json?: boolean }): void {
 /** Runs CMD in HOST with this terminal's stdio; resolves to its exit status. */
 export function exec(run: string, host: string, cmd: string[]): Promise<number> {
   const argv = Lab.attach(run).argv(host, cmd.length ? cmd : [process.env.SHELL ?? '/bin/sh'])
-  return new Promise((resolve, reject) => {
+  // Ctrl-C belongs to the command (an interactive shell ignores it); we only wait for the command to end.
+  const ignore = (): void => {}
+  process.on('SIGINT', ignore)
+  return new Promise<number>((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' })
     child.on('error', reject)
     child.on('close', (code, signal) => resolve(code ?? (signal === 'SIGINT' ? 130 : 137)))
-  })
+  }).finally(() => process.off('SIGINT', ignore))
 }
 
 export async function move(run: string, host: string, site: string): Promise<void> {
