@@ -143,6 +143,7 @@ export async function startServer(
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
     service.use(notify.handler)
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
+    notify.registerMetrics(metrics.registry)
     closers.push(() => notify.close())
     sinkRef.fn = service.handle as never
     if (o.metrics) {
