@@ -146,6 +146,25 @@ export class NotifyService {
     return this.#sessions.size
   }
 
+  /** Prometheus gauges and counters for `--metrics` (the server's registry). */
+  registerMetrics(r: {
+    gauge(name: string, help: string, read: () => number, type?: 'gauge' | 'counter'): void
+  }): void {
+    r.gauge('autotunnel_watch_subscriptions', 'Live LLQs and DNS Push subscriptions', () => this.index.size)
+    r.gauge('autotunnel_llq_live', 'LLQs (challenged or established)', () => this.llq.size)
+    r.gauge('autotunnel_push_sessions', 'DNS Push (DSO) sessions', () => this.#sessions.size)
+    const c = (name: string, help: string, read: () => number): void => r.gauge(name, help, read, 'counter')
+    c('autotunnel_llq_events_total', 'LLQ events sent (first transmissions)', () => this.llq.stats.eventsSent)
+    c('autotunnel_llq_retransmissions_total', 'LLQ event retransmissions', () => this.llq.stats.retransmissions)
+    c(
+      'autotunnel_llq_unreachable_total',
+      'LLQs deleted after 3 unacknowledged sends',
+      () => this.llq.stats.deleted.unreachable,
+    )
+    c('autotunnel_push_messages_total', 'DNS Push PUSH messages sent', () => this.stats.pushMessages)
+    c('autotunnel_notify_deliveries_total', 'Changes handed to subscribers', () => this.stats.deliveries)
+  }
+
   close(): void {
     this.#unsubscribe()
     this.llq.close()
