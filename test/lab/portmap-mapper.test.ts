@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -79,6 +80,7 @@ class Driver {
     this.#child.stderr!.on('data', (b: Buffer) => {
       this.stderr += b.toString()
     })
+    if (process.env.PORTMAP_DRIVER_LOG) this.#child.stderr!.pipe(createWriteStream(`${process.env.PORTMAP_DRIVER_LOG}-${host}.log`))
   }
 
   /** The first line from index `since` on that satisfies `pred`. */

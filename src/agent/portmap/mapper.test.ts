@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { PortMapState } from './mapper.js'
 import { CLIENT, driveFakeClock, EXTERNAL, fakeEnv, INTERNAL_PORT, loopbackEnv, portMapperSuite } from './suite.js'
 import type { PortmapProtocol } from './types.js'
 
@@ -17,30 +18,37 @@ describe('PortMapper orchestration (FakeClock)', () => {
     const m = env.mapper()
     await m.start()
     assert.equal(m.state.kind === 'mapped' && m.state.protocol, 'natpmp')
-    assert.deepEqual(env.gateway.requests, { pcp: 1, natpmp: 2, upnp: 0 })
+    // The M-SEARCH went out with the other probes and was cancelled once NAT-PMP was known to be the best.
+    assert.deepEqual(env.gateway.requests, { pcp: 1, natpmp: 3, upnp: 1 })
   })
 
-  test('UPnP only: PCP and NAT-PMP get probeMaxTries sends each on the 250 ms doubling schedule', async (t) => {
+  test('UPnP only: all three probed at once; UPnP waits 500 ms for the silent PCP and NAT-PMP, then maps', async (t) => {
     const env = await fakeEnv(['pcp', 'natpmp', 'upnp'], ['upnp'])
     t.after(() => env.close())
     const m = env.mapper()
     const started = m.start()
-    await driveFakeClock(env.clock as never, 8000, 1)
+    await driveFakeClock(env.clock as never, 499, 1)
+    assert.equal(m.state.kind, 'probing')
+    await driveFakeClock(env.clock as never, 1, 1)
     await started
-    assert.equal(m.state.kind === 'mapped' && m.state.protocol, 'upnp')
-    assert.deepEqual(env.gateway.requests, { pcp: 4, natpmp: 4, upnp: 4 })
-    const at = (p: PortmapProtocol): number[] => env.gateway.log.filter((r) => r.protocol === p).map((r) => r.atMs)
-    assert.deepEqual(at('pcp'), [0, 250, 750, 1750])
-    assert.deepEqual(at('natpmp'), [3750, 4000, 4500, 5500])
-    assert.deepEqual(at('upnp'), [7500, 7500, 7500, 7500])
+    const s = m.state as PortMapState
+    assert.equal(s.kind === 'mapped' && s.protocol, 'upnp')
+    assert.deepEqual(env.gateway.requests, { pcp: 2, natpmp: 2, upnp: 4 })
+    const at = (p: PortmapProtocol): string[] =>
+      env.gateway.log.filter((r) => r.protocol === p).map((r) => `${r.op}@${r.atMs}`)
+    assert.deepEqual(at('pcp'), ['announce@0', 'announce@250'])
+    assert.deepEqual(at('natpmp'), ['address@0', 'address@250'])
+    assert.deepEqual(at('upnp'), ['m-search@0', 'description@0', 'GetExternalIPAddress@500', 'AddPortMapping@500'])
+    await driveFakeClock(env.clock as never, 10_000, 250)
+    assert.deepEqual(env.gateway.requests, { pcp: 2, natpmp: 2, upnp: 4 })
   })
 
-  test('no gateway answers: nat-without-mapping after 3 x 3.75 s, then a re-probe after reprobeMs', async (t) => {
+  test('no gateway answers: nat-without-mapping after 3.75 s (4 sends each), then a re-probe after reprobeMs', async (t) => {
     const env = await fakeEnv(['pcp', 'natpmp', 'upnp'], [])
     t.after(() => env.close())
     const m = env.mapper({ reprobeMs: 60_000 })
     const started = m.start()
-    await driveFakeClock(env.clock as never, 11_249, 1)
+    await driveFakeClock(env.clock as never, 3749, 1)
     assert.equal(m.state.kind, 'probing')
     await driveFakeClock(env.clock as never, 1, 1)
     await started
@@ -50,7 +58,7 @@ describe('PortMapper orchestration (FakeClock)', () => {
       env.events.map((e) => e.reason),
       ['no-mapping'],
     )
-    await driveFakeClock(env.clock as never, 60_000 + 11_250, 250)
+    await driveFakeClock(env.clock as never, 60_000 + 3750, 250)
     assert.deepEqual(env.gateway.requests, { pcp: 8, natpmp: 8, upnp: 8 })
   })
 
@@ -70,7 +78,7 @@ describe('PortMapper orchestration (FakeClock)', () => {
     env.network.value = { ifname: 'eth0', address: '100.64.3.4', gateway: '192.168.1.1' }
     const m = env.mapper()
     await m.start()
-    assert.equal(env.gateway.requests.pcp, 1)
+    assert.equal(env.gateway.requests.pcp, 2)
   })
 
   test('renewal retransmits on the RFC 6886 schedule, 9 sends, then re-probes', async (t) => {
@@ -80,7 +88,7 @@ describe('PortMapper orchestration (FakeClock)', () => {
     await m.start()
     env.gateway.enabled.clear()
     await driveFakeClock(env.clock as never, 60_000 + 127_750 + 3750, 250)
-    const times = env.gateway.log.slice(1).map((r) => r.atMs - 60_000)
+    const times = env.gateway.log.slice(2).map((r) => r.atMs - 60_000)
     assert.deepEqual(times, [0, 250, 750, 1750, 3750, 7750, 15750, 31750, 63750, 127750, 128000, 128500, 129500])
     assert.equal(m.state.kind, 'nat-without-mapping')
   })
@@ -91,7 +99,7 @@ describe('PortMapper orchestration (FakeClock)', () => {
     const m = env.mapper()
     await m.start()
     await m.refresh()
-    assert.equal(env.gateway.requests.natpmp, 4)
+    assert.equal(env.gateway.requests.natpmp, 5)
     assert.equal(env.events.length, 1)
     env.network.value = { ifname: 'eth0', address: '192.168.1.11', gateway: '192.168.1.1' }
     await m.refresh()

@@ -1,6 +1,7 @@
 // The PortMapper: one UDP (or TCP) port mapped on the default gateway, kept alive, re-made when the gateway
 // forgets it, and reported. Tries PCP (RFC 6887), then NAT-PMP (RFC 6886), then UPnP IGD, only when the
-// primary IPv4 address is private. Modelled on tailscale's net/portmapper, one protocol per file.
+// primary IPv4 address is private. Modelled on tailscale's net/portmapper, one protocol per file. Probing
+// asks all three at once and keeps that order as a preference (probe.ts).
 //
 //              start / refresh (network changed)
 //                      |
@@ -16,21 +17,16 @@
 //   +------- renewal got no answer -> probing again ('lost' when nothing answers)
 
 import type { Clock, TimerHandle } from '../../io/clock.js'
-import type { DatagramSocket, RemoteInfo } from '../../io/datagram.js'
 import type { Logger } from '../../io/log.js'
 import type { Random } from '../../io/random.js'
+import { AnnouncementListener } from './announcements.js'
 import { PortmapAbortedError } from './errors.js'
 import { isPrivateIPv4 } from './ip.js'
-import {
-  decodeNatPmpAnnouncement,
-  NATPMP_ANNOUNCE_GROUP,
-  NATPMP_ANNOUNCE_PORT,
-  NATPMP_PORT,
-  NatPmpClient,
-} from './natpmp.js'
+import { NATPMP_ANNOUNCE_GROUP, NATPMP_ANNOUNCE_PORT, NATPMP_PORT, NatPmpClient } from './natpmp.js'
 import { LinuxNetworkInfo, type NetworkInfo, type PrimaryNetwork } from './netinfo.js'
-import { decodePcpAnnouncement, PcpClient } from './pcp.js'
-import { parseNotify, SSDP_GROUP, SSDP_PORT } from './ssdp.js'
+import { PcpClient } from './pcp.js'
+import { probeInParallel } from './probe.js'
+import { SSDP_GROUP, SSDP_PORT } from './ssdp.js'
 import {
   type AddrPort,
   type GatewayAnnouncement,
@@ -102,10 +98,12 @@ export interface PortMapperOptions {
   /** Renewals and deletes: RFC 6886 3.1. @default { initialMs: 250, maxTries: 9 } */
   readonly retry?: RetrySchedule
   /**
-   * Sends per protocol while probing, on the same schedule: a gateway that does not speak a protocol must not
-   * hold up the next one for RFC 6886's full 127 s. @default 4 (gives up after 3.75 s)
+   * Sends per protocol while probing (and for the first MAP), on the same schedule: a gateway that does not
+   * speak a protocol must not hold us up for RFC 6886's full 127 s. @default 4 (gives up after 3.75 s)
    */
   readonly probeMaxTries?: number
+  /** Protocols are probed at once; an answer waits this long for the ones preferred to it. @default 500 */
+  readonly probeGraceMs?: number
   /** Sends of the delete on stop(). @default 3 */
   readonly stopMaxTries?: number
   /** NAT-PMP and PCP server port. @default 5351 */
@@ -133,6 +131,7 @@ export interface PortMapperOptions {
 const DEFAULT_PROTOCOLS: readonly PortmapProtocol[] = ['pcp', 'natpmp', 'upnp']
 const DEFAULT_LIFETIME_SEC = 3600
 const DEFAULT_PROBE_TRIES = 4
+const DEFAULT_PROBE_GRACE_MS = 500
 const DEFAULT_STOP_TRIES = 3
 const DEFAULT_ANNOUNCE_JITTER_MS = 500
 const DEFAULT_REPROBE_MS = 60_000
@@ -155,6 +154,7 @@ export class PortMapper {
   readonly protocols: readonly PortmapProtocol[]
   readonly retry: RetrySchedule
   readonly probeMaxTries: number
+  readonly probeGraceMs: number
   readonly stopMaxTries: number
   readonly gatewayPort: number
   readonly ssdpPort: number
@@ -172,11 +172,10 @@ export class PortMapper {
   #stopped = false
   #net: PrimaryNetwork | undefined
   #client: MappingClient | undefined
+  /** Clients being probed (cancelled by stop/refresh). */
+  #candidates: MappingClient[] = []
   #timer: TimerHandle | undefined
-  #listeners: DatagramSocket[] = []
-  #listenAddress: string | undefined
-  /** Announcements heard from the gateway and acted on, by kind. */
-  readonly announcements = new Map<GatewayAnnouncement['kind'], number>()
+  readonly #listener: AnnouncementListener
 
   constructor(deps: PortMapperDeps, opts: PortMapperOptions) {
     this.#clock = deps.clock
@@ -191,6 +190,7 @@ export class PortMapper {
     this.protocols = opts.protocols ?? DEFAULT_PROTOCOLS
     this.retry = opts.retry ?? RFC6886_RETRY
     this.probeMaxTries = opts.probeMaxTries ?? DEFAULT_PROBE_TRIES
+    this.probeGraceMs = opts.probeGraceMs ?? DEFAULT_PROBE_GRACE_MS
     this.stopMaxTries = opts.stopMaxTries ?? DEFAULT_STOP_TRIES
     this.gatewayPort = opts.gatewayPort ?? NATPMP_PORT
     this.ssdpPort = opts.ssdpPort ?? SSDP_PORT
@@ -201,6 +201,21 @@ export class PortMapper {
     this.announceJitterMaxMs = opts.announceJitterMaxMs ?? DEFAULT_ANNOUNCE_JITTER_MS
     this.reprobeMs = opts.reprobeMs ?? DEFAULT_REPROBE_MS
     this.#onChange = opts.onChange
+    this.#listener = new AnnouncementListener(
+      { sockets: this.#sockets, log: this.#log },
+      {
+        announceGroup: this.announceGroup,
+        announcePort: this.announcePort,
+        ssdpPort: this.listenSsdpNotify && this.protocols.includes('upnp') ? this.ssdpPort : null,
+        accept: (from) => from.address === this.#net?.gateway,
+        onAnnouncement: (a) => this.#onAnnouncement(a),
+      },
+    )
+  }
+
+  /** Announcements heard from the gateway and acted on, by kind. */
+  get announcements(): ReadonlyMap<GatewayAnnouncement['kind'], number> {
+    return this.#listener.counts
   }
 
   get state(): PortMapState {
@@ -223,7 +238,7 @@ export class PortMapper {
    */
   refresh(): Promise<void> {
     this.#gen++
-    this.#client?.cancel()
+    this.#cancelInFlight()
     return this.#enqueue(async (gen) => {
       const net = await this.#network.primary()
       if (gen !== this.#gen) return
@@ -241,7 +256,7 @@ export class PortMapper {
     this.#stopped = true
     this.#gen++
     this.#clock.clearTimeout(this.#timer)
-    this.#client?.cancel()
+    this.#cancelInFlight()
     await this.#queue
     const client = this.#client
     if (client && this.#state.kind === 'mapped') {
@@ -253,7 +268,12 @@ export class PortMapper {
       }
     }
     await this.#dropClient()
-    await this.#closeListeners()
+    await this.#listener.close()
+  }
+
+  #cancelInFlight(): void {
+    this.#client?.cancel()
+    for (const c of this.#candidates) c.cancel()
   }
 
   #enqueue(op: Op): Promise<void> {
@@ -286,7 +306,10 @@ export class PortMapper {
     const retry = this.retry
     switch (protocol) {
       case 'pcp':
-        return new PcpClient({ ...base, random: this.#random }, { gateway, port: this.gatewayPort, retry })
+        return new PcpClient(
+          { ...base, random: this.#random },
+          { gateway, internalAddress: address, port: this.gatewayPort, retry },
+        )
       case 'natpmp':
         return new NatPmpClient(base, { gateway, port: this.gatewayPort, retry })
       case 'upnp':
@@ -312,7 +335,7 @@ export class PortMapper {
       return
     }
     if (!isPrivateIPv4(net.address)) {
-      await this.#closeListeners()
+      await this.#listener.close()
       this.#set({ kind: 'public', address: net.address }, 'public')
       return
     }
@@ -321,24 +344,39 @@ export class PortMapper {
       this.#set({ kind: 'nat-without-mapping', address: net.address }, afterLoss ? 'lost' : 'no-mapping')
       return
     }
-    await this.#openListeners(net.address)
+    await this.#listener.listen(net.address)
     if (gen !== this.#gen) return
     const req = this.#request()
-    for (const protocol of this.protocols) {
-      const client = this.#makeClient(protocol, gateway, net.address)
+    const candidates = this.protocols.map((p) => this.#makeClient(p, gateway, net.address))
+    this.#candidates = candidates
+    const answered = await probeInParallel({ clock: this.#clock, log: this.#log }, candidates, {
+      maxTries: this.probeMaxTries,
+      graceMs: this.probeGraceMs,
+    })
+    this.#candidates = []
+    let mapped: { client: MappingClient; r: MapResult } | undefined
+    for (const client of answered) {
+      if (gen !== this.#gen || mapped) break
       this.#client = client
       try {
-        const r = await client.map(req, { maxTries: this.probeMaxTries })
-        if (gen !== this.#gen) return
-        this.#log.info('portmap.mapped', { protocol, gateway, external: `${r.external.address}:${r.external.port}` })
-        this.#mapped(client, gateway, r, afterLoss ? 'recreated' : 'mapped')
-        return
+        mapped = { client, r: await client.map(req, { maxTries: this.probeMaxTries }) }
       } catch (e) {
         this.#client = undefined
-        await client.close()
-        if (gen !== this.#gen || e instanceof PortmapAbortedError) return
-        this.#log.info('portmap.probe-failed', { protocol, gateway, error: String(e) })
+        if (!(e instanceof PortmapAbortedError))
+          this.#log.info('portmap.map-failed', { protocol: client.protocol, gateway, error: String(e) })
       }
+    }
+    await Promise.all(candidates.filter((c) => c !== mapped?.client).map((c) => c.close()))
+    if (gen !== this.#gen) return
+    if (mapped) {
+      const { client, r } = mapped
+      this.#log.info('portmap.mapped', {
+        protocol: client.protocol,
+        gateway,
+        external: `${r.external.address}:${r.external.port}`,
+      })
+      this.#mapped(client, gateway, r, afterLoss ? 'recreated' : 'mapped')
+      return
     }
     this.#set({ kind: 'nat-without-mapping', address: net.address, gateway }, afterLoss ? 'lost' : 'no-mapping')
     this.#schedule(this.reprobeMs, (g) => this.#probe(g, false))
@@ -426,54 +464,11 @@ export class PortMapper {
     }
   }
 
-  async #openListeners(address: string): Promise<void> {
-    if (this.#listenAddress === address) return
-    await this.#closeListeners()
-    this.#listenAddress = address
-    const open = async (group: string, port: number, decode: (msg: Buffer) => GatewayAnnouncement | undefined) => {
-      try {
-        const s = await this.#sockets.multicast(group, port, address)
-        s.onMessage((msg, from) => this.#onAnnouncement(msg, from, decode))
-        this.#listeners.push(s)
-      } catch (e) {
-        this.#log.warn('portmap.listen-failed', { group, port, error: String(e) })
-      }
-    }
-    if (this.announceGroup) await open(this.announceGroup, this.announcePort, decodeAnnouncement)
-    if (this.listenSsdpNotify && this.protocols.includes('upnp')) await open(SSDP_GROUP, this.ssdpPort, parseNotify)
-  }
-
-  async #closeListeners(): Promise<void> {
-    const ls = this.#listeners
-    this.#listeners = []
-    this.#listenAddress = undefined
-    await Promise.all(ls.map((s) => s.close()))
-  }
-
-  #onAnnouncement(msg: Buffer, from: RemoteInfo, decode: (msg: Buffer) => GatewayAnnouncement | undefined): void {
-    if (this.#stopped || from.address !== this.#net?.gateway) return
-    let a: GatewayAnnouncement | undefined
-    try {
-      a = decode(msg)
-    } catch {
-      a = undefined
-    }
-    if (!a) {
-      if (this.#log.enabled('debug'))
-        this.#log.debug('portmap.announcement-dropped', { from: from.address, len: msg.length })
-      return
-    }
-    if (a.kind === 'ssdp-byebye') return
-    this.announcements.set(a.kind, (this.announcements.get(a.kind) ?? 0) + 1)
-    this.#log.info('portmap.announcement', { ...a })
+  #onAnnouncement(a: GatewayAnnouncement): void {
+    if (this.#stopped || a.kind === 'ssdp-byebye') return
     if (a.kind === 'ssdp-alive' && this.#client instanceof UpnpClient) this.#client.forget(a.location)
     const jitter = this.announceJitterMaxMs > 0 ? this.#random.int(this.announceJitterMaxMs + 1) : 0
     if (this.#state.kind === 'mapped') this.#schedule(jitter, (g) => this.#renew(g))
     else if (this.#state.kind === 'nat-without-mapping') this.#schedule(jitter, (g) => this.#probe(g, false))
   }
-}
-
-/** Version 0 is a NAT-PMP address announcement (RFC 6886 3.2.1), version 2 a PCP ANNOUNCE (RFC 6887 14.1.3). */
-function decodeAnnouncement(msg: Buffer): GatewayAnnouncement | undefined {
-  return msg[0] === 0 ? decodeNatPmpAnnouncement(msg) : decodePcpAnnouncement(msg)
 }

@@ -270,6 +270,10 @@ export class NatPmpClient implements MappingClient {
     return { address: r.externalAddress, restarted: r.restarted }
   }
 
+  async probe(opts: { maxTries?: number } = {}): Promise<void> {
+    await this.externalAddress(opts)
+  }
+
   /** RFC 6886 3.3: external address, then MAP; renewing is sending the same request again. */
   async map(req: MapRequest, opts: { maxTries?: number } = {}): Promise<MapResult> {
     const addr = await this.externalAddress(opts)

@@ -181,7 +181,7 @@ describe('PcpClient', () => {
     const sockets = { udp: () => net.socket('192.168.1.10'), multicast: async () => net.socket('0.0.0.0') }
     const client = new PcpClient(
       { clock, log: nullLogger, random: new FakeRandom(1), sockets },
-      { gateway: '192.168.1.1' },
+      { gateway: '192.168.1.1', internalAddress: '192.168.1.10' },
     )
     return { clock, seen, client }
   }

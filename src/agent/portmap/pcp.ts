@@ -260,6 +260,8 @@ export interface PcpClientDeps {
 
 export interface PcpClientOptions {
   readonly gateway: string
+  /** This host's LAN address: the PCP client IP, and the source address of every request. */
+  readonly internalAddress: string
   /** @default 5351 */
   readonly port?: number
   /** @default RFC6886_RETRY (250 ms, doubling, 9 tries), as the issue asks instead of RFC 6887's 3 s */
@@ -279,6 +281,7 @@ export class PcpClient implements MappingClient {
   readonly #socket: DatagramSocket
   readonly #tx: UdpTransaction
   readonly #retry: RetrySchedule
+  readonly #internalAddress: string
   #bound: Promise<unknown> | undefined
   #lastEpoch: EpochSample | undefined
   /** One nonce per mapping, kept for renewals and the delete: miniupnpd refuses both with a new one. */
@@ -289,6 +292,7 @@ export class PcpClient implements MappingClient {
     this.#log = deps.log
     this.#random = deps.random
     this.#retry = opts.retry ?? RFC6886_RETRY
+    this.#internalAddress = opts.internalAddress
     this.#socket = deps.sockets.udp()
     this.#tx = new UdpTransaction({ clock: deps.clock, log: deps.log, socket: this.#socket }, 'pcp', {
       address: opts.gateway,
@@ -304,10 +308,30 @@ export class PcpClient implements MappingClient {
     return this.#nonce
   }
 
-  async #mapRequest(req: MapRequest, lifetimeSec: number, suggestedExternalPort: number, maxTries?: number) {
+  async #exchange(internalAddress: string, wire: Buffer, match: (r: PcpResponse) => boolean, maxTries?: number) {
     // Bound to the internal address so the source address equals the client IP field (else ADDRESS_MISMATCH).
-    this.#bound ??= this.#socket.bind(0, req.internalAddress)
+    this.#bound ??= this.#socket.bind(0, internalAddress)
     await this.#bound
+    const schedule = maxTries ? { ...this.#retry, maxTries } : this.#retry
+    const rsp = await this.#tx.request(
+      wire,
+      (msg) => {
+        if (msg.length >= NATPMP_MIN_ERROR_LEN && msg[OFF_VERSION] === NATPMP_VERSION)
+          throw new PortmapResultError('pcp', PcpResult.UnsuppVersion, 'gateway speaks NAT-PMP only')
+        const r = decodePcpResponse(msg)
+        return match(r) ? r : undefined
+      },
+      schedule,
+    )
+    const sample = { epochSec: rsp.epochSec, atMs: this.#clock.monotonic() }
+    const restarted = !epochValid(this.#lastEpoch, sample)
+    if (restarted) this.#log.info('pcp.epoch-reset', { prev: this.#lastEpoch?.epochSec, epoch: rsp.epochSec })
+    this.#lastEpoch = sample
+    if (rsp.resultCode !== PcpResult.Success) throw new PortmapResultError('pcp', rsp.resultCode, rsp.opcode)
+    return { rsp, restarted }
+  }
+
+  async #mapRequest(req: MapRequest, lifetimeSec: number, suggestedExternalPort: number, maxTries?: number) {
     this.#nonce ??= this.#random.bytes(PCP_NONCE_LEN)
     const nonce = this.#nonce
     const protocol = req.protocol === 'udp' ? IanaProtocol.UDP : IanaProtocol.TCP
@@ -323,29 +347,23 @@ export class PcpClient implements MappingClient {
         externalAddress: '0.0.0.0',
       },
     })
-    const schedule = maxTries ? { ...this.#retry, maxTries } : this.#retry
-    const rsp = await this.#tx.request(
+    const { rsp, restarted } = await this.#exchange(
+      req.internalAddress,
       wire,
-      (msg) => {
-        if (msg.length >= NATPMP_MIN_ERROR_LEN && msg[OFF_VERSION] === NATPMP_VERSION)
-          throw new PortmapResultError('pcp', PcpResult.UnsuppVersion, 'gateway speaks NAT-PMP only')
-        const r = decodePcpResponse(msg)
-        if (r.opcode !== 'map') return undefined
-        if (r.resultCode === PcpResult.Success) {
-          if (!r.map.nonce.equals(nonce) || r.map.protocol !== protocol || r.map.internalPort !== req.internalPort)
-            return undefined
-        }
-        return r
-      },
-      schedule,
+      (r) =>
+        r.opcode === 'map' &&
+        (r.resultCode !== PcpResult.Success ||
+          (r.map.nonce.equals(nonce) && r.map.protocol === protocol && r.map.internalPort === req.internalPort)),
+      maxTries,
     )
     if (rsp.opcode !== 'map') throw new Error('unreachable')
-    const sample = { epochSec: rsp.epochSec, atMs: this.#clock.monotonic() }
-    const restarted = !epochValid(this.#lastEpoch, sample)
-    if (restarted) this.#log.info('pcp.epoch-reset', { prev: this.#lastEpoch?.epochSec, epoch: rsp.epochSec })
-    this.#lastEpoch = sample
-    if (rsp.resultCode !== PcpResult.Success) throw new PortmapResultError('pcp', rsp.resultCode, 'MAP')
     return { rsp, restarted }
+  }
+
+  /** RFC 6887 14.1: an ANNOUNCE request, answered with the server's epoch and no state created. */
+  async probe(opts: { maxTries?: number } = {}): Promise<void> {
+    const wire = encodePcpRequest({ opcode: 'announce', clientAddress: this.#internalAddress })
+    await this.#exchange(this.#internalAddress, wire, (r) => r.opcode === 'announce', opts.maxTries)
   }
 
   /** RFC 6887 11.2: MAP with the external port suggested; renewing is the same request with the same nonce. */

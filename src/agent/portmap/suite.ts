@@ -181,8 +181,11 @@ export async function loopbackEnv(protocols: readonly PortmapProtocol[], enabled
   }
 }
 
-/** Requests one mapping (create) costs per protocol: NAT-PMP asks the address then maps; UPnP discovers first. */
-const CREATE_COST: Record<PortmapProtocol, number> = { pcp: 1, natpmp: 2, upnp: 4 }
+/**
+ * Requests one mapping (create) costs per protocol: the probe (PCP ANNOUNCE, NAT-PMP address, SSDP M-SEARCH plus
+ * the description), then the mapping (PCP MAP; NAT-PMP address and MAP; UPnP GetExternalIPAddress, AddPortMapping).
+ */
+const CREATE_COST: Record<PortmapProtocol, number> = { pcp: 2, natpmp: 3, upnp: 4 }
 /** ... one renewal: UPnP asks the address, checks the entry, then adds. */
 const RENEW_COST: Record<PortmapProtocol, number> = { pcp: 1, natpmp: 2, upnp: 3 }
 

@@ -41,6 +41,11 @@ export type GatewayAnnouncement =
 /** One protocol's client, bound to one gateway. Requests are serialized by the caller (PortMapper). */
 export interface MappingClient {
   readonly protocol: PortmapProtocol
+  /**
+   * Asks the gateway something cheap that needs no state (PCP ANNOUNCE, NAT-PMP external address, SSDP
+   * M-SEARCH plus the device description): resolves when it answers in this protocol.
+   */
+  probe(opts?: { maxTries?: number }): Promise<void>
   /** Creates or renews the mapping. Throws PortmapResultError / PortmapTimeoutError / PortmapAbortedError. */
   map(req: MapRequest, opts?: { maxTries?: number }): Promise<MapResult>
   /** Deletes the mapping made by `map` (lifetime 0). */

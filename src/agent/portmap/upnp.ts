@@ -269,6 +269,11 @@ export class UpnpClient implements MappingClient {
     return decodeSoapResponse(rsp.status, rsp.body, action, outputs)
   }
 
+  /** SSDP M-SEARCH (unless the location is known), then the device description. */
+  async probe(opts: { maxTries?: number } = {}): Promise<void> {
+    await this.#discover(opts.maxTries)
+  }
+
   async externalAddress(opts: { maxTries?: number } = {}): Promise<string> {
     await this.#discover(opts.maxTries)
     const r = await this.#soap('GetExternalIPAddress', [], ['NewExternalIPAddress'])
