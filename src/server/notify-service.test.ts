@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import fc from 'fast-check'
+import {
+  DsoType,
+  decodeDso,
+  decodeKeepaliveTlv,
+  decodePushTlv,
+  encodeDso,
+  keepaliveTlv,
+  subscribeTlv,
+  unsubscribeTlv,
+} from '../dns/dso.js'
+import { EdnsOptionCode, findOption } from '../dns/edns.js'
+import { decodeLlq, encodeLlq, LlqOpcode } from '../dns/llq.js'
+import { Opcode } from '../dns/wire/header.js'
+import { decodeMessage, emptyMessage, type Message } from '../dns/wire/message.js'
+import { FakeClock } from '../io/clock.fake.js'
+import { FakeRandom } from '../io/random.fake.js'
+import { NotifyService } from './notify-service.js'
+import type { RRsetChange } from './notify-types.js'
+import type { DnsRequest } from './service.js'
+import type { InboundContext, StreamConnection } from './transport.js'
+import type { ZoneRR } from './zone-index.js'
+
+const ZONE = 'members.example.'
+const aaaa = (name: string, last: number): ZoneRR => {
+  const rdata = Buffer.alloc(16)
+  rdata[0] = 0xfd
+  rdata[15] = last
+  return { name, type: 28, class: 1, ttl: 60, rdata, text: `fd00::${last}` }
+}
+
+function setup() {
+  const clock = new FakeClock()
+  const zone = new Map<string, ZoneRR[]>([[`pub.${ZONE}|28`, [aaaa(`pub.${ZONE}`, 1)]]])
+  let listener: (c: RRsetChange<ZoneRR>[]) => void = () => {}
+  const host = {
+    lookup: (name: string, type: number) => zone.get(`${name.toLowerCase()}|${type}`) ?? [],
+    canWatch: (q: { name: string }, user: string | undefined) =>
+      !q.name.toLowerCase().endsWith(ZONE)
+        ? 'notauth'
+        : q.name.includes('.alice.') && user !== 'alice'
+          ? 'refused'
+          : 'ok',
+    store: {
+      onChange: (fn: (c: RRsetChange<ZoneRR>[]) => void) => {
+        listener = fn
+        return () => {}
+      },
+    },
+  } as const
+  const notify = new NotifyService({ host, clock, random: new FakeRandom(7) }, { llq: { resendMs: 100 } })
+  const change = (c: RRsetChange<ZoneRR>[]): void => {
+    for (const x of c) zone.set(`${x.name}|${x.type}`, [...x.added])
+    listener(c)
+  }
+  return { clock, notify, change, zone }
+}
+
+let nextConn = 1
+function connection() {
+  const sent: Buffer[] = []
+  const replies: (Buffer | undefined)[] = []
+  const closers: (() => void)[] = []
+  let closed = false
+  const conn: StreamConnection = {
+    id: nextConn++,
+    peer: { transport: 'tls', address: '192.0.2.1', port: 4000, local: '127.0.0.1:853' },
+    state: new Map(),
+    send: (b) => {
+      sent.push(b)
+      return !closed
+    },
+    setIdleTimeout: () => {},
+    close: () => {
+      if (closed) return
+      closed = true
+      for (const c of closers) c()
+    },
+    onClose: (fn) => closers.push(fn),
+    get closed() {
+      return closed
+    },
+  }
+  const ctx: InboundContext = {
+    peer: conn.peer,
+    reply: (b?: Buffer) => replies.push(b),
+    send: (b) => sent.push(b),
+    connection: conn,
+  } as InboundContext
+  return { conn, ctx, sent, replies }
+}
+
+test('DNS Push over the glue: keepalive, SUBSCRIBE with the initial PUSH, a change, UNSUBSCRIBE, close', () => {
+  const s = setup()
+  const c = connection()
+  s.notify.handleDso(encodeDso({ id: 1, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] }), c.ctx)
+  const ka = decodeDso(c.replies.shift()!)
+  assert.equal(ka.rcode, 0)
+  assert.equal(ka.tlvs[0]!.type, DsoType.KEEPALIVE)
+  assert.equal(decodeKeepaliveTlv(ka.tlvs[0]!.data).keepaliveMs, 60_000)
+  const q = { name: `PUB.${ZONE}`, type: 28, class: 1 }
+  s.notify.handleDso(encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+  assert.deepEqual(decodeDso(c.replies.shift()!), { id: 2, qr: true, rcode: 0, tlvs: [] })
+  const initial = decodePushTlv(decodeDso(c.sent.shift()!).tlvs[0]!.data)
+  assert.deepEqual(
+    initial.map((r) => [r.ttl, r.rdata[15]]),
+    [[60, 1]],
+  )
+  s.change([{ name: `pub.${ZONE}`, type: 28, added: [aaaa(`pub.${ZONE}`, 2)], removed: [aaaa(`pub.${ZONE}`, 1)] }])
+  const pushed = decodePushTlv(decodeDso(c.sent.shift()!).tlvs[0]!.data)
+  assert.deepEqual(
+    pushed.map((r) => [r.ttl, r.rdata[15]]),
+    [
+      [0xffffffff, 1],
+      [60, 2],
+    ],
+  )
+  s.notify.handleDso(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [unsubscribeTlv(2)] }), c.ctx)
+  assert.deepEqual(c.replies, [undefined], 'a unidirectional message is answered with nothing')
+  assert.equal(s.notify.index.size, 0)
+  s.notify.handleDso(encodeDso({ id: 3, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+  assert.equal(s.notify.index.size, 1)
+  c.conn.close()
+  assert.equal(s.notify.index.size, 0)
+  assert.equal(s.notify.sessions, 0)
+  s.notify.close()
+  assert.equal(s.clock.pending, 0)
+})
+
+test('DNS Push privacy: the connection’s TSIG user decides; other users’ names are REFUSED', () => {
+  const s = setup()
+  const c = connection()
+  const q = { name: `h.alice.${ZONE}`, type: 28, class: 1 }
+  s.notify.handleDso(encodeDso({ id: 5, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+  assert.equal(decodeDso(c.replies.shift()!).rcode, 5)
+  c.conn.state.set('tsig.user', 'bob')
+  s.notify.handleDso(encodeDso({ id: 6, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+  assert.equal(decodeDso(c.replies.shift()!).rcode, 5)
+  c.conn.state.set('tsig.user', 'alice')
+  s.notify.handleDso(encodeDso({ id: 7, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+  assert.equal(decodeDso(c.replies.shift()!).rcode, 0)
+  c.conn.close()
+  s.notify.close()
+})
+
+test('arbitrary DSO bytes never throw, and each message is answered exactly once', () => {
+  const s = setup()
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 80 }), fc.integer({ min: 0, max: 0xffff }), fc.boolean(), (body, id, qr) => {
+      const c = connection()
+      const head = Buffer.alloc(12)
+      head.writeUInt16BE(id, 0)
+      head.writeUInt16BE((qr ? 0x8000 : 0) | (Opcode.DSO << 11), 2)
+      s.notify.handleDso(Buffer.concat([head, Buffer.from(body)]), c.ctx)
+      s.notify.handleDso(Buffer.from(body), c.ctx)
+      assert.equal(c.replies.length, 2)
+      c.conn.close()
+    }),
+    { numRuns: 2000 },
+  )
+  assert.equal(s.notify.index.size, 0)
+  s.notify.close()
+})
+
+function llqRequest(ctx: InboundContext, msg: Message, out: Buffer[] | Message[]): DnsRequest {
+  return {
+    raw: Buffer.alloc(0),
+    msg,
+    ctx,
+    signer: undefined,
+    respond: (res) => (out as Message[]).push(res),
+    drop: () => {},
+    encode: () => Buffer.alloc(0),
+  }
+}
+
+test('LLQ over the glue: two LLQs of one name get the same event with their own IDs; acks stop resends', () => {
+  const s = setup()
+  const sent: Buffer[][] = [[], []]
+  const ctxs = [0, 1].map(
+    (i) =>
+      ({
+        peer: { transport: 'udp', address: '192.0.2.9', port: 5000 + i, local: '127.0.0.1:53' },
+        reply: () => {},
+        send: (b: Buffer) => sent[i]!.push(b),
+      }) as unknown as InboundContext,
+  )
+  const ids: bigint[] = []
+  for (const ctx of ctxs) {
+    let llqId = 0n
+    for (let step = 0; step < 2; step++) {
+      const out: Message[] = []
+      const msg = emptyMessage({
+        id: 100 + step,
+        questions: [{ name: `pub.${ZONE}`, type: 28, class: 1 }],
+        edns: {
+          udpSize: 1232,
+          version: 0,
+          do: false,
+          options: [encodeLlq({ version: 1, opcode: LlqOpcode.SETUP, error: 0, id: llqId, leaseSec: 3600 })],
+        },
+      })
+      assert.ok(s.notify.handler(llqRequest(ctx, msg, out)))
+      const res = out[0]!
+      llqId = decodeLlq(findOption(res.edns, EdnsOptionCode.LLQ)!.data).id
+      if (step === 1) assert.equal(res.answers.length, 1)
+    }
+    ids.push(llqId)
+  }
+  s.change([{ name: `pub.${ZONE}`, type: 28, added: [aaaa(`pub.${ZONE}`, 3)], removed: [aaaa(`pub.${ZONE}`, 1)] }])
+  const events = sent.map((l) => decodeMessage(l[0]!))
+  for (const [i, ev] of events.entries()) {
+    const o = decodeLlq(findOption(ev.edns, EdnsOptionCode.LLQ)!.data)
+    assert.equal(o.opcode, LlqOpcode.EVENT)
+    assert.equal(o.id, ids[i])
+    assert.deepEqual(
+      ev.answers.map((a) => [a.ttl, (a.data as { address: string }).address]),
+      [
+        [0xffffffff, 'fd00::1'],
+        [60, 'fd00::3'],
+      ],
+    )
+  }
+  assert.notEqual(events[0]!.id, events[1]!.id, 'each LLQ gets its own event message ID')
+  // Only the first LLQ acknowledges.
+  const ack = emptyMessage({
+    id: events[0]!.id,
+    qr: true,
+    questions: events[0]!.questions,
+    edns: { ...events[0]!.edns!, options: [findOption(events[0]!.edns, EdnsOptionCode.LLQ)!] },
+  })
+  assert.ok(s.notify.handler(llqRequest(ctxs[0]!, ack, [])))
+  s.clock.advance(1000)
+  assert.equal(sent[0]!.length, 1)
+  assert.equal(sent[1]!.length, 3, 'the silent one got 3 transmissions')
+  assert.equal(s.notify.llq.size, 1)
+  s.notify.close()
+  assert.equal(s.clock.pending, 0)
+})
