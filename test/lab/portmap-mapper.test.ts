@@ -27,7 +27,7 @@ const SELF = fileURLToPath(import.meta.url)
 type DriverLine =
   | { type: 'event'; reason: string; state: PortMapState; atMs: number }
   | { type: 'datagram'; text: string; from: string; atMs: number }
-  | { type: 'started'; state: PortMapState; atMs: number }
+  | { type: 'started' | 'refreshed'; state: PortMapState; atMs: number }
   | { type: 'stopped'; state: PortMapState; atMs: number; announcements: Record<string, number> }
 
 /** Driver mode: runs inside a lab host, the test talks to it over stdin/stdout. */
@@ -49,6 +49,10 @@ async function runDriver(): Promise<void> {
   await mapper.start()
   out({ type: 'started', state: mapper.state })
   for await (const line of createInterface({ input: process.stdin })) {
+    if (line === 'refresh') {
+      await mapper.refresh()
+      out({ type: 'refreshed', state: mapper.state })
+    }
     if (line === 'stop') {
       await mapper.stop()
       await udp.close()
@@ -272,5 +276,39 @@ if (process.env.PORTMAP_LAB_DRIVER) {
         }
       })
     }
-  })
+
+    test('a host moving to another site is mapped there within 2 s of refresh()', async (t) => {
+      const l = lab!
+      const d = new Driver(l, 'h-pcp')
+      drivers.push(d)
+      t.after(() => d.kill())
+      try {
+        const first = await d.waitFor(isEvent('mapped'), 20_000, 'mapped event')
+        assert.ok(first.state.kind === 'mapped' && first.state.protocol === 'pcp')
+        const mark = d.lines.length
+        await l.move('h-pcp', 'natpmp')
+        const moved = Date.now()
+        d.send('refresh')
+        const there = l.publicIpOf('natpmp')
+        const ev = await d.waitFor(
+          (x): x is Extract<DriverLine, { type: 'event' }> =>
+            x.type === 'event' && x.state.kind === 'mapped' && x.state.external.address === there,
+          2000,
+          'mapping at the new site',
+          mark,
+        )
+        t.diagnostic(`move: mapped at ${there}:${PORT} by ${ev.state.kind === 'mapped' && ev.state.protocol} ${ev.atMs - moved} ms after refresh()`)
+        assert.ok(ev.state.kind === 'mapped' && ev.state.protocol === 'natpmp' && ev.state.external.port === PORT)
+        await sendFromServer(l, there, PORT, 'hello-moved')
+        await d.waitFor(isDatagram('hello-moved'), 3000, 'datagram at the new site')
+        d.send('stop')
+        await d.waitFor((x): x is DriverLine => x.type === 'stopped', 10_000, 'stopped')
+        const rules = (await l.execOk('natpmp', ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])).stdout
+        assert.doesNotMatch(rules, new RegExp(`dport ${PORT} `))
+      } catch (e) {
+        t.diagnostic(`driver stderr (tail): ${d.stderr.slice(-6000)}`)
+        throw e
+      }
+    })
+    }
 }
