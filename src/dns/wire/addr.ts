@@ -12,9 +12,22 @@ export function formatIPv4(buf: Buffer, off: number): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
 }
 
+const HEX_CACHE: string[] = []
+
+function hex16(v: number): string {
+  let h = HEX_CACHE[v]
+  if (h === undefined) {
+    h = v.toString(16)
+    HEX_CACHE[v] = h
+  }
+  return h
+}
+
+const FORMAT_SCRATCH = new Uint16Array(GROUPS)
+
 export function formatIPv6(buf: Buffer, off: number): string {
-  const g = new Array<number>(GROUPS)
-  for (let i = 0; i < GROUPS; i++) g[i] = buf.readUInt16BE(off + 2 * i)
+  const g = FORMAT_SCRATCH
+  for (let i = 0; i < GROUPS; i++) g[i] = (buf[off + 2 * i]! << 8) | buf[off + 2 * i + 1]!
   let bestAt = -1
   let bestLen = 1
   for (let i = 0; i < GROUPS; ) {
@@ -33,56 +46,110 @@ export function formatIPv6(buf: Buffer, off: number): string {
   if (bestAt === 0 && (bestLen === 6 || (bestLen === 5 && g[5] === MAPPED))) {
     return `::${bestLen === 5 ? 'ffff:' : ''}${formatIPv4(buf, off + IPV6_LEN - IPV4_LEN)}`
   }
-  if (bestAt < 0) return g.map((x) => x.toString(16)).join(':')
-  const head = g.slice(0, bestAt).map((x) => x.toString(16))
-  const tail = g.slice(bestAt + bestLen).map((x) => x.toString(16))
-  return `${head.join(':')}::${tail.join(':')}`
+  let s = ''
+  for (let i = 0; i < GROUPS; i++) {
+    if (i === bestAt) {
+      s += i === 0 ? '::' : ':'
+      i += bestLen - 1
+      continue
+    }
+    s += hex16(g[i]!)
+    if (i < GROUPS - 1) s += ':'
+  }
+  return s
+}
+
+const DOT = 0x2e
+const COLON = 0x3a
+const DIGIT_0 = 0x30
+const DIGIT_9 = 0x39
+const MAX_OCTET = 255
+const MAX_HEX_DIGITS = 4
+
+function hexValue(c: number): number {
+  if (c >= DIGIT_0 && c <= DIGIT_9) return c - DIGIT_0
+  const l = c | 0x20
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1
+}
+
+/** Dotted quad starting at s[i] and running to the end of s, as an unsigned 32-bit number; -1 if malformed. */
+function ipv4Value(s: string, i: number): number {
+  let value = 0
+  for (let part = 0; part < IPV4_LEN; part++) {
+    const start = i
+    let v = 0
+    while (i < s.length && i - start < 3) {
+      const c = s.charCodeAt(i)
+      if (c < DIGIT_0 || c > DIGIT_9) break
+      v = v * 10 + c - DIGIT_0
+      i++
+    }
+    if (i === start || v > MAX_OCTET) return -1
+    value = value * 256 + v
+    if (part < IPV4_LEN - 1) {
+      if (i >= s.length || s.charCodeAt(i) !== DOT) return -1
+      i++
+    }
+  }
+  return i === s.length ? value : -1
 }
 
 /** Writes the four octets of a dotted-quad at buf[off]; throws WireError naming `field` when malformed. */
 export function parseIPv4Into(s: string, buf: Buffer, off: number, field: string): void {
-  const p = typeof s === 'string' ? s.split('.') : []
-  if (p.length !== IPV4_LEN) throw new WireError(field, off, `bad IPv4 address '${s}'`)
-  for (let i = 0; i < IPV4_LEN; i++) {
-    const t = p[i]!
-    const v = Number(t)
-    if (!/^[0-9]{1,3}$/.test(t) || v > 255) throw new WireError(field, off, `bad IPv4 address '${s}'`)
-    buf[off + i] = v
-  }
+  const v = typeof s === 'string' ? ipv4Value(s, 0) : -1
+  if (v < 0) throw new WireError(field, off, `bad IPv4 address '${s}'`)
+  buf.writeUInt32BE(v, off)
 }
+
+const GROUP_SCRATCH = new Uint16Array(GROUPS)
 
 /** Writes the 16 octets of an IPv6 address (RFC 4291 2.2 text, optional trailing dotted quad). */
 export function parseIPv6Into(s: string, buf: Buffer, off: number, field: string): void {
   const bad = () => new WireError(field, off, `bad IPv6 address '${s}'`)
   if (typeof s !== 'string') throw bad()
-  const words: number[] = []
-  let tail = s
-  const v4 = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s)
-  const v4buf = Buffer.alloc(IPV4_LEN)
-  if (v4) {
-    parseIPv4Into(v4[2]!, v4buf, 0, field)
-    tail = v4[1]!.endsWith('::') ? v4[1]! : v4[1]!.slice(0, -1)
+  const g = GROUP_SCRATCH
+  const n = s.length
+  let count = 0
+  let gap = -1
+  let i = 0
+  if (n >= 2 && s.charCodeAt(0) === COLON) {
+    if (s.charCodeAt(1) !== COLON) throw bad()
+    gap = 0
+    i = 2
   }
-  const halves = tail.split('::')
-  if (halves.length > 2) throw bad()
-  const parse = (h: string): number[] => {
-    if (h === '') return []
-    return h.split(':').map((x) => {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(x)) throw bad()
-      return Number.parseInt(x, 16)
-    })
+  while (i < n) {
+    if (count >= GROUPS) throw bad()
+    const start = i
+    let v = 0
+    while (i < n && i - start <= MAX_HEX_DIGITS) {
+      const h = hexValue(s.charCodeAt(i))
+      if (h < 0) break
+      v = v * 16 + h
+      i++
+    }
+    if (i < n && s.charCodeAt(i) === DOT) {
+      const v4 = ipv4Value(s, start)
+      if (v4 < 0 || count > GROUPS - 2) throw bad()
+      g[count++] = v4 >>> 16
+      g[count++] = v4 & 0xffff
+      i = n
+      break
+    }
+    if (i === start || i - start > MAX_HEX_DIGITS) throw bad()
+    g[count++] = v
+    if (i === n) break
+    if (s.charCodeAt(i) !== COLON) throw bad()
+    i++
+    if (i < n && s.charCodeAt(i) === COLON) {
+      if (gap >= 0) throw bad()
+      gap = count
+      i++
+    } else if (i === n) throw bad()
   }
-  const a = parse(halves[0]!)
-  const b = halves.length === 2 ? parse(halves[1]!) : []
-  if (v4) b.push((v4buf[0]! << 8) | v4buf[1]!, (v4buf[2]! << 8) | v4buf[3]!)
-  if (halves.length === 1) {
-    if (v4) a.push(...b.splice(0))
-    if (a.length !== GROUPS) throw bad()
-    words.push(...a)
-  } else {
-    const fill = GROUPS - a.length - b.length
-    if (fill < 1) throw bad()
-    words.push(...a, ...new Array<number>(fill).fill(0), ...b)
+  if (gap < 0 ? count !== GROUPS : count > GROUPS - 1) throw bad()
+  const fill = GROUPS - count
+  for (let k = 0; k < GROUPS; k++) {
+    const v = gap < 0 || k < gap ? g[k]! : k < gap + fill ? 0 : g[k - fill]!
+    buf.writeUInt16BE(v, off + 2 * k)
   }
-  for (let i = 0; i < GROUPS; i++) buf.writeUInt16BE(words[i]!, off + 2 * i)
 }

@@ -244,6 +244,15 @@ const MAX_U48 = 0xffffffffffff
 export function readRData(r: Reader, type: number, end: number): RData {
   const buf = r.buf
   if (end === r.off) return null
+  const o = r.off
+  if (type === RRType.AAAA && end - o === IPV6_LEN) {
+    r.off = end
+    return { address: formatIPv6(buf, o) }
+  }
+  if (type === RRType.A && end - o === IPV4_LEN) {
+    r.off = end
+    return { address: formatIPv4(buf, o) }
+  }
   const row = ROWS.get(type)
   if (row === undefined) {
     const raw = buf.subarray(r.off, end)
