@@ -1,0 +1,213 @@
+// Helpers for the agent's lab scenarios: the real `autotunnel server` in the lab's server namespace with an
+// account, `autotunnel up` in a host namespace, status over the control socket, `dig -y` from the server.
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Lab, LabProcess } from '../../lab/index.js'
+import { controlRequest, controlSocketPath } from '../../src/agent/control.js'
+
+export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+export const ZONE = 'members.example'
+export const SERVER_ADDR = '198.51.100.10'
+
+export interface LabServer {
+  readonly data: string
+  readonly keyFile: string
+  readonly key: { keyName: string; secret: string; algorithm: string }
+  readonly proc: LabProcess
+  readonly digKey: string
+  stop(): Promise<void>
+}
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (e) {
+      last = e
+    }
+    if (performance.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`,
+      )
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+}
+
+/** Creates the store with user alice, then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS). */
+export async function startServer(lab: Lab, opts: { leaseMin?: number } = {}): Promise<LabServer> {
+  const data = await mkdtemp(join(tmpdir(), 'at-srv-'))
+  const add = await lab.execOk('server', [
+    'node',
+    MAIN,
+    'account',
+    'add',
+    'alice',
+    '--data',
+    data,
+    '--zone',
+    ZONE,
+    '--json',
+  ])
+  const key = JSON.parse(add.stdout) as { keyName: string; secret: string; algorithm: string }
+  const keyFile = join(data, 'alice.key.json')
+  await lab.execOk('server', ['sh', '-c', `cat > ${keyFile}`], { input: add.stdout })
+  const proc = lab.spawn(
+    'server',
+    [
+      'node',
+      MAIN,
+      'server',
+      '--zone',
+      ZONE,
+      '--data',
+      data,
+      '--listen',
+      `${SERVER_ADDR}:53`,
+      '--tls-listen',
+      `${SERVER_ADDR}:853`,
+      '--lease-min',
+      String(opts.leaseMin ?? 2),
+    ],
+    { logName: 'autotunnel-server' },
+  )
+  const stop = async (): Promise<void> => {
+    proc.stop()
+    await rm(data, { recursive: true, force: true })
+  }
+  await waitFor(
+    'the server to answer SOA over UDP and TLS',
+    async () => {
+      const [udp, tls] = await Promise.all(
+        [[], ['+tls', '-p', '853']].map((extra) =>
+          lab.exec('server', ['dig', `@${SERVER_ADDR}`, ...extra, '+short', '+time=1', '+tries=1', ZONE, 'SOA']),
+        ),
+      )
+      return [udp, tls].every((r) => r!.stdout.startsWith(`ns.${ZONE}. `))
+    },
+    20_000,
+    200,
+  ).catch(async (e: Error) => {
+    const log = await readFile(proc.log, 'utf8').catch(() => '')
+    await stop()
+    throw new Error(`${e.message}\n${log}`)
+  })
+  return {
+    data,
+    keyFile,
+    key,
+    proc,
+    digKey: `${key.algorithm}:${key.keyName}:${key.secret}`,
+    stop,
+  }
+}
+
+export interface LabAgent {
+  readonly host: string
+  readonly state: string
+  readonly proc: LabProcess
+  status(): Promise<AgentStatusView>
+  /** Stops the agent (SIGTERM, then SIGKILL) and removes its state directory. */
+  stop(): Promise<void>
+}
+
+export interface AgentStatusView {
+  identity: { ula: string; label: string }
+  reachability: { endpoint: { address: string; port: number }; nat: string } | null
+  portMapping: { protocol: string; external: { address: string; port: number }; lifetimeLeftSec: number } | null
+  published: { state: string; records: { text: string }[]; updates: number; via: string | null }
+  udp: { rxDatagrams: number; lastFrom: string }
+}
+
+export async function startAgent(lab: Lab, srv: LabServer, host: string, extra: string[] = []): Promise<LabAgent> {
+  const state = await mkdtemp(join(tmpdir(), `at-agent-${host}-`))
+  const proc = lab.spawn(
+    host,
+    [
+      'node',
+      MAIN,
+      'up',
+      '--server',
+      `${SERVER_ADDR}:53`,
+      '--domain',
+      `alice.${ZONE}`,
+      '--hostname',
+      host,
+      '--state',
+      state,
+      '--key-file',
+      srv.keyFile,
+      '--ca',
+      join(srv.data, 'tls.crt'),
+      '--no-tun',
+      '--log-level',
+      'debug',
+      ...extra,
+    ],
+    { logName: `agent-${host}` },
+  )
+  const status = async (): Promise<AgentStatusView> =>
+    (await controlRequest(controlSocketPath(state), 'status', {}, 3000)) as AgentStatusView
+  const a = {
+    host,
+    state,
+    proc,
+    status,
+    stop: async () => {
+      proc.stop()
+      await new Promise((r) => setTimeout(r, 200))
+      await rm(state, { recursive: true, force: true })
+    },
+  }
+  await waitFor('the agent control socket', () => status().then(() => true), 15_000, 100).catch(async (e: Error) => {
+    const log = await agentLog(a)
+    await a.stop()
+    throw new Error(`${e.message}\n${log}`)
+  })
+  return a
+}
+
+export async function agentLog(a: LabAgent): Promise<string> {
+  return readFile(a.proc.log, 'utf8').catch(() => '')
+}
+
+/** `dig -y` from the server namespace: answer lines without the TTL, names in lower case, TSIG lines dropped. */
+export async function dig(lab: Lab, srv: LabServer, name: string, type: string): Promise<string[]> {
+  const r = await lab.execOk('server', [
+    'dig',
+    '-y',
+    srv.digKey,
+    `@${SERVER_ADDR}`,
+    '+noall',
+    '+answer',
+    '+time=1',
+    '+tries=1',
+    name,
+    type,
+  ])
+  return r.stdout
+    .split('\n')
+    .filter((l) => l && !l.startsWith(';') && !/\sTSIG\s/.test(l))
+    .map((l) =>
+      l
+        .split(/\s+/)
+        .filter((_, i) => i !== 1)
+        .map((w) => (w.endsWith('.') ? w.toLowerCase() : w))
+        .join(' '),
+    )
+}
+
+/** The DNAT rules miniupnpd installed on a site's gateway for `host`'s port. */
+export async function gatewayMapsTo(lab: Lab, site: string, hostAddr: string, port: number): Promise<boolean> {
+  const r = await lab.exec(site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
+  return r.stdout.includes(`dnat ip to ${hostAddr}:${port}`)
+}

@@ -1,0 +1,240 @@
+// Issue 6's done-when scenarios, in the lab with real miniupnpd gateways and the real `autotunnel server`:
+// a mapping and the seed 002 records behind a gateway offering only PCP, only NAT-PMP, only UPnP; a datagram
+// from the internet reaching the agent's port; recovery after a gateway restart, a public address change and a
+// move to another site; `autotunnel down`; and records expiring by lease after SIGKILL.
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { Lab } from '../../lab/index.js'
+import {
+  agentLog,
+  dig,
+  gatewayMapsTo,
+  type LabAgent,
+  type LabServer,
+  MAIN,
+  SERVER_ADDR,
+  startAgent,
+  startServer,
+  waitFor,
+  ZONE,
+} from './agent-helpers.js'
+import { udpSend } from './helpers.js'
+
+const PORT = 4500
+const D = `alice.${ZONE}.`
+
+const topology = {
+  internet: [{ name: 'server', address: SERVER_ADDR }],
+  sites: [
+    {
+      name: 'home',
+      nat: 'upnp' as const,
+      wan: '203.0.113.11',
+      lan: '192.168.1.0/24',
+      hosts: ['desktop'],
+      upnp: { natpmp: false, upnp: false },
+    },
+    {
+      name: 'cafe',
+      nat: 'upnp' as const,
+      wan: '203.0.113.12',
+      lan: '10.20.0.0/24',
+      hosts: ['laptop'],
+      upnp: { pcp: false, upnp: false },
+    },
+    {
+      name: 'office',
+      nat: 'upnp' as const,
+      wan: '203.0.113.15',
+      lan: '192.168.5.0/24',
+      hosts: ['workstation'],
+      upnp: { pcp: false, natpmp: false },
+    },
+    { name: 'hotel', nat: 'upnp' as const, wan: '203.0.113.13', lan: '10.30.0.0/24', hosts: ['guest'] },
+  ],
+}
+
+const SITE_OF: Record<string, string> = { desktop: 'home', laptop: 'cafe', workstation: 'office' }
+const PROTO_OF: Record<string, string> = { desktop: 'pcp', laptop: 'natpmp', workstation: 'upnp' }
+
+async function published(a: LabAgent, external: string): Promise<Awaited<ReturnType<LabAgent['status']>> | undefined> {
+  const s = await a.status()
+  const ok =
+    s.portMapping?.external.address === external &&
+    s.published.state === 'published' &&
+    s.published.records.some((r) => r.text.includes(` A ${external}`))
+  return ok ? s : undefined
+}
+
+async function recordsOf(lab: Lab, srv: LabServer, host: string, label: string) {
+  const target = `${label}.${D}`.toLowerCase()
+  const [aaaa, a, txt, srv6] = await Promise.all([
+    dig(lab, srv, target, 'AAAA'),
+    dig(lab, srv, target, 'A'),
+    dig(lab, srv, target, 'TXT'),
+    dig(lab, srv, `_autotunnel._udp.${host}.${D}`, 'SRV'),
+  ])
+  return { target, aaaa, a, txt, srv: srv6 }
+}
+
+describe('agent in the lab: mapping and publishing through real gateways', { timeout: 240_000 }, () => {
+  let lab: Lab
+  let srv: LabServer
+  const agents = new Map<string, LabAgent>()
+  const started: LabAgent[] = []
+  const start = async (host: string, extra: string[] = []): Promise<LabAgent> => {
+    const a = await startAgent(lab, srv, host, extra)
+    started.push(a)
+    return a
+  }
+
+  before(async () => {
+    lab = await Lab.up({ topology })
+    srv = await startServer(lab)
+    for (const host of ['desktop', 'laptop', 'workstation']) agents.set(host, await start(host))
+  })
+  after(async () => {
+    await Promise.all(started.map((a) => a.stop()))
+    await srv?.stop()
+    await lab?.down()
+  })
+
+  for (const host of ['desktop', 'laptop', 'workstation']) {
+    it(`only ${PROTO_OF[host]} on: mapping, AAAA/SRV/A/TXT with the external address and port, a datagram arrives`, async () => {
+      const a = agents.get(host)!
+      const site = SITE_OF[host]!
+      const pub = lab.publicIpOf(site)
+      const s = await waitFor(`${host} to map and publish`, () => published(a, pub), 30_000, 100).catch(
+        async (e: Error) => {
+          throw new Error(`${e.message}\n${JSON.stringify(await a.status().catch(() => null))}\n${await agentLog(a)}`)
+        },
+      )
+      assert.equal(s.portMapping?.protocol, PROTO_OF[host])
+      const port = s.portMapping!.external.port
+      assert.equal(port, PORT, 'the gateway grants the external port equal to the internal one when it is free')
+      const r = await recordsOf(lab, srv, host, s.identity.label)
+      assert.deepEqual(r.aaaa, [`${r.target} IN AAAA ${s.identity.ula}`])
+      assert.deepEqual(r.a, [`${r.target} IN A ${pub}`])
+      assert.deepEqual(r.srv, [`_autotunnel._udp.${host}.${D} IN SRV 0 0 ${port} ${r.target}`])
+      assert.match(r.txt[0] ?? '', new RegExp(`"host=${host}" "nat=${PROTO_OF[host]}"`))
+      assert.match(s.identity.ula, /^fd/)
+      assert.match(s.identity.label, /^AutoTunnel-([0-9A-F]{2}-){7}[0-9A-F]{2}$/)
+
+      const before = s.udp.rxDatagrams
+      await udpSend(lab, 'server', pub, port, `hello ${host}`)
+      const got = await waitFor(
+        'the datagram at the agent',
+        async () => {
+          const t = await a.status()
+          return t.udp.rxDatagrams > before ? t : undefined
+        },
+        3000,
+      )
+      assert.match(got.udp.lastFrom, new RegExp(`^${SERVER_ADDR.replaceAll('.', '\\.')}:`))
+    })
+  }
+
+  it('restart the gateway: the mapping exists again within 5 s', async (t) => {
+    const a = agents.get('desktop')!
+    const addr = lab.addressOf('desktop')
+    await waitFor('the PCP mapping on the gateway', () => gatewayMapsTo(lab, 'home', addr, PORT), 10_000)
+    const t0 = performance.now()
+    await lab.restartGateway('home')
+    const tRestarted = performance.now()
+    assert.equal(await gatewayMapsTo(lab, 'home', addr, PORT), false, 'the restart removed the mapping')
+    await waitFor('the mapping to come back', () => gatewayMapsTo(lab, 'home', addr, PORT), 5000, 20)
+    const ms = performance.now() - tRestarted
+    t.diagnostic(
+      `gateway restart: mapping back ${Math.round(ms)} ms after miniupnpd restarted (restart itself took ${Math.round(tRestarted - t0)} ms)`,
+    )
+    assert.ok(ms < 5000)
+    await waitFor('desktop to stay published', () => published(a, lab.publicIpOf('home')), 5000)
+  })
+
+  it('change the gateway public address: the A record shows it within 2 s', async (t) => {
+    const a = agents.get('laptop')!
+    const s0 = await a.status()
+    const target = `${s0.identity.label}.${D}`.toLowerCase()
+    const t0 = performance.now()
+    await lab.setPublicIp('cafe', '203.0.113.112')
+    const tChanged = performance.now()
+    await waitFor(
+      'the new A record',
+      async () => (await dig(lab, srv, target, 'A')).join() === `${target} IN A 203.0.113.112`,
+      2000,
+      20,
+    )
+    const ms = performance.now() - tChanged
+    t.diagnostic(
+      `public address change: A record updated ${Math.round(ms)} ms after the change (lab operation ${Math.round(tChanged - t0)} ms)`,
+    )
+    const srvRec = await dig(lab, srv, `_autotunnel._udp.laptop.${D}`, 'SRV')
+    assert.equal(srvRec.length, 1)
+    assert.equal((await a.status()).identity.ula, s0.identity.ula)
+  })
+
+  it('move the host to another site: new external address and port within 2 s, ULA unchanged', async (t) => {
+    const a = agents.get('desktop')!
+    const s0 = await a.status()
+    const t0 = performance.now()
+    await lab.move('desktop', 'hotel')
+    const tMoved = performance.now()
+    const hotel = lab.publicIpOf('hotel')
+    const target = `${s0.identity.label}.${D}`.toLowerCase()
+    await waitFor(
+      'records at the new site',
+      async () => (await dig(lab, srv, target, 'A')).join() === `${target} IN A ${hotel}`,
+      2000,
+      20,
+    )
+    const ms = performance.now() - tMoved
+    t.diagnostic(
+      `move: A record at the new site ${Math.round(ms)} ms after the move (lab operation ${Math.round(tMoved - t0)} ms)`,
+    )
+    const s1 = await waitFor('status at the new site', () => published(a, hotel), 2000)
+    const r = await recordsOf(lab, srv, 'desktop', s0.identity.label)
+    assert.deepEqual(r.srv, [`_autotunnel._udp.desktop.${D} IN SRV 0 0 ${s1.portMapping!.external.port} ${target}`])
+    assert.deepEqual(r.aaaa, [`${target} IN AAAA ${s0.identity.ula}`])
+    assert.equal(s1.identity.ula, s0.identity.ula)
+    const got = s1.udp.rxDatagrams
+    await udpSend(lab, 'server', hotel, s1.portMapping!.external.port, 'hello after the move')
+    await waitFor('a datagram at the new site', async () => (await a.status()).udp.rxDatagrams > got, 3000)
+  })
+
+  it('autotunnel down: the mapping and the records are gone', async () => {
+    const a = agents.get('workstation')!
+    const s = await a.status()
+    const addr = lab.addressOf('workstation')
+    assert.ok(await gatewayMapsTo(lab, 'office', addr, PORT))
+    const r = await lab.execOk('workstation', ['node', MAIN, 'down', '--state', a.state])
+    assert.match(r.stdout, /records deleted, port mapping deleted/)
+    const recs = await recordsOf(lab, srv, 'workstation', s.identity.label)
+    assert.deepEqual([recs.aaaa, recs.a, recs.txt, recs.srv], [[], [], [], []])
+    assert.deepEqual(await dig(lab, srv, `workstation.${D}`, 'AAAA'), [])
+    assert.equal(await gatewayMapsTo(lab, 'office', addr, PORT), false)
+    const st = await lab.exec('workstation', ['node', MAIN, 'status', '--state', a.state])
+    assert.equal(st.code, 3, 'status reports the agent is not running')
+    agents.delete('workstation')
+  })
+
+  it('SIGKILL the agent: its records disappear when their (shortened) lease ends', async (t) => {
+    const a = agents.get('laptop')!
+    a.proc.stop()
+    agents.delete('laptop')
+    const b = await start('laptop', ['--lease', '4'])
+    const s = await waitFor('the short-lease agent to publish', () => published(b, lab.publicIpOf('cafe')), 30_000, 100)
+    const target = `${s.identity.label}.${D}`.toLowerCase()
+    assert.deepEqual(await dig(lab, srv, target, 'AAAA'), [`${target} IN AAAA ${s.identity.ula}`])
+    const pid = (await lab.execOk('laptop', ['sh', '-c', `pgrep -f -- '--state ${b.state}' | head -1`])).stdout.trim()
+    assert.match(pid, /^\d+$/)
+    const t0 = performance.now()
+    await lab.execOk('laptop', ['kill', '-KILL', pid])
+    assert.deepEqual(await dig(lab, srv, target, 'AAAA'), [`${target} IN AAAA ${s.identity.ula}`], 'still there')
+    await waitFor('the records to expire', async () => (await dig(lab, srv, target, 'AAAA')).length === 0, 8000, 100)
+    const ms = performance.now() - t0
+    t.diagnostic(`SIGKILL: records gone ${Math.round(ms)} ms after the kill (lease 4 s, refreshed at 3 s)`)
+    assert.deepEqual(await dig(lab, srv, `_autotunnel._udp.laptop.${D}`, 'SRV'), [])
+    assert.deepEqual(await dig(lab, srv, target, 'A'), [])
+    b.proc.stop()
+  })
+})
