@@ -84,7 +84,8 @@ class Driver {
     this.#child.stderr!.on('data', (b: Buffer) => {
       this.stderr += b.toString()
     })
-    if (process.env.PORTMAP_DRIVER_LOG) this.#child.stderr!.pipe(createWriteStream(`${process.env.PORTMAP_DRIVER_LOG}-${host}.log`))
+    if (process.env.PORTMAP_DRIVER_LOG)
+      this.#child.stderr!.pipe(createWriteStream(`${process.env.PORTMAP_DRIVER_LOG}-${host}.log`))
   }
 
   /** The first line from index `since` on that satisfies `pred`. */
@@ -297,18 +298,21 @@ if (process.env.PORTMAP_LAB_DRIVER) {
           'mapping at the new site',
           mark,
         )
-        t.diagnostic(`move: mapped at ${there}:${PORT} by ${ev.state.kind === 'mapped' && ev.state.protocol} ${ev.atMs - moved} ms after refresh()`)
+        t.diagnostic(
+          `move: mapped at ${there}:${PORT} by ${ev.state.kind === 'mapped' && ev.state.protocol} ${ev.atMs - moved} ms after refresh()`,
+        )
         assert.ok(ev.state.kind === 'mapped' && ev.state.protocol === 'natpmp' && ev.state.external.port === PORT)
         await sendFromServer(l, there, PORT, 'hello-moved')
         await d.waitFor(isDatagram('hello-moved'), 3000, 'datagram at the new site')
         d.send('stop')
         await d.waitFor((x): x is DriverLine => x.type === 'stopped', 10_000, 'stopped')
-        const rules = (await l.execOk('natpmp', ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])).stdout
+        const rules = (await l.execOk('natpmp', ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd']))
+          .stdout
         assert.doesNotMatch(rules, new RegExp(`dport ${PORT} `))
       } catch (e) {
         t.diagnostic(`driver stderr (tail): ${d.stderr.slice(-6000)}`)
         throw e
       }
     })
-    }
+  })
 }
