@@ -80,6 +80,8 @@ export interface MiniupnpdSpec {
   natpmp: boolean
   upnp: boolean
   minLifetimeSec: number
+  /** Behind the carrier NAT STUN fails: wait for miniupnpd to disable forwarding instead of enabling it. */
+  behindNat?: boolean
 }
 
 export function miniupnpdFiles(dir: string, site: string): { conf: string; leases: string; pid: string; log: string } {
@@ -115,13 +117,12 @@ deny 0-65535 0.0.0.0/0 0-65535
 `
 }
 
-/** Starts miniupnpd in the gateway namespace and waits until STUN succeeded and port forwarding is enabled. */
-export async function startMiniupnpd(
-  dir: string,
-  ns: string,
-  m: MiniupnpdSpec,
-  timeoutMs = 10_000,
-): Promise<ProcState> {
+/**
+ * Starts miniupnpd in the gateway namespace and waits for its STUN verdict: port forwarding enabled (or, behind a
+ * carrier NAT, disabled).
+ */
+export async function startMiniupnpd(dir: string, ns: string, m: MiniupnpdSpec): Promise<ProcState> {
+  const timeoutMs = m.behindNat ? 25_000 : 10_000
   const f = miniupnpdFiles(dir, m.site)
   writeFileSync(f.conf, miniupnpdConfig(dir, m))
   const start = existsSync(f.log) ? readFileSync(f.log).length : 0
@@ -129,8 +130,10 @@ export async function startMiniupnpd(
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     const text = readFileSync(f.log).subarray(start).toString()
-    if (text.includes('Port forwarding is now enabled')) return proc
-    if (text.includes('Port forwarding is now disabled') || text.includes('EXITING')) {
+    const enabled = text.includes('Port forwarding is now enabled')
+    const disabled = text.includes('Port forwarding is now disabled')
+    if (m.behindNat ? disabled : enabled) return proc
+    if (disabled || enabled || text.includes('EXITING')) {
       throw new LabDaemonError(`miniupnpd ${m.site} failed; see ${f.log}`)
     }
     if (!pidAlive(proc.pid)) throw new LabDaemonError(`miniupnpd ${m.site} exited; see ${f.log}`)

@@ -146,7 +146,7 @@ export class Lab {
   }
 
   #hasMiniupnpd(site: Site): boolean {
-    return site.nat === 'upnp' && (site.upnp.natpmp || site.upnp.pcp || site.upnp.upnp)
+    return site.miniupnpd
   }
 
   async #startMiniupnpd(site: Site): Promise<void> {
@@ -160,6 +160,7 @@ export class Lab {
       natpmp: site.upnp.natpmp || site.upnp.pcp,
       upnp: site.upnp.upnp,
       minLifetimeSec: site.upnp.minLifetimeSec,
+      behindNat: site.nat === 'double',
     })
     s.procs = s.procs.filter((x) => x.name !== p.name).concat(p)
     saveState(s)
@@ -449,7 +450,7 @@ export class Lab {
         lan: x.lan,
         gateway: gatewayAddress(x.lan),
         netns: this.netnsOf(x.name),
-        ...(x.nat === 'upnp' ? { upnp: { natpmp: x.upnp.natpmp, pcp: x.upnp.pcp, upnp: x.upnp.upnp } } : {}),
+        ...(x.miniupnpd ? { upnp: { natpmp: x.upnp.natpmp, pcp: x.upnp.pcp, upnp: x.upnp.upnp } } : {}),
       })),
       hosts: Object.entries(s.hosts).map(([name, h]) => ({
         name,

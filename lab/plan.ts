@@ -177,7 +177,7 @@ export function nsScripts(s: RunState): Map<string, string> {
       gwBatch.push(`link set ${port} master ${dev.bridge(t)}`, `link set ${port} up`)
       out.set(h.name, script([], ['link set lo up', ...hostBatch(t, hs.address, lan.prefixLen, gwAddr, false)]))
     }
-    const kind = site.nat === 'double' ? 'eim' : site.nat
+    const kind = site.nat === 'double' ? (site.miniupnpd ? 'upnp' : 'eim') : site.nat
     const nft =
       kind === 'none'
         ? undefined

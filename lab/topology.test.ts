@@ -27,6 +27,15 @@ describe('lab topology', () => {
     ])
     assert.deepEqual(t.internet, [{ name: 'server', address: '198.51.100.10' }])
     assert.deepEqual(t.sites[0]!.upnp, { natpmp: true, pcp: true, upnp: true, minLifetimeSec: 120 })
+    assert.deepEqual(
+      t.sites.filter((s) => s.miniupnpd).map((s) => s.name),
+      ['home', 'cafe'],
+    )
+    const office = standardTopology()
+    office.sites[4]!.upnp = {}
+    assert.equal(resolveTopology(office).sites[4]!.miniupnpd, true)
+    office.sites[0]!.upnp = { natpmp: false, pcp: false, upnp: false }
+    assert.equal(resolveTopology(office).sites[0]!.miniupnpd, false)
   })
 
   it('keeps only the requested sites', () => {

@@ -7,7 +7,11 @@
 
 export type NatKind = 'upnp' | 'eim' | 'symmetric' | 'double' | 'none'
 
-/** miniupnpd switches for a `upnp` site (all default to true). PCP and NAT-PMP share miniupnpd's port 5351. */
+/**
+ * miniupnpd switches for a `upnp` site (all default to true). PCP and NAT-PMP share miniupnpd's port 5351.
+ * On a `double` site, giving `upnp` runs miniupnpd on the home router behind the carrier NAT: it learns by STUN
+ * that the carrier NAT filters, and disables port forwarding (its start takes about 10 s of STUN retries).
+ */
 export interface UpnpSpec {
   natpmp?: boolean
   pcp?: boolean
@@ -49,7 +53,13 @@ export interface Topology {
 export interface ResolvedTopology {
   core: { router: string; stun: [string, string] }
   internet: InternetHostSpec[]
-  sites: (Omit<SiteSpec, 'hosts'> & { hosts: HostSpec[]; upnp: Required<UpnpSpec>; carrier: string })[]
+  sites: (Omit<SiteSpec, 'hosts'> & {
+    hosts: HostSpec[]
+    upnp: Required<UpnpSpec>
+    carrier: string
+    /** Whether the site's (home) router runs miniupnpd. */
+    miniupnpd: boolean
+  })[]
 }
 
 export class TopologyError extends Error {
@@ -206,7 +216,9 @@ export function resolveTopology(t: Topology, sites?: string[]): ResolvedTopology
       upnp: s.upnp?.upnp ?? true,
       minLifetimeSec: s.upnp?.minLifetimeSec ?? 120,
     }
-    if (!sites || sites.includes(s.name)) out.push({ ...s, hosts, upnp, carrier })
+    const anyProto = upnp.natpmp || upnp.pcp || upnp.upnp
+    const miniupnpd = anyProto && (s.nat === 'upnp' || (s.nat === 'double' && s.upnp !== undefined))
+    if (!sites || sites.includes(s.name)) out.push({ ...s, hosts, upnp, carrier, miniupnpd })
   }
   return { core: { router, stun: [stun[0], stun[1]] }, internet: t.internet.map((h) => ({ ...h })), sites: out }
 }

@@ -167,3 +167,51 @@ describe('lab: miniupnpd protocols can be switched off', () => {
     })
   })
 })
+
+describe('lab: miniupnpd behind the carrier NAT of a double-NAT site', () => {
+  it('learns by STUN that the carrier NAT filters and refuses every mapping', async () => {
+    const topology = {
+      internet: [{ name: 'server', address: '198.51.100.10' }],
+      sites: [
+        {
+          name: 'office',
+          nat: 'double' as const,
+          wan: '203.0.113.15',
+          lan: '192.168.5.0/24',
+          hosts: ['workstation'],
+          upnp: {},
+        },
+      ],
+    }
+    await withLab(null, { topology }, async (lab) => {
+      const log = await lab.execOk('server', ['cat', `${lab.dir}/miniupnpd-office.log`])
+      assert.match(log.stdout, /behind restrictive or symmetric NAT with public IP address 203\.0\.113\.15/)
+      const m = await lab.exec('workstation', [
+        'natpmpc',
+        '-g',
+        lab.gatewayOf('office'),
+        '-a',
+        '40000',
+        '50000',
+        'udp',
+        '60',
+      ])
+      assert.doesNotMatch(m.stdout, /Mapped public port/)
+      const u = await lab.exec('workstation', [
+        'upnpc',
+        '-i',
+        '-u',
+        'http://192.168.5.1:2189/rootDesc.xml',
+        '-a',
+        lab.addressOf('workstation'),
+        '50000',
+        '40000',
+        'UDP',
+        '60',
+      ])
+      assert.doesNotMatch(u.stdout, /is redirected to internal/)
+      const ping = await lab.exec('workstation', ['ping', '-c1', '-W2', '198.51.100.10'])
+      assert.equal(ping.code, 0)
+    })
+  })
+})
