@@ -1,0 +1,82 @@
+// Arbitrary bytes into every decoder of src/dns outside wire/: each either returns or throws WireError, and
+// TSIG verification never throws at all (STYLE 5).
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import fc from 'fast-check'
+import { decodeDso, decodeKeepaliveTlv, decodePushTlv, decodeReconfirmTlv, decodeSubscribeTlv } from './dso.js'
+import { decodeKeepalive } from './edns.js'
+import { decodeUpdateLease } from './lease.js'
+import { decodeLlq } from './llq.js'
+import { TcpDeframer } from './tcp-framing.js'
+import { signMessage, verifyMessage } from './tsig.js'
+import { WireError } from './wire/errors.js'
+import { emptyMessage } from './wire/message.js'
+
+const bytes = fc.uint8Array({ maxLength: 80 }).map((a) => Buffer.from(a))
+const decoders: [string, (b: Buffer) => unknown][] = [
+  ['decodeDso', decodeDso],
+  ['decodeKeepaliveTlv', decodeKeepaliveTlv],
+  ['decodePushTlv', decodePushTlv],
+  ['decodeReconfirmTlv', decodeReconfirmTlv],
+  ['decodeSubscribeTlv', decodeSubscribeTlv],
+  ['decodeKeepalive', decodeKeepalive],
+  ['decodeUpdateLease', decodeUpdateLease],
+  ['decodeLlq', decodeLlq],
+]
+
+test('option and DSO decoders return or throw WireError on arbitrary bytes', () => {
+  for (const [label, decode] of decoders) {
+    fc.assert(
+      fc.property(bytes, (b) => {
+        try {
+          decode(b)
+        } catch (e) {
+          assert.ok(e instanceof WireError, `${label}: ${String(e)}`)
+        }
+      }),
+      { numRuns: 1000 },
+    )
+  }
+})
+
+test('verifyMessage never throws, on garbage or on mutated signed messages', () => {
+  const key = { name: 'k.', algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 1) }
+  const signed = signMessage(emptyMessage({ id: 1, questions: [{ name: 'a.example.', type: 1, class: 1 }] }), key).wire
+  const mutated = fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })).map(([at, v]) => {
+    const b = Buffer.from(signed)
+    b[at % b.length] = v
+    return b
+  })
+  fc.assert(
+    fc.property(fc.oneof(bytes, mutated), (b) => {
+      const r = verifyMessage(b, () => key, { now: 0 })
+      assert.equal(typeof r.ok, 'boolean')
+    }),
+    { numRuns: 3000 },
+  )
+})
+
+test('TcpDeframer yields exactly the framed messages for any chunking', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }),
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1 }),
+      (msgs, cuts) => {
+        const stream = Buffer.concat(msgs.map((m) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m])))
+        const d = new TcpDeframer()
+        const got: Buffer[] = []
+        let at = 0
+        for (let i = 0; at < stream.length; i++) {
+          const n = cuts[i % cuts.length]!
+          got.push(...d.push(stream.subarray(at, at + n)))
+          at += n
+        }
+        assert.deepEqual(
+          got.map((g) => Buffer.from(g)),
+          msgs.map((m) => Buffer.from(m)),
+        )
+      },
+    ),
+    { numRuns: 500 },
+  )
+})
