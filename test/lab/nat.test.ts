@@ -15,6 +15,24 @@ describe('lab: NAT kinds', () => {
     await lab?.down()
   })
 
+  it("is isolated: only lo and the run's own interfaces in every namespace, no default route in the core", async () => {
+    const tag = lab.state.tag
+    for (const node of Object.keys(lab.state.nodes)) {
+      const r = await lab.execOk(node, ['ip', '-o', 'link', 'show'])
+      const names = [...r.stdout.matchAll(/^\d+: ([^:@]+)[:@]/gm)].map((m) => m[1]!)
+      assert.ok(names.includes('lo'), node)
+      assert.deepEqual(
+        names.filter((n) => n !== 'lo' && !n.startsWith(`${tag}-`)),
+        [],
+        node,
+      )
+    }
+    const core = await lab.execOk('core', ['ip', 'route', 'show', 'default'])
+    assert.equal(core.stdout.trim(), '')
+    const out = await lab.exec('core', ['ping', '-c1', '-W1', '9.9.9.9'])
+    assert.notEqual(out.code, 0)
+  })
+
   it('every host reaches the server and appears there with its site public address', async () => {
     for (const [host, site] of [
       ['laptop', 'cafe'],
