@@ -80,14 +80,26 @@ export interface EncodeOptions {
 }
 
 export const MAX_MESSAGE_SIZE = 0xffff
-/** Fixed part of an RR after its owner name: TYPE, CLASS, TTL, RDLENGTH. */
+/** Fixed part of an RR after its owner name: TYPE, CLASS, TTL, RDLENGTH (RFC 1035 4.1.3). */
 const RR_FIXED = 10
+const RR_OFF_TYPE = 0
+const RR_OFF_CLASS = 2
+const RR_OFF_TTL = 4
+const RR_OFF_RDLENGTH = 8
+/** QTYPE and QCLASS after the question name (RFC 1035 4.1.2). */
+const QUESTION_FIXED = 4
+const U16_LEN = 2
+const EDNS_VERSION_MASK = 0xff
+/** TSIG RDATA fixed fields: time signed (6), fudge, MAC size, original ID, error, other len (2 each). */
+const TSIG_FIXED = 16
 const EDNS_VERSION_SHIFT = 16
 const EDNS_EXT_RCODE_SHIFT = 24
 const EDNS_DO = 0x8000
 const EXT_RCODE_SHIFT = 4
 const MAX_EXT_RCODE = 0xfff
 const OPT_OPTION_HEADER = 4
+/** Index of the additional section in the encoder's [answer, authority, additional] list. */
+const SECTION_ADDITIONAL = 2
 
 /** A message with every field at its zero value; the caller fills in what it needs. */
 export function emptyMessage(fields: Partial<Message> = {}): Message {
@@ -113,9 +125,9 @@ export function emptyMessage(fields: Partial<Message> = {}): Message {
 function readQuestion(r: Reader): Question {
   const name = readName(r, r.end)
   const o = r.off
-  if (o + 4 > r.end) throw new WireError('question', o, 'truncated question')
-  r.off = o + 4
-  return { name, type: r.buf.readUInt16BE(o), class: r.buf.readUInt16BE(o + 2) }
+  if (o + QUESTION_FIXED > r.end) throw new WireError('question', o, 'truncated question')
+  r.off = o + QUESTION_FIXED
+  return { name, type: r.buf.readUInt16BE(o), class: r.buf.readUInt16BE(o + U16_LEN) }
 }
 
 function readRR(r: Reader): RR {
@@ -123,12 +135,12 @@ function readRR(r: Reader): RR {
   const o = r.off
   if (o + RR_FIXED > r.end) throw new WireError('rr', o, 'truncated RR header')
   const buf = r.buf
-  const type = buf.readUInt16BE(o)
-  const cls = buf.readUInt16BE(o + 2)
-  const ttl = buf.readUInt32BE(o + 4)
-  const rdlen = buf.readUInt16BE(o + 8)
+  const type = buf.readUInt16BE(o + RR_OFF_TYPE)
+  const cls = buf.readUInt16BE(o + RR_OFF_CLASS)
+  const ttl = buf.readUInt32BE(o + RR_OFF_TTL)
+  const rdlen = buf.readUInt16BE(o + RR_OFF_RDLENGTH)
   const end = o + RR_FIXED + rdlen
-  if (end > r.end) throw new WireError('rdata', o + 8, 'RDATA runs past the message')
+  if (end > r.end) throw new WireError('rdata', o + RR_OFF_RDLENGTH, 'RDATA runs past the message')
   r.off = o + RR_FIXED
   if (type === RRType.OPT) {
     const raw = buf.subarray(r.off, end)
@@ -144,7 +156,7 @@ function readOptions(buf: Buffer, off: number, end: number): EdnsOption[] {
   while (off < end) {
     if (off + OPT_OPTION_HEADER > end) throw new WireError('OPT.option', off, 'truncated option header')
     const code = buf.readUInt16BE(off)
-    const len = buf.readUInt16BE(off + 2)
+    const len = buf.readUInt16BE(off + U16_LEN)
     const s = off + OPT_OPTION_HEADER
     if (s + len > end) throw new WireError('OPT.option', off, 'option runs past RDATA')
     options.push({ code, data: buf.subarray(s, s + len) })
@@ -187,7 +199,7 @@ export function decodeMessage(buf: Buffer, off = 0): Message {
       const rawOff = raw.byteOffset - buf.byteOffset
       msg.edns = {
         udpSize: rr.class,
-        version: (rr.ttl >>> EDNS_VERSION_SHIFT) & 0xff,
+        version: (rr.ttl >>> EDNS_VERSION_SHIFT) & EDNS_VERSION_MASK,
         do: (rr.ttl & EDNS_DO) !== 0,
         options: readOptions(buf, rawOff, rawOff + raw.length),
       }
@@ -282,14 +294,14 @@ export function encodeMessageInto(msg: Message, out: Buffer, off = 0, opts: Enco
         w.off = mark
         w.forgetFrom(mark)
         dropped = true
-        droppedRequired = s < 2
+        droppedRequired = s < SECTION_ADDITIONAL
         break
       }
       counts[s]!++
     }
   }
   w.limit = limit
-  let arcount = counts[2]!
+  let arcount = counts[SECTION_ADDITIONAL]!
   if (msg.edns !== undefined) {
     writeOpt(w, msg)
     arcount++
@@ -321,7 +333,15 @@ function metaSize(msg: Message): number {
   }
   if (msg.tsig !== undefined) {
     const t = msg.tsig.data
-    n += msg.tsig.name.length + 2 + RR_FIXED + t.algorithm.length + 2 + 16 + t.mac.length + t.otherData.length
+    n +=
+      msg.tsig.name.length +
+      U16_LEN +
+      RR_FIXED +
+      t.algorithm.length +
+      U16_LEN +
+      TSIG_FIXED +
+      t.mac.length +
+      t.otherData.length
   }
   return n
 }
@@ -332,7 +352,10 @@ function writeOpt(w: Writer, msg: Message): void {
   w.u16(RRType.OPT)
   w.u16(e.udpSize)
   const ext = msg.rcode >>> EXT_RCODE_SHIFT
-  w.u32(((ext << EDNS_EXT_RCODE_SHIFT) | ((e.version & 0xff) << EDNS_VERSION_SHIFT) | (e.do ? EDNS_DO : 0)) >>> 0)
+  w.u32(
+    ((ext << EDNS_EXT_RCODE_SHIFT) | ((e.version & EDNS_VERSION_MASK) << EDNS_VERSION_SHIFT) | (e.do ? EDNS_DO : 0)) >>>
+      0,
+  )
   const lenAt = w.off
   w.u16(0)
   for (const o of e.options) {
@@ -340,5 +363,5 @@ function writeOpt(w: Writer, msg: Message): void {
     w.u16(o.data.length)
     w.bytes(o.data)
   }
-  w.buf.writeUInt16BE(w.off - lenAt - 2, lenAt)
+  w.buf.writeUInt16BE(w.off - lenAt - U16_LEN, lenAt)
 }

@@ -235,6 +235,10 @@ export function className(cls: number): string {
   return `CLASS${cls}`
 }
 
+const U8_LEN = 1
+const U16_LEN = 2
+const U32_LEN = 4
+const U48_LEN = 6
 const MAX_U8 = 0xff
 const MAX_U16 = 0xffff
 const MAX_U32 = 0xffffffff
@@ -264,24 +268,24 @@ export function readRData(r: Reader, type: number, end: number): RData {
     const o = r.off
     switch (f.kind) {
       case U8:
-        if (o + 1 > end) throw new WireError(f.label, o, 'RDATA too short')
+        if (o + U8_LEN > end) throw new WireError(f.label, o, 'RDATA too short')
         d[f.key] = buf[o]
-        r.off = o + 1
+        r.off = o + U8_LEN
         break
       case U16:
-        if (o + 2 > end) throw new WireError(f.label, o, 'RDATA too short')
+        if (o + U16_LEN > end) throw new WireError(f.label, o, 'RDATA too short')
         d[f.key] = buf.readUInt16BE(o)
-        r.off = o + 2
+        r.off = o + U16_LEN
         break
       case U32:
-        if (o + 4 > end) throw new WireError(f.label, o, 'RDATA too short')
+        if (o + U32_LEN > end) throw new WireError(f.label, o, 'RDATA too short')
         d[f.key] = buf.readUInt32BE(o)
-        r.off = o + 4
+        r.off = o + U32_LEN
         break
       case U48:
-        if (o + 6 > end) throw new WireError(f.label, o, 'RDATA too short')
-        d[f.key] = buf.readUIntBE(o, 6)
-        r.off = o + 6
+        if (o + U48_LEN > end) throw new WireError(f.label, o, 'RDATA too short')
+        d[f.key] = buf.readUIntBE(o, U48_LEN)
+        r.off = o + U48_LEN
         break
       case NAME_C:
       case NAME:
@@ -315,11 +319,11 @@ export function readRData(r: Reader, type: number, end: number): RData {
         r.off = end
         break
       case BYTES16: {
-        if (o + 2 > end) throw new WireError(f.label, o, 'RDATA too short')
+        if (o + U16_LEN > end) throw new WireError(f.label, o, 'RDATA too short')
         const n = buf.readUInt16BE(o)
-        if (o + 2 + n > end) throw new WireError(f.label, o, 'field runs past RDATA')
-        d[f.key] = buf.subarray(o + 2, o + 2 + n)
-        r.off = o + 2 + n
+        if (o + U16_LEN + n > end) throw new WireError(f.label, o, 'field runs past RDATA')
+        d[f.key] = buf.subarray(o + U16_LEN, o + U16_LEN + n)
+        r.off = o + U16_LEN + n
         break
       }
     }
