@@ -19,8 +19,12 @@ import { type Reachability, reachability } from './reachability.js'
 import { fq, hostRecords, type ServiceSpec } from './records.js'
 
 export const AGENT_VERSION = '0.1.0'
-/** How long a private host waits for the first mapping attempt before publishing "NAT without mapping". */
-export const FIRST_MAPPING_GRACE_MS = 3000
+/**
+ * Upper bound on how long a private host waits for the port mapper to settle (mapped, or no protocol answered)
+ * before publishing "NAT without mapping". The mapper normally settles first: PCP and NAT-PMP probes give up after
+ * 3.75 s each, so a UPnP-only gateway maps after about 8 s and a LAN without any after about 10 s.
+ */
+export const FIRST_MAPPING_GRACE_MS = 12_000
 
 /**
  * What the agent uses of src/agent/portmap/mapper.ts's PortMapper (a structural subset, so tests can fake it).

@@ -17,6 +17,8 @@ export interface LabServer {
   readonly key: { keyName: string; secret: string; algorithm: string }
   readonly proc: LabProcess
   readonly digKey: string
+  /** dig -y argument for bob's password-derived key. */
+  readonly bobDigKey: string
   stop(): Promise<void>
 }
 
@@ -43,9 +45,20 @@ export async function waitFor<T>(
   }
 }
 
-/** Creates the store with user alice, then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS). */
+export const BOB_PASSWORD = 'correct horse battery staple'
+
+/**
+ * Creates the store with users alice (random key, written to DATA/alice.key.json) and bob (key derived from
+ * BOB_PASSWORD), then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS).
+ */
 export async function startServer(lab: Lab, opts: { leaseMin?: number } = {}): Promise<LabServer> {
   const data = await mkdtemp(join(tmpdir(), 'at-srv-'))
+  const bob = await lab.execOk(
+    'server',
+    ['node', MAIN, 'account', 'add', 'bob', '--data', data, '--zone', ZONE, '--password-stdin', '--json'],
+    { input: `${BOB_PASSWORD}\n` },
+  )
+  const bobKey = JSON.parse(bob.stdout) as { keyName: string; secret: string; algorithm: string }
   const add = await lab.execOk('server', [
     'node',
     MAIN,
@@ -107,6 +120,7 @@ export async function startServer(lab: Lab, opts: { leaseMin?: number } = {}): P
     key,
     proc,
     digKey: `${key.algorithm}:${key.keyName}:${key.secret}`,
+    bobDigKey: `${bobKey.algorithm}:${bobKey.keyName}:${bobKey.secret}`,
     stop,
   }
 }
@@ -128,33 +142,39 @@ export interface AgentStatusView {
   udp: { rxDatagrams: number; lastFrom: string }
 }
 
-export async function startAgent(lab: Lab, srv: LabServer, host: string, extra: string[] = []): Promise<LabAgent> {
+/** `autotunnel up` in `host` as alice (key file), or as bob with `--password-stdin` when `asBob`. */
+export async function startAgent(
+  lab: Lab,
+  srv: LabServer,
+  host: string,
+  extra: string[] = [],
+  asBob = false,
+): Promise<LabAgent> {
   const state = await mkdtemp(join(tmpdir(), `at-agent-${host}-`))
-  const proc = lab.spawn(
+  const argv = [
+    'node',
+    MAIN,
+    'up',
+    '--server',
+    `${SERVER_ADDR}:53`,
+    '--domain',
+    `${asBob ? 'bob' : 'alice'}.${ZONE}`,
+    '--hostname',
     host,
-    [
-      'node',
-      MAIN,
-      'up',
-      '--server',
-      `${SERVER_ADDR}:53`,
-      '--domain',
-      `alice.${ZONE}`,
-      '--hostname',
-      host,
-      '--state',
-      state,
-      '--key-file',
-      srv.keyFile,
-      '--ca',
-      join(srv.data, 'tls.crt'),
-      '--no-tun',
-      '--log-level',
-      'debug',
-      ...extra,
-    ],
-    { logName: `agent-${host}` },
-  )
+    '--state',
+    state,
+    ...(asBob ? ['--password-stdin'] : ['--key-file', srv.keyFile]),
+    '--ca',
+    join(srv.data, 'tls.crt'),
+    '--no-tun',
+    '--log-level',
+    'debug',
+    ...extra,
+  ]
+  const proc = lab.spawn(host, asBob ? ['sh', '-c', 'printf "%s\\n" "$AT_PW" | exec "$@"', 'sh', ...argv] : argv, {
+    logName: `agent-${host}`,
+    ...(asBob ? { env: { ...process.env, AT_PW: BOB_PASSWORD } } : {}),
+  })
   const status = async (): Promise<AgentStatusView> =>
     (await controlRequest(controlSocketPath(state), 'status', {}, 3000)) as AgentStatusView
   const a = {
@@ -181,11 +201,11 @@ export async function agentLog(a: LabAgent): Promise<string> {
 }
 
 /** `dig -y` from the server namespace: answer lines without the TTL, names in lower case, TSIG lines dropped. */
-export async function dig(lab: Lab, srv: LabServer, name: string, type: string): Promise<string[]> {
+export async function dig(lab: Lab, srv: LabServer, name: string, type: string, key = srv.digKey): Promise<string[]> {
   const r = await lab.execOk('server', [
     'dig',
     '-y',
-    srv.digKey,
+    key,
     `@${SERVER_ADDR}`,
     '+noall',
     '+answer',

@@ -82,8 +82,8 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
   let srv: LabServer
   const agents = new Map<string, LabAgent>()
   const started: LabAgent[] = []
-  const start = async (host: string, extra: string[] = []): Promise<LabAgent> => {
-    const a = await startAgent(lab, srv, host, extra)
+  const start = async (host: string, extra: string[] = [], asBob = false): Promise<LabAgent> => {
+    const a = await startAgent(lab, srv, host, extra, asBob)
     started.push(a)
     return a
   }
@@ -91,7 +91,8 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
   before(async () => {
     lab = await Lab.up({ topology })
     srv = await startServer(lab)
-    for (const host of ['desktop', 'laptop', 'workstation']) agents.set(host, await start(host))
+    for (const host of ['desktop', 'laptop', 'workstation'])
+      agents.set(host, await start(host, host === 'desktop' ? ['--service', '_ssh._tcp:22'] : []))
   })
   after(async () => {
     await Promise.all(started.map((a) => a.stop()))
@@ -133,6 +134,27 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
       assert.match(got.udp.lastFrom, new RegExp(`^${SERVER_ADDR.replaceAll('.', '\\.')}:`))
     })
   }
+
+  it('status and browse from the command line', async () => {
+    const a = agents.get('desktop')!
+    const s = await a.status()
+    const st = await lab.execOk('desktop', ['node', MAIN, 'status', '--state', a.state])
+    assert.match(st.stdout, new RegExp(`ULA\\s+${s.identity.ula}`))
+    assert.match(st.stdout, /port map\s+pcp 203\.0\.113\.11:4500/)
+    assert.match(st.stdout, /published\s+published/)
+    const b = await lab.execOk('desktop', ['node', MAIN, 'browse', '--state', a.state, '--json'])
+    assert.deepEqual(JSON.parse(b.stdout), [
+      {
+        type: '_ssh._tcp',
+        instances: [{ name: 'desktop', host: `desktop.${D}`, port: 22, txt: [], addresses: [s.identity.ula] }],
+      },
+    ])
+    const t = await lab.execOk('laptop', ['node', MAIN, 'browse', '--state', agents.get('laptop')!.state, 'ssh'])
+    assert.match(
+      t.stdout,
+      new RegExp(`^_ssh._tcp\\n  desktop  desktop\\.${D.replaceAll('.', '\\.')}:22  ${s.identity.ula}`),
+    )
+  })
 
   it('restart the gateway: the mapping exists again within 5 s', async (t) => {
     const a = agents.get('desktop')!
@@ -199,6 +221,22 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
     const got = s1.udp.rxDatagrams
     await udpSend(lab, 'server', hotel, s1.portMapping!.external.port, 'hello after the move')
     await waitFor('a datagram at the new site', async () => (await a.status()).udp.rxDatagrams > got, 3000)
+  })
+
+  it('a second host behind the same gateway (bob, key from --password-stdin) gets its own external port', async () => {
+    const hotel = lab.publicIpOf('hotel')
+    const a = await start('guest', [], true)
+    const s = await waitFor('guest to map and publish', () => published(a, hotel), 30_000, 100)
+    const port = s.portMapping!.external.port
+    assert.notEqual(port, PORT, 'desktop holds 4500 on this gateway')
+    const bobD = `bob.${ZONE}.`
+    const target = `${s.identity.label}.${bobD}`.toLowerCase()
+    assert.deepEqual(await dig(lab, srv, `_autotunnel._udp.guest.${bobD}`, 'SRV', srv.bobDigKey), [
+      `_autotunnel._udp.guest.${bobD} IN SRV 0 0 ${port} ${target}`,
+    ])
+    assert.deepEqual(await dig(lab, srv, target, 'A', srv.bobDigKey), [`${target} IN A ${hotel}`])
+    await udpSend(lab, 'server', hotel, port, 'hello guest')
+    await waitFor('the datagram at guest', async () => (await a.status()).udp.rxDatagrams > 0, 3000)
   })
 
   it('autotunnel down: the mapping and the records are gone', async () => {
