@@ -20,19 +20,23 @@ export class UdpListener {
 
   /** Binds; resolves with the bound "ADDR:PORT" (the real port when 0 was asked). */
   listen(host: string, port: number): Promise<string> {
+    const family = isIPv6(host) ? 6 : 4
     const sock = createSocket({
-      type: isIPv6(host) ? 'udp6' : 'udp4',
+      type: family === 6 ? 'udp6' : 'udp4',
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
+      // Destinations are always the IP literals a datagram came from: resolve them synchronously instead of
+      // through dns.lookup, which defers every send by a process.nextTick.
+      lookup: ((address: string, _opts: unknown, cb: (err: null, address: string, family: number) => void) =>
+        cb(null, address, family)) as never,
     })
     this.#socket = sock
     const sink = this.#sink
     sock.on('message', (msg, rinfo) => {
       const peer: PeerInfo = { transport: 'udp', address: rinfo.address, port: rinfo.port, local: this.#local }
+      // No callback: a failed send surfaces as the socket's 'error' event, logged below.
       const send = (out: Buffer): void => {
-        sock.send(out, rinfo.port, rinfo.address, (err) => {
-          if (err) this.#log.debug('udp.send_failed', { to: rinfo.address, err: err.message })
-        })
+        sock.send(out, rinfo.port, rinfo.address)
       }
       const ctx: InboundContext = {
         peer,

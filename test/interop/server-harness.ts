@@ -45,6 +45,8 @@ export class ServerProcess {
   readonly dir: string
   proc: ChildProcess | undefined
   ports: Ports = { dns: 0 }
+  /** The "listening ..." lines printed at start-up. */
+  lines: string[] = []
   stderr = ''
   #owned: boolean
 
@@ -104,6 +106,7 @@ export class ServerProcess {
       const m = l ? /:(\d+)(\/metrics)?(\s|$)/.exec(l.split(' ')[2]!) : null
       return m ? Number(m[1]) : undefined
     }
+    this.lines = lines
     this.ports = { dns: port('udp')! }
     const tls = port('tls')
     if (tls) this.ports.tls = tls

@@ -1,6 +1,9 @@
 // The DNS service against real peers: nsupdate and dig (BIND 9.18), kdig (Knot) over TLS, python3-dnspython
 // for the update-lease option, all driving the real `autotunnel server` process on 127.0.0.1.
 import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { BIN, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
 
@@ -188,6 +191,9 @@ test('kdig +tls over DoT (self-signed certificate, fingerprint printed), metrics
   assert.match(m, /autotunnel_dns_updates_total\{rcode="NOERROR"\} 1/)
   assert.match(m, /autotunnel_dns_queries_total\{rcode="NOERROR",transport="tls"\} 2/)
   assert.match(m, /autotunnel_leases_live 0/)
+  const printed = /^listening tls 127\.0\.0\.1:\d+ sha256=([0-9A-F:]{95})$/m.exec(srv.lines.join('\n'))?.[1]
+  const real = new X509Certificate(readFileSync(join(srv.dir, 'tls.crt'))).fingerprint256
+  assert.equal(printed, real, 'the printed fingerprint is the certificate in DIR')
   assert.equal(await srv.stop(), 0)
 })
 
