@@ -7,12 +7,11 @@ import {
   signMessage,
   TsigAlgorithm,
   type TsigKey,
-  TsigStreamSigner,
-  TsigStreamVerifier,
   tsigErrorResponse,
   tsigHmac,
   verifyMessage,
 } from './tsig.js'
+import { TsigStreamSigner, TsigStreamVerifier } from './tsig-stream.js'
 import { Opcode, Rcode } from './wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from './wire/message.js'
 import { nameEqual } from './wire/name.js'

@@ -3,8 +3,8 @@
 // - MAC input (4.3.3): [request MAC size + MAC, for responses] | the message without its TSIG RR, with the
 //   original ID and ARCOUNT decremented | TSIG variables (key name and algorithm in canonical form, class ANY,
 //   TTL 0, time signed, fudge, error, other len, other data).
-// - TCP message streams (5.3.1): each later MAC covers the prior MAC, every message since it (unsigned ones
-//   included), and only the timers (time signed, fudge): see TsigStreamSigner / TsigStreamVerifier.
+// - TCP message streams (5.3.1): see tsig-stream.ts. The helpers exported below without documentation
+//   (keyInfo, updateMessage, timers, appendTsig, checkMacSize, fail, nowSec) are shared with it only.
 // - Checks in RFC order (5.2): key known and algorithm matching (BADKEY); MAC size within the hash length and
 //   not under max(10, hash/2) octets (5.2.2.1: else FORMERR); MAC (BADSIG); time within fudge (BADTIME);
 //   local truncation policy `key.minMacSize` (BADTRUNC).
@@ -15,7 +15,7 @@ import { createHmac, type Hmac, timingSafeEqual } from 'node:crypto'
 import { WireError } from './wire/errors.js'
 import { HEADER_SIZE, OFF_ARCOUNT, OFF_ID, Rcode } from './wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from './wire/message.js'
-import { nameEqual, nameToLowerCanonical, nameToWire } from './wire/name.js'
+import { nameToLowerCanonical, nameToWire } from './wire/name.js'
 import { RRClass, RRType, type TSIGData } from './wire/rr-table.js'
 
 /** Algorithm names (RFC 8945 6, IANA "TSIG Algorithm Names"). */
@@ -88,7 +88,7 @@ export function tsigHmac(algorithm: string, secret: Buffer): Hmac {
   return createHmac(HASHES[a]!.hash, secret)
 }
 
-interface KeyInfo {
+export interface KeyInfo {
   hash: string
   len: number
   algorithm: string
@@ -97,7 +97,7 @@ interface KeyInfo {
 }
 const KEY_INFO = new WeakMap<TsigKey, KeyInfo>()
 
-function keyInfo(key: TsigKey): KeyInfo {
+export function keyInfo(key: TsigKey): KeyInfo {
   let k = KEY_INFO.get(key)
   if (k === undefined) {
     const algorithm = parseTsigAlgorithm(key.algorithm)
@@ -128,14 +128,14 @@ function u48(v: number): Buffer {
 }
 
 /** Feeds `wire[0..end)` as RFC 8945 4.3.2 wants it: original ID and ARCOUNT minus `tsigCount`. */
-function updateMessage(h: Hmac, wire: Buffer, end: number, originalId: number, arcountDelta: number): void {
+export function updateMessage(h: Hmac, wire: Buffer, end: number, originalId: number, arcountDelta: number): void {
   h.update(u16(originalId))
   h.update(wire.subarray(OFF_ID + U16, OFF_ARCOUNT))
   h.update(u16(wire.readUInt16BE(OFF_ARCOUNT) - arcountDelta))
   h.update(wire.subarray(HEADER_SIZE, end))
 }
 
-function timers(timeSigned: number, fudge: number): Buffer {
+export function timers(timeSigned: number, fudge: number): Buffer {
   const b = Buffer.allocUnsafe(U48 + U16)
   b.writeUIntBE(timeSigned, 0, U48)
   b.writeUInt16BE(fudge, U48)
@@ -155,7 +155,7 @@ function updateVariables(h: Hmac, k: KeyInfo, t: TSIGData): void {
 }
 
 /** The TSIG RR (owner and algorithm uncompressed, class ANY, TTL 0) appended to `wire`, ARCOUNT incremented. */
-function appendTsig(wire: Buffer, key: TsigKey, k: KeyInfo, t: TSIGData): Buffer {
+export function appendTsig(wire: Buffer, key: TsigKey, k: KeyInfo, t: TSIGData): Buffer {
   const owner = nameToWire(key.name)
   const rdlen = k.algWire.length + U48 + U16 + U16 + t.mac.length + U16 + U16 + U16 + t.otherData.length
   const out = Buffer.allocUnsafe(wire.length + owner.length + U16 + U16 + U32 + U16 + rdlen)
@@ -209,11 +209,11 @@ export interface Signed {
   tsig: TSIGData
 }
 
-function nowSec(): number {
+export function nowSec(): number {
   return Math.floor(Date.now() / 1000)
 }
 
-function checkMacSize(size: number, len: number): boolean {
+export function checkMacSize(size: number, len: number): boolean {
   return size <= len && size >= Math.max(MIN_TRUNCATED_MAC, Math.ceil(len / 2))
 }
 
@@ -306,7 +306,7 @@ function peerError(code: number): TsigErrorName {
   return 'BADSIG'
 }
 
-function fail(error: TsigErrorName, extra: Partial<TsigFailure> = {}): TsigFailure {
+export function fail(error: TsigErrorName, extra: Partial<TsigFailure> = {}): TsigFailure {
   const code = error === 'FORMERR' || error === 'UNSIGNED' ? Rcode.FORMERR : TSIG_CODES[error]
   return { ok: false, error, code, peer: false, ...extra }
 }
@@ -408,108 +408,4 @@ export function tsigErrorResponse(f: TsigFailure, opts: { now?: number; key?: Ts
 /** Server time a BADTIME response carries in Other Data (RFC 8945 5.2.3), or undefined. */
 export function badTimeServerTime(t: TSIGData): number | undefined {
   return t.error === Rcode.BADTIME && t.otherData.length === TIME_LEN ? t.otherData.readUIntBE(0, TIME_LEN) : undefined
-}
-
-/**
- * Signs a TCP message stream (RFC 8945 5.3.1): the first message like any response, later ones over the prior
- * MAC, the messages since (unsigned ones included) and the timers only. Every message may be signed; RFC 8945
- * requires at least every 100th and the last.
- */
-export class TsigStreamSigner {
-  private prior: Buffer | undefined
-  private readonly pending: Buffer[] = []
-  constructor(
-    private readonly key: TsigKey,
-    private readonly requestMac?: Buffer,
-  ) {}
-
-  /** Signs `wire` (no TSIG) and returns it with the TSIG RR; `sign: false` sends it unsigned. */
-  next(wire: Buffer, opts: { timeSigned?: number; fudge?: number; sign?: boolean } = {}): Buffer {
-    if (this.prior === undefined) {
-      const s = signMessage(wire, this.key, {
-        requestMac: this.requestMac,
-        timeSigned: opts.timeSigned,
-        fudge: opts.fudge,
-      })
-      this.prior = s.mac
-      return s.wire
-    }
-    if (opts.sign === false) {
-      this.pending.push(wire)
-      return wire
-    }
-    const k = keyInfo(this.key)
-    const h = createHmac(k.hash, this.key.secret)
-    h.update(u16(this.prior.length))
-    h.update(this.prior)
-    for (const p of this.pending) updateMessage(h, p, p.length, p.readUInt16BE(OFF_ID), 0)
-    this.pending.length = 0
-    const t: TSIGData = {
-      algorithm: k.algorithm,
-      timeSigned: opts.timeSigned ?? nowSec(),
-      fudge: opts.fudge ?? DEFAULT_FUDGE_SEC,
-      mac: Buffer.alloc(0),
-      originalId: wire.readUInt16BE(OFF_ID),
-      error: 0,
-      otherData: Buffer.alloc(0),
-    }
-    updateMessage(h, wire, wire.length, t.originalId, 0)
-    h.update(timers(t.timeSigned, t.fudge))
-    t.mac = h.digest()
-    this.prior = t.mac
-    return appendTsig(wire, this.key, k, t)
-  }
-}
-
-/** Maximum unsigned messages in a row in a TSIG stream (RFC 8945 5.3.1). */
-export const MAX_UNSIGNED_IN_STREAM = 99
-
-/** Verifies a TCP message stream signed as TsigStreamSigner does (e.g. a signed AXFR from BIND). */
-export class TsigStreamVerifier {
-  private prior: Buffer | undefined
-  private readonly pending: Buffer[] = []
-  constructor(
-    private readonly key: TsigKey,
-    private readonly requestMac?: Buffer,
-  ) {}
-
-  next(wire: Buffer, now?: number): TsigResult {
-    if (this.prior === undefined) {
-      const r = verifyMessage(wire, (n) => (nameEqual(n, this.key.name) ? this.key : undefined), {
-        requestMac: this.requestMac,
-        now,
-      })
-      if (r.ok) this.prior = r.mac
-      return r
-    }
-    let msg: Message
-    try {
-      msg = decodeMessage(wire)
-    } catch (e) {
-      return fail('FORMERR', { cause: e instanceof WireError ? e : undefined })
-    }
-    if (msg.tsig === undefined || msg.tsigOffset === undefined) {
-      if (this.pending.length >= MAX_UNSIGNED_IN_STREAM) return fail('UNSIGNED', { msg })
-      this.pending.push(wire)
-      return fail('UNSIGNED', { msg })
-    }
-    const t = msg.tsig.data
-    const k = keyInfo(this.key)
-    if (!nameEqual(msg.tsig.name, this.key.name) || parseTsigAlgorithm(t.algorithm) !== k.algorithm)
-      return fail('BADKEY', { msg, tsig: t })
-    if (!checkMacSize(t.mac.length, k.len)) return fail('FORMERR', { msg, tsig: t, key: this.key })
-    const h = createHmac(k.hash, this.key.secret)
-    h.update(u16(this.prior.length))
-    h.update(this.prior)
-    for (const p of this.pending) updateMessage(h, p, p.length, p.readUInt16BE(OFF_ID), 0)
-    updateMessage(h, wire, msg.tsigOffset, t.originalId, 1)
-    h.update(timers(t.timeSigned, t.fudge))
-    const mac = h.digest().subarray(0, t.mac.length)
-    if (!timingSafeEqual(mac, t.mac)) return fail('BADSIG', { msg, tsig: t, key: this.key })
-    this.pending.length = 0
-    this.prior = t.mac
-    if (Math.abs((now ?? nowSec()) - t.timeSigned) > t.fudge)
-      return fail('BADTIME', { msg, tsig: t, key: this.key, mac: t.mac })
-    return { ok: true, key: this.key, mac: t.mac, tsig: t, msg }
-  }
 }
