@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto'
 import { ESP_MAX_OVERHEAD, ESP_PAYLOAD_OFFSET, EspCrypto, EspOpened, IpProto } from '../../tunnel/esp.js'
-import { ipToBytes } from '../payloads.js'
+import { bytesToIp, ipToBytes } from '../payloads.js'
 import type { ChildSaKeys } from '../types.js'
 
 const IPV6_HDR_LEN = 40
@@ -28,10 +28,34 @@ function icmpv6Checksum(src: Buffer, dst: Buffer, body: Buffer): number {
 }
 
 export function echoRequest(src: string, dst: string, id: number, seq: number, data: Buffer): Buffer {
+  return icmpEcho(ECHO_REQUEST, src, dst, id, seq, data)
+}
+export function echoReply(src: string, dst: string, id: number, seq: number, data: Buffer): Buffer {
+  return icmpEcho(ECHO_REPLY, src, dst, id, seq, data)
+}
+
+/** An ICMPv6 echo request to `to`: its source, id, seq and data. */
+export function parseEchoRequest(
+  inner: Buffer,
+  to: string,
+): { src: string; id: number; seq: number; data: Buffer } | undefined {
+  if (inner.length < IPV6_HDR_LEN + ICMPV6_HDR_LEN || inner.readUInt8(6) !== ICMPV6) return undefined
+  if (!inner.subarray(24, 40).equals(ipToBytes(to))) return undefined
+  const icmp = inner.subarray(IPV6_HDR_LEN)
+  if (icmp.readUInt8(0) !== ECHO_REQUEST) return undefined
+  return {
+    src: bytesToIp(inner.subarray(8, 24)),
+    id: icmp.readUInt16BE(4),
+    seq: icmp.readUInt16BE(6),
+    data: Buffer.from(icmp.subarray(ICMPV6_HDR_LEN)),
+  }
+}
+
+function icmpEcho(type: number, src: string, dst: string, id: number, seq: number, data: Buffer): Buffer {
   const s = ipToBytes(src)
   const d = ipToBytes(dst)
   const icmp = Buffer.alloc(ICMPV6_HDR_LEN + data.length)
-  icmp.writeUInt8(ECHO_REQUEST, 0)
+  icmp.writeUInt8(type, 0)
   icmp.writeUInt16BE(id, 4)
   icmp.writeUInt16BE(seq, 6)
   data.copy(icmp, ICMPV6_HDR_LEN)

@@ -12,11 +12,12 @@ import { UdpSocket } from '../../io/datagram.js'
 import { jsonLogger, nullLogger } from '../../io/log.js'
 import { SystemRandom } from '../../io/random.js'
 import { IkeEngine } from '../engine.js'
+import { initiate } from '../exchange-init.js'
 import type { HostKey } from '../hostkey.js'
 import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
 import { UdpIkeTransport } from '../transport.js'
 import type { ChildSaKeys, Endpoint, PeerInfo } from '../types.js'
-import { echoRequest, isEchoReply, openEsp, sealEsp } from './esp-probe.js'
+import { echoReply, echoRequest, isEchoReply, openEsp, parseEchoRequest, sealEsp } from './esp-probe.js'
 
 interface Config {
   localId: string
@@ -48,6 +49,7 @@ const transport = new UdpIkeTransport(sock, {
   localAddress: cfg.bind,
   onEsp: (pkt, from) => {
     for (const w of espWaiters) w(pkt, from)
+    answerEcho(pkt, from)
   },
 })
 let hostKey: HostKey | undefined
@@ -120,6 +122,18 @@ const engine = new IkeEngine(
   },
 )
 
+/** Answers ICMPv6 echo requests that arrive inside ESP for our ULA (so two of us can be timed). */
+function answerEcho(pkt: Buffer, from: Endpoint): void {
+  const k = children.get(pkt.length >= 4 ? pkt.readUInt32BE(0) : 0)
+  if (!k) return
+  const inner = openEsp(k, pkt)
+  const req = inner ? parseEchoRequest(inner, k.localUla) : undefined
+  if (!req) return
+  const reply = sealEsp(k, ++replySeq, echoReply(k.localUla, req.src, req.id, req.seq, req.data))
+  sock.send(reply, 0, reply.length, from.port, from.address)
+}
+let replySeq = 0
+
 let pingSeq = 0
 /** Sends an ESP echo request on the newest Child SA with `peer` and waits for the reply. */
 function espPing(peer: string, timeoutMs: number): Promise<{ rttMs: number; spiOut: number }> {
@@ -172,6 +186,39 @@ rl.on('line', (line) => {
         return engine.disconnect(peer)
       case 'ping':
         return espPing(peer, req.timeoutMs ?? 2000)
+      case 'firstReply': {
+        // time from "a packet wants to go to a new peer" to its echo reply: IKE_SA_INIT + IKE_AUTH + ESP RTT
+        const t0 = performance.now()
+        await engine.connect(peer)
+        await espPing(peer, req.timeoutMs ?? 5000)
+        const ms = performance.now() - t0
+        await engine.disconnect(peer)
+        return { ms }
+      }
+      case 'bench': {
+        // n fresh IKE SAs (each a full IKE_SA_INIT + IKE_AUTH with a Child SA), `concurrency` at a time
+        const n = (req as { count?: number }).count ?? 100
+        const conc = (req as { concurrency?: number }).concurrency ?? 1
+        let next = 0
+        let ok = 0
+        let failed = 0
+        const t0 = performance.now()
+        const worker = async (): Promise<void> => {
+          while (next < n) {
+            next++
+            try {
+              await initiate(engine, peer)
+              ok++
+            } catch {
+              failed++
+            }
+          }
+        }
+        await Promise.all(Array.from({ length: conc }, worker))
+        const ms = performance.now() - t0
+        for (const s of [...engine.sas.values()]) engine.dropSa(s, 'bench')
+        return { ok, failed, ms, perSec: (ok * 1000) / ms }
+      }
       case 'list':
         return { sas: engine.list(), stats: engine.stats }
       case 'exit':
