@@ -37,7 +37,7 @@ import {
   type PortmapSockets,
   type RetrySchedule,
   RFC6886_RETRY,
-  systemPortmapSockets,
+  SystemPortmapSockets,
   type TransportProtocol,
 } from './types.js'
 import { type HttpFn, UpnpClient } from './upnp.js'
@@ -78,7 +78,7 @@ export interface PortMapperDeps {
   readonly clock: Clock
   readonly random: Random
   readonly log: Logger
-  /** @default systemPortmapSockets (node:dgram) */
+  /** @default new SystemPortmapSockets() (node:dgram) */
   readonly sockets?: PortmapSockets
   /** @default LinuxNetworkInfo (/proc/net/route + os.networkInterfaces()) */
   readonly network?: NetworkInfo
@@ -181,7 +181,7 @@ export class PortMapper {
     this.#clock = deps.clock
     this.#random = deps.random
     this.#log = deps.log
-    this.#sockets = deps.sockets ?? systemPortmapSockets
+    this.#sockets = deps.sockets ?? new SystemPortmapSockets()
     this.#network = deps.network ?? new LinuxNetworkInfo()
     this.#http = deps.http
     this.internalPort = opts.internalPort

@@ -1,7 +1,6 @@
 // The contract shared by the three mapping protocols (pcp.ts, natpmp.ts, upnp.ts) and the PortMapper
 // (mapper.ts) that drives them, plus the socket edge they need beyond src/io/datagram.ts (multicast).
 
-import type dgram from 'node:dgram'
 import type { DatagramSocket } from '../../io/datagram.js'
 import { UdpSocket } from '../../io/datagram.js'
 
@@ -61,7 +60,7 @@ export interface RetrySchedule {
   readonly maxTries: number
 }
 
-export const RFC6886_RETRY: RetrySchedule = { initialMs: 250, maxTries: 9 }
+export const RFC6886_RETRY: RetrySchedule = Object.freeze({ initialMs: 250, maxTries: 9 })
 
 /** Socket factory for the port mapper: unicast request sockets, and multicast listeners. */
 export interface PortmapSockets {
@@ -71,22 +70,26 @@ export interface PortmapSockets {
   multicast(group: string, port: number, interfaceAddress: string): Promise<DatagramSocket>
 }
 
+/** A UDP socket whose multicast sends leave on the interface holding `interfaceAddress`. */
+class MulticastSendSocket extends UdpSocket {
+  readonly #interfaceAddress: string
+  constructor(interfaceAddress: string) {
+    super()
+    this.#interfaceAddress = interfaceAddress
+  }
+  override async bind(port: number, address?: string): Promise<{ address: string; port: number }> {
+    const a = await super.bind(port, address)
+    this.raw.setMulticastInterface(this.#interfaceAddress)
+    return a
+  }
+}
+
 /** node:dgram sockets. */
-export const systemPortmapSockets: PortmapSockets = Object.freeze({
+export class SystemPortmapSockets implements PortmapSockets {
   udp(opts: { multicastInterface?: string } = {}): DatagramSocket {
-    const s = new UdpSocket()
-    const mi = opts.multicastInterface
-    if (mi) {
-      const raw: dgram.Socket = s.raw
-      const origBind = s.bind.bind(s)
-      s.bind = async (port: number, address?: string) => {
-        const a = await origBind(port, address)
-        raw.setMulticastInterface(mi)
-        return a
-      }
-    }
-    return s
-  },
+    return opts.multicastInterface ? new MulticastSendSocket(opts.multicastInterface) : new UdpSocket()
+  }
+
   async multicast(group: string, port: number, interfaceAddress: string): Promise<DatagramSocket> {
     const s = new UdpSocket({ reuseAddr: true })
     await s.bind(port)
@@ -97,5 +100,5 @@ export const systemPortmapSockets: PortmapSockets = Object.freeze({
       // with EADDRINUSE and the socket still receives the group's traffic.
     }
     return s
-  },
-})
+  }
+}
