@@ -133,3 +133,26 @@ test('TCP idle timeout closes a silent connection; DoT carries a signed UPDATE',
     [['via DoT']],
   )
 })
+
+test('UDP truncation by EDNS buffer size, signed truncated answers, dig retries over TCP', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  await srv.start([], { tls: false })
+  const key = `${alice.algorithm}:${alice.keyName}:${alice.secret}`
+  const h = `big.alice.${Z}`
+  const adds = Array.from(
+    { length: 30 },
+    (_, i) => `update add ${h} 60 TXT "record ${String(i).padStart(2, '0')} ${'x'.repeat(40)}"`,
+  )
+  assert.equal((await srv.nsupdate(key, adds)).code, 0)
+  const noEdns = await srv.dig(['-y', key, '+noedns', '+ignore', h, 'TXT'])
+  assert.match(noEdns.stdout, /flags: qr aa tc rd;/)
+  assert.match(noEdns.stdout, /MSG SIZE {2}rcvd: ([1-4]\d\d|50\d|51[0-2])\n/)
+  assert.doesNotMatch(noEdns.stdout + noEdns.stderr, /Couldn't verify|tsig indicates error/)
+  const big = await srv.dig(['-y', key, '+bufsize=4096', '+ignore', h, 'TXT'])
+  assert.match(big.stdout, /flags: qr aa rd;/)
+  assert.match(big.stdout, /ANSWER: 30,/)
+  const retried = await srv.dig(['-y', key, '+noedns', '+short', h, 'TXT'])
+  assert.equal(retried.stdout.trim().split('\n').length, 30, 'dig falls back to TCP on TC')
+})
