@@ -153,7 +153,8 @@ export async function runManual(
   }
   const tunnel = new Tunnel(
     { tun, socket, clock: new SystemClock(), log, random: new SystemRandom() },
-    { localUla: cfg.localUla },
+    // The send path on its own thread unless AUTOTUNNEL_TX_THREAD=0 (see tx-thread.ts).
+    { localUla: cfg.localUla, txThread: process.env.AUTOTUNNEL_TX_THREAD !== '0' },
   )
   for (const p of cfg.peers) {
     const peer: { ula: string; endpoint?: { address: string; port: number }; keepalive?: boolean } = { ula: p.ula }

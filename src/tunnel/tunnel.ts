@@ -10,7 +10,7 @@ import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import type { TunDevice } from '../io/tun.js'
-import { copyCounters, newCounters, type TunnelCounters } from './counters.js'
+import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver } from './receive.js'
@@ -23,9 +23,13 @@ import {
   type Peer,
   parseIpv6,
 } from './sa-table.js'
-import { type NoSaHook, type SaExpiringHook, Sender } from './send.js'
+import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
+import { TxThread } from './tx-thread.js'
 import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
-import { UdpGso } from './udp-gso.js'
+import { UdpGso, udpSocketFd } from './udp-gso.js'
+
+/** How often the send thread reports its counters. */
+export const TX_STATS_INTERVAL_MS = 200
 
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
@@ -59,6 +63,11 @@ export interface TunnelOptions {
   readonly replayBlocks?: number
   /** onSaExpiring fires when this fraction of the sequence space is used. @default 0.9 */
   readonly seqSoftLimit?: number
+  /**
+   * Run the send path on a worker thread (tx-worker.ts) when the TUN device has an fd (LinuxTun) and the
+   * socket is a node:dgram UdpSocket; otherwise, or when false, everything runs on this thread. @default false
+   */
+  readonly txThread?: boolean
   /** Batch sends with UDP GSO when the socket is a node:dgram UdpSocket on Linux. @default true */
   readonly udpGso?: boolean
   /** Fill released slabs with 0xdb (tests). @default false */
@@ -125,6 +134,15 @@ export class Tunnel {
   #started = false
   #closed = false
   readonly #udpGso: boolean
+  readonly #txThreadWanted: boolean
+  readonly #maxSlabs: number
+  readonly #senderOpts: SenderOptions
+  #tx: TxThread | undefined
+  /** Outbound key material per peer, kept only to hand it to the send thread. */
+  readonly #outboundKeys = new Map<string, Buffer>()
+  #endpointHook: EndpointChangeHook = () => {}
+  #noSaHook: NoSaHook = () => {}
+  #saExpiringHook: SaExpiringHook = () => {}
 
   constructor(deps: TunnelDeps, opts: TunnelOptions) {
     for (const k of ['tun', 'socket', 'clock', 'log', 'random'] as const)
@@ -137,10 +155,20 @@ export class Tunnel {
     this.#keepaliveMs = opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS
     this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
     this.#udpGso = opts.udpGso ?? true
+    this.#txThreadWanted = opts.txThread ?? false
+    this.#maxSlabs = opts.maxSlabs ?? 1024
     const poolOpts: { mtu: number; maxSlabs?: number; poison?: boolean } = { mtu: this.mtu }
     if (opts.maxSlabs !== undefined) poolOpts.maxSlabs = opts.maxSlabs
     if (opts.poisonSlabs !== undefined) poolOpts.poison = opts.poisonSlabs
     this.#pool = new SlabPool(poolOpts)
+    this.#senderOpts = {
+      mtu: this.mtu,
+      txQueueLen: opts.txQueueLen ?? 512,
+      noSaQueueLen: opts.noSaQueueLen ?? 32,
+      noSaQueueMs: opts.noSaQueueMs ?? 5000,
+      noSaRetryMs: opts.noSaRetryMs ?? 1000,
+      seqSoftLimit: opts.seqSoftLimit ?? 0.9,
+    }
     this.#sender = new Sender(
       {
         socket: deps.socket,
@@ -151,15 +179,10 @@ export class Tunnel {
         peersByKey: this.#peersByKey,
         localUla: this.#localBytes,
       },
-      {
-        mtu: this.mtu,
-        txQueueLen: opts.txQueueLen ?? 512,
-        noSaQueueLen: opts.noSaQueueLen ?? 32,
-        noSaQueueMs: opts.noSaQueueMs ?? 5000,
-        noSaRetryMs: opts.noSaRetryMs ?? 1000,
-        seqSoftLimit: opts.seqSoftLimit ?? 0.9,
-      },
+      this.#senderOpts,
     )
+    this.#sender.onNoSa = (ula, pkt) => this.#noSaHook(ula, pkt)
+    this.#sender.onSaExpiring = (ula, spi) => this.#saExpiringHook(ula, spi)
     this.#receiver = new Receiver({
       tun: deps.tun,
       clock: deps.clock,
@@ -168,20 +191,71 @@ export class Tunnel {
       inboundBySpi: this.#inboundBySpi,
       localUla: this.#localBytes,
     })
+    this.#receiver.onEndpointChange = (ula, ep, prev) => {
+      const peer = this.#peer(ula, false)
+      if (peer) this.#tx?.peer(peer)
+      this.#endpointHook(ula, ep, prev)
+    }
   }
 
   /** Starts reading the TUN device and the socket, and the keepalive timer. */
   start(): void {
     if (this.#started) return
     this.#started = true
-    const tun = this.#deps.tun as TunDevice & Partial<ViewTun>
-    if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
-    else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
-    this.#deps.socket.onMessage(this.#receiver.fromUdp)
+    const tun = this.#deps.tun as TunDevice & Partial<ViewTun> & { fd?: unknown }
     const raw = (this.#deps.socket as { raw?: unknown }).raw
-    if (this.#udpGso && raw instanceof EventEmitter) this.#sender.gso = UdpGso.forSocket(raw as dgram.Socket)
-    this.#deps.log.info('tunnel.started', { localUla: this.localUla, mtu: this.mtu, udpGso: !!this.#sender.gso })
+    const udp = raw instanceof EventEmitter ? udpSocketFd(raw as dgram.Socket) : undefined
+    this.#deps.socket.onMessage(this.#receiver.fromUdp)
+    if (this.#txThreadWanted && typeof tun.fd === 'number' && udp) {
+      this.#tx = new TxThread(
+        {
+          tunFd: tun.fd,
+          udpFd: udp.fd,
+          udpV6: udp.v6,
+          mtu: this.mtu,
+          maxSlabs: this.#maxSlabs,
+          localUla: this.#localBytes.toString('latin1'),
+          sender: this.#senderOpts,
+          statsIntervalMs: TX_STATS_INTERVAL_MS,
+        },
+        {
+          onNoSa: (ula, pkt) => this.#noSaHook(ula, pkt),
+          onSaExpiring: (ula, spi) => this.#saExpiringHook(ula, spi),
+          onStats: (st) => {
+            const now = this.#deps.clock.monotonic()
+            for (const ps of st.peers) {
+              const p = this.#peersByKey.get(ps.key)
+              if (p && ps.txAgoMs >= 0) p.lastTxMonoMs = now - ps.txAgoMs
+            }
+          },
+        },
+        this.#deps.log,
+      )
+      for (const p of this.#peersByKey.values()) this.#syncTx(p)
+    } else {
+      if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
+      else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
+      if (this.#udpGso && raw instanceof EventEmitter) this.#sender.gso = UdpGso.forSocket(raw as dgram.Socket)
+    }
+    this.#deps.log.info('tunnel.started', {
+      localUla: this.localUla,
+      mtu: this.mtu,
+      txThread: this.#tx !== undefined,
+      udpGso: this.#tx ? 'worker' : !!this.#sender.gso,
+    })
     this.#scheduleKeepalive()
+  }
+
+  /** Mirrors a peer's endpoint and outbound SA into the send thread. */
+  #syncTx(p: Peer): void {
+    const tx = this.#tx
+    if (!tx) return
+    tx.peer(p)
+    const k = this.#outboundKeys.get(p.key)
+    tx.outbound(
+      p,
+      p.outbound && k ? { spi: p.outbound.spi, alg: p.outbound.alg, key: k, esn: p.outbound.crypto.esn } : undefined,
+    )
   }
 
   // --- peers ---------------------------------------------------------------------------------------------
@@ -195,9 +269,10 @@ export class Tunnel {
     if (existing) {
       if (p.endpoint) existing.endpoint = checkEndpoint(p.endpoint)
       if (p.keepalive !== undefined) existing.keepalive = p.keepalive
+      this.#tx?.peer(existing)
       return
     }
-    this.#peersByKey.set(key, {
+    const peer: Peer = {
       ula: canonical,
       key,
       ulaBytes: bytes,
@@ -213,7 +288,9 @@ export class Tunnel {
       txBytes: 0,
       lastRxMs: undefined,
       lastTxMonoMs: Number.NEGATIVE_INFINITY,
-    })
+    }
+    this.#peersByKey.set(key, peer)
+    this.#tx?.peer(peer)
   }
 
   /** Removes the peer and all its SAs. */
@@ -222,6 +299,8 @@ export class Tunnel {
     if (!peer) return false
     for (const sa of peer.inbound) this.#inboundBySpi.delete(sa.spi)
     this.#peersByKey.delete(peer.key)
+    this.#outboundKeys.delete(peer.key)
+    this.#tx?.removePeer(peer)
     return true
   }
 
@@ -229,6 +308,7 @@ export class Tunnel {
   setPeerEndpoint(ula: string, endpoint: Endpoint): void {
     const peer = this.#peer(ula, true)
     peer.endpoint = checkEndpoint(endpoint)
+    this.#tx?.peer(peer)
   }
 
   /** Send RFC 3948 NAT keepalives to this peer (when a NAT is between us; IKE's NAT detection knows). */
@@ -237,6 +317,7 @@ export class Tunnel {
   }
 
   peers(): PeerStatus[] {
+    const tx = new Map((this.#tx?.last?.peers ?? []).map((x) => [x.key, x]))
     return [...this.#peersByKey.values()].map((p) => ({
       ula: p.ula,
       endpoint: p.endpoint,
@@ -244,12 +325,12 @@ export class Tunnel {
       spiOut: p.outbound?.spi,
       spisIn: p.inbound.map((s) => s.spi),
       alg: p.outbound?.alg,
-      txPackets: p.txPackets,
-      txBytes: p.txBytes,
+      txPackets: p.txPackets + (tx.get(p.key)?.txPackets ?? 0),
+      txBytes: p.txBytes + (tx.get(p.key)?.txBytes ?? 0),
       rxPackets: p.rxPackets,
       rxBytes: p.rxBytes,
       lastRxMs: p.lastRxMs,
-      queued: p.noSaQueue.length,
+      queued: p.noSaQueue.length + (tx.get(p.key)?.queued ?? 0),
     }))
   }
 
@@ -291,6 +372,8 @@ export class Tunnel {
     if (outCrypto) {
       const out: OutboundSa = { spi: p.spiOut, alg: p.alg, crypto: outCrypto, seq: 0, expiringSignalled: false }
       peer.outbound = out
+      this.#outboundKeys.set(peer.key, Buffer.from(p.keyOut))
+      this.#syncTx(peer)
       this.#sender.flushNoSaQueue(peer)
     }
     this.#deps.log.info('tunnel.sa_installed', {
@@ -312,6 +395,8 @@ export class Tunnel {
       throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
     }
     peer.outbound = { spi: p.spiOut, alg: p.alg, crypto: c, seq: 0, expiringSignalled: false }
+    this.#outboundKeys.set(peer.key, Buffer.from(p.keyOut))
+    this.#syncTx(peer)
     this.#sender.flushNoSaQueue(peer)
   }
 
@@ -334,6 +419,8 @@ export class Tunnel {
     for (const peer of this.#peersByKey.values()) {
       if (peer.outbound?.spi === spi) {
         peer.outbound = undefined
+        this.#outboundKeys.delete(peer.key)
+        this.#syncTx(peer)
         return true
       }
     }
@@ -361,21 +448,32 @@ export class Tunnel {
 
   /** A packet for a peer without an outbound SA: the hook starts keying; the packet waits (bounded, briefly). */
   onNoSa(hook: NoSaHook): void {
-    this.#sender.onNoSa = hook
+    this.#noSaHook = hook
   }
 
   /** An authenticated packet came from a new outer address: the endpoint has already moved there. */
   onEndpointChange(hook: EndpointChangeHook): void {
-    this.#receiver.onEndpointChange = hook
+    this.#endpointHook = hook
   }
 
   /** Fires once per outbound SA when `seqSoftLimit` of its sequence space is used: time to rekey. */
   onSaExpiring(hook: SaExpiringHook): void {
-    this.#sender.onSaExpiring = hook
+    this.#saExpiringHook = hook
   }
 
+  /**
+   * Traffic and drop counters. With the send thread, its share (tx, send-side drops) is the snapshot it
+   * posts every 200 ms (TX_STATS_INTERVAL_MS).
+   */
   counters(): TunnelCounters {
-    return copyCounters(this.#counters)
+    const c = copyCounters(this.#counters)
+    const t = this.#tx?.last?.counters
+    if (t) {
+      c.txPackets += t.txPackets
+      c.txBytes += t.txBytes
+      for (const r of DROP_REASONS) c.drops[r] += t.drops[r]
+    }
+    return c
   }
 
   /** Pool figures, for tests and the benchmark. */
@@ -414,6 +512,7 @@ export class Tunnel {
     this.#closed = true
     this.#deps.clock.clearTimeout(this.#keepaliveTimer)
     this.#sender.close()
+    if (this.#tx) await this.#tx.close()
     await Promise.allSettled([this.#deps.tun.close(), this.#deps.socket.close()])
   }
 

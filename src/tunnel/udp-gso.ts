@@ -46,6 +46,19 @@ interface KoffiLike {
   address(b: Buffer): bigint
 }
 
+/** The fd and family of a bound node:dgram socket (Linux), read without the deprecated `_handle`. */
+export function udpSocketFd(sock: dgram.Socket): { fd: number; v6: boolean } | undefined {
+  try {
+    const state = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol')
+    const handle = state ? (sock as unknown as Record<symbol, { handle?: { fd?: number } }>)[state]?.handle : undefined
+    const fd = handle?.fd
+    if (typeof fd !== 'number' || fd < 0) return undefined
+    return { fd, v6: sock.address().family === 'IPv6' }
+  } catch {
+    return undefined
+  }
+}
+
 export class UdpGso {
   readonly #fd: number
   readonly #v6: boolean
@@ -80,17 +93,16 @@ export class UdpGso {
 
   /** A batcher for a bound node:dgram socket, or undefined where that is not possible (not Linux, no koffi). */
   static forSocket(sock: dgram.Socket): UdpGso | undefined {
+    const s = udpSocketFd(sock)
+    return s ? UdpGso.forFd(s.fd, s.v6) : undefined
+  }
+
+  /** A batcher for a UDP socket fd owned by someone else (the main thread's dgram socket, from a worker). */
+  static forFd(fd: number, v6: boolean): UdpGso | undefined {
     if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'arm64')) return undefined
     try {
-      const state = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol')
-      const handle = state
-        ? (sock as unknown as Record<symbol, { handle?: { fd?: number } }>)[state]?.handle
-        : undefined
-      const fd = handle?.fd
-      if (typeof fd !== 'number' || fd < 0) return undefined
       const k = createRequire(import.meta.url)('koffi') as KoffiLike
-      const family = sock.address().family
-      return new UdpGso(fd, family === 'IPv6', k)
+      return new UdpGso(fd, v6, k)
     } catch {
       return undefined
     }

@@ -54,39 +54,69 @@ export class TunError extends Error {
   }
 }
 
-export class LinuxTun implements TunDevice {
-  readonly name: string
-  readonly mtu: number
-  readonly #fd: number
+/**
+ * Reads packets from a TUN fd on the current thread's event loop (epoll through a libuv pipe handle) into one
+ * reused buffer. The handle owns the fd: closing the reader closes it (a worker thread reads a dup()).
+ */
+export class TunReader {
   readonly #sock: Socket
-  #view: ViewHandler = () => {}
-  #closed = false
   /** Read errors after open (the device went away): counted, reading stops. */
-  readErrors = 0
+  errors = 0
 
-  private constructor(name: string, mtu: number, fd: number) {
-    this.name = name
-    this.mtu = mtu
-    this.#fd = fd
+  constructor(fd: number, onView: ViewHandler) {
     const pipeWrap = (process as unknown as { binding(n: string): Record<string, unknown> }).binding('pipe_wrap')
     const Pipe = pipeWrap.Pipe as new (type: number) => PipeHandle
     const SOCKET = (pipeWrap.constants as { SOCKET: number }).SOCKET
     const handle = new Pipe(SOCKET)
     const rc = handle.open(fd)
-    if (rc !== 0) {
-      closeSync(fd)
-      throw new TunError(`uv_pipe_open on the TUN fd failed (${rc})`, 'EPIPEOPEN')
-    }
+    if (rc !== 0) throw new TunError(`uv_pipe_open on the TUN fd failed (${rc})`, 'EPIPEOPEN')
     const buffer = Buffer.allocUnsafe(READ_BUFFER_LEN)
     this.#sock = new Socket({
       handle,
       readable: true,
       writable: false,
-      onread: { buffer, callback: (n: number, b: Uint8Array) => this.#view(b as Buffer, 0, n) },
+      onread: { buffer, callback: (n: number, b: Uint8Array) => onView(b as Buffer, 0, n) },
     } as ConstructorParameters<typeof Socket>[0] & { handle: unknown })
     this.#sock.on('error', () => {
-      this.readErrors++
+      this.errors++
     })
+  }
+
+  close(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.#sock.destroyed) return resolve()
+      this.#sock.once('close', () => resolve())
+      this.#sock.destroy()
+    })
+  }
+}
+
+/** dup(2) through koffi: a second fd for the same TUN queue, for a reader on another thread. */
+export function dupFd(fd: number): number {
+  const libc = requireKoffi().load('libc.so.6')
+  const dup = libc.func('int dup(int fd)')
+  const r = dup(fd)
+  if (r < 0) throw new TunError(`dup(${fd}) failed`, 'EDUP')
+  return r
+}
+
+export class LinuxTun implements TunDevice {
+  readonly name: string
+  readonly mtu: number
+  readonly #fd: number
+  #reader: TunReader | undefined
+  #view: ViewHandler = () => {}
+  #closed = false
+
+  private constructor(name: string, mtu: number, fd: number) {
+    this.name = name
+    this.mtu = mtu
+    this.#fd = fd
+  }
+
+  /** The device fd (for a reader on another thread: dupFd it first). */
+  get fd(): number {
+    return this.#fd
   }
 
   /**
@@ -144,13 +174,21 @@ export class LinuxTun implements TunDevice {
     }
   }
 
+  /** Reading starts with the first onPacket/onPacketView call (a device may be read by a worker instead). */
   onPacket(handler: PacketHandler): void {
     this.#view = (b, off, len) => handler(Buffer.from(b.subarray(off, off + len)))
+    this.#startReading()
   }
 
   /** Like onPacket, but lends a view of the reused read buffer, valid only during the call. */
   onPacketView(handler: ViewHandler): void {
     this.#view = handler
+    this.#startReading()
+  }
+
+  #startReading(): void {
+    if (this.#reader || this.#closed) return
+    this.#reader = new TunReader(this.#fd, (b, off, len) => this.#view(b, off, len))
   }
 
   write(buf: Buffer, offset: number, length: number): void {
@@ -161,11 +199,9 @@ export class LinuxTun implements TunDevice {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    // Destroying the socket closes the pipe handle, which closes the fd and removes the device.
-    await new Promise<void>((resolve) => {
-      this.#sock.once('close', () => resolve())
-      this.#sock.destroy()
-    })
+    // Closing the reader's pipe handle closes the fd; the last close removes the device.
+    if (this.#reader) await this.#reader.close()
+    else closeSync(this.#fd)
   }
 }
 

@@ -1,0 +1,124 @@
+// The send path (send.ts) on its own thread: reads the TUN device (a dup of its fd), seals and sends with
+// UDP GSO on the main thread's socket fd. The main thread keeps the receive path, IKE and the API, and mirrors
+// every change of a peer's endpoint or outbound SA here by message (tx-thread.ts). Sequence numbers live only
+// here, so numbering and sending stay one synchronous run on one thread.
+
+import { parentPort, workerData } from 'node:worker_threads'
+import { SystemClock } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import { nullLogger } from '../io/log.js'
+import { newCounters } from './counters.js'
+import { EspCrypto } from './esp.js'
+import { SlabPool } from './pool.js'
+import type { Peer } from './sa-table.js'
+import { Sender } from './send.js'
+import { dupFd, TunReader } from './tun/linux-tun.js'
+import type { TxInit, TxStats, TxToWorker } from './tx-thread.js'
+import { UdpGso } from './udp-gso.js'
+
+const init = workerData as TxInit
+const port = parentPort!
+const clock = new SystemClock()
+const counters = newCounters()
+const peersByKey = new Map<string, Peer>()
+const gso = UdpGso.forFd(init.udpFd, init.udpV6)
+
+// Only used when a batched send fails (socket buffer full): the datagram is dropped and counted.
+const refuse: DatagramSocket = {
+  bind: () => Promise.reject(new Error('tx worker socket')),
+  send: (_b, _o, _l, _p, _a, done) => done?.(new Error('socket buffer full')),
+  onMessage: () => {},
+  address: () => ({ address: '', port: 0 }),
+  close: () => Promise.resolve(),
+}
+
+const sender = new Sender(
+  {
+    socket: refuse,
+    clock,
+    log: nullLogger,
+    pool: new SlabPool({ mtu: init.mtu, maxSlabs: init.maxSlabs }),
+    counters,
+    peersByKey,
+    localUla: Buffer.from(init.localUla, 'latin1'),
+  },
+  init.sender,
+)
+sender.gso = gso
+sender.onNoSa = (ula, packet) => port.postMessage({ op: 'noSa', ula, packet })
+sender.onSaExpiring = (ula, spi) => port.postMessage({ op: 'saExpiring', ula, spi })
+
+const reader = new TunReader(dupFd(init.tunFd), (b, off, len) => sender.fromTun(b, off, len))
+
+function stats(): TxStats {
+  const now = clock.monotonic()
+  return {
+    op: 'stats',
+    counters,
+    peers: [...peersByKey.values()].map((p) => ({
+      key: p.key,
+      txPackets: p.txPackets,
+      txBytes: p.txBytes,
+      txAgoMs: Number.isFinite(p.lastTxMonoMs) ? now - p.lastTxMonoMs : -1,
+      queued: p.noSaQueue.length,
+    })),
+  }
+}
+const timer = setInterval(() => port.postMessage(stats()), init.statsIntervalMs)
+
+port.on('message', (m: TxToWorker) => {
+  switch (m.op) {
+    case 'peer': {
+      let p = peersByKey.get(m.key)
+      if (!p) {
+        p = {
+          ula: m.ula,
+          key: m.key,
+          ulaBytes: Buffer.from(m.key, 'latin1'),
+          endpoint: m.endpoint,
+          keepalive: false,
+          outbound: undefined,
+          inbound: [],
+          noSaQueue: [],
+          lastNoSaCallMs: Number.NEGATIVE_INFINITY,
+          rxPackets: 0,
+          rxBytes: 0,
+          txPackets: 0,
+          txBytes: 0,
+          lastRxMs: undefined,
+          lastTxMonoMs: Number.NEGATIVE_INFINITY,
+        }
+        peersByKey.set(m.key, p)
+      } else p.endpoint = m.endpoint
+      if (p.outbound && p.endpoint) sender.flushNoSaQueue(p)
+      return
+    }
+    case 'removePeer':
+      peersByKey.delete(m.key)
+      return
+    case 'outbound': {
+      const p = peersByKey.get(m.key)
+      if (!p) return
+      if (!m.sa) {
+        p.outbound = undefined
+        return
+      }
+      const crypto = new EspCrypto(m.sa.alg, m.sa.spi, Buffer.from(m.sa.key), m.sa.esn)
+      p.outbound = { spi: m.sa.spi, alg: m.sa.alg, crypto, seq: 0, expiringSignalled: false }
+      sender.flushNoSaQueue(p)
+      return
+    }
+    case 'stats':
+      port.postMessage(stats())
+      return
+    case 'stop':
+      clearInterval(timer)
+      sender.close()
+      void reader.close().then(() => {
+        port.postMessage(stats())
+        port.close()
+      })
+      return
+  }
+})
+port.postMessage({ op: 'ready', gso: gso !== undefined })
