@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { EdnsOptionCode, findOption } from '../dns/edns.js'
+import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
+import { signMessage, verifyMessage } from '../dns/tsig.js'
 import { Opcode, Rcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
@@ -221,4 +224,43 @@ test('a lease that ran out while the server was down is removed at start', (t) =
     ['fd00::2'],
   )
   assert.equal(store.db.prepare('SELECT count(*) FROM rr').pluck().get(), 1)
+})
+
+test('TSIG: signed UPDATE with a lease commits and echoes it signed; BADKEY, BADSIG, BADTIME are NOTAUTH', async (t) => {
+  const clock = new FakeClock(Date.UTC(2026, 10, 21))
+  const { svc, store, metrics } = setup(t, clock)
+  const key = { name: `alice.${ZONE}`, algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 1) }
+  const nowSec = Math.floor(clock.now() / 1000)
+  const send = (wire: Buffer): Promise<Buffer> =>
+    new Promise((resolve) =>
+      svc.handle(wire, {
+        peer: { transport: 'udp', address: '127.0.0.1', port: 1, local: '' },
+        reply: (b) => resolve(b!),
+        send: () => {},
+      }),
+    )
+  const up = updateMsg([], [aaaa(`mac.alice.${ZONE}`, 'fd00::1')])
+  up.edns = { udpSize: 1232, version: 0, do: false, options: [encodeUpdateLease({ leaseSec: 3600, keyLeaseSec: 1 })] }
+  const signed = signMessage(up, key, { timeSigned: nowSec })
+  const res = await send(signed.wire)
+  const v = verifyMessage(res, () => key, { requestMac: signed.mac, now: nowSec })
+  assert.ok(v.ok, 'response signed with the request key')
+  assert.equal(v.msg.rcode, Rcode.NOERROR)
+  const ul = decodeUpdateLease(findOption(v.msg.edns, EdnsOptionCode.UPDATE_LEASE)!.data)
+  assert.deepEqual(ul, { leaseSec: 5, keyLeaseSec: 5 }, 'clamped to --lease-max; KEY-LEASE at least the lease')
+  assert.equal(store.leases.size, 1)
+  assert.equal(store.leases.nextExpiryMs(), clock.now() + 5000)
+
+  const cases: [string, Buffer, string][] = [
+    ['BADKEY', signMessage(up, { ...key, name: `carol.${ZONE}` }, { timeSigned: nowSec }).wire, 'BADKEY'],
+    ['BADSIG', signMessage(up, { ...key, secret: Buffer.alloc(32, 2) }, { timeSigned: nowSec }).wire, 'BADSIG'],
+    ['BADTIME', signMessage(up, key, { timeSigned: nowSec - 1000 }).wire, 'BADTIME'],
+  ]
+  for (const [name, wire, kind] of cases) {
+    const r = decodeMessage(await send(wire))
+    assert.equal(r.rcode, Rcode.NOTAUTH, name)
+    assert.equal(r.tsig?.data.error, Rcode[kind as 'BADKEY'], name)
+    assert.equal(metrics.registry.value('autotunnel_tsig_failures_total', { kind }), 1, name)
+  }
+  assert.equal(metrics.registry.value('autotunnel_dns_updates_total', { rcode: 'NOTAUTH' }), 3)
 })
