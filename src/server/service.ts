@@ -36,6 +36,8 @@ const RESPONSE_CACHE_MAX = 20_000
 const MAX_CACHED_QUERY = 512
 /** UPDATEs waiting for the next commit before new ones get SERVFAIL (the client retries later). */
 const MAX_QUEUED_UPDATES = 10_000
+/** Upper bound of a granted KEY-LEASE (RFC 9664 4: KEY records may outlive the others; 14 days). */
+const MAX_KEY_LEASE_SEC = 14 * 86400
 const ID_SIZE = 2
 
 /** A decoded message on its way through the handlers. */
@@ -360,7 +362,7 @@ export class DnsService {
         return
       }
       leaseSec = Math.min(this.cfg.leaseMaxSec, Math.max(this.cfg.leaseMinSec, ul.leaseSec))
-      if (ul.keyLeaseSec !== undefined) keyLeaseSec = Math.max(leaseSec, ul.keyLeaseSec)
+      if (ul.keyLeaseSec !== undefined) keyLeaseSec = Math.min(MAX_KEY_LEASE_SEC, Math.max(leaseSec, ul.keyLeaseSec))
     }
     if (this.queue.pending >= MAX_QUEUED_UPDATES) {
       this.metrics.dropped({ reason: 'update_queue_full' })
@@ -368,7 +370,7 @@ export class DnsService {
       return
     }
     this.queue.submit(
-      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec }),
+      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec }),
       (rcode, err) => {
         // A refresh may change TTLs without changing content: drop cached answers after any commit.
         this.#cache.clear()

@@ -37,6 +37,8 @@ export interface UpdateRequest {
   readonly user: string
   /** Granted lease (already clamped), or undefined for permanent records. */
   readonly leaseSec: number | undefined
+  /** RFC 9664 KEY-LEASE for KEY records added by the update; defaults to leaseSec. */
+  readonly keyLeaseSec?: number | undefined
 }
 
 function nameOf(rr: RR): string {
@@ -128,11 +130,12 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   const scan = prescan(msg.authorities)
   if (scan !== undefined) return scan
   const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
+  const keyExpiresAtMs = req.keyLeaseSec === undefined ? expiresAtMs : tx.nowMs + req.keyLeaseSec * 1000
   let changed = false
   for (const rr of msg.authorities) {
     const name = nameOf(rr)
     if (rr.class === RRClass.IN) {
-      changed = tx.add(toZoneRR({ ...rr, name }), expiresAtMs) || changed
+      changed = tx.add(toZoneRR({ ...rr, name }), rr.type === RRType.KEY ? keyExpiresAtMs : expiresAtMs) || changed
     } else if (rr.class === RRClass.ANY) {
       const node = index.node(name)
       if (!node) continue
