@@ -4,6 +4,8 @@ import { mkdir, readFile } from 'node:fs/promises'
 import type { UpOptions } from '../cli/agent.js'
 import { accountKeyName, deriveTsigKeyAsync, isAccountAlgorithm } from '../dns/account-key.js'
 import { type TsigKey, UpdateClient } from '../dns/client/update.js'
+import { Watcher } from '../dns/client/watcher.js'
+import { RRType } from '../dns/wire/rr-table.js'
 import { SystemClock } from '../io/clock.js'
 import { UdpSocket } from '../io/datagram.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
@@ -14,7 +16,7 @@ import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
 import { ipReader, NetMonitor } from './netmon.js'
 import { PortMapper } from './portmap/mapper.js'
-import { parseServiceSpec } from './records.js'
+import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
 
 export class UsageError extends Error {
@@ -99,6 +101,26 @@ export async function runUp(o: UpOptions): Promise<void> {
         : undefined,
     },
   )
+  // The user's host list (records.ts): the one name a host watches to learn about the others (issue 7 builds peers
+  // on it); shown in status as the watcher in use and the mechanism it got (DNS Push, LLQ or polling).
+  const tlsOpts = o.tls
+    ? {
+        ...(o.ca ? { ca: await readFile(o.ca) } : {}),
+        rejectUnauthorized: !(o.insecureTls || o.tlsFingerprint),
+      }
+    : undefined
+  const hostList = new Watcher(
+    { log: log.child({ c: 'watch' }) },
+    {
+      name: `${AUTOTUNNEL_SERVICE}.${domain}.`,
+      type: RRType.PTR,
+      domain,
+      server: { host: server.host, port: server.port },
+      key,
+      ...(tlsOpts ? { tls: tlsOpts } : { llqTransports: ['udp'] as const, mechanisms: ['llq', 'poll'] as const }),
+      ...(o.tlsFingerprint ? { fingerprint256: o.tlsFingerprint } : {}),
+    },
+  )
   let agent: Agent | undefined
   const mapper = o.portmap
     ? new PortMapper(
@@ -126,7 +148,15 @@ export async function runUp(o: UpOptions): Promise<void> {
       udp: new UdpSocket(),
       ...(mapper ? { mapper } : {}),
       browse: (type) => browseServices(updates, domain, type),
-      watchers: () => [],
+      watchers: () => [
+        {
+          name: hostList.opts.name,
+          type: 'PTR',
+          purpose: "the user's host list",
+          via: hostList.mechanism ?? 'connecting',
+          records: hostList.rrset.map(presentRR),
+        },
+      ],
     },
     {
       stateDir: o.state,
@@ -153,7 +183,9 @@ export async function runUp(o: UpOptions): Promise<void> {
     await agent.shutdown({ clean: false }).catch(() => {})
     throw e
   }
+  void hostList.start().catch((e: Error) => log.warn('watch.failed', { error: e.message }))
   await agent.done
+  await hostList.close()
   updates.close()
 }
 

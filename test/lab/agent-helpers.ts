@@ -140,6 +140,7 @@ export interface AgentStatusView {
   portMapping: { protocol: string; external: { address: string; port: number }; lifetimeLeftSec: number } | null
   published: { state: string; records: { text: string }[]; updates: number; via: string | null }
   udp: { rxDatagrams: number; lastFrom: string }
+  watchers: { name: string; via: string; records: string[] }[]
 }
 
 /** `autotunnel up` in `host` as alice (key file), or as bob with `--password-stdin` when `asBob`. */

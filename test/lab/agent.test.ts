@@ -135,7 +135,7 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
     })
   }
 
-  it('status and browse from the command line', async () => {
+  it('status and browse from the command line', async (tc) => {
     const a = agents.get('desktop')!
     const s = await a.status()
     const st = await lab.execOk('desktop', ['node', MAIN, 'status', '--state', a.state])
@@ -149,6 +149,22 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
         instances: [{ name: 'desktop', host: `desktop.${D}`, port: 22, txt: [], addresses: [s.identity.ula] }],
       },
     ])
+    const w = await waitFor(
+      "the host-list watcher to see the user's three hosts",
+      async () => {
+        const x = (await a.status()).watchers[0]
+        return x && x.records.length === 3 ? x : undefined
+      },
+      10_000,
+      100,
+    )
+    assert.match(w.via, /^(push|llq)$/, `watcher mechanism ${w.via}`)
+    tc.diagnostic(`host-list watcher uses ${w.via}`)
+    for (const h of ['desktop', 'laptop', 'workstation'])
+      assert.ok(
+        w.records.some((r) => r.endsWith(`PTR _autotunnel._udp.${h}.${D}`)),
+        `${h} in ${w.records.join(', ')}`,
+      )
     const t = await lab.execOk('laptop', ['node', MAIN, 'browse', '--state', agents.get('laptop')!.state, 'ssh'])
     assert.match(
       t.stdout,
@@ -253,6 +269,21 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
     const st = await lab.exec('workstation', ['node', MAIN, 'status', '--state', a.state])
     assert.equal(st.code, 3, 'status reports the agent is not running')
     agents.delete('workstation')
+  })
+
+  it('SIGTERM: the agent removes its records and its mapping before it exits', async () => {
+    const a = agents.get('desktop')!
+    const s = await a.status()
+    const addr = lab.addressOf('desktop')
+    assert.ok(await gatewayMapsTo(lab, 'hotel', addr, PORT))
+    const pid = (await lab.execOk('desktop', ['sh', '-c', `pgrep -f -- '--state ${a.state}' | head -1`])).stdout.trim()
+    await lab.execOk('desktop', ['kill', '-TERM', pid])
+    await waitFor('the agent to exit', async () => (await lab.exec('desktop', ['kill', '-0', pid])).code !== 0, 5000)
+    const recs = await recordsOf(lab, srv, 'desktop', s.identity.label)
+    assert.deepEqual([recs.aaaa, recs.a, recs.txt, recs.srv], [[], [], [], []])
+    assert.deepEqual(await dig(lab, srv, `_ssh._tcp.${D}`, 'PTR'), [])
+    assert.equal(await gatewayMapsTo(lab, 'hotel', addr, PORT), false)
+    agents.delete('desktop')
   })
 
   it('SIGKILL the agent: its records disappear when their (shortened) lease ends', async (t) => {
