@@ -154,8 +154,9 @@ export class IkeLab {
     await this.swanctl(['--load-all', '--clear'], n)
   }
 
-  async startOurs(cfg: Record<string, unknown>, host: 'o' | CharonName = 'o'): Promise<OurPeer> {
-    const main = join(dirname(fileURLToPath(import.meta.url)), 'peer-main.js')
+  /** Starts peer-main.js (IKE only, ESP probes) or, with `agent`, agent-main.js (IKE + tunnel + TUN). */
+  async startOurs(cfg: Record<string, unknown>, host: 'o' | CharonName = 'o', agent = false): Promise<OurPeer> {
+    const main = join(dirname(fileURLToPath(import.meta.url)), agent ? 'agent-main.js' : 'peer-main.js')
     const p = new OurPeer(
       spawn('ip', ['netns', 'exec', this.ns(host), process.execPath, main, JSON.stringify(cfg)], {
         stdio: ['pipe', 'pipe', 'inherit'],

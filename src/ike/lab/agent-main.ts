@@ -1,0 +1,137 @@
+// Test tooling: our IKE engine driving the real data plane (src/tunnel with a Linux TUN device) in its own
+// process inside a network namespace, so ping -6 and TCP run through ours <-> strongSwan's libipsec.
+// Same JSON-lines protocol and config as peer-main.ts, plus { tun?: string }. The first packet routed into
+// the TUN device towards a peer with no SA starts IKE (tunnel onNoSa -> engine.connect).
+
+import { createPrivateKey, createPublicKey } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { SystemClock } from '../../io/clock.js'
+import { UdpSocket } from '../../io/datagram.js'
+import { jsonLogger, nullLogger } from '../../io/log.js'
+import { SystemRandom } from '../../io/random.js'
+import { LinuxTun } from '../../tunnel/tun/linux-tun.js'
+import { Tunnel } from '../../tunnel/tunnel.js'
+import { IkeEngine } from '../engine.js'
+import type { HostKey } from '../hostkey.js'
+import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
+import { attachTunnel, tunnelEvents, tunnelTransport } from '../tunnel-glue.js'
+import type { PeerInfo } from '../types.js'
+
+interface Config {
+  localId: string
+  localUla: string
+  bind: string
+  port: number
+  auth: 'psk' | 'signature'
+  hostKeyPem?: string
+  psk?: string
+  peers: { id: string; ula: string; address: string; port: number; publicKeyPem?: string }[]
+  groups?: number[]
+  childCiphers?: CipherName[]
+  esn?: boolean[]
+  tun?: string
+  debug?: boolean
+}
+
+const cfg = JSON.parse(process.argv[2] ?? '{}') as Config
+const out = (o: unknown): void => {
+  process.stdout.write(`${JSON.stringify(o)}\n`)
+}
+const log = cfg.debug ? jsonLogger({ level: 'debug' }) : nullLogger
+const clock = new SystemClock()
+const random = new SystemRandom()
+const tun = LinuxTun.open({ name: cfg.tun ?? 'autotun0', localUla: cfg.localUla })
+const socket = new UdpSocket()
+await socket.bind(cfg.port, cfg.bind)
+const tunnel = new Tunnel({ tun, socket, clock, log, random }, { localUla: cfg.localUla })
+const peers = new Map<string, PeerInfo>(
+  cfg.peers.map((p) => [
+    p.id,
+    {
+      id: p.id,
+      ula: p.ula,
+      endpoint: { address: p.address, port: p.port },
+      publicKeys: p.publicKeyPem ? [createPublicKey(p.publicKeyPem)] : [],
+    },
+  ]),
+)
+const byUla = new Map(cfg.peers.map((p) => [p.ula, p.id]))
+let hostKey: HostKey | undefined
+if (cfg.hostKeyPem) {
+  const privateKey = createPrivateKey(cfg.hostKeyPem)
+  hostKey = {
+    alg: privateKey.asymmetricKeyType === 'ed25519' ? 'ed25519' : 'ecdsa-p256',
+    privateKey,
+    publicKey: createPublicKey(privateKey),
+  }
+}
+const events = tunnelEvents(tunnel, (id) => peers.get(id)?.ula)
+const engine = new IkeEngine(
+  { transport: tunnelTransport(tunnel, () => ({ address: cfg.bind, port: cfg.port })), clock, random, log },
+  {
+    localId: cfg.localId,
+    localUla: cfg.localUla,
+    auth: cfg.auth,
+    ...(hostKey ? { hostKey } : {}),
+    ...(cfg.psk ? { psk: Buffer.from(cfg.psk, 'hex') } : {}),
+    lookupPeer: async (id) => peers.get(id),
+    ikePolicy: { ...DEFAULT_IKE_POLICY, ...(cfg.groups ? { groups: cfg.groups } : {}) },
+    childPolicy: {
+      ...DEFAULT_CHILD_POLICY,
+      ...(cfg.childCiphers ? { ciphers: cfg.childCiphers } : {}),
+      ...(cfg.esn ? { esn: cfg.esn } : {}),
+    },
+    dpdIntervalMs: 0,
+  },
+  {
+    ...events,
+    childUp: (k) => {
+      events.childUp?.(k)
+      out({ ev: 'childUp', spiIn: k.spiIn, spiOut: k.spiOut, alg: k.alg, esn: k.esn, replaces: k.replaces })
+    },
+    childDown: (d) => {
+      events.childDown?.(d)
+      out({ ev: 'childDown', ...d })
+    },
+    ikeUp: (s) => {
+      events.ikeUp?.(s)
+      out({ ev: 'ikeUp', spiI: s.spiI, spiR: s.spiR, suite: s.suite, initiator: s.initiator })
+    },
+  },
+)
+attachTunnel(engine, tunnel, (ula) => byUla.get(ula), log)
+for (const p of cfg.peers) {
+  tunnel.addPeer({ ula: p.ula, endpoint: { address: p.address, port: p.port } })
+  tun.addRoute(p.ula)
+}
+tunnel.start()
+
+const rl = createInterface({ input: process.stdin })
+rl.on('line', (line) => {
+  const req = JSON.parse(line) as { n: number; op: string; peer?: string }
+  const peer = req.peer ?? cfg.peers[0]?.id ?? ''
+  const run = async (): Promise<unknown> => {
+    switch (req.op) {
+      case 'connect':
+        return (await engine.connect(peer)).spiIn
+      case 'rekeyChild':
+        return (await engine.rekeyChild(peer)).spiIn
+      case 'rekeyIke':
+        return engine.rekeyIke(peer)
+      case 'list':
+        return { sas: engine.list(), stats: engine.stats, counters: tunnel.counters() }
+      case 'exit':
+        await engine.close()
+        await tunnel.close()
+        setImmediate(() => process.exit(0))
+        return true
+      default:
+        throw new Error(`unknown op ${req.op}`)
+    }
+  }
+  run().then(
+    (value) => out({ n: req.n, ok: true, value }),
+    (e: Error) => out({ n: req.n, ok: false, error: `${e.name}: ${e.message}` }),
+  )
+})
+out({ ev: 'ready', port: cfg.port })
