@@ -223,3 +223,25 @@ test('TCP stream signing (RFC 8945 5.3.1): timers-only MACs, unsigned messages i
     ['ok', 'UNSIGNED', 'BADSIG', 'BADSIG'],
   )
 })
+
+test('signMessage(Message, {maxSize}) keeps the signed message within a UDP payload size, TC set', () => {
+  const key = keys[5]!
+  const answers = Array.from({ length: 60 }, (_, i) => ({
+    name: `host${i}.members.example.`,
+    type: RRType.AAAA,
+    class: RRClass.IN,
+    ttl: 60,
+    data: { address: `fdaa::${i + 1}` },
+  }))
+  const resp = emptyMessage({ id: 3, qr: true, answers, edns: { udpSize: 1232, version: 0, do: false, options: [] } })
+  const s = signMessage(resp, key, { maxSize: 1232, timeSigned: T0 })
+  assert.ok(s.wire.length <= 1232, `${s.wire.length} octets`)
+  const v = verifyMessage(s.wire, lookupIn(keys), { now: T0 })
+  assert.ok(v.ok)
+  assert.equal(v.msg.tc, true)
+  assert.ok(v.msg.answers.length > 10 && v.msg.answers.length < 60)
+  assert.deepEqual(v.msg.edns, resp.edns)
+  const full = signMessage(resp, key, { timeSigned: T0 })
+  assert.ok(full.wire.length > 1232)
+  assert.equal(decodeMessage(full.wire).answers.length, 60)
+})
