@@ -45,6 +45,7 @@ export interface RunningServer {
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
 const EXTERNAL_CHECK_MS = 1000
+const PORT_ATTEMPTS = 10
 
 /** Parses `--advertise HOST:ADDR` or `--advertise ADDR` into the server name and its addresses. */
 export function parseAdvertise(list: readonly string[], zone: string): { host: string | undefined; addrs: string[] } {
@@ -101,13 +102,26 @@ export async function startServer(
     const sink = (b: Buffer, c: Parameters<DnsService['handle']>[1]): void => sinkRef.fn(b, c as never)
     const bound: { kind: string; addr: string; port: number; extra?: string }[] = []
     for (const l of listens) {
-      const udp = new UdpListener({ log, sink })
-      const addr = await udp.listen(l.host, l.port)
-      closers.push(() => udp.close())
-      const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout })
-      const taddr = await tcp.listen(l.host, udp.port)
-      closers.push(() => tcp.close())
-      bound.push({ kind: 'udp', addr, port: udp.port }, { kind: 'tcp', addr: taddr, port: udp.port })
+      // With port 0 the UDP port is picked first and TCP must get the same number: retry if it is taken.
+      for (let attempt = 1; ; attempt++) {
+        const udp = new UdpListener({ log, sink })
+        const addr = await udp.listen(l.host, l.port)
+        const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout })
+        let taddr: string
+        try {
+          taddr = await tcp.listen(l.host, udp.port)
+        } catch (e) {
+          await udp.close()
+          if (l.port === 0 && attempt < PORT_ATTEMPTS) continue
+          throw e
+        }
+        closers.push(
+          () => udp.close(),
+          () => tcp.close(),
+        )
+        bound.push({ kind: 'udp', addr, port: udp.port }, { kind: 'tcp', addr: taddr, port: udp.port })
+        break
+      }
     }
     if (tlsListens.length) {
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
