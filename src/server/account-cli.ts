@@ -61,16 +61,20 @@ async function makeKey(
   return { algorithm, secret: randomTsigKey(algorithm), derived: false }
 }
 
-function checkUser(user: string): void {
+/** Labels kept for the service's own names (the default server name is ns.ZONE). */
+const RESERVED_USERS = new Set(['ns', 'ns1', 'ns2', 'hostmaster', 'www'])
+
+function checkUser(user: string, creating = false): void {
   if (!isValidUser(user))
     throw new AccountError(`invalid user name ${JSON.stringify(user)}: one lower-case letter/digit/hyphen label`)
+  if (creating && RESERVED_USERS.has(user)) throw new AccountError(`user name ${user} is reserved for the server`)
 }
 
 export async function accountAdd(
   user: string,
   o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
 ): Promise<void> {
-  checkUser(user)
+  checkUser(user, true)
   const zone = fqdn(o.zone)
   const key = await makeKey(user, zone, o)
   const db = openDb(o.data, zone)

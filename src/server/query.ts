@@ -96,7 +96,7 @@ export class ZoneAnswerer {
   audience(name: string): Audience {
     const zone = this.#cfg.zone
     if (!isAtOrBelow(name, zone)) return { kind: 'outside' }
-    if (name === zone) return { kind: 'public' }
+    if (name === zone || name === this.#cfg.nsName) return { kind: 'public' }
     const head = name.slice(0, name.length - zone.length - 1)
     const dot = head.lastIndexOf('.')
     const label = dot < 0 ? head : head.slice(dot + 1)
