@@ -68,6 +68,20 @@ test('decodeName follows pointers and rejects loops, forward pointers and over-l
   for (const c of cases) assert.throws(() => decodeName(c.buf, c.off), WireError, c.name)
 })
 
+test('decodeName caps pointer chains (quadratic decode work)', () => {
+  // A root at 0, then 200 pointers each pointing at the previous one.
+  const chain = (n: number) => {
+    const b = Buffer.alloc(1 + 2 * n)
+    for (let i = 0; i < n; i++) b.writeUInt16BE(0xc000 | (i === 0 ? 0 : 1 + 2 * (i - 1)), 1 + 2 * i)
+    return b
+  }
+  assert.deepEqual(decodeName(chain(127), 1 + 2 * 126), ['.', 1 + 2 * 127])
+  assert.throws(
+    () => decodeName(chain(200), 1 + 2 * 199),
+    (e: unknown) => e instanceof WireError && /too many/.test(e.message),
+  )
+})
+
 test('writeName compresses repeated suffixes and keeps case', () => {
   const w = new Writer(Buffer.alloc(100), 0, 100, true)
   writeName(w, 'a.example.', true)

@@ -13,6 +13,8 @@ export const MAX_LABEL_LEN = 63
 export const MAX_NAME_LEN = 255
 const POINTER_BITS = 0xc0
 const POINTER_MASK = 0x3fff
+/** A name has at most 127 labels, so a legitimate name never needs more pointer hops; caps decode work. */
+const MAX_POINTER_HOPS = 127
 const DOT = 0x2e
 const BACKSLASH = 0x5c
 const ASCII_MAX = 0x7f
@@ -56,7 +58,7 @@ declare global {
 /**
  * Reads the name at r.off (following compression pointers) and leaves r.off after its in-line part.
  * `end` bounds the in-line part (an RDATA end); pointers must point strictly before the start of the
- * label run that contains them, which rules out loops.
+ * label run that contains them, which rules out loops, and a name may follow at most 127 of them.
  */
 export function readName(r: Reader, end: number): string {
   const buf = r.buf
@@ -64,6 +66,7 @@ export function readName(r: Reader, end: number): string {
   let lim = end
   let segStart = pos
   let after = -1
+  let hops = 0
   let tail = '.'
   let tailWire = 1
   const offs: number[] = []
@@ -81,6 +84,7 @@ export function readName(r: Reader, end: number): string {
       const target = r.start + (((len << 8) | buf[pos + 1]!) & POINTER_MASK)
       if (target >= segStart) throw new WireError('name', pos, 'compression pointer does not point backwards')
       if (after < 0) after = pos + 2
+      if (++hops > MAX_POINTER_HOPS) throw new WireError('name', pos, 'too many compression pointers')
       const cached = r.names?.get(target)
       if (cached !== undefined) {
         tail = cached.s
