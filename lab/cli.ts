@@ -135,3 +135,11 @@ export function ls(opts: { json?: boolean }): void {
     ]),
   )
 }
+
+export function clean(): void {
+  const stale = Lab.gc()
+  const logs = Lab.cleanLogs()
+  out(
+    `removed ${stale.length} abandoned run(s)${stale.length ? ` (${stale.join(', ')})` : ''}, ${logs.length} kept log dir(s)`,
+  )
+}

@@ -1,7 +1,7 @@
 // The network lab as a TypeScript API: `const lab = await Lab.up({ sites: ['home'] })`, `await lab.exec('desktop',
 // ['ping', '-c1', '198.51.100.10'])`, `await lab.down()`. The `autotunnel lab` CLI (lab/cli.ts) drives the same class
 // on a run persisted in its run directory, so one process may build a lab and another operate or remove it.
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
@@ -16,6 +16,7 @@ import {
   newTag,
   type RunState,
   runDir,
+  runsRoot,
   saveState,
   validRunName,
 } from './state.js'
@@ -109,6 +110,15 @@ export class Lab {
       dir: s.dir,
       owner: s.ownerPid,
     }))
+  }
+
+  /** Deletes the directories that down({ keepLogs: true }) left (logs of failed or interrupted runs). */
+  static cleanLogs(): string[] {
+    const root = runsRoot()
+    if (!existsSync(root)) return []
+    const gone = readdirSync(root).filter((d) => existsSync(join(root, d, 'state.down.json')))
+    for (const d of gone) rmSync(join(root, d), { recursive: true, force: true })
+    return gone
   }
 
   /** Removes runs whose owning process died without tearing them down. */

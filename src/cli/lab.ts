@@ -57,6 +57,10 @@ export function register(program: Command): void {
     .option('--keep-logs', 'keep the run directory (logs)')
     .action(async (run, o) => (await impl()).down(run, o))
   lab
+    .command('clean')
+    .description('remove runs whose owning process died, and the logs kept by down --keep-logs or failed tests')
+    .action(async () => (await impl()).clean())
+  lab
     .command('ls')
     .description('list lab runs')
     .option('--json', 'print JSON')

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Lab, type LabSummary, type Topology, withLab } from '../../lab/index.js'
 import { pidAlive, run } from '../../lab/sh.js'
+import { runsRoot } from '../../lab/state.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/autotunnel', import.meta.url))
 const LAB_INDEX = fileURLToPath(new URL('../../lab/index.js', import.meta.url))
@@ -121,6 +122,9 @@ setInterval(() => {}, 1000)
     child.kill('SIGINT')
     assert.equal(await exited, 130)
     assert.deepEqual(namespacesOf(name!), [])
+    const dir = join(runsRoot(), name!)
+    assert.ok(existsSync(join(dir, 'state.down.json')), 'logs kept after an interrupted run')
+    rmSync(dir, { recursive: true, force: true })
     assert.deepEqual(
       pids!
         .split(',')
