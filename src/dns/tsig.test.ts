@@ -245,3 +245,20 @@ test('signMessage(Message, {maxSize}) keeps the signed message within a UDP payl
   assert.ok(full.wire.length > 1232)
   assert.equal(decodeMessage(full.wire).answers.length, 60)
 })
+
+test('signMessage(Message, {maxSize}) never exceeds maxSize (the TSIG RR is sized exactly)', () => {
+  for (const key of keys) {
+    for (let maxSize = 200; maxSize <= 700; maxSize += 7) {
+      const answers = Array.from({ length: 40 }, (_, i) => ({
+        name: `h${i}.members.example.`,
+        type: RRType.A,
+        class: RRClass.IN,
+        ttl: 60,
+        data: { address: `192.0.2.${i}` },
+      }))
+      const s = signMessage(emptyMessage({ id: 1, qr: true, answers }), key, { maxSize, timeSigned: T0 })
+      assert.ok(s.wire.length <= maxSize, `${key.algorithm} maxSize ${maxSize}: ${s.wire.length}`)
+      assert.ok(s.wire.length > maxSize - 30, `${key.algorithm} maxSize ${maxSize}: only ${s.wire.length} used`)
+    }
+  }
+})

@@ -182,6 +182,16 @@ export function appendTsig(wire: Buffer, key: TsigKey, k: KeyInfo, t: TSIGData):
   return out
 }
 
+/** Octets of TYPE, CLASS, TTL, RDLENGTH after the TSIG owner name. */
+const RR_FIXED = 10
+/** TSIG RDATA fixed fields besides the algorithm name: time signed, fudge, MAC size, original ID, error, other len. */
+const TSIG_RDATA_FIXED = U48 + 5 * U16
+
+/** Exact size of the TSIG RR that signMessage appends. */
+function tsigRRSize(k: KeyInfo, macSize: number, otherLen: number): number {
+  return k.nameWire.length + RR_FIXED + k.algWire.length + TSIG_RDATA_FIXED + macSize + otherLen
+}
+
 export interface SignOptions {
   /** MAC of the request this message answers (RFC 8945 4.3.3); omit for requests. */
   requestMac?: Buffer
@@ -224,8 +234,7 @@ export function signMessage(msg: Buffer | Message, key: TsigKey, opts: SignOptio
   if (Buffer.isBuffer(msg)) wire = msg
   else {
     const { tsig: _ignored, ...plain } = msg
-    const overhead =
-      key.name.length + k.algorithm.length + 2 * (U16 + U48) + 2 * U32 + k.len + (opts.otherData?.length ?? 0)
+    const overhead = tsigRRSize(k, opts.macSize ?? k.len, opts.otherData?.length ?? 0)
     const maxSize = opts.maxSize === undefined ? undefined : opts.maxSize - overhead
     wire = encodeMessage(plain, maxSize === undefined ? {} : { maxSize })
   }

@@ -324,7 +324,7 @@ export function encodeMessageInto(msg: Message, out: Buffer, off = 0, opts: Enco
   return w.off - off
 }
 
-/** Octets the OPT and TSIG records need (upper bound for TSIG: no compression of its names). */
+/** Octets the OPT and TSIG records need (an upper bound for TSIG: its names are never compressed). */
 function metaSize(msg: Message): number {
   let n = 0
   if (msg.edns !== undefined) {
@@ -334,10 +334,10 @@ function metaSize(msg: Message): number {
   if (msg.tsig !== undefined) {
     const t = msg.tsig.data
     n +=
-      msg.tsig.name.length +
+      Buffer.byteLength(msg.tsig.name) +
       U16_LEN +
       RR_FIXED +
-      t.algorithm.length +
+      Buffer.byteLength(t.algorithm) +
       U16_LEN +
       TSIG_FIXED +
       t.mac.length +
