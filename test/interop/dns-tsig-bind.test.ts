@@ -110,6 +110,7 @@ test('BIND reports BADSIG for a wrong secret and BADTIME (with its clock) for a 
   assert.deepEqual([bv.error, bv.peer, bv.msg?.rcode], ['BADTIME', true, Rcode.NOTAUTH], 'signed BADTIME that verifies')
   const serverTime = badTimeServerTime(bv.tsig!)
   assert.ok(serverTime !== undefined && Math.abs(serverTime - now) < 30, `server time ${serverTime}`)
+  assert.equal(bv.tsig!.timeSigned, now - 3600, 'BIND echoes the request Time Signed, as tsigErrorResponse does')
 
   const unknown = signMessage(query(3, `ns.${ZONE}`, RRType.A), {
     name: 'nobody.',
