@@ -69,16 +69,20 @@ async function changeSeenWithin(w: Watcher, name: string, addr: string): Promise
   return { afterCommitMs: at - committed }
 }
 
-for (const mech of ['push', 'llq'] as const) {
-  test(`${mech}: a watcher sees an AAAA change made by nsupdate within 100 ms`, async (t) => {
-    const name = hostName(`w-${mech}`)
+for (const [label, mech, llqTransport] of [
+  ['push', 'push', 'udp'],
+  ['llq (UDP)', 'llq', 'udp'],
+  ['llq (TLS)', 'llq', 'tls'],
+] as const) {
+  test(`${label}: a watcher sees an AAAA change made by nsupdate within 100 ms`, async (t) => {
+    const name = hostName(`w-${mech}-${llqTransport}`)
     const log = new MemoryLogger()
-    const w = new Watcher({ log }, watcherOpts(name, [mech]))
+    const w = new Watcher({ log }, { ...watcherOpts(name, [mech]), llqTransports: [llqTransport] })
     t.after(() => w.close())
     assert.equal(await w.start(), mech)
     assert.ok(log.entries.some((e) => e.event === 'watch.mechanism' && e.fields.mechanism === mech))
     const { afterCommitMs } = await changeSeenWithin(w, name, 'fd00::1')
-    t.diagnostic(`${mech}: event ${afterCommitMs.toFixed(1)} ms after nsupdate returned (negative: before it exited)`)
+    t.diagnostic(`${label}: event ${afterCommitMs.toFixed(1)} ms after nsupdate returned (negative: before it exited)`)
     assert.ok(afterCommitMs < 100, `event came ${afterCommitMs} ms after the commit`)
     assert.deepEqual(addrs(w.rrset), ['fd00::1'])
     const removed = waitFor<WatchEvent, readonly string[]>(
@@ -107,9 +111,15 @@ test('fallback: Push, then LLQ over TLS, then LLQ over UDP, then polling', async
   const p = new Watcher({}, { ...watcherOpts(name, ['poll']), pollIntervalMs: 100 })
   t.after(() => p.close())
   assert.equal(await p.start(), 'poll')
+  const it = p.events()
   const { afterCommitMs } = await changeSeenWithin(p, name, 'fd00::5')
   t.diagnostic(`polling every 100 ms: change seen ${afterCommitMs.toFixed(0)} ms after the commit`)
+  const first = await it.next()
+  assert.equal(first.done, false)
+  assert.deepEqual([first.value?.kind, addrs(first.value?.records ?? [])], ['add', ['fd00::5']])
   await changeSeenWithin(w, name, 'fd00::6')
+  await p.close()
+  for (let r = await it.next(); !r.done; r = await it.next()) assert.equal(r.value.via, 'poll')
 })
 
 test('a lease expiry produces a removal event', async (t) => {

@@ -94,8 +94,8 @@ export class Watcher {
     return () => this.#handlers.delete(h)
   }
 
-  /** Events as an async iterable (ends when the watcher is closed). */
-  async *events(): AsyncGenerator<WatchEvent> {
+  /** Events as an async iterator, buffered from the moment of this call; it ends when the watcher is closed. */
+  events(): AsyncIterableIterator<WatchEvent> {
     const queue: WatchEvent[] = []
     let wake: () => void = () => {}
     const waker = (): void => wake()
@@ -104,26 +104,35 @@ export class Watcher {
       queue.push(e)
       wake()
     })
-    try {
-      for (;;) {
-        const e = queue.shift()
-        if (e) yield e
-        else if (this.#closed) return
-        else
+    const done = (): IteratorResult<WatchEvent> => {
+      off()
+      this.#wakers.delete(waker)
+      return { done: true, value: undefined }
+    }
+    const it: AsyncIterableIterator<WatchEvent> = {
+      next: async () => {
+        for (;;) {
+          const e = queue.shift()
+          if (e) return { done: false, value: e }
+          if (this.#closed) return done()
           await new Promise<void>((r) => {
             wake = r
           })
-      }
-    } finally {
-      off()
-      this.#wakers.delete(waker)
+        }
+      },
+      return: async () => done(),
+      [Symbol.asyncIterator]: () => it,
     }
+    return it
   }
 
-  /** Connects with the best mechanism; resolves once the first answer is known (or polling started). */
-  async start(): Promise<WatchMechanism> {
+  /**
+   * Connects with the best mechanism; resolves once the first answer is known, with the mechanism in use, or
+   * undefined when nothing worked yet (the watcher keeps retrying with back-off).
+   */
+  async start(): Promise<WatchMechanism | undefined> {
     await this.#connect()
-    return this.#mechanism ?? 'poll'
+    return this.#mechanism
   }
 
   async close(): Promise<void> {
