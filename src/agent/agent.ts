@@ -21,8 +21,8 @@ import { fq, hostRecords, type ServiceSpec } from './records.js'
 export const AGENT_VERSION = '0.1.0'
 /**
  * Upper bound on how long a private host waits for the port mapper to settle (mapped, or no protocol answered)
- * before publishing "NAT without mapping". The mapper normally settles first: PCP and NAT-PMP probes give up after
- * 3.75 s each, so a UPnP-only gateway maps after about 8 s and a LAN without any after about 10 s.
+ * before publishing "NAT without mapping". The mapper normally settles first: it probes the three protocols at
+ * once and gives up after 3.75 s (docs/portmap.md); this only bounds a mapper that hangs.
  */
 export const FIRST_MAPPING_GRACE_MS = 12_000
 

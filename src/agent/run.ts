@@ -49,7 +49,11 @@ async function readStdin(): Promise<string> {
 }
 
 /** The TSIG key from `account add --json` output, or derived from a password (docs/server.md, account-key.ts). */
-export async function loadKey(o: { keyFile?: string; passwordStdin?: boolean }, domain: string): Promise<TsigKey> {
+export async function loadKey(
+  o: { keyFile?: string; passwordStdin?: boolean; keyAlgorithm?: string },
+  domain: string,
+  readPassword: () => Promise<string> = readStdin,
+): Promise<TsigKey> {
   if (!!o.keyFile === !!o.passwordStdin) throw new UsageError('give exactly one of --key-file and --password-stdin')
   const user = domain.split('.')[0] ?? ''
   const zone = domain.slice(user.length + 1)
@@ -60,11 +64,15 @@ export async function loadKey(o: { keyFile?: string; passwordStdin?: boolean }, 
       throw new UsageError(`${o.keyFile}: want the JSON of \`autotunnel account add --json\``)
     return { name: keyName, algorithm, secret: Buffer.from(secret, 'base64') }
   }
-  const password = await readStdin()
+  const password = await readPassword()
   if (!password) throw new UsageError('empty password on stdin')
-  const algorithm = 'hmac-sha256'
-  if (!isAccountAlgorithm(algorithm)) throw new UsageError('unsupported algorithm')
-  return { name: accountKeyName(user, zone), algorithm, secret: await deriveTsigKeyAsync(user, zone, password) }
+  const algorithm = o.keyAlgorithm ?? 'hmac-sha256'
+  if (!isAccountAlgorithm(algorithm)) throw new UsageError(`unsupported key algorithm ${algorithm}`)
+  return {
+    name: accountKeyName(user, zone),
+    algorithm,
+    secret: await deriveTsigKeyAsync(user, zone, password, algorithm),
+  }
 }
 
 export async function runUp(o: UpOptions): Promise<void> {

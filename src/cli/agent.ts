@@ -10,6 +10,7 @@ export interface UpOptions {
   state: string
   keyFile?: string
   passwordStdin?: boolean
+  keyAlgorithm: string
   port: string
   tun: string | false
   service: string[]
@@ -35,6 +36,11 @@ export function register(program: Command): void {
     .requiredOption('--state <dir>', 'state directory: identity.json and the control socket agent.sock')
     .option('--key-file <file>', 'the JSON printed by `autotunnel account add --json`')
     .option('--password-stdin', 'read the account password from stdin and derive the TSIG key from it')
+    .addOption(
+      new Option('--key-algorithm <alg>', 'TSIG algorithm of the password-derived key (as in `account add`)')
+        .choices(['hmac-sha256', 'hmac-sha512', 'hmac-sha384', 'hmac-sha224', 'hmac-sha1', 'hmac-md5'])
+        .default('hmac-sha256'),
+    )
     .option('--port <udpport>', 'local UDP port of the tunnel (mapped on the NAT gateway)', '4500')
     .option('--tun <name>', 'TUN device name (used by the tunnel)', 'autotun0')
     .option('--no-tun', 'run without a TUN device')

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { deriveTsigKey } from '../dns/account-key.js'
+import { loadKey, parseHostPort, UsageError } from './run.js'
+
+test('parseHostPort', () => {
+  assert.deepEqual(parseHostPort('198.51.100.10', 53), { host: '198.51.100.10', port: 53 })
+  assert.deepEqual(parseHostPort('ns.members.example:5300', 53), { host: 'ns.members.example', port: 5300 })
+  assert.deepEqual(parseHostPort('[2001:db8::1]:853', 53), { host: '2001:db8::1', port: 853 })
+  for (const bad of ['', 'host:0', 'host:70000', 'host:x', '[::1'])
+    assert.throws(() => parseHostPort(bad, 53), UsageError, bad)
+})
+
+test('loadKey: the key file of `account add --json`, or the same key derived from the password', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'at-key-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const secret = deriveTsigKey('alice', 'members.example', 'correct horse')
+  const file = join(dir, 'alice.json')
+  await writeFile(
+    file,
+    JSON.stringify({
+      user: 'alice',
+      domain: 'alice.members.example.',
+      keyName: 'alice.members.example.',
+      algorithm: 'hmac-sha256',
+      secret: secret.toString('base64'),
+    }),
+  )
+  const fromFile = await loadKey({ keyFile: file }, 'alice.members.example')
+  const fromPassword = await loadKey({ passwordStdin: true }, 'alice.members.example', async () => 'correct horse')
+  assert.deepEqual(fromFile, { name: 'alice.members.example.', algorithm: 'hmac-sha256', secret })
+  assert.deepEqual(fromPassword, fromFile)
+  const md5 = await loadKey({ passwordStdin: true, keyAlgorithm: 'hmac-md5' }, 'alice.members.example', async () => 'x')
+  assert.equal(md5.secret.length, 16)
+  await assert.rejects(loadKey({}, 'alice.members.example'), UsageError)
+  await assert.rejects(loadKey({ keyFile: file, passwordStdin: true }, 'alice.members.example'), UsageError)
+  await assert.rejects(
+    loadKey({ passwordStdin: true }, 'alice.members.example', async () => ''),
+    UsageError,
+  )
+})
