@@ -26,6 +26,7 @@ export class NotifyServer {
   proc: ChildProcess | undefined
   dnsPort = 0
   tlsPort = 0
+  metricsPort = 0
   fingerprint = ''
   stderr = ''
   readonly extra: string[]
@@ -44,9 +45,10 @@ export class NotifyServer {
     if (!this.dnsPort) {
       this.dnsPort = await freePort()
       this.tlsPort = await freePort()
+      this.metricsPort = await freePort()
     }
     const args = ['server', '--zone', ZONE, '--data', this.dir, '--listen', `127.0.0.1:${this.dnsPort}`]
-    args.push('--tls-listen', `127.0.0.1:${this.tlsPort}`, ...this.extra)
+    args.push('--tls-listen', `127.0.0.1:${this.tlsPort}`, '--metrics', `127.0.0.1:${this.metricsPort}`, ...this.extra)
     const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
     proc.stderr!.on('data', (d: Buffer) => {
@@ -73,6 +75,13 @@ export class NotifyServer {
     })
     const tls = lines.find((l) => l.startsWith('listening tls'))
     this.fingerprint = /sha256=(\S+)/.exec(tls ?? '')?.[1] ?? ''
+  }
+
+  /** One value from the Prometheus text on --metrics. */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`)).text()
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
+    return m ? Number(m[1]) : Number.NaN
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
