@@ -55,13 +55,25 @@ declare global {
   }
 }
 
+/** Presentation text of one name under construction: at most 255 wire octets, each escaped to at most 4 chars. */
+const TEXT_SCRATCH = Buffer.allocUnsafe(MAX_NAME_LEN * 4)
+const MAX_LABELS = 128
+const LABEL_WIRE_OFFS = new Int32Array(MAX_LABELS)
+const LABEL_TEXT_OFFS = new Int32Array(MAX_LABELS)
+const DIGIT_0 = 0x30
+const DECIMAL = 10
+const HUNDRED = 100
+
 /**
  * Reads the name at r.off (following compression pointers) and leaves r.off after its in-line part.
  * `end` bounds the in-line part (an RDATA end); pointers must point strictly before the start of the
  * label run that contains them, which rules out loops, and a name may follow at most 127 of them.
+ * The text is assembled in a scratch buffer and sliced once; every label's suffix is cached in r.names so
+ * later pointers to it cost a map lookup.
  */
 export function readName(r: Reader, end: number): string {
   const buf = r.buf
+  const text = TEXT_SCRATCH
   let pos = r.off
   let lim = end
   let segStart = pos
@@ -69,8 +81,8 @@ export function readName(r: Reader, end: number): string {
   let hops = 0
   let tail = '.'
   let tailWire = 1
-  const offs: number[] = []
-  const parts: string[] = []
+  let labels = 0
+  let n = 0
   let wire = 1
   for (;;) {
     if (pos >= lim) throw new WireError('name', pos, 'name runs past the end')
@@ -103,19 +115,36 @@ export function readName(r: Reader, end: number): string {
     if (e >= lim) throw new WireError('name', pos, 'label runs past the end')
     wire += len + 1
     if (wire > MAX_NAME_LEN) throw new WireError('name', pos, 'name longer than 255 octets')
-    offs.push(pos)
-    parts.push(labelText(buf, pos + 1, e))
+    LABEL_WIRE_OFFS[labels] = pos
+    LABEL_TEXT_OFFS[labels++] = n
+    for (let i = pos + 1; i < e; i++) {
+      const b = buf[i]!
+      const k = ESCAPES[b]
+      if (k === PLAIN) text[n++] = b
+      else if (k === ESCAPE_CHAR) {
+        text[n++] = BACKSLASH
+        text[n++] = b
+      } else {
+        text[n++] = BACKSLASH
+        text[n++] = DIGIT_0 + ((b / HUNDRED) | 0)
+        text[n++] = DIGIT_0 + (((b / DECIMAL) | 0) % DECIMAL)
+        text[n++] = DIGIT_0 + (b % DECIMAL)
+      }
+    }
+    text[n++] = DOT
     pos = e
   }
   r.off = after >= 0 ? after : pos
-  let name = tail
-  let w = tailWire
+  if (labels === 0) return tail
+  const head = text.latin1Slice(0, n)
+  const name = tail === '.' ? head : head + tail
   const cache = (r.names ??= new Map())
-  for (let i = parts.length - 1; i >= 0; i--) {
-    name = name === '.' ? parts[i] + '.' : parts[i] + '.' + name
-    const o = offs[i]!
+  let w = tailWire
+  for (let i = labels - 1; i >= 0; i--) {
+    const o = LABEL_WIRE_OFFS[i]!
     w += buf[o]! + 1
-    if (o - r.start <= MAX_POINTER && !cache.has(o)) cache.set(o, { s: name, w })
+    if (o - r.start <= MAX_POINTER && !cache.has(o))
+      cache.set(o, { s: i === 0 ? name : name.slice(LABEL_TEXT_OFFS[i]), w })
   }
   return name
 }
