@@ -226,6 +226,8 @@ test('down over the control socket withdraws the records, deletes the mapping an
 
 test('datagrams to the agent port are counted in status', async (t) => {
   const { dir, agent, fnet } = await setup(t)
+  const handed: string[] = []
+  agent.onDatagram((msg) => handed.push(msg.toString()))
   await agent.start()
   const peer = fnet.socket('198.51.100.10')
   await peer.bind(0)
@@ -236,5 +238,6 @@ test('datagrams to the agent port are counted in status', async (t) => {
   }
   assert.equal(s.udp.rxDatagrams, 1)
   assert.match(s.udp.lastFrom, /^198\.51\.100\.10:/)
+  assert.deepEqual(handed, ['hello'], 'handed on to the tunnel hook')
   await peer.close()
 })

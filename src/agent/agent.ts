@@ -7,7 +7,7 @@
 import { hostname as osHostname } from 'node:os'
 import type { UpdateSink } from '../dns/client/update.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
-import type { DatagramSocket } from '../io/datagram.js'
+import type { DatagramHandler, DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import { type ControlContext, ControlError, type ControlRequest, ControlServer, controlSocketPath } from './control.js'
@@ -94,6 +94,7 @@ export class Agent {
   #closing: Promise<void> | undefined
   #downRequested: (() => void) | undefined
   readonly #netListeners: NetworkChangeListener[] = []
+  #datagramHandler: DatagramHandler = () => {}
   readonly udpStats = { rxDatagrams: 0, rxBytes: 0, lastFrom: '' as string, lastAt: 0 }
   /** Resolves when the agent stopped (after `down`, or `shutdown()`). */
   readonly done: Promise<void>
@@ -117,6 +118,14 @@ export class Agent {
   get reach(): Reachability | undefined {
     return this.#reach
   }
+  /** The agent's UDP socket (bound to `--port` by start()): the tunnel sends ESP-in-UDP and IKE on it. */
+  get udp(): DatagramSocket {
+    return this.#d.udp
+  }
+  /** Receives every datagram on the agent's port after it is counted (the tunnel's receive path). */
+  onDatagram(fn: DatagramHandler): void {
+    this.#datagramHandler = fn
+  }
   onNetworkChange(fn: NetworkChangeListener): void {
     this.#netListeners.push(fn)
   }
@@ -138,6 +147,7 @@ export class Agent {
       this.udpStats.lastFrom = `${from.address}:${from.port}`
       this.udpStats.lastAt = clock.now()
       if (log.enabled('debug')) log.debug('udp.rx', { from: this.udpStats.lastFrom, bytes: msg.length })
+      this.#datagramHandler(msg, from)
     })
     const bound = await udp.bind(this.config.port)
     log.info('agent.udp', { port: bound.port })
