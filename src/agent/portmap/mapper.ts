@@ -2,19 +2,7 @@
 // forgets it, and reported. Tries PCP (RFC 6887), then NAT-PMP (RFC 6886), then UPnP IGD, only when the
 // primary IPv4 address is private. Modelled on tailscale's net/portmapper, one protocol per file. Probing
 // asks all three at once and keeps that order as a preference (probe.ts).
-//
-//              start / refresh (network changed)
-//                      |
-//                      v
-//   +----------->  probing  --- address public ------------> public
-//   |                  |  \---- no gateway / none answers --> nat-without-mapping --(reprobeMs, announcement)--+
-//   |                  v                                                                                        |
-//   |   +-------->  mapped  <------------------------------------------------------------------------------------+
-//   |   |              |
-//   |   +--- renew at half-life, or at once on a NAT-PMP/PCP announcement or SSDP alive:
-//   |        same external -> mapped (quiet); other external -> 'external-changed';
-//   |        epoch went back / UPnP entry gone -> 'recreated' (the renewal re-made it)
-//   +------- renewal got no answer -> probing again ('lost' when nothing answers)
+// The state machine and its diagram are in mapper-state.ts.
 
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import type { Logger } from '../../io/log.js'
@@ -22,13 +10,13 @@ import type { Random } from '../../io/random.js'
 import { AnnouncementListener } from './announcements.js'
 import { PortmapAbortedError } from './errors.js'
 import { isPrivateIPv4 } from './ip.js'
+import { type PortMapEvent, type PortMapInput, type PortMapState, stepPortMap } from './mapper-state.js'
 import { NATPMP_ANNOUNCE_GROUP, NATPMP_ANNOUNCE_PORT, NATPMP_PORT, NatPmpClient } from './natpmp.js'
 import { LinuxNetworkInfo, type NetworkInfo, type PrimaryNetwork } from './netinfo.js'
 import { PcpClient } from './pcp.js'
 import { probeInParallel } from './probe.js'
 import { SSDP_GROUP, SSDP_PORT } from './ssdp.js'
 import {
-  type AddrPort,
   type GatewayAnnouncement,
   type MappingClient,
   type MapRequest,
@@ -42,37 +30,7 @@ import {
 } from './types.js'
 import { type HttpFn, UpnpClient } from './upnp.js'
 
-export type PortMapState =
-  | { readonly kind: 'probing' }
-  | {
-      readonly kind: 'mapped'
-      readonly protocol: PortmapProtocol
-      readonly gateway: string
-      readonly external: AddrPort
-      readonly internalPort: number
-      /** As granted by the gateway; 0 is a UPnP permanent lease. */
-      readonly lifetimeSec: number
-      /** Wall-clock ms (Clock.now) when the mapping runs out unless renewed; Infinity for a permanent lease. */
-      readonly expiresAt: number
-    }
-  | { readonly kind: 'public'; readonly address: string }
-  | { readonly kind: 'nat-without-mapping'; readonly address?: string; readonly gateway?: string }
-
-/** Why the state changed: 'recreated' means the gateway had lost the mapping and we made it again. */
-export type PortMapChangeReason =
-  | 'probing'
-  | 'mapped'
-  | 'external-changed'
-  | 'recreated'
-  | 'lost'
-  | 'public'
-  | 'no-mapping'
-
-export interface PortMapEvent {
-  readonly reason: PortMapChangeReason
-  readonly state: PortMapState
-  readonly previous: PortMapState
-}
+export type { PortMapChangeReason, PortMapEvent, PortMapState } from './mapper-state.js'
 
 export interface PortMapperDeps {
   readonly clock: Clock
@@ -245,7 +203,7 @@ export class PortMapper {
       const same = net && this.#net && net.address === this.#net.address && net.gateway === this.#net.gateway
       if (same && this.#client && this.#state.kind === 'mapped') return this.#renew(gen)
       await this.#dropClient()
-      this.#set({ kind: 'probing' }, 'probing')
+      this.#apply({ type: 'network-changed' })
       await this.#probe(gen, false, net)
     })
   }
@@ -331,17 +289,17 @@ export class PortMapper {
     if (gen !== this.#gen) return
     this.#net = net
     if (!net) {
-      this.#set({ kind: 'nat-without-mapping' }, afterLoss ? 'lost' : 'no-mapping')
+      this.#apply({ type: 'no-mapping', afterLoss })
       return
     }
     if (!isPrivateIPv4(net.address)) {
       await this.#listener.close()
-      this.#set({ kind: 'public', address: net.address }, 'public')
+      this.#apply({ type: 'public', address: net.address })
       return
     }
     const gateway = net.gateway
     if (!gateway) {
-      this.#set({ kind: 'nat-without-mapping', address: net.address }, afterLoss ? 'lost' : 'no-mapping')
+      this.#apply({ type: 'no-mapping', address: net.address, afterLoss })
       return
     }
     await this.#listener.listen(net.address)
@@ -375,28 +333,25 @@ export class PortMapper {
         gateway,
         external: `${r.external.address}:${r.external.port}`,
       })
-      this.#mapped(client, gateway, r, afterLoss ? 'recreated' : 'mapped')
+      this.#mapped('mapped', client, gateway, r, afterLoss)
       return
     }
-    this.#set({ kind: 'nat-without-mapping', address: net.address, gateway }, afterLoss ? 'lost' : 'no-mapping')
+    this.#apply({ type: 'no-mapping', address: net.address, gateway, afterLoss })
     this.#schedule(this.reprobeMs, (g) => this.#probe(g, false))
   }
 
-  #mapped(client: MappingClient, gateway: string, r: MapResult, reason: PortMapChangeReason): void {
-    const now = this.#clock.now()
-    const expiresAt = r.lifetimeSec === 0 ? Number.POSITIVE_INFINITY : now + r.lifetimeSec * MS_PER_SEC
-    this.#set(
-      {
-        kind: 'mapped',
-        protocol: client.protocol,
-        gateway,
-        external: r.external,
-        internalPort: this.internalPort,
-        lifetimeSec: r.lifetimeSec,
-        expiresAt,
-      },
-      reason,
-    )
+  #mapped(type: 'mapped' | 'renewed', client: MappingClient, gateway: string, r: MapResult, afterLoss = false): void {
+    const { protocol } = client
+    const input = {
+      type,
+      protocol,
+      gateway,
+      internalPort: this.internalPort,
+      result: r,
+      nowMs: this.#clock.now(),
+      afterLoss,
+    }
+    this.#apply(input)
     const lifetimeMs = (r.lifetimeSec || this.lifetimeSec) * MS_PER_SEC
     this.#schedule(Math.max(MIN_RENEW_MS, lifetimeMs / HALF), (g) => this.#renew(g))
   }
@@ -411,15 +366,8 @@ export class PortMapper {
     try {
       const r = await client.map(this.#request())
       if (gen !== this.#gen) return
-      const moved = r.external.address !== prev.external.address || r.external.port !== prev.external.port
-      const reason = moved ? 'external-changed' : r.gatewayRestarted ? 'recreated' : undefined
-      if (reason)
-        this.#log.info(`portmap.${reason}`, {
-          protocol: client.protocol,
-          external: `${r.external.address}:${r.external.port}`,
-        })
-      else this.#log.debug('portmap.renewed', { protocol: client.protocol, lifetimeSec: r.lifetimeSec })
-      this.#mapped(client, gateway, r, reason ?? 'mapped')
+      this.#log.debug('portmap.renewed', { protocol: client.protocol, lifetimeSec: r.lifetimeSec })
+      this.#mapped('renewed', client, gateway, r)
     } catch (e) {
       if (gen !== this.#gen || e instanceof PortmapAbortedError) return
       this.#log.warn('portmap.renew-failed', { protocol: client.protocol, error: String(e) })
@@ -444,21 +392,22 @@ export class PortMapper {
     if (c) await c.close()
   }
 
-  /** Emits on a change of kind, of external address or port, and on every re-creation. */
-  #set(state: PortMapState, reason: PortMapChangeReason): void {
+  /** Runs the state machine (mapper-state.ts) and reports the change, if any. */
+  #apply(input: PortMapInput): void {
     const previous = this.#state
+    const { state, reason } = stepPortMap(previous, input)
     this.#state = state
-    const same =
-      previous.kind === state.kind &&
-      (state.kind !== 'mapped' ||
-        (previous.kind === 'mapped' &&
-          previous.protocol === state.protocol &&
-          previous.external.address === state.external.address &&
-          previous.external.port === state.external.port))
-    if (same && reason !== 'recreated') return
-    this.#log.info('portmap.state', { reason, kind: state.kind })
+    if (!reason) return
+    const ev: PortMapEvent = { reason, state, previous }
+    this.#log.info('portmap.state', {
+      reason,
+      kind: state.kind,
+      ...(state.kind === 'mapped'
+        ? { protocol: state.protocol, external: `${state.external.address}:${state.external.port}` }
+        : {}),
+    })
     try {
-      this.#onChange?.({ reason, state, previous })
+      this.#onChange?.(ev)
     } catch (e) {
       this.#log.error('portmap.on-change-threw', { error: String(e) })
     }

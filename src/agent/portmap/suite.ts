@@ -155,7 +155,7 @@ export async function loopbackEnv(protocols: readonly PortmapProtocol[], enabled
           gatewayPort: pxpAddr.port,
           ssdpPort: ssdpAddr.port,
           ssdpMulticastGroup: null,
-          retry: { initialMs: 20, maxTries: 4 },
+          retry: { initialMs: 100, maxTries: 3 },
           probeMaxTries: 3,
           announceJitterMaxMs: 0,
           onChange: (e) => events.push(e),
