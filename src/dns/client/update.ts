@@ -180,7 +180,13 @@ export class UpdateClient implements UpdateSink {
   }
 
   async update(req: UpdateRequest): Promise<UpdateResult> {
-    const server = await this.discover()
+    let server: ServerAddr & { readonly via: string }
+    try {
+      server = await this.discover()
+    } catch (e) {
+      this.failures++
+      throw new UpdateError(`no update server found: ${(e as Error).message}`, -1, { cause: e })
+    }
     const msg = emptyMessage({
       id: randomInt(0x10000),
       opcode: Opcode.UPDATE,
