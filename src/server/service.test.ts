@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import fc from 'fast-check'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { signMessage, verifyMessage } from '../dns/tsig.js'
@@ -263,4 +264,47 @@ test('TSIG: signed UPDATE with a lease commits and echoes it signed; BADKEY, BAD
     assert.equal(metrics.registry.value('autotunnel_tsig_failures_total', { kind }), 1, name)
   }
   assert.equal(metrics.registry.value('autotunnel_dns_updates_total', { rcode: 'NOTAUTH' }), 3)
+})
+
+test('random and mutated packets: never a throw, exactly one reply or drop each', async (t) => {
+  const { svc, store, metrics } = setup(t)
+  put(store, [aaaa(`a.pub.${ZONE}`, 'fd00::1')])
+  const seeds = [
+    encodeMessage(query(`a.pub.${ZONE}`, RRType.AAAA, 1232)),
+    encodeMessage(updateMsg([], [aaaa(`mac.alice.${ZONE}`, 'fd00::1')])),
+    encodeMessage(query(ZONE, RRType.SOA)),
+  ]
+  let calls = 0
+  const ctx: InboundContext = {
+    peer: { transport: 'udp', address: '127.0.0.1', port: 1, local: '' },
+    reply: () => {
+      calls++
+    },
+    send: () => {},
+  }
+  let sent = 0
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 600 }).map((u) => Buffer.from(u)),
+        fc
+          .tuple(fc.nat(seeds.length - 1), fc.array(fc.tuple(fc.nat(600), fc.nat(255)), { maxLength: 6 }))
+          .map(([i, muts]) => {
+            const b = Buffer.from(seeds[i]!)
+            for (const [pos, v] of muts) b[pos % b.length] = v
+            return b
+          }),
+      ),
+      (pkt) => {
+        sent++
+        svc.handle(pkt, ctx)
+      },
+    ),
+    { numRuns: 3000 },
+  )
+  await new Promise((r) => setImmediate(r))
+  await new Promise((r) => setImmediate(r))
+  assert.equal(calls, sent)
+  assert.equal(metrics.registry.value('autotunnel_dns_dropped_total', { reason: 'internal' }), 0, 'no internal error')
+  assert.ok(metrics.registry.value('autotunnel_dns_dropped_total', { reason: 'formerr' }) > 0)
 })
