@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DEBS=(
   iproute2 iputils-ping nftables iptables conntrack socat tcpdump tshark procps psmisc
   miniupnpd miniupnpd-nftables natpmpc miniupnpc coturn stun-client
-  bind9 bind9-dnsutils knot knot-dnsutils python3-dnspython dnsperf
+  bind9 bind9-dnsutils knot knot-dnsutils python3-dnspython dnsperf openssl
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
