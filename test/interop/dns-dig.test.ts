@@ -3,7 +3,9 @@
 // the queries they send must decode to the question they were asked.
 import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
+import { createServer } from 'node:net'
 import { test } from 'node:test'
+import { frameTcp, TcpDeframer } from '../../src/dns/tcp-framing.js'
 import { Rcode } from '../../src/dns/wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../../src/dns/wire/message.js'
 import { nameEqual } from '../../src/dns/wire/name.js'
@@ -48,30 +50,47 @@ const zone: RR[] = [
   rr(`dot\\.in.${Z}`, RRType.A, { address: '192.0.2.10' }),
 ]
 
+function answer(q: Message, maxSize: number): Buffer {
+  const question = q.questions[0]!
+  const answers = zone.filter(
+    (r) => nameEqual(r.name, question.name) && (r.type === question.type || question.type === RRType.ANY),
+  )
+  const reply = emptyMessage({
+    id: q.id,
+    qr: true,
+    aa: true,
+    rd: q.rd,
+    rcode: answers.length > 0 ? Rcode.NOERROR : Rcode.NXDOMAIN,
+    questions: q.questions,
+    answers,
+    ...(q.edns ? { edns: { udpSize: 1232, version: 0, do: false, options: [] } } : {}),
+  })
+  return encodeMessage(reply, { maxSize })
+}
+
 async function responder(t: import('node:test').TestContext) {
   const sock = createSocket('udp4')
   const queries: Message[] = []
   sock.on('message', (wire, rinfo) => {
     const q = decodeMessage(wire)
     queries.push(q)
-    const question = q.questions[0]!
-    const answers = zone.filter(
-      (r) => nameEqual(r.name, question.name) && (r.type === question.type || question.type === RRType.ANY),
-    )
-    const reply = emptyMessage({
-      id: q.id,
-      qr: true,
-      aa: true,
-      rd: q.rd,
-      rcode: answers.length > 0 ? Rcode.NOERROR : Rcode.NXDOMAIN,
-      questions: q.questions,
-      answers,
-      ...(q.edns ? { edns: { udpSize: 1232, version: 0, do: false, options: [] } } : {}),
-    })
-    sock.send(encodeMessage(reply, { maxSize: q.edns?.udpSize ?? 512 }), rinfo.port, rinfo.address)
+    sock.send(answer(q, q.edns?.udpSize ?? 512), rinfo.port, rinfo.address)
   })
   await new Promise<void>((resolve) => sock.bind(0, LOOPBACK, resolve))
   t.after(() => sock.close())
+  const tcp = createServer((conn) => {
+    const de = new TcpDeframer()
+    conn.on('data', (chunk) => {
+      for (const wire of de.push(chunk)) {
+        const q = decodeMessage(wire)
+        queries.push(q)
+        conn.write(frameTcp(answer(q, 65535)))
+      }
+    })
+    conn.on('error', () => conn.destroy())
+  })
+  await new Promise<void>((resolve) => tcp.listen(sock.address().port, LOOPBACK, resolve))
+  t.after(() => new Promise<void>((resolve) => tcp.close(() => resolve())))
   return { port: sock.address().port, queries }
 }
 
@@ -130,5 +149,28 @@ for (const tool of ['dig', 'kdig'] as const) {
         `${tool} sends EDNS (${qname} ${qtype}, ${r.queries.length} queries)`,
       )
     }
+  })
+}
+
+for (const tool of ['dig', 'kdig'] as const) {
+  test(`${tool} +tcp: length-framed answers through TcpDeframer/frameTcp`, async (t) => {
+    const r = await responder(t)
+    const out = await runAsync(tool, [
+      `@${LOOPBACK}`,
+      '-p',
+      String(r.port),
+      '+tcp',
+      '+noall',
+      '+answer',
+      `a.${Z}`,
+      'AAAA',
+    ])
+    assert.equal(out.status, 0, out.stderr)
+    const printed = out.stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith(';'))
+      .map(normalize)
+    assert.deepEqual(printed, zone.filter((x) => x.name === `a.${Z}` && x.type === RRType.AAAA).map(rrToText))
+    assert.equal(r.queries.length, 1)
   })
 }
