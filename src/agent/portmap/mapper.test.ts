@@ -93,6 +93,30 @@ describe('PortMapper orchestration (FakeClock)', () => {
     assert.equal(m.state.kind, 'nat-without-mapping')
   })
 
+  test('announcements: only from the gateway and well-formed; each triggers one renewal', async (t) => {
+    const env = await fakeEnv(['pcp'])
+    t.after(() => env.close())
+    const m = env.mapper({ announceJitterMaxMs: 0 })
+    await m.start()
+    const before = env.gateway.requests.pcp
+    const announce = Buffer.from('02800000000000000000002a000000000000000000000000', 'hex')
+    const stranger = env.net.socket('192.168.1.99')
+    await stranger.bind(5351)
+    stranger.send(announce, 0, announce.length, 5350, '224.0.0.1')
+    const gwSock = env.net.socket('192.168.1.1')
+    await gwSock.bind(5999)
+    gwSock.send(Buffer.from('0280', 'hex'), 0, 2, 5350, '224.0.0.1')
+    await driveFakeClock(env.clock as never, 1000, 1)
+    assert.equal(env.gateway.requests.pcp, before)
+    assert.equal(m.announcements.size, 0)
+    gwSock.send(announce, 0, announce.length, 5350, '224.0.0.1')
+    await driveFakeClock(env.clock as never, 1000, 1)
+    assert.equal(env.gateway.requests.pcp, before + 1)
+    assert.deepEqual([...m.announcements], [['pcp-announce', 1]])
+    await stranger.close()
+    await gwSock.close()
+  })
+
   test('refresh() with the same network renews at once; with a new address re-probes', async (t) => {
     const env = await fakeEnv(['natpmp'])
     t.after(() => env.close())

@@ -21,6 +21,8 @@ export interface PortmapEnv {
   readonly clock: Clock
   readonly gateway: FakeGateway
   readonly network: StaticNetworkInfo
+  /** The FakeNetwork, for tests that add their own senders (fake env only). */
+  readonly net: FakeNetwork
   readonly log: MemoryLogger
   readonly events: PortMapEvent[]
   /** Builds a mapper on this env (protocols, ports and group options filled in for it). */
@@ -82,6 +84,7 @@ export async function fakeEnv(protocols: readonly PortmapProtocol[], enabled = p
     clock,
     gateway,
     network,
+    net,
     log,
     events,
     mapper(opts = {}) {
@@ -144,6 +147,7 @@ export async function loopbackEnv(protocols: readonly PortmapProtocol[], enabled
     clock,
     gateway,
     network,
+    net: new FakeNetwork(),
     log,
     events,
     mapper(opts = {}) {
