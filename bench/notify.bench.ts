@@ -250,6 +250,7 @@ async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
     const cpu = procStats(srv.proc!.pid!).cpuSec - cpu0
     for (const h of handles) h.close()
     if (arrivals.length === 0) return `${kind}: no watcher received the change`
+    await sleep(300) // the server's log line may still be on its way
     const fan = /"delivered":(\d+),"ms":([\d.]+)/.exec(srv.stderr)
     arrivals.sort((a, b) => a - b)
     const last = arrivals.at(-1)!
