@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import dgram from 'node:dgram'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -20,14 +21,23 @@ import { MemoryLogger } from '../../src/io/log.js'
 
 const execFileP = promisify(execFile)
 
+/** A port free for both TCP and UDP on 127.0.0.1 right now. */
 async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port
-      s.close(() => resolve(p))
+  for (;;) {
+    const p = await new Promise<number>((resolve) => {
+      const s = createServer()
+      s.listen(0, '127.0.0.1', () => {
+        const port = (s.address() as { port: number }).port
+        s.close(() => resolve(port))
+      })
     })
-  })
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const u = dgram.createSocket('udp4')
+      u.once('error', () => resolve(false))
+      u.bind(p, '127.0.0.1', () => u.close(() => resolve(true)))
+    })
+    if (udpFree) return p
+  }
 }
 
 interface Bind {
@@ -40,7 +50,18 @@ interface Bind {
 
 const KEY = 'alice.members.example.'
 
+/** Retries with other ports when one was taken between freePort() and the bind (tests run beside others). */
 async function startBind(t: { after: (fn: () => Promise<void>) => void }): Promise<Bind> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startBindOnce(t)
+    } catch (e) {
+      if (attempt >= 3 || (!String(e).includes('EADDRINUSE') && !String(e).includes('address in use'))) throw e
+    }
+  }
+}
+
+async function startBindOnce(t: { after: (fn: () => Promise<void>) => void }): Promise<Bind> {
   const dir = await mkdtemp(join(tmpdir(), 'at-bind-'))
   const port = await freePort()
   const tlsPort = await freePort()

@@ -3,6 +3,7 @@
 // lease, expiry once refreshes stop (a crash), withdraw, and browse over TSIG-signed queries. Read back with dig -y.
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import dgram from 'node:dgram'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -20,14 +21,23 @@ import { MemoryLogger } from '../../src/io/log.js'
 const execFileP = promisify(execFile)
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
+/** A port free for both TCP and UDP on 127.0.0.1 right now. */
 async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port
-      s.close(() => resolve(p))
+  for (;;) {
+    const p = await new Promise<number>((resolve) => {
+      const s = createServer()
+      s.listen(0, '127.0.0.1', () => {
+        const port = (s.address() as { port: number }).port
+        s.close(() => resolve(port))
+      })
     })
-  })
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const u = dgram.createSocket('udp4')
+      u.once('error', () => resolve(false))
+      u.bind(p, '127.0.0.1', () => u.close(() => resolve(true)))
+    })
+    if (udpFree) return p
+  }
 }
 
 interface Srv {
@@ -37,7 +47,18 @@ interface Srv {
   key: { keyName: string; algorithm: string; secret: string }
 }
 
+/** Retries with other ports when one was taken between freePort() and the bind (tests run beside others). */
 async function startServer(t: { after: (fn: () => Promise<void>) => void }): Promise<Srv> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce(t)
+    } catch (e) {
+      if (attempt >= 3 || (!String(e).includes('EADDRINUSE') && !String(e).includes('address in use'))) throw e
+    }
+  }
+}
+
+async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }): Promise<Srv> {
   const data = await mkdtemp(join(tmpdir(), 'at-upd-srv-'))
   const port = await freePort()
   const tlsPort = await freePort()
