@@ -7,6 +7,26 @@ import type { InboundContext, MessageSink, PeerInfo } from './transport.js'
 
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
+/** Per-datagram context as a class (methods on the prototype, no closures per packet). Sends carry no
+ * callback: a failed send surfaces as the socket's 'error' event. */
+class UdpContext implements InboundContext {
+  readonly peer: PeerInfo
+  constructor(
+    readonly sock: Socket,
+    readonly address: string,
+    readonly port: number,
+    local: string,
+  ) {
+    this.peer = { transport: 'udp', address, port, local }
+  }
+  reply(out: Buffer | undefined): void {
+    if (out) this.sock.send(out, this.port, this.address)
+  }
+  send(out: Buffer): void {
+    this.sock.send(out, this.port, this.address)
+  }
+}
+
 export class UdpListener {
   readonly #log: Logger
   readonly #sink: MessageSink
@@ -32,21 +52,7 @@ export class UdpListener {
     })
     this.#socket = sock
     const sink = this.#sink
-    sock.on('message', (msg, rinfo) => {
-      const peer: PeerInfo = { transport: 'udp', address: rinfo.address, port: rinfo.port, local: this.#local }
-      // No callback: a failed send surfaces as the socket's 'error' event, logged below.
-      const send = (out: Buffer): void => {
-        sock.send(out, rinfo.port, rinfo.address)
-      }
-      const ctx: InboundContext = {
-        peer,
-        reply: (out) => {
-          if (out) send(out)
-        },
-        send,
-      }
-      sink(msg, ctx)
-    })
+    sock.on('message', (msg, rinfo) => sink(msg, new UdpContext(sock, rinfo.address, rinfo.port, this.#local)))
     return new Promise((resolve, reject) => {
       sock.once('error', reject)
       sock.bind({ address: host, port, exclusive: true }, () => {
