@@ -48,17 +48,17 @@ interface Srv {
 }
 
 /** Retries with other ports when one was taken between freePort() and the bind (tests run beside others). */
-async function startServer(t: { after: (fn: () => Promise<void>) => void }): Promise<Srv> {
+async function startServer(t: { after: (fn: () => Promise<void>) => void }, tls = true): Promise<Srv> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startServerOnce(t)
+      return await startServerOnce(t, tls)
     } catch (e) {
       if (attempt >= 3 || (!String(e).includes('EADDRINUSE') && !String(e).includes('address in use'))) throw e
     }
   }
 }
 
-async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }): Promise<Srv> {
+async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }, tls: boolean): Promise<Srv> {
   const data = await mkdtemp(join(tmpdir(), 'at-upd-srv-'))
   const port = await freePort()
   const tlsPort = await freePort()
@@ -85,8 +85,7 @@ async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }):
       data,
       '--listen',
       `127.0.0.1:${port}`,
-      '--tls-listen',
-      `127.0.0.1:${tlsPort}`,
+      ...(tls ? ['--tls-listen', `127.0.0.1:${tlsPort}`] : []),
       '--lease-min',
       '2',
       '--lease-max',
@@ -113,7 +112,7 @@ async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }):
       () => false,
     )
   for (;;) {
-    if ((await soa(['-p', String(port)])) && (await soa(['+tls', '-p', String(tlsPort)]))) break
+    if ((await soa(['-p', String(port)])) && (!tls || (await soa(['+tls', '-p', String(tlsPort)])))) break
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start:\n${out}`)
     await new Promise((res) => setTimeout(res, 100))
   }
@@ -234,4 +233,17 @@ test('a lease longer than the server allows is clamped; withdraw removes everyth
     ['_ssh._tcp.alice.members.example.', 'PTR'],
   ] as const)
     assert.deepEqual(await dig(s, n, ty), [], `${n} ${ty}`)
+})
+
+test('a server without a TLS listener advertises the plain port under the -tls name: the client uses plain DNS', async (t) => {
+  const s = await startServer(t, false)
+  const c = client(s, Buffer.alloc(0))
+  const r = await c.update({
+    zone: 'members.example',
+    updates: [{ name: target, type: 28, class: 1, ttl: 60, data: { address: input.ula } }],
+    leaseSec: 5,
+  })
+  assert.equal(r.via, `udp:127.0.0.1:${s.port}`)
+  assert.equal(r.leaseSec, 5)
+  assert.deepEqual(await dig(s, target, 'AAAA'), [`${target} IN AAAA ${input.ula}`])
 })
