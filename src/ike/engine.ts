@@ -19,8 +19,8 @@ import { CookieJar } from './nat.js'
 import { type IkeEngineOpts, type IkeStats, newStats, type ResolvedOpts, resolveOpts } from './options.js'
 import type { Payload } from './payloads.js'
 import { cipherName } from './proposals.js'
-import type { ChildSa, IkeSa, IkeSaDeps, Retransmit } from './sa.js'
-import type { AuthMode, ChildSaKeys, Endpoint, IkeEvents, IkeSaSummary, IkeTransport, PeerInfo } from './types.js'
+import type { ChildSa, IkeSa, IkeSaDeps } from './sa.js'
+import type { ChildSaKeys, Endpoint, IkeEvents, IkeSaSummary, IkeTransport, PeerInfo } from './types.js'
 import { notify } from './util.js'
 
 export interface IkeEngineDeps {
