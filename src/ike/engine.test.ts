@@ -336,3 +336,26 @@ test('concurrent connect() calls share one attempt; close() leaves no timers', a
   await b.engine.close()
   assert.equal(clock.pending, 0)
 })
+
+test('MOBIKE: the responder moves, sends its address list, the initiator follows with UPDATE_SA_ADDRESSES', async (t) => {
+  const net = new FakeNetwork()
+  const { a, b } = await pair(t, { net })
+  await a.engine.connect(B.id)
+  const moved: { peerId: string; remote: { address: string } }[] = []
+  ;(a.engine.events as IkeEvents).peerEndpoint = (e) => moved.push(e)
+  const newSock = net.socket('203.0.113.88')
+  await newSock.bind(PORT)
+  t.after(() => newSock.close())
+  const moveTo = new UdpIkeTransport(newSock)
+  moveTo.onMessage((buf, from) => b.engine.receive(buf, from))
+  Object.assign(b.engine.deps, { transport: moveTo })
+  await b.engine.updateAddresses()
+  await settle()
+  assert.deepEqual(
+    moved.map((m) => [m.peerId, m.remote.address]),
+    [[B.id, '203.0.113.88']],
+  )
+  assert.equal(a.engine.stats.mobikeUpdates, 1)
+  assert.equal(a.engine.list()[0]!.remote.address, '203.0.113.88')
+  assert.equal(await a.engine.dpd(B.id), true)
+})

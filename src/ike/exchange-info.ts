@@ -57,9 +57,19 @@ export async function deleteChild(engine: IkeEngine, sa: IkeSa, c: ChildSa): Pro
   }
 }
 
+/**
+ * Our address changed (RFC 4555 3.5): the original initiator sends UPDATE_SA_ADDRESSES (with NAT-D and
+ * COOKIE2); the original responder may not, so it sends its address list (NO_ADDITIONAL_ADDRESSES) from the
+ * new address, which implicitly asks the initiator to move.
+ */
 export async function mobikeUpdate(engine: IkeEngine, sa: IkeSa): Promise<void> {
-  const cookie2 = engine.deps.random.bytes(COOKIE2_LEN)
   const local = engine.deps.transport.local()
+  if (!sa.initiator) {
+    await sa.request(ExchangeType.INFORMATIONAL, [notify(NotifyType.NO_ADDITIONAL_ADDRESSES)])
+    engine.deps.log.info('ike.mobike.address_list_sent', { peer: sa.peerId, local: local.address })
+    return
+  }
+  const cookie2 = engine.deps.random.bytes(COOKIE2_LEN)
   const resp = await sa.request(ExchangeType.INFORMATIONAL, [
     notify(NotifyType.UPDATE_SA_ADDRESSES),
     notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(sa.spiI, sa.spiR, local)),
@@ -123,12 +133,35 @@ export async function handleInfoRequest(
     )
     moved = from.address !== sa.remote.address || from.port !== sa.remote.port
   }
+  // The responder's address list arrived from a new address: it moved (RFC 4555 3.6); as initiator we
+  // move the SA there with our own UPDATE_SA_ADDRESSES, whose COOKIE2 echo proves the path.
+  const addressList =
+    findNotify(p, NotifyType.NO_ADDITIONAL_ADDRESSES) ??
+    findNotify(p, NotifyType.ADDITIONAL_IP4_ADDRESS) ??
+    findNotify(p, NotifyType.ADDITIONAL_IP6_ADDRESS)
+  const peerMovedImplicitly =
+    !!addressList &&
+    sa.initiator &&
+    sa.peerMobike &&
+    (from.address !== sa.remote.address || from.port !== sa.remote.port)
   const cookie2 = findNotify(p, NotifyType.COOKIE2)
   if (cookie2) resp.push(notify(NotifyType.COOKIE2, cookie2.data))
   sa.respond(ExchangeType.INFORMATIONAL, id, resp, from)
   for (const c of removed) engine.removeChild(sa, c, 'peer deleted')
   if (dropIke) {
     engine.dropSa(sa, sa.state.kind === 'rekeyed' ? 'rekeyed' : 'peer deleted', sa.state.kind === 'rekeyed')
+    return
+  }
+  if (peerMovedImplicitly) {
+    const prev = sa.remote
+    sa.remote = from
+    try {
+      await mobikeUpdate(engine, sa)
+      engine.deps.log.info('ike.mobike.followed_peer', { peer: sa.peerId, to: `${from.address}:${from.port}` })
+      engine.events.peerEndpoint?.({ peerId: sa.peerId ?? '', remote: from, via: 'mobike' })
+    } catch {
+      if (sa.remote === from) sa.remote = prev
+    }
     return
   }
   if (moved) {

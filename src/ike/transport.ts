@@ -22,6 +22,7 @@ export class UdpIkeTransport implements IkeTransport {
   readonly #socket: DatagramSocket
   readonly #marker: boolean
   readonly #opts: UdpIkeTransportOpts
+  #localAddress: string | undefined
   #handler: (buf: Buffer, from: Endpoint) => void = () => {}
   /** Datagrams that were neither IKE, ESP nor keepalive. */
   dropped = 0
@@ -30,6 +31,7 @@ export class UdpIkeTransport implements IkeTransport {
     this.#socket = socket
     this.#marker = opts.nonEspMarker ?? true
     this.#opts = opts
+    this.#localAddress = opts.localAddress
     socket.onMessage((msg, from) => this.#receive(msg, { address: from.address, port: from.port }))
   }
 
@@ -57,6 +59,10 @@ export class UdpIkeTransport implements IkeTransport {
   }
   local(): Endpoint {
     const a = this.#socket.address()
-    return { address: this.#opts.localAddress ?? a.address, port: a.port }
+    return { address: this.#localAddress ?? a.address, port: a.port }
+  }
+  /** Our address changed (socket bound to the wildcard): NAT-D from now on uses `address`. */
+  setLocalAddress(address: string): void {
+    this.#localAddress = address
   }
 }

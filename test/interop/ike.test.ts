@@ -6,10 +6,13 @@
 // libipsec decrypts, answers and encrypts back to us.
 
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
+import { promisify } from 'node:util'
 import { derivePsk } from '../../src/ike/auth.js'
 import {
+  CHARON_SIDE,
   type CharonConn,
   charonConnection,
   IkeLab,
@@ -20,6 +23,8 @@ import {
   type OurPeer,
 } from '../../src/ike/lab/strongswan.js'
 
+const run = promisify(execFile)
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const PSK = derivePsk('interop account secret', 'ike-test').toString('hex')
 type Alg = 'ed25519' | 'ecdsa'
 
@@ -61,13 +66,18 @@ describe('IKEv2 interop with strongSwan charon', {
     await lab?.destroy()
   })
 
-  async function setup(c: Case): Promise<OurPeer> {
+  async function setup(
+    c: Case,
+    extraOurs: Record<string, unknown> = {},
+    extraConn: Partial<CharonConn> = {},
+  ): Promise<OurPeer> {
     const conn: CharonConn = {
       name: 'ours',
       auth: c.auth === 'psk' ? 'psk' : 'pubkey',
       ike: c.ike,
       esp: c.esp,
       pskHex: PSK,
+      ...extraConn,
     }
     const files: Record<string, string> = {}
     const ourCfg: Record<string, unknown> = {
@@ -80,6 +90,7 @@ describe('IKEv2 interop with strongSwan charon', {
       ...(c.groups ? { groups: c.groups } : {}),
       ...(c.childCiphers ? { childCiphers: c.childCiphers } : {}),
       ...(c.esn ? { esn: c.esn } : {}),
+      ...extraOurs,
     }
     const peer: Record<string, unknown> = {
       id: LAB_ID.charon,
@@ -236,6 +247,57 @@ describe('IKEv2 interop with strongSwan charon', {
     assert.match(await charonSas(), new RegExp(l2[0]!.spiI))
     await pingOk(p)
     assert.equal(await p.call('dpd'), true)
+  })
+
+  test('MOBIKE: our address changes, UPDATE_SA_ADDRESSES moves charon in one round trip; then charon moves', async (t) => {
+    const dev = `${lab.prefix}o0`
+    const devC = `${lab.prefix}c0`
+    const ip = (ns: string, ...a: string[]): Promise<unknown> => run('ip', ['-n', ns, ...a])
+    for (const [ns, d] of [
+      [lab.nsOurs, dev],
+      [lab.nsCharon, devC],
+    ] as const)
+      await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv4.conf.${d}.promote_secondaries=1`])
+    await ip(lab.nsOurs, 'addr', 'add', '198.51.100.11/24', 'dev', dev)
+    await ip(lab.nsCharon, 'addr', 'add', '198.51.100.21/24', 'dev', devC)
+    t.after(async () => {
+      await ip(lab.nsOurs, 'addr', 'del', '198.51.100.11/24', 'dev', dev).catch(() => {})
+      await ip(lab.nsOurs, 'addr', 'replace', `${LAB_ADDR.ours}/24`, 'dev', dev).catch(() => {})
+      await ip(lab.nsCharon, 'addr', 'del', '198.51.100.21/24', 'dev', devC).catch(() => {})
+      await ip(lab.nsCharon, 'addr', 'replace', `${LAB_ADDR.charon}/24`, 'dev', devC).catch(() => {})
+    })
+    const p = await setup(
+      { auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' },
+      { bind: '0.0.0.0', localAddress: LAB_ADDR.ours },
+      { local: { ...CHARON_SIDE, addr: '%any' } },
+    )
+    t.after(() => teardown(p))
+    await p.call('connect')
+    await pingOk(p)
+    // charon announces its own address list once right after IKE_AUTH: let that exchange finish first
+    await sleep(2500)
+    await ip(lab.nsOurs, 'addr', 'del', `${LAB_ADDR.ours}/24`, 'dev', dev)
+    const t0 = performance.now()
+    assert.equal(await p.call('mobike', { localAddress: '198.51.100.11' }), 1)
+    const ms = performance.now() - t0
+    assert.ok(ms < 500, `update took ${ms} ms`)
+    assert.match(await charonSas(), /remote 'a\.ike\.test' @ 198\.51\.100\.11\[4500\]/)
+    assert.match(
+      await lab.charonLog(),
+      /parsed INFORMATIONAL request \d+ \[ N\(UPD_SA_ADDR\) N\(NATD_S_IP\) N\(NATD_D_IP\) N\(COOKIE2\) \]/,
+    )
+    await sleep(500)
+    await pingOk(p)
+    // charon moves: it sends UPDATE_SA_ADDRESSES; we check return routability, then follow
+    const n = p.events.length
+    await ip(lab.nsCharon, 'addr', 'del', `${LAB_ADDR.charon}/24`, 'dev', devC)
+    const moved = await p.waitEvent((e) => e.ev === 'peerEndpoint', 10_000, n).catch(async (e) => {
+      console.log((await lab.charonLog()).split('\n').filter((l) => /MOBIKE|UPD_SA|endpoint|path|\.21|COOKIE2/.test(l)).join('\n'))
+      throw e
+    })
+    assert.deepEqual(moved.remote, { address: '198.51.100.21', port: 4500 })
+    await sleep(500)
+    await pingOk(p)
   })
 
   test('Delete both ways: ours deletes, then charon deletes', async (t) => {

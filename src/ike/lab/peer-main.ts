@@ -23,6 +23,8 @@ interface Config {
   localId: string
   localUla: string
   bind: string
+  /** Our address for NAT-D when `bind` is the wildcard. */
+  localAddress?: string
   port: number
   auth: 'psk' | 'signature'
   hostKeyPem?: string
@@ -41,12 +43,14 @@ const out = (o: unknown): void => {
   process.stdout.write(`${JSON.stringify(o)}\n`)
 }
 const children = new Map<number, ChildSaKeys>()
+/** Peer endpoints moved by MOBIKE since their Child SAs were made. */
+const remotes = new Map<string, Endpoint>()
 const espWaiters = new Set<(pkt: Buffer, from: Endpoint) => void>()
 
 const sock = new UdpSocket()
 await sock.bind(cfg.port, cfg.bind)
 const transport = new UdpIkeTransport(sock, {
-  localAddress: cfg.bind,
+  localAddress: cfg.localAddress ?? cfg.bind,
   onEsp: (pkt, from) => {
     for (const w of espWaiters) w(pkt, from)
     answerEcho(pkt, from)
@@ -118,7 +122,10 @@ const engine = new IkeEngine(
     },
     ikeUp: (s) => out({ ev: 'ikeUp', spiI: s.spiI, spiR: s.spiR, suite: s.suite, initiator: s.initiator }),
     ikeDown: (d) => out({ ev: 'ikeDown', ...d }),
-    peerEndpoint: (d) => out({ ev: 'peerEndpoint', ...d }),
+    peerEndpoint: (d) => {
+      remotes.set(d.peerId, d.remote)
+      out({ ev: 'peerEndpoint', ...d })
+    },
   },
 )
 
@@ -159,7 +166,8 @@ function espPing(peer: string, timeoutMs: number): Promise<{ rttMs: number; spiO
       reject(new Error('no ESP echo reply'))
     }, timeoutMs)
     espWaiters.add(w)
-    sock.send(pkt, 0, pkt.length, k.remote.port, k.remote.address)
+    const to = remotes.get(k.peerId) ?? k.remote
+    sock.send(pkt, 0, pkt.length, to.port, to.address)
   })
 }
 
@@ -218,6 +226,12 @@ rl.on('line', (line) => {
         const ms = performance.now() - t0
         for (const s of [...engine.sas.values()]) engine.dropSa(s, 'bench')
         return { ok, failed, ms, perSec: (ok * 1000) / ms }
+      }
+      case 'mobike': {
+        // our address changed to `localAddress` (the test moved it): MOBIKE to every peer
+        transport.setLocalAddress((req as { localAddress?: string }).localAddress ?? cfg.bind)
+        await engine.updateAddresses()
+        return engine.stats.mobikeUpdates
       }
       case 'list':
         return { sas: engine.list(), stats: engine.stats }
