@@ -88,6 +88,16 @@ test('first publish is one UPDATE of adds with the 90-minute lease; the zone the
   pub.stop()
 })
 
+test('setting the same records again sends nothing (a netlink event that changed nothing)', async () => {
+  const { zone, pub } = setup()
+  pub.set('members.example.', hostRecords(base))
+  await pub.settled()
+  pub.set('members.example.', hostRecords(base))
+  await pub.settled()
+  assert.equal(zone.requests.length, 1)
+  pub.stop()
+})
+
 test('refresh at 75% of the granted lease re-adds the same records without deleting anything', async () => {
   const { zone, pub, clock } = setup({ leaseSec: 5400 })
   zone.grant = () => 3600

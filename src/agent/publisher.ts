@@ -97,8 +97,11 @@ export class Publisher {
   /** The records that should be in DNS now; an UPDATE goes out at once (or right after one in flight). */
   set(zone: string, desired: readonly PublishedRR[]): void {
     if (this.#state.kind === 'withdrawn') return
+    const unchanged = this.#state.kind === 'published' && zone === this.#zone && sameSet(this.#published, desired)
     this.#zone = zone
     this.#desired = desired
+    // Nothing to tell the server: the refresh timer keeps the lease.
+    if (unchanged && !this.#inflight) return
     this.#kick()
   }
 
