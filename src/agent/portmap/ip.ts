@@ -6,13 +6,18 @@ import { PortmapWireError } from './errors.js'
 
 export const IPV4_LEN = 4
 export const IP16_LEN = 16
+/** RFC 4291 2.5.5.2: ::ffff:a.b.c.d is 80 zero bits, 16 one bits, then the IPv4 address. */
 const IPV4_MAPPED_PREFIX_LEN = 12
+const IPV4_MAPPED_ZEROS_LEN = 10
+const IPV4_MAPPED_ONES = 0xff
+const BITS_PER_BYTE = 8
+const HEX = 16
 const IPV6_GROUPS = 8
 const GROUP_LEN = 2
 
 export function readIPv4(buf: Buffer, off: number): string {
   if (buf.length < off + IPV4_LEN) throw new PortmapWireError('ipv4', off, 'short')
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`
+  return Array.from(buf.subarray(off, off + IPV4_LEN)).join('.')
 }
 
 export function parseIPv4(address: string): number[] {
@@ -26,8 +31,10 @@ export function writeIPv4(buf: Buffer, off: number, address: string): void {
 }
 
 function isV4Mapped(buf: Buffer, off: number): boolean {
-  for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) return false
-  return buf[off + 10] === 0xff && buf[off + 11] === 0xff
+  for (let i = 0; i < IPV4_MAPPED_ZEROS_LEN; i++) if (buf[off + i] !== 0) return false
+  return (
+    buf[off + IPV4_MAPPED_ZEROS_LEN] === IPV4_MAPPED_ONES && buf[off + IPV4_MAPPED_ZEROS_LEN + 1] === IPV4_MAPPED_ONES
+  )
 }
 
 /** Reads 16 bytes: an IPv4-mapped address comes back as dotted IPv4, anything else as IPv6 text. */
@@ -51,7 +58,7 @@ export function readIp16(buf: Buffer, off: number): string {
     }
     i = j
   }
-  const hex = groups.map((g) => g.toString(16))
+  const hex = groups.map((g) => g.toString(HEX))
   if (bestAt < 0) return hex.join(':')
   return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`
 }
@@ -60,8 +67,8 @@ export function readIp16(buf: Buffer, off: number): string {
 export function writeIp16(buf: Buffer, off: number, address: string): void {
   buf.fill(0, off, off + IP16_LEN)
   if (isIPv4(address)) {
-    buf[off + 10] = 0xff
-    buf[off + 11] = 0xff
+    buf[off + IPV4_MAPPED_ZEROS_LEN] = IPV4_MAPPED_ONES
+    buf[off + IPV4_MAPPED_ZEROS_LEN + 1] = IPV4_MAPPED_ONES
     writeIPv4(buf, off + IPV4_MAPPED_PREFIX_LEN, address)
     return
   }
@@ -70,14 +77,15 @@ export function writeIp16(buf: Buffer, off: number, address: string): void {
   const lastColon = text.lastIndexOf(':')
   const tail = text.slice(lastColon + 1)
   if (isIPv4(tail)) {
-    const p = parseIPv4(tail)
-    text = `${text.slice(0, lastColon + 1)}${((p[0]! << 8) | p[1]!).toString(16)}:${((p[2]! << 8) | p[3]!).toString(16)}`
+    const [a, b, c, d] = parseIPv4(tail) as [number, number, number, number]
+    const group = (hi: number, lo: number): string => ((hi << BITS_PER_BYTE) | lo).toString(HEX)
+    text = `${text.slice(0, lastColon + 1)}${group(a, b)}:${group(c, d)}`
   }
   const [head, rest] = text.split('::') as [string, string | undefined]
   const h = head ? head.split(':') : []
   const r = rest ? rest.split(':') : []
   const groups = rest === undefined ? h : [...h, ...Array(IPV6_GROUPS - h.length - r.length).fill('0'), ...r]
-  for (let i = 0; i < groups.length; i++) buf.writeUInt16BE(Number.parseInt(groups[i]!, 16), off + i * GROUP_LEN)
+  for (let i = 0; i < groups.length; i++) buf.writeUInt16BE(Number.parseInt(groups[i]!, HEX), off + i * GROUP_LEN)
 }
 
 /**

@@ -61,6 +61,9 @@ const OFF_MAP_EXTERNAL_PORT = 18
 const OFF_MAP_EXTERNAL_IP = 20
 export const PCP_MAP_PAYLOAD_LEN = 36
 // RFC 6887 7.3 option header.
+const OFF_OPTION_CODE = 0
+const OFF_OPTION_RESERVED = 1
+const OFF_OPTION_LENGTH = 2
 const OPTION_HEADER_LEN = 4
 const OPTION_ALIGN = 4
 
@@ -114,9 +117,9 @@ function optionsLen(options: readonly PcpOption[] | undefined): number {
 
 function writeOptions(b: Buffer, off: number, options: readonly PcpOption[] | undefined): void {
   for (const o of options ?? []) {
-    b[off] = o.code
-    b[off + 1] = 0
-    b.writeUInt16BE(o.data.length, off + 2)
+    b[off + OFF_OPTION_CODE] = o.code
+    b[off + OFF_OPTION_RESERVED] = 0
+    b.writeUInt16BE(o.data.length, off + OFF_OPTION_LENGTH)
     o.data.copy(b, off + OPTION_HEADER_LEN)
     off += OPTION_HEADER_LEN + Math.ceil(o.data.length / OPTION_ALIGN) * OPTION_ALIGN
   }
@@ -126,10 +129,10 @@ function readOptions(buf: Buffer, off: number): PcpOption[] {
   const options: PcpOption[] = []
   while (off < buf.length) {
     if (buf.length - off < OPTION_HEADER_LEN) throw new PortmapWireError('PcpOption.header', off, 'short')
-    const len = buf.readUInt16BE(off + 2)
+    const len = buf.readUInt16BE(off + OFF_OPTION_LENGTH)
     const padded = Math.ceil(len / OPTION_ALIGN) * OPTION_ALIGN
     if (buf.length - off - OPTION_HEADER_LEN < padded)
-      throw new PortmapWireError('PcpOption.length', off + 2, 'overruns')
+      throw new PortmapWireError('PcpOption.length', off + OFF_OPTION_LENGTH, 'overruns')
     options.push({
       code: buf[off]!,
       data: Buffer.from(buf.subarray(off + OPTION_HEADER_LEN, off + OPTION_HEADER_LEN + len)),
