@@ -14,6 +14,7 @@ export function formatStatus(s: Obj): string {
   const ext = obj(pm?.external)
   const pub = obj(s.published)
   const udp = obj(s.udp)
+  const srv = obj(s.server)
   const lines = [
     `agent       ${s.hostname}.${s.domain}  (pid ${s.pid}, up ${s.uptimeSec} s, version ${s.version})`,
     `ULA         ${id.ula}`,
@@ -25,12 +26,17 @@ export function formatStatus(s: Obj): string {
       : `port map    none (${typeof s.portMapper === 'string' ? s.portMapper : obj(s.portMapper).state})`,
     `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
-    `server      ${JSON.stringify(s.server)}`,
+    `server      ${srv.updateServer ?? 'not found yet'} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,
   ]
   for (const r of (pub.records as Obj[] | undefined) ?? []) lines.push(`  ${r.text}   [lease ${r.leaseLeftSec} s left]`)
-  const watchers = (s.watchers as unknown[] | undefined) ?? []
-  lines.push(`watchers    ${watchers.length ? JSON.stringify(watchers) : 'none'}`)
+  const watchers = ((s.watchers as unknown[] | undefined) ?? []).map(obj)
+  lines.push(`watchers    ${watchers.length ? '' : 'none'}`)
+  for (const w of watchers) {
+    const recs = (w.records as string[] | undefined) ?? []
+    lines.push(`  ${w.name} ${w.type} via ${w.via} (${w.purpose}): ${recs.length} records`)
+    for (const r of recs) lines.push(`    ${r}`)
+  }
   const peers = (s.peers as unknown[] | undefined) ?? []
   lines.push(`peers       ${peers.length ? '' : 'none'}`)
   for (const p of peers) lines.push(`  ${JSON.stringify(p)}`)
