@@ -11,7 +11,7 @@ import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import { ExchangeType, HeaderFlag, IKE_SPI_LEN, NotifyType } from './constants.js'
 import { IkeWireError } from './errors.js'
-import { handleChildRequest, rekeyChild, rekeyIke } from './exchange-child.js'
+import { createChild, handleChildRequest, rekeyChild, rekeyIke } from './exchange-child.js'
 import { deleteIkeSa, dpd, handleInfoRequest, mobikeUpdate } from './exchange-info.js'
 import { handleAuthRequest, handleInitRequest, initiate } from './exchange-init.js'
 import { decodeMessage, encodeMessage, type IkeMessage, isResponse, majorVersion } from './message.js'
@@ -87,7 +87,9 @@ export class IkeEngine {
     if (have && child) return Promise.resolve(this.childKeys(have, child))
     const running = this.#connecting.get(key)
     if (running) return running
-    const p = initiate(this, key, endpoint).finally(() => this.#connecting.delete(key))
+    const p = (have ? createChild(this, have) : initiate(this, key, endpoint)).finally(() =>
+      this.#connecting.delete(key),
+    )
     this.#connecting.set(key, p)
     return p
   }

@@ -34,6 +34,44 @@ function tsOk(offered: readonly TrafficSelector[] | undefined, host: string): bo
   return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
 }
 
+/** A new Child SA on an existing IKE SA (1.3.1), e.g. after the one in IKE_AUTH was refused. */
+export async function createChild(engine: IkeEngine, sa: IkeSa): Promise<ChildSaKeys> {
+  const { opts } = engine
+  const policy = opts.childPolicy
+  const spiIn = engine.newChildSpi()
+  const ni = engine.nonce()
+  const req: Payload[] = [
+    { type: PayloadType.SA, proposals: [childProposal(policy, numberToSpi(spiIn), false)] },
+    { type: PayloadType.NONCE, data: ni },
+    { type: PayloadType.TSi, selectors: [tsForHost(opts.localUla)] },
+    { type: PayloadType.TSr, selectors: [tsForHost(sa.peer?.ula ?? '::')] },
+  ]
+  let p: Payload[]
+  try {
+    p = (await sa.request(ExchangeType.CREATE_CHILD_SA, req)).payloads
+  } catch (e) {
+    engine.childSpis.delete(spiIn)
+    throw e
+  }
+  const err = errorNotify(p)
+  const acc = acceptChildResponse(first(p, PayloadType.SA)?.proposals[0], policy, DhGroup.NONE)
+  const nr = first(p, PayloadType.NONCE)
+  if (err || !acc || !nr || !tsOk(first(p, PayloadType.TSi)?.selectors, opts.localUla)) {
+    engine.childSpis.delete(spiIn)
+    throw new IkePeerError(err?.notifyType ?? NotifyType.NO_PROPOSAL_CHOSEN, 'CREATE_CHILD_SA refused')
+  }
+  const km = deriveChildKeys(sa.suite!.prf, sa.keys!.skD, acc.suite.aead, ni, nr.data)
+  return engine.addChild(sa, {
+    spiIn,
+    spiOut: spiToNumber(acc.peerSpi),
+    suite: acc.suite,
+    keyIn: km.keyRtoI,
+    keyOut: km.keyItoR,
+    createdAtMs: engine.deps.clock.now(),
+    retiring: false,
+  })
+}
+
 /** Rekeys `old` on `sa`; resolves with the new Child SA once installed and the old one deleted. */
 export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Promise<ChildSaKeys> {
   const { opts } = engine

@@ -170,7 +170,8 @@ export async function initiate(engine: IkeEngine, peerId: string, endpoint?: End
     try {
       return await finishInit(engine, sa, resp.msg, resp.payloads, dh, peer)
     } catch (e) {
-      engine.dropSa(sa, String(e))
+      // A refused Child SA leaves the IKE SA up (RFC 7296 1.2); anything earlier kills it.
+      if (sa.state.kind !== 'established') engine.dropSa(sa, String(e))
       throw e
     }
   }

@@ -186,6 +186,30 @@ describe('IKEv2 interop with strongSwan charon', {
     })
   }
 
+  test('ESN: charon selects EXT_SEQ from our proposal; kernel-libipsec cannot install it, IKE SA stays', async (t) => {
+    const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16-esn' })
+    t.after(() => teardown(p))
+    await assert.rejects(p.call('connect'), /IkePeerError: Child SA refused/)
+    const log = await lab.charonLog()
+    assert.match(log, /selected proposal: ESP:AES_GCM_16_128\/EXT_SEQ/)
+    assert.match(log, /ESN not supported/)
+    assert.match(await charonSas(), /ESTABLISHED/)
+    assert.equal((await p.call<{ sas: unknown[] }>('list')).sas.length, 1)
+    // the same IKE SA then carries a Child SA without ESN, made with CREATE_CHILD_SA
+    await lab.loadCharonConfig(
+      charonConnection({
+        name: 'ours',
+        auth: 'psk',
+        ike: 'aes128gcm16-prfsha256-x25519',
+        esp: 'aes128gcm16',
+        pskHex: PSK,
+      }),
+    )
+    await p.call('connect')
+    assert.match(await lab.charonLog(), /CREATE_CHILD_SA request \d+ \[ SA No TSi TSr \]/)
+    await pingOk(p)
+  })
+
   test('INVALID_KE_PAYLOAD: charon wants group 19, we start with 31 and retry', async (t) => {
     const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-ecp256', esp: 'aes128gcm16', groups: [31, 19] })
     t.after(() => teardown(p))
@@ -291,10 +315,17 @@ describe('IKEv2 interop with strongSwan charon', {
     // charon moves: it sends UPDATE_SA_ADDRESSES; we check return routability, then follow
     const n = p.events.length
     await ip(lab.nsCharon, 'addr', 'del', `${LAB_ADDR.charon}/24`, 'dev', devC)
-    const moved = await p.waitEvent((e) => e.ev === 'peerEndpoint', 10_000, n).catch(async (e) => {
-      console.log((await lab.charonLog()).split('\n').filter((l) => /MOBIKE|UPD_SA|endpoint|path|\.21|COOKIE2/.test(l)).join('\n'))
-      throw e
-    })
+    const moved = await p
+      .waitEvent((e) => e.ev === 'peerEndpoint', 10_000, n)
+      .catch(async (e) => {
+        console.log(
+          (await lab.charonLog())
+            .split('\n')
+            .filter((l) => /MOBIKE|UPD_SA|endpoint|path|\.21|COOKIE2/.test(l))
+            .join('\n'),
+        )
+        throw e
+      })
     assert.deepEqual(moved.remote, { address: '198.51.100.21', port: 4500 })
     await sleep(500)
     await pingOk(p)
