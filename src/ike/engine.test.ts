@@ -359,3 +359,20 @@ test('MOBIKE: the responder moves, sends its address list, the initiator follows
   assert.equal(a.engine.list()[0]!.remote.address, '203.0.113.88')
   assert.equal(await a.engine.dpd(B.id), true)
 })
+
+test('simultaneous Child SA rekey (RFC 7296 2.8.1): the redundant SA with the lowest nonce goes, one pair remains', async (t) => {
+  const { a, b } = await pair(t)
+  await a.engine.connect(B.id)
+  await settle()
+  for (let round = 0; round < 6; round++) {
+    const [ka, kb] = await Promise.all([a.engine.rekeyChild(B.id), b.engine.rekeyChild(A.id)])
+    await settle()
+    assert.ok(ka.spiIn && kb.spiIn)
+    const ca = a.engine.list()[0]!.children
+    const cb = b.engine.list()[0]!.children
+    assert.equal(ca.length, 1, `round ${round}: A has ${JSON.stringify(ca)}`)
+    assert.equal(cb.length, 1, `round ${round}: B has ${JSON.stringify(cb)}`)
+    assert.equal(ca[0]!.spiIn, cb[0]!.spiOut)
+    assert.equal(ca[0]!.spiOut, cb[0]!.spiIn)
+  }
+})

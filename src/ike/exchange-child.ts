@@ -82,6 +82,7 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
     const spiIn = engine.newChildSpi()
     const dh = group !== DhGroup.NONE ? dhGenerate(group) : undefined
     const ni = engine.nonce()
+    old.rekeyNi = ni
     const req: Payload[] = [
       notify(NotifyType.REKEY_SA, Buffer.alloc(0), ProtocolId.ESP, numberToSpi(old.spiIn)),
       {
@@ -99,7 +100,16 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
     } catch (e) {
       engine.childSpis.delete(spiIn)
       old.retiring = false
+      old.rekeyNi = undefined
       throw e
+    }
+    old.rekeyNi = undefined
+    const busy = findNotify(p, NotifyType.TEMPORARY_FAILURE) ?? findNotify(p, NotifyType.CHILD_SA_NOT_FOUND)
+    const successor = sa.children.filter((c) => c !== old && !c.retiring).at(-1)
+    if (busy && successor) {
+      // The peer rekeyed (or is deleting) this SA first (2.25.1): its new SA is the successor.
+      engine.childSpis.delete(spiIn)
+      return engine.childKeys(sa, successor, old.spiIn)
     }
     const invalidKe = findNotify(p, NotifyType.INVALID_KE_PAYLOAD)
     if (invalidKe && invalidKe.data.length >= 2 && attempt === 0) {
@@ -135,6 +145,22 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
       retiring: false,
     }
     const keys = engine.addChild(sa, child, old.spiIn)
+    const col = old.collision
+    if (col && sa.children.includes(col.created)) {
+      // Both sides rekeyed at once (2.8.1): the SA made with the lowest of the four nonces is redundant and
+      // its initiator closes it; the initiator of the surviving SA deletes the old one.
+      const lowest = [ni, nr.data, col.peerNi, col.ourNr].reduce((x, y) => (Buffer.compare(y, x) < 0 ? y : x))
+      if (lowest === ni || lowest === nr.data) {
+        engine.switchOutbound(sa, col.created)
+        engine.deps.log.info('ike.child.rekey_collision', {
+          peer: sa.peerId,
+          closing: child.spiIn,
+          keeping: col.created.spiIn,
+        })
+        await deleteChild(engine, sa, child).catch(() => engine.removeChild(sa, child, 'redundant'))
+        return engine.childKeys(sa, col.created, old.spiIn)
+      }
+    }
     await deleteChild(engine, sa, old).catch(() => engine.removeChild(sa, old, 'rekeyed'))
     return keys
   }
@@ -261,6 +287,8 @@ export async function handleChildRequest(
     const spi = rekey.spi.length === 4 ? spiToNumber(rekey.spi) : -1
     old = sa.children.find((c) => c.spiOut === spi)
     if (!old) return reply([notify(NotifyType.CHILD_SA_NOT_FOUND, Buffer.alloc(0), ProtocolId.ESP, rekey.spi)])
+    // Already replaced by our own rekey and being deleted (2.25.1).
+    if (old.retiring && !old.rekeyNi) return reply([notify(NotifyType.TEMPORARY_FAILURE)])
   }
   const peerUla = sa.peer?.ula ?? ''
   if (
@@ -295,19 +323,18 @@ export async function handleChildRequest(
     { type: PayloadType.TSr, selectors: [tsForHost(opts.localUla)] },
   ])
   const km = deriveChildKeys(sa.suite!.prf, sa.keys!.skD, sel.suite.aead, ni.data, nr, gir)
-  if (old) old.retiring = true
-  engine.addChild(
-    sa,
-    {
-      spiIn,
-      spiOut: spiToNumber(sel.peerSpi),
-      suite: sel.suite,
-      keyIn: km.keyItoR,
-      keyOut: km.keyRtoI,
-      createdAtMs: engine.deps.clock.now(),
-      retiring: false,
-    },
-    old?.spiIn,
-    old !== undefined,
-  )
+  const created: ChildSa = {
+    spiIn,
+    spiOut: spiToNumber(sel.peerSpi),
+    suite: sel.suite,
+    keyIn: km.keyItoR,
+    keyOut: km.keyRtoI,
+    createdAtMs: engine.deps.clock.now(),
+    retiring: false,
+  }
+  if (old) {
+    old.retiring = true
+    if (old.rekeyNi) old.collision = { peerNi: ni.data, ourNr: nr, created }
+  }
+  engine.addChild(sa, created, old?.spiIn, old !== undefined)
 }

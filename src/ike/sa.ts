@@ -61,6 +61,10 @@ export interface ChildSa {
   rekeyTimer?: TimerHandle
   /** Installed inbound only; outbound still on the SA it replaces (we answered the rekey). */
   outboundPending?: boolean
+  /** Our CREATE_CHILD_SA rekeying this SA is in flight, with this Ni. */
+  rekeyNi?: Buffer
+  /** The peer rekeyed this SA while ours was in flight (2.8.1): its Ni, our Nr and the SA that made. */
+  collision?: { peerNi: Buffer; ourNr: Buffer; created: ChildSa }
 }
 
 export interface Retransmit {

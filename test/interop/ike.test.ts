@@ -331,6 +331,28 @@ describe('IKEv2 interop with strongSwan charon', {
     await pingOk(p)
   })
 
+  test('simultaneous Child SA rekey by both sides settles on one working pair', async (t) => {
+    const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16-x25519' })
+    t.after(() => teardown(p))
+    await p.call('connect')
+    for (let i = 0; i < 4; i++) {
+      // swanctl needs ~20 ms to start: stagger ours by a varying delay so the requests cross on the wire
+      await Promise.all([
+        sleep(10 + 5 * i).then(() => p.call('rekeyChild')),
+        lab.swanctl(['--rekey', '--child', 'inner']),
+      ])
+      await sleep(1500)
+      const ours = (await p.call<{ sas: { children: { spiOut: number }[] }[] }>('list')).sas[0]!.children
+      const sas = await charonSas()
+      const installed = sas.match(/INSTALLED/g) ?? []
+      assert.equal(ours.length, 1, `round ${i}: ours has ${ours.length} Child SAs`)
+      assert.equal(installed.length, 1, `round ${i}: charon has\n${sas}`)
+      assert.equal(childState(sas, ours[0]!.spiOut), 'INSTALLED')
+      await pingOk(p)
+    }
+    t.diagnostic(`collisions seen by charon: ${(await lab.charonLog()).match(/collision/gi)?.length ?? 0}`)
+  })
+
   test('Delete both ways: ours deletes, then charon deletes', async (t) => {
     const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' })
     t.after(() => teardown(p))
