@@ -76,6 +76,9 @@ export interface AgentDeps {
   readonly mapper?: AgentPortMapper
   readonly browse?: (type: string | undefined) => Promise<BrowseResult[]>
   readonly watchers?: () => unknown
+  /** Issue 7's peer table and data path (src/agent/datapath.ts), for status. */
+  readonly peers?: () => unknown
+  readonly datapath?: () => unknown
 }
 
 export type NetworkChangeListener = (net: NetState, reach: Reachability | undefined) => void
@@ -282,7 +285,8 @@ export class Agent {
       server: this.config.serverInfo?.() ?? null,
       published: this.publisher.status(),
       watchers: this.#d.watchers?.() ?? [],
-      peers: [],
+      peers: this.#d.peers?.() ?? [],
+      datapath: this.#d.datapath?.() ?? null,
     }
   }
 

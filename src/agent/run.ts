@@ -130,6 +130,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     },
   )
   let agent: Agent | undefined
+  let datapath: import('./datapath.js').Datapath | undefined
   const mapper = o.portmap
     ? new PortMapper(
         {
@@ -156,6 +157,8 @@ export async function runUp(o: UpOptions): Promise<void> {
       udp: new UdpSocket(),
       ...(mapper ? { mapper } : {}),
       browse: (type) => browseServices(updates, domain, type),
+      peers: () => datapath?.status() ?? [],
+      datapath: () => datapath?.extraStatus() ?? null,
       watchers: () => [
         {
           name: hostList.opts.name,
@@ -192,7 +195,27 @@ export async function runUp(o: UpOptions): Promise<void> {
     throw e
   }
   void hostList.start().catch((e: Error) => log.warn('watch.failed', { error: e.message }))
+  // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
+  const dp = await import('./datapath.js')
+  try {
+    datapath = await dp.attachDatapath(agent, {
+      clock,
+      random,
+      log,
+      query: updates,
+      hostList,
+      key,
+      tun: tunName,
+      resolver: o.resolver,
+    })
+  } catch (e) {
+    await agent.shutdown({ clean: true }).catch(() => {})
+    await hostList.close()
+    updates.close()
+    throw e
+  }
   await agent.done
+  await datapath.close()
   await hostList.close()
   updates.close()
 }

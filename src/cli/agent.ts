@@ -22,6 +22,7 @@ export interface UpOptions {
   tls: boolean
   portmap: boolean
   logLevel?: string
+  resolver: string | false
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
@@ -44,6 +45,8 @@ export function register(program: Command): void {
     .option('--port <udpport>', 'local UDP port of the tunnel (mapped on the NAT gateway)', '4500')
     .option('--tun <name>', 'TUN device name (used by the tunnel)', 'autotun0')
     .option('--no-tun', 'run without a TUN device')
+    .option('--resolver <addr:port>', "local DNS resolver for the user's host names (ULAs)", '127.0.0.1:5353')
+    .option('--no-resolver', 'do not run the local resolver')
     .option('--service <type:port>', 'advertise a DNS-SD service, e.g. _ssh._tcp:22 (repeatable)', collect, [])
     .option('--lease <seconds>', 'update lease asked for (RFC 9664); the server clamps it', '5400')
     .option('--ttl <seconds>', 'TTL of the published records', '60')

@@ -1,0 +1,304 @@
+// The agent's data path (issue 7): the peers learned from DNS (peers.ts) drive the tunnel (src/tunnel/) and the
+// local resolver (resolver.ts); IKEv2 (src/ike/) keys the tunnel on the first packet to a peer.
+//
+//   DNS watch event -> PeerManager (SRV -> A/AAAA) -> peer ULA + endpoint
+//        -> tun route for the ULA (/128), tunnel.addPeer / setPeerEndpoint, resolver table
+//   first packet into the TUN for a peer -> tunnel onNoSa -> IKE connect (PSK from the account secret)
+//        -> Child SA keys -> tunnel.installChildSa
+//   our network changed -> IKE MOBIKE UPDATE_SA_ADDRESSES to every peer (the DNS path is the fallback)
+//   authenticated ESP from a new address -> the tunnel moves the endpoint (NAT rebinding), IKE follows
+//
+// Endpoint rule: a peer publishing nat=unmapped (private host, no mapping protocol: its A/SRV are its LAN address
+// and local port) cannot be reached unsolicited from elsewhere; its DNS endpoint never replaces an endpoint the
+// tunnel already has (learned from its authenticated packets).
+import type { TsigKey } from '../dns/client/update.js'
+import type { WatcherOptions } from '../dns/client/watcher.js'
+import type { IkeEngine } from '../ike/engine.js'
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
+import type { Tunnel } from '../tunnel/tunnel.js'
+import type { Agent } from './agent.js'
+import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory, type WatchLike } from './peers.js'
+import { LocalResolver, parseResolverAddress } from './resolver.js'
+
+export interface DatapathOptions {
+  readonly domain: string
+  readonly hostname: string
+  readonly localUla: string
+  /** TUN device name; undefined: no tunnel (peers and resolver only). */
+  readonly tun: string | undefined
+  /** Resolver address; undefined: no resolver. */
+  readonly resolver: { address: string; port: number } | undefined
+  /** The account's TSIG key: the IKE PSK is derived from its secret (src/ike/auth.ts derivePsk). */
+  readonly key: TsigKey
+  /** Our local IPv4 address and UDP port (IKE NAT detection). */
+  readonly local: () => { address: string; port: number }
+}
+
+export interface DatapathDeps {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log: Logger
+  /** The agent's bound UDP socket (the port-mapped one): ESP-in-UDP and IKE share it. */
+  readonly udp: DatagramSocket
+  readonly query: SignedQuery
+  readonly watch: WatchFactory
+  readonly hostList: WatchLike
+  /** A fresh socket for the resolver. */
+  readonly resolverSocket: () => DatagramSocket
+}
+
+interface TunnelParts {
+  readonly tun: LinuxTun
+  readonly tunnel: Tunnel
+  readonly engine: IkeEngine
+}
+
+export class Datapath {
+  readonly peers: PeerManager
+  readonly #d: DatapathDeps
+  readonly #o: DatapathOptions
+  #resolver: LocalResolver | undefined
+  #t: TunnelParts | undefined
+  /** ULAs routed into the TUN, by host. */
+  readonly #routed = new Map<string, string>()
+
+  constructor(deps: DatapathDeps, opts: DatapathOptions) {
+    this.#d = deps
+    this.#o = opts
+    this.peers = new PeerManager(
+      { query: deps.query, watch: deps.watch, clock: deps.clock, log: deps.log.child({ c: 'peers' }) },
+      { domain: opts.domain, hostname: opts.hostname },
+    )
+  }
+
+  get tunnel(): Tunnel | undefined {
+    return this.#t?.tunnel
+  }
+
+  async start(): Promise<void> {
+    const { log } = this.#d
+    if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
+    this.peers.onChange((p, prev) => this.#peerChanged(p, prev))
+    this.peers.onGone((p) => this.#peerGone(p))
+    this.peers.follow(this.#d.hostList)
+    if (this.#o.resolver) {
+      const self = this.#o.hostname.toLowerCase()
+      const r = new LocalResolver(
+        { log: log.child({ c: 'resolver' }) },
+        {
+          domain: this.#o.domain,
+          ulaOf: (h) => (h === self ? this.#o.localUla : this.peers.get(h)?.ula),
+        },
+      )
+      try {
+        await r.listen(this.#d.resolverSocket(), this.#o.resolver.address, this.#o.resolver.port)
+        this.#resolver = r
+      } catch (e) {
+        log.warn('resolver.listen_failed', { ...this.#o.resolver, err: (e as Error).message })
+      }
+    }
+  }
+
+  async #startTunnel(name: string): Promise<TunnelParts> {
+    const { clock, random, log, udp } = this.#d
+    const [{ LinuxTun }, { Tunnel }, { IkeEngine }, glue, { derivePsk }] = await Promise.all([
+      import('../tunnel/tun/linux-tun.js'),
+      import('../tunnel/tunnel.js'),
+      import('../ike/engine.js'),
+      import('../ike/tunnel-glue.js'),
+      import('../ike/auth.js'),
+    ])
+    const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
+    const tunnel = new Tunnel(
+      { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
+      {
+        localUla: this.#o.localUla,
+      },
+    )
+    const user = this.#o.domain.split('.')[0] ?? ''
+    const ikeLog = log.child({ c: 'ike' })
+    const ulaOf = (id: string): string | undefined => this.peers.get(id)?.ula
+    const engine: IkeEngine = new IkeEngine(
+      { transport: glue.tunnelTransport(tunnel, this.#o.local), clock, random, log: ikeLog },
+      {
+        localId: `${this.#o.hostname}.${this.#o.domain}`.toLowerCase(),
+        localUla: this.#o.localUla,
+        auth: 'psk',
+        psk: derivePsk(this.#o.key.secret, user),
+        lookupPeer: async (id) => {
+          const p = await this.peers.lookup(id)
+          if (!p?.ula) return undefined
+          return { id: p.fqdn, ula: p.ula, ...(p.endpoint ? { endpoint: p.endpoint } : {}) }
+        },
+      },
+      {
+        ...glue.tunnelEvents(tunnel, ulaOf),
+        ikeUp: (s) => {
+          glue.tunnelEvents(tunnel, ulaOf).ikeUp?.(s)
+          ikeLog.info('ike.up', { peer: s.peerId, initiator: s.initiator, suite: s.suite, nat: s.natLocal })
+        },
+      },
+    )
+    glue.attachTunnel(engine, tunnel, (ula) => this.peers.byUla(ula)?.fqdn, ikeLog)
+    tunnel.start()
+    log.info('datapath.tunnel', { tun: tun.name, mtu: tun.mtu, ula: this.#o.localUla })
+    return { tun, tunnel, engine }
+  }
+
+  #peerChanged(p: Peer, prev: Peer | undefined): void {
+    const t = this.#t
+    if (!t || !p.ula) return
+    const { log } = this.#d
+    const oldUla = this.#routed.get(p.host)
+    if (oldUla && normUla(oldUla) !== normUla(p.ula)) {
+      // The peer restarted with a new identity: its old SAs and route go.
+      t.tunnel.removePeer(oldUla)
+      t.tun.removeRoute(oldUla)
+      void t.engine.disconnect(p.fqdn, 'new identity').catch(() => {})
+    }
+    const existing = t.tunnel.peers().find((x) => normUla(x.ula) === normUla(p.ula ?? ''))
+    if (!existing) {
+      t.tunnel.addPeer({ ula: p.ula, ...(p.endpoint ? { endpoint: p.endpoint } : {}) })
+      t.tun.addRoute(p.ula)
+      this.#routed.set(p.host, p.ula)
+      log.info('datapath.peer_added', { host: p.host, ula: p.ula, endpoint: p.endpoint ?? null })
+      return
+    }
+    if (!p.endpoint) return
+    if (p.nat === 'unmapped' && existing.endpoint) {
+      log.info('datapath.endpoint_kept', { host: p.host, dns: p.endpoint, kept: existing.endpoint })
+      return
+    }
+    const same = existing.endpoint?.address === p.endpoint.address && existing.endpoint.port === p.endpoint.port
+    if (same) return
+    t.tunnel.setPeerEndpoint(p.ula, p.endpoint)
+    t.engine.setPeerEndpoint(p.fqdn, p.endpoint)
+    log.info('datapath.endpoint_from_dns', { host: p.host, endpoint: p.endpoint, previous: prev?.endpoint ?? null })
+  }
+
+  #peerGone(p: Peer): void {
+    const t = this.#t
+    const ula = this.#routed.get(p.host)
+    this.#routed.delete(p.host)
+    if (!t || !ula) return
+    void t.engine.disconnect(p.fqdn, 'gone').catch(() => {})
+    t.tunnel.removePeer(ula)
+    t.tun.removeRoute(ula)
+    this.#d.log.info('datapath.peer_removed', { host: p.host, ula })
+  }
+
+  /** Our network changed (agent.onNetworkChange): MOBIKE to every peer. */
+  networkChanged(): void {
+    const t = this.#t
+    if (!t) return
+    t.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
+  }
+
+  /** The peer table of `autotunnel status`. */
+  status(): unknown[] {
+    const tunnelPeers = this.#t?.tunnel.peers() ?? []
+    const sas = this.#t?.engine.list() ?? []
+    return this.peers.peers().map((p) => {
+      const tp = p.ula ? tunnelPeers.find((x) => normUla(x.ula) === normUla(p.ula ?? '')) : undefined
+      const sa = sas.find((s) => s.peerId.toLowerCase() === p.fqdn)
+      const ep = tp?.endpoint ?? p.endpoint
+      return {
+        name: p.host,
+        fqdn: p.fqdn,
+        ula: p.ula ?? null,
+        endpoint: ep ? `${ep.address}:${ep.port}` : null,
+        dnsEndpoint: p.endpoint ? `${p.endpoint.address}:${p.endpoint.port}` : null,
+        nat: p.nat ?? null,
+        lastHandshake: sa ? new Date(sa.establishedAt).toISOString() : null,
+        lastRx: tp?.lastRxMs ? new Date(tp.lastRxMs).toISOString() : null,
+        bytesIn: tp?.rxBytes ?? 0,
+        bytesOut: tp?.txBytes ?? 0,
+        packetsIn: tp?.rxPackets ?? 0,
+        packetsOut: tp?.txPackets ?? 0,
+        alg: tp?.alg ?? null,
+        path: this.#t ? 'direct' : 'none (no tunnel)',
+        resolvedAt: p.resolvedAt ? new Date(p.resolvedAt).toISOString() : null,
+        lastError: p.lastError ?? null,
+      }
+    })
+  }
+
+  extraStatus(): unknown {
+    return {
+      tun: this.#t ? { name: this.#t.tun.name, mtu: this.#t.tun.mtu, counters: this.#t.tunnel.counters() } : null,
+      ike: this.#t ? this.#t.engine.stats : null,
+      resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
+      peerCounters: this.peers.counters,
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.peers.close()
+    await this.#resolver?.close()
+    const t = this.#t
+    this.#t = undefined
+    if (t) {
+      await t.engine.close()
+      await t.tunnel.close()
+    }
+  }
+}
+
+/** What `autotunnel up` (run.ts) hands over to start the data path next to a started Agent. */
+export interface AttachOptions {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log: Logger
+  readonly query: SignedQuery
+  /** The agent's watcher of the user's host list (PTR `_autotunnel._udp.D`); its options serve the peers too. */
+  readonly hostList: WatchLike & { readonly opts: WatcherOptions }
+  readonly key: TsigKey
+  readonly tun: string | undefined
+  /** "ADDR:PORT", or false for no resolver. */
+  readonly resolver: string | false
+}
+
+/** Starts peers, tunnel and resolver for a started agent; wires network changes; stops with the agent. */
+export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Datapath> {
+  const { Watcher } = await import('../dns/client/watcher.js')
+  const { UdpSocket } = await import('../io/datagram.js')
+  const cfg = agent.config
+  const udp = agent.udp
+  // The tunnel reads datagrams through the agent's hook (so the agent keeps counting them) and sends on its socket.
+  const shared: DatagramSocket & { raw?: unknown } = {
+    bind: (port, address) => udp.bind(port, address),
+    send: (buf, off, len, port, address, done) => udp.send(buf, off, len, port, address, done),
+    onMessage: (h) => agent.onDatagram(h),
+    address: () => udp.address(),
+    close: () => udp.close(),
+    raw: (udp as { raw?: unknown }).raw,
+  }
+  const dp = new Datapath(
+    {
+      clock: o.clock,
+      random: o.random,
+      log: o.log,
+      udp: shared,
+      query: o.query,
+      watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
+      hostList: o.hostList,
+      resolverSocket: () => new UdpSocket(),
+    },
+    {
+      domain: cfg.domain,
+      hostname: cfg.hostname,
+      localUla: agent.identity.ula,
+      tun: o.tun,
+      resolver: o.resolver === false ? undefined : parseResolverAddress(o.resolver),
+      key: o.key,
+      local: () => ({ address: agent.reach?.local ?? '0.0.0.0', port: cfg.port }),
+    },
+  )
+  await dp.start()
+  agent.onNetworkChange(() => dp.networkChanged())
+  return dp
+}

@@ -1,0 +1,373 @@
+// The user's other hosts, learned from DNS (RFC 6281 sections 3 and 5.3, Figure 3): which hosts exist, their
+// ULA (the tunnel's inner address) and their outer endpoint (external IPv4 address and port).
+//
+// What is watched (all TSIG-signed, DNS Push, else LLQ, else polling, as src/dns/client/watcher.ts picks):
+//   _autotunnel._udp.D        PTR   the user's host list (one PTR per host, written by each host's publisher)
+//   _autotunnel._udp.H.D      SRV   per peer H: the external port and the target L.D
+//   L.D                       ANY   per peer: AAAA (ULA), A (external IPv4), TXT (nat=...)
+// A change to any of them (one UPDATE by the peer's publisher changes several at once; events are coalesced for
+// COALESCE_MS) runs the Figure 3 chain with fresh signed queries: SRV `_autotunnel._udp.H.D` -> its target ->
+// AAAA and A (and TXT) of the target. The result updates the peer table; listeners (the tunnel wiring) then move
+// the peer's outer endpoint. Only names under the user's own domain D are ever peers: a PTR naming anything else
+// is ignored and counted, so another user's host can never become a peer.
+//
+// peer lifecycle:  (PTR added) --> resolving --ok--> known --(watch event)--> resolving --> known ...
+//                                        \--no SRV/AAAA--> incomplete (retried on the next event)
+//                  (PTR removed) --> gone (watchers closed, listeners told)
+import type { WatchMechanism } from '../dns/client/watcher.js'
+import type { Message } from '../dns/wire/message.js'
+import { type RR, RRType, type SRVData, type TXTData } from '../dns/wire/rr-table.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
+import { AUTOTUNNEL_SERVICE, fq } from './records.js'
+
+/** Events from one UPDATE arrive as several notifications; one resolution follows them all. */
+export const COALESCE_MS = 30
+/** QTYPE ANY (RFC 1035 3.2.3): one DNS Push subscription for every RRset at the target name. */
+export const QTYPE_ANY = 255
+
+export interface SignedQuery {
+  query(name: string, type: number): Promise<Message>
+}
+
+/** What peers.ts uses of src/dns/client/watcher.ts's Watcher. */
+export interface WatchLike {
+  readonly rrset: readonly RR[]
+  readonly mechanism: WatchMechanism | undefined
+  onEvent(h: (e: { readonly kind: 'add' | 'remove'; readonly rrset: readonly RR[] }) => void): () => void
+  start(): Promise<WatchMechanism | undefined>
+  close(): Promise<void>
+}
+
+export type WatchFactory = (name: string, type: number) => WatchLike
+
+export interface Peer {
+  /** Host label, e.g. "desktop". */
+  readonly host: string
+  /** FQDN without the final dot, e.g. "desktop.alice.members.example" (the IKE identity). */
+  readonly fqdn: string
+  /** Autotunnel target name (L.D., from the SRV), once known. */
+  readonly target: string | undefined
+  readonly ula: string | undefined
+  /** Outer endpoint: the target's A record and the SRV port. */
+  readonly endpoint: { readonly address: string; readonly port: number } | undefined
+  /** TXT nat=... of the peer (pcp, natpmp, upnp, public, unmapped). */
+  readonly nat: string | undefined
+  /** Wall-clock ms of the last completed resolution. */
+  readonly resolvedAt: number | undefined
+  readonly resolutions: number
+  readonly lastError: string | undefined
+}
+
+export type PeerChange = (peer: Peer, previous: Peer | undefined) => void
+export type PeerGone = (peer: Peer) => void
+
+export interface PeerManagerOptions {
+  /** The user's domain D (USER.ZONE). */
+  readonly domain: string
+  /** This host's label: never a peer of itself. */
+  readonly hostname: string
+}
+
+interface Entry {
+  peer: Peer
+  srvWatch: WatchLike | undefined
+  targetWatch: WatchLike | undefined
+  watchedTarget: string | undefined
+  offs: (() => void)[]
+  timer: TimerHandle | undefined
+  pending: Promise<void> | undefined
+  again: boolean
+}
+
+export interface PeerCounters {
+  resolutions: number
+  failures: number
+  foreignNames: number
+  events: number
+}
+
+export class PeerManager {
+  readonly #d: { query: SignedQuery; watch: WatchFactory; clock: Clock; log: Logger }
+  readonly #domain: string
+  readonly #self: string
+  readonly #entries = new Map<string, Entry>()
+  readonly #changed: PeerChange[] = []
+  readonly #gone: PeerGone[] = []
+  #offHostList: (() => void) | undefined
+  #closed = false
+  readonly counters: PeerCounters = { resolutions: 0, failures: 0, foreignNames: 0, events: 0 }
+
+  constructor(deps: { query: SignedQuery; watch: WatchFactory; clock: Clock; log: Logger }, opts: PeerManagerOptions) {
+    this.#d = deps
+    this.#domain = fq(opts.domain).toLowerCase()
+    this.#self = opts.hostname.toLowerCase()
+  }
+
+  /** The user's domain with the final dot, lower case. */
+  get domain(): string {
+    return this.#domain
+  }
+
+  onChange(fn: PeerChange): void {
+    this.#changed.push(fn)
+  }
+  onGone(fn: PeerGone): void {
+    this.#gone.push(fn)
+  }
+
+  /**
+   * Follows the host list (a watcher of PTR `_autotunnel._udp.D`, e.g. the one the agent already runs): every
+   * host in it other than this one becomes a peer.
+   */
+  follow(hostList: WatchLike): void {
+    this.#offHostList = hostList.onEvent((e) => this.#hostListChanged(e.rrset))
+    this.#hostListChanged(hostList.rrset)
+  }
+
+  peers(): Peer[] {
+    return [...this.#entries.values()].map((e) => e.peer).sort((a, b) => a.host.localeCompare(b.host))
+  }
+
+  /** A peer by label ("desktop"), FQDN ("desktop.alice.zone", with or without the dot). */
+  get(name: string): Peer | undefined {
+    return this.#entries.get(this.hostLabel(name) ?? '')?.peer
+  }
+
+  byUla(ula: string): Peer | undefined {
+    const want = normUla(ula)
+    for (const e of this.#entries.values()) if (e.peer.ula && normUla(e.peer.ula) === want) return e.peer
+    return undefined
+  }
+
+  /** "desktop", "desktop.D", "desktop.D." -> "desktop"; anything outside D (or deeper) -> undefined. */
+  hostLabel(name: string): string | undefined {
+    const n = fq(name.toLowerCase())
+    const label = n.endsWith(`.${this.#domain}`) ? n.slice(0, -this.#domain.length - 1) : n.slice(0, -1)
+    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(label) ? label : undefined
+  }
+
+  /**
+   * A host of the user that is not (yet) in the table, looked up on demand (an IKE initiator whose PTR we have
+   * not seen yet). Returns the peer once resolved; undefined when it is not a host of this user.
+   */
+  async lookup(name: string): Promise<Peer | undefined> {
+    const host = this.hostLabel(name)
+    if (!host || host === this.#self || this.#closed) return undefined
+    const known = this.#entries.get(host)
+    if (known?.peer.ula && known.peer.endpoint) return known.peer
+    const e = known ?? this.#add(host)
+    await this.#resolve(host, e)
+    return e.peer.ula ? e.peer : undefined
+  }
+
+  status(): unknown[] {
+    return this.peers().map((p) => {
+      const e = this.#entries.get(p.host)
+      return {
+        ...p,
+        watch: { srv: e?.srvWatch?.mechanism ?? null, target: e?.targetWatch?.mechanism ?? null },
+      }
+    })
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#offHostList?.()
+    const all = [...this.#entries.values()]
+    this.#entries.clear()
+    await Promise.all(all.map((e) => this.#closeEntry(e)))
+  }
+
+  // --- host list ---------------------------------------------------------------------------------------------
+
+  #hostListChanged(rrset: readonly RR[]): void {
+    if (this.#closed) return
+    const hosts = new Set<string>()
+    const listName = `${AUTOTUNNEL_SERVICE}.${this.#domain}`
+    for (const r of rrset) {
+      if (r.type !== RRType.PTR || r.name.toLowerCase() !== listName) continue
+      const target = fq((r.data as { ptrdname: string }).ptrdname.toLowerCase())
+      const host = this.#hostOfSrvName(target)
+      if (host === undefined) {
+        this.counters.foreignNames++
+        this.#d.log.warn('peers.foreign_name', { ptr: target })
+        continue
+      }
+      if (host !== this.#self) hosts.add(host)
+    }
+    for (const h of hosts) if (!this.#entries.has(h)) this.#schedule(h, this.#add(h), 0)
+    for (const [h, e] of this.#entries)
+      if (!hosts.has(h)) {
+        this.#entries.delete(h)
+        void this.#closeEntry(e)
+        this.#d.log.info('peers.gone', { host: h })
+        for (const fn of this.#gone) fn(e.peer)
+      }
+  }
+
+  /** "_autotunnel._udp.H.D." -> "H" for a single label H; otherwise undefined (not one of ours). */
+  #hostOfSrvName(name: string): string | undefined {
+    const prefix = `${AUTOTUNNEL_SERVICE}.`
+    const suffix = `.${this.#domain}`
+    if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined
+    const h = name.slice(prefix.length, -suffix.length)
+    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h) ? h : undefined
+  }
+
+  #add(host: string): Entry {
+    const e: Entry = {
+      peer: {
+        host,
+        fqdn: `${host}.${this.#domain.slice(0, -1)}`,
+        target: undefined,
+        ula: undefined,
+        endpoint: undefined,
+        nat: undefined,
+        resolvedAt: undefined,
+        resolutions: 0,
+        lastError: undefined,
+      },
+      srvWatch: undefined,
+      targetWatch: undefined,
+      watchedTarget: undefined,
+      offs: [],
+      timer: undefined,
+      pending: undefined,
+      again: false,
+    }
+    this.#entries.set(host, e)
+    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
+    e.srvWatch = this.#watch(host, e, srvName, RRType.SRV)
+    this.#d.log.info('peers.new', { host })
+    return e
+  }
+
+  #watch(host: string, e: Entry, name: string, type: number): WatchLike {
+    const w = this.#d.watch(name, type)
+    e.offs.push(
+      w.onEvent(() => {
+        this.counters.events++
+        this.#schedule(host, e, COALESCE_MS)
+      }),
+    )
+    w.start().catch((err: Error) => this.#d.log.warn('peers.watch_failed', { host, name, err: err.message }))
+    return w
+  }
+
+  async #closeEntry(e: Entry): Promise<void> {
+    this.#d.clock.clearTimeout(e.timer)
+    for (const off of e.offs) off()
+    await Promise.all([e.srvWatch?.close(), e.targetWatch?.close()])
+  }
+
+  // --- resolution (Figure 3) -----------------------------------------------------------------------------------
+
+  #schedule(host: string, e: Entry, delayMs: number): void {
+    if (this.#closed || e.timer) return
+    e.timer = this.#d.clock.setTimeout(() => {
+      e.timer = undefined
+      void this.#resolve(host, e)
+    }, delayMs)
+  }
+
+  /** Runs the chain; a call while one runs makes it run once more, and resolves when that run is done. */
+  #resolve(host: string, e: Entry): Promise<void> {
+    if (e.pending) {
+      e.again = true
+      return e.pending
+    }
+    e.pending = (async () => {
+      try {
+        do {
+          e.again = false
+          await this.#resolveOnce(host, e)
+        } while (e.again && !this.#closed)
+      } finally {
+        e.pending = undefined
+      }
+    })()
+    return e.pending
+  }
+
+  async #resolveOnce(host: string, e: Entry): Promise<void> {
+    const { query, log, clock } = this.#d
+    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
+    this.counters.resolutions++
+    let next: Peer
+    try {
+      // Step 2-3: the SRV gives the port and the target; step 4-5: the target's A (and AAAA, TXT).
+      const srv = answers<SRVData>(await query.query(srvName, RRType.SRV), srvName, RRType.SRV)[0]
+      if (!srv) throw new Error(`no SRV ${srvName}`)
+      const target = fq(srv.target.toLowerCase())
+      if (!target.endsWith(`.${this.#domain}`)) throw new Error(`SRV target ${target} outside ${this.#domain}`)
+      const [aaaaM, aM, txtM] = await Promise.all(
+        [RRType.AAAA, RRType.A, RRType.TXT].map((t) => query.query(target, t)),
+      )
+      const ula = answers<{ address: string }>(aaaaM as Message, target, RRType.AAAA)[0]?.address
+      const a = answers<{ address: string }>(aM as Message, target, RRType.A)[0]?.address
+      const txt = answers<TXTData>(txtM as Message, target, RRType.TXT).flatMap((t) => t.strings.map(String))
+      const nat = txt.find((s) => s.startsWith('nat='))?.slice('nat='.length)
+      if (!ula) throw new Error(`no AAAA ${target}`)
+      next = {
+        ...e.peer,
+        target,
+        ula,
+        endpoint: a && srv.port ? { address: a, port: srv.port } : undefined,
+        nat,
+        resolvedAt: clock.now(),
+        resolutions: e.peer.resolutions + 1,
+        lastError: undefined,
+      }
+    } catch (err) {
+      this.counters.failures++
+      e.peer = { ...e.peer, lastError: (err as Error).message }
+      log.info('peers.resolve_failed', { host, err: (err as Error).message })
+      return
+    }
+    if (this.#closed || this.#entries.get(host) !== e) return
+    if (next.target !== e.watchedTarget) {
+      // The target name (L.D) changed or is new: watch every RRset there with one ANY subscription.
+      const old = e.targetWatch
+      e.watchedTarget = next.target
+      e.targetWatch = next.target ? this.#watch(host, e, next.target, QTYPE_ANY) : undefined
+      void old?.close()
+    }
+    const prev = e.peer
+    e.peer = next
+    const moved =
+      prev.ula !== next.ula ||
+      prev.endpoint?.address !== next.endpoint?.address ||
+      prev.endpoint?.port !== next.endpoint?.port ||
+      prev.nat !== next.nat
+    if (!moved) return
+    log.info('peers.update', {
+      host,
+      ula: next.ula,
+      endpoint: next.endpoint ? `${next.endpoint.address}:${next.endpoint.port}` : null,
+      nat: next.nat,
+      previous: prev.endpoint ? `${prev.endpoint.address}:${prev.endpoint.port}` : null,
+    })
+    for (const fn of this.#changed) {
+      try {
+        fn(next, prev.ula ? prev : undefined)
+      } catch (err) {
+        log.warn('peers.listener_failed', { host, err: String(err) })
+      }
+    }
+  }
+}
+
+function answers<T>(m: Message, name: string, type: number): T[] {
+  const n = name.toLowerCase()
+  return m.answers.filter((r) => r.type === type && fq(r.name.toLowerCase()) === n && r.data).map((r) => r.data as T)
+}
+
+/** Canonical text of an IPv6 address (so "fd00::0001" and "fd00::1" compare equal). */
+export function normUla(a: string): string {
+  try {
+    return new URL(`http://[${a}]/`).hostname.slice(1, -1)
+  } catch {
+    return a.toLowerCase()
+  }
+}

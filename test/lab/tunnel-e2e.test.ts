@@ -1,0 +1,172 @@
+// Issue 7's done-when story in the lab, real processes only: the autotunnel server, two agents behind two
+// miniupnpd home routers (desktop at home, laptop at the cafe) running the tunnel (TUN + ESP-in-UDP keyed by
+// IKEv2) and the local resolver. ping -6, ssh by name and iperf3 over the ULAs; a capture on a gateway shows only
+// UDP with ESP inside; the laptop moves to the hotel while an iperf3 TCP transfer runs and the transfer survives.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { withLab } from '../../lab/index.js'
+import { agentLog, type LabServer, startServer } from './agent-helpers.js'
+import {
+  DOMAIN,
+  LAB_RESOLVER,
+  longestStall,
+  parseIperf,
+  ping,
+  pointResolver,
+  startIperfServer,
+  startSshd,
+  startTunnelAgent,
+  type TunnelAgent,
+  waitPeer,
+  waitPing,
+} from './tunnel-helpers.js'
+
+const dig = (name: string, type: string): string[] => [
+  'dig',
+  `@${LAB_RESOLVER}`,
+  '+time=1',
+  '+tries=1',
+  '+noall',
+  '+answer',
+  '+comments',
+  name,
+  type,
+]
+const status = (out: string): string | undefined => /status: (\w+)/.exec(out)?.[1]
+
+test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ESP only on the wire, roaming', {
+  timeout: 170_000,
+}, async (t) => {
+  await withLab(t, { sites: ['home', 'cafe', 'hotel'] }, async (lab) => {
+    const cleanups: (() => Promise<void>)[] = []
+    const agents: TunnelAgent[] = []
+    let srv: LabServer | undefined
+    try {
+      srv = await startServer(lab, { leaseMin: 30 })
+      const desktop = await startTunnelAgent(lab, srv, 'desktop')
+      agents.push(desktop)
+      const laptop = await startTunnelAgent(lab, srv, 'laptop')
+      agents.push(laptop)
+
+      // Peers from DNS (host list PTR -> SRV -> A/AAAA), each side.
+      const dPeer = await waitPeer(laptop, 'desktop', desktop.ula)
+      assert.equal(dPeer.endpoint, `${lab.publicIpOf('home')}:4500`)
+      const lPeer = await waitPeer(desktop, 'laptop', laptop.ula)
+      assert.equal(lPeer.endpoint, `${lab.publicIpOf('cafe')}:4500`)
+
+      // The local resolver: full and short names, NODATA for A, NXDOMAIN for an unknown host, REFUSED elsewhere.
+      const full = await lab.execOk('laptop', dig(`desktop.${DOMAIN}`, 'AAAA'))
+      assert.match(full.stdout, new RegExp(`IN\\s+AAAA\\s+${desktop.ula}`))
+      const short = await lab.execOk('laptop', dig('desktop', 'AAAA'))
+      assert.match(short.stdout, new RegExp(`IN\\s+AAAA\\s+${desktop.ula}`))
+      assert.equal(status((await lab.execOk('laptop', dig(`desktop.${DOMAIN}`, 'A'))).stdout), 'NOERROR')
+      assert.doesNotMatch((await lab.execOk('laptop', dig(`desktop.${DOMAIN}`, 'A'))).stdout, /\sIN\s+A\s/)
+      assert.equal(status((await lab.execOk('laptop', dig(`nosuch.${DOMAIN}`, 'AAAA'))).stdout), 'NXDOMAIN')
+      assert.equal(status((await lab.execOk('laptop', dig('example.org', 'AAAA'))).stdout), 'REFUSED')
+      assert.equal(status((await lab.execOk('laptop', dig(`desktop.bob.members.example`, 'AAAA'))).stdout), 'REFUSED')
+
+      // ping -6 to the peer's ULA: the first packet starts IKE, the tunnel then carries ICMPv6.
+      await waitPing(lab, 'laptop', desktop.ula)
+      const p = await ping(lab, 'laptop', desktop.ula, 10)
+      assert.equal(p.code, 0, 'ping -6 over the tunnel')
+      assert.equal(p.rtts.length, 10)
+      const rtt = p.rtts.reduce((a, b) => a + b, 0) / p.rtts.length
+      t.diagnostic(`ping -6 laptop -> desktop ULA: avg ${rtt.toFixed(3)} ms over ${p.rtts.length}`)
+      const back = await ping(lab, 'desktop', laptop.ula, 3)
+      assert.equal(back.code, 0, 'ping -6 desktop -> laptop')
+
+      // Capture on the cafe gateway while traffic flows: only UDP (ESP-in-UDP, IKE, keepalives) to home.
+      const home = lab.publicIpOf('home')
+      const pcap = `/tmp/at-e2e-${lab.name}.pcap`
+      cleanups.push(async () => void (await lab.exec('cafe', ['rm', '-f', pcap])))
+      const cap = lab.spawn('cafe', ['tcpdump', '-i', 'any', '-nn', '-U', '-w', pcap, 'host', home], {
+        logName: 'tcpdump-cafe',
+      })
+      await new Promise((r) => setTimeout(r, 700))
+
+      // ssh by name through the local resolver (getaddrinfo -> 127.0.0.53 -> desktop's ULA), sshd on the ULA.
+      const sshd = await startSshd(lab, 'desktop', desktop.ula)
+      cleanups.push(sshd.stop)
+      cleanups.push(await pointResolver(lab, 'laptop'))
+      const ssh = await lab.exec('laptop', [...sshd.ssh, 'root@desktop', 'echo ssh-over-autotunnel; hostname -I'], {
+        timeoutMs: 20_000,
+      })
+      assert.equal(ssh.code, 0, `ssh root@desktop: ${ssh.stderr}`)
+      assert.match(ssh.stdout, /ssh-over-autotunnel/)
+      assert.ok(ssh.stdout.includes(desktop.ula), 'the ssh session runs on the desktop')
+
+      // iperf3 TCP over the ULAs.
+      await startIperfServer(lab, 'desktop', desktop.ula)
+      const ip = await lab.exec('laptop', ['iperf3', '-6', '-c', desktop.ula, '-t', '3', '-J'], { timeoutMs: 30_000 })
+      const perf = parseIperf(ip.stdout)
+      assert.equal(ip.code, 0, `iperf3: ${perf.error ?? ip.stderr}`)
+      t.diagnostic(`iperf3 TCP laptop -> desktop over the tunnel: ${(perf.receivedBps / 1e6).toFixed(1)} Mbit/s`)
+      assert.ok(perf.receivedBps > 1e6)
+
+      cap.stop()
+      await new Promise((r) => setTimeout(r, 300))
+      const frames = await lab.execOk('cafe', [
+        'tshark',
+        '-r',
+        pcap,
+        '-d',
+        'udp.port==4500,udpencap',
+        '-T',
+        'fields',
+        '-e',
+        'frame.protocols',
+      ])
+      const protos = frames.stdout.split('\n').filter(Boolean)
+      assert.ok(protos.length > 100, `captured ${protos.length} frames`)
+      const plain = protos.filter((x) => !/:ip:udp(:|$)/.test(x) || /ipv6|icmp|tcp|ssh/.test(x))
+      assert.deepEqual(plain.slice(0, 5), [], 'every frame between the sites is UDP, nothing in clear')
+      const esp = protos.filter((x) => x.includes(':esp')).length
+      t.diagnostic(`capture on the cafe gateway: ${protos.length} frames to/from home, ${esp} ESP-in-UDP`)
+      assert.ok(esp > protos.length * 0.9)
+
+      // Roaming: laptop -> hotel (EIM NAT, no mapping protocol) while an iperf3 TCP transfer runs. -R: the desktop
+      // sends and the laptop's intervals count what arrived, so a stall shows as zero-byte intervals.
+      await startIperfServer(lab, 'desktop', desktop.ula)
+      const run = lab.exec(
+        'laptop',
+        ['iperf3', '-6', '-c', desktop.ula, '-R', '-t', '10', '-i', '0.1', '-J', '-b', '20M'],
+        {
+          timeoutMs: 40_000,
+        },
+      )
+      const started = performance.now()
+      await new Promise((r) => setTimeout(r, 3000))
+      const movedAt = performance.now()
+      await lab.move('laptop', 'hotel')
+      t.diagnostic(
+        `laptop moved to hotel (${lab.addressOf('laptop')}) from +${((movedAt - started) / 1000).toFixed(2)} s to +${((performance.now() - started) / 1000).toFixed(2)} s`,
+      )
+      const r = await run
+      const roam = parseIperf(r.stdout)
+      assert.equal(r.code, 0, `iperf3 across the move: ${roam.error ?? r.stderr}`)
+      const moveStart = (movedAt - started) / 1000 - 0.2
+      const stall = longestStall(roam.intervals.filter((i) => i.end > moveStart))
+      t.diagnostic(
+        `iperf3 intervals (KB per 0.1 s): ${roam.intervals.map((i) => Math.round(i.bytes / 1000)).join(' ')}`,
+      )
+      const later = roam.intervals.filter((i) => i.start >= moveStart + 1.5)
+      const laterBytes = later.reduce((a, i) => a + i.bytes, 0)
+      const laterSec = later.reduce((a, i) => a + (i.end - i.start), 0)
+      assert.ok(laterSec > 3 && laterBytes > (0.5 * 20e6 * laterSec) / 8, 'the transfer carries on at its rate')
+      t.diagnostic(
+        `roaming interruption: ${(stall.seconds * 1000).toFixed(0)} ms (longest zero-byte run of 0.1 s intervals ` +
+          `from the move on, at +${stall.from.toFixed(1)} s); throughput ${(roam.receivedBps / 1e6).toFixed(1)} Mbit/s`,
+      )
+      assert.ok(stall.seconds < 5, `interruption ${stall.seconds} s`)
+      const after2 = await waitPeer(desktop, 'laptop', laptop.ula)
+      assert.equal(after2.endpoint?.split(':')[0], lab.publicIpOf('hotel'), 'desktop now sends to the hotel NAT')
+    } catch (e) {
+      for (const a of agents) t.diagnostic(`--- ${a.host} log tail ---\n${(await agentLog(a)).slice(-6000)}`)
+      throw e
+    } finally {
+      for (const c of cleanups.reverse()) await c().catch(() => {})
+      for (const a of agents) await a.stop()
+      await srv?.stop()
+    }
+  })
+})

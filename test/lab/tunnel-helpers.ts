@@ -1,0 +1,192 @@
+// Helpers for the tunnel's lab scenarios and `autotunnel demo`: agents with a TUN device and the local resolver,
+// an OpenSSH server on a host's ULA with throwaway keys, the system resolver of a lab host pointed at the agent's
+// resolver, iperf3 runs and their interruption, and a capture on a gateway.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Lab, LabProcess } from '../../lab/index.js'
+import { type LabAgent, type LabServer, startAgent, waitFor, ZONE } from './agent-helpers.js'
+
+export const DOMAIN = `alice.${ZONE}`
+/** In a lab host the resolver can take port 53 of its own loopback, so the host's resolv.conf can name it. */
+export const LAB_RESOLVER = '127.0.0.53'
+
+export interface PeerView {
+  name: string
+  ula: string | null
+  endpoint: string | null
+  lastHandshake: string | null
+  bytesIn: number
+  bytesOut: number
+  path: string
+}
+
+export interface TunnelAgent extends LabAgent {
+  readonly ula: string
+  peers(): Promise<PeerView[]>
+}
+
+/** `autotunnel up` with the TUN device autotun0 and the resolver on 127.0.0.53:53 of the host. */
+export async function startTunnelAgent(lab: Lab, srv: LabServer, host: string): Promise<TunnelAgent> {
+  const a = await startAgent(lab, srv, host, [
+    '--tun',
+    'autotun0',
+    '--resolver',
+    `${LAB_RESOLVER}:53`,
+    '--log-level',
+    'info',
+  ])
+  const s = await a.status()
+  return {
+    ...a,
+    ula: s.identity.ula,
+    peers: async () => ((await a.status()) as unknown as { peers: PeerView[] }).peers,
+  }
+}
+
+/** Waits until `a` knows `peer` with a ULA and an endpoint; returns that peer row. */
+export async function waitPeer(a: TunnelAgent, peer: string, ula: string, timeoutMs = 20_000): Promise<PeerView> {
+  return waitFor(
+    `${a.host} to learn ${peer} from DNS`,
+    async () => (await a.peers()).find((p) => p.name === peer && p.ula === ula && p.endpoint),
+    timeoutMs,
+    100,
+  )
+}
+
+/**
+ * Makes `getaddrinfo` in `host` use the agent's resolver: /etc/netns/<netns>/resolv.conf, which `ip netns exec`
+ * bind-mounts over /etc/resolv.conf, with `search DOMAIN` so a short name works. Returns the clean-up.
+ */
+export async function pointResolver(lab: Lab, host: string): Promise<() => Promise<void>> {
+  const dir = join('/etc/netns', lab.netnsOf(host))
+  await mkdir(dir, { recursive: true })
+  await writeFile(join(dir, 'resolv.conf'), `nameserver ${LAB_RESOLVER}\nsearch ${DOMAIN}\noptions timeout:1\n`)
+  return () => rm(dir, { recursive: true, force: true })
+}
+
+export interface Sshd {
+  readonly proc: LabProcess
+  /** ssh argv (without the destination and command) with the throwaway client key. */
+  readonly ssh: string[]
+  stop(): Promise<void>
+}
+
+/** OpenSSH's sshd in `host`, listening on `ula` port 22 only, with a throwaway host key and authorized key. */
+export async function startSshd(lab: Lab, host: string, ula: string): Promise<Sshd> {
+  const dir = await mkdtemp(join(tmpdir(), 'at-sshd-'))
+  await mkdir('/run/sshd', { recursive: true })
+  for (const f of ['host_key', 'id'])
+    await lab.execOk(host, ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `autotunnel-${f}`, '-f', join(dir, f)])
+  await lab.execOk(host, ['cp', join(dir, 'id.pub'), join(dir, 'authorized_keys')])
+  const cfg = join(dir, 'sshd_config')
+  await writeFile(
+    cfg,
+    [
+      `ListenAddress [${ula}]:22`,
+      `HostKey ${join(dir, 'host_key')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      'ClientAliveInterval 0',
+      '',
+    ].join('\n'),
+  )
+  const proc = lab.spawn(host, ['/usr/sbin/sshd', '-D', '-e', '-f', cfg], { logName: `sshd-${host}` })
+  await lab.waitListening(host, 22, { proto: 'tcp', timeoutMs: 5000 })
+  const ssh = [
+    'ssh',
+    '-i',
+    join(dir, 'id'),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'LogLevel=ERROR',
+  ]
+  return {
+    proc,
+    ssh,
+    stop: async () => {
+      proc.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Round-trip times (ms) of `ping -6 -c N` from `host` to `ula`, and the loss. */
+export async function ping(lab: Lab, host: string, ula: string, n = 5): Promise<{ rtts: number[]; code: number }> {
+  const r = await lab.exec(host, ['ping', '-6', '-n', '-c', String(n), '-i', '0.2', '-W', '2', ula], {
+    timeoutMs: 20_000,
+  })
+  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]))
+  return { rtts, code: r.code }
+}
+
+export interface IperfInterval {
+  start: number
+  end: number
+  bytes: number
+}
+
+/** Parses iperf3 -J output: intervals (sum), total bytes, receiver bits/s. */
+export function parseIperf(json: string): {
+  intervals: IperfInterval[]
+  sentBps: number
+  receivedBps: number
+  error?: string
+} {
+  const j = JSON.parse(json) as {
+    intervals?: { sum: { start: number; end: number; bytes: number } }[]
+    end?: { sum_sent?: { bits_per_second: number }; sum_received?: { bits_per_second: number } }
+    error?: string
+  }
+  return {
+    intervals: (j.intervals ?? []).map((i) => ({ start: i.sum.start, end: i.sum.end, bytes: i.sum.bytes })),
+    sentBps: j.end?.sum_sent?.bits_per_second ?? 0,
+    receivedBps: j.end?.sum_received?.bits_per_second ?? 0,
+    ...(j.error ? { error: j.error } : {}),
+  }
+}
+
+/**
+ * The longest stall of a transfer, in seconds: the longest run of consecutive intervals that carried no bytes
+ * (iperf3 counts bytes handed to the kernel; a stalled TCP window shows as zero-byte intervals).
+ */
+export function longestStall(intervals: readonly IperfInterval[]): { seconds: number; from: number } {
+  let best = { seconds: 0, from: 0 }
+  let runStart: number | undefined
+  for (const i of intervals) {
+    if (i.bytes === 0) {
+      runStart ??= i.start
+      const len = i.end - runStart
+      if (len > best.seconds) best = { seconds: len, from: runStart }
+    } else runStart = undefined
+  }
+  return best
+}
+
+/** Starts `iperf3 -s` bound to `ula` in `host` (one test, then exits). */
+export async function startIperfServer(lab: Lab, host: string, ula: string): Promise<LabProcess> {
+  const p = lab.spawn(host, ['iperf3', '-s', '-1', '-B', ula], { logName: `iperf3-s-${host}` })
+  await lab.waitListening(host, 5201, { proto: 'tcp', timeoutMs: 5000 })
+  return p
+}
+
+export async function waitPing(lab: Lab, host: string, ula: string, timeoutMs = 15_000): Promise<void> {
+  await waitFor(
+    `ping -6 ${ula} from ${host}`,
+    async () => (await lab.exec(host, ['ping', '-6', '-n', '-c', '1', '-W', '1', ula])).code === 0,
+    timeoutMs,
+    100,
+  )
+}
