@@ -331,7 +331,7 @@ describe('IKEv2 interop with strongSwan charon', {
     await pingOk(p)
   })
 
-  test('simultaneous Child SA rekey by both sides settles on one working pair', async (t) => {
+  test('Child SA rekeys started by both sides at the same moment settle on one working pair', async (t) => {
     const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16-x25519' })
     t.after(() => teardown(p))
     await p.call('connect')
@@ -350,7 +350,6 @@ describe('IKEv2 interop with strongSwan charon', {
       assert.equal(childState(sas, ours[0]!.spiOut), 'INSTALLED')
       await pingOk(p)
     }
-    t.diagnostic(`collisions seen by charon: ${(await lab.charonLog()).match(/collision/gi)?.length ?? 0}`)
   })
 
   test('Delete both ways: ours deletes, then charon deletes', async (t) => {
