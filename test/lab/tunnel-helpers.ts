@@ -67,6 +67,8 @@ export async function pointResolver(lab: Lab, host: string): Promise<() => Promi
 
 export interface Sshd {
   readonly proc: LabProcess
+  /** Directory of the throwaway keys and config. */
+  readonly dir: string
   /** ssh argv (without the destination and command) with the throwaway client key. */
   readonly ssh: string[]
   stop(): Promise<void>
@@ -115,6 +117,7 @@ export async function startSshd(lab: Lab, host: string, ula: string): Promise<Ss
   ]
   return {
     proc,
+    dir,
     ssh,
     stop: async () => {
       proc.stop()
