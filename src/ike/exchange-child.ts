@@ -12,6 +12,7 @@ import {
   NotifyType,
   PayloadType,
   ProtocolId,
+  TransformType,
 } from './constants.js'
 import { deriveChildKeys, deriveIkeSaKeys, dhGenerate, skeyseedRekey } from './crypto.js'
 import type { IkeEngine } from './engine.js'
@@ -28,7 +29,7 @@ import {
 } from './proposals.js'
 import { type ChildSa, IkeSa } from './sa.js'
 import type { ChildSaKeys, Endpoint } from './types.js'
-import { errorNotify, findNotify, first, notify, numberToSpi, spiToNumber } from './util.js'
+import { errorNotify, findNotify, first, groupData, groupOf, notify, numberToSpi, spiToNumber } from './util.js'
 
 function tsOk(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
   return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
@@ -112,9 +113,10 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
       return engine.childKeys(sa, successor, old.spiIn)
     }
     const invalidKe = findNotify(p, NotifyType.INVALID_KE_PAYLOAD)
-    if (invalidKe && invalidKe.data.length >= 2 && attempt === 0) {
+    const wanted = invalidKe ? groupOf(invalidKe.data) : undefined
+    if (wanted !== undefined && attempt === 0) {
       engine.childSpis.delete(spiIn)
-      group = invalidKe.data.readUInt16BE(0)
+      group = wanted
       if (!policy.pfsGroups.includes(group)) break
       continue
     }
@@ -256,9 +258,7 @@ export async function handleChildRequest(
     const peerProp = sap.proposals.find((x) => x.num === sel?.proposal.num)
     if (!sel || !peerProp || peerProp.spi.length !== IKE_SPI_LEN) return reply([notify(NotifyType.NO_PROPOSAL_CHOSEN)])
     if (sel.suite.group !== ke.group) {
-      const g = Buffer.alloc(2)
-      g.writeUInt16BE(sel.suite.group, 0)
-      return reply([notify(NotifyType.INVALID_KE_PAYLOAD, g)])
+      return reply([notify(NotifyType.INVALID_KE_PAYLOAD, groupData(sel.suite.group))])
     }
     const dh = dhGenerate(ke.group)
     const gir = dh.computeSecret(ke.data)
@@ -302,12 +302,12 @@ export async function handleChildRequest(
     engine.childSpis.delete(spiIn)
     if (ke) {
       const alt = selectChild(sap.proposals, opts.childPolicy, undefined, numberToSpi(spiIn))
-      const offered = sap.proposals.flatMap((x) => x.transforms.filter((t) => t.type === 4).map((t) => t.id))
+      const offered = sap.proposals.flatMap((x) =>
+        x.transforms.filter((t) => t.type === TransformType.DH).map((t) => t.id),
+      )
       const g = opts.childPolicy.pfsGroups.find((x) => offered.includes(x))
       if (!alt && g !== undefined) {
-        const b = Buffer.alloc(2)
-        b.writeUInt16BE(g, 0)
-        return reply([notify(NotifyType.INVALID_KE_PAYLOAD, b)])
+        return reply([notify(NotifyType.INVALID_KE_PAYLOAD, groupData(g))])
       }
     }
     return reply([notify(NotifyType.NO_PROPOSAL_CHOSEN)])

@@ -38,7 +38,7 @@ import {
 } from './proposals.js'
 import { type ChildSa, IkeSa } from './sa.js'
 import type { ChildSaKeys, Endpoint, PeerInfo } from './types.js'
-import { errorNotify, findNotify, first, notify, numberToSpi, spiToNumber } from './util.js'
+import { errorNotify, findNotify, first, groupData, groupOf, notify, numberToSpi, spiToNumber } from './util.js'
 
 const MAX_INIT_ATTEMPTS = 4
 const ZERO_SPI = Buffer.alloc(IKE_SPI_LEN)
@@ -156,7 +156,7 @@ export async function initiate(engine: IkeEngine, peerId: string, endpoint?: End
       engine.dropSa(sa, 'init retry')
       if (c) cookie = c.data
       if (invalidKe) {
-        const g = invalidKe.data.length >= 2 ? invalidKe.data.readUInt16BE(0) : -1
+        const g = groupOf(invalidKe.data) ?? -1
         if (!policy.groups.includes(g)) throw new IkePeerError(NotifyType.INVALID_KE_PAYLOAD, `peer wants group ${g}`)
         group = g
       }
@@ -321,9 +321,7 @@ export function handleInitRequest(engine: IkeEngine, msg: IkeMessage, from: Endp
   }
   if (sel.suite.group !== ke.group) {
     engine.stats.invalidKeSent++
-    const g = Buffer.alloc(2)
-    g.writeUInt16BE(sel.suite.group, 0)
-    engine.sendInitNotify(msg, from, [notify(NotifyType.INVALID_KE_PAYLOAD, g)])
+    engine.sendInitNotify(msg, from, [notify(NotifyType.INVALID_KE_PAYLOAD, groupData(sel.suite.group))])
     return
   }
   const dh = dhGenerate(ke.group)

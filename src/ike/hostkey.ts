@@ -69,6 +69,11 @@ export function parsePublicKeyRecord(txt: string): KeyObject | undefined {
   }
 }
 
+/** Every valid key record among a name's TXT strings (other TXT data is ignored): PeerInfo.publicKeys. */
+export function publicKeysFromTxt(txts: readonly string[]): KeyObject[] {
+  return txts.map(parsePublicKeyRecord).filter((k): k is KeyObject => k !== undefined)
+}
+
 /** PEM (SubjectPublicKeyInfo) for strongSwan's `pubkeys` and other tools. */
 export function publicKeyPem(publicKey: KeyObject): string {
   return publicKey.export({ format: 'pem', type: 'spki' }).toString()

@@ -63,6 +63,8 @@ const OFF_FLAGS = 19
 const OFF_MSGID = 20
 const OFF_LENGTH = 24
 const MAJOR_VERSION_SHIFT = 4
+/** RFC 7296 3.2 generic payload header offsets. */
+const GEN = { NEXT: 0, FLAGS: 1, LENGTH: 2 } as const
 
 /** Reads the fixed header; throws IkeWireError when shorter than 28 octets. */
 export function decodeHeader(buf: Buffer): IkeHeader {
@@ -129,15 +131,15 @@ export function decodePayloads(
   while (next !== PayloadType.NONE) {
     if (off + PAYLOAD_HEADER_LEN > end) throw new IkeWireError('payload.header', off, 'truncated')
     const type = next
-    next = buf.readUInt8(off)
-    const critical = (buf.readUInt8(off + 1) & CRITICAL_FLAG) !== 0
-    const len = buf.readUInt16BE(off + 2)
-    if (len < PAYLOAD_HEADER_LEN || off + len > end) throw new IkeWireError(`payload[${type}].length`, off + 2)
+    next = buf.readUInt8(off + GEN.NEXT)
+    const critical = (buf.readUInt8(off + GEN.FLAGS) & CRITICAL_FLAG) !== 0
+    const len = buf.readUInt16BE(off + GEN.LENGTH)
+    if (len < PAYLOAD_HEADER_LEN || off + len > end) throw new IkeWireError(`payload[${type}].length`, off + GEN.LENGTH)
     const bodyOff = off + PAYLOAD_HEADER_LEN
     if (type === PayloadType.SK) {
-      if (off + len !== end) throw new IkeWireError('SK.length', off + 2, 'SK is not the last payload')
+      if (off + len !== end) throw new IkeWireError('SK.length', off + GEN.LENGTH, 'SK is not the last payload')
       if (len < PAYLOAD_HEADER_LEN + AEAD_IV_LEN + AEAD_ICV_LEN + PAD_LENGTH_LEN)
-        throw new IkeWireError('SK.length', off + 2, 'too short')
+        throw new IkeWireError('SK.length', off + GEN.LENGTH, 'too short')
       payloads.push({ type: PayloadType.SK, innerNext: next, body: Buffer.from(buf.subarray(bodyOff, off + len)) })
       return { payloads, unsupportedCritical }
     }
@@ -189,9 +191,9 @@ export function encodePayloads(payloads: readonly Payload[]): { bytes: Buffer; f
   payloads.forEach((p, i) => {
     const body = encodeBody(p)
     const h = Buffer.alloc(PAYLOAD_HEADER_LEN)
-    h.writeUInt8(payloads[i + 1]?.type ?? PayloadType.NONE, 0)
-    h.writeUInt8(!isKnown(p) && p.critical ? CRITICAL_FLAG : 0, 1)
-    h.writeUInt16BE(PAYLOAD_HEADER_LEN + body.length, 2)
+    h.writeUInt8(payloads[i + 1]?.type ?? PayloadType.NONE, GEN.NEXT)
+    h.writeUInt8(!isKnown(p) && p.critical ? CRITICAL_FLAG : 0, GEN.FLAGS)
+    h.writeUInt16BE(PAYLOAD_HEADER_LEN + body.length, GEN.LENGTH)
     parts.push(h, body)
   })
   return { bytes: Buffer.concat(parts), first: payloads[0]?.type ?? PayloadType.NONE }
@@ -240,8 +242,8 @@ export function encodeEncryptedMessage(h: HeaderFields, inner: readonly Payload[
   const skLen = PAYLOAD_HEADER_LEN + AEAD_IV_LEN + plaintext.length + AEAD_ICV_LEN
   const hdr = writeHeader(h, PayloadType.SK, IKE_HEADER_LEN + skLen)
   const skHdr = Buffer.alloc(PAYLOAD_HEADER_LEN)
-  skHdr.writeUInt8(first, 0)
-  skHdr.writeUInt16BE(skLen, 2)
+  skHdr.writeUInt8(first, GEN.NEXT)
+  skHdr.writeUInt16BE(skLen, GEN.LENGTH)
   const aad = Buffer.concat([hdr, skHdr])
   return Buffer.concat([aad, iv, aeadSeal(c.alg, c.keymat, iv, aad, plaintext)])
 }

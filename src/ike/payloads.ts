@@ -90,6 +90,22 @@ export function isKnown(p: Payload): p is KnownPayload {
 }
 
 const PROPOSAL_HDR_LEN = 8
+/** RFC 7296 3.3.1 proposal substructure offsets. */
+const PROP = { LAST: 0, LENGTH: 2, NUM: 4, PROTOCOL_ID: 5, SPI_SIZE: 6, NUM_TRANSFORMS: 7 } as const
+/** RFC 7296 3.3.2 transform substructure offsets. */
+const TRANS = { LAST: 0, LENGTH: 2, TYPE: 4, ID: 6 } as const
+/** RFC 7296 3.3.5 attribute offsets (TV: value at VALUE; TLV: length at VALUE, data after the header). */
+const ATTR = { TYPE: 0, VALUE: 2 } as const
+/** RFC 7296 3.10 / 3.11 Notify and Delete offsets. */
+const N = { PROTOCOL_ID: 0, SPI_SIZE: 1, TYPE: 2 } as const
+const D = { PROTOCOL_ID: 0, SPI_SIZE: 1, NUM_SPIS: 2 } as const
+/** RFC 7296 3.13.1 traffic selector offsets. */
+const TS = { TYPE: 0, IP_PROTOCOL_ID: 1, LENGTH: 2, START_PORT: 4, END_PORT: 6 } as const
+const IP_VERSION_4 = 4
+const IP_VERSION_6 = 6
+const IPV6_GROUPS = 8
+const IPV6_GROUP_LEN = 2
+const HEX = 16
 const TRANSFORM_HDR_LEN = 8
 const ATTRIBUTE_HDR_LEN = 4
 const KE_HDR_LEN = 4
@@ -115,16 +131,16 @@ export function decodeSa(buf: Buffer, off: number, end: number): SaPayload {
   let last = MORE_PROPOSALS
   while (last === MORE_PROPOSALS) {
     need(buf, off, PROPOSAL_HDR_LEN, end, 'SA.proposal')
-    last = buf.readUInt8(off)
+    last = buf.readUInt8(off + PROP.LAST)
     if (last !== LAST_PROPOSAL && last !== MORE_PROPOSALS) throw new IkeWireError('SA.proposal.last', off)
-    const len = buf.readUInt16BE(off + 2)
-    if (len < PROPOSAL_HDR_LEN) throw new IkeWireError('SA.proposal.length', off + 2)
+    const len = buf.readUInt16BE(off + PROP.LENGTH)
+    if (len < PROPOSAL_HDR_LEN) throw new IkeWireError('SA.proposal.length', off + PROP.LENGTH)
     need(buf, off, len, end, 'SA.proposal')
     const pEnd = off + len
-    const num = buf.readUInt8(off + 4)
-    const protocolId = buf.readUInt8(off + 5)
-    const spiSize = buf.readUInt8(off + 6)
-    const nTransforms = buf.readUInt8(off + 7)
+    const num = buf.readUInt8(off + PROP.NUM)
+    const protocolId = buf.readUInt8(off + PROP.PROTOCOL_ID)
+    const spiSize = buf.readUInt8(off + PROP.SPI_SIZE)
+    const nTransforms = buf.readUInt8(off + PROP.NUM_TRANSFORMS)
     let p = off + PROPOSAL_HDR_LEN
     need(buf, p, spiSize, pEnd, 'SA.proposal.spi')
     const spi = Buffer.from(buf.subarray(p, p + spiSize))
@@ -132,23 +148,23 @@ export function decodeSa(buf: Buffer, off: number, end: number): SaPayload {
     const transforms: Transform[] = []
     for (let i = 0; i < nTransforms; i++) {
       need(buf, p, TRANSFORM_HDR_LEN, pEnd, 'SA.transform')
-      const tLast = buf.readUInt8(p)
-      const tLen = buf.readUInt16BE(p + 2)
-      if (tLen < TRANSFORM_HDR_LEN) throw new IkeWireError('SA.transform.length', p + 2)
+      const tLast = buf.readUInt8(p + TRANS.LAST)
+      const tLen = buf.readUInt16BE(p + TRANS.LENGTH)
+      if (tLen < TRANSFORM_HDR_LEN) throw new IkeWireError('SA.transform.length', p + TRANS.LENGTH)
       need(buf, p, tLen, pEnd, 'SA.transform')
-      const type = buf.readUInt8(p + 4)
-      const id = buf.readUInt16BE(p + 6)
+      const type = buf.readUInt8(p + TRANS.TYPE)
+      const id = buf.readUInt16BE(p + TRANS.ID)
       let keyLength: number | undefined
       let a = p + TRANSFORM_HDR_LEN
       const tEnd = p + tLen
       while (a < tEnd) {
         need(buf, a, ATTRIBUTE_HDR_LEN, tEnd, 'SA.transform.attribute')
-        const at = buf.readUInt16BE(a)
+        const at = buf.readUInt16BE(a + ATTR.TYPE)
         if (at & ATTRIBUTE_TV_FLAG) {
-          if ((at & ~ATTRIBUTE_TV_FLAG) === AttributeType.KEY_LENGTH) keyLength = buf.readUInt16BE(a + 2)
+          if ((at & ~ATTRIBUTE_TV_FLAG) === AttributeType.KEY_LENGTH) keyLength = buf.readUInt16BE(a + ATTR.VALUE)
           a += ATTRIBUTE_HDR_LEN
         } else {
-          const vLen = buf.readUInt16BE(a + 2)
+          const vLen = buf.readUInt16BE(a + ATTR.VALUE)
           need(buf, a + ATTRIBUTE_HDR_LEN, vLen, tEnd, 'SA.transform.attribute.value')
           a += ATTRIBUTE_HDR_LEN + vLen
         }
@@ -159,7 +175,8 @@ export function decodeSa(buf: Buffer, off: number, end: number): SaPayload {
         if (i !== nTransforms - 1) throw new IkeWireError('SA.transform.last', p - tLen)
       } else if (tLast !== MORE_TRANSFORMS) throw new IkeWireError('SA.transform.last', p - tLen)
     }
-    if (p !== pEnd) throw new IkeWireError('SA.proposal.length', off + 2, 'transforms do not fill the proposal')
+    if (p !== pEnd)
+      throw new IkeWireError('SA.proposal.length', off + PROP.LENGTH, 'transforms do not fill the proposal')
     proposals.push({ num, protocolId, spi, transforms })
     off = pEnd
   }
@@ -173,24 +190,24 @@ export function encodeSa(p: SaPayload): Buffer {
     const ts = prop.transforms.map((t, ti) => {
       const attrLen = t.keyLength === undefined ? 0 : ATTRIBUTE_HDR_LEN
       const b = Buffer.alloc(TRANSFORM_HDR_LEN + attrLen)
-      b.writeUInt8(ti === prop.transforms.length - 1 ? LAST_TRANSFORM : MORE_TRANSFORMS, 0)
-      b.writeUInt16BE(b.length, 2)
-      b.writeUInt8(t.type, 4)
-      b.writeUInt16BE(t.id, 6)
+      b.writeUInt8(ti === prop.transforms.length - 1 ? LAST_TRANSFORM : MORE_TRANSFORMS, TRANS.LAST)
+      b.writeUInt16BE(b.length, TRANS.LENGTH)
+      b.writeUInt8(t.type, TRANS.TYPE)
+      b.writeUInt16BE(t.id, TRANS.ID)
       if (t.keyLength !== undefined) {
-        b.writeUInt16BE(ATTRIBUTE_TV_FLAG | AttributeType.KEY_LENGTH, TRANSFORM_HDR_LEN)
-        b.writeUInt16BE(t.keyLength, TRANSFORM_HDR_LEN + 2)
+        b.writeUInt16BE(ATTRIBUTE_TV_FLAG | AttributeType.KEY_LENGTH, TRANSFORM_HDR_LEN + ATTR.TYPE)
+        b.writeUInt16BE(t.keyLength, TRANSFORM_HDR_LEN + ATTR.VALUE)
       }
       return b
     })
     const h = Buffer.alloc(PROPOSAL_HDR_LEN)
     const len = PROPOSAL_HDR_LEN + prop.spi.length + ts.reduce((n, b) => n + b.length, 0)
-    h.writeUInt8(pi === p.proposals.length - 1 ? LAST_PROPOSAL : MORE_PROPOSALS, 0)
-    h.writeUInt16BE(len, 2)
-    h.writeUInt8(prop.num, 4)
-    h.writeUInt8(prop.protocolId, 5)
-    h.writeUInt8(prop.spi.length, 6)
-    h.writeUInt8(ts.length, 7)
+    h.writeUInt8(pi === p.proposals.length - 1 ? LAST_PROPOSAL : MORE_PROPOSALS, PROP.LAST)
+    h.writeUInt16BE(len, PROP.LENGTH)
+    h.writeUInt8(prop.num, PROP.NUM)
+    h.writeUInt8(prop.protocolId, PROP.PROTOCOL_ID)
+    h.writeUInt8(prop.spi.length, PROP.SPI_SIZE)
+    h.writeUInt8(ts.length, PROP.NUM_TRANSFORMS)
     parts.push(h, prop.spi, ...ts)
   })
   return Buffer.concat(parts)
@@ -242,30 +259,30 @@ export function encodeAuth(p: AuthPayload): Buffer {
 
 export function decodeNotify(buf: Buffer, off: number, end: number): NotifyPayload {
   need(buf, off, NOTIFY_HDR_LEN, end, 'N')
-  const spiSize = buf.readUInt8(off + 1)
+  const spiSize = buf.readUInt8(off + N.SPI_SIZE)
   need(buf, off + NOTIFY_HDR_LEN, spiSize, end, 'N.spi')
   const s = off + NOTIFY_HDR_LEN
   return {
     type: PayloadType.NOTIFY,
-    protocolId: buf.readUInt8(off),
-    notifyType: buf.readUInt16BE(off + 2),
+    protocolId: buf.readUInt8(off + N.PROTOCOL_ID),
+    notifyType: buf.readUInt16BE(off + N.TYPE),
     spi: Buffer.from(buf.subarray(s, s + spiSize)),
     data: Buffer.from(buf.subarray(s + spiSize, end)),
   }
 }
 export function encodeNotify(p: NotifyPayload): Buffer {
   const h = Buffer.alloc(NOTIFY_HDR_LEN)
-  h.writeUInt8(p.protocolId, 0)
-  h.writeUInt8(p.spi.length, 1)
-  h.writeUInt16BE(p.notifyType, 2)
+  h.writeUInt8(p.protocolId, N.PROTOCOL_ID)
+  h.writeUInt8(p.spi.length, N.SPI_SIZE)
+  h.writeUInt16BE(p.notifyType, N.TYPE)
   return Buffer.concat([h, p.spi, p.data])
 }
 
 export function decodeDelete(buf: Buffer, off: number, end: number): DeletePayload {
   need(buf, off, DELETE_HDR_LEN, end, 'D')
-  const protocolId = buf.readUInt8(off)
-  const spiSize = buf.readUInt8(off + 1)
-  const n = buf.readUInt16BE(off + 2)
+  const protocolId = buf.readUInt8(off + D.PROTOCOL_ID)
+  const spiSize = buf.readUInt8(off + D.SPI_SIZE)
+  const n = buf.readUInt16BE(off + D.NUM_SPIS)
   const spis: Buffer[] = []
   let p = off + DELETE_HDR_LEN
   for (let i = 0; i < n; i++) {
@@ -278,9 +295,9 @@ export function decodeDelete(buf: Buffer, off: number, end: number): DeletePaylo
 }
 export function encodeDelete(p: DeletePayload): Buffer {
   const h = Buffer.alloc(DELETE_HDR_LEN)
-  h.writeUInt8(p.protocolId, 0)
-  h.writeUInt8(p.spiSize, 1)
-  h.writeUInt16BE(p.spis.length, 2)
+  h.writeUInt8(p.protocolId, D.PROTOCOL_ID)
+  h.writeUInt8(p.spiSize, D.SPI_SIZE)
+  h.writeUInt16BE(p.spis.length, D.NUM_SPIS)
   return Buffer.concat([h, ...p.spis])
 }
 
@@ -292,22 +309,23 @@ function addrLen(tsType: number): number {
 
 export function ipToBytes(addr: string): Buffer {
   const v = isIP(addr)
-  if (v === 4) return Buffer.from(addr.split('.').map((x) => Number(x)))
-  if (v !== 6) throw new RangeError(`not an IP address: ${addr}`)
+  if (v === IP_VERSION_4) return Buffer.from(addr.split('.').map((x) => Number(x)))
+  if (v !== IP_VERSION_6) throw new RangeError(`not an IP address: ${addr}`)
   let s = addr.split('%')[0]!
   const lastColon = s.lastIndexOf(':')
   const tail = s.slice(lastColon + 1)
   if (tail.includes('.')) {
     const b4 = ipToBytes(tail)
-    s = `${s.slice(0, lastColon + 1)}${b4.readUInt16BE(0).toString(16)}:${b4.readUInt16BE(2).toString(16)}`
+    s = `${s.slice(0, lastColon + 1)}${b4.readUInt16BE(0).toString(HEX)}:${b4.readUInt16BE(IPV6_GROUP_LEN).toString(HEX)}`
   }
   const [h, t] = s.split('::') as [string, string | undefined]
   const hp = h ? h.split(':') : []
   const tp = t ? t.split(':') : []
-  const groups = t === undefined ? hp : [...hp, ...new Array<string>(8 - hp.length - tp.length).fill('0'), ...tp]
+  const groups =
+    t === undefined ? hp : [...hp, ...new Array<string>(IPV6_GROUPS - hp.length - tp.length).fill('0'), ...tp]
   const b = Buffer.alloc(IPV6_LEN)
   groups.forEach((g, i) => {
-    b.writeUInt16BE(Number.parseInt(g, 16), i * 2)
+    b.writeUInt16BE(Number.parseInt(g, HEX), i * IPV6_GROUP_LEN)
   })
   return b
 }
@@ -315,7 +333,7 @@ export function ipToBytes(addr: string): Buffer {
 export function bytesToIp(b: Buffer): string {
   if (b.length === IPV4_LEN) return [...b].join('.')
   const g: number[] = []
-  for (let i = 0; i < IPV6_LEN; i += 2) g.push(b.readUInt16BE(i))
+  for (let i = 0; i < IPV6_LEN; i += IPV6_GROUP_LEN) g.push(b.readUInt16BE(i))
   // RFC 5952: compress the longest run of two or more zero groups, first one on ties.
   let best = -1
   let bestLen = 1
@@ -332,7 +350,7 @@ export function bytesToIp(b: Buffer): string {
     }
     i = j
   }
-  const hex = g.map((x) => x.toString(16))
+  const hex = g.map((x) => x.toString(HEX))
   if (best < 0) return hex.join(':')
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`
 }
@@ -349,19 +367,19 @@ export function decodeTs(
   let p = off + TS_PAYLOAD_HDR_LEN
   for (let i = 0; i < n; i++) {
     need(buf, p, TS_HDR_LEN, end, 'TS.selector')
-    const tsType = buf.readUInt8(p)
-    const len = buf.readUInt16BE(p + 2)
+    const tsType = buf.readUInt8(p + TS.TYPE)
+    const len = buf.readUInt16BE(p + TS.LENGTH)
     if (tsType !== TsType.TS_IPV4_ADDR_RANGE && tsType !== TsType.TS_IPV6_ADDR_RANGE)
       throw new IkeWireError('TS.selector.type', p)
     const al = addrLen(tsType)
-    if (len !== TS_HDR_LEN + 2 * al) throw new IkeWireError('TS.selector.length', p + 2)
+    if (len !== TS_HDR_LEN + 2 * al) throw new IkeWireError('TS.selector.length', p + TS.LENGTH)
     need(buf, p, len, end, 'TS.selector')
     const a = p + TS_HDR_LEN
     selectors.push({
       tsType,
-      ipProtocolId: buf.readUInt8(p + 1),
-      startPort: buf.readUInt16BE(p + 4),
-      endPort: buf.readUInt16BE(p + 6),
+      ipProtocolId: buf.readUInt8(p + TS.IP_PROTOCOL_ID),
+      startPort: buf.readUInt16BE(p + TS.START_PORT),
+      endPort: buf.readUInt16BE(p + TS.END_PORT),
       startAddr: bytesToIp(buf.subarray(a, a + al)),
       endAddr: bytesToIp(buf.subarray(a + al, a + 2 * al)),
     })
@@ -377,11 +395,11 @@ export function encodeTs(p: TsPayload): Buffer {
   for (const s of p.selectors) {
     const al = addrLen(s.tsType)
     const b = Buffer.alloc(TS_HDR_LEN + 2 * al)
-    b.writeUInt8(s.tsType, 0)
-    b.writeUInt8(s.ipProtocolId, 1)
-    b.writeUInt16BE(b.length, 2)
-    b.writeUInt16BE(s.startPort, 4)
-    b.writeUInt16BE(s.endPort, 6)
+    b.writeUInt8(s.tsType, TS.TYPE)
+    b.writeUInt8(s.ipProtocolId, TS.IP_PROTOCOL_ID)
+    b.writeUInt16BE(b.length, TS.LENGTH)
+    b.writeUInt16BE(s.startPort, TS.START_PORT)
+    b.writeUInt16BE(s.endPort, TS.END_PORT)
     ipToBytes(s.startAddr).copy(b, TS_HDR_LEN)
     ipToBytes(s.endAddr).copy(b, TS_HDR_LEN + al)
     parts.push(b)
@@ -391,7 +409,7 @@ export function encodeTs(p: TsPayload): Buffer {
 
 /** A selector for exactly one address, any protocol and port (our ULA/128 <-> ULA/128 tunnels). */
 export function tsForHost(addr: string): TrafficSelector {
-  const v6 = isIP(addr) === 6
+  const v6 = isIP(addr) === IP_VERSION_6
   return {
     tsType: v6 ? TsType.TS_IPV6_ADDR_RANGE : TsType.TS_IPV4_ADDR_RANGE,
     ipProtocolId: 0,

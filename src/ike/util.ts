@@ -1,6 +1,6 @@
 // Small helpers over payload lists: building and finding Notify, typed lookups.
 
-import { PayloadType } from './constants.js'
+import { NOTIFY_ERROR_MAX, PayloadType } from './constants.js'
 import {
   type AuthPayload,
   type DeletePayload,
@@ -48,7 +48,18 @@ export function findNotify(payloads: readonly Payload[], notifyType: number): No
 }
 /** The first error Notify (type < 16384), if any. */
 export function errorNotify(payloads: readonly Payload[]): NotifyPayload | undefined {
-  return all(payloads, PayloadType.NOTIFY).find((n) => n.notifyType < 16384)
+  return all(payloads, PayloadType.NOTIFY).find((n) => n.notifyType <= NOTIFY_ERROR_MAX)
+}
+
+/** INVALID_KE_PAYLOAD data: the accepted group, two octets (RFC 7296 3.10.1). */
+const GROUP_LEN = 2
+export function groupData(group: number): Buffer {
+  const b = Buffer.alloc(GROUP_LEN)
+  b.writeUInt16BE(group, 0)
+  return b
+}
+export function groupOf(data: Buffer): number | undefined {
+  return data.length >= GROUP_LEN ? data.readUInt16BE(0) : undefined
 }
 
 export function spiToNumber(b: Buffer): number {
