@@ -13,15 +13,17 @@ export type Db = Database.Database
 export type SyncMode = 'full' | 'normal'
 
 export const DB_FILE = 'autotunnel.sqlite'
-const SCHEMA_VERSION = '1'
+const SCHEMA_VERSION = '2'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) STRICT;
--- One row per resource record. rdata is uncompressed canonical wire form, text its presentation.
--- expires_ms is the update lease (RFC 9664) as a wall-clock time in ms; NULL = permanent.
+-- One row per resource record. name (lower case) and rdata (uncompressed canonical wire form) are the key;
+-- owner and wire hold the owner name and RDATA as written when their case differs (RFC 4343), else NULL; text
+-- is the presentation of the RDATA as written. expires_ms is the update lease (RFC 9664) as a wall-clock time
+-- in ms; NULL = permanent.
 CREATE TABLE IF NOT EXISTS rr (
   name       TEXT    NOT NULL,
   type       INTEGER NOT NULL,
@@ -30,6 +32,8 @@ CREATE TABLE IF NOT EXISTS rr (
   rdata      BLOB    NOT NULL,
   text       TEXT    NOT NULL,
   expires_ms INTEGER,
+  owner      TEXT,
+  wire       BLOB,
   PRIMARY KEY (name, type, class, rdata)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rr_expiry ON rr (expires_ms) WHERE expires_ms IS NOT NULL;
@@ -60,6 +64,7 @@ export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; reado
     db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`)
     db.pragma('busy_timeout = 5000')
     db.exec(SCHEMA)
+    migrate(db)
     const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?')
     const put = db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)')
     db.transaction(() => {
@@ -75,6 +80,17 @@ export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; reado
     db.close()
     throw e
   }
+}
+
+/** Schema 1 -> 2: the owner and wire columns (case-preserved names); old rows keep NULL (lower case as stored). */
+function migrate(db: Db): void {
+  const cols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('rr')").all()
+  if (cols.some((c) => c.name === 'owner')) return
+  db.transaction(() => {
+    db.exec('ALTER TABLE rr ADD COLUMN owner TEXT')
+    db.exec('ALTER TABLE rr ADD COLUMN wire BLOB')
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(SCHEMA_VERSION)
+  })()
 }
 
 export function getMeta(db: Db, key: string): string | undefined {

@@ -42,7 +42,7 @@ import {
   type PushOutbound,
   PushSession,
 } from './push.js'
-import { fromZoneRR } from './rdata.js'
+import { canonicalRData, decodeRData, fromZoneRR, ownerOf } from './rdata.js'
 import type { DnsRequest, MessageHandler } from './service.js'
 import { SubscriptionIndex, type SubscriptionLimits } from './subscriptions.js'
 import type { InboundContext, StreamConnection } from './transport.js'
@@ -278,7 +278,10 @@ export class NotifyService {
         index: this.index,
         answer: (q) => this.#host.lookup(q.name, q.type),
         policy: (q, user) => this.#host.canWatch(q, user),
-        exists: (q, rdata) => this.#host.lookup(q.name, q.type).some((z) => z.rdata.equals(rdata)),
+        exists: (q, rdata) => {
+          const key = canonicalOrSelf(q.type, rdata)
+          return this.#host.lookup(q.name, q.type).some((z) => z.rdata.equals(key))
+        },
         removal: (q, rdata) => ({ name: q.name, type: q.type, class: q.class, ttl: 0, rdata, text: '' }),
         send: (out) => this.#sendPush(conn, out),
       },
@@ -314,11 +317,11 @@ export class NotifyService {
             return { name: r.name, type: r.type, class: RRClass.ANY, ttl: PUSH_REMOVE_SET_TTL, rdata: Buffer.alloc(0) }
           const z = r.rr
           return {
-            name: z.name,
+            name: ownerOf(z),
             type: z.type,
             class: z.class,
             ttl: r.op === 'add' ? z.ttl : PUSH_REMOVE_RR_TTL,
-            rdata: z.rdata,
+            rdata: z.wire ?? z.rdata,
           }
         })
         this.stats.pushMessages++
@@ -393,6 +396,15 @@ export class NotifyService {
     wire.writeBigUInt64BE(ev.opt.id, opt + LLQ_ID_OFFSET)
     wire.writeUInt32BE(ev.opt.leaseSec, opt + LLQ_LEASE_OFFSET)
     ;(ev.peer as Peer).send(wire)
+  }
+}
+
+/** RECONFIRM RDATA in canonical form (names compare case-insensitively, RFC 4343); as given if it does not parse. */
+function canonicalOrSelf(type: number, rdata: Buffer): Buffer {
+  try {
+    return canonicalRData(type, decodeRData(type, rdata))
+  } catch {
+    return rdata
   }
 }
 

@@ -1,6 +1,7 @@
 // Conversions between the codec's typed records (src/dns/wire/rr-table.ts) and the store's ZoneRR: canonical
-// uncompressed RDATA (RFC 4034 section 6.2: embedded names of NS, CNAME, SOA, PTR, MX, SRV in lower case) and a
-// presentation string (RFC 1035 section 5.1) for people and the change feed.
+// uncompressed RDATA (RFC 4034 section 6.2: embedded names of NS, CNAME, SOA, PTR, MX, SRV in lower case) as the
+// record's identity, the RDATA and owner as written (RFC 4343 4.1: comparisons ignore case, data keeps it) for the
+// wire, and a presentation string (RFC 1035 section 5.1) for people and the change feed.
 import { reader, Writer } from '../dns/wire/buffer.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
 import { dataOf, type RData, type RR, RRType, readRData, typeName, writeRData } from '../dns/wire/rr-table.js'
@@ -31,9 +32,14 @@ function lowerNames(type: number, d: RData): RData {
 
 /** Uncompressed canonical RDATA of a typed record (a fresh Buffer). Empty RDATA gives an empty Buffer. */
 export function canonicalRData(type: number, data: RData): Buffer {
+  return uncompressedRData(type, lowerNames(type, data))
+}
+
+/** Uncompressed RDATA with embedded names in the case they have in `data`. */
+export function uncompressedRData(type: number, data: RData): Buffer {
   if (data === null) return Buffer.alloc(0)
   const w = new Writer(scratch, 0, scratch.length, false)
-  writeRData(w, type, lowerNames(type, data), false)
+  writeRData(w, type, data, false)
   return Buffer.from(scratch.subarray(RDLENGTH_SIZE, w.off))
 }
 
@@ -77,25 +83,48 @@ export function rdataText(type: number, rdata: Buffer): string {
   return `\\# ${rdata.length} ${rdata.toString('hex')}`
 }
 
-/** A decoded record as the store keeps it (owner lower-cased, RDATA canonical). */
+/**
+ * A decoded record as the store keeps it: lower-case owner and canonical RDATA as keys, plus the owner and RDATA
+ * as written when their case differs (an SRV target `AutoTunnel-00.alice.members.example.` stays so).
+ */
 export function toZoneRR(rr: RR): ZoneRR {
   const rdata = canonicalRData(rr.type, rr.data)
+  const asWritten = uncompressedRData(rr.type, rr.data)
+  const wire = asWritten.equals(rdata) ? undefined : asWritten
+  const name = nameToLowerCanonical(rr.name)
+  const owner = rr.name.endsWith('.') ? rr.name : `${rr.name}.`
   return {
-    name: nameToLowerCanonical(rr.name),
+    name,
     type: rr.type,
     class: rr.class,
     ttl: rr.ttl,
     rdata,
-    text: rdataText(rr.type, rdata),
+    text: rdataText(rr.type, wire ?? rdata),
+    ...(owner !== name ? { owner } : {}),
+    ...(wire ? { wire } : {}),
   }
 }
 
-/** A stored record as a codec record; RDATA stays raw bytes, which the encoder writes as they are. */
+/**
+ * A stored record as a codec record, owner and RDATA as written; RDATA stays raw bytes, which the encoder writes
+ * as they are. `owner` overrides the stored owner (a query answer echoes the question's spelling).
+ */
 export function fromZoneRR(z: ZoneRR, owner?: string): RR {
-  return { name: owner ?? z.name, type: z.type, class: z.class, ttl: z.ttl, data: { raw: z.rdata } }
+  return {
+    name: owner ?? z.owner ?? z.name,
+    type: z.type,
+    class: z.class,
+    ttl: z.ttl,
+    data: { raw: z.wire ?? z.rdata },
+  }
+}
+
+/** The owner name as written. */
+export function ownerOf(z: ZoneRR): string {
+  return z.owner ?? z.name
 }
 
 /** "alice.members.example. 300 IN AAAA fd00::1" */
 export function zoneRRText(z: ZoneRR): string {
-  return `${z.name} ${z.ttl} IN ${typeName(z.type)} ${z.text}`
+  return `${ownerOf(z)} ${z.ttl} IN ${typeName(z.type)} ${z.text}`
 }

@@ -69,14 +69,15 @@ export class Store {
     this.db = openDb(opts.dir, opts.zone, opts.sync ? { sync: opts.sync } : {})
     this.index = new ZoneIndex(opts.zone)
     const put = this.db.prepare(
-      `INSERT INTO rr (name, type, class, ttl, rdata, text, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO rr (name, type, class, ttl, rdata, text, expires_ms, owner, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name, type, class, rdata) DO UPDATE SET ttl = excluded.ttl, text = excluded.text,
-       expires_ms = excluded.expires_ms`,
+       expires_ms = excluded.expires_ms, owner = excluded.owner, wire = excluded.wire`,
     )
     const del = this.db.prepare('DELETE FROM rr WHERE name = ? AND type = ? AND class = ? AND rdata = ?')
     const ser = this.db.prepare("UPDATE meta SET value = ? WHERE key = 'serial'")
     this.#sql = {
-      put: (rr, exp) => put.run(rr.name, rr.type, rr.class, rr.ttl, rr.rdata, rr.text, exp),
+      put: (rr, exp) =>
+        put.run(rr.name, rr.type, rr.class, rr.ttl, rr.rdata, rr.text, exp, rr.owner ?? null, rr.wire ?? null),
       del: (rr) => del.run(rr.name, rr.type, rr.class, rr.rdata),
       serial: (s) => ser.run(String(s)),
     }
@@ -149,7 +150,8 @@ export class Store {
         if (old) {
           const prevRR = old.rr
           const prevExp = old.expiresAtMs
-          if (prevRR.ttl !== rr.ttl || prevRR.text !== rr.text) idx.replaceRR(old, rr)
+          // Same record (case-insensitively equal): a new TTL or a new spelling replaces the stored one.
+          if (prevRR.ttl !== rr.ttl || prevRR.text !== rr.text || prevRR.owner !== rr.owner) idx.replaceRR(old, rr)
           setLease(old, expiresAtMs)
           undo.push(() => {
             idx.replaceRR(old, prevRR)
@@ -251,24 +253,13 @@ export class Store {
     }
   }
 
-  #rows(): {
-    name: string
-    type: number
-    class: number
-    ttl: number
-    rdata: Buffer
-    text: string
-    expires_ms: number | null
-  }[] {
-    return this.db.prepare('SELECT name, type, class, ttl, rdata, text, expires_ms FROM rr').all() as never
+  #rows(): (Row & { expires_ms: number | null })[] {
+    return this.db.prepare('SELECT name, type, class, ttl, rdata, text, expires_ms, owner, wire FROM rr').all() as never
   }
 
   #load(): void {
     for (const r of this.#rows()) {
-      const rec: Rec = {
-        rr: { name: r.name, type: r.type, class: r.class, ttl: r.ttl, rdata: r.rdata, text: r.text },
-        expiresAtMs: r.expires_ms,
-      }
+      const rec: Rec = { rr: rowToZoneRR(r), expiresAtMs: r.expires_ms }
       this.index.insert(rec)
       if (rec.expiresAtMs !== null) this.leases.set(rec, rec.expiresAtMs)
     }
@@ -293,11 +284,11 @@ export class Store {
     }
     for (const r of this.#rows()) {
       const k = `${r.name}\u0000${r.type}\u0000${rdataKey(r.rdata)}`
-      const rr: ZoneRR = { name: r.name, type: r.type, class: r.class, ttl: r.ttl, rdata: r.rdata, text: r.text }
+      const rr = rowToZoneRR(r)
       const old = before.get(k)
       if (old) {
         before.delete(k)
-        if (old.rr.ttl !== rr.ttl) this.index.replaceRR(old, rr)
+        if (old.rr.ttl !== rr.ttl || old.rr.text !== rr.text || old.rr.owner !== rr.owner) this.index.replaceRR(old, rr)
         old.expiresAtMs = r.expires_ms
         if (r.expires_ms === null) this.leases.delete(old)
         else this.leases.set(old, r.expires_ms)
@@ -317,6 +308,23 @@ export class Store {
     this.#log.info('store.reloaded', { records: this.index.recordCount, changed: net.size })
     if (net.size) this.#emit([...net.values()])
   }
+}
+
+interface Row {
+  name: string
+  type: number
+  class: number
+  ttl: number
+  rdata: Buffer
+  text: string
+  owner: string | null
+  wire: Buffer | null
+}
+
+function rowToZoneRR(r: Row): ZoneRR {
+  const rr: ZoneRR = { name: r.name, type: r.type, class: r.class, ttl: r.ttl, rdata: r.rdata, text: r.text }
+  if (r.owner === null && r.wire === null) return rr
+  return { ...rr, ...(r.owner !== null ? { owner: r.owner } : {}), ...(r.wire !== null ? { wire: r.wire } : {}) }
 }
 
 export { setMeta }

@@ -135,7 +135,7 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   for (const rr of msg.authorities) {
     const name = nameOf(rr)
     if (rr.class === RRClass.IN) {
-      changed = tx.add(toZoneRR({ ...rr, name }), rr.type === RRType.KEY ? keyExpiresAtMs : expiresAtMs) || changed
+      changed = tx.add(toZoneRR(rr), rr.type === RRType.KEY ? keyExpiresAtMs : expiresAtMs) || changed
     } else if (rr.class === RRClass.ANY) {
       const node = index.node(name)
       if (!node) continue

@@ -1,6 +1,8 @@
 // The zone held in memory: every query is answered from here, never from SQL. The store keeps it equal to the
-// SQLite tables (store.ts). Names are lower-case FQDNs with the trailing dot; RDATA is uncompressed canonical wire
-// form (RFC 4034 section 6.2), so two records are the same record exactly when their RDATA bytes are equal.
+// SQLite tables (store.ts). Keys are case-insensitive (RFC 4343): names are lower-case FQDNs with the trailing dot
+// and RDATA is uncompressed canonical wire form (RFC 4034 section 6.2), so two records are the same record exactly
+// when their canonical RDATA bytes are equal. Each record also keeps its owner and RDATA as they were written
+// (RFC 1034 3.1, RFC 4343 4.1: case is preserved), which is what goes on the wire.
 // A node exists while it owns an RRset or has a descendant that does (empty non-terminals, RFC 8020), which is what
 // separates NODATA from NXDOMAIN.
 
@@ -10,10 +12,14 @@ export interface ZoneRR {
   readonly type: number
   readonly class: number
   readonly ttl: number
-  /** Uncompressed canonical RDATA. */
+  /** Uncompressed canonical RDATA: the record's identity. */
   readonly rdata: Buffer
-  /** RDATA in presentation format (for people and the change feed). */
+  /** RDATA in presentation format as written (for people and the change feed). */
   readonly text: string
+  /** The owner name as written, when its case differs from `name` (RFC 4343 4.1). */
+  readonly owner?: string | undefined
+  /** Uncompressed RDATA as written (embedded names in their original case), when it differs from `rdata`. */
+  readonly wire?: Buffer | undefined
 }
 
 /** A record in the index, with its update lease; `expiresAtMs` null means permanent. */

@@ -233,3 +233,40 @@ test('accounts while running: password-derived key, passwd re-keys, remove delet
   assert.equal(status, 'NXDOMAIN')
   assert.match((await srv.dig([`_dns-update._udp.dave.${Z}`, 'SRV'])).stdout, /status: NXDOMAIN/)
 })
+
+test('names keep the case they were written in (RFC 4343): SRV owner and target, after a restart too', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  const alice = await srv.addAccount('alice')
+  await srv.start()
+  const key = tsigArg(alice)
+  const target = `AutoTunnel-00.Alice.${Z}`
+  const owner = `_AutoTunnel._udp.MacBook.alice.${Z}`
+  const add = await srv.nsupdate(key, [
+    `update add ${owner} 60 SRV 0 0 4500 ${target}`,
+    `update add ${target} 60 AAAA fd00::1`,
+  ])
+  assert.equal(add.code, 0, add.stderr)
+  const read = async (): Promise<string[]> => {
+    // Queried in lower case: the question's spelling is echoed as the answer's owner, the RDATA keeps its case.
+    const r = await srv.dig(['-y', key, '+noall', '+answer', owner.toLowerCase(), 'SRV', target.toUpperCase(), 'AAAA'])
+    return answers(r.stdout)
+  }
+  const want = [`${owner.toLowerCase()} 60 IN SRV 0 0 4500 ${target}`, `${target.toUpperCase()} 60 IN AAAA fd00::1`]
+  assert.deepEqual(await read(), want)
+  // A case-insensitively equal record is the same record: adding it again in other case changes nothing but
+  // the spelling, and deleting it in any case removes it.
+  const again = await srv.nsupdate(key, [`update add ${owner.toLowerCase()} 60 SRV 0 0 4500 ${target.toLowerCase()}`])
+  assert.equal(again.code, 0, again.stderr)
+  const one = await srv.dig(['-y', key, '+noall', '+answer', owner, 'SRV'])
+  assert.deepEqual(answers(one.stdout), [`${owner} 60 IN SRV 0 0 4500 ${target.toLowerCase()}`])
+  const back = await srv.nsupdate(key, [`update add ${owner} 60 SRV 0 0 4500 ${target}`])
+  assert.equal(back.code, 0, back.stderr)
+  assert.equal(await srv.stop(), 0)
+  await srv.start()
+  assert.deepEqual(await read(), want, 'case survives a restart (the store keeps names as written)')
+  const del = await srv.nsupdate(key, [`update delete ${owner.toUpperCase()} SRV 0 0 4500 ${target.toUpperCase()}`])
+  assert.equal(del.code, 0, del.stderr)
+  const gone = await srv.dig(['-y', key, '+noall', '+answer', owner, 'SRV'])
+  assert.deepEqual(answers(gone.stdout), [])
+})
