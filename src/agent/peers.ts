@@ -152,6 +152,7 @@ export class PeerManager {
    * not seen yet). Returns the peer once resolved; undefined when it is not a host of this user.
    */
   async lookup(name: string): Promise<Peer | undefined> {
+    if (!fq(name.toLowerCase()).endsWith(`.${this.#domain}`)) return undefined
     const host = this.hostLabel(name)
     if (!host || host === this.#self || this.#closed) return undefined
     const known = this.#entries.get(host)
