@@ -140,7 +140,14 @@ async function startOurs(): Promise<{ a: ChildProcess; b: ChildProcess }> {
     }
   }
   await waitUntil('our tunnel', () => up(NS_A) && up(NS_B))
-  nsx(NS_A, ['ping', '-6', '-c', '1', '-W', '2', OURS_B])
+  await waitUntil('a ping through our tunnel', () => {
+    try {
+      nsx(NS_A, ['ping', '-6', '-c', '1', '-W', '1', OURS_B])
+      return true
+    } catch {
+      return false
+    }
+  })
   return { a, b }
 }
 

@@ -14,6 +14,7 @@ export const DROP_REASONS = [
   'ts_mismatch', // inner source/destination are not the SA's pair of ULAs (traffic selectors)
   'ike_no_handler', // IKE message arrived before anyone registered onIke
   'tun_write_error',
+  'tun_queue_full', // the ring to the TUN-writing thread is full
   // send path (TUN -> UDP)
   'not_ipv6',
   'bad_source', // source is not the local ULA

@@ -168,6 +168,7 @@ export async function runManual(
     log.info('tunnel.endpoint_changed', { peerUla, endpoint, previous }),
   )
   tunnel.start()
+  await tunnel.ready()
   const snapshot = (event: string): string =>
     JSON.stringify({ event, counters: tunnel.counters(), peers: tunnel.peers(), pool: tunnel.poolStats() })
   out(JSON.stringify({ event: 'ready', tun: tun.name, mtu: tun.mtu, listen: bound, localUla: tunnel.localUla }))

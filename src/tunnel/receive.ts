@@ -46,9 +46,15 @@ export class Receiver {
   readonly #opened = new EspOpened()
   onIke: IkeHandler | undefined
   onEndpointChange: EndpointChangeHook = () => {}
+  /** Stage 8's output; the tunnel replaces it with a ring to the TUN thread when it runs threads. False: full. */
+  write: (buf: Buffer, off: number, len: number) => boolean | undefined
 
   constructor(deps: ReceiverDeps) {
     this.#d = deps
+    this.write = (b, off, len) => {
+      deps.tun.write(b, off, len)
+      return true
+    }
   }
 
   // Stage 1.
@@ -142,7 +148,10 @@ export class Receiver {
     if (seq > highestBefore) this.#roam(peer, from)
     // Stage 8.
     try {
-      this.#d.tun.write(pt, 0, len)
+      if (this.write(pt, 0, len) === false) {
+        this.#drop('tun_queue_full')
+        return
+      }
     } catch {
       this.#drop('tun_write_error')
       return

@@ -231,7 +231,10 @@ export class Tunnel {
         },
         this.#deps.log,
       )
+      const tx = this.#tx
+      this.#receiver.write = (b, off, len) => tx.writeTun(b, off, len)
       for (const p of this.#peersByKey.values()) this.#syncTx(p)
+      tx.go()
     } else {
       if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
       else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
@@ -244,6 +247,11 @@ export class Tunnel {
       udpGso: this.#tx ? 'worker' : !!this.#sender.gso,
     })
     this.#scheduleKeepalive()
+  }
+
+  /** Resolves when the packet path runs (with threads: once both have started; else at once). */
+  ready(): Promise<void> {
+    return this.#tx ? this.#tx.ready : Promise.resolve()
   }
 
   /** Mirrors a peer's endpoint and outbound SA into the send thread. */
@@ -472,6 +480,11 @@ export class Tunnel {
       c.txPackets += t.txPackets
       c.txBytes += t.txBytes
       for (const r of DROP_REASONS) c.drops[r] += t.drops[r]
+    }
+    const io = this.#tx?.lastIo
+    if (io) {
+      c.drops.tx_queue_full += io.toTxDropped
+      c.drops.tun_write_error += io.writeErrors
     }
     return c
   }

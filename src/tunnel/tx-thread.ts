@@ -7,11 +7,17 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from '../io/log.js'
 import type { TunnelCounters } from './counters.js'
 import type { EspAlg } from './esp.js'
+import { createRing, PacketRing, type RingInit } from './ring.js'
 import type { Endpoint, Peer } from './sa-table.js'
 import type { SenderOptions } from './send.js'
+import type { TunIoInit, TunIoStats } from './tun-io-worker.js'
+
+/** Packets each ring between the threads holds. */
+const RING_SLOTS = 2048
 
 export interface TxInit {
-  readonly tunFd: number
+  /** TUN -> this thread (filled by the TUN I/O thread) */
+  readonly fromTun: RingInit
   readonly udpFd: number
   readonly udpV6: boolean
   readonly mtu: number
@@ -27,6 +33,7 @@ export type TxToWorker =
   | { op: 'removePeer'; key: string }
   | { op: 'outbound'; key: string; sa: { spi: number; alg: EspAlg; key: Uint8Array; esn: boolean } | undefined }
   | { op: 'stats' }
+  | { op: 'go' }
   | { op: 'stop' }
 
 export interface TxPeerStats {
@@ -56,17 +63,52 @@ export interface TxHooks {
   onStats(s: TxStats): void
 }
 
+/**
+ * The tunnel's extra threads: the send path (tx-worker.ts) and the TUN device's reads and writes
+ * (tun-io-worker.ts), joined by SharedArrayBuffer rings: TUN -> send thread, receive path -> TUN.
+ */
 export class TxThread {
   readonly #w: Worker
+  readonly #io: Worker
+  readonly #toTun: PacketRing
   readonly #log: Logger
   #exited: Promise<void>
   last: TxStats | undefined
+  lastIo: TunIoStats | undefined
   gso: boolean | undefined
+  /** Resolves when both threads run: the send thread consumes, the TUN thread reads. */
+  readonly ready: Promise<void>
+  #readyTx: () => void = () => {}
+  #readyIo: () => void = () => {}
 
-  constructor(init: TxInit, hooks: TxHooks, log: Logger) {
+  constructor(init: Omit<TxInit, 'fromTun'> & { tunFd: number }, hooks: TxHooks, log: Logger) {
     this.#log = log
-    this.#w = new Worker(new URL('./tx-worker.js', import.meta.url), { workerData: init })
-    this.#exited = new Promise((resolve) => this.#w.once('exit', () => resolve()))
+    const slotSize = init.mtu
+    const fromTun = createRing(RING_SLOTS, slotSize)
+    const toTun = createRing(RING_SLOTS, slotSize)
+    this.#toTun = new PacketRing(toTun)
+    const { tunFd, ...rest } = init
+    const txInit: TxInit = { ...rest, fromTun }
+    this.#w = new Worker(new URL('./tx-worker.js', import.meta.url), { workerData: txInit })
+    const ioInit: TunIoInit = { tunFd, toTx: fromTun, fromRx: toTun, statsIntervalMs: init.statsIntervalMs }
+    this.#io = new Worker(new URL('./tun-io-worker.js', import.meta.url), { workerData: ioInit })
+    this.#io.on('error', (e) => log.error('tunnel.tun_io_worker_failed', { err: String(e) }))
+    this.ready = Promise.all([
+      new Promise<void>((r) => {
+        this.#readyTx = r
+      }),
+      new Promise<void>((r) => {
+        this.#readyIo = r
+      }),
+    ]).then(() => {})
+    this.#io.on('message', (m: TunIoStats | { op: 'ready' }) => {
+      if (m.op === 'tunStats') this.lastIo = m
+      else if (m.op === 'ready') this.#readyIo()
+    })
+    this.#exited = Promise.all([
+      new Promise<void>((resolve) => this.#w.once('exit', () => resolve())),
+      new Promise<void>((resolve) => this.#io.once('exit', () => resolve())),
+    ]).then(() => {})
     this.#w.on('error', (e) => log.error('tunnel.tx_worker_failed', { err: String(e) }))
     this.#w.on('message', (m: FromWorker) => {
       switch (m.op) {
@@ -77,6 +119,7 @@ export class TxThread {
         case 'ready':
           this.gso = m.gso
           log.info('tunnel.tx_worker_ready', { udpGso: m.gso })
+          this.#readyTx()
           return
         case 'noSa':
           hooks.onNoSa(m.ula, Buffer.from(m.packet))
@@ -97,13 +140,29 @@ export class TxThread {
   outbound(p: Peer, sa: { spi: number; alg: EspAlg; key: Buffer; esn: boolean } | undefined): void {
     this.#post({ op: 'outbound', key: p.key, sa: sa && { ...sa, key: new Uint8Array(sa.key) } })
   }
+  /** Lets the send thread start consuming; post after the initial peers and SAs. */
+  go(): void {
+    this.#post({ op: 'go' })
+  }
+
   requestStats(): void {
     this.#post({ op: 'stats' })
   }
 
+  /** Hands a decrypted packet to the TUN thread; false when its ring is full. */
+  writeTun(buf: Buffer, off: number, len: number): boolean {
+    if (!this.#toTun.push(buf, off, len)) return false
+    this.#toTun.publish()
+    return true
+  }
+
   async close(): Promise<void> {
     this.#post({ op: 'stop' })
-    const t = setTimeout(() => void this.#w.terminate(), 2000)
+    this.#io.postMessage({ op: 'stop' })
+    const t = setTimeout(() => {
+      void this.#w.terminate()
+      void this.#io.terminate()
+    }, 2000)
     await this.#exited
     clearTimeout(t)
   }

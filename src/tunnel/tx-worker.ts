@@ -1,5 +1,5 @@
-// The send path (send.ts) on its own thread: reads the TUN device (a dup of its fd), seals and sends with
-// UDP GSO on the main thread's socket fd. The main thread keeps the receive path, IKE and the API, and mirrors
+// The send path (send.ts) on its own thread: takes the packets the TUN thread read (tun-io-worker.ts) from a
+// shared ring, seals and sends them with UDP GSO on the main thread's socket fd. The main thread keeps the receive path, IKE and the API, and mirrors
 // every change of a peer's endpoint or outbound SA here by message (tx-thread.ts). Sequence numbers live only
 // here, so numbering and sending stay one synchronous run on one thread.
 
@@ -10,9 +10,9 @@ import { nullLogger } from '../io/log.js'
 import { newCounters } from './counters.js'
 import { EspCrypto } from './esp.js'
 import { SlabPool } from './pool.js'
+import { consumeRing, PacketRing } from './ring.js'
 import type { Peer } from './sa-table.js'
 import { Sender } from './send.js'
-import { dupFd, TunReader } from './tun/linux-tun.js'
 import type { TxInit, TxStats, TxToWorker } from './tx-thread.js'
 import { UdpGso } from './udp-gso.js'
 
@@ -48,7 +48,10 @@ sender.gso = gso
 sender.onNoSa = (ula, packet) => port.postMessage({ op: 'noSa', ula, packet })
 sender.onSaExpiring = (ula, spi) => port.postMessage({ op: 'saExpiring', ula, spi })
 
-const reader = new TunReader(dupFd(init.tunFd), (b, off, len) => sender.fromTun(b, off, len))
+let stopping = false
+// Consuming starts with the 'go' message, which the main thread posts after the initial peers and SAs (messages
+// are FIFO), so no packet read at startup meets an empty peer table.
+let consumer: Promise<void> = Promise.resolve()
 
 function stats(): TxStats {
   const now = clock.monotonic()
@@ -111,14 +114,24 @@ port.on('message', (m: TxToWorker) => {
     case 'stats':
       port.postMessage(stats())
       return
+    case 'go':
+      consumer = consumeRing(
+        new PacketRing(init.fromTun),
+        (b, off, len) => sender.fromTun(b, off, len),
+        () => {},
+        () => stopping,
+      )
+      port.postMessage({ op: 'ready', gso: gso !== undefined })
+      return
     case 'stop':
+      stopping = true
       clearInterval(timer)
-      sender.close()
-      void reader.close().then(() => {
+      new PacketRing(init.fromTun).wake()
+      void consumer.then(() => {
+        sender.close()
         port.postMessage(stats())
         port.close()
       })
       return
   }
 })
-port.postMessage({ op: 'ready', gso: gso !== undefined })

@@ -172,6 +172,9 @@ test('tunnel data plane between two namespaces: ping, TCP, only ESP-in-UDP on th
     nsx(ns, ['sysctl', '-qw', `net.ipv6.conf.${ifc}.disable_ipv6=1`])
     sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', ifc])
     sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    // The tunnel sends with UDP GSO; a veth would carry the unsegmented super-packet and tcpdump would see
+    // it as one. gso_max_segs 1 makes the kernel segment before the link, as a NIC does on the wire.
+    sh('ip', ['-n', ns, 'link', 'set', ifc, 'gso_max_segs', '1'])
     sh('ip', ['-n', ns, 'link', 'set', ifc, 'up'])
   }
   sh('ip', ['-n', nsA, 'addr', 'add', `${ADDR_ATTACKER}/24`, 'dev', `${prefix}a`])

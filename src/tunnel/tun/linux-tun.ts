@@ -100,6 +100,11 @@ export function dupFd(fd: number): number {
   return r
 }
 
+/** close(2) through koffi, for fds from dupFd (fs.closeSync warns about fds it did not open, in workers). */
+export function closeFd(fd: number): void {
+  requireKoffi().load('libc.so.6').func('int close(int fd)')(fd)
+}
+
 export class LinuxTun implements TunDevice {
   readonly name: string
   readonly mtu: number
