@@ -61,7 +61,8 @@ test('four-way handshake, an event, its ack; the timers end with the LLQ', () =>
   assert.equal(s.sent.length, 1)
   const ev = s.sent[0]!
   assert.deepEqual([ev.added, ev.removed, ev.opt.opcode, ev.opt.id], [['fd00::2'], ['fd00::1'], 3, id])
-  assert.ok(s.svc.ack(peer, id, ev.msgId))
+  assert.equal(s.svc.ack(peer, id, ev.msgId), 'refused', 'the LLQ was set up by alice: an unsigned ack is not hers')
+  assert.equal(s.svc.ack(peer, id, ev.msgId, 'alice'), 'ok')
   s.clock.advance(10_000)
   assert.equal(s.sent.length, 1, 'no retransmission after the ack')
   const cancel = llq(s.svc.handle({ question: q, opt: opt(LlqOpcode.REFRESH, id, 0), peer, user: 'alice' }))

@@ -159,12 +159,16 @@ export class LlqService<R> {
     return this.#apply(e, ev) ?? err(LlqError.UNKNOWN_ERR)
   }
 
-  /** An event acknowledgement (a response carrying LLQ-EVENT with the event's message ID). */
-  ack(peer: LlqPeer, id: bigint, msgId: number): boolean {
+  /**
+   * An event acknowledgement (a response carrying LLQ-EVENT with the event's message ID), from `user` (the TSIG
+   * signer, if any). An LLQ set up with TSIG takes acknowledgements signed by the same user only: 'refused'.
+   */
+  ack(peer: LlqPeer, id: bigint, msgId: number, user?: string): 'ok' | 'unknown' | 'refused' {
     const e = this.#byId.get(id)
-    if (!e || e.peer.key !== peer.key) return false
+    if (!e || e.peer.key !== peer.key) return 'unknown'
+    if (e.user !== undefined && e.user !== user) return 'refused'
     this.#apply(e, { kind: 'ack', now: this.#d.clock.monotonic(), msgId })
-    return true
+    return 'ok'
   }
 
   /** A TCP/TLS connection closed: its LLQs cannot be reached any more. */

@@ -13,6 +13,7 @@ import {
 } from '../dns/dso.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeLlq, encodeLlq, LlqOpcode } from '../dns/llq.js'
+import { type TsigKey, verifyMessage } from '../dns/tsig.js'
 import { Opcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, type Message } from '../dns/wire/message.js'
 import { FakeClock } from '../io/clock.fake.js'
@@ -24,6 +25,7 @@ import type { InboundContext, StreamConnection } from './transport.js'
 import type { ZoneRR } from './zone-index.js'
 
 const ZONE = 'members.example.'
+const ALICE_KEY: TsigKey = { name: `alice.${ZONE}`, algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 7) }
 const aaaa = (name: string, last: number): ZoneRR => {
   const rdata = Buffer.alloc(16)
   rdata[0] = 0xfd
@@ -49,6 +51,8 @@ function setup() {
         return () => {}
       },
     },
+    tsigKey: (user: string) => (user === 'alice' ? ALICE_KEY : undefined),
+    cfg: { fudgeSec: 300 },
   } as const
   const notify = new NotifyService({ host, clock, random: new FakeRandom(7) }, { llq: { resendMs: 100 } })
   const change = (c: RRsetChange<ZoneRR>[]): void => {
@@ -164,12 +168,12 @@ test('arbitrary DSO bytes never throw, and each message is answered exactly once
   s.notify.close()
 })
 
-function llqRequest(ctx: InboundContext, msg: Message, out: Buffer[] | Message[]): DnsRequest {
+function llqRequest(ctx: InboundContext, msg: Message, out: Buffer[] | Message[], user?: string): DnsRequest {
   return {
     raw: Buffer.alloc(0),
     msg,
     ctx,
-    signer: undefined,
+    signer: user === undefined ? undefined : ({ user } as DnsRequest['signer']),
     respond: (res) => (out as Message[]).push(res),
     drop: () => {},
     encode: () => Buffer.alloc(0),
@@ -238,4 +242,66 @@ test('LLQ over the glue: two LLQs of one name get the same event with their own 
   assert.equal(s.notify.llq.size, 1)
   s.notify.close()
   assert.equal(s.clock.pending, 0)
+})
+
+test('LLQ privacy: events of an LLQ set up with TSIG are signed with the user’s key; acks must be signed by that user', () => {
+  const s = setup()
+  const sent: Buffer[] = []
+  const ctx = {
+    peer: { transport: 'udp', address: '192.0.2.9', port: 5100, local: '127.0.0.1:53' },
+    reply: () => {},
+    send: (b: Buffer) => sent.push(b),
+  } as unknown as InboundContext
+  const name = `h.alice.${ZONE}`
+  s.zone.set(`${name}|28`, [aaaa(name, 1)])
+  const setupLlq = (user: string | undefined, qname: string): bigint => {
+    let llqId = 0n
+    for (let step = 0; step < 2; step++) {
+      const out: Message[] = []
+      const msg = emptyMessage({
+        id: 200 + step,
+        questions: [{ name: qname, type: 28, class: 1 }],
+        edns: {
+          udpSize: 1232,
+          version: 0,
+          do: false,
+          options: [encodeLlq({ version: 1, opcode: LlqOpcode.SETUP, error: 0, id: llqId, leaseSec: 3600 })],
+        },
+      })
+      assert.ok(s.notify.handler(llqRequest(ctx, msg, out, user)))
+      llqId = decodeLlq(findOption(out[0]!.edns, EdnsOptionCode.LLQ)!.data).id
+    }
+    return llqId
+  }
+  const id = setupLlq('alice', name)
+  s.change([{ name, type: 28, added: [aaaa(name, 2)], removed: [] }])
+  assert.equal(sent.length, 1)
+  const keys = (n: string): TsigKey | undefined => (n.toLowerCase() === ALICE_KEY.name ? ALICE_KEY : undefined)
+  const v = verifyMessage(sent[0]!, keys, { now: Math.floor(s.clock.now() / 1000) })
+  assert.ok(v.ok, `event verifies with alice's key: ${JSON.stringify(v.ok ? '' : v.error)}`)
+  const ev = v.msg
+  assert.equal(decodeLlq(findOption(ev.edns, EdnsOptionCode.LLQ)!.data).id, id)
+  const ackMsg = emptyMessage({
+    id: ev.id,
+    qr: true,
+    questions: ev.questions,
+    edns: { ...ev.edns!, options: [findOption(ev.edns, EdnsOptionCode.LLQ)!] },
+  })
+  // An unsigned (or other user's) acknowledgement does not stop the resends; alice's does.
+  assert.ok(s.notify.handler(llqRequest(ctx, ackMsg, [])))
+  assert.ok(s.notify.handler(llqRequest(ctx, ackMsg, [], 'bob')))
+  assert.equal(s.notify.stats.llqAcksRefused, 2)
+  s.clock.advance(150)
+  assert.equal(sent.length, 2, 'retransmitted: the forged acks were ignored')
+  assert.ok(verifyMessage(sent[1]!, keys, { now: Math.floor(s.clock.now() / 1000) }).ok, 'the resend is signed too')
+  assert.ok(s.notify.handler(llqRequest(ctx, ackMsg, [], 'alice')))
+  assert.equal(s.notify.stats.llqAcks, 1)
+  s.clock.advance(1000)
+  assert.equal(sent.length, 2)
+  // A public-name LLQ set up without TSIG gets unsigned events.
+  setupLlq(undefined, `pub.${ZONE}`)
+  s.change([{ name: `pub.${ZONE}`, type: 28, added: [aaaa(`pub.${ZONE}`, 4)], removed: [] }])
+  assert.equal(sent.length, 3)
+  assert.equal(decodeMessage(sent[2]!).tsig, undefined)
+  s.notify.close()
 })

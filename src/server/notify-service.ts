@@ -19,6 +19,7 @@ import {
 } from '../dns/dso.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeLlq, encodeLlq, LLQ_OPTION_LEN } from '../dns/llq.js'
+import { signMessage, type TsigKey } from '../dns/tsig.js'
 import { HEADER_SIZE, Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass } from '../dns/wire/rr-table.js'
@@ -52,6 +53,10 @@ import type { ZoneRR } from './zone-index.js'
 export interface NotifyHost {
   lookup(name: string, type: number): ZoneRR[]
   canWatch(q: NotifyQuestion, user: string | undefined): NotifyVerdict
+  /** The user's current TSIG key (LLQ events of an LLQ set up with TSIG are signed with it), if the account exists. */
+  tsigKey(user: string): TsigKey | undefined
+  /** TSIG fudge written in signed events (RFC 8945 5.2.3). */
+  readonly cfg: { readonly fudgeSec: number }
   readonly store: { onChange(fn: (changes: RRsetChange<ZoneRR>[]) => void): () => void }
 }
 
@@ -99,7 +104,17 @@ interface Peer extends LlqPeer {
 export class NotifyService {
   readonly index: SubscriptionIndex<NotifySubscriber<ZoneRR>>
   readonly llq: LlqService<ZoneRR>
-  readonly stats = { llqAcks: 0, pushMessages: 0, dsoMalformed: 0, fanOuts: 0, deliveries: 0 }
+  readonly stats = {
+    llqAcks: 0,
+    /** LLQ acknowledgements ignored: unsigned or signed by another key than the LLQ's (seed 002 §7.2). */
+    llqAcksRefused: 0,
+    /** LLQ events not sent because the LLQ's account (hence its key) is gone. */
+    llqEventsUnsignable: 0,
+    pushMessages: 0,
+    dsoMalformed: 0,
+    fanOuts: 0,
+    deliveries: 0,
+  }
   /** One encoded event per change and question: every LLQ of it gets a copy with its own ID patched in. */
   #eventTemplate: { added: readonly ZoneRR[]; removed: readonly ZoneRR[]; qkey: string; wire: Buffer } | undefined
   readonly #host: NotifyHost
@@ -189,7 +204,11 @@ export class NotifyService {
       return true
     }
     if (msg.qr) {
-      if (llq.opcode === LlqOpcode.EVENT && this.llq.ack(peer, llq.id, msg.id)) this.stats.llqAcks++
+      if (llq.opcode === LlqOpcode.EVENT) {
+        const r = this.llq.ack(peer, llq.id, msg.id, req.signer?.user)
+        if (r === 'ok') this.stats.llqAcks++
+        else if (r === 'refused') this.stats.llqAcksRefused++
+      }
       req.drop()
       return true
     }
@@ -363,8 +382,10 @@ export class NotifyService {
 
   /**
    * An LLQ event: a gratuitous response listing added records, and removed ones with TTL -1 (RFC 8764 §6.2).
-   * The LLQ option is the last thing in the message (events are not TSIG-signed), so the copies for the other
-   * LLQs of the same change differ only in the header ID and the option's LLQ-ID and LEASE, patched in place.
+   * The unsigned message ends with the LLQ option, so the copies for the other LLQs of the same change differ
+   * only in the header ID and the option's LLQ-ID and LEASE, patched in place. An LLQ set up with TSIG gets its
+   * copy signed with the user's key (seed 002 §7.2: LLQ messages carry the user's TSIG): one HMAC per watcher,
+   * not chained to any request MAC (the event is unsolicited), the client verifies it as such.
    */
   #sendLlqEvent(ev: LlqOutboundEvent<ZoneRR>): void {
     const qkey = `${ev.question.name.toLowerCase()}|${ev.question.type}`
@@ -390,12 +411,24 @@ export class NotifyService {
       }
       this.#eventTemplate = t
     }
+    let key: TsigKey | undefined
+    if (ev.user !== undefined) {
+      key = this.#host.tsigKey(ev.user)
+      if (!key) {
+        this.stats.llqEventsUnsignable++
+        return
+      }
+    }
     const wire = Buffer.from(t.wire)
     wire.writeUInt16BE(ev.msgId, 0)
     const opt = wire.length - LLQ_OPTION_LEN
     wire.writeBigUInt64BE(ev.opt.id, opt + LLQ_ID_OFFSET)
     wire.writeUInt32BE(ev.opt.leaseSec, opt + LLQ_LEASE_OFFSET)
-    ;(ev.peer as Peer).send(wire)
+    const out = key
+      ? signMessage(wire, key, { timeSigned: Math.floor(this.#clock.now() / 1000), fudge: this.#host.cfg.fudgeSec })
+          .wire
+      : wire
+    ;(ev.peer as Peer).send(out)
   }
 }
 

@@ -8,6 +8,7 @@
 // handler returns true when it took the message; it must then call req.respond() or req.drop().
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
+import type { TsigKey } from '../dns/tsig.js'
 import { HEADER_SIZE, Opcode, Rcode, rcodeName } from '../dns/wire/header.js'
 import { type Edns, emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
@@ -21,7 +22,7 @@ import type { ServerMetrics } from './metrics.js'
 import { ZoneAnswerer } from './query.js'
 import type { Store } from './store.js'
 import type { InboundContext } from './transport.js'
-import { type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
+import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
 import { applyUpdate, checkUpdate } from './update.js'
 import { UpdateQueue } from './update-queue.js'
 import type { ZoneRR } from './zone-index.js'
@@ -145,6 +146,12 @@ export class DnsService {
     for (const set of node.rrsets.values())
       if (type === RRType.ANY || set.type === type) for (const r of set.records.values()) out.push(r.rr)
     return out
+  }
+
+  /** The user's TSIG key, for messages the server signs on its own (LLQ events). */
+  tsigKey(user: string): TsigKey | undefined {
+    const a = this.keys.byUser(user)
+    return a ? accountTsigKey(a) : undefined
   }
 
   /** Privacy for watchers: the same rule as for queries. */

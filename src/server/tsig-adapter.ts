@@ -27,7 +27,8 @@ const keys = new WeakMap<Account, TsigKey>()
  */
 const TSIG_SIZE_SLACK = 16
 
-function keyOf(a: Account): TsigKey {
+/** The account's key in the form the TSIG code takes (cached per Account object). */
+export function accountTsigKey(a: Account): TsigKey {
   let k = keys.get(a)
   if (!k) keys.set(a, (k = { name: a.keyName, algorithm: a.algorithm, secret: a.secret }))
   return k
@@ -45,7 +46,7 @@ export function tsigVerify(
     raw,
     (name) => {
       account = lookup(nameToLowerCanonical(name))
-      return account ? keyOf(account) : undefined
+      return account ? accountTsigKey(account) : undefined
     },
     { now: Math.floor(nowMs / 1000), msg },
   )

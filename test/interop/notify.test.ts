@@ -3,11 +3,14 @@
 // independent LLQ client written with python3-dnspython.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { createSocket } from 'node:dgram'
 import { after, before, test } from 'node:test'
 import { LlqClient } from '../../src/dns/client/llq.js'
 import { PushClient, PushClientError } from '../../src/dns/client/push.js'
 import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
+import { encodeLlq, LlqOpcode } from '../../src/dns/llq.js'
 import { signMessage } from '../../src/dns/tsig.js'
+import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
 import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
 import { MemoryLogger } from '../../src/io/log.js'
 import { type AccountJson, NotifyServer, tsigKey, waitFor, ZONE } from './notify-harness.js'
@@ -185,6 +188,49 @@ test('an LLQ client that stops acknowledging gets exactly 3 transmissions of an 
   assert.equal(r.error, 4, 'NO-SUCH-LLQ: the server deleted the LLQ')
 })
 
+test('LLQ privacy: events are TSIG-signed with the user’s key; forged or unsigned events are dropped', async (t) => {
+  const name = hostName('forge')
+  const c = new LlqClient(
+    { host: '127.0.0.1', port: srv.dnsPort },
+    { name, type: RRType.AAAA, leaseSec: 3, key: tsigKey(alice) },
+  )
+  const got: string[][] = []
+  c.onEvent((e) => got.push(addrs(e.added)))
+  t.after(() => c.close())
+  await c.start()
+  // A third party on the path sends events for this LLQ from the server's port (another loopback address):
+  // unsigned, and signed with bob's key.
+  const forged = (signWith?: AccountJson): Buffer => {
+    const ev = emptyMessage({
+      id: 4242,
+      qr: true,
+      aa: true,
+      questions: [{ name, type: RRType.AAAA, class: 1 }],
+      answers: [{ name, type: RRType.AAAA, class: 1, ttl: 60, data: { address: 'fd00::bad' } }],
+      edns: {
+        udpSize: 1232,
+        version: 0,
+        do: false,
+        options: [encodeLlq({ version: 1, opcode: LlqOpcode.EVENT, error: 0, id: c.id, leaseSec: 3 })],
+      },
+    })
+    return signWith ? signMessage(ev, tsigKey(signWith)).wire : encodeMessage(ev)
+  }
+  const sock = createSocket('udp4')
+  t.after(() => sock.close())
+  await new Promise<void>((r) => sock.bind(srv.dnsPort, '127.0.0.2', r))
+  for (const w of [forged(), forged(bob)])
+    await new Promise<void>((r) => sock.send(w, c.localPort!, '127.0.0.1', () => r()))
+  await new Promise((r) => setTimeout(r, 100))
+  assert.deepEqual(got, [], 'no forged event delivered')
+  assert.equal(c.rejected, 2)
+  assert.equal((await srv.nsupdate(alice, [`update add ${name} 60 AAAA fd00::5`])).code, 0)
+  const t0 = performance.now()
+  while (got.length === 0 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10))
+  assert.deepEqual(got, [['fd00::5']], 'the server’s signed event is delivered')
+  assert.equal(c.rejected, 2)
+})
+
 test('privacy: another user cannot watch alice’s names; public names need no key', async (t) => {
   const name = hostName('private')
   const bobKey = tsigKey(bob)
@@ -205,7 +251,7 @@ test('privacy: another user cannot watch alice’s names; public names need no k
   assert.deepEqual(await pub.start(), [])
 })
 
-test('an independent LLQ client (python3-dnspython, option built by hand) completes the handshake and gets an event', async () => {
+test('an independent LLQ client (python3-dnspython, option built by hand) completes the handshake and gets a signed event', async () => {
   const name = hostName('py')
   const py = `
 import dns.message, dns.flags, dns.edns, dns.tsigkeyring, dns.rdatatype, struct, socket, sys, json
@@ -228,7 +274,9 @@ assert c[1] == 1 and c[2] == 0 and c[3] != 0, c
 a = opt_of(ask(c[3]))
 assert a[3] == c[3], (a, c)
 print(json.dumps({'step': 'established', 'id': str(a[3]), 'lease': a[4]})); sys.stdout.flush()
-ev = dns.message.from_wire(s.recv(65535))
+# The event is TSIG-signed with alice's key, unchained (seed 002 section 7.2): from_wire verifies it or raises.
+ev = dns.message.from_wire(s.recv(65535), keyring=K)
+assert ev.had_tsig, 'event not signed'
 o = opt_of(ev)
 assert o[1] == 3 and o[3] == c[3], o
 # The acknowledgement (RFC 8764 section 6.3): a response with the event's ID and the LLQ option echoed.
@@ -236,6 +284,7 @@ ack = dns.message.Message(ev.id)
 ack.flags = dns.flags.QR
 ack.question = list(ev.question)
 ack.use_edns(0, options=[llq(3, o[3], 0)])
+ack.use_tsig(K, keyname='${alice.keyName}', algorithm='${alice.algorithm}')
 s.sendto(ack.to_wire(), ('127.0.0.1', ${srv.dnsPort}))
 # Acknowledged: no retransmission may follow (the server resends after 200 ms here).
 s.settimeout(1.0)

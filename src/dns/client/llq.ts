@@ -1,14 +1,17 @@
 // RFC 8764 (DNS Long-Lived Queries), client side: the four-way handshake (Initial Request, Challenge,
 // Challenge Response, ACK + Answers), lease refresh at ~80% of the granted lease, event acknowledgement and
 // cancel (refresh with lease 0). Over UDP (one socket for the LLQ's life: the server sends events to its
-// address) or over a TCP/TLS stream. Every request is encoded by `encode` (TSIG-signed with the user's key
-// when private names are watched, seed 002 §7.2).
+// address) or over a TCP/TLS stream. With `key` (private names, seed 002 §7.2: LLQ messages carry the user's
+// TSIG) every request and acknowledgement is TSIG-signed (RFC 8945), every response must verify against its
+// request's MAC and every event against the key alone (events are unsolicited); anything else is dropped and
+// counted in `rejected`, so nobody but the server holding the key can inject or forge an event.
 
 import { randomInt } from 'node:crypto'
 import dgram from 'node:dgram'
 import net from 'node:net'
 import { EdnsOptionCode, findOption } from '../edns.js'
 import { decodeLlq, encodeLlq, LLQ_VERSION, LlqError, LlqOpcode, type LlqOption } from '../llq.js'
+import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
 import { Opcode } from '../wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRClass } from '../wire/rr-table.js'
@@ -27,7 +30,12 @@ export interface LlqClientOptions {
   readonly type: number
   /** Lease to ask for (the server clamps it). @default 3600 */
   readonly leaseSec?: number
-  /** Request to wire form (TSIG signing). @default encodeMessage */
+  /**
+   * The user's TSIG key: requests and acknowledgements are signed with it, responses and events must be signed
+   * with it (else dropped). Without it nothing is signed or checked (public names).
+   */
+  readonly key?: TsigKey
+  /** Request to wire form when there is no `key` (tests: hand-made signing). @default encodeMessage */
   readonly encode?: (m: Message) => Buffer
   /** Per-attempt timeout. @default 1500 */
   readonly timeoutMs?: number
@@ -57,6 +65,8 @@ export class LlqClientError extends Error {
 }
 
 interface Channel {
+  /** The local UDP port (undefined for streams). */
+  readonly localPort?: number
   send(b: Buffer): void
   onMessage(h: (b: Buffer) => void): void
   onClose(h: (e?: Error) => void): void
@@ -80,6 +90,7 @@ async function openChannel(t: LlqTarget): Promise<Channel> {
   let closed = false
   sock.on('error', () => {})
   return {
+    localPort: sock.address().port,
     send: (b) => {
       if (!closed) sock.send(b, t.port, t.host)
     },
@@ -111,12 +122,14 @@ export class LlqClient {
   #id = 0n
   #leaseSec = 0
   #refreshTimer: NodeJS.Timeout | undefined
-  #pending = new Map<number, (m: Message) => void>()
+  #pending = new Map<number, { mac: Buffer | undefined; resolve: (m: Message) => void }>()
   #onEvent: (e: LlqEvent) => void = () => {}
   #onLost: (why: string) => void = () => {}
   #lost = false
   #closed = false
   eventsReceived = 0
+  /** Messages dropped because their TSIG was missing or did not verify (with `key`). */
+  rejected = 0
 
   constructor(
     readonly target: LlqTarget,
@@ -130,6 +143,10 @@ export class LlqClient {
   }
   get leaseSec(): number {
     return this.#leaseSec
+  }
+  /** The UDP port events arrive on (undefined over TCP/TLS or before start()). */
+  get localPort(): number | undefined {
+    return this.#ch?.localPort
   }
 
   onEvent(h: (e: LlqEvent) => void): void {
@@ -203,7 +220,7 @@ export class LlqClient {
 
   #request(opcode: number, id: bigint, leaseSec: number, attempts = this.opts.attempts ?? 3): Promise<Message> {
     const msg = this.#query(opcode, id, leaseSec)
-    const wire = (this.opts.encode ?? encodeMessage)(msg)
+    const { wire, mac } = this.#encode(msg)
     const timeoutMs = this.opts.timeoutMs ?? 1500
     return new Promise((resolve, reject) => {
       let n = 0
@@ -218,17 +235,39 @@ export class LlqClient {
         this.#ch.send(wire)
         timer = setTimeout(attempt, timeoutMs)
       }
-      this.#pending.set(msg.id, (m) => {
-        clearTimeout(timer)
-        this.#pending.delete(msg.id)
-        resolve(m)
+      this.#pending.set(msg.id, {
+        mac,
+        resolve: (m) => {
+          clearTimeout(timer)
+          this.#pending.delete(msg.id)
+          resolve(m)
+        },
       })
       attempt()
     })
   }
 
+  #encode(m: Message): { wire: Buffer; mac: Buffer | undefined } {
+    const k = this.opts.key
+    if (!k) return { wire: (this.opts.encode ?? encodeMessage)(m), mac: undefined }
+    const s = signMessage(m, k)
+    return { wire: s.wire, mac: s.mac }
+  }
+
+  /** With a key: the message decoded if its TSIG verifies (chained to `requestMac` for a response), else undefined. */
+  #verified(b: Buffer, requestMac: Buffer | undefined): Message | undefined {
+    const k = this.opts.key
+    if (!k) return undefined
+    const v = verifyMessage(b, (n) => (n.toLowerCase() === k.name.toLowerCase() ? k : undefined), {
+      ...(requestMac ? { requestMac } : {}),
+    })
+    if (v.ok) return v.msg
+    this.rejected++
+    return undefined
+  }
+
   #receive(b: Buffer): void {
-    let m: Message
+    let m: Message | undefined
     try {
       m = decodeMessage(b)
     } catch {
@@ -244,6 +283,7 @@ export class LlqClient {
     }
     if (llq?.opcode === LlqOpcode.EVENT) {
       if (llq.id !== this.#id || this.#id === 0n) return
+      if (this.opts.key && !this.#verified(b, undefined)) return
       if (this.opts.ackEvents !== false) this.#ack(m, llq)
       this.eventsReceived++
       const added: RR[] = []
@@ -252,7 +292,13 @@ export class LlqClient {
       this.#onEvent({ added, removed, msgId: m.id })
       return
     }
-    this.#pending.get(m.id)?.(m)
+    const p = this.#pending.get(m.id)
+    if (!p) return
+    if (this.opts.key) {
+      m = this.#verified(b, p.mac)
+      if (!m) return
+    }
+    p.resolve(m)
   }
 
   /** The acknowledgement: a response with the event's ID and its LLQ option echoed (RFC 8764 §6.3). */
@@ -264,7 +310,7 @@ export class LlqClient {
       questions: ev.questions,
       edns: { udpSize: 4096, version: 0, do: false, options: [encodeLlq({ ...llq, error: LlqError.NO_ERROR })] },
     })
-    this.#ch?.send((this.opts.encode ?? encodeMessage)(ack))
+    this.#ch?.send(this.#encode(ack).wire)
   }
 
   #scheduleRefresh(): void {

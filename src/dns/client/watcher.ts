@@ -231,7 +231,7 @@ export class Watcher {
           name: this.opts.name,
           type: this.opts.type,
           leaseSec: this.opts.llqLeaseSec ?? 3600,
-          encode: this.#sign,
+          ...(this.opts.key ? { key: this.opts.key } : {}),
           ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
         },
       )
