@@ -191,10 +191,16 @@ export class Datapath {
     this.#d.log.info('datapath.peer_removed', { host: p.host, ula })
   }
 
-  /** Our network changed (agent.onNetworkChange): MOBIKE to every peer. */
-  networkChanged(): void {
+  /**
+   * Our network changed (agent.onNetworkChange): MOBIKE to every peer, once we have an address and a default
+   * route again (a message sent before the route exists is lost and waits a whole IKE retransmission, 1 s).
+   */
+  networkChanged(primary: { ipv4?: string | undefined; gateway?: string | undefined } | undefined): void {
     const t = this.#t
     if (!t) return
+    const ready = !!primary?.ipv4 && !!primary.gateway
+    this.#d.log.info('datapath.network_change', { ipv4: primary?.ipv4, gateway: primary?.gateway, mobike: ready })
+    if (!ready) return
     t.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
   }
 
@@ -299,6 +305,6 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
     },
   )
   await dp.start()
-  agent.onNetworkChange(() => dp.networkChanged())
+  agent.onNetworkChange((net) => dp.networkChanged(net.primary))
   return dp
 }

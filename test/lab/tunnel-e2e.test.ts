@@ -32,6 +32,32 @@ const dig = (name: string, type: string): string[] => [
   name,
   type,
 ]
+/** Sends N datagrams built from captured ESP payloads (hex lines) to ADDR PORT, pacing every 500. */
+const FUZZER = `
+import os, random, socket, sys, time
+pk = [bytes.fromhex(l) for l in open(sys.argv[1]).read().split()]
+dst = (sys.argv[2], int(sys.argv[3])); n = int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r = random.Random(7)
+for i in range(n):
+    b = pk[i % len(pk)]; k = i % 5
+    if k == 0: m = os.urandom(r.randrange(0, 1500))
+    elif k == 1:
+        m = bytearray(b); j = r.randrange(0, len(m)); m[j] ^= 1 + r.randrange(255); m = bytes(m)
+    elif k == 2: m = b[:r.randrange(0, len(b))]
+    elif k == 3: m = b
+    else: m = b'\\0\\0\\0\\0' + os.urandom(r.randrange(0, 600))
+    s.sendto(m, dst)
+    if i % 500 == 499: time.sleep(0.002)
+print(n)
+`
+
+interface DatapathView {
+  tun: { counters: { drops: Record<string, number> } }
+  ike: { rxMalformed: number }
+}
+const datapathOf = async (a: TunnelAgent): Promise<DatapathView> =>
+  ((await a.status()) as unknown as { datapath: DatapathView }).datapath
+
 const status = (out: string): string | undefined => /status: (\w+)/.exec(out)?.[1]
 
 test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ESP only on the wire, roaming', {
@@ -123,6 +149,50 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       const esp = protos.filter((x) => x.includes(':esp')).length
       t.diagnostic(`capture on the cafe gateway: ${protos.length} frames to/from home, ${esp} ESP-in-UDP`)
       assert.ok(esp > protos.length * 0.9)
+
+      // Hostile input on the desktop's mapped port, from the internet: 100,000 datagrams made from captured ESP
+      // (replayed, bit-flipped, cut), random bytes, and garbage behind the non-ESP marker (IKE). The agent survives,
+      // drops are counted, nothing reaches the TUN device, the laptop's endpoint is not hijacked, ping still works.
+      const payloads = await lab.execOk('cafe', [
+        'tshark',
+        '-r',
+        pcap,
+        '-d',
+        'udp.port==4500,udpencap',
+        '-Y',
+        `ip.dst==${home} && esp`,
+        '-T',
+        'fields',
+        '-e',
+        'udp.payload',
+      ])
+      const captured = payloads.stdout.split('\n').filter(Boolean).slice(0, 500)
+      assert.ok(captured.length > 50)
+      const fuzzFile = `/tmp/at-e2e-${lab.name}.fuzz`
+      cleanups.push(async () => void (await lab.exec('server', ['rm', '-f', fuzzFile])))
+      await lab.execOk('server', ['sh', '-c', `cat > ${fuzzFile}`], { input: captured.join('\n') })
+      const dpBefore = await datapathOf(desktop)
+      const fuzz = await lab.execOk('server', ['/usr/bin/python3', '-c', FUZZER, fuzzFile, home, '4500', '100000'], {
+        timeoutMs: 60_000,
+      })
+      assert.equal(fuzz.stdout.trim(), '100000')
+      await new Promise((r) => setTimeout(r, 500))
+      const dpAfter = await datapathOf(desktop)
+      const drops = (d: DatapathView): number => Object.values(d.tun.counters.drops).reduce((a, b) => a + b, 0)
+      const dropped = drops(dpAfter) - drops(dpBefore)
+      const ikeBad = dpAfter.ike.rxMalformed - dpBefore.ike.rxMalformed
+      t.diagnostic(
+        `fuzz: 100000 datagrams sent; tunnel drops +${dropped} (${JSON.stringify(
+          Object.fromEntries(
+            Object.entries(dpAfter.tun.counters.drops)
+              .map(([k, v]) => [k, v - (dpBefore.tun.counters.drops[k] ?? 0)])
+              .filter(([, v]) => v),
+          ),
+        )}), IKE malformed +${ikeBad}`,
+      )
+      assert.ok(dropped > 10_000, `drops counted: ${dropped}`)
+      assert.equal((await waitPeer(desktop, 'laptop', laptop.ula)).endpoint, `${lab.publicIpOf('cafe')}:4500`)
+      assert.equal((await ping(lab, 'laptop', desktop.ula, 3)).code, 0, 'ping after the fuzz run')
 
       // Roaming: laptop -> hotel (EIM NAT, no mapping protocol) while an iperf3 TCP transfer runs. -R: the desktop
       // sends and the laptop's intervals count what arrived, so a stall shows as zero-byte intervals.
