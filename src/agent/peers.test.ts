@@ -5,7 +5,7 @@ import { emptyMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { nullLogger } from '../io/log.js'
-import { COALESCE_MS, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
+import { COALESCE_MS, formatPeerRow, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
 
 const D = 'alice.members.example.'
 const rr = (name: string, type: number, data: RR['data']): RR => ({ name, type, class: RRClass.IN, ttl: 60, data })
@@ -210,4 +210,21 @@ test('an SRV target outside the domain is refused', async () => {
   assert.equal(pm.get('evil')?.ula, undefined)
   assert.match(pm.get('evil')?.lastError ?? '', /outside/)
   await pm.close()
+})
+
+test('formatPeerRow: one readable line per peer', () => {
+  const row = formatPeerRow({
+    name: 'desktop',
+    ula: 'fd00::1',
+    endpoint: '203.0.113.11:4500',
+    path: 'direct',
+    lastHandshake: '2026-11-21T13:30:10.954Z',
+    bytesIn: 2048,
+    bytesOut: 512,
+  })
+  assert.match(
+    row,
+    /^desktop +fd00::1 +203\.0\.113\.11:4500 +direct {2}handshake 2026-11-21T13:30:10Z {2}in 2\.0 KiB out 0\.5 KiB$/,
+  )
+  assert.match(formatPeerRow({ name: 'tv', lastError: 'no SRV' }), /handshake never .*\(no SRV\)$/)
 })

@@ -1,5 +1,7 @@
 // Human-readable `autotunnel status` (the JSON form is the control socket's answer as is).
 
+import { formatPeerRow } from './peers.js'
+
 type Obj = Record<string, unknown>
 
 const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {})
@@ -39,6 +41,6 @@ export function formatStatus(s: Obj): string {
   }
   const peers = (s.peers as unknown[] | undefined) ?? []
   lines.push(`peers       ${peers.length ? '' : 'none'}`)
-  for (const p of peers) lines.push(`  ${JSON.stringify(p)}`)
+  for (const p of peers) lines.push(`  ${formatPeerRow(obj(p))}`)
   return `${lines.join('\n')}\n`
 }
