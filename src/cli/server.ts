@@ -49,6 +49,10 @@ export function register(program: Command): void {
     .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one client may hold', int, 1000)
     .option('--watch-limit-total <n>', 'live LLQs + Push subscriptions the server holds', int, 200000)
     .option('--push-keepalive-ms <ms>', 'DSO keepalive interval asked of DNS Push clients (RFC 8490)', int, 60000)
+    .option(
+      '--push-plain-tcp',
+      'also serve DNS Push on plain TCP --listen ports (tests, benchmarks; RFC 8765 wants TLS)',
+    )
     .addOption(
       new Option('--log-level <level>', 'log level (JSON on stderr)').choices(['debug', 'info', 'warn', 'error']),
     )

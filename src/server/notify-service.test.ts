@@ -33,7 +33,7 @@ const aaaa = (name: string, last: number): ZoneRR => {
   return { name, type: 28, class: 1, ttl: 60, rdata, text: `fd00::${last}` }
 }
 
-function setup() {
+function setup(opts: { pushPlainTcp?: boolean } = {}) {
   const clock = new FakeClock()
   const zone = new Map<string, ZoneRR[]>([[`pub.${ZONE}|28`, [aaaa(`pub.${ZONE}`, 1)]]])
   let listener: (c: RRsetChange<ZoneRR>[]) => void = () => {}
@@ -54,7 +54,10 @@ function setup() {
     tsigKey: (user: string) => (user === 'alice' ? ALICE_KEY : undefined),
     cfg: { fudgeSec: 300 },
   } as const
-  const notify = new NotifyService({ host, clock, random: new FakeRandom(7) }, { llq: { resendMs: 100 } })
+  const notify = new NotifyService(
+    { host, clock, random: new FakeRandom(7) },
+    { llq: { resendMs: 100 }, pushPlainTcp: opts.pushPlainTcp ?? false },
+  )
   const change = (c: RRsetChange<ZoneRR>[]): void => {
     for (const x of c) zone.set(`${x.name}|${x.type}`, [...x.added])
     listener(c)
@@ -63,14 +66,14 @@ function setup() {
 }
 
 let nextConn = 1
-function connection() {
+function connection(transport: 'tls' | 'tcp' = 'tls') {
   const sent: Buffer[] = []
   const replies: (Buffer | undefined)[] = []
   const closers: (() => void)[] = []
   let closed = false
   const conn: StreamConnection = {
     id: nextConn++,
-    peer: { transport: 'tls', address: '192.0.2.1', port: 4000, local: '127.0.0.1:853' },
+    peer: { transport, address: '192.0.2.1', port: 4000, local: '127.0.0.1:853' },
     state: new Map(),
     send: (b) => {
       sent.push(b)
@@ -304,4 +307,21 @@ test('LLQ privacy: events of an LLQ set up with TSIG are signed with the user’
   assert.equal(sent.length, 3)
   assert.equal(decodeMessage(sent[2]!).tsig, undefined)
   s.notify.close()
+})
+
+test('DNS Push is TLS only (RFC 8765 §6): on plain TCP, Keepalive works and SUBSCRIBE gets DSOTYPENI unless opted in', () => {
+  const q = { name: `pub.${ZONE}`, type: 28, class: 1 }
+  for (const plain of [false, true]) {
+    const s = setup({ pushPlainTcp: plain })
+    const c = connection('tcp')
+    s.notify.handleDso(encodeDso({ id: 1, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] }), c.ctx)
+    assert.equal(decodeDso(c.replies.shift()!).rcode, 0, 'the DSO session itself is fine on TCP')
+    s.notify.handleDso(encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }), c.ctx)
+    assert.equal(decodeDso(c.replies.shift()!).rcode, plain ? 0 : 11, plain ? '--push-plain-tcp' : 'DSOTYPENI')
+    assert.equal(s.notify.index.size, plain ? 1 : 0)
+    assert.equal(c.sent.length, plain ? 1 : 0, 'the initial PUSH only when subscribed')
+    assert.equal(c.conn.closed, false)
+    c.conn.close()
+    s.notify.close()
+  }
 })

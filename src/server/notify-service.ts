@@ -64,6 +64,11 @@ export interface NotifyOptions {
   readonly llq?: Partial<LlqConfig>
   readonly push?: Partial<PushConfig>
   readonly limits?: Partial<SubscriptionLimits>
+  /**
+   * Serve DNS Push SUBSCRIBE on plain TCP too (tests and benchmarks only: RFC 8765 §6, clients MUST use TLS).
+   * @default false
+   */
+  readonly pushPlainTcp?: boolean
 }
 
 /** The `autotunnel server` options this component adds (src/cli/server.ts). */
@@ -74,6 +79,7 @@ export interface NotifyCliOptions {
   watchLimitClient?: number
   watchLimitTotal?: number
   pushKeepaliveMs?: number
+  pushPlainTcp?: boolean
 }
 
 export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
@@ -85,6 +91,7 @@ export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
     llq: { leaseMinSec: llqLeaseMinSec, leaseMaxSec: llqLeaseMaxSec, resendMs: o.llqResendMs ?? 2000 },
     limits: { perClient: o.watchLimitClient ?? 1000, total: o.watchLimitTotal ?? 200_000 },
     push: { keepaliveMs: o.pushKeepaliveMs ?? 60_000 },
+    pushPlainTcp: o.pushPlainTcp === true,
   }
 }
 
@@ -121,6 +128,7 @@ export class NotifyService {
   readonly #clock: Clock
   readonly #log: Logger
   readonly #pushCfg: Partial<PushConfig>
+  readonly #pushPlainTcp: boolean
   readonly #sessions = new Set<PushSession<ZoneRR>>()
   readonly #unsubscribe: () => void
 
@@ -129,6 +137,7 @@ export class NotifyService {
     this.#clock = deps.clock
     this.#log = deps.log ?? nullLogger
     this.#pushCfg = opts.push ?? {}
+    this.#pushPlainTcp = opts.pushPlainTcp === true
     this.index = new SubscriptionIndex(opts.limits)
     this.llq = new LlqService<ZoneRR>(
       {
@@ -248,7 +257,8 @@ export class NotifyService {
     }
     conn.state.set('push.reply', reply)
     try {
-      session.receive(this.#inbound(raw))
+      const m = this.#inbound(raw)
+      session.receive(conn.peer.transport === 'tcp' && !this.#pushPlainTcp ? withoutPush(m) : m)
     } finally {
       conn.state.delete('push.reply')
       reply(undefined)
@@ -430,6 +440,18 @@ export class NotifyService {
       : wire
     ;(ev.peer as Peer).send(out)
   }
+}
+
+/**
+ * DSO on plain TCP without DNS Push (RFC 8765 §6: clients MUST use TLS). The session itself (Keepalive, RFC 8490)
+ * works, but SUBSCRIBE is a request whose primary TLV this transport does not implement: DSOTYPENI (RFC 8490
+ * §5.1.1; RFC 8765 §6.2 "SUBSCRIBE operation not supported"). Closing instead would look like a server fault and
+ * make the client retry; DSOTYPENI tells it to look elsewhere. The Push unidirectionals are ignored.
+ */
+function withoutPush(m: PushInbound): PushInbound {
+  if (m.kind === 'subscribe') return { kind: 'unknown-request', msgId: m.msgId, tlvType: DsoType.SUBSCRIBE }
+  if (m.kind === 'unsubscribe' || m.kind === 'reconfirm') return { kind: 'other' }
+  return m
 }
 
 /** RECONFIRM RDATA in canonical form (names compare case-insensitively, RFC 4343); as given if it does not parse. */

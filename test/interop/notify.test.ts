@@ -7,7 +7,9 @@ import { createSocket } from 'node:dgram'
 import { after, before, test } from 'node:test'
 import { LlqClient } from '../../src/dns/client/llq.js'
 import { PushClient, PushClientError } from '../../src/dns/client/push.js'
+import { DnsStream } from '../../src/dns/client/stream.js'
 import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
+import { decodeDso, encodeDso, keepaliveTlv, subscribeTlv } from '../../src/dns/dso.js'
 import { encodeLlq, LlqOpcode } from '../../src/dns/llq.js'
 import { signMessage } from '../../src/dns/tsig.js'
 import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
@@ -229,6 +231,22 @@ test('LLQ privacy: events are TSIG-signed with the user’s key; forged or unsig
   while (got.length === 0 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10))
   assert.deepEqual(got, [['fd00::5']], 'the server’s signed event is delivered')
   assert.equal(c.rejected, 2)
+})
+
+test('DNS Push only on TLS: SUBSCRIBE on the plain TCP port gets DSOTYPENI (RFC 8765 §6, RFC 8490 §5.1.1)', async (t) => {
+  const s = await DnsStream.connect({ host: '127.0.0.1', port: srv.dnsPort })
+  t.after(() => s.close())
+  const answers = new Map<number, number>()
+  s.onMessage((b) => {
+    const m = decodeDso(b)
+    if (m.qr) answers.set(m.id, m.rcode)
+  })
+  s.send(encodeDso({ id: 1, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] }))
+  const q = { name: `public.${ZONE}.`, type: RRType.A, class: 1 }
+  s.send(encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }))
+  const t0 = performance.now()
+  while (answers.size < 2 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10))
+  assert.deepEqual([answers.get(1), answers.get(2)], [0, 11])
 })
 
 test('privacy: another user cannot watch alice’s names; public names need no key', async (t) => {
