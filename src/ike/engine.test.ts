@@ -9,7 +9,7 @@ import { DhGroup } from './constants.js'
 import { IkeEngine, type IkeEngineOpts } from './engine.js'
 import { generateHostKey, type HostKey } from './hostkey.js'
 import { DEFAULT_IKE_POLICY } from './proposals.js'
-import { UdpIkeTransport } from './transport.js'
+import { DualUdpIkeTransport, UdpIkeTransport } from './transport.js'
 import type { ChildSaKeys, IkeEvents, PeerInfo } from './types.js'
 
 const A = { id: 'a.alice.example', ula: 'fd00:a::1', addr: '192.0.2.10' }
@@ -375,4 +375,46 @@ test('simultaneous Child SA rekey (RFC 7296 2.8.1): the redundant SA with the lo
     assert.equal(ca[0]!.spiIn, cb[0]!.spiOut)
     assert.equal(ca[0]!.spiOut, cb[0]!.spiIn)
   }
+})
+
+test('port 500 then NAT-T port (RFC 7296 2.23): IKE_SA_INIT on 500 without marker, the rest on 4500 with it', async (t) => {
+  const net = new FakeNetwork()
+  const seen: string[] = []
+  net.dropIf = (from, to, msg) => {
+    seen.push(`${from.split(':')[1]}>${to.split(':')[1]}:${msg.readUInt32BE(0) === 0 ? 'marker' : 'plain'}`)
+    return false
+  }
+  const clock = new FakeClock()
+  const keys = { a: generateHostKey(), b: generateHostKey() }
+  const peers = new Map<string, PeerInfo>([
+    [A.id, { id: A.id, ula: A.ula, publicKeys: [keys.a.publicKey], endpoint: { address: A.addr, port: 500 } }],
+    [B.id, { id: B.id, ula: B.ula, publicKeys: [keys.b.publicKey], endpoint: { address: B.addr, port: 500 } }],
+  ])
+  const engines: IkeEngine[] = []
+  for (const [me, key] of [
+    [A, keys.a],
+    [B, keys.b],
+  ] as const) {
+    const s500 = net.socket(me.addr)
+    const s4500 = net.socket(me.addr)
+    await s500.bind(500)
+    await s4500.bind(PORT)
+    t.after(() => s500.close())
+    t.after(() => s4500.close())
+    const transport = new DualUdpIkeTransport(
+      new UdpIkeTransport(s500, { nonEspMarker: false }),
+      new UdpIkeTransport(s4500),
+    )
+    const e = new IkeEngine(
+      { transport, clock, random: new SystemRandom(), log: nullLogger },
+      { localId: me.id, localUla: me.ula, hostKey: key, lookupPeer: async (id) => peers.get(id) },
+    )
+    t.after(() => e.close())
+    engines.push(e)
+  }
+  const k = await engines[0]!.connect(B.id)
+  assert.deepEqual(k.remote, { address: B.addr, port: PORT, via: 'encap' })
+  assert.deepEqual(seen, ['500>500:plain', '500>500:plain', '4500>4500:marker', '4500>4500:marker'])
+  assert.equal(await engines[1]!.dpd(A.id), true)
+  assert.equal(seen.at(-2), '4500>4500:marker', 'the responder followed the float')
 })

@@ -423,6 +423,7 @@ export class IkeEngine {
     }
     sa.lastInboundMs = this.deps.clock.monotonic()
     sa.busyId = id
+    this.#followPeer(sa, from)
     const et = msg.header.exchangeType
     if (opened.unsupportedCritical !== undefined) {
       sa.respond(et, id, [notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.of(opened.unsupportedCritical))], from)
@@ -444,6 +445,23 @@ export class IkeEngine {
       sa.busyId = undefined
       this.#dropMalformed(e, from)
     })
+  }
+
+  /**
+   * RFC 7296 2.23: the initiator floats to the NAT-T port with IKE_AUTH, and behind a NAT a peer's mapping
+   * may change; an authenticated request from a new address moves the SA there. With MOBIKE only
+   * UPDATE_SA_ADDRESSES moves an established SA (RFC 4555 3.5).
+   */
+  #followPeer(sa: IkeSa, from: Endpoint): void {
+    const same = from.address === sa.remote.address && from.port === sa.remote.port && from.via === sa.remote.via
+    if (same) return
+    if (sa.state.kind === 'init-replied') {
+      sa.remote = from
+      return
+    }
+    if (sa.state.kind !== 'established' || sa.peerMobike || !(sa.natRemote || sa.natLocal)) return
+    sa.remote = from
+    this.events.peerEndpoint?.({ peerId: sa.peerId ?? '', remote: from, via: 'nat' })
   }
 
   /** An unencrypted IKE_SA_INIT response carrying only a Notify (errors, COOKIE). */

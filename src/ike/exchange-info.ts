@@ -63,7 +63,7 @@ export async function deleteChild(engine: IkeEngine, sa: IkeSa, c: ChildSa): Pro
  * new address, which implicitly asks the initiator to move.
  */
 export async function mobikeUpdate(engine: IkeEngine, sa: IkeSa): Promise<void> {
-  const local = engine.deps.transport.local()
+  const local = engine.deps.transport.local(sa.remote)
   if (!sa.initiator) {
     await sa.request(ExchangeType.INFORMATIONAL, [notify(NotifyType.NO_ADDITIONAL_ADDRESSES)])
     engine.deps.log.info('ike.mobike.address_list_sent', { peer: sa.peerId, local: local.address })
@@ -126,9 +126,9 @@ export async function handleInfoRequest(
   const update = findNotify(p, NotifyType.UPDATE_SA_ADDRESSES)
   let moved = false
   if (update && sa.peerMobike) {
-    checkNat(sa, p, engine.deps.transport.local(), from, sa.spiR)
+    checkNat(sa, p, engine.deps.transport.local(from), from, sa.spiR)
     resp.push(
-      notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(sa.spiI, sa.spiR, engine.deps.transport.local())),
+      notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(sa.spiI, sa.spiR, engine.deps.transport.local(from))),
       notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natDetectionHash(sa.spiI, sa.spiR, from)),
     )
     moved = from.address !== sa.remote.address || from.port !== sa.remote.port

@@ -37,6 +37,7 @@ import {
   selectIke,
 } from './proposals.js'
 import { type ChildSa, IkeSa } from './sa.js'
+import { IKE_PORT } from './transport.js'
 import type { ChildSaKeys, Endpoint, PeerInfo } from './types.js'
 import { errorNotify, findNotify, first, groupData, groupOf, notify, numberToSpi, spiToNumber } from './util.js'
 
@@ -140,7 +141,7 @@ export async function initiate(engine: IkeEngine, peerId: string, endpoint?: End
       { type: PayloadType.SA, proposals: [ikeProposal(policy)] },
       { type: PayloadType.KE, group, data: dh.publicKey },
       { type: PayloadType.NONCE, data: sa.ni },
-      ...natPayloads(spiI, ZERO_SPI, engine.deps.transport.local(), remote),
+      ...natPayloads(spiI, ZERO_SPI, engine.deps.transport.local(remote), remote),
       notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes()),
     ]
     let resp: Awaited<ReturnType<IkeSa['requestInit']>>
@@ -208,7 +209,11 @@ async function finishInit(
     sa.spiI,
     sa.spiR,
   )
-  checkNat(sa, payloads, engine.deps.transport.local(), sa.remote, sa.spiR)
+  checkNat(sa, payloads, engine.deps.transport.local(sa.remote), sa.remote, sa.spiR)
+  // RFC 7296 2.23: leave port 500 for the peer's NAT-T port (our ESP is always UDP-encapsulated).
+  const natT = engine.deps.transport.natTPort
+  if (natT !== undefined && sa.remote.port === IKE_PORT)
+    sa.remote = { address: sa.remote.address, port: natT, via: 'encap' }
   sa.apply({ type: 'init-done' })
   return authInitiator(engine, sa, peer)
 }
@@ -346,7 +351,7 @@ export function handleInitRequest(engine: IkeEngine, msg: IkeMessage, from: Endp
     sa.spiI,
     sa.spiR,
   )
-  const local = engine.deps.transport.local()
+  const local = engine.deps.transport.local(from)
   checkNat(sa, payloads, local, from, ZERO_SPI)
   const resp: Payload[] = [
     { type: PayloadType.SA, proposals: [sel.proposal] },

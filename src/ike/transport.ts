@@ -57,7 +57,7 @@ export class UdpIkeTransport implements IkeTransport {
   onMessage(handler: (buf: Buffer, from: Endpoint) => void): void {
     this.#handler = handler
   }
-  local(): Endpoint {
+  local(_to?: Endpoint): Endpoint {
     const a = this.#socket.address()
     return { address: this.#localAddress ?? a.address, port: a.port }
   }
@@ -66,3 +66,45 @@ export class UdpIkeTransport implements IkeTransport {
     this.#localAddress = address
   }
 }
+
+/** RFC 7296 2.23: IKE's own port; messages there carry no marker. */
+export const IKE_PORT = 500
+
+/**
+ * Port 500 (plain IKE) plus the shared encapsulation port (marker, ESP): a message to a peer's port 500,
+ * or an answer to one that came in on our port 500, leaves from port 500; everything else from the shared
+ * port. Initiators float to the peer's NAT-T port after IKE_SA_INIT (2.23), so ESP and the rest of IKE share
+ * one path through any NAT.
+ */
+export class DualUdpIkeTransport implements IkeTransport {
+  readonly #plain: UdpIkeTransport
+  readonly #encap: UdpIkeTransport
+  readonly natTPort: number
+
+  constructor(plain: UdpIkeTransport, encap: UdpIkeTransport, natTPort = NAT_T_PORT) {
+    this.#plain = plain
+    this.#encap = encap
+    this.natTPort = natTPort
+  }
+  #viaPlain(to: Endpoint | undefined): boolean {
+    return to?.via === 'ike' || (to?.via === undefined && to?.port === IKE_PORT)
+  }
+  send(buf: Buffer, to: Endpoint): void {
+    if (this.#viaPlain(to)) this.#plain.send(buf, to)
+    else this.#encap.send(buf, to)
+  }
+  onMessage(handler: (buf: Buffer, from: Endpoint) => void): void {
+    this.#plain.onMessage((buf, from) => handler(buf, { ...from, via: 'ike' }))
+    this.#encap.onMessage((buf, from) => handler(buf, { ...from, via: 'encap' }))
+  }
+  local(to?: Endpoint): Endpoint {
+    return this.#viaPlain(to) ? this.#plain.local() : this.#encap.local()
+  }
+  setLocalAddress(address: string): void {
+    this.#plain.setLocalAddress(address)
+    this.#encap.setLocalAddress(address)
+  }
+}
+
+/** RFC 3948: the usual NAT-T port of a peer. */
+export const NAT_T_PORT = 4500

@@ -6,14 +6,24 @@ import type { CipherName } from './proposals.js'
 export interface Endpoint {
   readonly address: string
   readonly port: number
+  /** Which local socket a message came in on / should leave from, when the transport has several. */
+  readonly via?: 'ike' | 'encap'
 }
 
 /** The datagram edge IKE talks through: a plain UDP socket, or the tunnel's shared port. */
 export interface IkeTransport {
   send(buf: Buffer, to: Endpoint): void
   onMessage(handler: (buf: Buffer, from: Endpoint) => void): void
-  /** Our address and port as bound (for NAT_DETECTION_SOURCE_IP; 0.0.0.0 reads as "maybe behind NAT"). */
-  local(): Endpoint
+  /**
+   * Our address and port as bound, for messages to `to` (NAT_DETECTION_SOURCE_IP; 0.0.0.0 reads as
+   * "maybe behind NAT").
+   */
+  local(to?: Endpoint): Endpoint
+  /**
+   * Set when the transport also listens on port 500 without the marker: an initiator that reached a peer's
+   * port 500 moves to this port (the peer's NAT-T port) after IKE_SA_INIT (RFC 7296 2.23).
+   */
+  readonly natTPort?: number
 }
 
 /** What the agent knows about a peer host (from DNS): identity, inner address, keys. */

@@ -20,6 +20,7 @@ import {
   LAB_ID,
   LAB_ULA,
   labAvailable,
+  OURS_SIDE,
   type OurPeer,
 } from '../../src/ike/lab/strongswan.js'
 
@@ -96,7 +97,7 @@ describe('IKEv2 interop with strongSwan charon', {
       id: LAB_ID.charon,
       ula: LAB_ULA.charon,
       address: LAB_ADDR.charon,
-      port: 4500,
+      port: extraOurs.peerPort ?? 4500,
     }
     if (c.auth !== 'psk') {
       const ours = keys(c.auth)
@@ -329,6 +330,30 @@ describe('IKEv2 interop with strongSwan charon', {
     assert.deepEqual(moved.remote, { address: '198.51.100.21', port: 4500 })
     await sleep(500)
     await pingOk(p)
+  })
+
+  test('port 500 and NAT-T floating (RFC 7296 2.23) with charon on its default ports, each side initiating', async (t) => {
+    const p = await setup(
+      { auth: 'ed25519', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16' },
+      { plainPort: 500, peerPort: 500 },
+      { local: { ...CHARON_SIDE, port: 500 }, remote: { ...OURS_SIDE, port: 500 } },
+    )
+    t.after(() => teardown(p))
+    await p.call('connect')
+    let log = await lab.charonLog()
+    assert.match(log, /received packet: from 198\.51\.100\.10\[500\] to 198\.51\.100\.20\[500\]/)
+    assert.match(log, /parsed IKE_AUTH request 1 .*\n.*/)
+    assert.match(await charonSas(), /remote 'a\.ike\.test' @ 198\.51\.100\.10\[4500\]/)
+    await pingOk(p)
+    await p.call('disconnect')
+    const n = p.events.length
+    await lab.swanctl(['--initiate', '--child', 'inner', '--ike', 'ours', '--timeout', '10'])
+    await p.waitEvent((e) => e.ev === 'childUp', 10_000, n)
+    log = await lab.charonLog()
+    assert.match(log, /sending packet: from 198\.51\.100\.20\[500\] to 198\.51\.100\.10\[500\]/)
+    assert.match(log, /sending packet: from 198\.51\.100\.20\[4500\] to 198\.51\.100\.10\[4500\]/)
+    await pingOk(p)
+    assert.equal(await p.call('dpd'), true)
   })
 
   test('Child SA rekeys started by both sides at the same moment settle on one working pair', async (t) => {

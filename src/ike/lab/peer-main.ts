@@ -15,7 +15,7 @@ import { IkeEngine } from '../engine.js'
 import { initiate } from '../exchange-init.js'
 import type { HostKey } from '../hostkey.js'
 import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
-import { UdpIkeTransport } from '../transport.js'
+import { DualUdpIkeTransport, UdpIkeTransport } from '../transport.js'
 import type { ChildSaKeys, Endpoint, PeerInfo } from '../types.js'
 import { echoReply, echoRequest, isEchoReply, openEsp, parseEchoRequest, sealEsp } from './esp-probe.js'
 
@@ -23,6 +23,8 @@ interface Config {
   localId: string
   localUla: string
   bind: string
+  /** Also listen for plain IKE on this port (500). */
+  plainPort?: number
   /** Our address for NAT-D when `bind` is the wildcard. */
   localAddress?: string
   port: number
@@ -49,13 +51,22 @@ const espWaiters = new Set<(pkt: Buffer, from: Endpoint) => void>()
 
 const sock = new UdpSocket()
 await sock.bind(cfg.port, cfg.bind)
-const transport = new UdpIkeTransport(sock, {
+const encap = new UdpIkeTransport(sock, {
   localAddress: cfg.localAddress ?? cfg.bind,
   onEsp: (pkt, from) => {
     for (const w of espWaiters) w(pkt, from)
     answerEcho(pkt, from)
   },
 })
+// With plainPort (500) we also speak IKE without the marker there and float to the NAT-T port (RFC 7296 2.23).
+const plainSock = cfg.plainPort ? new UdpSocket() : undefined
+if (plainSock) await plainSock.bind(cfg.plainPort ?? 0, cfg.bind)
+const transport = plainSock
+  ? new DualUdpIkeTransport(
+      new UdpIkeTransport(plainSock, { nonEspMarker: false, localAddress: cfg.localAddress ?? cfg.bind }),
+      encap,
+    )
+  : encap
 let hostKey: HostKey | undefined
 if (cfg.hostKeyPem) {
   const privateKey = createPrivateKey(cfg.hostKeyPem)
@@ -238,6 +249,7 @@ rl.on('line', (line) => {
       case 'exit':
         await engine.close()
         await sock.close()
+        await plainSock?.close()
         setImmediate(() => process.exit(0))
         return true
       default:
