@@ -418,3 +418,24 @@ test('port 500 then NAT-T port (RFC 7296 2.23): IKE_SA_INIT on 500 without marke
   assert.equal(await engines[1]!.dpd(A.id), true)
   assert.equal(seen.at(-2), '4500>4500:marker', 'the responder followed the float')
 })
+
+test('simultaneous IKE SA rekey (RFC 7296 2.8.2): one new IKE SA survives on both sides and carries the Child SA', async (t) => {
+  const { a, b } = await pair(t)
+  await a.engine.connect(B.id)
+  for (let round = 0; round < 4; round++) {
+    await Promise.allSettled([a.engine.rekeyIke(B.id), b.engine.rekeyIke(A.id)])
+    await settle()
+    const la = a.engine.list()
+    const lb = b.engine.list()
+    assert.equal(la.length, 1, `round ${round}: A has ${la.length} IKE SAs`)
+    assert.equal(lb.length, 1, `round ${round}: B has ${lb.length} IKE SAs`)
+    assert.equal(la[0]!.spiI, lb[0]!.spiI)
+    assert.equal(la[0]!.children.length, 1)
+    assert.equal(lb[0]!.children.length, 1)
+    assert.equal(a.engine.sas.size, 1)
+    assert.equal(b.engine.sas.size, 1)
+  }
+  const k = await b.engine.rekeyChild(A.id)
+  await settle()
+  assertMirror(k, a.up.at(-1)!)
+})

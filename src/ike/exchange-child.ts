@@ -184,7 +184,13 @@ export async function rekeyIke(engine: IkeEngine, sa: IkeSa): Promise<void> {
     { type: PayloadType.NONCE, data: ni },
     { type: PayloadType.KE, group, data: dh.publicKey },
   ]
-  const p = (await sa.request(ExchangeType.CREATE_CHILD_SA, req)).payloads
+  sa.ikeRekeyNi = ni
+  let p: Payload[]
+  try {
+    p = (await sa.request(ExchangeType.CREATE_CHILD_SA, req)).payloads
+  } finally {
+    sa.ikeRekeyNi = undefined
+  }
   const prop = first(p, PayloadType.SA)?.proposals[0]
   const suite = acceptIkeResponse(prop, policy)
   const nr = first(p, PayloadType.NONCE)
@@ -196,6 +202,21 @@ export async function rekeyIke(engine: IkeEngine, sa: IkeSa): Promise<void> {
   const next = successor(engine, sa, true, spiI, prop.spi, sa.remote)
   next.suite = suite
   next.keys = deriveIkeSaKeys(suite.prf, suite.aead, skeyseed, ni, nr.data, spiI, prop.spi)
+  const col = sa.ikeCollision
+  if (col && col.next.state.kind === 'established') {
+    // Both sides rekeyed at once (2.8.2): the new IKE SA made with the lowest of the four nonces is redundant
+    // and its initiator deletes it; the initiator of the surviving one deletes the old SA.
+    const lowest = [ni, nr.data, col.peerNi, col.ourNr].reduce((x, y) => (Buffer.compare(y, x) < 0 ? y : x))
+    if (lowest === ni || lowest === nr.data) {
+      engine.deps.log.info('ike.rekey_collision', { peer: sa.peerId, closing: spiI.toString('hex') })
+      engine.register(next)
+      await deleteIkeSa(engine, next, 'redundant')
+      return
+    }
+    adopt(engine, col.next, next)
+    await deleteIkeSa(engine, sa, 'rekeyed')
+    return
+  }
   adopt(engine, sa, next)
   await deleteIkeSa(engine, sa, 'rekeyed')
 }
@@ -273,6 +294,7 @@ export async function handleChildRequest(
     const next = successor(engine, sa, false, peerProp.spi, spiR, sa.remote)
     next.suite = sel.suite
     next.keys = deriveIkeSaKeys(sel.suite.prf, sel.suite.aead, skeyseed, ni.data, nr, peerProp.spi, spiR)
+    if (sa.ikeRekeyNi) sa.ikeCollision = { peerNi: ni.data, ourNr: nr, next }
     adopt(engine, sa, next)
     // The rekey initiator deletes the old SA; if it never does, we do.
     sa.after(engine.opts.retransmit.initialMs * 64, () => {

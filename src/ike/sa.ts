@@ -116,6 +116,10 @@ export class IkeSa {
   lastInboundMs = 0
   readonly children: ChildSa[] = []
   readonly timers = new Set<TimerHandle>()
+  /** Our CREATE_CHILD_SA rekeying this IKE SA is in flight, with this Ni. */
+  ikeRekeyNi: Buffer | undefined
+  /** The peer rekeyed this IKE SA while ours was in flight (2.8.2): its Ni, our Nr and the SA that made. */
+  ikeCollision: { peerNi: Buffer; ourNr: Buffer; next: IkeSa } | undefined
   /** Responder side: next request ID we expect, and the cached last response (2.1). */
   expectedId = 0
   lastResponse: { id: number; bytes: Buffer } | undefined
