@@ -439,3 +439,16 @@ test('simultaneous IKE SA rekey (RFC 7296 2.8.2): one new IKE SA survives on bot
   await settle()
   assertMirror(k, a.up.at(-1)!)
 })
+
+test('close({ deletePeers: true }) deletes the SAs at the peer before stopping', async (t) => {
+  const { a, b } = await pair(t)
+  await a.engine.connect(B.id)
+  await settle()
+  await a.engine.close({ deletePeers: true })
+  await settle()
+  assert.equal(b.engine.list().length, 0)
+  assert.deepEqual(
+    b.down.map((d) => d.reason),
+    ['peer deleted'],
+  )
+})

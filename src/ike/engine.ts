@@ -146,7 +146,15 @@ export class IkeEngine {
     return [...this.sas.values()].filter((s) => s.state.kind === 'established').map((s) => this.summary(s))
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the engine. With `deletePeers` every established IKE SA is deleted at the peer first (waiting at most
+   * about 2 s), so peers drop their SAs at once instead of after dead peer detection.
+   */
+  async close(opts: { deletePeers?: boolean } = {}): Promise<void> {
+    if (opts.deletePeers && !this.#closed) {
+      const up = [...this.sas.values()].filter((s) => s.state.kind === 'established')
+      await Promise.allSettled(up.map((s) => deleteIkeSa(this, s, 'shutdown')))
+    }
     this.#closed = true
     for (const t of this.#timers) this.deps.clock.clearTimeout(t)
     this.#timers.clear()
