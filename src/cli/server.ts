@@ -32,6 +32,12 @@ export function register(program: Command): void {
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)
     .option('--fudge <s>', 'TSIG fudge in signed responses (RFC 8945 5.2.3)', int, 300)
     .option('--tcp-idle-timeout <ms>', 'close idle TCP/TLS connections after this long (RFC 7766)', int, 10000)
+    .option(
+      '--max-connections <n>',
+      'open connections per TCP or TLS listener (file descriptors: see ulimit -n)',
+      int,
+      1000,
+    )
     .addOption(
       new Option('--sync <mode>', 'SQLite synchronous: full survives power loss, normal survives a crash')
         .choices(['full', 'normal'])

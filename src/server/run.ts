@@ -12,7 +12,7 @@ import { ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { DnsService } from './service.js'
 import { Store } from './store.js'
-import { StreamListener } from './stream-listener.js'
+import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
 import { UdpListener } from './udp-listener.js'
 
@@ -32,6 +32,8 @@ export interface ServerOptions extends NotifyCliOptions {
   negativeTtl: number
   fudge: number
   tcpIdleTimeout: number
+  /** Open connections per TCP or TLS listener. @default 1000 */
+  maxConnections?: number
   sync: SyncMode
   logLevel?: LogLevel
 }
@@ -77,6 +79,8 @@ export async function startServer(
   if (!(o.leaseMin > 0 && o.leaseMax >= o.leaseMin)) throw new TypeError('need 0 < --lease-min <= --lease-max')
   const listens: AddrPort[] = (o.listen.length ? o.listen : ['127.0.0.1:5300']).map((s) => parseAddrPort(s, 53))
   const tlsListens: AddrPort[] = o.tlsListen.map((s) => parseAddrPort(s, 853))
+  const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  if (!(Number.isInteger(maxConnections) && maxConnections > 0)) throw new TypeError('need --max-connections >= 1')
   const adv = parseAdvertise(o.advertise, zone)
   const nsName = adv.host ?? `ns.${zone}`
   let nsAddrs = adv.addrs
@@ -91,6 +95,16 @@ export async function startServer(
   const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
   const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
   const metrics = new ServerMetrics()
+  const streams: StreamListener[] = []
+  metrics.registry.gauge('autotunnel_stream_connections', 'Open TCP and TLS connections', () =>
+    streams.reduce((n, l) => n + l.connections, 0),
+  )
+  metrics.registry.gauge(
+    'autotunnel_stream_connections_refused_total',
+    'TCP and TLS connections closed at once because --max-connections were open',
+    () => streams.reduce((n, l) => n + l.dropped, 0),
+    'counter',
+  )
   const closers: (() => Promise<void> | void)[] = []
   const lines: string[] = []
   let service: DnsService | undefined
@@ -106,7 +120,7 @@ export async function startServer(
       for (let attempt = 1; ; attempt++) {
         const udp = new UdpListener({ log, sink })
         const addr = await udp.listen(l.host, l.port)
-        const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout })
+        const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, maxConnections })
         let taddr: string
         try {
           taddr = await tcp.listen(l.host, udp.port)
@@ -115,6 +129,7 @@ export async function startServer(
           if (l.port === 0 && attempt < PORT_ATTEMPTS) continue
           throw e
         }
+        streams.push(tcp)
         closers.push(
           () => udp.close(),
           () => tcp.close(),
@@ -127,8 +142,9 @@ export async function startServer(
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
       if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
       for (const l of tlsListens) {
-        const t = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, tls })
+        const t = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, tls, maxConnections })
         const addr = await t.listen(l.host, l.port)
+        streams.push(t)
         closers.push(() => t.close())
         bound.push({
           kind: 'tls',

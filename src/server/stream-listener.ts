@@ -10,6 +10,8 @@ import type { Logger } from '../io/log.js'
 import type { InboundContext, MessageSink, PeerInfo, StreamConnection, TransportKind } from './transport.js'
 
 const LENGTH_PREFIX = 2
+/** Connections per listener unless `--max-connections` says otherwise (each costs a file descriptor). */
+export const DEFAULT_MAX_CONNECTIONS = 1000
 
 export interface StreamOptions {
   readonly idleTimeoutMs?: number
@@ -28,6 +30,8 @@ export class StreamListener {
   readonly #conns = new Set<Socket>()
   #nextId = 1
   #local = ''
+  /** Connections refused because `maxConnections` were open. */
+  dropped = 0
 
   constructor(deps: { log: Logger; sink: MessageSink }, opts: StreamOptions = {}) {
     this.#log = deps.log
@@ -39,8 +43,14 @@ export class StreamListener {
     this.#server = opts.tls
       ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, onConn)
       : createTcpServer({ noDelay: true }, onConn)
-    this.#server.maxConnections = opts.maxConnections ?? 1000
+    this.#server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     this.#server.on('tlsClientError', (err: Error) => this.#log.debug('tls.client_error', { err: err.message }))
+    // Node closes connections beyond maxConnections at once; count them so the limit shows in metrics and logs.
+    this.#server.on('drop', (d) => {
+      this.dropped++
+      if (this.dropped === 1 || this.#log.enabled('debug'))
+        this.#log.warn(`${this.#kind}.max_connections`, { limit: this.#server.maxConnections, peer: d?.remoteAddress })
+    })
   }
 
   get connections(): number {

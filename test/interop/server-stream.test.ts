@@ -12,6 +12,7 @@ import { keyOf, queryMessage, updateMessage } from './server-client.js'
 import { ServerProcess, ZONE } from './server-harness.js'
 
 const Z = `${ZONE}.`
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 function frame(b: Buffer): Buffer {
   const l = Buffer.alloc(2)
@@ -155,4 +156,49 @@ test('UDP truncation by EDNS buffer size, signed truncated answers, dig retries 
   assert.match(big.stdout, /ANSWER: 30,/)
   const retried = await srv.dig(['-y', key, '+noedns', '+short', h, 'TXT'])
   assert.equal(retried.stdout.trim().split('\n').length, 30, 'dig falls back to TCP on TC')
+})
+
+test('--max-connections bounds open TCP and TLS connections per listener; the next one is closed at once', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  await srv.start(['--max-connections', '3'], { metrics: true })
+  const socks: Socket[] = []
+  t.after(() => {
+    for (const s of socks) s.destroy()
+  })
+  const open = async (tls: boolean): Promise<{ sock: Socket; closed: Promise<void> }> => {
+    const sock = tls
+      ? tlsConnect({ host: '127.0.0.1', port: srv.ports.tls!, rejectUnauthorized: false })
+      : netConnect({ host: '127.0.0.1', port: srv.ports.dns })
+    socks.push(sock)
+    sock.on('error', () => {})
+    const closed = new Promise<void>((r) => sock.once('close', () => r()))
+    await new Promise<void>((r, j) => {
+      sock.once(tls ? 'secureConnect' : 'connect', () => r())
+      sock.once('close', () => j(new Error('closed before connecting')))
+    }).catch(() => {})
+    return { sock, closed }
+  }
+  const ask = async (sock: Socket): Promise<number> => {
+    const r = reader(sock)
+    sock.write(frame(encodeMessage(queryMessage(7, Z, RRType.SOA))))
+    return decodeMessage(await r.next()).rcode
+  }
+  for (const tls of [false, true]) {
+    const first = await Promise.all([open(tls), open(tls), open(tls)])
+    for (const c of first) assert.equal(await ask(c.sock), Rcode.NOERROR)
+    const extra = await open(tls)
+    const closedAtOnce = await Promise.race([extra.closed.then(() => true), sleep(2000).then(() => false)])
+    assert.ok(closedAtOnce, `${tls ? 'TLS' : 'TCP'}: the 4th connection is closed`)
+    for (const c of first) {
+      c.sock.destroy()
+      await c.closed
+    }
+    await sleep(100)
+    const after = await open(tls)
+    assert.equal(await ask(after.sock), Rcode.NOERROR, 'room again once others closed')
+    after.sock.destroy()
+  }
+  const text = await (await fetch(`http://127.0.0.1:${srv.ports.metrics}/metrics`)).text()
+  assert.match(text, /^autotunnel_stream_connections_refused_total 2$/m)
 })
