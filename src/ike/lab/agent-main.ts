@@ -21,6 +21,8 @@ interface Config {
   localId: string
   localUla: string
   bind: string
+  /** Our address for NAT-D when `bind` is the wildcard. */
+  localAddress?: string
   port: number
   auth: 'psk' | 'signature'
   hostKeyPem?: string
@@ -66,8 +68,9 @@ if (cfg.hostKeyPem) {
   }
 }
 const events = tunnelEvents(tunnel, (id) => peers.get(id)?.ula)
+let localAddress = cfg.localAddress ?? cfg.bind
 const engine = new IkeEngine(
-  { transport: tunnelTransport(tunnel, () => ({ address: cfg.bind, port: cfg.port })), clock, random, log },
+  { transport: tunnelTransport(tunnel, () => ({ address: localAddress, port: cfg.port })), clock, random, log },
   {
     localId: cfg.localId,
     localUla: cfg.localUla,
@@ -92,6 +95,10 @@ const engine = new IkeEngine(
     childDown: (d) => {
       events.childDown?.(d)
       out({ ev: 'childDown', ...d })
+    },
+    peerEndpoint: (e) => {
+      events.peerEndpoint?.(e)
+      out({ ev: 'peerEndpoint', ...e })
     },
     ikeUp: (s) => {
       events.ikeUp?.(s)
@@ -118,6 +125,12 @@ rl.on('line', (line) => {
         return (await engine.rekeyChild(peer)).spiIn
       case 'rekeyIke':
         return engine.rekeyIke(peer)
+      case 'mobike': {
+        localAddress = (req as { localAddress?: string }).localAddress ?? localAddress
+        const t0 = performance.now()
+        await engine.updateAddresses()
+        return { ms: performance.now() - t0, updates: engine.stats.mobikeUpdates }
+      }
       case 'list':
         return { sas: engine.list(), stats: engine.stats, counters: tunnel.counters() }
       case 'exit':
