@@ -452,3 +452,21 @@ test('close({ deletePeers: true }) deletes the SAs at the peer before stopping',
     ['peer deleted'],
   )
 })
+
+test('initiator rejects the responder AUTH: it says AUTHENTICATION_FAILED and the responder drops its SA', async (t) => {
+  const wrong = generateHostKey().publicKey
+  let peersRef: Map<string, PeerInfo> | undefined
+  const { a, b, peers } = await pair(t, {
+    a: {
+      lookupPeer: async (id) => (id === B.id ? { ...peersRef!.get(B.id)!, publicKeys: [wrong] } : peersRef!.get(id)),
+    },
+  })
+  peersRef = peers
+  await assert.rejects(a.engine.connect(B.id), { name: 'IkeError', code: 24 })
+  await settle()
+  assert.equal(b.engine.list().length, 0)
+  assert.deepEqual(
+    b.down.map((d) => d.reason),
+    ['peer rejected our authentication'],
+  )
+})

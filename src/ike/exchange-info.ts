@@ -123,6 +123,13 @@ export async function handleInfoRequest(
         resp.push({ type: PayloadType.DELETE, protocolId: ProtocolId.ESP, spiSize: ESP_SPI_LEN, spis: ours })
     }
   }
+  if (findNotify(p, NotifyType.AUTHENTICATION_FAILED)) {
+    // The initiator rejected our AUTH (RFC 7296 2.21.2): the SA is void.
+    engine.stats.authFailures++
+    sa.respond(ExchangeType.INFORMATIONAL, id, [], from)
+    engine.dropSa(sa, 'peer rejected our authentication')
+    return
+  }
   const update = findNotify(p, NotifyType.UPDATE_SA_ADDRESSES)
   let moved = false
   if (update && sa.peerMobike) {

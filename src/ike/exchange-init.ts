@@ -255,6 +255,8 @@ async function authInitiator(engine: IkeEngine, sa: IkeSa, peer: PeerInfo): Prom
   if (fqdnOf(idr) !== peer.id.toLowerCase() || !verifyAuth(engine, sa, peer, auth.method, auth.data, rOctets)) {
     engine.childSpis.delete(spiIn)
     engine.stats.authFailures++
+    // RFC 7296 2.21.2: tell the responder, which already considers the SA established.
+    sa.request(ExchangeType.INFORMATIONAL, [notify(NotifyType.AUTHENTICATION_FAILED)]).catch(() => {})
     throw new IkeError(NotifyType.AUTHENTICATION_FAILED, `peer ${peer.id} failed authentication`)
   }
   sa.peerMobike = opts.mobike && findNotify(p, NotifyType.MOBIKE_SUPPORTED) !== undefined
