@@ -308,3 +308,31 @@ test('random and mutated packets: never a throw, exactly one reply or drop each'
   assert.equal(metrics.registry.value('autotunnel_dns_dropped_total', { reason: 'internal' }), 0, 'no internal error')
   assert.ok(metrics.registry.value('autotunnel_dns_dropped_total', { reason: 'formerr' }) > 0)
 })
+
+test('an UPDATE is answered before its change reaches the watchers, and both come after the COMMIT', async (t) => {
+  const { svc, store, clock } = setup(t)
+  const key = { name: `alice.${ZONE}`, algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 1) }
+  const order: string[] = []
+  store.onChange((changes, serial) => {
+    const durable = store.db.prepare('SELECT count(*) AS n FROM rr WHERE name = ?').get(`w.alice.${ZONE}`) as {
+      n: number
+    }
+    order.push(`change ${changes.length} serial=${serial} rows=${durable.n}`)
+  })
+  const answered = new Promise<void>((resolve) =>
+    svc.handle(
+      signMessage(updateMsg([], [aaaa(`w.alice.${ZONE}`, 'fd00::9')]), key, { timeSigned: clock.now() / 1000 }).wire,
+      {
+        peer: { transport: 'udp', address: '127.0.0.1', port: 1, local: '' },
+        reply: (b) => {
+          order.push(`reply rcode=${decodeMessage(b!).rcode}`)
+          resolve()
+        },
+        send: () => {},
+      },
+    ),
+  )
+  await answered
+  await new Promise((r) => setImmediate(r))
+  assert.deepEqual(order, ['reply rcode=0', `change 1 serial=${store.serial} rows=1`])
+})

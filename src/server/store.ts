@@ -4,7 +4,9 @@
 // A write runs synchronously: the callback edits the index through a ZoneTx (which keeps an undo log and queues
 // the SQL), then the SQL runs in one transaction. Nothing else can run on the event loop in between, so no query
 // sees uncommitted data; if the COMMIT throws, the undo log restores the index and the error propagates.
-// Change listeners run after the COMMIT, with the net change per (name, type) over the whole write.
+// Change listeners run after the COMMIT, with the net change per (name, type) over the whole write; with
+// `deferChanges` they run only when the writer calls emitDeferred(), so the update queue answers the UPDATEs of a
+// batch first and fans the change out to LLQ/Push watchers afterwards (still after the COMMIT, in commit order).
 import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import { type Db, getMeta, nextSerial, openDb, type SyncMode, setMeta } from './db.js'
@@ -53,6 +55,7 @@ export class Store {
   readonly #clock: Clock
   readonly #log: Logger
   readonly #listeners = new Set<ChangeListener>()
+  readonly #deferred: { changes: RRsetChange[]; serial: number }[] = []
   #serial: number
   #externalGen: string
   #dataVersion: number
@@ -112,7 +115,7 @@ export class Store {
    * Runs `fn` as one atomic change: index edits apply at once, the SQL commits in one transaction before this
    * returns, and listeners see the net change afterwards. Throws (with the index restored) if the COMMIT fails.
    */
-  write<T>(fn: (tx: ZoneTx) => T): T {
+  write<T>(fn: (tx: ZoneTx) => T, opts: { deferChanges?: boolean } = {}): T {
     const ops: SqlOp[] = []
     const undo: (() => void)[] = []
     const net = new Map<
@@ -217,8 +220,19 @@ export class Store {
     for (const e of net.values())
       if (e.added.size || e.removed.size)
         changes.push({ name: e.name, type: e.type, added: [...e.added.values()], removed: [...e.removed.values()] })
-    if (changes.length) this.#emit(changes)
+    if (changes.length) {
+      if (opts.deferChanges) this.#deferred.push({ changes, serial })
+      else this.#emit(changes)
+    }
     return result
+  }
+
+  /** Runs the change listeners for writes made with `deferChanges`, in commit order. */
+  emitDeferred(): void {
+    while (this.#deferred.length) {
+      const d = this.#deferred.shift()!
+      this.#emit(d.changes, d.serial)
+    }
   }
 
   /**
@@ -243,10 +257,10 @@ export class Store {
     if (this.db.open) this.db.close()
   }
 
-  #emit(changes: RRsetChange[]): void {
+  #emit(changes: RRsetChange[], serial = this.#serial): void {
     for (const fn of this.#listeners) {
       try {
-        fn(changes, this.#serial)
+        fn(changes, serial)
       } catch (e) {
         this.#log.error('store.listener_failed', { err: String(e) })
       }
