@@ -18,10 +18,10 @@ import { decodeMessage, encodeMessage, type IkeMessage, isResponse, majorVersion
 import { CookieJar } from './nat.js'
 import { type IkeEngineOpts, type IkeStats, newStats, type ResolvedOpts, resolveOpts } from './options.js'
 import type { Payload } from './payloads.js'
-import { cipherName } from './proposals.js'
 import type { ChildSa, IkeSa, IkeSaDeps } from './sa.js'
 import type { ChildSaKeys, Endpoint, IkeEvents, IkeSaSummary, IkeTransport, PeerInfo } from './types.js'
 import { notify } from './util.js'
+import { childSaKeys, ikeSaSummary } from './views.js'
 
 export interface IkeEngineDeps {
   readonly transport: IkeTransport
@@ -219,41 +219,11 @@ export class IkeEngine {
   }
 
   childKeys(sa: IkeSa, c: ChildSa, replaces?: number): ChildSaKeys {
-    return {
-      peerId: sa.peerId ?? '',
-      peerUla: sa.peer?.ula ?? '',
-      localUla: this.opts.localUla,
-      spiIn: c.spiIn,
-      spiOut: c.spiOut,
-      alg: cipherName(c.suite.aead),
-      keyIn: c.keyIn,
-      keyOut: c.keyOut,
-      esn: c.suite.esn,
-      remote: sa.remote,
-      ...(replaces === undefined ? {} : { replaces }),
-    }
+    return childSaKeys(sa, c, this.opts.localUla, replaces)
   }
 
   summary(sa: IkeSa): IkeSaSummary {
-    const s = sa.suite
-    return {
-      peerId: sa.peerId ?? '',
-      spiI: sa.spiI.toString('hex'),
-      spiR: sa.spiR.toString('hex'),
-      initiator: sa.initiator,
-      remote: sa.remote,
-      suite: s ? `${cipherName(s.aead)}-prf${s.prf.hash}-g${s.group}` : '',
-      establishedAt: sa.establishedAtMs,
-      natLocal: sa.natLocal,
-      natRemote: sa.natRemote,
-      mobike: sa.peerMobike,
-      children: sa.children.map((c) => ({
-        spiIn: c.spiIn,
-        spiOut: c.spiOut,
-        alg: cipherName(c.suite.aead),
-        esn: c.suite.esn,
-      })),
-    }
+    return ikeSaSummary(sa)
   }
 
   /**
