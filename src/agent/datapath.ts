@@ -160,11 +160,14 @@ export class Datapath {
       t.tun.removeRoute(oldUla)
       void t.engine.disconnect(p.fqdn, 'new identity').catch(() => {})
     }
+    if (this.#routed.get(p.host) !== p.ula) {
+      t.tun.addRoute(p.ula)
+      this.#routed.set(p.host, p.ula)
+    }
+    // IKE may have added the peer already (a responder learns the initiator before its watch event).
     const existing = t.tunnel.peers().find((x) => normUla(x.ula) === normUla(p.ula ?? ''))
     if (!existing) {
       t.tunnel.addPeer({ ula: p.ula, ...(p.endpoint ? { endpoint: p.endpoint } : {}) })
-      t.tun.addRoute(p.ula)
-      this.#routed.set(p.host, p.ula)
       log.info('datapath.peer_added', { host: p.host, ula: p.ula, endpoint: p.endpoint ?? null })
       return
     }

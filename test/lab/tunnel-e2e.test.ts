@@ -3,6 +3,7 @@
 // IKEv2) and the local resolver. ping -6, ssh by name and iperf3 over the ULAs; a capture on a gateway shows only
 // UDP with ESP inside; the laptop moves to the hotel while an iperf3 TCP transfer runs and the transfer survives.
 import assert from 'node:assert/strict'
+import { rm } from 'node:fs/promises'
 import { test } from 'node:test'
 import { withLab } from '../../lab/index.js'
 import { agentLog, type LabServer, startServer } from './agent-helpers.js'
@@ -104,8 +105,9 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       // Capture on the cafe gateway while traffic flows: only UDP (ESP-in-UDP, IKE, keepalives) to home.
       const home = lab.publicIpOf('home')
       const pcap = `/tmp/at-e2e-${lab.name}.pcap`
-      cleanups.push(async () => void (await lab.exec('cafe', ['rm', '-f', pcap])))
-      const cap = lab.spawn('cafe', ['tcpdump', '-i', 'any', '-nn', '-U', '-w', pcap, 'host', home], {
+      cleanups.push(() => rm(pcap, { force: true }))
+      // At most 30,000 frames (the iperf3 run below alone would write hundreds of MB).
+      const cap = lab.spawn('cafe', ['tcpdump', '-i', 'any', '-nn', '-U', '-c', '30000', '-w', pcap, 'host', home], {
         logName: 'tcpdump-cafe',
       })
       await new Promise((r) => setTimeout(r, 700))
@@ -157,6 +159,8 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
         'tshark',
         '-r',
         pcap,
+        '-c',
+        '3000',
         '-d',
         'udp.port==4500,udpencap',
         '-Y',
@@ -169,7 +173,7 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       const captured = payloads.stdout.split('\n').filter(Boolean).slice(0, 500)
       assert.ok(captured.length > 50)
       const fuzzFile = `/tmp/at-e2e-${lab.name}.fuzz`
-      cleanups.push(async () => void (await lab.exec('server', ['rm', '-f', fuzzFile])))
+      cleanups.push(() => rm(fuzzFile, { force: true }))
       await lab.execOk('server', ['sh', '-c', `cat > ${fuzzFile}`], { input: captured.join('\n') })
       const dpBefore = await datapathOf(desktop)
       const fuzz = await lab.execOk('server', ['/usr/bin/python3', '-c', FUZZER, fuzzFile, home, '4500', '100000'], {
@@ -204,6 +208,11 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
           timeoutMs: 40_000,
         },
       )
+      // And a 10 ms ping stream from the desktop to the laptop's ULA: its longest run of lost echoes is the
+      // interruption at a finer grain than iperf3's intervals.
+      const echo = lab.exec('desktop', ['ping', '-6', '-n', '-i', '0.01', '-c', '600', '-W', '1', laptop.ula], {
+        timeoutMs: 30_000,
+      })
       const started = performance.now()
       await new Promise((r) => setTimeout(r, 3000))
       const movedAt = performance.now()
@@ -228,6 +237,13 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
           `from the move on, at +${stall.from.toFixed(1)} s); throughput ${(roam.receivedBps / 1e6).toFixed(1)} Mbit/s`,
       )
       assert.ok(stall.seconds < 5, `interruption ${stall.seconds} s`)
+      const seqs = [...(await echo).stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]))
+      let gap = 0
+      for (let i = 1; i < seqs.length; i++) gap = Math.max(gap, (seqs[i] ?? 0) - (seqs[i - 1] ?? 0) - 1)
+      t.diagnostic(
+        `ping -i 0.01 desktop -> laptop across the move: ${seqs.length}/600 answered, longest loss run ${gap} (~${gap * 10} ms)`,
+      )
+      assert.ok(seqs.length > 300)
       const after2 = await waitPeer(desktop, 'laptop', laptop.ula)
       assert.equal(after2.endpoint?.split(':')[0], lab.publicIpOf('hotel'), 'desktop now sends to the hotel NAT')
     } catch (e) {
