@@ -1,6 +1,6 @@
 // RFC 8765 (DNS Push Notifications) over RFC 8490 (DNS Stateful Operations), server side: one DSO session
-// per TLS (or TCP) connection. Codec-free: the listener decodes DSO messages into PushInbound and encodes the
-// PushOutbound messages this session hands to `send` (notify-push-wire.ts).
+// per TLS connection (plain TCP only with --push-plain-tcp). Codec-free: notify-service.ts decodes DSO messages
+// into PushInbound and encodes the PushOutbound messages this session hands to `send`.
 //
 // Session lifecycle, one `stepSession(state, event)`:
 //
@@ -16,17 +16,6 @@ import type { Clock, TimerHandle } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import type { AnswerLookup, NotifyPolicy, NotifyQuestion, NotifySubscriber, RRsetChange } from './notify-types.js'
 import { canonicalName, type SubscriptionIndex } from './subscriptions.js'
-
-/** DSO TLV types (RFC 8490 §10.3 registry; RFC 8765 §10.2 for SUBSCRIBE..RECONFIRM). */
-export const DsoType = {
-  KEEPALIVE: 0x0001,
-  RETRY_DELAY: 0x0002,
-  ENCRYPTION_PADDING: 0x0003,
-  SUBSCRIBE: 0x0040,
-  PUSH: 0x0041,
-  UNSUBSCRIBE: 0x0042,
-  RECONFIRM: 0x0043,
-} as const
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, REFUSED: 5, NOTAUTH: 9, DSOTYPENI: 11 } as const
 

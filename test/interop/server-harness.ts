@@ -1,8 +1,10 @@
-// Drives the real `bin/autotunnel server` process for the interop tests: a data directory per test, accounts
-// through `autotunnel account add --json`, listeners on 127.0.0.1 with random ports (read back from the
-// "listening ..." lines on stdout), SIGTERM at the end and SIGKILL if it does not go.
+// Drives the real `bin/autotunnel server` process for the interop tests and benchmarks: a data directory per
+// test, accounts through `autotunnel account add --json`, listeners on 127.0.0.1 with random ports (read back from
+// the "listening ..." lines on stdout) or fixed ones (so a restart keeps them), SIGTERM at the end and SIGKILL if
+// it does not go. The notify tests use it through NotifyServer (notify-harness.ts).
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +25,27 @@ export interface Ports {
   dns: number
   tls?: number
   metrics?: number
+}
+
+export interface StartOptions {
+  /** Serve DoT too. @default true */
+  readonly tls?: boolean
+  /** Serve --metrics. @default false */
+  readonly metrics?: boolean
+  /** Fixed ports instead of 0 (random) for the listeners. */
+  readonly ports?: Ports
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
 }
 
 export function run(
@@ -48,6 +71,8 @@ export class ServerProcess {
   /** The "listening ..." lines printed at start-up. */
   lines: string[] = []
   stderr = ''
+  /** SHA-256 fingerprint of the DoT certificate, from the "listening tls" line. */
+  fingerprint = ''
   #owned: boolean
 
   constructor(dir?: string) {
@@ -64,21 +89,24 @@ export class ServerProcess {
     return JSON.parse(r.stdout) as AccountJson
   }
 
-  /** Starts the server with UDP/TCP (and TLS unless `tls: false`) on random ports; resolves when it is ready. */
-  async start(extra: string[] = [], opts: { tls?: boolean; metrics?: boolean } = {}): Promise<Ports> {
-    const args = ['server', '--zone', ZONE, '--data', this.dir, '--listen', '127.0.0.1:0', ...extra]
+  /**
+   * Starts the server with UDP/TCP (and TLS unless `tls: false`) on random ports, or on `opts.ports`; resolves
+   * when it is ready. `stderr` collects the logs of every start.
+   */
+  async start(extra: string[] = [], opts: StartOptions = {}): Promise<Ports> {
+    const at = (port: number | undefined): string => `127.0.0.1:${port ?? 0}`
+    const args = ['server', '--zone', ZONE, '--data', this.dir, '--listen', at(opts.ports?.dns), ...extra]
     let want = 2
     if (opts.tls !== false) {
-      args.push('--tls-listen', '127.0.0.1:0')
+      args.push('--tls-listen', at(opts.ports?.tls))
       want++
     }
     if (opts.metrics) {
-      args.push('--metrics', '127.0.0.1:0')
+      args.push('--metrics', at(opts.ports?.metrics))
       want++
     }
     const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
-    this.stderr = ''
     proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString()
     })
@@ -112,7 +140,15 @@ export class ServerProcess {
     if (tls) this.ports.tls = tls
     const metrics = port('metrics')
     if (metrics) this.ports.metrics = metrics
+    this.fingerprint = /sha256=(\S+)/.exec(lines.find((l) => l.startsWith('listening tls')) ?? '')?.[1] ?? ''
     return this.ports
+  }
+
+  /** One value from the Prometheus text on --metrics. */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.ports.metrics}/metrics`)).text()
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
+    return m ? Number(m[1]) : Number.NaN
   }
 
   /** SIGTERM, wait for the exit; resolves with the exit code. */
@@ -137,9 +173,10 @@ export class ServerProcess {
     return run('dig', ['@127.0.0.1', '-p', String(this.ports.dns), '+tries=1', '+time=3', ...args])
   }
 
-  nsupdate(key: string, commands: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  /** nsupdate -y with `key` (ALGORITHM:NAME:SECRET, or an account) against the plain port. */
+  nsupdate(key: string | AccountJson, commands: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     const script = [`server 127.0.0.1 ${this.ports.dns}`, `zone ${ZONE}`, ...commands, 'send', ''].join('\n')
-    return run('nsupdate', ['-t', '5', '-y', key], script)
+    return run('nsupdate', ['-t', '5', '-y', typeof key === 'string' ? key : tsigArg(key)], script)
   }
 }
 

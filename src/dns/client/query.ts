@@ -52,6 +52,18 @@ function matches(req: Message, res: Message): boolean {
   return !!b && b.type === a.type && b.name.toLowerCase() === a.name.toLowerCase()
 }
 
+/** The response to `req` in `buf`, or undefined when it does not decode, match or pass `opts.check`. */
+function acceptResponse(req: Message, buf: Buffer, opts: ExchangeOptions): Message | undefined {
+  try {
+    const m = decodeMessage(buf)
+    if (!matches(req, m)) return undefined
+    opts.check?.(buf, m)
+    return m
+  } catch {
+    return undefined
+  }
+}
+
 /** Sends `req` to `server` and resolves with the matching response. */
 export async function exchange(server: ServerAddr, req: Message, opts: ExchangeOptions = {}): Promise<Message> {
   const wire = (opts.encode ?? encodeMessage)(req)
@@ -86,15 +98,8 @@ function exchangeUdp(server: ServerAddr, req: Message, wire: Buffer, opts: Excha
     }
     sock.on('error', (e) => finish(e))
     sock.on('message', (buf) => {
-      let m: Message
-      try {
-        m = decodeMessage(buf)
-        if (!matches(req, m)) return
-        opts.check?.(buf, m)
-      } catch {
-        return
-      }
-      finish(undefined, m)
+      const m = acceptResponse(req, buf, opts)
+      if (m) finish(undefined, m)
     })
     send()
   })
@@ -119,14 +124,8 @@ export function streamRequest(s: DnsStream, req: Message, wire: Buffer, opts: Ex
       reject(e ?? new Error('connection closed'))
     })
     s.onMessage((buf) => {
-      let m: Message
-      try {
-        m = decodeMessage(buf)
-        if (!matches(req, m)) return
-        opts.check?.(buf, m)
-      } catch {
-        return
-      }
+      const m = acceptResponse(req, buf, opts)
+      if (!m) return
       clearTimeout(timer)
       resolve(m)
     })
