@@ -67,10 +67,21 @@ export class PacketRing {
     return true
   }
 
-  /** Makes pushed packets visible and wakes the consumer if it sleeps. */
+  /**
+   * Makes pushed packets visible. A sleeping consumer is woken once per event-loop turn (setImmediate), not
+   * per packet: the wake is a futex syscall and packets arrive in bursts of up to 32 per poll.
+   */
   publish(): void {
     Atomics.store(this.#hdr, TAIL, this.#tail)
-    if (Atomics.load(this.#hdr, SLEEPING) === 1) Atomics.notify(this.#hdr, TAIL, 1)
+    if (!this.#wakeScheduled && Atomics.load(this.#hdr, SLEEPING) === 1) {
+      this.#wakeScheduled = true
+      setImmediate(this.#wake)
+    }
+  }
+  #wakeScheduled = false
+  readonly #wake = (): void => {
+    this.#wakeScheduled = false
+    Atomics.notify(this.#hdr, TAIL, 1)
   }
 
   // --- consumer ---
@@ -118,6 +129,22 @@ export async function consumeRing(
   afterBatch: () => void,
   stopped: () => boolean,
   batch = 256,
+): Promise<void> {
+  // A pending Atomics.waitAsync does not keep a worker's event loop alive; this timer does, until stopped.
+  const keepAlive = setInterval(() => {}, 1 << 30)
+  try {
+    await consumeLoop(ring, fn, afterBatch, stopped, batch)
+  } finally {
+    clearInterval(keepAlive)
+  }
+}
+
+async function consumeLoop(
+  ring: PacketRing,
+  fn: (buf: Buffer, off: number, len: number) => void,
+  afterBatch: () => void,
+  stopped: () => boolean,
+  batch: number,
 ): Promise<void> {
   while (!stopped()) {
     const n = ring.drain(fn, batch)
