@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { dig, type LabServer, SERVER_ADDR, startServer, ZONE } from '../test/lab/agent-helpers.js'
+import { dig, type LabServer, MAIN, SERVER_ADDR, startServer, ZONE } from '../test/lab/agent-helpers.js'
 import {
   DOMAIN,
   LAB_RESOLVER,
@@ -132,6 +132,11 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
     const lp = peers.find((x) => x.name === 'laptop')
     note(`the desktop now reaches the laptop at ${lp?.endpoint} (learned from its authenticated packets and MOBIKE)`)
     note(`tunnel counters: ${lp?.bytesIn} bytes in, ${lp?.bytesOut} bytes out; last handshake ${lp?.lastHandshake}`)
+    step('`autotunnel status` on the desktop: its peers')
+    const st = await lab.exec('desktop', [process.execPath, MAIN, 'status', '--state', desktop.state])
+    const rows = st.stdout.split('\n')
+    const at = rows.findIndex((l) => l.startsWith('peers'))
+    for (const l of rows.slice(at, at + 4).filter(Boolean)) note(l)
     await unpoint()
     await sshd.stop()
     return code === 0 ? 0 : 1

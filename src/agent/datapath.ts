@@ -51,6 +51,24 @@ export interface DatapathDeps {
   readonly resolverSocket: () => DatagramSocket
 }
 
+type Ep = { readonly address: string; readonly port: number }
+
+/**
+ * Whether a peer's endpoint from DNS replaces the one the tunnel has: 'set' when it differs, 'same', 'none' when
+ * DNS has none, and 'keep' when the peer publishes nat=unmapped (its LAN address, unreachable from elsewhere)
+ * while the tunnel already has an endpoint (learned from the peer's authenticated packets or MOBIKE).
+ */
+export function dnsEndpointDecision(
+  current: Ep | undefined,
+  dns: Ep | undefined,
+  nat: string | undefined,
+): 'set' | 'same' | 'none' | 'keep' {
+  if (!dns) return 'none'
+  if (current && current.address === dns.address && current.port === dns.port) return 'same'
+  if (nat === 'unmapped' && current) return 'keep'
+  return 'set'
+}
+
 interface TunnelParts {
   readonly tun: LinuxTun
   readonly tunnel: Tunnel
@@ -171,13 +189,10 @@ export class Datapath {
       log.info('datapath.peer_added', { host: p.host, ula: p.ula, endpoint: p.endpoint ?? null })
       return
     }
-    if (!p.endpoint) return
-    if (p.nat === 'unmapped' && existing.endpoint) {
+    const decision = dnsEndpointDecision(existing.endpoint, p.endpoint, p.nat)
+    if (decision === 'keep')
       log.info('datapath.endpoint_kept', { host: p.host, dns: p.endpoint, kept: existing.endpoint })
-      return
-    }
-    const same = existing.endpoint?.address === p.endpoint.address && existing.endpoint.port === p.endpoint.port
-    if (same) return
+    if (decision !== 'set' || !p.endpoint) return
     t.tunnel.setPeerEndpoint(p.ula, p.endpoint)
     t.engine.setPeerEndpoint(p.fqdn, p.endpoint)
     log.info('datapath.endpoint_from_dns', { host: p.host, endpoint: p.endpoint, previous: prev?.endpoint ?? null })

@@ -1,0 +1,22 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { dnsEndpointDecision } from './datapath.js'
+
+test('dnsEndpointDecision: DNS moves the endpoint, except to the LAN address of an unmapped peer', () => {
+  const home = { address: '203.0.113.11', port: 4500 }
+  const hotel = { address: '203.0.113.13', port: 4500 }
+  const lan = { address: '10.30.0.11', port: 4500 }
+  const cases: [typeof home | undefined, typeof home | undefined, string | undefined, string][] = [
+    [undefined, home, 'pcp', 'set'],
+    [home, hotel, 'upnp', 'set'],
+    [home, { address: '203.0.113.11', port: 4501 }, 'natpmp', 'set'],
+    [home, home, 'pcp', 'same'],
+    [hotel, lan, 'unmapped', 'keep'],
+    [undefined, lan, 'unmapped', 'set'],
+    [lan, lan, 'unmapped', 'same'],
+    [home, undefined, 'pcp', 'none'],
+    [home, hotel, 'public', 'set'],
+  ]
+  for (const [current, dns, nat, want] of cases)
+    assert.equal(dnsEndpointDecision(current, dns, nat), want, JSON.stringify({ current, dns, nat }))
+})
