@@ -15,6 +15,8 @@ export interface StreamTarget {
   readonly tls?: { readonly servername?: string; readonly ca?: string | Buffer; readonly rejectUnauthorized?: boolean }
   /** SHA-256 fingerprint ("AB:CD:...") the server certificate must have, when set. */
   readonly fingerprint256?: string
+  /** Source address to connect from (many connections to one server need several: one ephemeral port range each). */
+  readonly localAddress?: string
 }
 
 export type StreamHandler = (msg: Buffer) => void
@@ -45,8 +47,9 @@ export class DnsStream {
             servername: t.tls.servername ?? (net.isIP(t.host) ? undefined : t.host),
             ...(t.tls.ca ? { ca: t.tls.ca } : {}),
             rejectUnauthorized: t.tls.rejectUnauthorized ?? true,
+            ...(t.localAddress ? { localAddress: t.localAddress } : {}),
           })
-        : net.connect({ host: t.host, port: t.port })
+        : net.connect({ host: t.host, port: t.port, ...(t.localAddress ? { localAddress: t.localAddress } : {}) })
       const timer = setTimeout(() => fail(new Error(`connect ${t.host}:${t.port} timed out`)), timeoutMs)
       const fail = (e: Error): void => {
         if (done) return
