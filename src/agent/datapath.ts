@@ -133,9 +133,9 @@ export class Datapath {
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
     const tunnel = new Tunnel(
       { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
-      {
-        localUla: this.#o.localUla,
-      },
+      // The send path stays on the main thread unless AUTOTUNNEL_TX_THREAD=1 (docs/tunnel.md): in the lab's
+      // two-agent runs the worker thread gave less TCP throughput (61-77 vs 101-147 Mbit/s) and 8-10 ms pings.
+      { localUla: this.#o.localUla, txThread: process.env.AUTOTUNNEL_TX_THREAD === '1' },
     )
     const user = this.#o.domain.split('.')[0] ?? ''
     const ikeLog = log.child({ c: 'ike' })
