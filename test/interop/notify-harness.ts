@@ -2,9 +2,11 @@
 // loopback ports, so it can be restarted in place (a watcher must survive that), with TLS and metrics; plus
 // watcher helpers.
 import type { TsigKey } from '../../src/dns/tsig.js'
-import { type AccountJson, freePort, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
+import { type AccountJson, freePorts, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
 
 export { type AccountJson, run, tsigArg, ZONE }
+
+const PORT_ATTEMPTS = 5
 
 export class NotifyServer extends ServerProcess {
   readonly extra: string[]
@@ -25,10 +27,22 @@ export class NotifyServer extends ServerProcess {
     return this.ports.metrics ?? 0
   }
 
-  /** Starts with `extra`, TLS and metrics; the ports are picked on the first start and kept for restarts. */
+  /**
+   * Starts with `extra`, TLS and metrics; the ports are picked on the first start and kept for restarts. Another
+   * process may take a picked port before the server binds it: the first start then tries new ones.
+   */
   override async start(): Promise<Ports> {
-    this.#fixed ??= { dns: await freePort(), tls: await freePort(), metrics: await freePort() }
-    return super.start(this.extra, { metrics: true, ports: this.#fixed })
+    if (this.#fixed) return super.start(this.extra, { metrics: true, ports: this.#fixed })
+    for (let attempt = 1; ; attempt++) {
+      const [dns, tls, metrics] = (await freePorts(3)) as [number, number, number]
+      try {
+        const p = await super.start(this.extra, { metrics: true, ports: { dns, tls, metrics } })
+        this.#fixed = { dns, tls, metrics }
+        return p
+      } catch (e) {
+        if (attempt >= PORT_ATTEMPTS || !/EADDRINUSE/.test(String(e))) throw e
+      }
+    }
   }
 }
 

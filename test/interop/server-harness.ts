@@ -36,16 +36,22 @@ export interface StartOptions {
   readonly ports?: Ports
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
+/** `n` distinct TCP ports free on 127.0.0.1 right now (held together while picked, so never the same twice). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = []
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer()
+      servers.push(s)
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject)
+        s.listen(0, '127.0.0.1', () => resolve())
+      })
+    }
+    return servers.map((s) => (s.address() as net.AddressInfo).port)
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
+  }
 }
 
 export function run(
