@@ -46,12 +46,17 @@ export interface DatapathDeps {
   readonly udp: DatagramSocket
   readonly query: SignedQuery
   readonly watch: WatchFactory
-  readonly hostList: WatchLike
   /** A fresh socket for the resolver. */
   readonly resolverSocket: () => DatagramSocket
 }
 
 type Ep = { readonly address: string; readonly port: number }
+type Primary = { readonly ipv4?: string | undefined; readonly gateway?: string | undefined }
+
+/** "ipv4/gateway" once both exist (MOBIKE before the default route exists would be lost), else undefined. */
+function primaryKey(p: Primary | undefined): string | undefined {
+  return p?.ipv4 && p.gateway ? `${p.ipv4}/${p.gateway}` : undefined
+}
 
 /**
  * Whether a peer's endpoint from DNS replaces the one the tunnel has: 'set' when it differs, 'same', 'none' when
@@ -83,6 +88,8 @@ export class Datapath {
   #t: TunnelParts | undefined
   /** ULAs routed into the TUN, by host. */
   readonly #routed = new Map<string, string>()
+  /** "ipv4/gateway" of the primary interface when the data path last saw it. */
+  #lastPrimary: string | undefined
 
   constructor(deps: DatapathDeps, opts: DatapathOptions) {
     this.#d = deps
@@ -102,7 +109,7 @@ export class Datapath {
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
     this.peers.onChange((p, prev) => this.#peerChanged(p, prev))
     this.peers.onGone((p) => this.#peerGone(p))
-    this.peers.follow(this.#d.hostList)
+    void this.peers.watchHostList()
     if (this.#o.resolver) {
       const self = this.#o.hostname.toLowerCase()
       const r = new LocalResolver(
@@ -213,13 +220,19 @@ export class Datapath {
    * Our network changed (agent.onNetworkChange): MOBIKE to every peer, once we have an address and a default
    * route again (a message sent before the route exists is lost and waits a whole IKE retransmission, 1 s).
    */
-  networkChanged(primary: { ipv4?: string | undefined; gateway?: string | undefined } | undefined): void {
-    const t = this.#t
-    if (!t) return
-    const ready = !!primary?.ipv4 && !!primary.gateway
-    this.#d.log.info('datapath.network_change', { ipv4: primary?.ipv4, gateway: primary?.gateway, mobike: ready })
-    if (!ready) return
-    t.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
+  networkChanged(primary: Primary | undefined): void {
+    const key = primaryKey(primary)
+    this.#d.log.info('datapath.network_change', { ipv4: primary?.ipv4, gateway: primary?.gateway, ready: !!key })
+    if (!key || key === this.#lastPrimary) return
+    this.#lastPrimary = key
+    // DNS Push/LLQ sessions on the old address are dead: open them again (peers.rewatch).
+    void this.peers.rewatch()
+    this.#t?.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
+  }
+
+  /** The primary interface at start, so the first change event is compared with it. */
+  notePrimary(primary: Primary | undefined): void {
+    this.#lastPrimary = primaryKey(primary)
   }
 
   /** The peer table of `autotunnel status`. */
@@ -309,7 +322,6 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       udp: shared,
       query: o.query,
       watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
-      hostList: o.hostList,
       resolverSocket: () => new UdpSocket(),
     },
     {
@@ -323,6 +335,7 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
     },
   )
   await dp.start()
+  dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))
   return dp
 }

@@ -228,3 +228,31 @@ test('formatPeerRow: one readable line per peer', () => {
   )
   assert.match(formatPeerRow({ name: 'tv', lastError: 'no SRV' }), /handshake never .*\(no SRV\)$/)
 })
+
+test('rewatch after a move: every watcher is opened again and every peer resolved again', async () => {
+  const { zone, clock, pm, ptr, list } = setup()
+  await list.close()
+  zone.host('desktop', 'AutoTunnel-AA', 'fd00::1', '203.0.113.11', 4500)
+  zone.rrs.push(ptr('desktop'))
+  await pm.watchHostList()
+  await settle(clock)
+  assert.equal(pm.get('desktop')?.ula, 'fd00::1')
+  const before = zone.watchers.filter((w) => !w.closed)
+  const resolutions = pm.counters.resolutions
+  await pm.rewatch()
+  await settle(clock)
+  assert.ok(
+    before.every((w) => w.closed),
+    'old watchers closed',
+  )
+  const open = zone.watchers.filter((w) => !w.closed)
+  assert.equal(open.length, before.length)
+  assert.ok(open.every((w) => !before.includes(w)))
+  assert.equal(pm.counters.resolutions, resolutions + 1)
+  // The renewed watchers deliver: the desktop leaves the list.
+  zone.remove((r) => r.type === RRType.PTR)
+  zone.notify(`_autotunnel._udp.${D}`)
+  await settle(clock)
+  assert.deepEqual(pm.peers(), [])
+  await pm.close()
+})

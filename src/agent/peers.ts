@@ -95,6 +95,7 @@ export class PeerManager {
   readonly #changed: PeerChange[] = []
   readonly #gone: PeerGone[] = []
   #offHostList: (() => void) | undefined
+  #ownList: WatchLike | undefined
   #closed = false
   readonly counters: PeerCounters = { resolutions: 0, failures: 0, foreignNames: 0, events: 0 }
 
@@ -120,9 +121,43 @@ export class PeerManager {
    * Follows the host list (a watcher of PTR `_autotunnel._udp.D`, e.g. the one the agent already runs): every
    * host in it other than this one becomes a peer.
    */
-  follow(hostList: WatchLike): void {
+  follow(hostList: WatchLike, opts: { initial?: boolean } = {}): void {
+    this.#offHostList?.()
     this.#offHostList = hostList.onEvent((e) => this.#hostListChanged(e.rrset))
-    this.#hostListChanged(hostList.rrset)
+    if (opts.initial ?? true) this.#hostListChanged(hostList.rrset)
+  }
+
+  /**
+   * Watches the host list with a watcher of its own (so `rewatch()` can renew it). Resolves once the first answer
+   * is known; an empty list from a watcher that could not connect yet removes nobody.
+   */
+  async watchHostList(): Promise<void> {
+    const w = this.#d.watch(`${AUTOTUNNEL_SERVICE}.${this.#domain}`, RRType.PTR)
+    const old = this.#ownList
+    this.#ownList = w
+    this.follow(w, { initial: false })
+    void old?.close()
+    const m = await w.start().catch(() => undefined)
+    if (m !== undefined && this.#ownList === w && !this.#closed) this.#hostListChanged(w.rrset)
+  }
+
+  /**
+   * Our address changed: the watchers' TCP/TLS sessions (DNS Push, LLQ over TLS) were bound to the old address and
+   * are dead without knowing it. Opens every watcher again and resolves every peer once more.
+   */
+  async rewatch(): Promise<void> {
+    if (this.#closed) return
+    for (const [host, e] of this.#entries) {
+      for (const off of e.offs) off()
+      e.offs = []
+      const old = [e.srvWatch, e.targetWatch]
+      e.targetWatch = undefined
+      e.watchedTarget = undefined
+      e.srvWatch = this.#watch(host, e, `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`, RRType.SRV)
+      for (const w of old) void w?.close()
+      this.#schedule(host, e, 0)
+    }
+    if (this.#ownList) await this.watchHostList()
   }
 
   peers(): Peer[] {
@@ -175,6 +210,7 @@ export class PeerManager {
   async close(): Promise<void> {
     this.#closed = true
     this.#offHostList?.()
+    await this.#ownList?.close()
     const all = [...this.#entries.values()]
     this.#entries.clear()
     await Promise.all(all.map((e) => this.#closeEntry(e)))

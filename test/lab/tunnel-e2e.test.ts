@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { rm } from 'node:fs/promises'
 import { test } from 'node:test'
 import { withLab } from '../../lab/index.js'
-import { agentLog, type LabServer, startServer } from './agent-helpers.js'
+import { agentLog, type LabServer, startServer, waitFor } from './agent-helpers.js'
 import {
   DOMAIN,
   LAB_RESOLVER,
@@ -246,6 +246,25 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       assert.ok(seqs.length > 300)
       const after2 = await waitPeer(desktop, 'laptop', laptop.ula)
       assert.equal(after2.endpoint?.split(':')[0], lab.publicIpOf('hotel'), 'desktop now sends to the hotel NAT')
+
+      // The desktop stops (clean: its records go): the laptop drops the peer and its route. It starts again with a
+      // new ULA: the laptop learns it and a ping to the new ULA keys a new tunnel.
+      await desktop.stop()
+      agents.splice(agents.indexOf(desktop), 1)
+      await waitFor(
+        'the laptop to drop the desktop',
+        async () => !(await laptop.peers()).some((x) => x.name === 'desktop'),
+        15_000,
+        100,
+      )
+      const routes = await lab.execOk('laptop', ['ip', '-6', 'route', 'show', 'dev', 'autotun0'])
+      assert.ok(!routes.stdout.includes(desktop.ula), `route to the old ULA removed: ${routes.stdout}`)
+      const desktop2 = await startTunnelAgent(lab, srv, 'desktop')
+      agents.push(desktop2)
+      assert.notEqual(desktop2.ula, desktop.ula)
+      await waitPeer(laptop, 'desktop', desktop2.ula)
+      await waitPing(lab, 'laptop', desktop2.ula)
+      t.diagnostic(`desktop restarted with ULA ${desktop2.ula}: learned and reachable from the hotel`)
     } catch (e) {
       for (const a of agents) t.diagnostic(`--- ${a.host} log tail ---\n${(await agentLog(a)).slice(-6000)}`)
       throw e
