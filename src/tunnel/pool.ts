@@ -1,6 +1,7 @@
 // Fixed-size packet slabs (after wireguard-go's pools.go). A slab holds one packet sealed in place:
-// ESP header and IV, the MTU-sized payload, padding, trailer and ICV. A slab goes back to the pool only in the
-// socket.send callback (STYLE.md section 3), so the pool size bounds the packets in flight.
+// ESP header and IV, the MTU-sized payload, padding, trailer and ICV. A slab goes back to the pool only when
+// the socket is done with it (STYLE.md section 3): in the socket.send callback, or, with the synchronous UDP GSO
+// send (udp-gso.ts), once its datagram is copied into the batch. The pool size bounds the packets in flight.
 
 import { ESP_MAX_OVERHEAD } from './esp.js'
 

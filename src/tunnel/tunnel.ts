@@ -64,8 +64,9 @@ export interface TunnelOptions {
   /** onSaExpiring fires when this fraction of the sequence space is used. @default 0.9 */
   readonly seqSoftLimit?: number
   /**
-   * Run the send path on a worker thread (tx-worker.ts) when the TUN device has an fd (LinuxTun) and the
-   * socket is a node:dgram UdpSocket; otherwise, or when false, everything runs on this thread. @default false
+   * Run the send path and the TUN device's I/O on two worker threads (tx-thread.ts) when the TUN device has an
+   * fd (LinuxTun) and the socket is a node:dgram UdpSocket; otherwise, or when false, everything runs on this
+   * thread. @default false
    */
   readonly txThread?: boolean
   /** Batch sends with UDP GSO when the socket is a node:dgram UdpSocket on Linux. @default true */

@@ -1,7 +1,7 @@
-// Main-thread side of the send-path worker (tx-worker.ts). With a real TUN device and a node:dgram socket the
-// tunnel runs its send path on a second thread, so sealing and sending one direction and receiving the other
-// use two cores (a one-thread tunnel gets one scheduler share; charon and wireguard-go run many threads).
-// Messages are FIFO: a peer is announced before its SA, and an SA before the packets that wait for it.
+// Main-thread side of the tunnel's worker threads: the send path (tx-worker.ts) and the TUN device's I/O
+// (tun-io-worker.ts). With a real TUN device and a node:dgram socket the packet path spreads over three
+// threads (a one-thread tunnel gets one scheduler share; charon and wireguard-go run many threads).
+// Messages are FIFO: a peer is announced before its SA, both before 'go' lets the send thread consume.
 
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../io/log.js'
@@ -13,7 +13,7 @@ import type { SenderOptions } from './send.js'
 import type { TunIoInit, TunIoStats } from './tun-io-worker.js'
 
 /** Packets each ring between the threads holds. */
-const RING_SLOTS = 2048
+const RING_SLOTS = 4096
 
 export interface TxInit {
   /** TUN -> this thread (filled by the TUN I/O thread) */

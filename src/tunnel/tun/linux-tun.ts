@@ -31,6 +31,7 @@ export const TUN_DEFAULT_NAME = 'autotun0'
  * padding). 1400 also fits an IPv6 outer header (40) and PPPoE's 1492 with margin; see docs/tunnel.md.
  */
 export const TUN_DEFAULT_MTU = 1400
+export const TUN_TXQUEUELEN = 1000
 
 interface Koffi {
   load(lib: string): { func(sig: string): (...args: unknown[]) => number }
@@ -158,7 +159,9 @@ export class LinuxTun implements TunDevice {
         ['accept_dad', 0],
       ] as const)
         writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${k}`, String(v))
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'up'])
+      // txqueuelen 1000 (Ethernet's default; TUN's is 500): room for a burst while the reading thread waits
+      // for a CPU (on a shared 2-core box the 500-packet queue overflowed under a 64-octet UDP flood).
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(TUN_TXQUEUELEN), 'up'])
       if (opts.localUla) ip(['-6', 'addr', 'replace', `${opts.localUla}/128`, 'dev', name, 'nodad'])
     } catch (e) {
       closeSync(fd)
