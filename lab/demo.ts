@@ -37,13 +37,19 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
     return 1
   }
   const temp: string[] = []
+  let logDir: string | undefined
   const onExit = (): void => {
     for (const d of temp) rmSync(d, { recursive: true, force: true })
+    if (logDir)
+      process.stderr.write(
+        `\ninterrupted: the lab is torn down; its logs are kept in ${logDir} (\`autotunnel lab clean\` removes them)\n`,
+      )
   }
   process.on('exit', onExit)
   out('autotunnel demo: Back to My Mac, rebuilt. Reach your machines by name, end to end encrypted, across NATs.')
   step('building the lab: an internet core, the server, three sites behind NAT routers')
   const lab = await Lab.up({ sites: ['home', 'cafe', 'hotel'] })
+  logDir = lab.dir
   let srv: LabServer | undefined
   const agents: TunnelAgent[] = []
   try {
@@ -145,6 +151,7 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
     for (const a of agents) await a.stop().catch(() => {})
     await srv?.stop().catch(() => {})
     await lab.down()
+    logDir = undefined
     onExit()
     process.off('exit', onExit)
     step('done')
