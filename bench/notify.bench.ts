@@ -131,7 +131,8 @@ async function llqSetup(
     })
   })
   const WINDOW = 2000
-  for (let round = 0; round < 40; round++) {
+  // Rounds retry what got no answer (a busy server drops datagrams); up to about a minute in all.
+  for (let round = 0; round < 300; round++) {
     const todo = names.map((_, i) => i).filter((i) => !state[i]!.done)
     if (todo.length === 0) break
     for (let k = 0; k < todo.length; k += WINDOW) {
@@ -379,6 +380,8 @@ async function llqFanOutSpread(watchers: number): Promise<string> {
           kid.once('exit', (code) => reject(new Error(`child ${k} exited with ${code}`)))
         }),
       )
+      // One child's handshakes at a time: the server's socket buffer is the bottleneck of the set-up.
+      await ready[k]
     }
     await Promise.all(ready)
     for (const kid of kids) kid.send('arm')
