@@ -259,6 +259,7 @@ export class Datapath {
         alg: tp?.alg ?? null,
         path: this.#t ? 'direct' : 'none (no tunnel)',
         resolvedAt: p.resolvedAt ? new Date(p.resolvedAt).toISOString() : null,
+        watch: this.peers.watchMechanisms(p.host),
         lastError: p.lastError ?? null,
       }
     })

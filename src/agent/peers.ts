@@ -197,14 +197,10 @@ export class PeerManager {
     return e.peer.ula ? e.peer : undefined
   }
 
-  status(): unknown[] {
-    return this.peers().map((p) => {
-      const e = this.#entries.get(p.host)
-      return {
-        ...p,
-        watch: { srv: e?.srvWatch?.mechanism ?? null, target: e?.targetWatch?.mechanism ?? null },
-      }
-    })
+  /** The mechanisms (push, llq, poll; null while connecting) of a peer's two watchers, for status. */
+  watchMechanisms(host: string): { srv: WatchMechanism | null; target: WatchMechanism | null } {
+    const e = this.#entries.get(host)
+    return { srv: e?.srvWatch?.mechanism ?? null, target: e?.targetWatch?.mechanism ?? null }
   }
 
   async close(): Promise<void> {

@@ -101,6 +101,9 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       t.diagnostic(`ping -6 laptop -> desktop ULA: avg ${rtt.toFixed(3)} ms over ${p.rtts.length}`)
       const back = await ping(lab, 'desktop', laptop.ula, 3)
       assert.equal(back.code, 0, 'ping -6 desktop -> laptop')
+      const row = await waitPeer(laptop, 'desktop', desktop.ula)
+      assert.deepEqual(row.watch, { srv: 'push', target: 'push' }, 'peer records watched by DNS Push')
+      assert.ok(row.lastHandshake && row.bytesIn > 0 && row.bytesOut > 0 && row.path === 'direct', JSON.stringify(row))
 
       // Capture on the cafe gateway while traffic flows: only UDP (ESP-in-UDP, IKE, keepalives) to home.
       const home = lab.publicIpOf('home')

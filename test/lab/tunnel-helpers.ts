@@ -19,6 +19,7 @@ export interface PeerView {
   bytesIn: number
   bytesOut: number
   path: string
+  watch: { srv: string | null; target: string | null }
 }
 
 export interface TunnelAgent extends LabAgent {
