@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { rm } from 'node:fs/promises'
 import { test } from 'node:test'
 import { withLab } from '../../lab/index.js'
-import { agentLog, type LabServer, startServer, waitFor } from './agent-helpers.js'
+import { agentLog, type LabServer, startAgent, startServer, waitFor } from './agent-helpers.js'
 import {
   DOMAIN,
   LAB_RESOLVER,
@@ -80,6 +80,22 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
       assert.equal(dPeer.endpoint, `${lab.publicIpOf('home')}:4500`)
       const lPeer = await waitPeer(desktop, 'laptop', laptop.ula)
       assert.equal(lPeer.endpoint, `${lab.publicIpOf('cafe')}:4500`)
+      // Another user's host (bob, at the hotel) is never a peer of alice's hosts.
+      const bob = await startAgent(
+        lab,
+        srv,
+        'hotel-guest',
+        ['--resolver', '127.0.0.1:5353', '--log-level', 'info'],
+        true,
+      )
+      agents.push(bob as TunnelAgent)
+      await waitFor('bob published', async () => (await bob.status()).published.state === 'published', 15_000, 100)
+      await new Promise((r) => setTimeout(r, 500))
+      assert.deepEqual(
+        (await laptop.peers()).map((x) => x.name),
+        ['desktop'],
+      )
+      assert.deepEqual(((await bob.status()) as unknown as { peers: unknown[] }).peers, [])
 
       // The local resolver: full and short names, NODATA for A, NXDOMAIN for an unknown host, REFUSED elsewhere.
       const full = await lab.execOk('laptop', dig(`desktop.${DOMAIN}`, 'AAAA'))
