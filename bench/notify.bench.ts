@@ -2,7 +2,8 @@
 // LLQ over UDP): server RSS and CPU to set them up and to hold them; then the time from a committed UPDATE to
 // the last of 10,000 watchers of that name receiving the change: LLQ (TSIG-signed events; the per-watcher signing
 // cost is also timed alone, in this process) and DNS Push (10,000 DSO sessions, one per watcher,
-// on plain TCP with --push-plain-tcp so that TLS set-up does not dominate the run; --max-connections raised).
+// on plain TCP with --push-plain-tcp so that TLS set-up does not dominate the run, or on TLS with NOTIFY_PUSH_TLS=1;
+// --max-connections raised).
 // Each connection is a file descriptor in this process and in the server: `ulimit -n` must exceed the watchers.
 // Drives the protocols with raw messages (no per-watcher client objects) so the load generator stays light.
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
@@ -20,6 +21,8 @@ import { type AccountJson, NotifyServer, tsigKey, ZONE } from '../test/interop/n
 
 const CLK_TCK = 100
 const FANOUT_WATCHERS = Number(process.env.NOTIFY_FANOUT ?? 10_000)
+/** NOTIFY_PUSH_TLS=1: the Push fan-out sessions use the TLS listener, as real clients must (RFC 8765 §6). */
+const PUSH_TLS = process.env.NOTIFY_PUSH_TLS === '1'
 /** Loopback source addresses per this many sockets: one ephemeral port range (32768-60999) each. */
 const SOCKETS_PER_SOURCE = 20_000
 const srcAddr = (i: number): string => `127.0.0.${1 + Math.floor(i / SOCKETS_PER_SOURCE)}`
@@ -298,7 +301,12 @@ async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
       const streams: DnsStream[] = []
       let ok = 0
       for (let si = 0; si < watchers; si++) {
-        const s = await DnsStream.connect({ host: '127.0.0.1', port: srv.dnsPort, localAddress: srcAddr(si) })
+        const s = await DnsStream.connect(
+          PUSH_TLS
+            ? { host: '127.0.0.1', port: srv.tlsPort, localAddress: srcAddr(si), tls: { rejectUnauthorized: false } }
+            : { host: '127.0.0.1', port: srv.dnsPort, localAddress: srcAddr(si) },
+          30_000,
+        )
         s.onMessage((b) => {
           if ((b[2]! & 0x78) >> 3 !== Opcode.DSO) return
           const m = decodeDso(b)
@@ -333,7 +341,7 @@ async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
     const last = arrivals.at(-1)!
     const p50 = arrivals[arrivals.length >> 1]!
     return (
-      `${kind.padEnd(4)} fan-out to ${watchers} watchers of one name: ${arrivals.length} received; ` +
+      `${kind.padEnd(4)} fan-out to ${watchers} watchers of one name${kind === 'push' ? (PUSH_TLS ? ' (TLS)' : ' (plain TCP)') : ''}: ${arrivals.length} received; ` +
       `UPDATE answered ${(committed - sent).toFixed(1)} ms after it was sent; ` +
       `last watcher ${(last - committed).toFixed(1)} ms after the answer (${(last - sent).toFixed(1)} ms after the send), ` +
       `median ${(p50 - sent).toFixed(1)} ms after send; server CPU ${(cpu * 1000).toFixed(0)} ms (incl. the acks), ` +
