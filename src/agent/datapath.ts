@@ -140,8 +140,9 @@ export class Datapath {
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
     const tunnel = new Tunnel(
       { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
-      // The send path stays on the main thread unless AUTOTUNNEL_TX_THREAD=1 (docs/tunnel.md): in the lab's
-      // two-agent runs the worker thread gave less TCP throughput (61-77 vs 101-147 Mbit/s) and 8-10 ms pings.
+      // The send path stays on the main thread unless AUTOTUNNEL_TX_THREAD=1 (docs/tunnel.md). In the lab's
+      // two-agent e2e runs the worker thread gave similar TCP throughput (noisy: 60-190 vs 70-300 Mbit/s) but
+      // slower pings (3-10 vs 1-2 ms) and a longer roaming interruption (ping stream loss 250 vs 60-70 ms).
       { localUla: this.#o.localUla, txThread: process.env.AUTOTUNNEL_TX_THREAD === '1' },
     )
     const user = this.#o.domain.split('.')[0] ?? ''
