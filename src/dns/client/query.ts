@@ -148,7 +148,11 @@ export interface SrvTarget {
  */
 export async function lookupSrv(server: ServerAddr, name: string, opts: ExchangeOptions = {}): Promise<SrvTarget[]> {
   const res = await exchange(server, queryMessage(name, RRType.SRV), opts)
-  if (res.rcode !== Rcode.NOERROR) return []
+  // Only an authoritative "no such record" (NXDOMAIN, or NOERROR without SRV) means the service is absent. SERVFAIL,
+  // REFUSED and the like say nothing about it: treating them as absent would let a server that is still loading, or
+  // anyone who can drop one answer, downgrade a client from the -tls service to the plain one.
+  if (res.rcode === Rcode.NXDOMAIN) return []
+  if (res.rcode !== Rcode.NOERROR) throw new DnsLookupError(name, res.rcode)
   const out: SrvTarget[] = []
   for (const rr of res.answers) {
     if (rr.type !== RRType.SRV || !rr.data) continue
@@ -166,4 +170,15 @@ export async function lookupSrv(server: ServerAddr, name: string, opts: Exchange
     out.push({ priority: d.priority, weight: d.weight, port: d.port, target: d.target, addrs })
   }
   return out.sort((a, b) => a.priority - b.priority || b.weight - a.weight)
+}
+
+/** An SRV (or other) look-up that got an answer which is neither data nor an authoritative denial. */
+export class DnsLookupError extends Error {
+  override readonly name = 'DnsLookupError'
+  constructor(
+    readonly qname: string,
+    readonly rcode: number,
+  ) {
+    super(`look-up of ${qname} failed with rcode ${rcode}`)
+  }
 }
