@@ -85,10 +85,11 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
     step("records published: what any of alice's hosts reads (dig -y with her key, from the server)")
     const dPeer = await waitPeer(laptop, 'desktop', desktop.ula)
     await waitPeer(desktop, 'laptop', laptop.ula)
-    const srvLines = await dig(lab, srv, `_autotunnel._udp.desktop.${DOMAIN}`, 'SRV')
+    const srvLines = await dig(lab, srv, `_autotunnel._udp.desktop.${DOMAIN}`, 'SRV', srv.digKey, true)
     for (const l of srvLines) note(l)
     const target = srvLines[0]?.split(' ').pop() ?? ''
-    for (const type of ['AAAA', 'A', 'TXT']) for (const l of await dig(lab, srv, target, type)) note(l)
+    for (const type of ['AAAA', 'A', 'TXT'])
+      for (const l of await dig(lab, srv, target, type, srv.digKey, true)) note(l)
     const via = (await laptop.status()).watchers[0]?.via ?? '?'
     note(
       `the laptop learned the desktop from DNS (host list watched via ${via}): ULA ${dPeer.ula}, endpoint ${dPeer.endpoint}`,

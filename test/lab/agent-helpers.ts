@@ -202,7 +202,15 @@ export async function agentLog(a: LabAgent): Promise<string> {
 }
 
 /** `dig -y` from the server namespace: answer lines without the TTL, names in lower case, TSIG lines dropped. */
-export async function dig(lab: Lab, srv: LabServer, name: string, type: string, key = srv.digKey): Promise<string[]> {
+/** dig -y from the server namespace; names are folded to lower case for comparisons unless `keepCase` (the demo shows them as stored). */
+export async function dig(
+  lab: Lab,
+  srv: LabServer,
+  name: string,
+  type: string,
+  key = srv.digKey,
+  keepCase = false,
+): Promise<string[]> {
   const r = await lab.execOk('server', [
     'dig',
     '-y',
@@ -222,7 +230,7 @@ export async function dig(lab: Lab, srv: LabServer, name: string, type: string, 
       l
         .split(/\s+/)
         .filter((_, i) => i !== 1)
-        .map((w) => (w.endsWith('.') ? w.toLowerCase() : w))
+        .map((w) => (w.endsWith('.') && !keepCase ? w.toLowerCase() : w))
         .join(' '),
     )
 }
