@@ -4,7 +4,9 @@
 // and (4) the raw veth (IPv6), all in the same run, alternating A/B per round; prints medians and ratios.
 // Setup as in BASELINES.md section 3. Needs root. Everything it starts is stopped and removed at the end.
 //
+// Also ping round-trip times through each path, before the load.
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_ALG (aes128gcm16 | chacha20poly1305),
+// AUTOTUNNEL_TX_THREAD=0 (our daemons on one thread; default: three threads, see docs/tunnel.md),
 // BENCH_PROFILE=DIR (run our daemons under node --cpu-prof, profiles written to DIR), BENCH_ONLY=ours,ss,wg,raw6.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
@@ -367,6 +369,15 @@ async function main(): Promise<void> {
   start(NS_B, ['iperf3', '-s'], join(dir, 'iperf3-server.log'))
   await sleep(500)
   const paths = ['raw6', 'ours', 'ss', 'wg'].filter((p) => ONLY.has(p))
+  // Latency first, on idle tunnels: 200 pings 10 ms apart through each path.
+  const rtt: Record<string, string> = {}
+  for (const p of paths) {
+    const [target, bind] = targets[p]!
+    const out = nsx(NS_A, ['ping', '-6', '-q', '-c', '200', '-i', '0.01', ...(bind ? ['-I', bind] : []), target])
+    const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(out)
+    rtt[p] = m ? `${m[2]} ms avg, ${m[3]} ms max` : 'n/a'
+    console.log(`rtt ${p}: ${rtt[p]} (${/(\d+)% packet loss/.exec(out)?.[1] ?? '?'}% loss)`)
+  }
   const runs: Run[] = []
   for (const udp of [false, true]) {
     for (let r = 1; r <= ROUNDS; r++) {
@@ -409,6 +420,7 @@ async function main(): Promise<void> {
       alg: ALG,
       rounds: ROUNDS,
       seconds: SECONDS,
+      rtt,
       tcpMbps: Object.fromEntries(paths.map((p) => [p, Math.round(tcp(p))])),
       udp64RxPps: Object.fromEntries(paths.map((p) => [p, Math.round(pps(p))])),
     }),

@@ -84,6 +84,11 @@ export class PacketRing {
     Atomics.notify(this.#hdr, TAIL, 1)
   }
 
+  /** Producer side: true when the consumer has finished with everything published so far. */
+  drained(): boolean {
+    return Atomics.load(this.#hdr, HEAD) === this.#tail
+  }
+
   // --- consumer ---
 
   /** Hands up to `max` packets to `fn` (a view valid during the call); returns how many. */

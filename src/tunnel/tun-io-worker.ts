@@ -16,6 +16,8 @@ export interface TunIoInit {
   /** receive path -> TUN */
   readonly fromRx: RingInit
   readonly statsIntervalMs: number
+  /** Read the device here (else the send thread reads it). */
+  readonly read: boolean
 }
 
 export interface TunIoStats {
@@ -34,10 +36,12 @@ let toTxDropped = 0
 let writeErrors = 0
 let stopping = false
 
-const reader = new TunReader(dupFd(init.tunFd), (b, off, len) => {
-  if (!toTx.push(b, off, len)) toTxDropped++
-  toTx.publish()
-})
+const reader = init.read
+  ? new TunReader(dupFd(init.tunFd), (b, off, len) => {
+      if (!toTx.push(b, off, len)) toTxDropped++
+      toTx.publish()
+    })
+  : undefined
 
 const writer = consumeRing(
   fromRx,
@@ -62,7 +66,7 @@ port.on('message', (m: { op: string }) => {
   stopping = true
   clearInterval(timer)
   fromRx.wake()
-  void Promise.all([reader.close(), writer]).then(() => {
+  void Promise.all([reader?.close(), writer]).then(() => {
     closeFd(wfd)
     port.postMessage(stats())
     port.close()

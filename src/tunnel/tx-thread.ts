@@ -18,6 +18,8 @@ const RING_SLOTS = 4096
 export interface TxInit {
   /** TUN -> this thread (filled by the TUN I/O thread) */
   readonly fromTun: RingInit
+  /** When set, the send thread reads the TUN device (a dup of this fd) instead of the ring. */
+  readonly readTunFd?: number
   readonly udpFd: number
   readonly udpV6: boolean
   readonly mtu: number
@@ -81,16 +83,27 @@ export class TxThread {
   #readyTx: () => void = () => {}
   #readyIo: () => void = () => {}
 
-  constructor(init: Omit<TxInit, 'fromTun'> & { tunFd: number }, hooks: TxHooks, log: Logger) {
+  constructor(
+    init: Omit<TxInit, 'fromTun' | 'readTunFd'> & { tunFd: number; tunReadIn: 'send' | 'io' },
+    hooks: TxHooks,
+    log: Logger,
+  ) {
     this.#log = log
     const slotSize = init.mtu
     const fromTun = createRing(RING_SLOTS, slotSize)
     const toTun = createRing(RING_SLOTS, slotSize)
     this.#toTun = new PacketRing(toTun)
-    const { tunFd, ...rest } = init
-    const txInit: TxInit = { ...rest, fromTun }
+    const { tunFd, tunReadIn, ...rest } = init
+    const readInTx = tunReadIn === 'send'
+    const txInit: TxInit = { ...rest, fromTun, ...(readInTx ? { readTunFd: tunFd } : {}) }
     this.#w = new Worker(new URL('./tx-worker.js', import.meta.url), { workerData: txInit })
-    const ioInit: TunIoInit = { tunFd, toTx: fromTun, fromRx: toTun, statsIntervalMs: init.statsIntervalMs }
+    const ioInit: TunIoInit = {
+      tunFd,
+      toTx: fromTun,
+      fromRx: toTun,
+      statsIntervalMs: init.statsIntervalMs,
+      read: !readInTx,
+    }
     this.#io = new Worker(new URL('./tun-io-worker.js', import.meta.url), { workerData: ioInit })
     this.#io.on('error', (e) => log.error('tunnel.tun_io_worker_failed', { err: String(e) }))
     this.ready = Promise.all([
@@ -147,6 +160,11 @@ export class TxThread {
 
   requestStats(): void {
     this.#post({ op: 'stats' })
+  }
+
+  /** True when the TUN thread has written every packet handed to it (a direct write keeps the order). */
+  tunRingDrained(): boolean {
+    return this.#toTun.drained()
   }
 
   /** Hands a decrypted packet to the TUN thread; false when its ring is full. */
