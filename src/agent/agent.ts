@@ -97,6 +97,8 @@ export class Agent {
   #closing: Promise<void> | undefined
   #downRequested: (() => void) | undefined
   readonly #netListeners: NetworkChangeListener[] = []
+  readonly #stopHooks: ((clean: boolean) => Promise<void>)[] = []
+  readonly #commands = new Map<string, (req: ControlRequest) => Promise<unknown>>()
   #datagramHandler: DatagramHandler = () => {}
   readonly udpStats = { rxDatagrams: 0, rxBytes: 0, lastFrom: '' as string, lastAt: 0 }
   /** Resolves when the agent stopped (after `down`, or `shutdown()`). */
@@ -131,6 +133,14 @@ export class Agent {
   }
   onNetworkChange(fn: NetworkChangeListener): void {
     this.#netListeners.push(fn)
+  }
+  /** Runs first when the agent stops, while its socket and mapping still work (IKE sends its Deletes here). */
+  onStopping(fn: (clean: boolean) => Promise<void>): void {
+    this.#stopHooks.push(fn)
+  }
+  /** Another control-socket command (e.g. the data path's `revoke`). */
+  addCommand(cmd: string, fn: (req: ControlRequest) => Promise<unknown>): void {
+    this.#commands.set(cmd, fn)
   }
 
   async start(): Promise<void> {
@@ -244,8 +254,11 @@ export class Agent {
         const type = typeof req.type === 'string' && req.type !== '' ? req.type : undefined
         return this.#d.browse(type)
       }
-      default:
+      default: {
+        const extra = this.#commands.get(req.cmd)
+        if (extra) return extra(req)
         throw new ControlError(`unknown command ${JSON.stringify(req.cmd)}`, 'EUNKNOWN')
+      }
     }
   }
 
@@ -306,6 +319,7 @@ export class Agent {
       const { log, clock } = this.#d
       clock.clearTimeout(this.#grace)
       log.info('agent.stopping', { clean })
+      await Promise.allSettled(this.#stopHooks.map((fn) => fn(clean)))
       if (!clean) {
         this.publisher.stop()
         return { clean, recordsDeleted: false, mappingDeleted: false, errors: [] }

@@ -3,17 +3,22 @@
 //
 //   DNS watch event -> PeerManager (SRV -> A/AAAA) -> peer ULA + endpoint
 //        -> tun route for the ULA (/128), tunnel.addPeer / setPeerEndpoint, resolver table
-//   first packet into the TUN for a peer -> tunnel onNoSa -> IKE connect (PSK from the account secret)
-//        -> Child SA keys -> tunnel.installChildSa
+//   first packet into the TUN for a peer -> tunnel onNoSa -> IKE connect -> Child SA keys -> tunnel.installChildSa
+//   IKE authentication (issue 8): RFC 7427 signatures with the host key (loadOrCreateHostKey in the state dir),
+//        whose public half we publish as TXT at H.D (hostKeyRecord, own Publisher: leased, refreshed, withdrawn);
+//        peers' keys come from their H.D TXT (PeerManager); --ike-auth psk: the PSK derived from the account secret
+//   a peer's key record changes (revocation) -> IkeEngine.revalidate() at once (and every 30 s anyway)
+//   stopping -> IKE Deletes to every peer while the socket works, key record withdrawn (Agent.onStopping)
 //   our network changed -> IKE MOBIKE UPDATE_SA_ADDRESSES to every peer (the DNS path is the fallback)
 //   authenticated ESP from a new address -> the tunnel moves the endpoint (NAT rebinding), IKE follows
 //
 // Endpoint rule: a peer publishing nat=unmapped (private host, no mapping protocol: its A/SRV are its LAN address
 // and local port) cannot be reached unsolicited from elsewhere; its DNS endpoint never replaces an endpoint the
 // tunnel already has (learned from its authenticated packets).
-import type { TsigKey } from '../dns/client/update.js'
+import type { TsigKey, UpdateSink } from '../dns/client/update.js'
 import type { WatcherOptions } from '../dns/client/watcher.js'
 import type { IkeEngine } from '../ike/engine.js'
+import type { HostKey } from '../ike/hostkey.js'
 import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
@@ -22,6 +27,8 @@ import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import type { Agent } from './agent.js'
 import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory, type WatchLike } from './peers.js'
+import { Publisher } from './publisher.js'
+import { fq, hostKeyRecord } from './records.js'
 import { LocalResolver, parseResolverAddress } from './resolver.js'
 
 export interface DatapathOptions {
@@ -36,7 +43,20 @@ export interface DatapathOptions {
   readonly key: TsigKey
   /** Our local IPv4 address and UDP port (IKE NAT detection). */
   readonly local: () => { address: string; port: number }
+  /** How we authenticate in IKE. @default 'signature' */
+  readonly ikeAuth?: IkeAuth
+  /** The host key (signature auth); its public half is published at H.D. */
+  readonly hostKey?: HostKey
+  /** The provider zone (UPDATE zone section) and lease/TTL for the key record. */
+  readonly zone?: string
+  readonly leaseSec?: number
+  readonly ttlSec?: number
+  /** MOBIKE (RFC 4555). @default true */
+  readonly mobike?: boolean
 }
+
+/** --ike-auth: signatures with the per-host key (default), or the PSK from the account secret (interop/fallback). */
+export type IkeAuth = 'signature' | 'psk'
 
 export interface DatapathDeps {
   readonly clock: Clock
@@ -48,6 +68,8 @@ export interface DatapathDeps {
   readonly watch: WatchFactory
   /** A fresh socket for the resolver. */
   readonly resolverSocket: () => DatagramSocket
+  /** Where the key record is published (the agent's update client); none: not published. */
+  readonly sink?: UpdateSink
 }
 
 type Ep = { readonly address: string; readonly port: number }
@@ -90,10 +112,15 @@ export class Datapath {
   readonly #routed = new Map<string, string>()
   /** "ipv4/gateway" of the primary interface when the data path last saw it. */
   #lastPrimary: string | undefined
+  /** Publishes our IKE key record (signature auth). */
+  #keyPublisher: Publisher | undefined
+  readonly ikeAuth: IkeAuth
 
   constructor(deps: DatapathDeps, opts: DatapathOptions) {
     this.#d = deps
     this.#o = opts
+    this.ikeAuth = opts.ikeAuth ?? 'signature'
+    if (this.ikeAuth === 'signature' && opts.tun && !opts.hostKey) throw new TypeError('signature auth needs hostKey')
     this.peers = new PeerManager(
       { query: deps.query, watch: deps.watch, clock: deps.clock, log: deps.log.child({ c: 'peers' }) },
       { domain: opts.domain, hostname: opts.hostname },
@@ -109,6 +136,8 @@ export class Datapath {
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
     this.peers.onChange((p, prev) => this.#peerChanged(p, prev))
     this.peers.onGone((p) => this.#peerGone(p))
+    this.peers.onKeys((p) => this.#keysChanged(p))
+    this.#publishKey()
     void this.peers.watchHostList()
     if (this.#o.resolver) {
       const self = this.#o.hostname.toLowerCase()
@@ -130,12 +159,13 @@ export class Datapath {
 
   async #startTunnel(name: string): Promise<TunnelParts> {
     const { clock, random, log, udp } = this.#d
-    const [{ LinuxTun }, { Tunnel }, { IkeEngine }, glue, { derivePsk }] = await Promise.all([
+    const [{ LinuxTun }, { Tunnel }, { IkeEngine }, glue, { derivePsk }, { publicKeysFromTxt }] = await Promise.all([
       import('../tunnel/tun/linux-tun.js'),
       import('../tunnel/tunnel.js'),
       import('../ike/engine.js'),
       import('../ike/tunnel-glue.js'),
       import('../ike/auth.js'),
+      import('../ike/hostkey.js'),
     ])
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
     const tunnel = new Tunnel(
@@ -153,25 +183,42 @@ export class Datapath {
       {
         localId: `${this.#o.hostname}.${this.#o.domain}`.toLowerCase(),
         localUla: this.#o.localUla,
-        auth: 'psk',
-        psk: derivePsk(this.#o.key.secret, user),
+        // Signature mode accepts signatures only: a PSK anyone with the account secret can compute would
+        // let a revoked host back in. PSK mode signs nothing but accepts both.
+        auth: this.ikeAuth,
+        ...(this.ikeAuth === 'signature' && this.#o.hostKey ? { hostKey: this.#o.hostKey } : {}),
+        ...(this.ikeAuth === 'psk' ? { psk: derivePsk(this.#o.key.secret, user) } : {}),
+        mobike: this.#o.mobike ?? true,
         lookupPeer: async (id) => {
           const p = await this.peers.lookup(id)
           if (!p?.ula) return undefined
-          return { id: p.fqdn, ula: p.ula, ...(p.endpoint ? { endpoint: p.endpoint } : {}) }
+          return {
+            id: p.fqdn,
+            ula: p.ula,
+            publicKeys: publicKeysFromTxt(p.publicKeys),
+            ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+          }
         },
       },
       {
         ...glue.tunnelEvents(tunnel, ulaOf),
         ikeUp: (s) => {
           glue.tunnelEvents(tunnel, ulaOf).ikeUp?.(s)
-          ikeLog.info('ike.up', { peer: s.peerId, initiator: s.initiator, suite: s.suite, nat: s.natLocal })
+          ikeLog.info('ike.up', {
+            peer: s.peerId,
+            initiator: s.initiator,
+            suite: s.suite,
+            nat: s.natLocal,
+            auth: this.ikeAuth,
+            peerAuth: s.peerAuth,
+            mobike: s.mobike,
+          })
         },
       },
     )
     glue.attachTunnel(engine, tunnel, (ula) => this.peers.byUla(ula)?.fqdn, ikeLog)
     tunnel.start()
-    log.info('datapath.tunnel', { tun: tun.name, mtu: tun.mtu, ula: this.#o.localUla })
+    log.info('datapath.tunnel', { tun: tun.name, mtu: tun.mtu, ula: this.#o.localUla, ikeAuth: this.ikeAuth })
     return { tun, tunnel, engine }
   }
 
@@ -204,6 +251,40 @@ export class Datapath {
     t.tunnel.setPeerEndpoint(p.ula, p.endpoint)
     t.engine.setPeerEndpoint(p.fqdn, p.endpoint)
     log.info('datapath.endpoint_from_dns', { host: p.host, endpoint: p.endpoint, previous: prev?.endpoint ?? null })
+  }
+
+  /** Our key record (signature auth): TXT at H.D with a lease, refreshed like the agent's other records. */
+  #publishKey(): void {
+    const { hostKey, zone } = this.#o
+    const sink = this.#d.sink
+    if (this.ikeAuth !== 'signature' || !hostKey || !zone || !sink) return
+    void import('../ike/hostkey.js').then(({ encodePublicKeyRecord }) => {
+      const p = new Publisher(
+        { clock: this.#d.clock, log: this.#d.log.child({ c: 'publish-key' }), sink },
+        this.#o.leaseSec ? { leaseSec: this.#o.leaseSec } : {},
+      )
+      this.#keyPublisher = p
+      const record = encodePublicKeyRecord(hostKey.publicKey)
+      p.set(fq(zone), [
+        hostKeyRecord({ hostname: this.#o.hostname, domain: this.#o.domain, record, ttlSec: this.#o.ttlSec ?? 60 }),
+      ])
+      this.#d.log.info('datapath.key_published', { name: `${this.#o.hostname}.${this.#o.domain}`, alg: hostKey.alg })
+    })
+  }
+
+  /** A peer's key records changed: revocation takes effect now rather than at the next 30 s revalidation. */
+  #keysChanged(p: Peer): void {
+    this.#d.log.info('datapath.peer_keys', { host: p.host, keys: p.publicKeys.length })
+    void this.#t?.engine.revalidate().catch(() => {})
+  }
+
+  /**
+   * The agent is stopping (before it withdraws its records and closes its socket): IKE Deletes to every peer
+   * (clean) so they drop our SAs at once, and our key record withdrawn.
+   */
+  async stopping(clean: boolean): Promise<void> {
+    const kp = this.#keyPublisher
+    await Promise.allSettled([this.#t?.engine.close({ deletePeers: clean }), clean ? kp?.withdraw() : kp?.stop()])
   }
 
   #peerGone(p: Peer): void {
@@ -252,6 +333,9 @@ export class Datapath {
         dnsEndpoint: p.endpoint ? `${p.endpoint.address}:${p.endpoint.port}` : null,
         nat: p.nat ?? null,
         lastHandshake: sa ? new Date(sa.establishedAt).toISOString() : null,
+        auth: sa ? sa.peerAuth : null,
+        mobike: sa ? sa.mobike : null,
+        keys: p.publicKeys.length,
         lastRx: tp?.lastRxMs ? new Date(tp.lastRxMs).toISOString() : null,
         bytesIn: tp?.rxBytes ?? 0,
         bytesOut: tp?.txBytes ?? 0,
@@ -268,6 +352,8 @@ export class Datapath {
 
   extraStatus(): unknown {
     return {
+      ikeAuth: this.ikeAuth,
+      hostKey: this.#o.hostKey ? { alg: this.#o.hostKey.alg, published: this.#keyPublisher?.status() ?? null } : null,
       tun: this.#t ? { name: this.#t.tun.name, mtu: this.#t.tun.mtu, counters: this.#t.tunnel.counters() } : null,
       ike: this.#t ? this.#t.engine.stats : null,
       resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
@@ -276,6 +362,7 @@ export class Datapath {
   }
 
   async close(): Promise<void> {
+    this.#keyPublisher?.stop()
     await this.peers.close()
     await this.#resolver?.close()
     const t = this.#t
@@ -299,6 +386,12 @@ export interface AttachOptions {
   readonly tun: string | undefined
   /** "ADDR:PORT", or false for no resolver. */
   readonly resolver: string | false
+  /** The agent's update client: publishes the key record, sends `revoke`. */
+  readonly sink?: UpdateSink
+  /** @default 'signature' */
+  readonly ikeAuth?: IkeAuth
+  /** @default true */
+  readonly mobike?: boolean
 }
 
 /** Starts peers, tunnel and resolver for a started agent; wires network changes; stops with the agent. */
@@ -306,6 +399,11 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
   const { Watcher } = await import('../dns/client/watcher.js')
   const { UdpSocket } = await import('../io/datagram.js')
   const cfg = agent.config
+  const ikeAuth = o.ikeAuth ?? 'signature'
+  const hostKey =
+    ikeAuth === 'signature' && o.tun
+      ? await (await import('../ike/hostkey.js')).loadOrCreateHostKey(cfg.stateDir)
+      : undefined
   const udp = agent.udp
   // The tunnel reads datagrams through the agent's hook (so the agent keeps counting them) and sends on its socket.
   const shared: DatagramSocket & { raw?: unknown } = {
@@ -325,6 +423,7 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       query: o.query,
       watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
       resolverSocket: () => new UdpSocket(),
+      ...(o.sink ? { sink: o.sink } : {}),
     },
     {
       domain: cfg.domain,
@@ -334,8 +433,26 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       resolver: o.resolver === false ? undefined : parseResolverAddress(o.resolver),
       key: o.key,
       local: () => ({ address: agent.reach?.local ?? '0.0.0.0', port: cfg.port }),
+      ikeAuth,
+      ...(hostKey ? { hostKey } : {}),
+      zone: cfg.zone,
+      leaseSec: cfg.leaseSec,
+      ttlSec: cfg.ttlSec,
+      mobike: o.mobike ?? true,
     },
   )
+  // IKE Deletes and the key record's withdrawal happen before the agent withdraws the rest and closes its socket.
+  agent.onStopping((clean) => dp.stopping(clean))
+  const sink = o.sink
+  if (sink)
+    agent.addCommand('revoke', async (req) => {
+      const { revokeHost } = await import('./revoke.js')
+      const host = String(req.host ?? '')
+      if (host.toLowerCase() === cfg.hostname.toLowerCase()) throw new Error('refusing to revoke this host itself')
+      const r = await revokeHost({ query: o.query, sink }, { domain: cfg.domain, zone: cfg.zone, host })
+      o.log.info('agent.revoked', { host: r.host, deleted: r.deleted.length, via: r.via })
+      return r
+    })
   await dp.start()
   dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))

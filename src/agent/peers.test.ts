@@ -120,9 +120,11 @@ test('Figure 3 order: SRV first, then the target; the target is watched with one
   pm.follow(list)
   await settle(clock)
   assert.equal(zone.queries[0], `_autotunnel._udp.desktop.${D} ${RRType.SRV}`)
+  // The key record at the host name is read beside the SRV (issue 8), then the target's three types.
+  assert.equal(zone.queries[1], `desktop.${D} ${RRType.TXT}`)
   assert.deepEqual(
     zone.queries
-      .slice(1)
+      .slice(2)
       .map((q) => q.split(' ')[0])
       .sort(),
     [`AutoTunnel-AA.${D}`, `AutoTunnel-AA.${D}`, `AutoTunnel-AA.${D}`].map((x) => x.toLowerCase()),
@@ -132,9 +134,35 @@ test('Figure 3 order: SRV first, then the target; the target is watched with one
     [
       [`_autotunnel._udp.${D}`, RRType.PTR],
       [`_autotunnel._udp.desktop.${D}`, RRType.SRV],
+      [`desktop.${D}`, RRType.TXT],
       [`autotunnel-aa.${D}`, QTYPE_ANY],
     ],
   )
+  await pm.close()
+})
+
+test('key records at H.D: read on resolution, a removal (revocation) is told to onKeys even with the SRV gone', async () => {
+  const { zone, clock, pm, list, ptr } = setup()
+  zone.host('desktop', 'AutoTunnel-AA', 'fd00::1', '203.0.113.11', 4500)
+  const keyRR = rr(`desktop.${D}`, RRType.TXT, { strings: [Buffer.from('v=at-ike1; k=ed25519; p=AAAA')] })
+  zone.rrs.push(ptr('desktop'), keyRR, rr(`desktop.${D}`, RRType.TXT, { strings: [Buffer.from('other=1')] }))
+  const told: number[] = []
+  pm.onKeys((p) => told.push(p.publicKeys.length))
+  pm.follow(list)
+  await settle(clock)
+  assert.deepEqual(pm.get('desktop')?.publicKeys, ['v=at-ike1; k=ed25519; p=AAAA'])
+  assert.deepEqual(told, [1])
+  // Revocation deletes the key and the SRV in one UPDATE: the keys still go.
+  zone.remove((r) => r === keyRR || r.type === RRType.SRV)
+  zone.notify(`desktop.${D}`)
+  await settle(clock)
+  assert.deepEqual(pm.get('desktop')?.publicKeys, [])
+  assert.deepEqual(told, [1, 0])
+  assert.match(pm.get('desktop')?.lastError ?? '', /no SRV/)
+  // An unchanged key set on the next event tells nobody.
+  zone.notify(`desktop.${D}`)
+  await settle(clock)
+  assert.deepEqual(told, [1, 0])
   await pm.close()
 })
 

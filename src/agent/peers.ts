@@ -5,10 +5,13 @@
 //   _autotunnel._udp.D        PTR   the user's host list (one PTR per host, written by each host's publisher)
 //   _autotunnel._udp.H.D      SRV   per peer H: the external port and the target L.D
 //   L.D                       ANY   per peer: AAAA (ULA), A (external IPv4), TXT (nat=...)
+//   H.D                       TXT   per peer: its IKE public key ("v=at-ike1; k=ed25519; p=...", src/ike/hostkey.ts)
 // A change to any of them (one UPDATE by the peer's publisher changes several at once; events are coalesced for
 // COALESCE_MS) runs the Figure 3 chain with fresh signed queries: SRV `_autotunnel._udp.H.D` -> its target ->
 // AAAA and A (and TXT) of the target. The result updates the peer table; listeners (the tunnel wiring) then move
-// the peer's outer endpoint. Only names under the user's own domain D are ever peers: a PTR naming anything else
+// the peer's outer endpoint. The key record is read on every resolution too, even when the rest of the chain fails
+// (a revoked host has no SRV any more): a change of the key set is told to `onKeys` listeners (IKE revalidation).
+// Only names under the user's own domain D are ever peers: a PTR naming anything else
 // is ignored and counted, so another user's host can never become a peer.
 //
 // peer lifecycle:  (PTR added) --> resolving --ok--> known --(watch event)--> resolving --> known ...
@@ -53,6 +56,8 @@ export interface Peer {
   readonly endpoint: { readonly address: string; readonly port: number } | undefined
   /** TXT nat=... of the peer (pcp, natpmp, upnp, public, unmapped). */
   readonly nat: string | undefined
+  /** The TXT strings at H.D that look like IKE key records (v=at-ike1); [] when none or the host is gone. */
+  readonly publicKeys: readonly string[]
   /** Wall-clock ms of the last completed resolution. */
   readonly resolvedAt: number | undefined
   readonly resolutions: number
@@ -72,6 +77,7 @@ export interface PeerManagerOptions {
 interface Entry {
   peer: Peer
   srvWatch: WatchLike | undefined
+  keyWatch: WatchLike | undefined
   targetWatch: WatchLike | undefined
   watchedTarget: string | undefined
   offs: (() => void)[]
@@ -94,6 +100,7 @@ export class PeerManager {
   readonly #entries = new Map<string, Entry>()
   readonly #changed: PeerChange[] = []
   readonly #gone: PeerGone[] = []
+  readonly #keys: PeerGone[] = []
   #offHostList: (() => void) | undefined
   #ownList: WatchLike | undefined
   #closed = false
@@ -115,6 +122,15 @@ export class PeerManager {
   }
   onGone(fn: PeerGone): void {
     this.#gone.push(fn)
+  }
+  /** The peer's published IKE key records changed (added, replaced, removed: revocation). */
+  onKeys(fn: PeerGone): void {
+    this.#keys.push(fn)
+  }
+
+  /** The watcher of the host list opened by watchHostList() (for status), if any. */
+  get hostListWatcher(): WatchLike | undefined {
+    return this.#ownList
   }
 
   /**
@@ -150,10 +166,11 @@ export class PeerManager {
     for (const [host, e] of this.#entries) {
       for (const off of e.offs) off()
       e.offs = []
-      const old = [e.srvWatch, e.targetWatch]
+      const old = [e.srvWatch, e.keyWatch, e.targetWatch]
       e.targetWatch = undefined
       e.watchedTarget = undefined
       e.srvWatch = this.#watch(host, e, `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`, RRType.SRV)
+      e.keyWatch = this.#watch(host, e, `${host}.${this.#domain}`, RRType.TXT)
       for (const w of old) void w?.close()
       this.#schedule(host, e, 0)
     }
@@ -257,11 +274,13 @@ export class PeerManager {
         ula: undefined,
         endpoint: undefined,
         nat: undefined,
+        publicKeys: [],
         resolvedAt: undefined,
         resolutions: 0,
         lastError: undefined,
       },
       srvWatch: undefined,
+      keyWatch: undefined,
       targetWatch: undefined,
       watchedTarget: undefined,
       offs: [],
@@ -272,6 +291,7 @@ export class PeerManager {
     this.#entries.set(host, e)
     const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
     e.srvWatch = this.#watch(host, e, srvName, RRType.SRV)
+    e.keyWatch = this.#watch(host, e, `${host}.${this.#domain}`, RRType.TXT)
     this.#d.log.info('peers.new', { host })
     return e
   }
@@ -291,7 +311,7 @@ export class PeerManager {
   async #closeEntry(e: Entry): Promise<void> {
     this.#d.clock.clearTimeout(e.timer)
     for (const off of e.offs) off()
-    await Promise.all([e.srvWatch?.close(), e.targetWatch?.close()])
+    await Promise.all([e.srvWatch?.close(), e.keyWatch?.close(), e.targetWatch?.close()])
   }
 
   // --- resolution (Figure 3) -----------------------------------------------------------------------------------
@@ -325,12 +345,36 @@ export class PeerManager {
 
   async #resolveOnce(host: string, e: Entry): Promise<void> {
     const { query, log, clock } = this.#d
-    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
     this.counters.resolutions++
+    // The key record on its own (alongside the SRV): a revoked host's keys must go even when its SRV is gone too.
+    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
+    const srvP = query.query(srvName, RRType.SRV)
+    srvP.catch(() => {})
+    const hostName = `${host}.${this.#domain}`
+    const keys = await query
+      .query(hostName, RRType.TXT)
+      .then((m) =>
+        answers<TXTData>(m, hostName, RRType.TXT)
+          .map((t) => t.strings.map(String).join(''))
+          .filter((s) => s.startsWith('v=at-ike'))
+          .sort(),
+      )
+      .catch(() => undefined)
+    if (keys && this.#entries.get(host) === e && keys.join('\n') !== e.peer.publicKeys.join('\n')) {
+      e.peer = { ...e.peer, publicKeys: keys }
+      log.info('peers.keys', { host, keys: keys.length })
+      for (const fn of this.#keys) {
+        try {
+          fn(e.peer)
+        } catch (err) {
+          log.warn('peers.listener_failed', { host, err: String(err) })
+        }
+      }
+    }
     let next: Peer
     try {
       // Step 2-3: the SRV gives the port and the target; step 4-5: the target's A (and AAAA, TXT).
-      const srv = answers<SRVData>(await query.query(srvName, RRType.SRV), srvName, RRType.SRV)[0]
+      const srv = answers<SRVData>(await srvP, srvName, RRType.SRV)[0]
       if (!srv) throw new Error(`no SRV ${srvName}`)
       const target = fq(srv.target.toLowerCase())
       if (!target.endsWith(`.${this.#domain}`)) throw new Error(`SRV target ${target} outside ${this.#domain}`)

@@ -6,6 +6,8 @@
 //   _autotunnel._udp.H.D    SRV   0 0 <external port> L.D
 //   H.D                     AAAA  the ULA                          (the name users type; DNS-SD services point here)
 //   _autotunnel._udp.D      PTR   _autotunnel._udp.H.D             (the user's host list: one name to watch)
+//   H.D                     TXT   "v=at-ike1; k=ed25519; p=..."     (the IKE public key: hostKeyRecord, published by
+//                                                                    the data path, not by hostRecords)
 // and for each --service _t._p:PORT (DNS-SD):
 //   _t._p.D                 PTR   H._t._p.D
 //   H._t._p.D               SRV   0 0 PORT H.D                     (reached over the tunnel, so the internal port)
@@ -111,6 +113,18 @@ export function hostRecords(i: HostRecordsInput): PublishedRR[] {
     )
   }
   return dedupe(out)
+}
+
+/**
+ * The host's IKE public key record (src/ike/hostkey.ts encodePublicKeyRecord) at the host name H.D, the name that
+ * is also the host's IKE identity (ID_FQDN). Its own RRset, so the data path publishes it with a Publisher of its
+ * own; revoking the host deletes it (src/agent/revoke.ts).
+ */
+export function hostKeyRecord(i: { hostname: string; domain: string; record: string; ttlSec: number }): PublishedRR {
+  return {
+    sharing: 'owned',
+    rr: rr(`${i.hostname}.${fq(i.domain)}`, RRType.TXT, i.ttlSec, { strings: [Buffer.from(i.record)] }),
+  }
 }
 
 function dedupe(rrs: PublishedRR[]): PublishedRR[] {

@@ -159,15 +159,18 @@ export async function runUp(o: UpOptions): Promise<void> {
       browse: (type) => browseServices(updates, domain, type),
       peers: () => datapath?.status() ?? [],
       datapath: () => datapath?.extraStatus() ?? null,
-      watchers: () => [
-        {
-          name: hostList.opts.name,
-          type: 'PTR',
-          purpose: "the user's host list",
-          via: hostList.mechanism ?? 'connecting',
-          records: hostList.rrset.map(presentRR),
-        },
-      ],
+      watchers: () => {
+        const w = datapath?.peers.hostListWatcher
+        return [
+          {
+            name: hostList.opts.name,
+            type: 'PTR',
+            purpose: "the user's host list",
+            via: w?.mechanism ?? 'connecting',
+            records: (w?.rrset ?? []).map(presentRR),
+          },
+        ]
+      },
     },
     {
       stateDir: o.state,
@@ -194,7 +197,8 @@ export async function runUp(o: UpOptions): Promise<void> {
     await agent.shutdown({ clean: false }).catch(() => {})
     throw e
   }
-  void hostList.start().catch((e: Error) => log.warn('watch.failed', { error: e.message }))
+  // hostList is not started: its options serve the peers' watchers, and PeerManager runs the one host-list watcher
+  // (status shows that one).
   // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
   const dp = await import('./datapath.js')
   try {
@@ -207,6 +211,9 @@ export async function runUp(o: UpOptions): Promise<void> {
       key,
       tun: tunName,
       resolver: o.resolver,
+      sink: updates,
+      ikeAuth: o.ikeAuth ?? 'signature',
+      mobike: o.mobike ?? true,
     })
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
@@ -280,4 +287,43 @@ export async function runBrowse(type: string | undefined, o: { state: string; js
       )
   }
   if (r.length === 0) process.stdout.write('no services\n')
+}
+
+/**
+ * `autotunnel revoke HOST --state DIR`: through the running agent's control socket (it holds the account key and
+ * the update client); without one, directly with --server, --domain and --key-file.
+ */
+export async function runRevoke(
+  host: string,
+  o: { state: string; server?: string; domain?: string; keyFile?: string; json?: boolean },
+): Promise<void> {
+  let r: import('./revoke.js').RevokeResult
+  try {
+    r = (await controlRequest(controlSocketPath(o.state), 'revoke', { host }, 20_000)) as typeof r
+  } catch (e) {
+    if (!(e instanceof ControlError) || e.code !== 'ENOAGENT') throw e
+    if (!o.server || !o.domain || !o.keyFile)
+      throw new UsageError(`no agent runs in ${o.state}: give --server, --domain and --key-file to revoke directly`)
+    const domain = o.domain.toLowerCase().replace(/\.$/, '')
+    const key = await loadKey({ keyFile: o.keyFile }, domain)
+    const clock = new SystemClock()
+    const updates = new UpdateClient(
+      { clock, log: jsonLogger({ level: 'warn' }) },
+      { bootstrap: parseHostPort(o.server, 53), domain, key, tls: undefined },
+    )
+    try {
+      const { revokeHost } = await import('./revoke.js')
+      r = await revokeHost(
+        { query: updates, sink: updates },
+        { domain, zone: domain.split('.').slice(1).join('.'), host },
+      )
+    } finally {
+      updates.close()
+    }
+  }
+  if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`)
+  else {
+    process.stdout.write(`revoked ${r.host} (via ${r.via}): deleted\n`)
+    for (const d of r.deleted) process.stdout.write(`  ${d}\n`)
+  }
 }

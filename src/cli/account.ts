@@ -54,6 +54,18 @@ export function register(program: Command): void {
     })
 
   account
+    .command('revoke-host <user> <hostname>')
+    .description(
+      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified)",
+    )
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .action(async (user: string, hostname: string, o: { data: string; zone?: string }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountRevokeHost(user, hostname, o)
+    })
+
+  account
     .command('passwd <user>')
     .description("replace the user's key: derived from a password on stdin, or random without --password-stdin")
     .requiredOption('--data <dir>', 'server data directory')

@@ -23,6 +23,8 @@ export interface UpOptions {
   portmap: boolean
   logLevel?: string
   resolver: string | false
+  ikeAuth: 'signature' | 'psk'
+  mobike: boolean
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
@@ -58,6 +60,15 @@ export function register(program: Command): void {
     )
     .option('--no-tls', 'never use DNS over TLS, even when the server advertises it')
     .option('--no-portmap', 'do not ask the gateway for a port mapping (PCP, NAT-PMP, UPnP)')
+    .addOption(
+      new Option(
+        '--ike-auth <mode>',
+        'IKE authentication: signatures with the per-host key published in DNS, or the PSK from the account secret',
+      )
+        .choices(['signature', 'psk'])
+        .default('signature'),
+    )
+    .option('--no-mobike', 'do not use MOBIKE (RFC 4555): peers follow a move through DNS only')
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
       const m = await import('../agent/run.js')
@@ -83,6 +94,27 @@ export function register(program: Command): void {
       const m = await import('../agent/run.js')
       await m.runDown(o)
     })
+
+  program
+    .command('revoke <hostname>')
+    .description(
+      "revoke one of the user's hosts: delete its IKE key record and its other records (via the running agent, " +
+        'or directly with --server/--domain/--key-file)',
+    )
+    .requiredOption('--state <dir>', "the state directory of an agent of the same user (this host's)")
+    .option('--server <host[:port]>', 'without a running agent: the DNS service to send the UPDATE to')
+    .option('--domain <user.zone>', "without a running agent: the user's domain")
+    .option('--key-file <file>', 'without a running agent: the account key (JSON of `account add --json`)')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        host: string,
+        o: { state: string; server?: string; domain?: string; keyFile?: string; json?: boolean },
+      ) => {
+        const m = await import('../agent/run.js')
+        await m.runRevoke(host, o)
+      },
+    )
 
   program
     .command('browse [type]')

@@ -70,6 +70,8 @@ export interface IkeSaSummary {
   readonly natLocal: boolean
   readonly natRemote: boolean
   readonly mobike: boolean
+  /** How the peer authenticated: a published key (RFC 7427 signature) or the PSK. */
+  readonly peerAuth: 'signature' | 'psk' | 'none'
   readonly children: readonly { spiIn: number; spiOut: number; alg: CipherName; esn: boolean }[]
 }
 

@@ -33,6 +33,7 @@ export function ikeSaSummary(sa: IkeSa): IkeSaSummary {
     natLocal: sa.natLocal,
     natRemote: sa.natRemote,
     mobike: sa.peerMobike,
+    peerAuth: sa.authKey === 'psk' ? 'psk' : sa.authKey ? 'signature' : 'none',
     children: sa.children.map((c) => ({
       spiIn: c.spiIn,
       spiOut: c.spiOut,

@@ -8,7 +8,7 @@ import {
   randomTsigKey,
 } from '../dns/account-key.js'
 import { type Account, AccountError, addAccount, listAccounts, removeAccount, setAccountSecret } from './accounts.js'
-import { type Db, openDb, StoreError, storedZone } from './db.js'
+import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`)
@@ -132,6 +132,67 @@ export async function accountPasswd(
   try {
     const key = await makeKey(user, zone, o)
     show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json)
+  } finally {
+    db.close()
+  }
+}
+
+const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+/**
+ * `account revoke-host USER HOST`: deletes, in the store, what the agent's `autotunnel revoke` deletes by UPDATE
+ * (src/agent/revoke.ts): the host's key record and every other record it published (H.D, _autotunnel._udp.H.D,
+ * its SRV target L.D, its host-list PTR, its DNS-SD instances). One transaction bumping the serial and the external
+ * generation, as `account remove` does, so a running server reloads its index and notifies LLQ/DNS Push watchers
+ * (Store.checkExternal, once a second). Returns the names touched.
+ */
+export function revokeHostInDb(db: Db, zone: string, user: string, host: string): string[] {
+  const h = host.toLowerCase()
+  if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
+  const d = `${user}.${zone}`
+  const hostName = `${h}.${d}`
+  const srvName = `_autotunnel._udp.${hostName}`
+  const fqLower = (t: string): string => (t.endsWith('.') ? t : `${t}.`).toLowerCase()
+  return db.transaction(() => {
+    if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
+    const texts = (name: string, type: number): string[] =>
+      db.prepare('SELECT text FROM rr WHERE name = ? AND type = ?').pluck().all(name, type) as string[]
+    const targets = texts(srvName, 33)
+      .map((t) => fqLower(t.split(' ').at(-1) ?? ''))
+      .filter((t) => t.endsWith(`.${d}`))
+    const types = texts(`_services._dns-sd._udp.${d}`, 12)
+      .map(fqLower)
+      .filter((t) => t.endsWith(`.${d}`))
+    const delName = db.prepare('DELETE FROM rr WHERE name = ?')
+    const delPtr = db.prepare('DELETE FROM rr WHERE name = ? AND type = 12 AND lower(text) = ?')
+    const touched: string[] = []
+    let n = 0
+    for (const name of [hostName, srvName, ...targets, ...types.map((t) => `${h}.${t}`)]) {
+      const c = delName.run(name).changes
+      if (c) touched.push(name)
+      n += c
+    }
+    for (const [list, target] of [[`_autotunnel._udp.${d}`, srvName], ...types.map((t) => [t, `${h}.${t}`])] as [
+      string,
+      string,
+    ][]) {
+      const c = delPtr.run(list, target).changes
+      if (c) touched.push(`${list} PTR ${target}`)
+      n += c
+    }
+    if (n > 0) setMeta(db, 'serial', String(nextSerial(Number(getMeta(db, 'serial') ?? '1'))))
+    setMeta(db, 'external_gen', String(Number(getMeta(db, 'external_gen') ?? '0') + 1))
+    return touched
+  })()
+}
+
+export async function accountRevokeHost(user: string, host: string, o: { data: string; zone?: string }): Promise<void> {
+  checkUser(user)
+  const { db, zone } = open(o.data, o.zone)
+  try {
+    const touched = revokeHostInDb(db, zone, user, host)
+    out(`revoked host ${host.toLowerCase()} of ${user}: ${touched.length ? 'deleted' : 'nothing published'}`)
+    for (const t of touched) out(`  ${t}`)
   } finally {
     db.close()
   }
