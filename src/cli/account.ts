@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander'
 
-// `autotunnel account add|list|remove|passwd`: accounts live in the server's store (DIR/autotunnel.sqlite) and a
+// `autotunnel account add|list|remove|passwd|revoke-host`: accounts live in the server's store (DIR/autotunnel.sqlite) and a
 // running server sees changes without a restart. The implementation is imported lazily inside each action.
 export function register(program: Command): void {
   const account = program

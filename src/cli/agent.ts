@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander'
 
-// `autotunnel up|status|down|browse`: the host agent (docs/agent.md). `up` runs in the foreground and serves a
+// `autotunnel up|status|down|browse|revoke`: the host agent (docs/agent.md). `up` runs in the foreground and serves a
 // control socket in its state directory; the other three talk to it there. Implementations load lazily.
 
 export interface UpOptions {
