@@ -323,6 +323,42 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
       )
       t.diagnostic(`revocation on the server: desktop dropped the vps after ${(performance.now() - t1).toFixed(0)} ms`)
       assert.deepEqual(await dig(lab, srv, `_autotunnel._udp.vps.${DOMAIN}`, 'SRV'), [])
+
+      // 6. --ike-auth psk (interop/fallback): two PSK hosts key each other; a signature-only host refuses them.
+      for (const a of agents.filter((x) => x.host !== 'desktop')) await stopAgent(a)
+      const laptopPsk = await startIkeAgent(lab, srv, 'laptop', ['--ike-auth', 'psk'])
+      agents.push(laptopPsk)
+      const vpsPsk = await startIkeAgent(lab, srv, 'vps', ['--ike-auth', 'psk'])
+      agents.push(vpsPsk)
+      assert.deepEqual(await dig(lab, srv, `vps.${DOMAIN}`, 'TXT'), [], 'no key record in psk mode')
+      await waitPeer(laptopPsk, 'vps', vpsPsk.ula)
+      await waitPeer(vpsPsk, 'laptop', laptopPsk.ula)
+      await waitPing(lab, 'laptop', vpsPsk.ula)
+      assert.equal((await rows(laptopPsk)).find((r) => r.name === 'vps')?.auth, 'psk')
+      await waitPeer(desktop, 'vps', vpsPsk.ula)
+      assert.notEqual((await ping(lab, 'desktop', vpsPsk.ula, 2)).code, 0, 'signature host refuses a PSK host')
+      // And `autotunnel revoke` without a running agent: directly with the account key file.
+      const direct = await lab.execOk('laptop', [
+        'node',
+        MAIN,
+        'revoke',
+        'vps',
+        '--state',
+        '/nonexistent',
+        '--server',
+        SERVER_ADDR,
+        '--domain',
+        DOMAIN,
+        '--key-file',
+        srv.keyFile,
+      ])
+      t.diagnostic(`autotunnel revoke vps (direct, no agent): ${direct.stdout.split('\n')[0]}`)
+      await waitFor(
+        'laptop to drop the vps',
+        async () => !(await rows(laptopPsk)).some((r) => r.name === 'vps'),
+        10_000,
+        50,
+      )
     } catch (e) {
       for (const a of agents) t.diagnostic(`--- ${a.host} log tail ---\n${(await agentLog(a)).slice(-5000)}`)
       throw e
