@@ -114,6 +114,7 @@ export class Datapath {
   #lastPrimary: string | undefined
   /** Publishes our IKE key record (signature auth). */
   #keyPublisher: Publisher | undefined
+  #stopped = false
   readonly ikeAuth: IkeAuth
 
   constructor(deps: DatapathDeps, opts: DatapathOptions) {
@@ -259,6 +260,7 @@ export class Datapath {
     const sink = this.#d.sink
     if (this.ikeAuth !== 'signature' || !hostKey || !zone || !sink) return
     void import('../ike/hostkey.js').then(({ encodePublicKeyRecord }) => {
+      if (this.#stopped) return
       const p = new Publisher(
         { clock: this.#d.clock, log: this.#d.log.child({ c: 'publish-key' }), sink },
         this.#o.leaseSec ? { leaseSec: this.#o.leaseSec } : {},
@@ -283,6 +285,7 @@ export class Datapath {
    * (clean) so they drop our SAs at once, and our key record withdrawn.
    */
   async stopping(clean: boolean): Promise<void> {
+    this.#stopped = true
     const kp = this.#keyPublisher
     await Promise.allSettled([this.#t?.engine.close({ deletePeers: clean }), clean ? kp?.withdraw() : kp?.stop()])
   }
@@ -362,6 +365,7 @@ export class Datapath {
   }
 
   async close(): Promise<void> {
+    this.#stopped = true
     this.#keyPublisher?.stop()
     await this.peers.close()
     await this.#resolver?.close()
