@@ -6,9 +6,7 @@
 import type dgram from 'node:dgram'
 import { EventEmitter } from 'node:events'
 import type { Clock } from '../io/clock.js'
-import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
-import type { Logger } from '../io/log.js'
-import type { Random } from '../io/random.js'
+import type { RemoteInfo } from '../io/datagram.js'
 import type { TunDevice } from '../io/tun.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
@@ -24,6 +22,14 @@ import {
   parseIpv6,
 } from './sa-table.js'
 import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
+import {
+  type ChildSaParams,
+  type PeerStatus,
+  type TunnelDeps,
+  TunnelError,
+  type TunnelOptions,
+  type ViewTun,
+} from './tunnel-types.js'
 import { TxThread } from './tx-thread.js'
 import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
 import { UdpGso, udpSocketFd } from './udp-gso.js'
@@ -34,95 +40,14 @@ export const TX_STATS_INTERVAL_MS = 200
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
 export type { Endpoint } from './sa-table.js'
-
-export interface TunnelDeps {
-  readonly tun: TunDevice
-  /** The shared UDP socket, already bound (the agent's mapped port). */
-  readonly socket: DatagramSocket
-  readonly clock: Clock
-  readonly log: Logger
-  readonly random: Random
-}
-
-export interface TunnelOptions {
-  /** This host's ULA (the TUN device's /128). Required. */
-  readonly localUla: string
-  /** @default 20000 (RFC 3948 section 4) */
-  readonly keepaliveIntervalMs?: number
-  /** Packets kept per peer while waiting for an SA. @default 32 */
-  readonly noSaQueueLen?: number
-  /** How long a packet may wait for an SA. @default 5000 */
-  readonly noSaQueueMs?: number
-  /** Minimum interval between two onNoSa calls for one peer. @default 1000 */
-  readonly noSaRetryMs?: number
-  /** Send queue length (packets). @default 512 */
-  readonly txQueueLen?: number
-  /** Slabs in the pool: bounds the packets queued plus in flight. @default 1024 */
-  readonly maxSlabs?: number
-  /** Replay window blocks of 32; window = (blocks - 1) * 32. @default 64 (2016 packets) */
-  readonly replayBlocks?: number
-  /** onSaExpiring fires when this fraction of the sequence space is used. @default 0.9 */
-  readonly seqSoftLimit?: number
-  /**
-   * Run the send path and the TUN device's I/O on two worker threads (tx-thread.ts) when the TUN device has an
-   * fd (LinuxTun) and the socket is a node:dgram UdpSocket; otherwise, or when false, everything runs on this
-   * thread. @default false
-   */
-  readonly txThread?: boolean
-  /**
-   * With txThread: which thread reads the TUN device. 'io' (a third thread; most throughput, about 0.5 ms more
-   * round-trip time on the lab VM) or 'send' (the send thread; latency close to one thread). The environment
-   * variable AUTOTUNNEL_TUN_READ=send|io overrides. @default 'io'
-   */
-  readonly tunReadIn?: 'send' | 'io'
-  /** Batch sends with UDP GSO when the socket is a node:dgram UdpSocket on Linux. @default true */
-  readonly udpGso?: boolean
-  /** Fill released slabs with 0xdb (tests). @default false */
-  readonly poisonSlabs?: boolean
-}
-
-export interface ChildSaParams {
-  readonly peerUla: string
-  readonly spiIn: number
-  readonly spiOut: number
-  readonly alg: EspAlg
-  /** Inbound key material: key || 4-octet salt (RFC 4106 section 8.1, RFC 7634 section 2), as IKEv2 derives it. */
-  readonly keyIn: Buffer
-  readonly keyOut: Buffer
-  /** Extended sequence numbers (RFC 4303 section 2.2.1). */
-  readonly esn: boolean
-  /** Switch outbound traffic to this SA now. @default true. false installs only the inbound half (rekey, responder side). */
-  readonly outbound?: boolean
-}
-
-export interface PeerStatus {
-  readonly ula: string
-  readonly endpoint: Endpoint | undefined
-  readonly keepalive: boolean
-  readonly spiOut: number | undefined
-  readonly spisIn: number[]
-  readonly alg: EspAlg | undefined
-  readonly txPackets: number
-  readonly txBytes: number
-  readonly rxPackets: number
-  readonly rxBytes: number
-  /** Wall-clock ms of the last authenticated packet from this peer. */
-  readonly lastRxMs: number | undefined
-  /** Packets waiting for an SA. */
-  readonly queued: number
-}
-
-/** Errors of the SA table API (bad parameters from IKE or the manual config), never raised by packets. */
-export class TunnelError extends Error {
-  override readonly name = 'TunnelError'
-  constructor(
-    message: string,
-    readonly code: 'unknown_peer' | 'spi_in_use' | 'bad_param',
-    options?: ErrorOptions,
-  ) {
-    super(message, options)
-  }
-}
+export {
+  type ChildSaParams,
+  type PeerStatus,
+  type TunnelDeps,
+  TunnelError,
+  type TunnelOptions,
+  type ViewTun,
+} from './tunnel-types.js'
 
 export class Tunnel {
   readonly localUla: string
@@ -564,11 +489,6 @@ export class Tunnel {
     if (!p && required) throw new TunnelError(`unknown peer ${ula}`, 'unknown_peer')
     return p
   }
-}
-
-/** Optional TUN read that lends a view of a reused buffer (LinuxTun): the tunnel copies it into a slab. */
-export interface ViewTun {
-  onPacketView(handler: (buf: Buffer, off: number, len: number) => void): void
 }
 
 function checkEndpoint(e: Endpoint): Endpoint {
