@@ -11,6 +11,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../io/clock.js'
 import type { Random } from '../io/random.js'
+import { formatIpv6 as formatIpv6At, IPV6_ADDR_LEN } from '../tunnel/sa-table.js'
 
 export const ULA_FIRST_OCTET = 0xfd
 export const ULA_RANDOM_OCTETS = 7
@@ -66,27 +67,9 @@ export function autoTunnelLabel(eui64: Buffer): string {
 
 /** RFC 5952 text form of a 16-octet IPv6 address (lower case, longest zero run of 2+ groups compressed). */
 export function formatIpv6(a: Buffer): string {
-  if (a.length !== 16) throw new IdentityError(`IPv6 address must be 16 octets, got ${a.length}`)
-  const g: number[] = []
-  for (let i = 0; i < 16; i += 2) g.push(a.readUInt16BE(i))
-  let bestAt = -1
-  let bestLen = 1
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) {
-      bestAt = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':')
-  if (bestAt < 0) return hex(g)
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`
+  if (a.length !== IPV6_ADDR_LEN)
+    throw new IdentityError(`IPv6 address must be ${IPV6_ADDR_LEN} octets, got ${a.length}`)
+  return formatIpv6At(a, 0)
 }
 
 /** fd + 7 random octets + EUI-64 (RFC 6281 section 6.3). */
