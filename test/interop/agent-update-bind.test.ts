@@ -4,11 +4,9 @@
 // BIND ignores the RFC 9664 lease option (../../shared/peers/RECIPES.md section 3), so leases are tested against
 // our own server elsewhere.
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import dgram from 'node:dgram'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -18,27 +16,10 @@ import { type HostRecordsInput, hostRecords } from '../../src/agent/records.js'
 import { UpdateClient, type UpdateError } from '../../src/dns/client/update.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
+import { ensureSelfSigned } from '../../src/server/tls-cert.js'
+import { freePort, retryOnAddrInUse } from './ports.js'
 
 const execFileP = promisify(execFile)
-
-/** A port free for both TCP and UDP on 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = await new Promise<number>((resolve) => {
-      const s = createServer()
-      s.listen(0, '127.0.0.1', () => {
-        const port = (s.address() as { port: number }).port
-        s.close(() => resolve(port))
-      })
-    })
-    const udpFree = await new Promise<boolean>((resolve) => {
-      const u = dgram.createSocket('udp4')
-      u.once('error', () => resolve(false))
-      u.bind(p, '127.0.0.1', () => u.close(() => resolve(true)))
-    })
-    if (udpFree) return p
-  }
-}
 
 interface Bind {
   dir: string
@@ -51,14 +32,8 @@ interface Bind {
 const KEY = 'alice.members.example.'
 
 /** Retries with other ports when one was taken between freePort() and the bind (tests run beside others). */
-async function startBind(t: { after: (fn: () => Promise<void>) => void }): Promise<Bind> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startBindOnce(t)
-    } catch (e) {
-      if (attempt >= 3 || (!String(e).includes('EADDRINUSE') && !String(e).includes('address in use'))) throw e
-    }
-  }
+function startBind(t: { after: (fn: () => Promise<void>) => void }): Promise<Bind> {
+  return retryOnAddrInUse(() => startBindOnce(t))
 }
 
 async function startBindOnce(t: { after: (fn: () => Promise<void>) => void }): Promise<Bind> {
@@ -66,29 +41,7 @@ async function startBindOnce(t: { after: (fn: () => Promise<void>) => void }): P
   const port = await freePort()
   const tlsPort = await freePort()
   const secret = randomBytes(32).toString('base64')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(dir, 'tls.key'),
-      '-out',
-      join(dir, 'tls.crt'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=ns.members.example',
-      '-addext',
-      'subjectAltName=DNS:ns.members.example,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  )
+  ensureSelfSigned(dir, 'ns.members.example', ['127.0.0.1'])
   await writeFile(
     join(dir, 'named.conf'),
     `key "${KEY}" { algorithm hmac-sha256; secret "${secret}"; };

@@ -3,9 +3,7 @@
 // lease, expiry once refreshes stop (a crash), withdraw, and browse over TSIG-signed queries. Read back with dig -y.
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import dgram from 'node:dgram'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -17,28 +15,10 @@ import { type HostRecordsInput, hostRecords } from '../../src/agent/records.js'
 import { UpdateClient } from '../../src/dns/client/update.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
+import { freePort, retryOnAddrInUse } from './ports.js'
 
 const execFileP = promisify(execFile)
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
-
-/** A port free for both TCP and UDP on 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const p = await new Promise<number>((resolve) => {
-      const s = createServer()
-      s.listen(0, '127.0.0.1', () => {
-        const port = (s.address() as { port: number }).port
-        s.close(() => resolve(port))
-      })
-    })
-    const udpFree = await new Promise<boolean>((resolve) => {
-      const u = dgram.createSocket('udp4')
-      u.once('error', () => resolve(false))
-      u.bind(p, '127.0.0.1', () => u.close(() => resolve(true)))
-    })
-    if (udpFree) return p
-  }
-}
 
 interface Srv {
   data: string
@@ -48,14 +28,8 @@ interface Srv {
 }
 
 /** Retries with other ports when one was taken between freePort() and the bind (tests run beside others). */
-async function startServer(t: { after: (fn: () => Promise<void>) => void }, tls = true): Promise<Srv> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startServerOnce(t, tls)
-    } catch (e) {
-      if (attempt >= 3 || (!String(e).includes('EADDRINUSE') && !String(e).includes('address in use'))) throw e
-    }
-  }
+function startServer(t: { after: (fn: () => Promise<void>) => void }, tls = true): Promise<Srv> {
+  return retryOnAddrInUse(() => startServerOnce(t, tls))
 }
 
 async function startServerOnce(t: { after: (fn: () => Promise<void>) => void }, tls: boolean): Promise<Srv> {

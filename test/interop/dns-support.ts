@@ -4,35 +4,16 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { frameTcp, TcpDeframer } from '../../src/dns/tcp-framing.js'
 import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
 import { RRClass, RRType } from '../../src/dns/wire/rr-table.js'
+import { freePort, LOOPBACK } from './ports.js'
 
-export const LOOPBACK = '127.0.0.1'
-
-/** A port free for both TCP and UDP on 127.0.0.1 (chosen by the kernel, then released). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer()
-      srv.once('error', reject)
-      srv.listen(0, LOOPBACK, () => {
-        const a = srv.address()
-        srv.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
-      })
-    })
-    const udpFree = await new Promise<boolean>((resolve) => {
-      const s = createSocket('udp4')
-      s.once('error', () => resolve(false))
-      s.bind(port, LOOPBACK, () => s.close(() => resolve(true)))
-    })
-    if (udpFree) return port
-  }
-}
+export { freePort, LOOPBACK }
 
 export function tempDir(t: TestContext, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))

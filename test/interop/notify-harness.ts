@@ -2,6 +2,7 @@
 // loopback ports, so it can be restarted in place (a watcher must survive that), with TLS and metrics; plus
 // watcher helpers.
 import type { TsigKey } from '../../src/dns/tsig.js'
+import { retryOnAddrInUse } from './ports.js'
 import { type AccountJson, freePorts, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
 
 export { type AccountJson, run, tsigArg, ZONE }
@@ -33,16 +34,12 @@ export class NotifyServer extends ServerProcess {
    */
   override async start(): Promise<Ports> {
     if (this.#fixed) return super.start(this.extra, { metrics: true, ports: this.#fixed })
-    for (let attempt = 1; ; attempt++) {
+    return retryOnAddrInUse(async () => {
       const [dns, tls, metrics] = (await freePorts(3)) as [number, number, number]
-      try {
-        const p = await super.start(this.extra, { metrics: true, ports: { dns, tls, metrics } })
-        this.#fixed = { dns, tls, metrics }
-        return p
-      } catch (e) {
-        if (attempt >= PORT_ATTEMPTS || !/EADDRINUSE/.test(String(e))) throw e
-      }
-    }
+      const p = await super.start(this.extra, { metrics: true, ports: { dns, tls, metrics } })
+      this.#fixed = { dns, tls, metrics }
+      return p
+    }, PORT_ATTEMPTS)
   }
 }
 
