@@ -95,7 +95,8 @@ export type UpdateOp =
   | { kind: 'deleteName'; name: string }
   | { kind: 'deleteRR'; rr: RR }
 
-const META_TYPES: ReadonlySet<number> = new Set([
+/** RFC 2136 3.4.1.2 meta-types (RFC 6895 3.1): OPT, TSIG, TKEY, IXFR, AXFR, MAILB (253), MAILA (254). */
+export const UPDATE_META_TYPES: ReadonlySet<number> = new Set([
   RRType.OPT,
   RRType.TSIG,
   RRType.TKEY,
@@ -108,17 +109,17 @@ const META_TYPES: ReadonlySet<number> = new Set([
 /** RFC 2136 3.4.1.3: the meaning of one update RR, or the RCODE (FORMERR) for a malformed one. */
 export function classifyUpdate(rr: RR, zoneClass: number = RRClass.IN): UpdateOp | { rcode: number } {
   if (rr.class === zoneClass) {
-    if (rr.type === RRType.ANY || META_TYPES.has(rr.type) || rr.data === null) return { rcode: Rcode.FORMERR }
+    if (rr.type === RRType.ANY || UPDATE_META_TYPES.has(rr.type) || rr.data === null) return { rcode: Rcode.FORMERR }
     return { kind: 'add', rr }
   }
   if (rr.class === RRClass.ANY) {
-    if (rr.ttl !== 0 || rr.data !== null || META_TYPES.has(rr.type)) return { rcode: Rcode.FORMERR }
+    if (rr.ttl !== 0 || rr.data !== null || UPDATE_META_TYPES.has(rr.type)) return { rcode: Rcode.FORMERR }
     return rr.type === RRType.ANY
       ? { kind: 'deleteName', name: rr.name }
       : { kind: 'deleteRRset', name: rr.name, type: rr.type }
   }
   if (rr.class === RRClass.NONE) {
-    if (rr.ttl !== 0 || rr.type === RRType.ANY || META_TYPES.has(rr.type) || rr.data === null)
+    if (rr.ttl !== 0 || rr.type === RRType.ANY || UPDATE_META_TYPES.has(rr.type) || rr.data === null)
       return { rcode: Rcode.FORMERR }
     return { kind: 'deleteRR', rr: { ...rr, class: zoneClass } }
   }

@@ -7,6 +7,7 @@
 // against the zone as left by the updates committed before it, so prerequisites see every earlier update.
 
 import { accountKeyName } from '../dns/account-key.js'
+import { UPDATE_META_TYPES } from '../dns/update.js'
 import { Rcode } from '../dns/wire/header.js'
 import type { Message } from '../dns/wire/message.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
@@ -17,17 +18,8 @@ import { canonicalRData, toZoneRR } from './rdata.js'
 import type { ZoneTx } from './store.js'
 import { isAtOrBelow, type Rec, rdataKey, type ZoneIndex } from './zone-index.js'
 
-/** Types that never appear in zone data (RFC 2136 3.4.1.2 "meta-types", RFC 6895 3.1). */
-const META_TYPES: ReadonlySet<number> = new Set([
-  RRType.OPT,
-  RRType.TSIG,
-  RRType.TKEY,
-  RRType.IXFR,
-  RRType.AXFR,
-  253,
-  254,
-  RRType.ANY,
-])
+/** Types that never appear in zone data: the RFC 2136 3.4.1.2 meta-types and the QTYPE ANY (RFC 6895 3.1). */
+const META_TYPES: ReadonlySet<number> = new Set([...UPDATE_META_TYPES, RRType.ANY])
 /** Types a user key may not add: the zone's own SOA/NS are managed by the server, delegations are not served. */
 const SERVER_TYPES: ReadonlySet<number> = new Set([RRType.SOA, RRType.NS])
 
