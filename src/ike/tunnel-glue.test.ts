@@ -10,7 +10,7 @@ import { nullLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { SystemRandom } from '../io/random.js'
 import { FakeTun } from '../io/tun.fake.js'
-import { parseIpv6 } from '../tunnel/sa-table.js'
+import { ipv6 } from '../tunnel/test-pair.js'
 import { Tunnel } from '../tunnel/tunnel.js'
 import { IkeEngine } from './engine.js'
 import { generateHostKey } from './hostkey.js'
@@ -19,18 +19,6 @@ import type { PeerInfo } from './types.js'
 
 const A = { id: 'a.alice.example', ula: 'fd00:a::1', address: '192.0.2.10', port: 4500 }
 const B = { id: 'b.alice.example', ula: 'fd00:b::1', address: '198.51.100.20', port: 4500 }
-
-function ipv6(src: string, dst: string, payload: Buffer): Buffer {
-  const p = Buffer.alloc(40 + payload.length)
-  p[0] = 0x60
-  p.writeUInt16BE(payload.length, 4)
-  p[6] = 17
-  p[7] = 64
-  parseIpv6(src).bytes.copy(p, 8)
-  parseIpv6(dst).bytes.copy(p, 24)
-  payload.copy(p, 40)
-  return p
-}
 
 async function settle(): Promise<void> {
   for (let i = 0; i < 30; i++) await new Promise((r) => setImmediate(r))
