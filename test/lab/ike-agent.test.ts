@@ -9,25 +9,15 @@
 // real spoofed flood. The packets cross the core router and the home gateway's port mapping like any datagram.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { type Lab, withLab } from '../../lab/index.js'
-import {
-  agentLog,
-  dig,
-  type LabServer,
-  MAIN,
-  SERVER_ADDR,
-  startAgent,
-  startServer,
-  waitFor,
-  ZONE,
-} from './agent-helpers.js'
+import { withLab } from '../../lab/index.js'
+import { agentLog, dig, type LabServer, MAIN, SERVER_ADDR, startServer, waitFor, ZONE } from './agent-helpers.js'
 import {
   DOMAIN,
-  LAB_RESOLVER,
   longestStall,
   parseIperf,
   ping,
   startIperfServer,
+  startTunnelAgent,
   type TunnelAgent,
   waitPeer,
   waitPing,
@@ -42,24 +32,6 @@ interface IkeRow {
 interface IkeView {
   ikeAuth: string
   ike: { mobikeUpdates: number; cookiesSent: number; ikeEstablished: number; authFailures: number; revoked: number }
-}
-
-async function startIkeAgent(lab: Lab, srv: LabServer, host: string, extra: string[] = []): Promise<TunnelAgent> {
-  const a = await startAgent(lab, srv, host, [
-    '--tun',
-    'autotun0',
-    '--resolver',
-    `${LAB_RESOLVER}:53`,
-    '--log-level',
-    'info',
-    ...extra,
-  ])
-  const s = await a.status()
-  return {
-    ...a,
-    ula: s.identity.ula,
-    peers: async () => ((await a.status()) as unknown as { peers: never[] }).peers,
-  }
 }
 
 const rows = async (a: TunnelAgent): Promise<IkeRow[]> => (await a.peers()) as unknown as IkeRow[]
@@ -115,9 +87,9 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
     }
     try {
       srv = await startServer(lab, { leaseMin: 30 })
-      const desktop = await startIkeAgent(lab, srv, 'desktop')
+      const desktop = await startTunnelAgent(lab, srv, 'desktop')
       agents.push(desktop)
-      let laptop = await startIkeAgent(lab, srv, 'laptop')
+      let laptop = await startTunnelAgent(lab, srv, 'laptop')
       agents.push(laptop)
 
       // 1. No manual keys: each host publishes its key at H.D; the first ping keys the tunnel with signatures.
@@ -189,7 +161,7 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
         5000,
         100,
       )
-      laptop = await startIkeAgent(lab, srv, 'laptop', ['--no-mobike'])
+      laptop = await startTunnelAgent(lab, srv, 'laptop', ['--no-mobike'])
       agents.push(laptop)
       await waitPeer(laptop, 'desktop', desktop.ula)
       await waitPeer(desktop, 'laptop', laptop.ula)
@@ -249,7 +221,7 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
 
       // 5. Revocation. A third host (vps) talks to both; the desktop revokes the laptop: the desktop and the vps
       // drop it, its pings fail, desktop <-> vps keeps working.
-      const vps = await startIkeAgent(lab, srv, 'vps')
+      const vps = await startTunnelAgent(lab, srv, 'vps')
       agents.push(vps)
       await waitPeer(vps, 'desktop', desktop.ula)
       await waitPeer(vps, 'laptop', laptop.ula)
@@ -326,9 +298,9 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
 
       // 6. --ike-auth psk (interop/fallback): two PSK hosts key each other; a signature-only host refuses them.
       for (const a of agents.filter((x) => x.host !== 'desktop')) await stopAgent(a)
-      const laptopPsk = await startIkeAgent(lab, srv, 'laptop', ['--ike-auth', 'psk'])
+      const laptopPsk = await startTunnelAgent(lab, srv, 'laptop', ['--ike-auth', 'psk'])
       agents.push(laptopPsk)
-      const vpsPsk = await startIkeAgent(lab, srv, 'vps', ['--ike-auth', 'psk'])
+      const vpsPsk = await startTunnelAgent(lab, srv, 'vps', ['--ike-auth', 'psk'])
       agents.push(vpsPsk)
       assert.deepEqual(await dig(lab, srv, `vps.${DOMAIN}`, 'TXT'), [], 'no key record in psk mode')
       await waitPeer(laptopPsk, 'vps', vpsPsk.ula)

@@ -27,8 +27,13 @@ export interface TunnelAgent extends LabAgent {
   peers(): Promise<PeerView[]>
 }
 
-/** `autotunnel up` with the TUN device autotun0 and the resolver on 127.0.0.53:53 of the host. */
-export async function startTunnelAgent(lab: Lab, srv: LabServer, host: string): Promise<TunnelAgent> {
+/** `autotunnel up` with the TUN device autotun0, the resolver on 127.0.0.53:53 of the host, and `extra` options. */
+export async function startTunnelAgent(
+  lab: Lab,
+  srv: LabServer,
+  host: string,
+  extra: readonly string[] = [],
+): Promise<TunnelAgent> {
   const a = await startAgent(lab, srv, host, [
     '--tun',
     'autotun0',
@@ -36,6 +41,7 @@ export async function startTunnelAgent(lab: Lab, srv: LabServer, host: string): 
     `${LAB_RESOLVER}:53`,
     '--log-level',
     'info',
+    ...extra,
   ])
   const s = await a.status()
   return {
