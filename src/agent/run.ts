@@ -95,7 +95,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const tunName = o.tun === false ? undefined : o.tun
   const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
   const updates = new UpdateClient(
-    { clock, log: log.child({ c: 'update' }) },
+    { clock, log: log.child({ c: 'update' }), random },
     {
       bootstrap: server,
       domain,

@@ -7,6 +7,7 @@ import dgram from 'node:dgram'
 import { test } from 'node:test'
 import { SystemClock } from '../../io/clock.js'
 import { MemoryLogger } from '../../io/log.js'
+import { FakeRandom } from '../../io/random.fake.js'
 import { EdnsOptionCode, findOption } from '../edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../lease.js'
 import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
@@ -112,4 +113,22 @@ test('an error answer is taken even unsigned and surfaces its rcode; no answer i
   const c = client(silent.port)
   await assert.rejects(c.update({ zone: 'members.example', updates: [add] }), (e: UpdateError) => e.code === -1)
   assert.equal(c.failures, 1)
+})
+
+test('UPDATE message IDs come from the injected Random', async (t) => {
+  const srv = await server(t, (req, _wire, reply, mac) =>
+    reply(signMessage(answer(req, undefined), key, { requestMac: mac }).wire),
+  )
+  const ids = (seed: number) => {
+    const r = new FakeRandom(seed)
+    return [r.int(0x10000), r.int(0x10000)]
+  }
+  const c = new UpdateClient(
+    { clock: new SystemClock(), log: new MemoryLogger(), random: new FakeRandom(7) },
+    { bootstrap: { host: '127.0.0.1', port: srv.port }, domain: 'alice.members.example', key, timeoutMs: 300 },
+  )
+  await c.update({ zone: 'members.example', updates: [add] })
+  await c.update({ zone: 'members.example', updates: [add] })
+  const sent = srv.seen.filter((m) => m.opcode === Opcode.UPDATE).map((m) => m.id)
+  assert.deepEqual(sent, ids(7))
 })

@@ -7,9 +7,9 @@
 // plain DNS: when the domain advertises TLS, updates go over TLS or fail. Responses must carry a valid TSIG
 // signed with the same key (RFC 8945 5.3), else they are ignored like a forged datagram.
 
-import { randomInt } from 'node:crypto'
 import type { Clock } from '../../io/clock.js'
 import type { Logger } from '../../io/log.js'
+import { type Random, SystemRandom } from '../../io/random.js'
 import { EdnsOptionCode, findOption } from '../edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../lease.js'
 import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
@@ -70,10 +70,13 @@ export class UpdateError extends Error {
 
 export const UPDATE_TLS_SERVICE = '_dnsupdate-tls._udp'
 export const UPDATE_SERVICE = '_dns-update._udp'
+/** RFC 1035 4.1.1: the message ID is 16 bits. */
+const DNS_ID_SPACE = 0x10000
 
 export class UpdateClient implements UpdateSink {
   readonly #clock: Clock
   readonly #log: Logger
+  readonly #random: Random
   readonly #o: UpdateClientOptions
   readonly #domain: string
   #server: (ServerAddr & { readonly via: string }) | undefined
@@ -84,9 +87,11 @@ export class UpdateClient implements UpdateSink {
   badResponses = 0
   discoveries = 0
 
-  constructor(deps: { clock: Clock; log: Logger }, opts: UpdateClientOptions) {
+  /** `deps.random` supplies the UPDATE message IDs; it defaults to SystemRandom. */
+  constructor(deps: { clock: Clock; log: Logger; random?: Random }, opts: UpdateClientOptions) {
     this.#clock = deps.clock
     this.#log = deps.log
+    this.#random = deps.random ?? new SystemRandom()
     this.#o = opts
     this.#domain = opts.domain.endsWith('.') ? opts.domain : `${opts.domain}.`
   }
@@ -188,7 +193,7 @@ export class UpdateClient implements UpdateSink {
       throw new UpdateError(`no update server found: ${(e as Error).message}`, -1, { cause: e })
     }
     const msg = emptyMessage({
-      id: randomInt(0x10000),
+      id: this.#random.int(DNS_ID_SPACE),
       opcode: Opcode.UPDATE,
       questions: [{ name: req.zone.endsWith('.') ? req.zone : `${req.zone}.`, type: RRType.SOA, class: RRClass.IN }],
       answers: [...(req.prereqs ?? [])],
