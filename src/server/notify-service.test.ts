@@ -65,14 +65,14 @@ function setup(opts: { pushPlainTcp?: boolean } = {}) {
   return { clock, notify, change, zone }
 }
 
-let nextConn = 1
+const connIds = { next: 1 }
 function connection(transport: 'tls' | 'tcp' = 'tls') {
   const sent: Buffer[] = []
   const replies: (Buffer | undefined)[] = []
   const closers: (() => void)[] = []
   let closed = false
   const conn: StreamConnection = {
-    id: nextConn++,
+    id: connIds.next++,
     peer: { transport, address: '192.0.2.1', port: 4000, local: '127.0.0.1:853' },
     state: new Map(),
     send: (b) => {
