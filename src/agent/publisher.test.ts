@@ -4,7 +4,7 @@ import type { UpdateRequest, UpdateResult, UpdateSink } from '../dns/client/upda
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { MemoryLogger } from '../io/log.js'
-import { Publisher } from './publisher.js'
+import { Publisher, type PublisherEvent, type PublisherState, stepPublisher } from './publisher.js'
 import { type HostRecordsInput, hostRecords, presentRR, rrKey, rrsetKey } from './records.js'
 
 /** An update sink holding a zone in memory with RFC 2136 3.4.2 semantics for the three update forms. */
@@ -206,4 +206,30 @@ test('withdraw deletes everything this host owns in one UPDATE and keeps the sha
   await pub.settled()
   assert.equal(zone.requests.length, 2, 'set() after withdraw is ignored')
   assert.equal(clock.pending, 0)
+})
+
+test('stepPublisher: the transitions of the diagram, withdrawn is final, a late answer is ignored', () => {
+  const idle: PublisherState = { kind: 'idle' }
+  const sending: PublisherState = { kind: 'sending', since: 10 }
+  const published: PublisherState = { kind: 'published', refreshAt: 500 }
+  const backoff: PublisherState = { kind: 'backoff', retryAt: 20, error: 'x' }
+  const withdrawn: PublisherState = { kind: 'withdrawn' }
+  const send: PublisherEvent = { kind: 'send', now: 10 }
+  const granted: PublisherEvent = { kind: 'granted', now: 100, refreshMs: 400 }
+  const failed: PublisherEvent = { kind: 'failed', now: 10, retryMs: 1000, error: 'timeout' }
+  const withdraw: PublisherEvent = { kind: 'withdraw' }
+  const cases: [string, PublisherState, PublisherEvent, PublisherState][] = [
+    ['idle + send', idle, send, sending],
+    ['published + send (refresh or set)', published, send, sending],
+    ['backoff + send (retry)', backoff, send, sending],
+    ['sending + granted', sending, granted, published],
+    ['sending + failed', sending, failed, { kind: 'backoff', retryAt: 1010, error: 'timeout' }],
+    ['idle + granted (no UPDATE out)', idle, granted, idle],
+    ['published + failed (no UPDATE out)', published, failed, published],
+    ['sending + withdraw', sending, withdraw, withdrawn],
+    ['withdrawn + send', withdrawn, send, withdrawn],
+    ['withdrawn + granted', withdrawn, granted, withdrawn],
+    ['withdrawn + failed', withdrawn, failed, withdrawn],
+  ]
+  for (const [name, from, event, want] of cases) assert.deepEqual(stepPublisher(from, event), want, name)
 })

@@ -7,6 +7,9 @@
 //   idle --set()--> sending --ok--> published --75% of lease or set()--> sending
 //                      |                                                   ^
 //                      +--error--> backoff (1 s doubling, max 60 s) -------+
+//   any --withdraw()/stop()--> withdrawn (final)
+//
+// The transitions are the pure stepPublisher(); the class runs the UPDATEs and the timers each state asks for.
 
 import type { UpdateResult, UpdateSink } from '../dns/client/update.js'
 import { type RR, RRClass } from '../dns/wire/rr-table.js'
@@ -16,6 +19,8 @@ import { type PublishedRR, presentRR, rrKey, rrsetKey } from './records.js'
 
 export const DEFAULT_LEASE_SEC = 5400
 export const REFRESH_FRACTION = 0.75
+/** A server granting a tiny lease must not make us refresh in a tight loop. */
+const MIN_REFRESH_MS = 500
 
 export interface PublisherOptions {
   /** Lease asked for on every UPDATE. @default 5400 (90 minutes, RFC 6281 section 5.2) */
@@ -34,6 +39,28 @@ export type PublisherState =
   | { readonly kind: 'published'; readonly refreshAt: number }
   | { readonly kind: 'backoff'; readonly retryAt: number; readonly error: string }
   | { readonly kind: 'withdrawn' }
+
+/** What moves the publisher: an UPDATE goes out, the server granted a lease, the UPDATE failed, shutdown. */
+export type PublisherEvent =
+  | { readonly kind: 'send'; readonly now: number }
+  | { readonly kind: 'granted'; readonly now: number; readonly refreshMs: number }
+  | { readonly kind: 'failed'; readonly now: number; readonly retryMs: number; readonly error: string }
+  | { readonly kind: 'withdraw' }
+
+/** The diagram above. `withdrawn` is final; an answer only counts while its UPDATE is the one being sent. */
+export function stepPublisher(s: PublisherState, e: PublisherEvent): PublisherState {
+  if (s.kind === 'withdrawn') return s
+  switch (e.kind) {
+    case 'send':
+      return { kind: 'sending', since: e.now }
+    case 'granted':
+      return s.kind === 'sending' ? { kind: 'published', refreshAt: e.now + e.refreshMs } : s
+    case 'failed':
+      return s.kind === 'sending' ? { kind: 'backoff', retryAt: e.now + e.retryMs, error: e.error } : s
+    case 'withdraw':
+      return { kind: 'withdrawn' }
+  }
+}
 
 export interface PublishedStatus {
   readonly state: PublisherState['kind']
@@ -157,39 +184,47 @@ export class Publisher {
   async #send(): Promise<void> {
     const desired = this.#desired
     if (!desired) return
+    this.#state = stepPublisher(this.#state, { kind: 'send', now: this.#clock.now() })
+    if (this.#state.kind !== 'sending') return
     const { deletes, adds } = Publisher.diff(this.#published, desired)
     const changed = deletes.length > 0 || !sameSet(this.#published, desired)
-    this.#state = { kind: 'sending', since: this.#clock.now() }
     let res: UpdateResult
     try {
       res = await this.#sink.update({ zone: this.#zone, updates: [...deletes, ...adds], leaseSec: this.leaseSec })
       if (res.rcode !== 0) throw new Error(`UPDATE refused: rcode ${res.rcode}`)
     } catch (e) {
-      if ((this.#state.kind as PublisherState['kind']) === 'withdrawn') return
+      const error = (e as Error).message
+      this.#state = stepPublisher(this.#state, {
+        kind: 'failed',
+        now: this.#clock.now(),
+        retryMs: this.#retryMs,
+        error,
+      })
+      if (this.#state.kind !== 'backoff') return
       this.failures++
-      this.#lastError = (e as Error).message
-      const retryAt = this.#clock.now() + this.#retryMs
-      this.#state = { kind: 'backoff', retryAt, error: this.#lastError }
-      this.#log.warn('publish.failed', { error: this.#lastError, retryInMs: this.#retryMs })
+      this.#lastError = error
+      this.#log.warn('publish.failed', { error, retryInMs: this.#retryMs })
       this.#timer = this.#clock.setTimeout(() => this.#kick(), this.#retryMs)
       this.#retryMs = Math.min(this.#retryMs * 2, this.#retryMaxMs)
       return
     }
-    if ((this.#state.kind as PublisherState['kind']) === 'withdrawn') return
+    const grantedSec = res.leaseSec ?? this.leaseSec
+    const refreshMs = Math.max(MIN_REFRESH_MS, grantedSec * 1000 * this.#refreshFraction)
+    const now = this.#clock.now()
+    this.#state = stepPublisher(this.#state, { kind: 'granted', now, refreshMs })
+    if (this.#state.kind !== 'published') return
     this.updates++
     this.#retryMs = this.#retryInitialMs
     this.#lastError = undefined
     this.#via = res.via
     this.#published = desired
-    this.#grantedSec = res.leaseSec ?? this.leaseSec
-    this.#publishedAt = this.#clock.now()
-    const refreshMs = Math.max(500, this.#grantedSec * 1000 * this.#refreshFraction)
-    this.#state = { kind: 'published', refreshAt: this.#publishedAt + refreshMs }
+    this.#grantedSec = grantedSec
+    this.#publishedAt = now
     this.#timer = this.#clock.setTimeout(() => this.#kick(), refreshMs)
     this.#log.info(changed ? 'publish.updated' : 'publish.refreshed', {
       records: desired.length,
       deletes: deletes.length,
-      leaseSec: this.#grantedSec,
+      leaseSec: grantedSec,
       via: res.via,
     })
     if (changed) for (const fn of this.#listeners) fn(desired)
@@ -201,7 +236,7 @@ export class Publisher {
    */
   async withdraw(): Promise<void> {
     const toDelete = [...this.#published, ...(this.#desired ?? [])]
-    this.#state = { kind: 'withdrawn' }
+    this.#state = stepPublisher(this.#state, { kind: 'withdraw' })
     this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
     await this.settled()
@@ -215,7 +250,7 @@ export class Publisher {
 
   /** Stops timers without touching DNS (tests simulate a crash with it). */
   stop(): void {
-    this.#state = { kind: 'withdrawn' }
+    this.#state = stepPublisher(this.#state, { kind: 'withdraw' })
     this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
   }
