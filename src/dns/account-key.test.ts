@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { pbkdf2Sync } from 'node:crypto'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { accountKeyName, deriveTsigKey, deriveTsigKeyAsync, isValidUser, randomTsigKey } from './account-key.js'
+
+failOnLeakedResources()
 
 test('key name is the user domain, fully qualified and lower case', () => {
   assert.equal(accountKeyName('alice', 'Members.Example'), 'alice.members.example.')

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { decodeDso, decodeKeepaliveTlv, decodePushTlv, decodeReconfirmTlv, decodeSubscribeTlv } from './dso.js'
 import { decodeKeepalive } from './edns.js'
 import { decodeUpdateLease } from './lease.js'
@@ -11,6 +12,8 @@ import { TcpDeframer } from './tcp-framing.js'
 import { signMessage, verifyMessage } from './tsig.js'
 import { WireError } from './wire/errors.js'
 import { emptyMessage } from './wire/message.js'
+
+failOnLeakedResources()
 
 const bytes = fc.uint8Array({ maxLength: 80 }).map((a) => Buffer.from(a))
 const decoders: [string, (b: Buffer) => unknown][] = [

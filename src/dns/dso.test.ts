@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import {
   DsoType,
   decodeDso,
@@ -20,6 +21,8 @@ import {
 } from './dso.js'
 import { frameTcp, TcpDeframer } from './tcp-framing.js'
 import { WireError } from './wire/errors.js'
+
+failOnLeakedResources()
 
 test('DSO keepalive request has the RFC 8490 layout', () => {
   const wire = encodeDso({

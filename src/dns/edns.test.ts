@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import {
   decodeKeepalive,
   EdnsOptionCode,
@@ -13,6 +14,8 @@ import { decodeUpdateLease, encodeUpdateLease } from './lease.js'
 import { decodeLlq, encodeLlq, LlqError, LlqOpcode } from './llq.js'
 import { WireError } from './wire/errors.js'
 import { decodeMessage, emptyMessage, encodeMessage } from './wire/message.js'
+
+failOnLeakedResources()
 
 test('LLQ option layout is RFC 8764 3.2 (18 octets)', () => {
   const o = encodeLlq({

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import {
   badTimeServerTime,
   parseTsigAlgorithm,
@@ -16,6 +17,8 @@ import { Opcode, Rcode } from './wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from './wire/message.js'
 import { nameEqual } from './wire/name.js'
 import { RRClass, RRType } from './wire/rr-table.js'
+
+failOnLeakedResources()
 
 interface Vector {
   name: string

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { decodeUpdateLease } from './lease.js'
 import {
   addRR,
@@ -18,6 +19,8 @@ import {
 import { Opcode, Rcode } from './wire/header.js'
 import { decodeMessage, encodeMessage } from './wire/message.js'
 import { type RR, RRClass, RRType } from './wire/rr-table.js'
+
+failOnLeakedResources()
 
 const Z = 'members.example.'
 const aaaa: RR = { name: `alice.${Z}`, type: RRType.AAAA, class: RRClass.IN, ttl: 60, data: { address: 'fdaa::1' } }

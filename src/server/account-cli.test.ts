@@ -3,10 +3,13 @@ import { test } from 'node:test'
 import { hostKeyRecord, hostRecords } from '../agent/records.js'
 import { type RR, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { revokeHostInDb } from './account-cli.js'
 import { addAccount } from './accounts.js'
 import { toZoneRR } from './rdata.js'
 import { openStore, tempDir, ZONE } from './test-helpers.js'
+
+failOnLeakedResources()
 
 const D = `alice.${ZONE}`
 

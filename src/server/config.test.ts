@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { parseAddrPort } from './config.js'
 import { parseAdvertise } from './run.js'
+
+failOnLeakedResources()
 
 test('ADDR:PORT parsing, IPv6 in brackets', () => {
   const table: [string, { host: string; port: number }][] = [

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { LeaseTable } from './lease-table.js'
+
+failOnLeakedResources()
 
 /** The obvious version: a map scanned in full on every question. */
 class NaiveLeases {

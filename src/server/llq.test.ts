@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { clampLease, DEFAULT_LLQ_CONFIG, type LlqState, llqDeadline, newChallenged, step } from './llq.js'
+
+failOnLeakedResources()
 
 const cfg = { ...DEFAULT_LLQ_CONFIG, resendMs: 1000 }
 const change = (v: string) => ({ added: [v], removed: [] as string[] })

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { LlqError, LlqOpcode } from './llq.js'
 import { type LlqOutboundEvent, type LlqPeer, type LlqReply, LlqService } from './notify-llq-service.js'
 import { fanOut, type NotifySubscriber, type NotifyVerdict } from './notify-types.js'
 import { SubscriptionIndex } from './subscriptions.js'
+
+failOnLeakedResources()
 
 const peer: LlqPeer = { key: 'udp:192.0.2.1:5353', client: '192.0.2.1' }
 const q = { name: 'host.alice.example.', type: 28, class: 1 }

@@ -17,12 +17,15 @@ import { type TsigKey, verifyMessage } from '../dns/tsig.js'
 import { Opcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, type Message } from '../dns/wire/message.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { NotifyService } from './notify-service.js'
 import type { RRsetChange } from './notify-types.js'
 import type { DnsRequest } from './service.js'
 import type { InboundContext, StreamConnection } from './transport.js'
 import type { ZoneRR } from './zone-index.js'
+
+failOnLeakedResources()
 
 const ZONE = 'members.example.'
 const ALICE_KEY: TsigKey = { name: `alice.${ZONE}`, algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 7) }

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { fanOut, type NotifySubscriber, type NotifyVerdict } from './notify-types.js'
 import { type PushOutbound, PushSession } from './push.js'
 import { SubscriptionIndex } from './subscriptions.js'
+
+failOnLeakedResources()
 
 const q = { name: 'host.alice.example.', type: 28, class: 1 }
 

@@ -8,6 +8,7 @@ import { Opcode, Rcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { addAccount, KeyRing } from './accounts.js'
 import type { ServiceConfig } from './config.js'
@@ -17,6 +18,8 @@ import type { RRsetChange, Store } from './store.js'
 import { aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
 import type { InboundContext, TransportKind } from './transport.js'
 import { applyUpdate } from './update.js'
+
+failOnLeakedResources()
 
 const cfg: ServiceConfig = {
   zone: ZONE,

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { QTYPE_ANY, SubscriptionIndex } from './subscriptions.js'
+
+failOnLeakedResources()
 
 test('matches exact (name, type) and ANY, case-insensitively; limits per client and in total', () => {
   const ix = new SubscriptionIndex<string>({ perClient: 2, total: 3 })

@@ -3,10 +3,13 @@ import { test } from 'node:test'
 import { Rcode } from '../dns/wire/header.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import type { ServiceConfig } from './config.js'
 import type { RRsetChange } from './store.js'
 import { a, aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
 import { applyUpdate, checkUpdate } from './update.js'
+
+failOnLeakedResources()
 
 const cfg: ServiceConfig = {
   zone: ZONE,

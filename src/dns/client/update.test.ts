@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import dgram from 'node:dgram'
 import { test } from 'node:test'
 import { SystemClock } from '../../io/clock.js'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { MemoryLogger } from '../../io/log.js'
 import { FakeRandom } from '../../io/random.fake.js'
 import { EdnsOptionCode, findOption } from '../edns.js'
@@ -15,6 +16,8 @@ import { Opcode, Rcode } from '../wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../wire/message.js'
 import { RRClass, RRType } from '../wire/rr-table.js'
 import { UpdateClient, type UpdateError } from './update.js'
+
+failOnLeakedResources()
 
 const key: TsigKey = { name: 'alice.members.example.', algorithm: 'hmac-sha256', secret: randomBytes(32) }
 

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict'
 import { isIPv6 } from 'node:net'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from './addr.js'
 import { WireError } from './errors.js'
+
+failOnLeakedResources()
 
 const v6 = (s: string) => {
   const b = Buffer.alloc(16)

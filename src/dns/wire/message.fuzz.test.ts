@@ -3,9 +3,12 @@
 // so a failure names its iteration and can be replayed.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { Opcode } from './header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message, tryDecode } from './message.js'
 import { RRClass, RRType } from './rr-table.js'
+
+failOnLeakedResources()
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1

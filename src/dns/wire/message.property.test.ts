@@ -3,11 +3,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { formatIPv4, formatIPv6 } from './addr.js'
 import { WireError } from './errors.js'
 import { decodeMessage, encodeMessage, type Message } from './message.js'
 import { labelsToName } from './name.js'
 import { type RData, type RR, RRType, rrRow } from './rr-table.js'
+
+failOnLeakedResources()
 
 const label = fc.uint8Array({ minLength: 1, maxLength: 20 }).map((a) => Buffer.from(a))
 const plainLabel = fc.stringMatching(/^[a-z0-9-]{1,12}$/).map((s) => Buffer.from(s))

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { WireError } from './errors.js'
 import { Opcode, Rcode } from './header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message, tryDecode } from './message.js'
 import { dataOf, type RR, RRClass, RRType, type TSIGData } from './rr-table.js'
+
+failOnLeakedResources()
 
 const Z = 'members.example.'
 const rr = (name: string, type: number, data: RR['data'], cls: number = RRClass.IN, ttl = 60): RR => ({

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { reader, Writer } from './buffer.js'
 import { WireError } from './errors.js'
 import {
@@ -14,6 +15,8 @@ import {
   readName,
   writeName,
 } from './name.js'
+
+failOnLeakedResources()
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 
