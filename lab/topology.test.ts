@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { failOnLeakedResources } from '../src/io/leak-check.js'
 import { linkRules } from './nft.js'
 import { dev, linkBatch, nsScripts, planState } from './plan.js'
 import { newRunName, nsName, validRunName } from './state.js'
@@ -11,6 +12,8 @@ import {
   type Topology,
   TopologyError,
 } from './topology.js'
+
+failOnLeakedResources()
 
 describe('lab topology', () => {
   it('resolves the standard topology with its documented addresses', () => {

@@ -7,6 +7,7 @@ import type { UpdateRequest, UpdateResult, UpdateSink } from '../dns/client/upda
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { Agent, type AgentPortMapper, FIRST_MAPPING_GRACE_MS } from './agent.js'
@@ -15,6 +16,8 @@ import { loadIdentity } from './identity.js'
 import { type NetEventSource, NetMonitor, type NetState } from './netmon.js'
 import type { PortMapState } from './portmap/mapper.js'
 import { presentRR } from './records.js'
+
+failOnLeakedResources()
 
 class Sink implements UpdateSink {
   readonly requests: UpdateRequest[] = []

@@ -4,8 +4,11 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { ControlError, ControlServer, controlRequest, controlSocketPath } from './control.js'
+
+failOnLeakedResources()
 
 async function tmp(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'at-ctl-'))

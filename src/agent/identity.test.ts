@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { FakeRandom } from '../io/random.fake.js'
 import {
   autoTunnelLabel,
@@ -16,6 +17,8 @@ import {
   parseMac,
   saveIdentity,
 } from './identity.js'
+
+failOnLeakedResources()
 
 test('EUI-64 and label of the RFC 6281 section 3 example MAC', () => {
   const eui = eui64FromMac(parseMac('00:22:69:8e:34:2a')!)

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { ipReader, isRfc1918, type NetEventSource, NetMonitor, type NetState, parseNetState } from './netmon.js'
+
+failOnLeakedResources()
 
 // Captured from `ip -j addr show` and `ip -j -4 route show default` in a lab host namespace (iproute2 6.1).
 const ADDR = JSON.stringify([

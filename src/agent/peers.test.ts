@@ -4,8 +4,11 @@ import type { WatchMechanism } from '../dns/client/watcher.js'
 import { emptyMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { COALESCE_MS, formatPeerRow, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
+
+failOnLeakedResources()
 
 const D = 'alice.members.example.'
 const rr = (name: string, type: number, data: RR['data']): RR => ({ name, type, class: RRClass.IN, ttl: 60, data })

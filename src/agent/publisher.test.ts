@@ -3,9 +3,12 @@ import { test } from 'node:test'
 import type { UpdateRequest, UpdateResult, UpdateSink } from '../dns/client/update.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { Publisher, type PublisherEvent, type PublisherState, stepPublisher } from './publisher.js'
 import { type HostRecordsInput, hostRecords, presentRR, rrKey, rrsetKey } from './records.js'
+
+failOnLeakedResources()
 
 /** An update sink holding a zone in memory with RFC 2136 3.4.2 semantics for the three update forms. */
 class FakeZone implements UpdateSink {

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { RRType } from '../dns/wire/rr-table.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { hostRecords, parseServiceSpec, ServiceSpecError } from './records.js'
+
+failOnLeakedResources()
 
 test('parseServiceSpec', () => {
   const ok: [string, string, number][] = [

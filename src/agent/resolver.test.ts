@@ -8,8 +8,11 @@ import { Opcode, Rcode } from '../dns/wire/header.js'
 import { decodeMessage, encodeMessage } from '../dns/wire/message.js'
 import { RRType } from '../dns/wire/rr-table.js'
 import { UdpSocket } from '../io/datagram.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { LocalResolver, parseResolverAddress, RESOLVER_TTL } from './resolver.js'
+
+failOnLeakedResources()
 
 const D = 'alice.members.example'
 const HOSTS: Record<string, string> = { desktop: 'fd12:3456:789a:1::1', laptop: 'fd12:3456:789a:2::2' }

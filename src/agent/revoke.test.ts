@@ -2,8 +2,11 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { emptyMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { hostKeyRecord, hostRecords, rrKey } from './records.js'
 import { RevokeError, revokeHost, revokeUpdates } from './revoke.js'
+
+failOnLeakedResources()
 
 const D = 'alice.members.example'
 

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { deriveTsigKey } from '../dns/account-key.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { loadKey, parseHostPort, UsageError } from './run.js'
+
+failOnLeakedResources()
 
 test('parseHostPort', () => {
   assert.deepEqual(parseHostPort('198.51.100.10', 53), { host: '198.51.100.10', port: 53 })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { DhGroup, EncrId, PrfId } from './constants.js'
 import {
   aeadFor,
@@ -17,6 +18,8 @@ import {
   skeyseedRekey,
 } from './crypto.js'
 import { IkeError } from './errors.js'
+
+failOnLeakedResources()
 
 const repoRoot = new URL('../../../', import.meta.url)
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')

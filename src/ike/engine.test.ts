@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { derivePsk } from './auth.js'
@@ -11,6 +12,8 @@ import { generateHostKey, type HostKey } from './hostkey.js'
 import { DEFAULT_IKE_POLICY } from './proposals.js'
 import { DualUdpIkeTransport, UdpIkeTransport } from './transport.js'
 import type { ChildSaKeys, IkeEvents, PeerInfo } from './types.js'
+
+failOnLeakedResources()
 
 const A = { id: 'a.alice.example', ula: 'fd00:a::1', addr: '192.0.2.10' }
 const B = { id: 'b.alice.example', ula: 'fd00:b::1', addr: '198.51.100.20' }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { SystemRandom } from '../io/random.js'
@@ -31,6 +32,8 @@ import type { IkeSa } from './sa.js'
 import { UdpIkeTransport } from './transport.js'
 import type { PeerInfo } from './types.js'
 import { notify } from './util.js'
+
+failOnLeakedResources()
 
 const TOTAL = 100_000
 const A = { id: 'a.fuzz.example', ula: 'fd00:a::1', addr: '192.0.2.10' }

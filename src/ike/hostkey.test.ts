@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { derivePsk, signatureAuthData, signatureAuthVerify } from './auth.js'
 import {
   encodePublicKeyRecord,
@@ -12,6 +13,8 @@ import {
   parsePublicKeyRecord,
   publicKeysFromTxt,
 } from './hostkey.js'
+
+failOnLeakedResources()
 
 test('host key: created once in the state dir (0600), loaded unchanged afterwards', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ike-hostkey-'))

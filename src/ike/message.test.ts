@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { CRITICAL_FLAG, ExchangeType, HeaderFlag, NotifyType, PayloadType, ProtocolId } from './constants.js'
 import { IkeWireError } from './errors.js'
 import { decodeMessage, decryptMessage, encodeEncryptedMessage, encodeMessage, type HeaderFields } from './message.js'
 import { bytesToIp, ipToBytes, type Payload, tsForHost } from './payloads.js'
 import { childProposal, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY, ikeProposal } from './proposals.js'
+
+failOnLeakedResources()
 
 const H: HeaderFields = {
   spiI: Buffer.from('0102030405060708', 'hex'),

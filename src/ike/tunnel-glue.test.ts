@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { SystemRandom } from '../io/random.js'
@@ -16,6 +17,8 @@ import { IkeEngine } from './engine.js'
 import { generateHostKey } from './hostkey.js'
 import { attachTunnel, type TunnelForIke, tunnelEvents, tunnelTransport } from './tunnel-glue.js'
 import type { PeerInfo } from './types.js'
+
+failOnLeakedResources()
 
 const A = { id: 'a.alice.example', ula: 'fd00:a::1', address: '192.0.2.10', port: 4500 }
 const B = { id: 'b.alice.example', ula: 'fd00:b::1', address: '198.51.100.20', port: 4500 }

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FakeClock } from './clock.fake.js'
+import { failOnLeakedResources } from './leak-check.js'
+
+failOnLeakedResources()
 
 test('FakeClock fires timers in time order, including ones scheduled while advancing', () => {
   const c = new FakeClock(1000)

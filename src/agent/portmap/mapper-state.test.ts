@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { type PortMapChangeReason, type PortMapInput, type PortMapState, stepPortMap } from './mapper-state.js'
+
+failOnLeakedResources()
 
 const T = 1_000_000
 const mapped = (address: string, port: number, protocol: 'pcp' | 'natpmp' | 'upnp' = 'pcp'): PortMapState => ({

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { FakeClock } from '../../io/clock.fake.js'
 import { FakeNetwork } from '../../io/datagram.fake.js'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { nullLogger } from '../../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import {
@@ -16,6 +17,8 @@ import {
   type NatPmpResponse,
 } from './natpmp.js'
 import { driveFakeClock } from './suite.js'
+
+failOnLeakedResources()
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 

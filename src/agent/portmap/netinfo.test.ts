@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { epochValid } from './epoch.js'
 import { isPrivateIPv4, readIp16, writeIp16 } from './ip.js'
 import { parseProcNetRoute } from './netinfo.js'
+
+failOnLeakedResources()
 
 const ROUTE = `Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0

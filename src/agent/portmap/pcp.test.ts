@@ -3,6 +3,7 @@ import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { FakeClock } from '../../io/clock.fake.js'
 import { FakeNetwork } from '../../io/datagram.fake.js'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { nullLogger } from '../../io/log.js'
 import { FakeRandom } from '../../io/random.fake.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
@@ -18,6 +19,8 @@ import {
   PcpResult,
 } from './pcp.js'
 import { driveFakeClock } from './suite.js'
+
+failOnLeakedResources()
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 const NONCE = hex('0102030405060708090a0b0c')

@@ -4,11 +4,14 @@ import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { FakeClock } from '../../io/clock.fake.js'
 import { FakeNetwork } from '../../io/datagram.fake.js'
+import { failOnLeakedResources } from '../../io/leak-check.js'
 import { nullLogger } from '../../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import { discoverIgd, encodeMSearch, parseNotify, parseSearchResponse, parseSsdpMessage } from './ssdp.js'
 import { driveFakeClock } from './suite.js'
 import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf } from './upnp.js'
+
+failOnLeakedResources()
 
 // Captured from miniupnpd 2.3.1 (Debian bookworm, nftables backend) in the lab, 2026-11-21.
 const FIXTURES = fileURLToPath(new URL('../../../../src/agent/portmap/fixtures/miniupnpd-2.3.1/', import.meta.url))
