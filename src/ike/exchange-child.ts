@@ -18,7 +18,7 @@ import { deriveChildKeys, deriveIkeSaKeys, dhGenerate, skeyseedRekey } from './c
 import type { IkeEngine } from './engine.js'
 import { IkeError, IkePeerError } from './errors.js'
 import { deleteChild, deleteIkeSa } from './exchange-info.js'
-import { type Payload, type TrafficSelector, tsCovers, tsForHost } from './payloads.js'
+import { type Payload, tsForHost, tsOfferCoversHost } from './payloads.js'
 import {
   acceptChildResponse,
   acceptIkeResponse,
@@ -30,10 +30,6 @@ import {
 import { type ChildSa, IkeSa } from './sa.js'
 import type { ChildSaKeys, Endpoint } from './types.js'
 import { errorNotify, findNotify, first, groupData, groupOf, notify, numberToSpi, spiToNumber } from './util.js'
-
-function tsOk(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
-  return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
-}
 
 /** A new Child SA on an existing IKE SA (1.3.1), e.g. after the one in IKE_AUTH was refused. */
 export async function createChild(engine: IkeEngine, sa: IkeSa): Promise<ChildSaKeys> {
@@ -57,7 +53,7 @@ export async function createChild(engine: IkeEngine, sa: IkeSa): Promise<ChildSa
   const err = errorNotify(p)
   const acc = acceptChildResponse(first(p, PayloadType.SA)?.proposals[0], policy, DhGroup.NONE)
   const nr = first(p, PayloadType.NONCE)
-  if (err || !acc || !nr || !tsOk(first(p, PayloadType.TSi)?.selectors, opts.localUla)) {
+  if (err || !acc || !nr || !tsOfferCoversHost(first(p, PayloadType.TSi)?.selectors, opts.localUla)) {
     engine.childSpis.delete(spiIn)
     throw new IkePeerError(err?.notifyType ?? NotifyType.NO_PROPOSAL_CHOSEN, 'CREATE_CHILD_SA refused')
   }
@@ -129,7 +125,7 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
       !acc ||
       !nr ||
       (dh && (!ke || ke.group !== group)) ||
-      !tsOk(first(p, PayloadType.TSi)?.selectors, opts.localUla)
+      !tsOfferCoversHost(first(p, PayloadType.TSi)?.selectors, opts.localUla)
     ) {
       engine.childSpis.delete(spiIn)
       old.retiring = false
@@ -314,8 +310,8 @@ export async function handleChildRequest(
   }
   const peerUla = sa.peer?.ula ?? ''
   if (
-    !tsOk(first(p, PayloadType.TSi)?.selectors, peerUla) ||
-    !tsOk(first(p, PayloadType.TSr)?.selectors, opts.localUla)
+    !tsOfferCoversHost(first(p, PayloadType.TSi)?.selectors, peerUla) ||
+    !tsOfferCoversHost(first(p, PayloadType.TSr)?.selectors, opts.localUla)
   )
     return reply([notify(NotifyType.TS_UNACCEPTABLE)])
   const spiIn = engine.newChildSpi()

@@ -27,7 +27,7 @@ import type { IkeEngine } from './engine.js'
 import { IkeError, IkePeerError } from './errors.js'
 import { encodeMessage, type IkeMessage } from './message.js'
 import { natDetectionHash } from './nat.js'
-import { encodeId, type IdPayload, type Payload, type TrafficSelector, tsCovers, tsForHost } from './payloads.js'
+import { encodeId, type IdPayload, type Payload, tsForHost, tsOfferCoversHost } from './payloads.js'
 import {
   acceptChildResponse,
   acceptIkeResponse,
@@ -109,10 +109,6 @@ function verifyAuth(
     }
   }
   return false
-}
-
-function tsOk(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
-  return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
 }
 
 // ---- initiator ----
@@ -265,7 +261,7 @@ async function authInitiator(engine: IkeEngine, sa: IkeSa, peer: PeerInfo): Prom
   const acc = acceptChildResponse(first(p, PayloadType.SA)?.proposals[0], opts.childPolicy, 0)
   const tsi = first(p, PayloadType.TSi)?.selectors
   const tsr = first(p, PayloadType.TSr)?.selectors
-  if (childErr || !acc || !tsOk(tsi, opts.localUla) || !tsOk(tsr, peer.ula)) {
+  if (childErr || !acc || !tsOfferCoversHost(tsi, opts.localUla) || !tsOfferCoversHost(tsr, peer.ula)) {
     engine.childSpis.delete(spiIn)
     throw new IkePeerError(childErr?.notifyType ?? NotifyType.NO_PROPOSAL_CHOSEN, 'Child SA refused in IKE_AUTH')
   }
@@ -432,7 +428,8 @@ export async function handleAuthRequest(
   const tsr = first(p, PayloadType.TSr)?.selectors
   let child: ChildSa | undefined
   if (!sel) resp.push(notify(NotifyType.NO_PROPOSAL_CHOSEN))
-  else if (!tsOk(tsi, peer.ula) || !tsOk(tsr, opts.localUla)) resp.push(notify(NotifyType.TS_UNACCEPTABLE))
+  else if (!tsOfferCoversHost(tsi, peer.ula) || !tsOfferCoversHost(tsr, opts.localUla))
+    resp.push(notify(NotifyType.TS_UNACCEPTABLE))
   else {
     const km = deriveChildKeys(suite.prf, keys.skD, sel.suite.aead, sa.ni, sa.nr)
     child = {

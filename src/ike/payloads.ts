@@ -432,4 +432,9 @@ export function tsCovers(sel: TrafficSelector, host: TrafficSelector): boolean {
   return Buffer.compare(s, a) <= 0 && Buffer.compare(b, e) <= 0
 }
 
+/** True when one of the offered selectors (a TSi or TSr payload) covers all traffic of the single address `host`. */
+export function tsOfferCoversHost(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
+  return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
+}
+
 export const PAYLOAD_LIMITS = { U8_MAX, U16_MAX } as const
