@@ -73,21 +73,8 @@ describe('two of our agents: keying on first packet, roaming with MOBIKE', {
       await a.call('exit').catch(() => {})
       await d.call('exit').catch(() => {})
     })
-    const first = await run('ip', [
-      'netns',
-      'exec',
-      lab.nsOurs,
-      'ping',
-      '-6',
-      '-c',
-      '3',
-      '-i',
-      '0.2',
-      '-W',
-      '3',
-      LAB_ULA.charon2,
-    ])
-    assert.match(first.stdout, / 0% packet loss/)
+    const first = await lab.ping6('o', LAB_ULA.charon2, 3, 3)
+    assert.match(first, / 0% packet loss/)
     await d.waitEvent((e) => e.ev === 'childUp')
 
     // a ping flood from d to a while a roams: count the replies that never came

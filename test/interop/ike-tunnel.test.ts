@@ -49,21 +49,8 @@ describe('our tunnel + IKE against strongSwan (libipsec)', { skip: !labAvailable
       'o',
       true,
     )
-    const ping = await run('ip', [
-      'netns',
-      'exec',
-      lab.nsOurs,
-      'ping',
-      '-6',
-      '-c',
-      '3',
-      '-i',
-      '0.2',
-      '-W',
-      '3',
-      LAB_ULA.charon,
-    ])
-    assert.match(ping.stdout, / 0% packet loss/)
+    const ping = await lab.ping6('o', LAB_ULA.charon, 3, 3)
+    assert.match(ping, / 0% packet loss/)
     const first = await agent.waitEvent((e) => e.ev === 'childUp')
     assert.match(await lab.swanctl(['--list-sas']), /INSTALLED/)
 
@@ -104,21 +91,8 @@ describe('our tunnel + IKE against strongSwan (libipsec)', { skip: !labAvailable
     assert.equal(list.sas[0]!.children.length, 1)
     assert.equal(list.counters.drops.icv, 0)
     assert.equal(list.counters.drops.unknown_spi ?? 0, 0)
-    const ping2 = await run('ip', [
-      'netns',
-      'exec',
-      lab.nsOurs,
-      'ping',
-      '-6',
-      '-c',
-      '2',
-      '-i',
-      '0.2',
-      '-W',
-      '2',
-      LAB_ULA.charon,
-    ])
-    assert.match(ping2.stdout, / 0% packet loss/)
+    const ping2 = await lab.ping6('o', LAB_ULA.charon, 2, 2)
+    assert.match(ping2, / 0% packet loss/)
     assert.ok(first.spiIn)
     await agent.call('exit').catch(() => {})
   })

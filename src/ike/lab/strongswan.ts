@@ -167,6 +167,24 @@ export class IkeLab {
     return p
   }
 
+  /** `ping -6` from namespace `h` to `addr`: `count` echoes 0.2 s apart, each answered within `waitSec`; its stdout. */
+  ping6(h: 'o' | CharonName, addr: string, count: number, waitSec: number): Promise<string> {
+    return sh('ip', [
+      'netns',
+      'exec',
+      this.ns(h),
+      'ping',
+      '-6',
+      '-c',
+      String(count),
+      '-i',
+      '0.2',
+      '-W',
+      String(waitSec),
+      addr,
+    ])
+  }
+
   charonLog(n: CharonName = 'c'): Promise<string> {
     return sh('cat', [join(this.charonDir(n), 'charon.log')]).catch(() => '')
   }
