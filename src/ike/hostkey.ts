@@ -27,14 +27,19 @@ function algOf(k: KeyObject): HostKeyAlg | undefined {
   return undefined
 }
 
+/** A host key from its PKCS#8 PEM (Ed25519 or ECDSA P-256); `source` names it in the error. */
+export function hostKeyFromPem(pem: string | Buffer, source = 'host key'): HostKey {
+  const privateKey = createPrivateKey(pem)
+  const alg = algOf(privateKey)
+  if (!alg) throw new TypeError(`${source}: unsupported key type`)
+  return { alg, privateKey, publicKey: createPublicKey(privateKey) }
+}
+
 /** Loads `<stateDir>/ike-host-key.pem`, creating it (mode 0600) with a new key of `alg` when absent. */
 export async function loadOrCreateHostKey(stateDir: string, alg: HostKeyAlg = 'ed25519'): Promise<HostKey> {
   const path = join(stateDir, HOST_KEY_FILE)
   try {
-    const privateKey = createPrivateKey(await readFile(path))
-    const a = algOf(privateKey)
-    if (!a) throw new TypeError(`${path}: unsupported key type`)
-    return { alg: a, privateKey, publicKey: createPublicKey(privateKey) }
+    return hostKeyFromPem(await readFile(path), path)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }

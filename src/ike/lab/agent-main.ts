@@ -3,7 +3,6 @@
 // Same JSON-lines protocol and config as peer-main.ts, plus { tun?: string }. The first packet routed into
 // the TUN device towards a peer with no SA starts IKE (tunnel onNoSa -> engine.connect).
 
-import { createPrivateKey, createPublicKey } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { SystemClock } from '../../io/clock.js'
 import { UdpSocket } from '../../io/datagram.js'
@@ -12,33 +11,16 @@ import { SystemRandom } from '../../io/random.js'
 import { LinuxTun } from '../../tunnel/tun/linux-tun.js'
 import { Tunnel } from '../../tunnel/tunnel.js'
 import { IkeEngine } from '../engine.js'
-import type { HostKey } from '../hostkey.js'
-import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
+import { hostKeyFromPem } from '../hostkey.js'
+import { DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
 import { attachTunnel, tunnelEvents, tunnelTransport } from '../tunnel-glue.js'
-import type { PeerInfo } from '../types.js'
+import { type LabMainConfig, out, peerTable, readLabConfig } from './main-common.js'
 
-interface Config {
-  localId: string
-  localUla: string
-  bind: string
-  /** Our address for NAT-D when `bind` is the wildcard. */
-  localAddress?: string
-  port: number
-  auth: 'psk' | 'signature'
-  hostKeyPem?: string
-  psk?: string
-  peers: { id: string; ula: string; address: string; port: number; publicKeyPem?: string }[]
-  groups?: number[]
-  childCiphers?: CipherName[]
-  esn?: boolean[]
+interface Config extends LabMainConfig {
   tun?: string
-  debug?: boolean
 }
 
-const cfg = JSON.parse(process.argv[2] ?? '{}') as Config
-const out = (o: unknown): void => {
-  process.stdout.write(`${JSON.stringify(o)}\n`)
-}
+const cfg = readLabConfig<Config>()
 const log = cfg.debug ? jsonLogger({ level: 'debug' }) : nullLogger
 const clock = new SystemClock()
 const random = new SystemRandom()
@@ -46,27 +28,9 @@ const tun = LinuxTun.open({ name: cfg.tun ?? 'autotun0', localUla: cfg.localUla 
 const socket = new UdpSocket()
 await socket.bind(cfg.port, cfg.bind)
 const tunnel = new Tunnel({ tun, socket, clock, log, random }, { localUla: cfg.localUla })
-const peers = new Map<string, PeerInfo>(
-  cfg.peers.map((p) => [
-    p.id,
-    {
-      id: p.id,
-      ula: p.ula,
-      endpoint: { address: p.address, port: p.port },
-      publicKeys: p.publicKeyPem ? [createPublicKey(p.publicKeyPem)] : [],
-    },
-  ]),
-)
+const peers = peerTable(cfg.peers)
 const byUla = new Map(cfg.peers.map((p) => [p.ula, p.id]))
-let hostKey: HostKey | undefined
-if (cfg.hostKeyPem) {
-  const privateKey = createPrivateKey(cfg.hostKeyPem)
-  hostKey = {
-    alg: privateKey.asymmetricKeyType === 'ed25519' ? 'ed25519' : 'ecdsa-p256',
-    privateKey,
-    publicKey: createPublicKey(privateKey),
-  }
-}
+const hostKey = cfg.hostKeyPem ? hostKeyFromPem(cfg.hostKeyPem, 'hostKeyPem') : undefined
 const events = tunnelEvents(tunnel, (id) => peers.get(id)?.ula)
 let localAddress = cfg.localAddress ?? cfg.bind
 const engine = new IkeEngine(

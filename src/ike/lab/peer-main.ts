@@ -5,7 +5,6 @@
 // argv[2]: JSON { localId, localUla, bind, port, auth, hostKeyPem?, psk(hex), peers: [{id, ula, address,
 //                port, publicKeyPem?}], groups?, ciphers?, childCiphers?, esn? }
 
-import { createPrivateKey, createPublicKey } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { SystemClock } from '../../io/clock.js'
 import { UdpSocket } from '../../io/datagram.js'
@@ -13,37 +12,21 @@ import { jsonLogger, nullLogger } from '../../io/log.js'
 import { SystemRandom } from '../../io/random.js'
 import { IkeEngine } from '../engine.js'
 import { initiate } from '../exchange-init.js'
-import type { HostKey } from '../hostkey.js'
+import { hostKeyFromPem } from '../hostkey.js'
 import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
 import { DualUdpIkeTransport, UdpIkeTransport } from '../transport.js'
-import type { ChildSaKeys, Endpoint, PeerInfo } from '../types.js'
+import type { ChildSaKeys, Endpoint } from '../types.js'
 import { echoReply, echoRequest, isEchoReply, openEsp, parseEchoRequest, sealEsp } from './esp-probe.js'
+import { type LabMainConfig, out, peerTable, readLabConfig } from './main-common.js'
 
-interface Config {
-  localId: string
-  localUla: string
-  bind: string
+interface Config extends LabMainConfig {
   /** Also listen for plain IKE on this port (500). */
   plainPort?: number
-  /** Our address for NAT-D when `bind` is the wildcard. */
-  localAddress?: string
-  port: number
-  auth: 'psk' | 'signature'
-  hostKeyPem?: string
-  psk?: string
-  peers: { id: string; ula: string; address: string; port: number; publicKeyPem?: string }[]
-  groups?: number[]
   ciphers?: CipherName[]
-  childCiphers?: CipherName[]
-  esn?: boolean[]
   pfs?: boolean
-  debug?: boolean
 }
 
-const cfg = JSON.parse(process.argv[2] ?? '{}') as Config
-const out = (o: unknown): void => {
-  process.stdout.write(`${JSON.stringify(o)}\n`)
-}
+const cfg = readLabConfig<Config>()
 const children = new Map<number, ChildSaKeys>()
 /** Peer endpoints moved by MOBIKE since their Child SAs were made. */
 const remotes = new Map<string, Endpoint>()
@@ -67,26 +50,8 @@ const transport = plainSock
       encap,
     )
   : encap
-let hostKey: HostKey | undefined
-if (cfg.hostKeyPem) {
-  const privateKey = createPrivateKey(cfg.hostKeyPem)
-  hostKey = {
-    alg: privateKey.asymmetricKeyType === 'ed25519' ? 'ed25519' : 'ecdsa-p256',
-    privateKey,
-    publicKey: createPublicKey(privateKey),
-  }
-}
-const peers = new Map<string, PeerInfo>(
-  cfg.peers.map((p) => [
-    p.id,
-    {
-      id: p.id,
-      ula: p.ula,
-      endpoint: { address: p.address, port: p.port },
-      publicKeys: p.publicKeyPem ? [createPublicKey(p.publicKeyPem)] : [],
-    },
-  ]),
-)
+const hostKey = cfg.hostKeyPem ? hostKeyFromPem(cfg.hostKeyPem, 'hostKeyPem') : undefined
+const peers = peerTable(cfg.peers)
 const engine = new IkeEngine(
   {
     transport,
