@@ -2,6 +2,7 @@
 // as IPv4-mapped IPv6 (RFC 6887 5, RFC 4291 2.5.5.2), and the private-range test the PortMapper uses.
 
 import { isIPv4, isIPv6 } from 'node:net'
+import { formatIpv6 } from '../identity.js'
 import { PortmapWireError } from './errors.js'
 
 export const IPV4_LEN = 4
@@ -41,26 +42,7 @@ function isV4Mapped(buf: Buffer, off: number): boolean {
 export function readIp16(buf: Buffer, off: number): string {
   if (buf.length < off + IP16_LEN) throw new PortmapWireError('ip16', off, 'short')
   if (isV4Mapped(buf, off)) return readIPv4(buf, off + IPV4_MAPPED_PREFIX_LEN)
-  const groups: number[] = []
-  for (let i = 0; i < IPV6_GROUPS; i++) groups.push(buf.readUInt16BE(off + i * GROUP_LEN))
-  let bestAt = -1
-  let bestLen = 0
-  for (let i = 0; i < IPV6_GROUPS; ) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < IPV6_GROUPS && groups[j] === 0) j++
-    if (j - i > bestLen && j - i > 1) {
-      bestAt = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = groups.map((g) => g.toString(HEX))
-  if (bestAt < 0) return hex.join(':')
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`
+  return formatIpv6(buf.subarray(off, off + IP16_LEN))
 }
 
 /** Writes an IPv4 address as IPv4-mapped IPv6, or an IPv6 address as is. */
