@@ -10,7 +10,7 @@ import { RRType } from '../dns/wire/rr-table.js'
 import { UdpSocket } from '../io/datagram.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { LocalResolver, parseResolverAddress, RESOLVER_TTL } from './resolver.js'
+import { LocalResolver, parseResolverAddress, RESOLVER_TTL_SEC } from './resolver.js'
 
 failOnLeakedResources()
 
@@ -48,7 +48,7 @@ test('answers table: names of the user, short names, NODATA, NXDOMAIN, REFUSED',
       `${name} ${type}`,
     )
     if (addrs.length) {
-      assert.equal(m.answers[0]?.ttl, RESOLVER_TTL)
+      assert.equal(m.answers[0]?.ttl, RESOLVER_TTL_SEC)
       assert.equal(m.aa, true)
     }
   }

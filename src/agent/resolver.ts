@@ -20,7 +20,7 @@ import { fq } from './records.js'
 
 export const RESOLVER_DEFAULT = '127.0.0.1:5353'
 /** TTL of our answers: short, a peer's ULA changes when it restarts. */
-export const RESOLVER_TTL = 5
+export const RESOLVER_TTL_SEC = 5
 /** UDP answers without EDNS fit 512 octets (RFC 1035 4.2.1); ours are one AAAA, far below. */
 const UDP_LIMIT = 512
 const TCP_LEN = 2
@@ -32,7 +32,8 @@ export interface ResolverOptions {
   readonly domain: string
   /** Host label ("desktop") -> its ULA, or undefined when the user has no such host. */
   readonly ulaOf: (host: string) => string | undefined
-  readonly ttl?: number
+  /** TTL of the answers. @default 5 */
+  readonly ttlSec?: number
 }
 
 export interface ResolverCounters {
@@ -52,7 +53,7 @@ export class LocalResolver {
   readonly #log: Logger
   readonly #domain: string
   readonly #ulaOf: (host: string) => string | undefined
-  readonly #ttl: number
+  readonly #ttlSec: number
   readonly counters: ResolverCounters = {
     queries: 0,
     answered: 0,
@@ -72,7 +73,7 @@ export class LocalResolver {
     this.#log = deps.log
     this.#domain = fq(opts.domain).toLowerCase()
     this.#ulaOf = opts.ulaOf
-    this.#ttl = opts.ttl ?? RESOLVER_TTL
+    this.#ttlSec = opts.ttlSec ?? RESOLVER_TTL_SEC
   }
 
   get address(): { address: string; port: number } | undefined {
@@ -198,7 +199,9 @@ export class LocalResolver {
     return emptyMessage({
       ...base,
       aa: true,
-      answers: [{ name: question.name, type: RRType.AAAA, class: RRClass.IN, ttl: this.#ttl, data: { address: ula } }],
+      answers: [
+        { name: question.name, type: RRType.AAAA, class: RRClass.IN, ttl: this.#ttlSec, data: { address: ula } },
+      ],
     })
   }
 

@@ -16,6 +16,7 @@ import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
 import { UdpListener } from './udp-listener.js'
 
+/** `autotunnel server` options as commander parses them: names follow the flags, so units are in the comments. */
 export interface ServerOptions extends NotifyCliOptions {
   zone: string
   data: string
@@ -23,14 +24,20 @@ export interface ServerOptions extends NotifyCliOptions {
   tlsListen: string[]
   tlsCert?: string
   tlsKey?: string
+  /** --lease-min, seconds. */
   leaseMin: number
+  /** --lease-max, seconds. */
   leaseMax: number
   metrics?: string
   advertise: string[]
   hostmaster?: string
+  /** --ttl, seconds. */
   ttl: number
+  /** --negative-ttl, seconds. */
   negativeTtl: number
+  /** --fudge, seconds. */
   fudge: number
+  /** --tcp-idle-timeout, milliseconds. */
   tcpIdleTimeout: number
   /** Open connections per TCP or TLS listener. @default 1000 */
   maxConnections?: number
