@@ -3,7 +3,7 @@
 // the primary TLV; a response may omit it. Also the TLV bodies of Keepalive and Retry Delay (RFC 8490 §7),
 // and of DNS Push (RFC 8765 §6): SUBSCRIBE, PUSH, UNSUBSCRIBE, RECONFIRM. Names inside TLVs are uncompressed.
 // Written by the notify engineer because DSO was not yet present; the wire engineer may absorb it.
-import { reader, Writer } from './wire/buffer.js'
+import { reader } from './wire/buffer.js'
 import { WireError } from './wire/errors.js'
 import { decodeHeader, encodeFlags, HEADER_SIZE, OFF_FLAGS, OFF_ID, Opcode } from './wire/header.js'
 import { nameToWire, readName } from './wire/name.js'
@@ -209,25 +209,4 @@ export function decodePushTlv(data: Buffer): PushRR[] {
     r.off = o + RR_FIXED + len
   }
   return out
-}
-
-/** Helper for building a TLV-less writer-based message elsewhere (kept for symmetry with message.ts). */
-export function dsoHeaderOnly(id: number, qr: boolean, rcode: number): Buffer {
-  const w = new Writer(Buffer.alloc(HEADER_SIZE), 0, HEADER_SIZE, false)
-  w.u16(id)
-  w.u16(
-    encodeFlags({
-      id,
-      qr,
-      opcode: Opcode.DSO,
-      aa: false,
-      tc: false,
-      rd: false,
-      ra: false,
-      ad: false,
-      cd: false,
-      rcode,
-    }),
-  )
-  return w.buf
 }

@@ -159,5 +159,3 @@ export const AEAD_SALT_LEN = 4
 /** RFC 7296 2.10: nonces are at least 16 octets and at most 256. */
 export const NONCE_MIN_LEN = 16
 export const NONCE_MAX_LEN = 256
-
-export type ValueOf<T> = T[keyof T]

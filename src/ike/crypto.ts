@@ -134,12 +134,6 @@ const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex
 
 export const SUPPORTED_DH_GROUPS: readonly number[] = [DhGroup.CURVE25519, DhGroup.ECP_256, DhGroup.ECP_384]
 
-export function dhPublicLen(group: number): number | undefined {
-  if (group === DhGroup.CURVE25519) return X25519_LEN
-  const e = ECP[group]
-  return e ? e.coordLen * 2 : undefined
-}
-
 function badKe(why: string, cause?: unknown): IkeError {
   return new IkeError(NotifyType.INVALID_SYNTAX, `KE: ${why}`, undefined, { cause })
 }

@@ -117,7 +117,6 @@ const TS_PAYLOAD_HDR_LEN = 4
 const TS_HDR_LEN = 8
 const IPV4_LEN = 4
 const IPV6_LEN = 16
-const U8_MAX = 0xff
 const U16_MAX = 0xffff
 
 function need(buf: Buffer, off: number, n: number, end: number, field: string): void {
@@ -436,5 +435,3 @@ export function tsCovers(sel: TrafficSelector, host: TrafficSelector): boolean {
 export function tsOfferCoversHost(offered: readonly TrafficSelector[] | undefined, host: string): boolean {
   return !!offered && offered.some((s) => tsCovers(s, tsForHost(host)))
 }
-
-export const PAYLOAD_LIMITS = { U8_MAX, U16_MAX } as const

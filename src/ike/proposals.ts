@@ -134,11 +134,6 @@ export function ikeResponseProposal(num: number, spi: Buffer, aead: AeadSpec, pr
   }
 }
 
-/** Every group the peer offered in any acceptable proposal, to pick one for INVALID_KE_PAYLOAD. */
-export function offeredGroups(offered: readonly Proposal[]): number[] {
-  return offered.flatMap((p) => byType(p, TransformType.DH).map((t) => t.id))
-}
-
 /**
  * Responder choice for an ESP Child SA. `kePresent` tells whether the request carried KE: then a DH
  * transform must be chosen (PFS); without KE the proposal must allow NONE or omit DH (3.3.2).

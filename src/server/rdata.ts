@@ -4,7 +4,7 @@
 // wire, and a presentation string (RFC 1035 section 5.1) for people and the change feed.
 import { reader, Writer } from '../dns/wire/buffer.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
-import { dataOf, type RData, type RR, RRType, readRData, typeName, writeRData } from '../dns/wire/rr-table.js'
+import { dataOf, type RData, type RR, RRType, readRData, writeRData } from '../dns/wire/rr-table.js'
 import type { ZoneRR } from './zone-index.js'
 
 const RDLENGTH_SIZE = 2
@@ -122,9 +122,4 @@ export function fromZoneRR(z: ZoneRR, owner?: string): RR {
 /** The owner name as written. */
 export function ownerOf(z: ZoneRR): string {
   return z.owner ?? z.name
-}
-
-/** "alice.members.example. 300 IN AAAA fd00::1" */
-export function zoneRRText(z: ZoneRR): string {
-  return `${ownerOf(z)} ${z.ttl} IN ${typeName(z.type)} ${z.text}`
 }

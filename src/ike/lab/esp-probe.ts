@@ -1,7 +1,6 @@
 // Test tooling: proves negotiated Child SA keys by sending an ICMPv6 echo request inside ESP-in-UDP
 // (RFC 4303, RFC 3948) and opening the echo reply, using the tunnel's ESP codec.
 
-import { createHash } from 'node:crypto'
 import { ESP_MAX_OVERHEAD, ESP_PAYLOAD_OFFSET, EspCrypto, EspOpened, IpProto } from '../../tunnel/esp.js'
 import { bytesToIp, ipToBytes } from '../payloads.js'
 import type { ChildSaKeys } from '../types.js'
@@ -95,8 +94,4 @@ export function isEchoReply(inner: Buffer, from: string, id: number, seq: number
   if (!inner.subarray(8, 24).equals(ipToBytes(from))) return false
   const icmp = inner.subarray(IPV6_HDR_LEN)
   return icmp.readUInt8(0) === ECHO_REPLY && icmp.readUInt16BE(4) === id && icmp.readUInt16BE(6) === seq
-}
-
-export function keyFingerprint(k: ChildSaKeys): string {
-  return createHash('sha256').update(k.keyIn).update(k.keyOut).digest('hex').slice(0, 16)
 }
