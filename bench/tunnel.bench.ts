@@ -4,10 +4,13 @@
 // and (4) the raw veth (IPv6), all in the same run, alternating A/B per round; prints medians and ratios.
 // Setup as in BASELINES.md section 3. Needs root. Everything it starts is stopped and removed at the end.
 //
+// Our tunnel runs in each of its thread modes at once (one daemon pair per mode, own TUN devices, ports and ULAs):
+// `ours` is the mode `autotunnel up` ships (--tunnel-threads on: send thread + TUN I/O thread), `ours-send` the TUN
+// read on the send thread (--tunnel-threads send), `ours-off` one thread (--tunnel-threads off).
 // Also ping round-trip times through each path, before the load.
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_ALG (aes128gcm16 | chacha20poly1305),
-// AUTOTUNNEL_TX_THREAD=0 (our daemons on one thread; default: three threads, see docs/tunnel.md),
-// BENCH_PROFILE=DIR (run our daemons under node --cpu-prof, profiles written to DIR), BENCH_ONLY=ours,ss,wg,raw6.
+// BENCH_PROFILE=DIR (run our daemons under node --cpu-prof, profiles written to DIR),
+// BENCH_ONLY=raw6,ours,ours-send,ours-off,ss,wg (the default: all).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -21,7 +24,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ALG = process.env.BENCH_ALG ?? 'aes128gcm16'
 const PROFILE = process.env.BENCH_PROFILE
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'raw6,ours,ss,wg').split(','))
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'raw6,ours,ours-send,ours-off,ss,wg').split(','))
 const CHARON = '/usr/lib/ipsec/charon'
 
 const prefix = `tb${process.pid.toString(36)}`
@@ -34,8 +37,13 @@ const OUTER_A = '198.51.100.1'
 const OUTER_B = '198.51.100.2'
 const RAW_A = 'fd00:51::1'
 const RAW_B = 'fd00:51::2'
-const OURS_A = 'fd51:c::1'
-const OURS_B = 'fd51:d::1'
+/** Our thread modes: path name, daemon environment, TUN device, UDP port, ULAs (A side, B side). */
+const OUR_MODES = [
+  { path: 'ours', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'io' }, tun: 'autotun0', port: 4600 },
+  { path: 'ours-send', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'send' }, tun: 'autotun1', port: 4601 },
+  { path: 'ours-off', env: { AUTOTUNNEL_TX_THREAD: '0' }, tun: 'autotun2', port: 4602 },
+].map((m, i) => ({ ...m, ulaA: `fd51:c:${i}::1`, ulaB: `fd51:d:${i}::1` }))
+type OurMode = (typeof OUR_MODES)[number]
 const SS_A = 'fd51:a::1'
 const SS_B = 'fd51:b::1'
 const WG_A = 'fd52::1'
@@ -103,48 +111,49 @@ function topology(): void {
 
 // --- our tunnel -------------------------------------------------------------------------------------------
 
-async function startOurs(): Promise<{ a: ChildProcess; b: ChildProcess }> {
+async function startOurs(m: OurMode): Promise<{ a: ChildProcess; b: ChildProcess }> {
   const keyLen = ALG === 'aes128gcm16' ? 20 : 36
   const kAB = randomBytes(keyLen).toString('hex')
   const kBA = randomBytes(keyLen).toString('hex')
   const cfg = (me: string, peer: string, peerAddr: string, spiIn: number, spiOut: number, kIn: string, kOut: string) =>
     JSON.stringify({
       localUla: me,
-      tun: { name: 'autotun0', mtu: 1400 },
-      listen: { address: '0.0.0.0', port: 4600 },
+      tun: { name: m.tun, mtu: 1400 },
+      listen: { address: '0.0.0.0', port: m.port },
       peers: [
         {
           ula: peer,
-          endpoint: { address: peerAddr, port: 4600 },
+          endpoint: { address: peerAddr, port: m.port },
           sa: { alg: ALG, esn: true, spiIn, spiOut, keyIn: kIn, keyOut: kOut },
         },
       ],
     })
-  writeFileSync(join(dir, 'ours-a.json'), cfg(OURS_A, OURS_B, OUTER_B, 0xa001, 0xb001, kBA, kAB))
-  writeFileSync(join(dir, 'ours-b.json'), cfg(OURS_B, OURS_A, OUTER_A, 0xb001, 0xa001, kAB, kBA))
+  writeFileSync(join(dir, `${m.path}-a.json`), cfg(m.ulaA, m.ulaB, OUTER_B, 0xa001, 0xb001, kBA, kAB))
+  writeFileSync(join(dir, `${m.path}-b.json`), cfg(m.ulaB, m.ulaA, OUTER_A, 0xb001, 0xa001, kAB, kBA))
   const main = join(repo, 'dist', 'src', 'cli', 'main.js')
   const node = (side: string): string[] => [
     process.execPath,
-    ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, side)}`] : []),
+    ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, m.path, side)}`] : []),
     main,
     'tunnel',
     'run',
     '--config',
-    join(dir, `ours-${side}.json`),
+    join(dir, `${m.path}-${side}.json`),
   ]
-  const a = start(NS_A, node('a'), join(dir, 'ours-a.log'), { AUTOTUNNEL_LOG: 'warn' })
-  const b = start(NS_B, node('b'), join(dir, 'ours-b.log'), { AUTOTUNNEL_LOG: 'warn' })
+  const env = { AUTOTUNNEL_LOG: 'warn', ...m.env }
+  const a = start(NS_A, node('a'), join(dir, `${m.path}-a.log`), env)
+  const b = start(NS_B, node('b'), join(dir, `${m.path}-b.log`), env)
   const up = (ns: string): boolean => {
     try {
-      return nsx(ns, ['ip', '-6', 'addr', 'show', 'dev', 'autotun0']).includes('fd51')
+      return nsx(ns, ['ip', '-6', 'addr', 'show', 'dev', m.tun]).includes('fd51')
     } catch {
       return false
     }
   }
-  await waitUntil('our tunnel', () => up(NS_A) && up(NS_B))
-  await waitUntil('a ping through our tunnel', () => {
+  await waitUntil(`our tunnel (${m.path})`, () => up(NS_A) && up(NS_B))
+  await waitUntil(`a ping through our tunnel (${m.path})`, () => {
     try {
-      nsx(NS_A, ['ping', '-6', '-c', '1', '-W', '1', OURS_B])
+      nsx(NS_A, ['ping', '-6', '-c', '1', '-W', '1', m.ulaB])
       return true
     } catch {
       return false
@@ -291,6 +300,28 @@ interface Run {
   sentPps?: number
   cpuA: number
   cpuB: number
+  /** UDP datagrams the receiving namespace dropped for a full socket buffer (RcvbufErrors) during the run. */
+  rcvbufErrB: number
+  /** Of those, dropped at the tunnel daemons' outer UDP sockets (ports 4500, 46xx); the rest at iperf3's. */
+  outerDropsB: number
+}
+
+/** Drops counted on the outer (ESP-in-UDP) sockets of a namespace: `ss -uanm` skmem d<N>, ports 4500/46xx. */
+function outerSocketDrops(ns: string): number {
+  let n = 0
+  const out = nsx(ns, ['ss', '-uanm'])
+  for (const m of out.matchAll(/:(4500|46\d\d)\s[^\n]*\n\s*skmem:\([^)]*\bd(\d+)\)/g)) n += Number(m[2])
+  return n
+}
+
+/** Udp RcvbufErrors of a namespace (/proc/net/snmp). */
+function rcvbufErrors(ns: string): number {
+  const lines = nsx(ns, ['cat', '/proc/net/snmp'])
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'))
+  const names = lines[0]?.split(/\s+/) ?? []
+  const vals = lines[1]?.split(/\s+/) ?? []
+  return Number(vals[names.indexOf('RcvbufErrors')] ?? 0)
 }
 
 function iperf(args: string[]): Record<string, unknown> {
@@ -308,10 +339,14 @@ function measure(
 ): Run {
   const a0 = cpuSeconds(pids[0])
   const b0 = cpuSeconds(pids[1])
+  const e0 = rcvbufErrors(NS_B)
+  const o0 = outerSocketDrops(NS_B)
   const extra = bind ? ['-B', bind] : []
   const j = iperf(udp ? ['-u', '-l', '64', '-b', '1G', '-c', target, ...extra] : ['-c', target, ...extra])
   const cpuA = (cpuSeconds(pids[0]) - a0) / SECONDS
   const cpuB = (cpuSeconds(pids[1]) - b0) / SECONDS
+  const rcvbufErrB = rcvbufErrors(NS_B) - e0
+  const outerDropsB = outerSocketDrops(NS_B) - o0
   const end = j.end as Record<string, Record<string, number>>
   if (udp) {
     const rx = end.sum_received ?? end.sum!
@@ -323,6 +358,8 @@ function measure(
       sentPps: (tx.packets ?? tx.bytes! / 64) / tx.seconds!,
       cpuA,
       cpuB,
+      rcvbufErrB,
+      outerDropsB,
     }
   }
   return {
@@ -332,6 +369,8 @@ function measure(
     retrans: end.sum_sent!.retransmits ?? 0,
     cpuA,
     cpuB,
+    rcvbufErrB,
+    outerDropsB,
   }
 }
 
@@ -350,14 +389,15 @@ async function main(): Promise<void> {
   const pids: Record<string, [number | undefined, number | undefined]> = { raw6: [undefined, undefined] }
   const targets: Record<string, [string, string | undefined]> = {
     raw6: [RAW_B, undefined],
-    ours: [OURS_B, undefined],
+    ...Object.fromEntries(OUR_MODES.map((m) => [m.path, [m.ulaB, undefined] as [string, string | undefined]])),
     ss: [SS_B, SS_A],
     wg: [WG_B, undefined],
   }
-  if (ONLY.has('ours')) {
-    const o = await startOurs()
-    pids.ours = [o.a.pid, o.b.pid]
-  }
+  for (const m of OUR_MODES)
+    if (ONLY.has(m.path)) {
+      const o = await startOurs(m)
+      pids[m.path] = [o.a.pid, o.b.pid]
+    }
   if (ONLY.has('ss')) {
     const s = await startStrongswan()
     pids.ss = [s.a.pid, s.b.pid]
@@ -368,16 +408,22 @@ async function main(): Promise<void> {
   }
   start(NS_B, ['iperf3', '-s'], join(dir, 'iperf3-server.log'))
   await sleep(500)
-  const paths = ['raw6', 'ours', 'ss', 'wg'].filter((p) => ONLY.has(p))
-  // Latency first, on idle tunnels: 200 pings 10 ms apart through each path.
+  const paths = ['raw6', ...OUR_MODES.map((m) => m.path), 'ss', 'wg'].filter((p) => ONLY.has(p))
+  // Latency first, on idle tunnels: 200 pings 10 ms apart through each path, then 25 pings 200 ms apart (the
+  // threads fall asleep between those: the latency of an interactive session's keystroke).
   const rtt: Record<string, string> = {}
-  for (const p of paths) {
-    const [target, bind] = targets[p]!
-    const out = nsx(NS_A, ['ping', '-6', '-q', '-c', '200', '-i', '0.01', ...(bind ? ['-I', bind] : []), target])
-    const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(out)
-    rtt[p] = m ? `${m[2]} ms avg, ${m[3]} ms max` : 'n/a'
-    console.log(`rtt ${p}: ${rtt[p]} (${/(\d+)% packet loss/.exec(out)?.[1] ?? '?'}% loss)`)
-  }
+  const rttIdle: Record<string, string> = {}
+  for (const [interval, count, into] of [
+    ['0.01', '200', rtt],
+    ['0.2', '25', rttIdle],
+  ] as const)
+    for (const p of paths) {
+      const [target, bind] = targets[p]!
+      const out = nsx(NS_A, ['ping', '-6', '-q', '-c', count, '-i', interval, ...(bind ? ['-I', bind] : []), target])
+      const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/([\d.]+) ms/.exec(out)
+      into[p] = m ? `${m[2]} ms avg, ${m[3]} ms max` : 'n/a'
+      console.log(`rtt -i ${interval} ${p}: ${into[p]} (${/(\d+)% packet loss/.exec(out)?.[1] ?? '?'}% loss)`)
+    }
   const runs: Run[] = []
   for (const udp of [false, true]) {
     for (let r = 1; r <= ROUNDS; r++) {
@@ -399,17 +445,20 @@ async function main(): Promise<void> {
     return `${median(xs.map((x) => x.cpuA)).toFixed(2)}/${median(xs.map((x) => x.cpuB)).toFixed(2)}`
   }
   console.log(`\nmedians over ${ROUNDS} rounds of ${SECONDS} s, alg ${ALG}, outer IPv4 over one veth`)
-  console.log('path   TCP Mbit/s  daemon cores (send/recv)  UDP-64 rx pkt/s  daemon cores')
+  console.log('path       TCP Mbit/s  daemon cores (send/recv)  UDP-64 rx pkt/s  daemon cores')
   for (const p of paths)
     console.log(
-      `${p.padEnd(6)} ${tcp(p).toFixed(0).padStart(10)}  ${cpu(p, false).padStart(24)}  ${pps(p).toFixed(0).padStart(15)}  ${cpu(p, true)}`,
+      `${p.padEnd(10)} ${tcp(p).toFixed(0).padStart(10)}  ${cpu(p, false).padStart(24)}  ${pps(p).toFixed(0).padStart(15)}  ${cpu(p, true)}`,
     )
   const ratio = (a: string, b: string): void => {
     if (ONLY.has(a) && ONLY.has(b))
       console.log(`ratio ${a}/${b}: TCP ${(tcp(a) / tcp(b)).toFixed(3)}  UDP-64 pkt/s ${(pps(a) / pps(b)).toFixed(3)}`)
   }
-  ratio('ours', 'ss')
-  ratio('ours', 'wg')
+  console.log('ours = the mode autotunnel up ships (--tunnel-threads on)')
+  for (const m of OUR_MODES) {
+    ratio(m.path, 'ss')
+    ratio(m.path, 'wg')
+  }
   ratio('ours', 'raw6')
   ratio('ss', 'raw6')
   ratio('wg', 'raw6')
@@ -421,6 +470,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       seconds: SECONDS,
       rtt,
+      rttIdle,
       tcpMbps: Object.fromEntries(paths.map((p) => [p, Math.round(tcp(p))])),
       udp64RxPps: Object.fromEntries(paths.map((p) => [p, Math.round(pps(p))])),
     }),

@@ -53,6 +53,27 @@ export interface DatapathOptions {
   readonly ttlSec?: number
   /** MOBIKE (RFC 4555). @default true */
   readonly mobike?: boolean
+  /** The tunnel's threads (docs/tunnel.md); undefined: AUTOTUNNEL_TUNNEL_THREADS, else the default 'on'. */
+  readonly tunnelThreads?: TunnelThreads
+}
+
+/**
+ * `--tunnel-threads`: 'on' = send thread + TUN I/O thread (the default), 'send' = the send thread reads the TUN
+ * device itself, 'off' = everything on the main thread.
+ */
+export type TunnelThreads = 'on' | 'send' | 'off'
+
+/**
+ * The mode the tunnel runs in: the option, else AUTOTUNNEL_TUNNEL_THREADS (set by `up --tunnel-threads`), else
+ * the older AUTOTUNNEL_TX_THREAD=0|1, else 'on'. Figures behind the default: docs/tunnel.md "Thread modes in
+ * the agent" (bench/agent-tunnel.bench.ts).
+ */
+export function tunnelThreadsMode(opt?: TunnelThreads, env: NodeJS.ProcessEnv = process.env): TunnelThreads {
+  if (opt) return opt
+  const e = env.AUTOTUNNEL_TUNNEL_THREADS
+  if (e === 'on' || e === 'send' || e === 'off') return e
+  if (env.AUTOTUNNEL_TX_THREAD === '0') return 'off'
+  return 'on'
 }
 
 /** --ike-auth: signatures with the per-host key (default), or the PSK from the account secret (interop/fallback). */
@@ -169,12 +190,18 @@ export class Datapath {
       import('../ike/hostkey.js'),
     ])
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
+    // Threads by default: in the lab's two-agent runs (bench/agent-tunnel.bench.ts, medians of 3 alternating
+    // rounds) 'on' carried 552 Mbit/s of iperf3 TCP against 335 for one thread and 303 for 'send', for about
+    // 0.3 ms more ping RTT (1.24 vs 0.91 ms); the roaming interruption was the same in every mode (60-70 ms of a
+    // 10 ms ping stream). In the netns bench 'on' is 1.4x strongSwan's TCP, one thread 0.9x (docs/tunnel.md).
+    const mode = tunnelThreadsMode(this.#o.tunnelThreads)
     const tunnel = new Tunnel(
       { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
-      // The send path stays on the main thread unless AUTOTUNNEL_TX_THREAD=1 (docs/tunnel.md). In the lab's
-      // two-agent e2e runs the worker thread gave similar TCP throughput (noisy: 60-190 vs 70-300 Mbit/s) but
-      // slower pings (3-10 vs 1-2 ms) and a longer roaming interruption (ping stream loss 250 vs 60-70 ms).
-      { localUla: this.#o.localUla, txThread: process.env.AUTOTUNNEL_TX_THREAD === '1' },
+      {
+        localUla: this.#o.localUla,
+        txThread: mode !== 'off',
+        ...(mode === 'send' ? { tunReadIn: 'send' as const } : { tunReadIn: 'io' as const }),
+      },
     )
     const user = this.#o.domain.split('.')[0] ?? ''
     const ikeLog = log.child({ c: 'ike' })

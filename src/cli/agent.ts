@@ -25,6 +25,7 @@ export interface UpOptions {
   resolver: string | false
   ikeAuth: 'signature' | 'psk'
   mobike: boolean
+  tunnelThreads?: 'on' | 'send' | 'off'
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
@@ -69,8 +70,16 @@ export function register(program: Command): void {
         .default('signature'),
     )
     .option('--no-mobike', 'do not use MOBIKE (RFC 4555): peers follow a move through DNS only')
+    .addOption(
+      new Option(
+        '--tunnel-threads <mode>',
+        'tunnel threads: on (send and TUN I/O threads), send (TUN read on the send thread), off (one thread)',
+      ).choices(['on', 'send', 'off']),
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
+      // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).
+      if (o.tunnelThreads) process.env.AUTOTUNNEL_TUNNEL_THREADS = o.tunnelThreads
       const m = await import('../agent/run.js')
       await m.runUp(o)
     })
