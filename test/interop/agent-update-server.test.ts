@@ -13,6 +13,8 @@ import { browseServices } from '../../src/agent/browse.js'
 import { Publisher } from '../../src/agent/publisher.js'
 import { type HostRecordsInput, hostRecords } from '../../src/agent/records.js'
 import { UpdateClient } from '../../src/dns/client/update.js'
+import { Watcher } from '../../src/dns/client/watcher.js'
+import { RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
 import { freePort, retryOnAddrInUse } from './ports.js'
@@ -220,4 +222,25 @@ test('a server without a TLS listener advertises the plain port under the -tls n
   assert.equal(r.via, `udp:127.0.0.1:${s.port}`)
   assert.equal(r.leaseSec, 5)
   assert.deepEqual(await dig(s, target, 'AAAA'), [`${target} IN AAAA ${input.ula}`])
+})
+
+test('a watcher against a server without a TLS listener skips the -tls stand-ins: LLQ over UDP at once', async (t) => {
+  const s = await startServer(t, false)
+  const w = new Watcher(
+    {},
+    {
+      name: '_autotunnel._udp.alice.members.example.',
+      type: RRType.PTR,
+      domain: 'alice.members.example',
+      server: { host: '127.0.0.1', port: s.port },
+      key: { name: s.key.keyName, algorithm: s.key.algorithm, secret: Buffer.from(s.key.secret, 'base64') },
+      tls: { rejectUnauthorized: false },
+    },
+  )
+  t.after(() => w.close())
+  const t0 = Date.now()
+  assert.equal(await w.start(), 'llq')
+  // Trying TLS on the plain port would cost a connect timeout (5 s) for Push and another for LLQ over TLS.
+  const ms = Date.now() - t0
+  assert.ok(ms < 3000, `LLQ set up after ${ms} ms`)
 })

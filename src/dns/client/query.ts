@@ -172,6 +172,18 @@ export async function lookupSrv(server: ServerAddr, name: string, opts: Exchange
   return out.sort((a, b) => a.priority - b.priority || b.weight - a.weight)
 }
 
+/**
+ * A server without a TLS listener answers the -tls SRV names with its plain port (src/server/discovery.ts): a -tls
+ * SRV with the same target and port as the plain service's SRV means "no TLS here", anything else is a TLS endpoint.
+ */
+export function isPlainStandIn(tlsSrv: SrvTarget, plainSrv: SrvTarget | undefined): boolean {
+  return (
+    plainSrv !== undefined &&
+    tlsSrv.port === plainSrv.port &&
+    tlsSrv.target.toLowerCase() === plainSrv.target.toLowerCase()
+  )
+}
+
 /** An SRV (or other) look-up that got an answer which is neither data nor an authoritative denial. */
 export class DnsLookupError extends Error {
   override readonly name = 'DnsLookupError'

@@ -17,7 +17,7 @@ import { Opcode, Rcode } from '../wire/header.js'
 import { emptyMessage, type Message } from '../wire/message.js'
 import { nameEqual } from '../wire/name.js'
 import { type RR, RRClass, RRType } from '../wire/rr-table.js'
-import { exchange, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
 
 export interface UpdateRequest {
   /** The zone section (RFC 2136 2.3): the provider zone the user's domain sits in. */
@@ -120,13 +120,7 @@ export class UpdateClient implements UpdateSink {
     ])
     const hostOf = (srv: { addrs: readonly string[] }): string =>
       srv.addrs.find((a) => !a.includes(':')) ?? srv.addrs[0] ?? boot.host
-    // A server without a TLS listener may still answer the -tls name with its plain port (src/server/discovery.ts):
-    // the same target and port as the plain SRV means "no TLS here", anything else is a TLS endpoint.
-    const sameAsPlain =
-      tlsSrv &&
-      plainSrv &&
-      tlsSrv.port === plainSrv.port &&
-      tlsSrv.target.toLowerCase() === plainSrv.target.toLowerCase()
+    const sameAsPlain = tlsSrv !== undefined && isPlainStandIn(tlsSrv, plainSrv)
     let found: (ServerAddr & { via: string }) | undefined
     if (tls && tlsSrv && tlsSrv.port !== 0 && !sameAsPlain) {
       const host = hostOf(tlsSrv)

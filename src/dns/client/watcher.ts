@@ -15,8 +15,10 @@ import { encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRType } from '../wire/rr-table.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
-import { exchange, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
 import type { StreamTarget } from './stream.js'
+
+const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
 
@@ -180,10 +182,21 @@ export class Watcher {
   }
 
   async #target(srv: string, tls: boolean): Promise<StreamTarget | undefined> {
-    const targets = await lookupSrv(this.opts.server, `${srv}.${fqdn(this.opts.domain)}`, this.#xopts())
+    const domain = fqdn(this.opts.domain)
+    const [targets, plain] = await Promise.all([
+      lookupSrv(this.opts.server, `${srv}.${domain}`, this.#xopts()),
+      // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
+      // rather than wait for a TLS handshake that never completes.
+      tls
+        ? lookupSrv(this.opts.server, `${LLQ_PLAIN_SERVICE}.${domain}`, this.#xopts()).then(
+            (r) => r[0],
+            () => undefined,
+          )
+        : undefined,
+    ])
     for (const t of targets) {
-      const host = t.addrs[0] ?? (t.target === fqdn(this.opts.domain) ? this.opts.server.host : undefined)
-      if (!host || t.port === 0) continue
+      const host = t.addrs[0] ?? (t.target === domain ? this.opts.server.host : undefined)
+      if (!host || t.port === 0 || (tls && isPlainStandIn(t, plain))) continue
       return {
         host,
         port: t.port,
@@ -223,7 +236,7 @@ export class Watcher {
 
   async #tryLlq(gen: number): Promise<boolean> {
     for (const tr of this.opts.llqTransports ?? ['tls', 'udp']) {
-      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : '_dns-llq._udp', tr === 'tls')
+      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')
       if (!t) continue
       const c = new LlqClient(
         { ...t, transport: tr },
