@@ -3,7 +3,6 @@
 // Same JSON-lines protocol and config as peer-main.ts, plus { tun?: string }. The first packet routed into
 // the TUN device towards a peer with no SA starts IKE (tunnel onNoSa -> engine.connect).
 
-import { createInterface } from 'node:readline'
 import { SystemClock } from '../../io/clock.js'
 import { UdpSocket } from '../../io/datagram.js'
 import { jsonLogger, nullLogger } from '../../io/log.js'
@@ -14,7 +13,7 @@ import { IkeEngine } from '../engine.js'
 import { hostKeyFromPem } from '../hostkey.js'
 import { DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
 import { attachTunnel, tunnelEvents, tunnelTransport } from '../tunnel-glue.js'
-import { type LabMainConfig, out, peerTable, readLabConfig } from './main-common.js'
+import { type LabMainConfig, out, peerTable, readLabConfig, serveRequests } from './main-common.js'
 
 interface Config extends LabMainConfig {
   tun?: string
@@ -77,38 +76,29 @@ for (const p of cfg.peers) {
 }
 tunnel.start()
 
-const rl = createInterface({ input: process.stdin })
-rl.on('line', (line) => {
-  const req = JSON.parse(line) as { n: number; op: string; peer?: string }
-  const peer = req.peer ?? cfg.peers[0]?.id ?? ''
-  const run = async (): Promise<unknown> => {
-    switch (req.op) {
-      case 'connect':
-        return (await engine.connect(peer)).spiIn
-      case 'rekeyChild':
-        return (await engine.rekeyChild(peer)).spiIn
-      case 'rekeyIke':
-        return engine.rekeyIke(peer)
-      case 'mobike': {
-        localAddress = (req as { localAddress?: string }).localAddress ?? localAddress
-        const t0 = performance.now()
-        await engine.updateAddresses()
-        return { ms: performance.now() - t0, updates: engine.stats.mobikeUpdates }
-      }
-      case 'list':
-        return { sas: engine.list(), stats: engine.stats, counters: tunnel.counters() }
-      case 'exit':
-        await engine.close()
-        await tunnel.close()
-        setImmediate(() => process.exit(0))
-        return true
-      default:
-        throw new Error(`unknown op ${req.op}`)
+serveRequests(cfg, async (req, peer) => {
+  switch (req.op) {
+    case 'connect':
+      return (await engine.connect(peer)).spiIn
+    case 'rekeyChild':
+      return (await engine.rekeyChild(peer)).spiIn
+    case 'rekeyIke':
+      return engine.rekeyIke(peer)
+    case 'mobike': {
+      localAddress = (req as { localAddress?: string }).localAddress ?? localAddress
+      const t0 = performance.now()
+      await engine.updateAddresses()
+      return { ms: performance.now() - t0, updates: engine.stats.mobikeUpdates }
     }
+    case 'list':
+      return { sas: engine.list(), stats: engine.stats, counters: tunnel.counters() }
+    case 'exit':
+      await engine.close()
+      await tunnel.close()
+      setImmediate(() => process.exit(0))
+      return true
+    default:
+      throw new Error(`unknown op ${req.op}`)
   }
-  run().then(
-    (value) => out({ n: req.n, ok: true, value }),
-    (e: Error) => out({ n: req.n, ok: false, error: `${e.name}: ${e.message}` }),
-  )
 })
 out({ ev: 'ready', port: cfg.port })

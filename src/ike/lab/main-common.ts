@@ -1,6 +1,7 @@
 // Test tooling shared by peer-main.ts and agent-main.ts: the config both take as JSON in argv[2], the JSON-lines
-// output on stdout, and the peer table the engine looks peers up in.
+// output on stdout, the request loop on stdin, and the peer table the engine looks peers up in.
 import { createPublicKey } from 'node:crypto'
+import { createInterface } from 'node:readline'
 import type { CipherName } from '../proposals.js'
 import type { PeerInfo } from '../types.js'
 
@@ -53,4 +54,25 @@ export function peerTable(peers: readonly LabPeerConfig[]): Map<string, PeerInfo
       },
     ]),
   )
+}
+
+/** A request line on stdin: `n` numbers the answer, `peer` defaults to the first configured peer. */
+export interface LabRequest {
+  n: number
+  op: string
+  peer?: string
+}
+
+/** Answers each JSON request line on stdin with `{ n, ok, value }` or `{ n, ok: false, error }` on stdout. */
+export function serveRequests<R extends LabRequest>(
+  cfg: LabMainConfig,
+  handle: (req: R, peer: string) => Promise<unknown>,
+): void {
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const req = JSON.parse(line) as R
+    handle(req, req.peer ?? cfg.peers[0]?.id ?? '').then(
+      (value) => out({ n: req.n, ok: true, value }),
+      (e: Error) => out({ n: req.n, ok: false, error: `${e.name}: ${e.message}` }),
+    )
+  })
 }

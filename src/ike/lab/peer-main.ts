@@ -5,7 +5,6 @@
 // argv[2]: JSON { localId, localUla, bind, port, auth, hostKeyPem?, psk(hex), peers: [{id, ula, address,
 //                port, publicKeyPem?}], groups?, ciphers?, childCiphers?, esn? }
 
-import { createInterface } from 'node:readline'
 import { SystemClock } from '../../io/clock.js'
 import { UdpSocket } from '../../io/datagram.js'
 import { jsonLogger, nullLogger } from '../../io/log.js'
@@ -17,7 +16,7 @@ import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../pr
 import { DualUdpIkeTransport, UdpIkeTransport } from '../transport.js'
 import type { ChildSaKeys, Endpoint } from '../types.js'
 import { echoReply, echoRequest, isEchoReply, openEsp, parseEchoRequest, sealEsp } from './esp-probe.js'
-import { type LabMainConfig, out, peerTable, readLabConfig } from './main-common.js'
+import { type LabMainConfig, type LabRequest, out, peerTable, readLabConfig, serveRequests } from './main-common.js'
 
 interface Config extends LabMainConfig {
   /** Also listen for plain IKE on this port (500). */
@@ -147,83 +146,74 @@ function espPing(peer: string, timeoutMs: number): Promise<{ rttMs: number; spiO
   })
 }
 
-const rl = createInterface({ input: process.stdin })
-rl.on('line', (line) => {
-  const req = JSON.parse(line) as { n: number; op: string; peer?: string; timeoutMs?: number }
-  const peer = req.peer ?? cfg.peers[0]?.id ?? ''
-  const run = async (): Promise<unknown> => {
-    switch (req.op) {
-      case 'connect': {
-        const t0 = performance.now()
-        const k = await engine.connect(peer)
-        return { spiIn: k.spiIn, spiOut: k.spiOut, alg: k.alg, esn: k.esn, ms: performance.now() - t0 }
-      }
-      case 'rekeyChild': {
-        const k = await engine.rekeyChild(peer)
-        return { spiIn: k.spiIn, spiOut: k.spiOut }
-      }
-      case 'rekeyIke':
-        return engine.rekeyIke(peer)
-      case 'dpd':
-        return engine.dpd(peer)
-      case 'disconnect':
-        return engine.disconnect(peer)
-      case 'ping':
-        return espPing(peer, req.timeoutMs ?? 2000)
-      case 'firstReply': {
-        // time from "a packet wants to go to a new peer" to its echo reply: IKE_SA_INIT + IKE_AUTH + ESP RTT
-        const t0 = performance.now()
-        await engine.connect(peer)
-        await espPing(peer, req.timeoutMs ?? 5000)
-        const ms = performance.now() - t0
-        await engine.disconnect(peer)
-        return { ms }
-      }
-      case 'bench': {
-        // n fresh IKE SAs (each a full IKE_SA_INIT + IKE_AUTH with a Child SA), `concurrency` at a time
-        const n = (req as { count?: number }).count ?? 100
-        const conc = (req as { concurrency?: number }).concurrency ?? 1
-        let next = 0
-        let ok = 0
-        let failed = 0
-        const t0 = performance.now()
-        const worker = async (): Promise<void> => {
-          while (next < n) {
-            next++
-            try {
-              await initiate(engine, peer)
-              ok++
-            } catch {
-              failed++
-            }
+serveRequests<LabRequest & { timeoutMs?: number }>(cfg, async (req, peer) => {
+  switch (req.op) {
+    case 'connect': {
+      const t0 = performance.now()
+      const k = await engine.connect(peer)
+      return { spiIn: k.spiIn, spiOut: k.spiOut, alg: k.alg, esn: k.esn, ms: performance.now() - t0 }
+    }
+    case 'rekeyChild': {
+      const k = await engine.rekeyChild(peer)
+      return { spiIn: k.spiIn, spiOut: k.spiOut }
+    }
+    case 'rekeyIke':
+      return engine.rekeyIke(peer)
+    case 'dpd':
+      return engine.dpd(peer)
+    case 'disconnect':
+      return engine.disconnect(peer)
+    case 'ping':
+      return espPing(peer, req.timeoutMs ?? 2000)
+    case 'firstReply': {
+      // time from "a packet wants to go to a new peer" to its echo reply: IKE_SA_INIT + IKE_AUTH + ESP RTT
+      const t0 = performance.now()
+      await engine.connect(peer)
+      await espPing(peer, req.timeoutMs ?? 5000)
+      const ms = performance.now() - t0
+      await engine.disconnect(peer)
+      return { ms }
+    }
+    case 'bench': {
+      // n fresh IKE SAs (each a full IKE_SA_INIT + IKE_AUTH with a Child SA), `concurrency` at a time
+      const n = (req as { count?: number }).count ?? 100
+      const conc = (req as { concurrency?: number }).concurrency ?? 1
+      let next = 0
+      let ok = 0
+      let failed = 0
+      const t0 = performance.now()
+      const worker = async (): Promise<void> => {
+        while (next < n) {
+          next++
+          try {
+            await initiate(engine, peer)
+            ok++
+          } catch {
+            failed++
           }
         }
-        await Promise.all(Array.from({ length: conc }, worker))
-        const ms = performance.now() - t0
-        for (const s of [...engine.sas.values()]) engine.dropSa(s, 'bench')
-        return { ok, failed, ms, perSec: (ok * 1000) / ms }
       }
-      case 'mobike': {
-        // our address changed to `localAddress` (the test moved it): MOBIKE to every peer
-        transport.setLocalAddress((req as { localAddress?: string }).localAddress ?? cfg.bind)
-        await engine.updateAddresses()
-        return engine.stats.mobikeUpdates
-      }
-      case 'list':
-        return { sas: engine.list(), stats: engine.stats }
-      case 'exit':
-        await engine.close()
-        await sock.close()
-        await plainSock?.close()
-        setImmediate(() => process.exit(0))
-        return true
-      default:
-        throw new Error(`unknown op ${req.op}`)
+      await Promise.all(Array.from({ length: conc }, worker))
+      const ms = performance.now() - t0
+      for (const s of [...engine.sas.values()]) engine.dropSa(s, 'bench')
+      return { ok, failed, ms, perSec: (ok * 1000) / ms }
     }
+    case 'mobike': {
+      // our address changed to `localAddress` (the test moved it): MOBIKE to every peer
+      transport.setLocalAddress((req as { localAddress?: string }).localAddress ?? cfg.bind)
+      await engine.updateAddresses()
+      return engine.stats.mobikeUpdates
+    }
+    case 'list':
+      return { sas: engine.list(), stats: engine.stats }
+    case 'exit':
+      await engine.close()
+      await sock.close()
+      await plainSock?.close()
+      setImmediate(() => process.exit(0))
+      return true
+    default:
+      throw new Error(`unknown op ${req.op}`)
   }
-  run().then(
-    (value) => out({ n: req.n, ok: true, value }),
-    (e: Error) => out({ n: req.n, ok: false, error: `${e.name}: ${e.message}` }),
-  )
 })
 out({ ev: 'ready', port: transport.local().port })
