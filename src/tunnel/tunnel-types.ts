@@ -51,6 +51,12 @@ export interface TunnelOptions {
   readonly tunReadIn?: 'send' | 'io'
   /** Batch sends with UDP GSO when the socket is a node:dgram UdpSocket on Linux. @default true */
   readonly udpGso?: boolean
+  /**
+   * Batch receives: after each datagram node:dgram delivers, one recvmmsg takes what else is queued
+   * (udp-recv.ts), when the socket is a node:dgram UdpSocket on Linux. AUTOTUNNEL_RECVMMSG=0 turns it off.
+   * @default true
+   */
+  readonly recvBatch?: boolean
   /** Fill released slabs with 0xdb (tests). @default false */
   readonly poisonSlabs?: boolean
 }

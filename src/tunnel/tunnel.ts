@@ -33,6 +33,7 @@ import {
 import { TxThread } from './tx-thread.js'
 import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
 import { UdpGso, udpSocketFd } from './udp-gso.js'
+import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
 
 /** How often the send thread reports its counters. */
 export const TX_STATS_INTERVAL_MS = 200
@@ -66,6 +67,8 @@ export class Tunnel {
   #started = false
   #closed = false
   readonly #udpGso: boolean
+  readonly #recvBatchWanted: boolean
+  #recvBatch: UdpRecvBatch | undefined
   readonly #txThreadWanted: boolean
   readonly #tunReadIn: 'send' | 'io'
   readonly #maxSlabs: number
@@ -88,6 +91,7 @@ export class Tunnel {
     this.#keepaliveMs = opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS
     this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
     this.#udpGso = opts.udpGso ?? true
+    this.#recvBatchWanted = (opts.recvBatch ?? true) && process.env.AUTOTUNNEL_RECVMMSG !== '0'
     this.#txThreadWanted = opts.txThread ?? false
     const envRead = process.env.AUTOTUNNEL_TUN_READ
     this.#tunReadIn = envRead === 'send' || envRead === 'io' ? envRead : (opts.tunReadIn ?? 'io')
@@ -140,7 +144,29 @@ export class Tunnel {
     const tun = this.#deps.tun as TunDevice & Partial<ViewTun> & { fd?: unknown }
     const raw = (this.#deps.socket as { raw?: unknown }).raw
     const udp = raw instanceof EventEmitter ? udpSocketFd(raw as dgram.Socket) : undefined
-    this.#deps.socket.onMessage(this.#receiver.fromUdp)
+    const rb =
+      this.#recvBatchWanted && raw instanceof EventEmitter ? UdpRecvBatch.forSocket(raw as dgram.Socket) : undefined
+    this.#recvBatch = rb
+    if (rb) {
+      const fromUdp = this.#receiver.fromUdp
+      const drops = this.#counters.drops
+      const onBatch: BatchHandler = (b, off, len, from, truncated) => {
+        if (truncated) {
+          drops.truncated++
+          return
+        }
+        // ESP is opened in place and leaves before fromUdp returns: a view. IKE (or anything not ESP) may be
+        // kept by its handler: a copy.
+        const esp = len > 4 && (b[off]! | b[off + 1]! | b[off + 2]! | b[off + 3]!) !== 0
+        const view = b.subarray(off, off + len)
+        fromUdp(esp ? view : Buffer.from(view), from)
+      }
+      this.#deps.socket.onMessage((msg, from) => {
+        fromUdp(msg, from)
+        // At most two batches per delivered datagram: libuv reads what remains and calls again.
+        if (rb.drain(onBatch) === RECV_BATCH) rb.drain(onBatch)
+      })
+    } else this.#deps.socket.onMessage(this.#receiver.fromUdp)
     if (this.#txThreadWanted && typeof tun.fd === 'number' && udp) {
       this.#tx = new TxThread(
         {
@@ -197,6 +223,7 @@ export class Tunnel {
       txThread: this.#tx !== undefined,
       tunReadIn: this.#tx ? this.#tunReadIn : 'main',
       udpGso: this.#tx ? 'worker' : !!this.#sender.gso,
+      recvBatch: !!rb,
     })
     this.#scheduleKeepalive()
   }
@@ -439,6 +466,11 @@ export class Tunnel {
       c.drops.tun_write_error += io.writeErrors
     }
     return c
+  }
+
+  /** recvmmsg calls and the datagrams they took (0/0 without receive batching). */
+  recvBatchStats(): { calls: number; datagrams: number } {
+    return { calls: this.#recvBatch?.calls ?? 0, datagrams: this.#recvBatch?.datagrams ?? 0 }
   }
 
   /** Pool figures, for tests and the benchmark. */

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import dgram from 'node:dgram'
+import { test } from 'node:test'
+import { RECV_BATCH, RECV_SLOT, UdpRecvBatch } from './udp-recv.js'
+
+const bound = (type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> =>
+  new Promise((resolve, reject) => {
+    const s = dgram.createSocket(type)
+    s.once('error', reject)
+    s.bind(0, address, () => resolve(s))
+  })
+
+for (const [type, address] of [
+  ['udp4', '127.0.0.1'],
+  ['udp6', '::1'],
+] as const) {
+  test(`recvmmsg batch (${type}): everything after the first datagram, in order, with the sender's address`, {
+    skip: process.platform !== 'linux',
+  }, async (t) => {
+    const rx = await bound(type, address)
+    const tx = await bound(type, address)
+    t.after(() => {
+      rx.close()
+      tx.close()
+    })
+    const rb = UdpRecvBatch.forSocket(rx)
+    assert.ok(rb, 'koffi and the fd are available on Linux')
+    const n = RECV_BATCH + 10
+    const msgs = Array.from({ length: n }, (_, i) => Buffer.from(`datagram ${i} `.padEnd(20 + i, 'x')))
+    const got: { text: string; address: string; port: number }[] = []
+    const done = new Promise<void>((resolve) => {
+      rx.on('message', (m, r) => {
+        got.push({ text: m.toString(), address: r.address, port: r.port })
+        for (;;) {
+          const k = rb.drain((b, off, len, from, truncated) => {
+            assert.equal(truncated, false)
+            got.push({ text: b.toString('latin1', off, off + len), address: from.address, port: from.port })
+          })
+          if (k === 0) break
+        }
+        if (got.length >= n) resolve()
+      })
+    })
+    // Queue them all before the event loop gets to read any.
+    for (const m of msgs) tx.send(m, rx.address().port, address)
+    await done
+    assert.deepEqual(
+      got.map((g) => g.text),
+      msgs.map((m) => m.toString()),
+    )
+    const me = tx.address()
+    for (const g of got) assert.deepEqual([g.address, g.port], [me.address, me.port])
+    assert.ok(rb.datagrams > 0 && rb.datagrams <= n - 1, `batched ${rb.datagrams} in ${rb.calls} calls`)
+  })
+}
+
+test('recvmmsg batch: an empty socket gives 0 without blocking; a datagram over the slot is marked truncated', {
+  skip: process.platform !== 'linux',
+}, async (t) => {
+  const rx = await bound('udp4', '127.0.0.1')
+  const tx = await bound('udp4', '127.0.0.1')
+  t.after(() => {
+    rx.close()
+    tx.close()
+  })
+  const rb = UdpRecvBatch.forSocket(rx)!
+  assert.equal(
+    rb.drain(() => assert.fail('nothing queued')),
+    0,
+  )
+  const seen: { len: number; truncated: boolean }[] = []
+  const first = new Promise<string>((resolve) =>
+    rx.once('message', (m) => {
+      rb.drain((_b, _off, len, _from, truncated) => seen.push({ len, truncated }))
+      resolve(m.toString())
+    }),
+  )
+  tx.send(Buffer.from('first'), rx.address().port, '127.0.0.1')
+  tx.send(Buffer.alloc(RECV_SLOT + 100, 7), rx.address().port, '127.0.0.1')
+  assert.equal(await first, 'first')
+  assert.deepEqual(seen, [{ len: RECV_SLOT, truncated: true }])
+})

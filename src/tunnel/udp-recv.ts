@@ -1,0 +1,157 @@
+// Batched receives on Linux: after node:dgram hands the receive path one datagram, one recvmmsg(2) with
+// MSG_DONTWAIT takes whatever else is queued on the socket (up to RECV_BATCH datagrams) in one system call,
+// instead of one recvmsg, one Buffer, one rinfo object and one JS callback per datagram in libuv and node.
+// libuv's next recvmsg on the socket then finds it empty (EAGAIN) and waits for the next readiness event.
+//
+// Called synchronously through koffi on the dgram socket's fd (as udp-gso.ts sends): the datagrams land in one
+// reused buffer, so the handler gets views that are valid only during its call (the receive path decrypts in
+// place and copies into the TUN ring or writes the TUN device before returning; IKE messages are copied).
+// Only x86-64/arm64 Linux struct layouts; elsewhere, or without koffi, there is no batcher.
+
+import type dgram from 'node:dgram'
+import { createRequire } from 'node:module'
+import type { RemoteInfo } from '../io/datagram.js'
+import { udpSocketFd } from './udp-gso.js'
+
+/** Datagrams per recvmmsg call. */
+export const RECV_BATCH = 32
+/** Room per datagram: an ESP-in-UDP datagram of a 1500-octet path, or an IKE message up to a jumbo frame. */
+export const RECV_SLOT = 9216
+const MSG_DONTWAIT = 0x40
+const MSG_TRUNC = 0x20
+const AF_INET = 2
+const AF_INET6 = 10
+
+// struct mmsghdr = struct msghdr (56) + unsigned msg_len + padding (LP64)
+const MMSG_LEN = 64
+const MSG_NAME = 0
+const MSG_NAMELEN = 8
+const MSG_IOV = 16
+const MSG_IOVLEN = 24
+const MSG_FLAGS = 48
+const MMSG_MSGLEN = 56
+const IOVEC_LEN = 16
+const SOCKADDR_LEN = 28
+
+interface KoffiLike {
+  load(lib: string): { func(sig: string): (...args: unknown[]) => number }
+  address(b: Buffer): bigint
+}
+
+/** A received datagram: `buf[off ..+ len]`, valid only during the call. `truncated`: longer than RECV_SLOT. */
+export type BatchHandler = (buf: Buffer, off: number, len: number, from: RemoteInfo, truncated: boolean) => void
+
+export class UdpRecvBatch {
+  readonly #fd: number
+  readonly #recvmmsg: (fd: number, vec: Buffer, n: number, flags: number, timeout: null) => number
+  readonly #vec = Buffer.alloc(MMSG_LEN * RECV_BATCH)
+  readonly #names = Buffer.alloc(SOCKADDR_LEN * RECV_BATCH)
+  readonly #iovs = Buffer.alloc(IOVEC_LEN * RECV_BATCH)
+  readonly #data: Buffer
+  // The last sender's address, so a run of datagrams from one peer shares one RemoteInfo.
+  readonly #lastName = Buffer.alloc(SOCKADDR_LEN)
+  #lastFrom: RemoteInfo | undefined
+  /** recvmmsg calls and the datagrams they returned (for the benchmark and tests). */
+  calls = 0
+  datagrams = 0
+
+  private constructor(fd: number, k: KoffiLike) {
+    this.#fd = fd
+    const libc = k.load('libc.so.6')
+    this.#recvmmsg = libc.func('int recvmmsg(int fd, void *vec, unsigned int n, int flags, void *timeout)') as never
+    this.#data = Buffer.allocUnsafeSlow(RECV_SLOT * RECV_BATCH)
+    // Backing stores of these buffers never move: the pointers are written once.
+    const names = k.address(this.#names)
+    const iovs = k.address(this.#iovs)
+    const data = k.address(this.#data)
+    for (let i = 0; i < RECV_BATCH; i++) {
+      const m = i * MMSG_LEN
+      this.#vec.writeBigUInt64LE(names + BigInt(i * SOCKADDR_LEN), m + MSG_NAME)
+      this.#vec.writeBigUInt64LE(iovs + BigInt(i * IOVEC_LEN), m + MSG_IOV)
+      this.#vec.writeBigUInt64LE(1n, m + MSG_IOVLEN)
+      this.#iovs.writeBigUInt64LE(data + BigInt(i * RECV_SLOT), i * IOVEC_LEN)
+      this.#iovs.writeBigUInt64LE(BigInt(RECV_SLOT), i * IOVEC_LEN + 8)
+    }
+  }
+
+  /** A batcher for a bound node:dgram socket, or undefined where that is not possible (not Linux, no koffi). */
+  static forSocket(sock: dgram.Socket): UdpRecvBatch | undefined {
+    if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'arm64')) return undefined
+    const s = udpSocketFd(sock)
+    if (!s) return undefined
+    try {
+      const k = createRequire(import.meta.url)('koffi') as KoffiLike
+      return new UdpRecvBatch(s.fd, k)
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Takes up to RECV_BATCH queued datagrams without blocking and hands each to `fn`, in arrival order. Returns
+   * how many (0 when the socket was empty or on an error).
+   */
+  drain(fn: BatchHandler): number {
+    const vec = this.#vec
+    for (let i = 0; i < RECV_BATCH; i++) vec.writeUInt32LE(SOCKADDR_LEN, i * MMSG_LEN + MSG_NAMELEN)
+    const n = this.#recvmmsg(this.#fd, vec, RECV_BATCH, MSG_DONTWAIT, null)
+    this.calls++
+    if (n <= 0) return 0
+    this.datagrams += n
+    for (let i = 0; i < n; i++) {
+      const m = i * MMSG_LEN
+      const len = vec.readUInt32LE(m + MMSG_MSGLEN)
+      const truncated = (vec.readInt32LE(m + MSG_FLAGS) & MSG_TRUNC) !== 0
+      const from = this.#from(i * SOCKADDR_LEN)
+      if (!from) continue
+      fn(this.#data, i * RECV_SLOT, Math.min(len, RECV_SLOT), from, truncated)
+    }
+    return n
+  }
+
+  #from(at: number): RemoteInfo | undefined {
+    const nm = this.#names
+    const fam = nm.readUInt16LE(at)
+    const n = fam === AF_INET ? 8 : 24
+    if (this.#lastFrom && nm.compare(this.#lastName, 0, n, at, at + n) === 0) return this.#lastFrom
+    let from: RemoteInfo
+    const port = nm.readUInt16BE(at + 2)
+    if (fam === AF_INET) {
+      from = { address: `${nm[at + 4]}.${nm[at + 5]}.${nm[at + 6]}.${nm[at + 7]}`, port, family: 'IPv4' }
+    } else if (fam === AF_INET6) {
+      from = { address: ipv6String(nm, at + 8), port, family: 'IPv6' }
+    } else return undefined
+    nm.copy(this.#lastName, 0, at, at + n)
+    this.#lastFrom = from
+    return from
+  }
+}
+
+/** RFC 5952 text of 16 octets (IPv4-mapped as ::ffff:a.b.c.d, as node:dgram reports them). */
+function ipv6String(b: Buffer, at: number): string {
+  let mapped = true
+  for (let i = 0; i < 10; i++) if (b[at + i] !== 0) mapped = false
+  if (mapped && b[at + 10] === 0xff && b[at + 11] === 0xff)
+    return `::ffff:${b[at + 12]}.${b[at + 13]}.${b[at + 14]}.${b[at + 15]}`
+  const g: number[] = []
+  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(at + i * 2))
+  // The longest run of two or more zero groups becomes '::'.
+  let best = -1
+  let bestLen = 1
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++
+      continue
+    }
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLen) {
+      best = i
+      bestLen = j - i
+    }
+    i = j
+  }
+  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':')
+  if (best < 0) return hex(g)
+  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`
+}
