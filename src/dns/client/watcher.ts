@@ -8,7 +8,9 @@
 //                       │ nothing works                                                  ▲
 //                       └───────────────► watching(poll) (re-tries push/LLQ every retry) ┘
 
+import { type Clock, SystemClock, type TimerHandle } from '../../io/clock.js'
 import { type Logger, nullLogger } from '../../io/log.js'
+import { type Random, SystemRandom } from '../../io/random.js'
 import type { TsigKey } from '../tsig.js'
 import { signMessage } from '../tsig.js'
 import { encodeMessage, type Message } from '../wire/message.js'
@@ -19,6 +21,9 @@ import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } fr
 import type { StreamTarget } from './stream.js'
 
 const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
+/** Back-off delays vary by ±20% (in 1000 steps) so that watchers that lost the same server do not return together. */
+const JITTER = 0.2
+const JITTER_STEPS = 1000
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
 
@@ -66,19 +71,24 @@ function rrKey(rr: RR): string {
 export class Watcher {
   readonly opts: WatcherOptions
   readonly #log: Logger
+  readonly #clock: Clock
+  readonly #random: Random
   readonly #rrset = new Map<string, RR>()
   readonly #handlers = new Set<(e: WatchEvent) => void>()
   readonly #wakers = new Set<() => void>()
   #mechanism: WatchMechanism | undefined
   #push: PushClient | undefined
   #llq: LlqClient | undefined
-  #timer: NodeJS.Timeout | undefined
+  #timer: TimerHandle | undefined
   #retryMs: number
   #closed = false
   #generation = 0
 
-  constructor(deps: { log?: Logger }, opts: WatcherOptions) {
+  /** `deps.clock` runs the retry and polling timers, `deps.random` the back-off jitter; both default to the system's. */
+  constructor(deps: { log?: Logger; clock?: Clock; random?: Random }, opts: WatcherOptions) {
     this.#log = deps.log ?? nullLogger
+    this.#clock = deps.clock ?? new SystemClock()
+    this.#random = deps.random ?? new SystemRandom()
     this.opts = opts
     this.#retryMs = opts.retryMinMs ?? 500
   }
@@ -139,7 +149,7 @@ export class Watcher {
 
   async close(): Promise<void> {
     this.#closed = true
-    clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     this.#push?.close()
     await this.#llq?.close()
     this.#push = undefined
@@ -295,14 +305,14 @@ export class Watcher {
   #retryLater(delayMs?: number): void {
     const base = delayMs ?? this.#retryMs
     this.#retryMs = Math.min(this.opts.retryMaxMs ?? 60_000, this.#retryMs * 2)
-    this.#schedule(base * (0.8 + Math.random() * 0.4), false)
+    this.#schedule(base * (1 - JITTER + (2 * JITTER * this.#random.int(JITTER_STEPS + 1)) / JITTER_STEPS), false)
   }
 
   /** poll=true: a polling round (which also re-tries Push/LLQ when they come first in the list). */
   #schedule(ms: number, poll: boolean): void {
-    clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     if (this.#closed) return
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       if (poll && (this.opts.mechanisms ?? ['push', 'llq', 'poll'])[0] === 'poll') {
         this.#poll().then(
           () => this.#schedule(this.opts.pollIntervalMs ?? 30_000, true),
