@@ -304,15 +304,15 @@ interface Run {
   cpuB: number
   /** UDP datagrams the receiving namespace dropped for a full socket buffer (RcvbufErrors) during the run. */
   rcvbufErrB: number
-  /** Of those, dropped at the tunnel daemons' outer UDP sockets (ports 4500, 46xx); the rest at iperf3's. */
+  /** Of those, dropped at the tunnel daemons' outer UDP sockets (ports 4500, 46xx, 51820); the rest at iperf3's. */
   outerDropsB: number
 }
 
-/** Drops counted on the outer (ESP-in-UDP) sockets of a namespace: `ss -uanm` skmem d<N>, ports 4500/46xx. */
+/** Drops counted on the outer (ESP-in-UDP) sockets of a namespace: `ss -uanm` skmem d<N>, ports 4500/46xx/51820. */
 function outerSocketDrops(ns: string): number {
   let n = 0
   const out = nsx(ns, ['ss', '-uanm'])
-  for (const m of out.matchAll(/:(4500|46\d\d)\s[^\n]*\n\s*skmem:\([^)]*\bd(\d+)\)/g)) n += Number(m[2])
+  for (const m of out.matchAll(/:(4500|46\d\d|51820)\s[^\n]*\n\s*skmem:\([^)]*\bd(\d+)\)/g)) n += Number(m[2])
   return n
 }
 

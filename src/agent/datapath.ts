@@ -190,10 +190,11 @@ export class Datapath {
       import('../ike/hostkey.js'),
     ])
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
-    // Threads by default: in the lab's two-agent runs (bench/agent-tunnel.bench.ts, medians of 3 alternating
-    // rounds) 'on' carried 552 Mbit/s of iperf3 TCP against 335 for one thread and 303 for 'send', for about
-    // 0.3 ms more ping RTT (1.24 vs 0.91 ms); the roaming interruption was the same in every mode (60-70 ms of a
-    // 10 ms ping stream). In the netns bench 'on' is 1.4x strongSwan's TCP, one thread 0.9x (docs/tunnel.md).
+    // Threads by default ('on'): between two agents in the lab (bench/agent-tunnel.bench.ts, medians of 3
+    // alternating rounds) 'on' carried 558 Mbit/s of iperf3 TCP against 313 for one thread and 324 for 'send';
+    // the roaming interruption was the same in every mode (50-90 ms of a 10 ms ping stream); the cost is ping
+    // RTT: +0.4 ms under traffic, +1-1.5 ms on an idle tunnel on this VM. In the netns bench 'on' is 1.4-1.6x
+    // strongSwan's TCP, one thread about 0.9x (docs/tunnel.md, "Thread modes in the agent").
     const mode = tunnelThreadsMode(this.#o.tunnelThreads)
     const tunnel = new Tunnel(
       { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
