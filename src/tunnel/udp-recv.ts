@@ -15,8 +15,8 @@ import { udpSocketFd } from './udp-gso.js'
 
 /** Datagrams per recvmmsg call. */
 export const RECV_BATCH = 32
-/** Room per datagram: an ESP-in-UDP datagram of a 1500-octet path, or an IKE message up to a jumbo frame. */
-export const RECV_SLOT = 9216
+/** Room per datagram: the largest UDP payload, so no IKE message is ever cut (2 MiB in all, touched as used). */
+export const RECV_SLOT = 65_536
 const MSG_DONTWAIT = 0x40
 const MSG_TRUNC = 0x20
 const AF_INET = 2
@@ -38,7 +38,7 @@ interface KoffiLike {
   address(b: Buffer): bigint
 }
 
-/** A received datagram: `buf[off ..+ len]`, valid only during the call. `truncated`: longer than RECV_SLOT. */
+/** A received datagram: `buf[off ..+ len]`, valid only during the call. `truncated`: longer than its slot. */
 export type BatchHandler = (buf: Buffer, off: number, len: number, from: RemoteInfo, truncated: boolean) => void
 
 export class UdpRecvBatch {
