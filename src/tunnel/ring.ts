@@ -151,11 +151,20 @@ async function consumeLoop(
   stopped: () => boolean,
   batch: number,
 ): Promise<void> {
+  // Packets handled since the event loop last ran. Small drains that each find new packets never await a
+  // macrotask (waitNonEmpty returns at once), so the loop yields after `batch` packets in all, not only after a
+  // full drain: the thread's messages (endpoint and SA changes) and its setImmediate work (the send queue's
+  // flush) wait for at most `batch` packets.
+  let since = 0
   while (!stopped()) {
-    const n = ring.drain(fn, batch)
+    const n = ring.drain(fn, batch - since)
     if (n > 0) {
       afterBatch()
-      if (n === batch) await new Promise<void>((r) => setImmediate(r))
+      since += n
+      if (since >= batch) {
+        since = 0
+        await new Promise<void>((r) => setImmediate(r))
+      }
       continue
     }
     await ring.waitNonEmpty()
