@@ -11,6 +11,7 @@
 import type dgram from 'node:dgram'
 import { createRequire } from 'node:module'
 import type { RemoteInfo } from '../io/datagram.js'
+import { formatIpv6 } from './sa-table.js'
 import { udpSocketFd } from './udp-gso.js'
 
 /** Datagrams per recvmmsg call. */
@@ -133,25 +134,5 @@ function ipv6String(b: Buffer, at: number): string {
   for (let i = 0; i < 10; i++) if (b[at + i] !== 0) mapped = false
   if (mapped && b[at + 10] === 0xff && b[at + 11] === 0xff)
     return `::ffff:${b[at + 12]}.${b[at + 13]}.${b[at + 14]}.${b[at + 15]}`
-  const g: number[] = []
-  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(at + i * 2))
-  // The longest run of two or more zero groups becomes '::'.
-  let best = -1
-  let bestLen = 1
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) {
-      best = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':')
-  if (best < 0) return hex(g)
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`
+  return formatIpv6(b, at)
 }
