@@ -6,7 +6,15 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { COALESCE_MS, formatPeerRow, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
+import {
+  COALESCE_MS,
+  formatPeerRow,
+  LOOKUP_CACHE_SIZE,
+  LOOKUP_CACHE_TTL_MS,
+  PeerManager,
+  QTYPE_ANY,
+  type WatchLike,
+} from './peers.js'
 
 failOnLeakedResources()
 
@@ -221,6 +229,70 @@ test('lookup on demand (an IKE initiator not yet in the list); never outside the
   assert.equal(await pm.lookup('laptop.alice.members.example'), undefined)
   assert.equal(await pm.lookup('nosuch.alice.members.example'), undefined)
   assert.ok(pm.counters.failures >= 1)
+  await pm.close()
+})
+
+test('lookup of names not in the host list creates no watcher and no peer (a remote sender holds no state)', async () => {
+  const { zone, clock, pm, list, ptr } = setup()
+  zone.host('desktop', 'AutoTunnel-AA', 'fd00::1', '203.0.113.11', 4500)
+  zone.rrs.push(ptr('desktop'))
+  pm.follow(list)
+  await settle(clock)
+  const watchers = zone.watchers.length
+  for (let i = 0; i < 1000; i++) {
+    assert.equal(await pm.lookup(`h${i.toString(36)}x${(i * 7919).toString(36)}.alice.members.example`), undefined)
+  }
+  assert.equal(zone.watchers.length, watchers)
+  assert.ok(pm.lookupCacheSize <= LOOKUP_CACHE_SIZE)
+  assert.deepEqual(
+    pm.peers().map((p) => p.host),
+    ['desktop'],
+  )
+  assert.equal(pm.counters.lookupOneOff, 1000)
+  await pm.close()
+})
+
+test('a one-off lookup is cached for LOOKUP_CACHE_TTL_MS, positive and negative; the list takes over', async () => {
+  const { zone, clock, pm, list, ptr } = setup()
+  zone.host('tv', 'AutoTunnel-CC', 'fd00::3', '203.0.113.13', 4600)
+  pm.follow(list)
+  const p = await pm.lookup('tv.alice.members.example')
+  assert.equal(p?.ula, 'fd00::3')
+  assert.equal(pm.get('tv'), undefined)
+  const q = zone.queries.length
+  assert.equal((await pm.lookup('TV.alice.members.example.'))?.ula, 'fd00::3')
+  assert.equal(await pm.lookup('nosuch.alice.members.example'), undefined)
+  const q2 = zone.queries.length
+  assert.equal(await pm.lookup('nosuch.alice.members.example'), undefined)
+  assert.equal(zone.queries.length, q2)
+  assert.ok(q2 > q)
+  assert.equal(pm.counters.lookupCacheHits, 2)
+  clock.advance(LOOKUP_CACHE_TTL_MS + 1)
+  assert.equal(await pm.lookup('nosuch.alice.members.example'), undefined)
+  assert.ok(zone.queries.length > q2)
+  // Once in the host list, tv is a peer with watchers and its cached one-off answer is gone.
+  const watchers = zone.watchers.length
+  zone.rrs.push(ptr('tv'))
+  list.fire()
+  await settle(clock)
+  assert.equal(pm.get('tv')?.ula, 'fd00::3')
+  assert.ok(zone.watchers.length > watchers)
+  assert.equal(pm.lookupCacheSize, 1)
+  await pm.close()
+})
+
+test('an LRU of LOOKUP_CACHE_SIZE: the least recently used answer goes first', async () => {
+  const { zone, pm, list } = setup()
+  pm.follow(list)
+  for (let i = 0; i < LOOKUP_CACHE_SIZE; i++) await pm.lookup(`n${i}.alice.members.example`)
+  await pm.lookup('n0.alice.members.example') // n0 is now the most recent
+  await pm.lookup('extra.alice.members.example') // evicts n1
+  assert.equal(pm.lookupCacheSize, LOOKUP_CACHE_SIZE)
+  const q = zone.queries.length
+  await pm.lookup('n0.alice.members.example')
+  assert.equal(zone.queries.length, q)
+  await pm.lookup('n1.alice.members.example')
+  assert.ok(zone.queries.length > q)
   await pm.close()
 })
 

@@ -13,6 +13,10 @@
 // (a revoked host has no SRV any more): a change of the key set is told to `onKeys` listeners (IKE revalidation).
 // Only names under the user's own domain D are ever peers: a PTR naming anything else
 // is ignored and counted, so another user's host can never become a peer.
+// Only the host list creates watchers. `lookup()` of a name that is not in it (an IKE initiator whose PTR we have
+// not seen yet, or any name an unauthenticated IKE_AUTH carries) runs the chain once with signed queries and keeps
+// the answer, positive or negative, in a small cache (LOOKUP_CACHE_SIZE entries, LRU, LOOKUP_CACHE_TTL_MS): it
+// never adds a peer, a watcher or a server subscription, so a remote sender cannot make the agent hold state.
 //
 // peer lifecycle:  (PTR added) --> resolving --ok--> known --(watch event)--> resolving --> known ...
 //                                        \--no SRV/AAAA--> incomplete (retried on the next event)
@@ -28,6 +32,10 @@ import { AUTOTUNNEL_SERVICE, fq } from './records.js'
 export const COALESCE_MS = 30
 /** QTYPE ANY (RFC 1035 3.2.3): one DNS Push subscription for every RRset at the target name. */
 export const QTYPE_ANY = 255
+/** One-off lookups of names outside the host list: at most this many answers are kept (least recently used go). */
+export const LOOKUP_CACHE_SIZE = 64
+/** ... each for this long (short: a revoked key must not stay usable, and a new host is retried soon). */
+export const LOOKUP_CACHE_TTL_MS = 10_000
 
 export interface SignedQuery {
   query(name: string, type: number): Promise<Message>
@@ -91,6 +99,14 @@ export interface PeerCounters {
   failures: number
   foreignNames: number
   events: number
+  /** lookup() of names not in the host list: answered from the cache / by a one-off resolution. */
+  lookupCacheHits: number
+  lookupOneOff: number
+}
+
+interface CachedLookup {
+  readonly expires: number
+  readonly result: Promise<Peer | undefined>
 }
 
 export class PeerManager {
@@ -98,13 +114,22 @@ export class PeerManager {
   readonly #domain: string
   readonly #self: string
   readonly #entries = new Map<string, Entry>()
+  /** One-off lookups (names not in the host list), in LRU order (oldest first). */
+  readonly #lookups = new Map<string, CachedLookup>()
   readonly #changed: PeerChange[] = []
   readonly #gone: PeerGone[] = []
   readonly #keys: PeerGone[] = []
   #offHostList: (() => void) | undefined
   #ownList: WatchLike | undefined
   #closed = false
-  readonly counters: PeerCounters = { resolutions: 0, failures: 0, foreignNames: 0, events: 0 }
+  readonly counters: PeerCounters = {
+    resolutions: 0,
+    failures: 0,
+    foreignNames: 0,
+    events: 0,
+    lookupCacheHits: 0,
+    lookupOneOff: 0,
+  }
 
   constructor(deps: { query: SignedQuery; watch: WatchFactory; clock: Clock; log: Logger }, opts: PeerManagerOptions) {
     this.#d = deps
@@ -200,18 +225,47 @@ export class PeerManager {
   }
 
   /**
-   * A host of the user that is not (yet) in the table, looked up on demand (an IKE initiator whose PTR we have
-   * not seen yet). Returns the peer once resolved; undefined when it is not a host of this user.
+   * A host of the user looked up on demand (IKE's lookupPeer). A host in the list resolves its entry (once more
+   * when not complete). Any other name (an IKE initiator whose PTR we have not seen yet, or whatever name an
+   * unauthenticated IKE_AUTH carries) gets one signed resolution, cached (LOOKUP_CACHE_SIZE, LOOKUP_CACHE_TTL_MS)
+   * and never watched: it is not added to the table. Undefined when it is not a host of this user.
    */
   async lookup(name: string): Promise<Peer | undefined> {
     if (!fq(name.toLowerCase()).endsWith(`.${this.#domain}`)) return undefined
     const host = this.hostLabel(name)
     if (!host || host === this.#self || this.#closed) return undefined
     const known = this.#entries.get(host)
-    if (known?.peer.ula && known.peer.endpoint) return known.peer
-    const e = known ?? this.#add(host)
-    await this.#resolve(host, e)
-    return e.peer.ula ? e.peer : undefined
+    if (known) {
+      if (known.peer.ula && known.peer.endpoint) return known.peer
+      await this.#resolve(host, known)
+      return known.peer.ula ? known.peer : undefined
+    }
+    const now = this.#d.clock.monotonic()
+    const hit = this.#lookups.get(host)
+    this.#lookups.delete(host)
+    if (hit && hit.expires > now) {
+      this.counters.lookupCacheHits++
+      this.#lookups.set(host, hit)
+      return hit.result
+    }
+    this.counters.lookupOneOff++
+    const e = this.#newEntry(host)
+    const result = this.#resolveOnce(host, e).then(
+      () => (e.peer.ula ? e.peer : undefined),
+      () => undefined,
+    )
+    this.#lookups.set(host, { expires: now + LOOKUP_CACHE_TTL_MS, result })
+    while (this.#lookups.size > LOOKUP_CACHE_SIZE) {
+      const oldest = this.#lookups.keys().next().value
+      if (oldest === undefined) break
+      this.#lookups.delete(oldest)
+    }
+    return result
+  }
+
+  /** How many one-off lookups are cached (at most LOOKUP_CACHE_SIZE), for status and tests. */
+  get lookupCacheSize(): number {
+    return this.#lookups.size
   }
 
   /** The mechanisms (push, llq, poll; null while connecting) of a peer's two watchers, for status. */
@@ -226,6 +280,7 @@ export class PeerManager {
     await this.#ownList?.close()
     const all = [...this.#entries.values()]
     this.#entries.clear()
+    this.#lookups.clear()
     await Promise.all(all.map((e) => this.#closeEntry(e)))
   }
 
@@ -250,6 +305,7 @@ export class PeerManager {
     for (const [h, e] of this.#entries)
       if (!hosts.has(h)) {
         this.#entries.delete(h)
+        this.#lookups.delete(h)
         void this.#closeEntry(e)
         this.#d.log.info('peers.gone', { host: h })
         for (const fn of this.#gone) fn(e.peer)
@@ -266,7 +322,20 @@ export class PeerManager {
   }
 
   #add(host: string): Entry {
-    const e: Entry = {
+    const e = this.#newEntry(host)
+    this.#entries.set(host, e)
+    // In the list now: the entry (with its watchers) answers from here on, not a one-off answer.
+    this.#lookups.delete(host)
+    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
+    e.srvWatch = this.#watch(host, e, srvName, RRType.SRV)
+    e.keyWatch = this.#watch(host, e, `${host}.${this.#domain}`, RRType.TXT)
+    this.#d.log.info('peers.new', { host })
+    return e
+  }
+
+  /** An entry with no watchers, not in the table (yet). */
+  #newEntry(host: string): Entry {
+    return {
       peer: {
         host,
         fqdn: `${host}.${this.#domain.slice(0, -1)}`,
@@ -288,12 +357,6 @@ export class PeerManager {
       pending: undefined,
       again: false,
     }
-    this.#entries.set(host, e)
-    const srvName = `${AUTOTUNNEL_SERVICE}.${host}.${this.#domain}`
-    e.srvWatch = this.#watch(host, e, srvName, RRType.SRV)
-    e.keyWatch = this.#watch(host, e, `${host}.${this.#domain}`, RRType.TXT)
-    this.#d.log.info('peers.new', { host })
-    return e
   }
 
   #watch(host: string, e: Entry, name: string, type: number): WatchLike {
@@ -360,10 +423,12 @@ export class PeerManager {
           .sort(),
       )
       .catch(() => undefined)
-    if (keys && this.#entries.get(host) === e && keys.join('\n') !== e.peer.publicKeys.join('\n')) {
+    const listed = this.#entries.get(host) === e
+    if (keys && keys.join('\n') !== e.peer.publicKeys.join('\n')) {
       e.peer = { ...e.peer, publicKeys: keys }
-      log.info('peers.keys', { host, keys: keys.length })
-      for (const fn of this.#keys) {
+      if (listed) log.info('peers.keys', { host, keys: keys.length })
+      // A one-off lookup (not in the table) tells no listener: nothing else knows that peer.
+      for (const fn of listed ? this.#keys : []) {
         try {
           fn(e.peer)
         } catch (err) {
@@ -399,10 +464,17 @@ export class PeerManager {
     } catch (err) {
       this.counters.failures++
       e.peer = { ...e.peer, lastError: (err as Error).message }
-      log.info('peers.resolve_failed', { host, err: (err as Error).message })
+      // A one-off lookup may carry any name a remote sender chose: debug only.
+      if (this.#entries.get(host) === e) log.info('peers.resolve_failed', { host, err: (err as Error).message })
+      else log.debug('peers.resolve_failed', { host, err: (err as Error).message, oneOff: true })
       return
     }
-    if (this.#closed || this.#entries.get(host) !== e) return
+    if (this.#closed) return
+    if (this.#entries.get(host) !== e) {
+      // A one-off lookup (or an entry removed meanwhile): the answer only, no watcher, no listener.
+      e.peer = next
+      return
+    }
     if (next.target !== e.watchedTarget) {
       // The target name (L.D) changed or is new: watch every RRset there with one ANY subscription.
       const old = e.targetWatch
