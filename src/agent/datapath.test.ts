@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { dnsEndpointDecision } from './datapath.js'
+import { dnsEndpointDecision, type TunnelThreads, tunnelThreadsMode } from './datapath.js'
 
 test('dnsEndpointDecision: DNS moves the endpoint, except to the LAN address of an unmapped peer', () => {
   const home = { address: '203.0.113.11', port: 4500 }
@@ -19,4 +19,24 @@ test('dnsEndpointDecision: DNS moves the endpoint, except to the LAN address of 
   ]
   for (const [current, dns, nat, want] of cases)
     assert.equal(dnsEndpointDecision(current, dns, nat), want, JSON.stringify({ current, dns, nat }))
+})
+
+test('tunnelThreadsMode: the option, else AUTOTUNNEL_TUNNEL_THREADS, else AUTOTUNNEL_TX_THREAD=0, else on', () => {
+  const cases: [TunnelThreads | undefined, NodeJS.ProcessEnv, TunnelThreads][] = [
+    [undefined, {}, 'on'],
+    ['off', {}, 'off'],
+    ['send', {}, 'send'],
+    ['on', { AUTOTUNNEL_TUNNEL_THREADS: 'off' }, 'on'],
+    ['send', { AUTOTUNNEL_TX_THREAD: '0' }, 'send'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'off' }, 'off'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'send' }, 'send'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'on', AUTOTUNNEL_TX_THREAD: '0' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'OFF' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus', AUTOTUNNEL_TX_THREAD: '0' }, 'off'],
+    [undefined, { AUTOTUNNEL_TX_THREAD: '0' }, 'off'],
+    [undefined, { AUTOTUNNEL_TX_THREAD: '1' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: '' }, 'on'],
+  ]
+  for (const [opt, env, want] of cases) assert.equal(tunnelThreadsMode(opt, env), want, JSON.stringify({ opt, env }))
 })
