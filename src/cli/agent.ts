@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander'
+import { RESOLVER_DEFAULT } from '../agent/resolver.js'
 
 // `autotunnel up|status|down|browse|revoke`: the host agent (docs/agent.md). `up` runs in the foreground and serves a
 // control socket in its state directory; the other three talk to it there. Implementations load lazily.
@@ -48,7 +49,7 @@ export function register(program: Command): void {
     .option('--port <udpport>', 'local UDP port of the tunnel (mapped on the NAT gateway)', '4500')
     .option('--tun <name>', 'TUN device name (used by the tunnel)', 'autotun0')
     .option('--no-tun', 'run without a TUN device')
-    .option('--resolver <addr:port>', "local DNS resolver for the user's host names (ULAs)", '127.0.0.1:5353')
+    .option('--resolver <addr:port>', "local DNS resolver for the user's host names (ULAs)", RESOLVER_DEFAULT)
     .option('--no-resolver', 'do not run the local resolver')
     .option('--service <type:port>', 'advertise a DNS-SD service, e.g. _ssh._tcp:22 (repeatable)', collect, [])
     .option('--lease <seconds>', 'update lease asked for (RFC 9664); the server clamps it', '5400')
