@@ -218,7 +218,7 @@ test('down over the control socket withdraws the records, deletes the mapping an
   mapper.map('203.0.113.11', 4500)
   await agent.publisher.settled()
   const r = (await controlRequest(controlSocketPath(dir), 'down')) as Record<string, unknown>
-  assert.deepEqual(r, { clean: true, recordsDeleted: true, mappingDeleted: true, errors: [] })
+  assert.deepEqual(r, { clean: true, recordsDeleted: true, hadMapping: true, mappingDeleted: true, errors: [] })
   assert.equal(mapper.stops, 1)
   const last = sink.requests.at(-1)!
   assert.equal(last.leaseSec, undefined)

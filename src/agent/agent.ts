@@ -322,7 +322,7 @@ export class Agent {
       await Promise.allSettled(this.#stopHooks.map((fn) => fn(clean)))
       if (!clean) {
         this.publisher.stop()
-        return { clean, recordsDeleted: false, mappingDeleted: false, errors: [] }
+        return { clean, recordsDeleted: false, hadMapping: false, mappingDeleted: false, errors: [] }
       }
       const mapper = this.#d.mapper
       const hadMapping = mapper?.state.kind === 'mapped'
@@ -332,6 +332,7 @@ export class Agent {
       return {
         clean,
         recordsDeleted: rec.status === 'fulfilled',
+        hadMapping,
         mappingDeleted: hadMapping && map.status === 'fulfilled',
         errors,
       }
@@ -351,6 +352,8 @@ export class Agent {
 export interface ShutdownResult {
   readonly clean: boolean
   readonly recordsDeleted: boolean
+  /** A port mapping was in place when the clean-up began (clean shutdowns only). */
+  readonly hadMapping: boolean
   readonly mappingDeleted: boolean
   readonly errors: string[]
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { deriveTsigKey } from '../dns/account-key.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
-import { loadKey, parseHostPort, UsageError } from './run.js'
+import { downMessage, loadKey, parseHostPort, UsageError } from './run.js'
 
 failOnLeakedResources()
 
@@ -15,6 +15,22 @@ test('parseHostPort', () => {
   assert.deepEqual(parseHostPort('[2001:db8::1]:853', 53), { host: '2001:db8::1', port: 853 })
   for (const bad of ['', 'host:0', 'host:70000', 'host:x', '[::1'])
     assert.throws(() => parseHostPort(bad, 53), UsageError, bad)
+})
+
+test('downMessage: says whether the port mapping was deleted, was not deleted, or never existed', () => {
+  const m = (hadMapping: boolean | undefined, mappingDeleted: boolean, errors: string[] = []): string =>
+    downMessage({ recordsDeleted: true, ...(hadMapping === undefined ? {} : { hadMapping }), mappingDeleted, errors })
+  assert.equal(m(true, true), 'agent stopped: records deleted, port mapping deleted\n')
+  assert.equal(m(false, false), 'agent stopped: records deleted, port mapping none (there was no mapping to delete)\n')
+  assert.equal(
+    m(true, false, ['pcp: timeout']),
+    'agent stopped: records deleted, port mapping NOT deleted (it expires with its lifetime)\n  error: pcp: timeout\n',
+  )
+  assert.match(m(undefined, false), /port mapping not deleted, or there was none\n$/)
+  assert.match(
+    downMessage({ recordsDeleted: false, hadMapping: false, mappingDeleted: false, errors: [] }),
+    /records NOT deleted \(they expire with their lease\)/,
+  )
 })
 
 test('loadKey: the key file of `account add --json`, or the same key derived from the password', async (t) => {

@@ -247,11 +247,7 @@ export async function runStatus(o: { state: string; json?: boolean }): Promise<v
 export async function runDown(o: { state: string; timeout: string }): Promise<void> {
   const path = controlSocketPath(o.state)
   const timeoutMs = intOption('timeout', o.timeout, 1, 3600) * 1000
-  const r = (await controlRequest(path, 'down', {}, timeoutMs)) as {
-    recordsDeleted: boolean
-    mappingDeleted: boolean
-    errors: string[]
-  }
+  const r = (await controlRequest(path, 'down', {}, timeoutMs)) as DownResult
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
@@ -262,12 +258,31 @@ export async function runDown(o: { state: string; timeout: string }): Promise<vo
     if (Date.now() > deadline) throw new Error('the agent did not stop in time')
     await new Promise((res) => setTimeout(res, 50))
   }
-  process.stdout.write(
-    `agent stopped: records ${r.recordsDeleted ? 'deleted' : 'NOT deleted (they expire with their lease)'}, ` +
-      `port mapping ${r.mappingDeleted ? 'deleted' : 'none to delete or not deleted'}\n`,
-  )
-  for (const e of r.errors) process.stdout.write(`  error: ${e}\n`)
+  process.stdout.write(downMessage(r))
   if (!r.recordsDeleted) process.exitCode = 1
+}
+
+/** The control socket's answer to `down` (src/agent/agent.ts ShutdownResult; hadMapping absent from older agents). */
+export interface DownResult {
+  readonly recordsDeleted: boolean
+  readonly hadMapping?: boolean
+  readonly mappingDeleted: boolean
+  readonly errors: readonly string[]
+}
+
+/** What `autotunnel down` prints: whether the records and the port mapping were deleted, and any errors. */
+export function downMessage(r: DownResult): string {
+  const mapping = r.mappingDeleted
+    ? 'deleted'
+    : r.hadMapping === false
+      ? 'none (there was no mapping to delete)'
+      : r.hadMapping
+        ? 'NOT deleted (it expires with its lifetime)'
+        : 'not deleted, or there was none'
+  return (
+    `agent stopped: records ${r.recordsDeleted ? 'deleted' : 'NOT deleted (they expire with their lease)'}, ` +
+    `port mapping ${mapping}\n${r.errors.map((e) => `  error: ${e}\n`).join('')}`
+  )
 }
 
 export async function runBrowse(type: string | undefined, o: { state: string; json?: boolean }): Promise<void> {
