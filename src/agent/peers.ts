@@ -521,13 +521,16 @@ export function normUla(a: string): string {
   }
 }
 
-/** One row of `autotunnel status`'s peer table (the rows Datapath.status() returns). */
+/**
+ * One row of `autotunnel status`'s peer table (the rows Datapath.status() returns; src/agent/status-format.ts prints
+ * them): the peer's IKE auth method (signature, psk, none) follows its last handshake, '-' with no IKE SA.
+ */
 export function formatPeerRow(p: Record<string, unknown>): string {
   const kb = (n: unknown): string => `${((Number(n) || 0) / 1024).toFixed(1)} KiB`
   const hs = typeof p.lastHandshake === 'string' ? p.lastHandshake.replace(/\.\d+Z$/, 'Z') : 'never'
   return (
     `${String(p.name).padEnd(12)} ${String(p.ula ?? '-').padEnd(39)} ${String(p.endpoint ?? '-').padEnd(21)} ` +
-    `${String(p.path ?? '-')}  handshake ${hs}  in ${kb(p.bytesIn)} out ${kb(p.bytesOut)}` +
+    `${String(p.path ?? '-')}  handshake ${hs}  auth ${typeof p.auth === 'string' ? p.auth : '-'}  in ${kb(p.bytesIn)} out ${kb(p.bytesOut)}` +
     `${p.lastError ? `  (${p.lastError})` : ''}`
   )
 }
