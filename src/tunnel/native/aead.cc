@@ -81,23 +81,41 @@ Aead* Unwrap(napi_env env, napi_value self) {
   return static_cast<Aead*>(p);
 }
 
+// The arguments seal() and open() share: (nonce: Buffer(12), aad: Buffer, buf: Buffer, off, len), with room for
+// the 16-octet tag after buf[off+len]. Returns the instance, or nullptr when any argument is off.
+struct AeadArgs {
+  unsigned char *nonce, *aad, *buf;
+  size_t alen;
+  uint32_t off, len;
+};
+
+Aead* ParseArgs(napi_env env, napi_callback_info info, AeadArgs* x) {
+  size_t argc = 5;
+  napi_value argv[5], self;
+  napi_get_cb_info(env, info, &argc, argv, &self, nullptr);
+  Aead* a = Unwrap(env, self);
+  size_t nlen, blen;
+  if (!a || argc < 5 || !GetBuf(env, argv[0], &x->nonce, &nlen) || nlen != kNonceLen ||
+      !GetBuf(env, argv[1], &x->aad, &x->alen) || !GetBuf(env, argv[2], &x->buf, &blen) ||
+      !GetU32(env, argv[3], &x->off) || !GetU32(env, argv[4], &x->len) ||
+      static_cast<size_t>(x->off) + x->len + kTagLen > blen)
+    return nullptr;
+  return a;
+}
+
 // seal(nonce: Buffer(12), aad: Buffer, buf: Buffer, off, len): encrypts buf[off, off+len) in place and
 // writes the 16-octet tag at buf[off+len]. Returns true.
 napi_value Seal(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], self, result;
-  napi_get_cb_info(env, info, &argc, argv, &self, nullptr);
-  Aead* a = Unwrap(env, self);
-  unsigned char *nonce, *aad, *buf;
-  size_t nlen, alen, blen;
-  uint32_t off, len;
-  if (!a || argc < 5 || !GetBuf(env, argv[0], &nonce, &nlen) || nlen != kNonceLen ||
-      !GetBuf(env, argv[1], &aad, &alen) || !GetBuf(env, argv[2], &buf, &blen) || !GetU32(env, argv[3], &off) ||
-      !GetU32(env, argv[4], &len) || static_cast<size_t>(off) + len + kTagLen > blen)
+  napi_value result;
+  AeadArgs x;
+  Aead* a = ParseArgs(env, info, &x);
+  unsigned char* buf = x.buf;
+  const uint32_t off = x.off, len = x.len;
+  if (!a)
     return Throw(env, "seal(nonce, aad, buf, off, len): bad arguments");
   int outl = 0;
-  bool ok = EVP_EncryptInit_ex(a->enc, nullptr, nullptr, nullptr, nonce) == 1 &&
-            EVP_EncryptUpdate(a->enc, nullptr, &outl, aad, static_cast<int>(alen)) == 1 &&
+  bool ok = EVP_EncryptInit_ex(a->enc, nullptr, nullptr, nullptr, x.nonce) == 1 &&
+            EVP_EncryptUpdate(a->enc, nullptr, &outl, x.aad, static_cast<int>(x.alen)) == 1 &&
             (len == 0 || EVP_EncryptUpdate(a->enc, buf + off, &outl, buf + off, static_cast<int>(len)) == 1) &&
             EVP_EncryptFinal_ex(a->enc, buf + off + len, &outl) == 1 &&
             EVP_CIPHER_CTX_ctrl(a->enc, EVP_CTRL_AEAD_GET_TAG, kTagLen, buf + off + len) == 1;
@@ -109,21 +127,17 @@ napi_value Seal(napi_env env, napi_callback_info info) {
 // open(nonce, aad, buf, off, len): verifies the tag at buf[off+len] and decrypts buf[off, off+len) in place.
 // Returns false when authentication fails (then the buffer content is undefined).
 napi_value Open(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], self, result;
-  napi_get_cb_info(env, info, &argc, argv, &self, nullptr);
-  Aead* a = Unwrap(env, self);
-  unsigned char *nonce, *aad, *buf;
-  size_t nlen, alen, blen;
-  uint32_t off, len;
-  if (!a || argc < 5 || !GetBuf(env, argv[0], &nonce, &nlen) || nlen != kNonceLen ||
-      !GetBuf(env, argv[1], &aad, &alen) || !GetBuf(env, argv[2], &buf, &blen) || !GetU32(env, argv[3], &off) ||
-      !GetU32(env, argv[4], &len) || static_cast<size_t>(off) + len + kTagLen > blen)
+  napi_value result;
+  AeadArgs x;
+  Aead* a = ParseArgs(env, info, &x);
+  unsigned char* buf = x.buf;
+  const uint32_t off = x.off, len = x.len;
+  if (!a)
     return Throw(env, "open(nonce, aad, buf, off, len): bad arguments");
   int outl = 0;
-  bool ok = EVP_DecryptInit_ex(a->dec, nullptr, nullptr, nullptr, nonce) == 1 &&
+  bool ok = EVP_DecryptInit_ex(a->dec, nullptr, nullptr, nullptr, x.nonce) == 1 &&
             EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_AEAD_SET_TAG, kTagLen, buf + off + len) == 1 &&
-            EVP_DecryptUpdate(a->dec, nullptr, &outl, aad, static_cast<int>(alen)) == 1 &&
+            EVP_DecryptUpdate(a->dec, nullptr, &outl, x.aad, static_cast<int>(x.alen)) == 1 &&
             (len == 0 || EVP_DecryptUpdate(a->dec, buf + off, &outl, buf + off, static_cast<int>(len)) == 1) &&
             EVP_DecryptFinal_ex(a->dec, buf + off + len, &outl) == 1;
   napi_get_boolean(env, ok, &result);
