@@ -12,11 +12,12 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { Publisher } from '../../src/agent/publisher.js'
-import { type HostRecordsInput, hostRecords } from '../../src/agent/records.js'
+import { hostRecords } from '../../src/agent/records.js'
 import { UpdateClient, type UpdateError } from '../../src/dns/client/update.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
 import { ensureSelfSigned } from '../../src/server/tls-cert.js'
+import { DESKTOP_TARGET, desktopInput } from './agent-fixture.js'
 import { freePort, retryOnAddrInUse } from './ports.js'
 
 const execFileP = promisify(execFile)
@@ -105,18 +106,8 @@ async function dig(b: Bind, name: string, type: string): Promise<string[]> {
     .map((l) => l.replace(/\s+/g, ' ').trim())
 }
 
-const input: HostRecordsInput = {
-  hostname: 'desktop',
-  domain: 'alice.members.example',
-  ula: 'fd5e:1:2:3:22:69ff:fe8e:342a',
-  label: 'AutoTunnel-00-22-69-FF-FE-8E-34-2A',
-  endpoint: { address: '203.0.113.11', port: 4500 },
-  nat: 'pcp',
-  services: [{ type: '_ssh._tcp', port: 22 }],
-  ttlSec: 60,
-  agentVersion: 'test',
-}
-const target = 'AutoTunnel-00-22-69-FF-FE-8E-34-2A.alice.members.example.'
+const input = desktopInput('pcp')
+const target = DESKTOP_TARGET
 
 test('UPDATE client + publisher against BIND over DNS-over-TLS: publish, replace, withdraw', async (t) => {
   const b = await startBind(t)

@@ -11,12 +11,13 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { browseServices } from '../../src/agent/browse.js'
 import { Publisher } from '../../src/agent/publisher.js'
-import { type HostRecordsInput, hostRecords } from '../../src/agent/records.js'
+import { hostRecords } from '../../src/agent/records.js'
 import { UpdateClient } from '../../src/dns/client/update.js'
 import { Watcher } from '../../src/dns/client/watcher.js'
 import { RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
+import { DESKTOP_TARGET, desktopInput } from './agent-fixture.js'
 import { freePort, retryOnAddrInUse } from './ports.js'
 
 const execFileP = promisify(execFile)
@@ -119,19 +120,9 @@ async function dig(s: Srv, name: string, type: string): Promise<string[]> {
     )
 }
 
-const input: HostRecordsInput = {
-  hostname: 'desktop',
-  domain: 'alice.members.example',
-  ula: 'fd5e:1:2:3:22:69ff:fe8e:342a',
-  label: 'AutoTunnel-00-22-69-FF-FE-8E-34-2A',
-  endpoint: { address: '203.0.113.11', port: 4500 },
-  nat: 'natpmp',
-  services: [{ type: '_ssh._tcp', port: 22 }],
-  ttlSec: 60,
-  agentVersion: 'test',
-}
-// dig output is compared in lower case: DNS names are case-insensitive and the server stores them in lower case.
-const target = 'autotunnel-00-22-69-ff-fe-8e-34-2a.alice.members.example.'
+const input = desktopInput('natpmp')
+// dig output is compared in lower case (DNS names are case-insensitive; see dig() above).
+const target = DESKTOP_TARGET.toLowerCase()
 
 function client(s: Srv, ca: Buffer): UpdateClient {
   return new UpdateClient(
