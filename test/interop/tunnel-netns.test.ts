@@ -179,7 +179,8 @@ test('tunnel data plane between two namespaces: ping, TCP, only ESP-in-UDP on th
   }
   sh('ip', ['-n', nsA, 'addr', 'add', `${ADDR_ATTACKER}/24`, 'dev', `${prefix}a`])
 
-  const g = randomBytes(2).toString('hex')
+  // RFC 5952 text (no leading zeros), the form `ip` prints and the address is matched against below.
+  const g = randomBytes(2).readUInt16BE(0).toString(16)
   const ulaA = `fd00:${g}:a::1`
   const ulaB = `fd00:${g}:b::1`
   const kAB = randomBytes(36).toString('hex')
