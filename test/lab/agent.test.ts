@@ -335,7 +335,9 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
     const s = await a.status()
     const addr = lab.addressOf('desktop')
     assert.ok(await gatewayMapsTo(lab, 'hotel', addr, PORT))
-    const pid = (await lab.execOk('desktop', ['sh', '-c', `pgrep -f -- '--state ${a.state}' | head -1`])).stdout.trim()
+    // The spawned pid is the agent itself (`ip netns exec` execs it). A `pgrep -f` here could also match the
+    // `sh -c` that runs it, and picked that shell in one CI run.
+    const pid = String(a.proc.pid)
     await lab.execOk('desktop', ['kill', '-TERM', pid])
     await waitFor('the agent to exit', async () => (await lab.exec('desktop', ['kill', '-0', pid])).code !== 0, 5000)
     const recs = await recordsOf(lab, srv, 'desktop', s.identity.label)
@@ -353,8 +355,8 @@ describe('agent in the lab: mapping and publishing through real gateways', { tim
     const s = await waitFor('the short-lease agent to publish', () => published(b, lab.publicIpOf('cafe')), 30_000, 100)
     const target = `${s.identity.label}.${D}`.toLowerCase()
     assert.deepEqual(await dig(lab, srv, target, 'AAAA'), [`${target} IN AAAA ${s.identity.ula}`])
-    const pid = (await lab.execOk('laptop', ['sh', '-c', `pgrep -f -- '--state ${b.state}' | head -1`])).stdout.trim()
-    assert.match(pid, /^\d+$/)
+    const pid = String(b.proc.pid)
+    assert.equal((await lab.exec('laptop', ['kill', '-0', pid])).code, 0, 'the agent process is alive')
     const t0 = performance.now()
     await lab.execOk('laptop', ['kill', '-KILL', pid])
     assert.deepEqual(await dig(lab, srv, target, 'AAAA'), [`${target} IN AAAA ${s.identity.ula}`], 'still there')
