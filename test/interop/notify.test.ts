@@ -14,6 +14,7 @@ import { encodeLlq, LlqOpcode } from '../../src/dns/llq.js'
 import { signMessage } from '../../src/dns/tsig.js'
 import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
 import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
+import { FakeClock } from '../../src/io/clock.fake.js'
 import { MemoryLogger } from '../../src/io/log.js'
 import { type AccountJson, NotifyServer, tsigKey, waitFor, ZONE } from './notify-harness.js'
 
@@ -188,6 +189,38 @@ test('an LLQ client that stops acknowledging gets exactly 3 transmissions of an 
   assert.ok(gaps[1]! > gaps[0]! * 1.5, 'exponential back-off')
   const r = await c.refresh()
   assert.equal(r.error, 4, 'NO-SUCH-LLQ: the server deleted the LLQ')
+})
+
+test('LLQ refresh runs on the injected clock at 80% of the granted lease and keeps the LLQ alive', async (t) => {
+  const name = hostName('refresh')
+  const clock = new FakeClock()
+  const c = new LlqClient(
+    { host: '127.0.0.1', port: srv.dnsPort },
+    { name, type: RRType.AAAA, leaseSec: 60, key: tsigKey(alice) },
+    { clock },
+  )
+  const got: string[][] = []
+  c.onEvent((e) => got.push(addrs(e.added)))
+  t.after(() => c.close())
+  await c.start()
+  const setUp = performance.now()
+  assert.equal(c.leaseSec, 3, 'the server clamps the lease to --llq-lease-max 3')
+  assert.equal(clock.pending, 1, 'one timer: the refresh')
+  clock.advance(2400 - 1)
+  assert.equal(c.refreshes, 0, 'no refresh before 80% of the lease')
+  // Let real time catch up with the fake clock, so the refresh reaches the server late in the first lease.
+  await new Promise((r) => setTimeout(r, 2000))
+  clock.advance(1)
+  const t0 = performance.now()
+  while (c.refreshes === 0 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 5))
+  assert.equal(c.refreshes, 1, 'the refresh went out and was accepted')
+  assert.equal(clock.pending, 1, 'the next refresh is scheduled')
+  // Real time now passes the lease granted at set-up (3 s): the LLQ lives on only because of the refresh.
+  await new Promise((r) => setTimeout(r, Math.max(0, 3300 - (performance.now() - setUp))))
+  assert.equal((await srv.nsupdate(alice, [`update add ${name} 60 AAAA fd00::7`])).code, 0)
+  const t1 = performance.now()
+  while (got.length === 0 && performance.now() - t1 < 2000) await new Promise((r) => setTimeout(r, 10))
+  assert.deepEqual(got, [['fd00::7']], 'an event after the original lease ran out')
 })
 
 test('LLQ privacy: events are TSIG-signed with the user’s key; forged or unsigned events are dropped', async (t) => {

@@ -6,9 +6,10 @@
 // request's MAC and every event against the key alone (events are unsolicited); anything else is dropped and
 // counted in `rejected`, so nobody but the server holding the key can inject or forge an event.
 
-import { randomInt } from 'node:crypto'
 import dgram from 'node:dgram'
 import net from 'node:net'
+import { type Clock, SystemClock, type TimerHandle } from '../../io/clock.js'
+import { type Random, SystemRandom } from '../../io/random.js'
 import { EdnsOptionCode, findOption } from '../edns.js'
 import { decodeLlq, encodeLlq, LLQ_VERSION, LlqError, LlqOpcode, type LlqOption } from '../llq.js'
 import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
@@ -121,21 +122,29 @@ export class LlqClient {
   #ch: Channel | undefined
   #id = 0n
   #leaseSec = 0
-  #refreshTimer: NodeJS.Timeout | undefined
+  #refreshTimer: TimerHandle | undefined
+  readonly #clock: Clock
+  readonly #random: Random
   #pending = new Map<number, { mac: Buffer | undefined; resolve: (m: Message) => void }>()
   #onEvent: (e: LlqEvent) => void = () => {}
   #onLost: (why: string) => void = () => {}
   #lost = false
   #closed = false
   eventsReceived = 0
+  /** Refreshes the server accepted (each one scheduled at `refreshAt` of the granted lease). */
+  refreshes = 0
   /** Messages dropped because their TSIG was missing or did not verify (with `key`). */
   rejected = 0
 
+  /** `deps`: the refresh and retransmission timers and the message IDs come from them (STYLE.md section 6). */
   constructor(
     readonly target: LlqTarget,
     opts: LlqClientOptions,
+    deps: { readonly clock?: Clock; readonly random?: Random } = {},
   ) {
     this.opts = opts
+    this.#clock = deps.clock ?? new SystemClock()
+    this.#random = deps.random ?? new SystemRandom()
   }
 
   get id(): bigint {
@@ -192,7 +201,7 @@ export class LlqClient {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#refreshTimer)
+    this.#clock.clearTimeout(this.#refreshTimer)
     if (this.#id !== 0n && !this.#lost) await this.#request(LlqOpcode.REFRESH, this.#id, 0, 1).catch(() => {})
     this.#ch?.close()
   }
@@ -206,7 +215,7 @@ export class LlqClient {
 
   #query(opcode: number, id: bigint, leaseSec: number): Message {
     return emptyMessage({
-      id: randomInt(1, 0x10000),
+      id: 1 + this.#random.int(0xffff),
       opcode: Opcode.QUERY,
       questions: [{ name: this.opts.name, type: this.opts.type, class: RRClass.IN }],
       edns: {
@@ -224,7 +233,7 @@ export class LlqClient {
     const timeoutMs = this.opts.timeoutMs ?? 1500
     return new Promise((resolve, reject) => {
       let n = 0
-      let timer: NodeJS.Timeout | undefined
+      let timer: TimerHandle | undefined
       const attempt = (): void => {
         if (n >= attempts || !this.#ch) {
           this.#pending.delete(msg.id)
@@ -233,12 +242,12 @@ export class LlqClient {
         }
         n++
         this.#ch.send(wire)
-        timer = setTimeout(attempt, timeoutMs)
+        timer = this.#clock.setTimeout(attempt, timeoutMs)
       }
       this.#pending.set(msg.id, {
         mac,
         resolve: (m) => {
-          clearTimeout(timer)
+          this.#clock.clearTimeout(timer)
           this.#pending.delete(msg.id)
           resolve(m)
         },
@@ -314,9 +323,9 @@ export class LlqClient {
   }
 
   #scheduleRefresh(): void {
-    clearTimeout(this.#refreshTimer)
+    this.#clock.clearTimeout(this.#refreshTimer)
     const ms = Math.max(500, this.#leaseSec * 1000 * (this.opts.refreshAt ?? 0.8))
-    this.#refreshTimer = setTimeout(() => {
+    this.#refreshTimer = this.#clock.setTimeout(() => {
       this.#request(LlqOpcode.REFRESH, this.#id, this.opts.leaseSec ?? 3600).then(
         (m) => {
           let o: LlqOption
@@ -331,6 +340,7 @@ export class LlqClient {
             return
           }
           this.#leaseSec = o.leaseSec
+          this.refreshes++
           this.#scheduleRefresh()
         },
         () => this.#lose('refresh timed out'),
@@ -341,7 +351,7 @@ export class LlqClient {
   #lose(why: string): void {
     if (this.#lost || this.#closed) return
     this.#lost = true
-    clearTimeout(this.#refreshTimer)
+    this.#clock.clearTimeout(this.#refreshTimer)
     this.#ch?.close()
     this.#onLost(why)
   }

@@ -3,7 +3,8 @@
 // tells the server which user is there, since DSO messages carry no TSIG. Then Keepalive (establishes the
 // session), SUBSCRIBE, and PUSH messages as changes; keepalives at the server's interval.
 
-import { randomInt } from 'node:crypto'
+import { type Clock, SystemClock, type TimerHandle } from '../../io/clock.js'
+import { type Random, SystemRandom } from '../../io/random.js'
 import {
   DsoType,
   decodeDso,
@@ -64,16 +65,26 @@ export class PushClient {
   #pending = new Map<number, (m: Buffer) => void>()
   #onChanges: (c: PushChange[]) => void = () => {}
   #onLost: (why: string, retryDelayMs?: number) => void = () => {}
-  #keepaliveTimer: NodeJS.Timeout | undefined
+  #keepaliveTimer: TimerHandle | undefined
+  readonly #clock: Clock
+  readonly #random: Random
   #subscribeId = 0
   #closed = false
   #lost = false
   pushesReceived = 0
 
+  /**
+   * `deps`: the keepalive and request timers and the message IDs come from them (STYLE.md section 6). The default
+   * clock's timers are unref'd: an idle subscription alone does not keep a process alive.
+   */
   constructor(
     readonly target: StreamTarget,
     readonly opts: PushClientOptions,
-  ) {}
+    deps: { readonly clock?: Clock; readonly random?: Random } = {},
+  ) {
+    this.#clock = deps.clock ?? new SystemClock({ unref: true })
+    this.#random = deps.random ?? new SystemRandom()
+  }
 
   onChanges(h: (c: PushChange[]) => void): void {
     this.#onChanges = h
@@ -94,7 +105,7 @@ export class PushClient {
         if (res.rcode !== 0 && res.rcode !== 3)
           throw new PushClientError(`authentication query: RCODE ${res.rcode}`, res.rcode)
       }
-      const kaId = randomInt(1, 0x10000)
+      const kaId = this.#messageId()
       const ka = decodeDso(
         await this.#request(kaId, encodeDso({ id: kaId, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] })),
       )
@@ -102,7 +113,7 @@ export class PushClient {
       const kaTlv = ka.tlvs.find((t) => t.type === DsoType.KEEPALIVE)
       const interval = kaTlv ? decodeKeepaliveTlv(kaTlv.data).keepaliveMs : 60_000
       this.#keepaliveEvery(Math.max(MIN_KEEPALIVE_MS, interval))
-      const subId = randomInt(1, 0x10000)
+      const subId = this.#messageId()
       const q = { name: this.opts.name, type: this.opts.type, class: RRClass.IN }
       const sub = decodeDso(
         await this.#request(subId, encodeDso({ id: subId, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] })),
@@ -130,30 +141,36 @@ export class PushClient {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    clearInterval(this.#keepaliveTimer)
+    this.#clock.clearTimeout(this.#keepaliveTimer)
     if (this.#subscribeId && this.#s && !this.#s.closed)
       this.#s.send(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [unsubscribeTlv(this.#subscribeId)] }))
     this.#s?.close()
   }
 
+  /** A nonzero DNS message ID (ID 0 is reserved for unidirectional DSO messages, RFC 8490 section 5.1). */
+  #messageId(): number {
+    return 1 + this.#random.int(0xffff)
+  }
+
   #keepaliveEvery(ms: number): void {
-    this.#keepaliveTimer = setInterval(() => {
-      const id = randomInt(1, 0x10000)
+    this.#keepaliveTimer = this.#clock.setTimeout(() => {
+      if (this.#closed || this.#lost) return
+      const id = this.#messageId()
       this.#request(id, encodeDso({ id, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] })).catch(() =>
         this.#lose('keepalive unanswered'),
       )
+      this.#keepaliveEvery(ms)
     }, ms)
-    this.#keepaliveTimer.unref()
   }
 
   #request(id: number, wire: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#pending.delete(id)
         reject(new PushClientError('no answer on the DSO session', 2))
       }, this.opts.timeoutMs ?? 5000)
       this.#pending.set(id, (b) => {
-        clearTimeout(timer)
+        this.#clock.clearTimeout(timer)
         this.#pending.delete(id)
         resolve(b)
       })
@@ -211,7 +228,7 @@ export class PushClient {
   #lose(why: string, retryDelayMs?: number): void {
     if (this.#lost || this.#closed) return
     this.#lost = true
-    clearInterval(this.#keepaliveTimer)
+    this.#clock.clearTimeout(this.#keepaliveTimer)
     this.#s?.close()
     this.#onLost(why, retryDelayMs)
   }

@@ -220,13 +220,17 @@ export class Watcher {
   async #tryPush(gen: number): Promise<boolean> {
     const t = await this.#target('_dns-push-tls._tcp', true)
     if (!t) return false
-    const c = new PushClient(t, {
-      name: this.opts.name,
-      type: this.opts.type,
-      ...(this.opts.key ? { sign: this.#sign } : {}),
-      authName: fqdn(this.opts.domain),
-      ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
-    })
+    const c = new PushClient(
+      t,
+      {
+        name: this.opts.name,
+        type: this.opts.type,
+        ...(this.opts.key ? { sign: this.#sign } : {}),
+        authName: fqdn(this.opts.domain),
+        ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+      },
+      { clock: this.#clock, random: this.#random },
+    )
     const buffered: PushChange[][] = []
     let ready = false
     c.onChanges((ch) => (ready ? this.#applyPush(ch) : buffered.push(ch)))
@@ -257,6 +261,7 @@ export class Watcher {
           ...(this.opts.key ? { key: this.opts.key } : {}),
           ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
         },
+        { clock: this.#clock, random: this.#random },
       )
       c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
       c.onLost((why) => this.#lost(gen, why))
