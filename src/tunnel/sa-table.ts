@@ -67,6 +67,27 @@ export interface Peer {
   lastTxMonoMs: number
 }
 
+/** A peer with no SA and zeroed counters; `ulaBytes` are the ULA's 16 octets (`key` is their latin1 form). */
+export function newPeer(ula: string, ulaBytes: Buffer, endpoint: Endpoint | undefined, keepalive: boolean): Peer {
+  return {
+    ula,
+    key: ulaBytes.toString('latin1'),
+    ulaBytes,
+    endpoint,
+    keepalive,
+    outbound: undefined,
+    inbound: [],
+    noSaQueue: [],
+    lastNoSaCallMs: Number.NEGATIVE_INFINITY,
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    lastRxMs: undefined,
+    lastTxMonoMs: Number.NEGATIVE_INFINITY,
+  }
+}
+
 /** Canonical (RFC 5952) text form and 16 octets of an IPv6 address; throws TypeError for anything else. */
 export function parseIpv6(text: string): { canonical: string; bytes: Buffer } {
   if (!isIPv6(text)) throw new TypeError(`not an IPv6 address: ${text}`)

@@ -17,6 +17,7 @@ import {
   type Endpoint,
   type InboundSa,
   MAX_INBOUND_PER_PEER,
+  newPeer,
   type OutboundSa,
   type Peer,
   parseIpv6,
@@ -259,23 +260,7 @@ export class Tunnel {
       this.#tx?.peer(existing)
       return
     }
-    const peer: Peer = {
-      ula: canonical,
-      key,
-      ulaBytes: bytes,
-      endpoint: p.endpoint ? checkEndpoint(p.endpoint) : undefined,
-      keepalive: p.keepalive ?? false,
-      outbound: undefined,
-      inbound: [],
-      noSaQueue: [],
-      lastNoSaCallMs: Number.NEGATIVE_INFINITY,
-      rxPackets: 0,
-      rxBytes: 0,
-      txPackets: 0,
-      txBytes: 0,
-      lastRxMs: undefined,
-      lastTxMonoMs: Number.NEGATIVE_INFINITY,
-    }
+    const peer = newPeer(canonical, bytes, p.endpoint ? checkEndpoint(p.endpoint) : undefined, p.keepalive ?? false)
     this.#peersByKey.set(key, peer)
     this.#tx?.peer(peer)
   }

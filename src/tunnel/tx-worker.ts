@@ -11,7 +11,7 @@ import { newCounters } from './counters.js'
 import { EspCrypto } from './esp.js'
 import { SlabPool } from './pool.js'
 import { consumeRing, PacketRing } from './ring.js'
-import type { Peer } from './sa-table.js'
+import { newPeer, type Peer } from './sa-table.js'
 import { Sender } from './send.js'
 import { dupFd, TunReader } from './tun/linux-tun.js'
 import type { TxInit, TxStats, TxToWorker } from './tx-thread.js'
@@ -76,23 +76,7 @@ port.on('message', (m: TxToWorker) => {
     case 'peer': {
       let p = peersByKey.get(m.key)
       if (!p) {
-        p = {
-          ula: m.ula,
-          key: m.key,
-          ulaBytes: Buffer.from(m.key, 'latin1'),
-          endpoint: m.endpoint,
-          keepalive: false,
-          outbound: undefined,
-          inbound: [],
-          noSaQueue: [],
-          lastNoSaCallMs: Number.NEGATIVE_INFINITY,
-          rxPackets: 0,
-          rxBytes: 0,
-          txPackets: 0,
-          txBytes: 0,
-          lastRxMs: undefined,
-          lastTxMonoMs: Number.NEGATIVE_INFINITY,
-        }
+        p = newPeer(m.ula, Buffer.from(m.key, 'latin1'), m.endpoint, false)
         peersByKey.set(m.key, p)
       } else p.endpoint = m.endpoint
       if (p.outbound && p.endpoint) sender.flushNoSaQueue(p)
