@@ -1,0 +1,393 @@
+// STUN Binding client on the agent's shared UDP port (RFC 8489; NAT behaviour discovery after RFC 5780 section
+// 4.3), for UDP hole punching (docs/punch.md): the reflexive address that matters is the NAT binding of the socket
+// that carries IKE and ESP, so requests leave from that socket and answers are picked out of its traffic.
+//
+//   RFC 8489 5     header: 2 zero bits, type, length, magic cookie 0x2112A442, 96-bit transaction id
+//   RFC 8489 14    attributes: MAPPED-ADDRESS (14.1), XOR-MAPPED-ADDRESS (14.2), SOFTWARE (14.14), FINGERPRINT (14.7)
+//   RFC 5780 7.4   OTHER-ADDRESS (the server's alternate address), 7.3 RESPONSE-ORIGIN
+//   RFC 8489 6.2.1 retransmission: RTO 500 ms doubling (Rc = 7, capped here at STUN_GIVE_UP_MS in all)
+//   RFC 8489 8     DNS discovery: SRV _stun._udp.DOMAIN (stunServersFromSrv)
+//
+// Demultiplexing (RFC 8489 section 6.3 and RFC 7983's first-octet rule): a datagram is taken as STUN only while a
+// request is outstanding, when it has the STUN shape (two zero bits, the cookie at offset 4, the length field
+// matching) AND its transaction id is one we sent. Anything else stays ESP, so an SPI that happens to look
+// like a STUN header is never stolen.
+import { crc32 } from 'node:zlib'
+import { WireError } from '../dns/wire/errors.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { RemoteInfo } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
+
+export const STUN_MAGIC_COOKIE = 0x2112a442
+export const STUN_HEADER_LEN = 20
+export const STUN_TXID_OFFSET = 8
+export const STUN_TXID_LEN = 12
+export const STUN_LENGTH_OFFSET = 2
+export const STUN_COOKIE_OFFSET = 4
+export const STUN_ATTR_HEADER_LEN = 4
+export const STUN_DEFAULT_PORT = 3478
+/** RFC 8489 14.7: the CRC-32 is XORed with "STUN". */
+export const STUN_FINGERPRINT_XOR = 0x5354554e
+const FINGERPRINT_LEN = 4
+const TOP_TWO_BITS = 0xc0
+const FAMILY_OFFSET = 1
+const PORT_OFFSET = 2
+const ADDR_OFFSET = 4
+const IPV4_LEN = 4
+const IPV6_LEN = 16
+const PAD = 4
+
+/** Message types (RFC 8489 5 and 18.2): method Binding = 0x001 in the three classes we see. */
+export const StunType = { BINDING_REQUEST: 0x0001, BINDING_SUCCESS: 0x0101, BINDING_ERROR: 0x0111 } as const
+
+/** Attribute types (RFC 8489 18.3, RFC 5780 9.1). */
+export const StunAttr = {
+  MAPPED_ADDRESS: 0x0001,
+  ERROR_CODE: 0x0009,
+  XOR_MAPPED_ADDRESS: 0x0020,
+  SOFTWARE: 0x8022,
+  FINGERPRINT: 0x8028,
+  RESPONSE_ORIGIN: 0x802b,
+  OTHER_ADDRESS: 0x802c,
+} as const
+
+/** Address family octet (RFC 8489 14.1). */
+export const StunFamily = { IPV4: 0x01, IPV6: 0x02 } as const
+
+export interface AddrPort {
+  readonly address: string
+  readonly port: number
+}
+
+export interface StunMessage {
+  readonly type: number
+  readonly txid: Buffer
+  /** XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS (RFC 3489 servers). */
+  readonly mapped: AddrPort | undefined
+  readonly other: AddrPort | undefined
+  readonly origin: AddrPort | undefined
+  readonly software: string | undefined
+  readonly errorCode: number | undefined
+  /** undefined: no FINGERPRINT attribute; else whether it matched. */
+  readonly fingerprintOk: boolean | undefined
+}
+
+/** Cheap shape test (no allocation): could this datagram be a STUN message? */
+export function looksLikeStun(b: Buffer): boolean {
+  return (
+    b.length >= STUN_HEADER_LEN &&
+    (b[0]! & TOP_TWO_BITS) === 0 &&
+    b.readUInt32BE(STUN_COOKIE_OFFSET) === STUN_MAGIC_COOKIE &&
+    b.readUInt16BE(STUN_LENGTH_OFFSET) + STUN_HEADER_LEN === b.length
+  )
+}
+
+/** A Binding request with the given 12-octet transaction id (no attributes, or FINGERPRINT only). */
+export function encodeBindingRequest(txid: Buffer, opts: { fingerprint?: boolean } = {}): Buffer {
+  if (txid.length !== STUN_TXID_LEN) throw new TypeError('STUN transaction id must be 12 octets')
+  const fp = opts.fingerprint ?? false
+  const b = Buffer.alloc(STUN_HEADER_LEN + (fp ? STUN_ATTR_HEADER_LEN + FINGERPRINT_LEN : 0))
+  b.writeUInt16BE(StunType.BINDING_REQUEST, 0)
+  b.writeUInt16BE(b.length - STUN_HEADER_LEN, STUN_LENGTH_OFFSET)
+  b.writeUInt32BE(STUN_MAGIC_COOKIE, STUN_COOKIE_OFFSET)
+  txid.copy(b, STUN_TXID_OFFSET)
+  if (fp) {
+    const at = STUN_HEADER_LEN
+    b.writeUInt16BE(StunAttr.FINGERPRINT, at)
+    b.writeUInt16BE(FINGERPRINT_LEN, at + 2)
+    b.writeUInt32BE(fingerprintOf(b, at), at + STUN_ATTR_HEADER_LEN)
+  }
+  return b
+}
+
+/** RFC 8489 14.7 over b[0, end) with the length field already covering the FINGERPRINT attribute. */
+function fingerprintOf(b: Buffer, end: number): number {
+  return (crc32(b.subarray(0, end)) ^ STUN_FINGERPRINT_XOR) >>> 0
+}
+
+/** Decodes a STUN message; throws WireError { field, offset } on anything malformed. */
+export function decodeStun(b: Buffer): StunMessage {
+  if (b.length < STUN_HEADER_LEN) throw new WireError('stun.header', 0, 'short')
+  if ((b[0]! & TOP_TWO_BITS) !== 0) throw new WireError('stun.type', 0, 'top bits set')
+  if (b.readUInt32BE(STUN_COOKIE_OFFSET) !== STUN_MAGIC_COOKIE)
+    throw new WireError('stun.cookie', STUN_COOKIE_OFFSET, 'no magic cookie')
+  const len = b.readUInt16BE(STUN_LENGTH_OFFSET)
+  if (len % PAD !== 0 || STUN_HEADER_LEN + len !== b.length)
+    throw new WireError('stun.length', STUN_LENGTH_OFFSET, `length ${len} for ${b.length} octets`)
+  const txid = Buffer.from(b.subarray(STUN_TXID_OFFSET, STUN_HEADER_LEN))
+  let xorMapped: AddrPort | undefined
+  let mapped: AddrPort | undefined
+  let other: AddrPort | undefined
+  let origin: AddrPort | undefined
+  let software: string | undefined
+  let errorCode: number | undefined
+  let fingerprintOk: boolean | undefined
+  let off = STUN_HEADER_LEN
+  while (off < b.length) {
+    if (off + STUN_ATTR_HEADER_LEN > b.length) throw new WireError('stun.attr', off, 'truncated header')
+    const type = b.readUInt16BE(off)
+    const alen = b.readUInt16BE(off + 2)
+    const v = off + STUN_ATTR_HEADER_LEN
+    if (v + alen > b.length) throw new WireError('stun.attr', off, `attribute 0x${type.toString(16)} overruns`)
+    const val = b.subarray(v, v + alen)
+    if (fingerprintOk !== undefined) throw new WireError('stun.fingerprint', off, 'attribute after FINGERPRINT')
+    switch (type) {
+      case StunAttr.XOR_MAPPED_ADDRESS:
+        xorMapped = decodeAddress(val, v, 'stun.xor-mapped-address', b)
+        break
+      case StunAttr.MAPPED_ADDRESS:
+        mapped = decodeAddress(val, v, 'stun.mapped-address')
+        break
+      case StunAttr.OTHER_ADDRESS:
+        other = decodeAddress(val, v, 'stun.other-address')
+        break
+      case StunAttr.RESPONSE_ORIGIN:
+        origin = decodeAddress(val, v, 'stun.response-origin')
+        break
+      case StunAttr.SOFTWARE:
+        software = val.toString('utf8')
+        break
+      case StunAttr.ERROR_CODE:
+        if (alen < 4) throw new WireError('stun.error-code', v, 'short')
+        errorCode = (val[2]! & 0x07) * 100 + val[3]!
+        break
+      case StunAttr.FINGERPRINT:
+        if (alen !== FINGERPRINT_LEN) throw new WireError('stun.fingerprint', v, 'bad length')
+        fingerprintOk = val.readUInt32BE(0) === fingerprintOf(b, off)
+        break
+      default:
+        break
+    }
+    off = v + Math.ceil(alen / PAD) * PAD
+  }
+  if (off !== b.length) throw new WireError('stun.attr', off, 'padding overruns the message')
+  return {
+    type: b.readUInt16BE(0) & 0x3fff,
+    txid,
+    mapped: xorMapped ?? mapped,
+    other,
+    origin,
+    software,
+    errorCode,
+    fingerprintOk,
+  }
+}
+
+/** MAPPED-ADDRESS layout (RFC 8489 14.1); with `msg`, the XOR form (14.2: port ^ cookie>>16, address ^ cookie|txid). */
+function decodeAddress(v: Buffer, at: number, field: string, msg?: Buffer): AddrPort {
+  if (v.length < ADDR_OFFSET) throw new WireError(field, at, 'short')
+  const family = v[FAMILY_OFFSET]
+  const alen = family === StunFamily.IPV4 ? IPV4_LEN : family === StunFamily.IPV6 ? IPV6_LEN : 0
+  if (alen === 0) throw new WireError(field, at + FAMILY_OFFSET, `unknown family ${family}`)
+  if (v.length !== ADDR_OFFSET + alen) throw new WireError(field, at, 'bad length')
+  let port = v.readUInt16BE(PORT_OFFSET)
+  const a = Buffer.from(v.subarray(ADDR_OFFSET))
+  if (msg) {
+    port ^= STUN_MAGIC_COOKIE >>> 16
+    // The cookie then the transaction id: bytes 4..20 of the message.
+    for (let i = 0; i < alen; i++) a[i] = a[i]! ^ msg[STUN_COOKIE_OFFSET + i]!
+  }
+  if (alen === IPV4_LEN) return { address: [...a].join('.'), port }
+  const groups: string[] = []
+  for (let i = 0; i < IPV6_LEN; i += 2) groups.push(a.readUInt16BE(i).toString(16))
+  return { address: new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1), port }
+}
+
+// --- client --------------------------------------------------------------------------------------------------
+
+/** RFC 8489 6.2.1: initial RTO. */
+export const STUN_RTO_MS = 500
+/** Rc = 7 in the RFC (39.5 s); we give up well before: a punch decision must not wait that long. */
+export const STUN_GIVE_UP_MS = 3500
+
+export interface BindingResult {
+  /** The server we asked. */
+  readonly server: AddrPort
+  /** Our reflexive transport address as that server saw it. */
+  readonly mapped: AddrPort
+  readonly other: AddrPort | undefined
+  readonly rttMs: number
+}
+
+/** What the receive paths (the agent's socket handler, the tunnel's receiver) ask of the client. */
+export interface StunDemux {
+  /** Outstanding transactions: when 0, nothing is ever taken (the check costs one property read). */
+  readonly outstanding: number
+  /** True when `msg` answered one of our transactions (and was consumed). */
+  offer(msg: Buffer, from: RemoteInfo): boolean
+}
+
+interface Transaction {
+  readonly server: AddrPort
+  readonly sentAt: number
+  readonly resolve: (r: BindingResult | undefined) => void
+  timer: TimerHandle | undefined
+}
+
+export interface StunClientDeps {
+  readonly clock: Clock
+  readonly random: Random
+  readonly log: Logger
+  /** Sends on the agent's shared socket (the one carrying IKE/ESP). */
+  readonly send: (buf: Buffer, port: number, address: string) => void
+}
+
+export interface StunClientOptions {
+  /** @default STUN_RTO_MS */
+  readonly rtoMs?: number
+  /** @default STUN_GIVE_UP_MS */
+  readonly giveUpMs?: number
+}
+
+export interface StunCounters {
+  requests: number
+  retransmits: number
+  responses: number
+  errors: number
+  timeouts: number
+  malformed: number
+}
+
+export class StunClient implements StunDemux {
+  readonly #d: StunClientDeps
+  readonly #rtoMs: number
+  readonly #giveUpMs: number
+  readonly #tx = new Map<string, Transaction>()
+  #closed = false
+  readonly counters: StunCounters = { requests: 0, retransmits: 0, responses: 0, errors: 0, timeouts: 0, malformed: 0 }
+
+  constructor(deps: StunClientDeps, opts: StunClientOptions = {}) {
+    this.#d = deps
+    this.#rtoMs = opts.rtoMs ?? STUN_RTO_MS
+    this.#giveUpMs = opts.giveUpMs ?? STUN_GIVE_UP_MS
+  }
+
+  get outstanding(): number {
+    return this.#tx.size
+  }
+
+  /** One Binding transaction; undefined when no success response came within giveUpMs (or on an error response). */
+  binding(server: AddrPort): Promise<BindingResult | undefined> {
+    if (this.#closed) return Promise.resolve(undefined)
+    const { clock, random } = this.#d
+    const txid = random.bytes(STUN_TXID_LEN)
+    const key = txid.toString('hex')
+    const req = encodeBindingRequest(txid, { fingerprint: true })
+    return new Promise((resolve) => {
+      const t: Transaction = { server, sentAt: clock.monotonic(), resolve, timer: undefined }
+      this.#tx.set(key, t)
+      this.counters.requests++
+      const start = clock.monotonic()
+      let rto = this.#rtoMs
+      let next = 0
+      const send = (): void => {
+        if (!this.#tx.has(key)) return
+        if (next > 0) this.counters.retransmits++
+        try {
+          this.#d.send(req, server.port, server.address)
+        } catch (e) {
+          this.#d.log.debug('stun.send_failed', { server: `${server.address}:${server.port}`, err: String(e) })
+        }
+        next += rto
+        rto *= 2
+        const elapsed = clock.monotonic() - start
+        // The next send if it comes before the give-up time, else the give-up itself.
+        const wait = next < this.#giveUpMs ? next - elapsed : this.#giveUpMs - elapsed
+        t.timer = clock.setTimeout(next < this.#giveUpMs ? send : () => this.#timeout(key), Math.max(0, wait))
+      }
+      send()
+    })
+  }
+
+  #timeout(key: string): void {
+    const t = this.#tx.get(key)
+    if (!t) return
+    this.#tx.delete(key)
+    this.counters.timeouts++
+    this.#d.log.debug('stun.timeout', { server: `${t.server.address}:${t.server.port}` })
+    t.resolve(undefined)
+  }
+
+  readonly offer = (msg: Buffer, from: RemoteInfo): boolean => {
+    if (this.#tx.size === 0 || !looksLikeStun(msg)) return false
+    const key = msg.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
+    const t = this.#tx.get(key)
+    if (!t) return false
+    let m: StunMessage
+    try {
+      m = decodeStun(msg)
+    } catch (e) {
+      this.counters.malformed++
+      this.#d.log.debug('stun.malformed', { from: `${from.address}:${from.port}`, err: (e as Error).message })
+      return true
+    }
+    if (m.fingerprintOk === false) {
+      this.counters.malformed++
+      return true
+    }
+    this.#tx.delete(key)
+    this.#d.clock.clearTimeout(t.timer)
+    if (m.type !== StunType.BINDING_SUCCESS || !m.mapped) {
+      this.counters.errors++
+      this.#d.log.info('stun.error_response', { server: `${t.server.address}:${t.server.port}`, code: m.errorCode })
+      t.resolve(undefined)
+      return true
+    }
+    this.counters.responses++
+    t.resolve({ server: t.server, mapped: m.mapped, other: m.other, rttMs: this.#d.clock.monotonic() - t.sentAt })
+    return true
+  }
+
+  /** Ends every transaction (undefined) and refuses new ones. */
+  close(): void {
+    this.#closed = true
+    for (const t of this.#tx.values()) {
+      this.#d.clock.clearTimeout(t.timer)
+      t.resolve(undefined)
+    }
+    this.#tx.clear()
+  }
+}
+
+// --- NAT behaviour --------------------------------------------------------------------------------------------
+
+/** RFC 4787 mapping behaviour as far as two servers tell: endpoint-independent, or not ('symmetric'). */
+export type MappingKind = 'eim' | 'symmetric'
+
+export interface NatProbe {
+  /** Our reflexive endpoint as the first server that answered saw it. */
+  readonly reflexive: AddrPort
+  /** undefined when only one server answered (no second address to compare with). */
+  readonly mapping: MappingKind | undefined
+  readonly servers: readonly AddrPort[]
+}
+
+/**
+ * RFC 5780 section 4.3, tests I and II: ask `servers[0]`; then a second address (`servers[1]`, else the first
+ * server's OTHER-ADDRESS with the primary port, as test II does). The same reflexive address and port from both:
+ * endpoint-independent mapping; different: address(-and-port)-dependent, which we call symmetric. Undefined when
+ * no server answered.
+ */
+export async function probeNat(client: StunClient, servers: readonly AddrPort[]): Promise<NatProbe | undefined> {
+  let first: BindingResult | undefined
+  let i = 0
+  for (; i < servers.length && !first; i++) first = await client.binding(servers[i]!)
+  if (!first) return undefined
+  const second = servers[i] ?? (first.other ? { address: first.other.address, port: first.server.port } : undefined)
+  if (!second || (second.address === first.server.address && second.port === first.server.port))
+    return { reflexive: first.mapped, mapping: undefined, servers: [first.server] }
+  const r2 = await client.binding(second)
+  if (!r2) return { reflexive: first.mapped, mapping: undefined, servers: [first.server] }
+  const same = r2.mapped.address === first.mapped.address && r2.mapped.port === first.mapped.port
+  return { reflexive: first.mapped, mapping: same ? 'eim' : 'symmetric', servers: [first.server, second] }
+}
+
+/** "HOST[:PORT]" of `--stun` -> AddrPort (HOST must be an address here; names are resolved by the caller). */
+export function parseStunServer(s: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
+  const port = m?.[2] === undefined ? STUN_DEFAULT_PORT : Number(m[2])
+  if (!m?.[1] || !(port >= 1 && port <= 0xffff))
+    throw new TypeError(`--stun wants HOST[:PORT], got ${JSON.stringify(s)}`)
+  return { host: m[1], port }
+}
