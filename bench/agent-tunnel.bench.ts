@@ -12,9 +12,9 @@ import { Lab } from '../lab/index.js'
 import { type LabServer, startAgent, startServer } from '../test/lab/agent-helpers.js'
 import {
   LAB_RESOLVER,
-  longestStall,
   type PeerView,
   parseIperf,
+  roamDuringTransfer,
   startIperfServer,
   type TunnelAgent,
   waitPeer,
@@ -91,28 +91,21 @@ async function one(lab: Lab, srv: LabServer, mode: string, round: number): Promi
     srv1.stop()
     const tcp = parseIperf(ip.stdout)
     await sleep(300)
-    await startIperfServer(lab, 'desktop', desktop.ula)
-    const run = lab.exec(
-      'laptop',
-      ['iperf3', '-6', '-c', desktop.ula, '-R', '-t', '8', '-i', '0.1', '-J', '-b', '20M'],
-      {
-        timeoutMs: 40_000,
-      },
-    )
-    const echo = lab.exec('desktop', ['ping', '-6', '-n', '-i', '0.01', '-c', '500', '-W', '1', laptop.ula], {
-      timeoutMs: 30_000,
+    const {
+      roam: r,
+      stall,
+      ping,
+    } = await roamDuringTransfer(lab, {
+      fixed: 'desktop',
+      fixedUla: desktop.ula,
+      roamer: 'laptop',
+      roamerUla: laptop.ula,
+      site: 'hotel',
+      seconds: 8,
+      pings: 500,
+      moveAfterMs: 3000,
     })
-    const started = performance.now()
-    await sleep(3000)
-    const movedAt = performance.now()
-    await lab.move('laptop', 'hotel')
-    const r = parseIperf((await run).stdout)
-    const moveStart = (movedAt - started) / 1000 - 0.2
-    const stall = longestStall(r.intervals.filter((i) => i.end > moveStart))
-    const seqs = [...(await echo).stdout.matchAll(/icmp_seq=(\d+)/g)].map((x) => Number(x[1]))
-    let gap = 0
-    for (let i = 1; i < seqs.length; i++) gap = Math.max(gap, (seqs[i] ?? 0) - (seqs[i - 1] ?? 0) - 1)
-    if (seqs.length === 0) gap = 500
+    const gap = ping.answered === 0 ? 500 : ping.gap
     return {
       mode,
       round,

@@ -13,10 +13,9 @@ import { withLab } from '../../lab/index.js'
 import { agentLog, dig, type LabServer, MAIN, SERVER_ADDR, startServer, waitFor, ZONE } from './agent-helpers.js'
 import {
   DOMAIN,
-  longestStall,
-  parseIperf,
+  longestLoss,
   ping,
-  startIperfServer,
+  roamDuringTransfer,
   startTunnelAgent,
   type TunnelAgent,
   waitPeer,
@@ -39,13 +38,6 @@ const ikeOf = async (a: TunnelAgent): Promise<IkeView> =>
   ((await a.status()) as unknown as { datapath: IkeView }).datapath
 
 /** Longest run of lost echoes in `ping -i 0.01` output (in echoes, 10 ms each). */
-function longestLoss(out: string): { answered: number; gap: number } {
-  const seqs = [...out.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]))
-  let gap = 0
-  for (let i = 1; i < seqs.length; i++) gap = Math.max(gap, (seqs[i] ?? 0) - (seqs[i - 1] ?? 0) - 1)
-  return { answered: seqs.length, gap }
-}
-
 /** IKE_SA_INIT (SA: AES-GCM-16-256, PRF-HMAC-SHA2-256, group 31; KE; Ni) with the non-ESP marker, from raw sources. */
 const FLOOD = `
 import os, random, socket, struct, sys, time
@@ -112,26 +104,22 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
       // 2. Roaming with MOBIKE: the laptop moves to the hotel while a TCP transfer (iperf3, desktop -> laptop) and
       // a 10 ms ping stream (desktop -> laptop) run.
       const mobikeBefore = (await ikeOf(laptop)).ike.mobikeUpdates
-      await startIperfServer(lab, 'desktop', desktop.ula)
-      const iperf = lab.exec(
-        'laptop',
-        ['iperf3', '-6', '-c', desktop.ula, '-R', '-t', '6', '-i', '0.1', '-J', '-b', '20M'],
-        {
-          timeoutMs: 30_000,
-        },
-      )
-      const echo = lab.exec('desktop', ['ping', '-6', '-n', '-i', '0.01', '-c', '500', '-W', '1', laptop.ula], {
-        timeoutMs: 30_000,
+      const {
+        iperf,
+        roam,
+        stall,
+        ping: loss,
+      } = await roamDuringTransfer(lab, {
+        fixed: 'desktop',
+        fixedUla: desktop.ula,
+        roamer: 'laptop',
+        roamerUla: laptop.ula,
+        site: 'hotel',
+        seconds: 6,
+        pings: 500,
+        moveAfterMs: 2000,
       })
-      const started = performance.now()
-      await new Promise((r) => setTimeout(r, 2000))
-      const movedAt = (performance.now() - started) / 1000
-      await lab.move('laptop', 'hotel')
-      const ir = await iperf
-      const roam = parseIperf(ir.stdout)
-      assert.equal(ir.code, 0, `iperf3 across the move: ${roam.error ?? ir.stderr}`)
-      const stall = longestStall(roam.intervals.filter((i) => i.end > movedAt - 0.2))
-      const loss = longestLoss((await echo).stdout)
+      assert.equal(iperf.code, 0, `iperf3 across the move: ${roam.error ?? iperf.stderr}`)
       const mobikeAfter = (await ikeOf(laptop)).ike.mobikeUpdates
       t.diagnostic(
         `MOBIKE roam cafe -> hotel: ping loss run ${loss.gap} (~${loss.gap * 10} ms, ${loss.answered}/500 answered), ` +

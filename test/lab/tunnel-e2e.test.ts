@@ -10,10 +10,10 @@ import { agentLog, type LabServer, startAgent, startServer, waitFor } from './ag
 import {
   DOMAIN,
   LAB_RESOLVER,
-  longestStall,
   parseIperf,
   ping,
   pointResolver,
+  roamDuringTransfer,
   startIperfServer,
   startSshd,
   startTunnelAgent,
@@ -219,31 +219,29 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
 
       // Roaming: laptop -> hotel (EIM NAT, no mapping protocol) while an iperf3 TCP transfer runs. -R: the desktop
       // sends and the laptop's intervals count what arrived, so a stall shows as zero-byte intervals.
-      await startIperfServer(lab, 'desktop', desktop.ula)
-      const run = lab.exec(
-        'laptop',
-        ['iperf3', '-6', '-c', desktop.ula, '-R', '-t', '10', '-i', '0.1', '-J', '-b', '20M'],
-        {
-          timeoutMs: 40_000,
-        },
-      )
-      // And a 10 ms ping stream from the desktop to the laptop's ULA: its longest run of lost echoes is the
+      // A 10 ms ping stream from the desktop to the laptop's ULA runs too: its longest run of lost echoes is the
       // interruption at a finer grain than iperf3's intervals.
-      const echo = lab.exec('desktop', ['ping', '-6', '-n', '-i', '0.01', '-c', '600', '-W', '1', laptop.ula], {
-        timeoutMs: 30_000,
+      const {
+        iperf: r,
+        roam,
+        moveStartSec: moveStart,
+        movedBySec,
+        stall,
+        ping: loss,
+      } = await roamDuringTransfer(lab, {
+        fixed: 'desktop',
+        fixedUla: desktop.ula,
+        roamer: 'laptop',
+        roamerUla: laptop.ula,
+        site: 'hotel',
+        seconds: 10,
+        pings: 600,
+        moveAfterMs: 3000,
       })
-      const started = performance.now()
-      await new Promise((r) => setTimeout(r, 3000))
-      const movedAt = performance.now()
-      await lab.move('laptop', 'hotel')
       t.diagnostic(
-        `laptop moved to hotel (${lab.addressOf('laptop')}) from +${((movedAt - started) / 1000).toFixed(2)} s to +${((performance.now() - started) / 1000).toFixed(2)} s`,
+        `laptop moved to hotel (${lab.addressOf('laptop')}) from +${(moveStart + 0.2).toFixed(2)} s to +${movedBySec.toFixed(2)} s`,
       )
-      const r = await run
-      const roam = parseIperf(r.stdout)
       assert.equal(r.code, 0, `iperf3 across the move: ${roam.error ?? r.stderr}`)
-      const moveStart = (movedAt - started) / 1000 - 0.2
-      const stall = longestStall(roam.intervals.filter((i) => i.end > moveStart))
       t.diagnostic(
         `iperf3 intervals (KB per 0.1 s): ${roam.intervals.map((i) => Math.round(i.bytes / 1000)).join(' ')}`,
       )
@@ -256,13 +254,10 @@ test('tunnel end to end: peers from DNS, resolver, ping/ssh/iperf3 over ULAs, ES
           `from the move on, at +${stall.from.toFixed(1)} s); throughput ${(roam.receivedBps / 1e6).toFixed(1)} Mbit/s`,
       )
       assert.ok(stall.seconds < 5, `interruption ${stall.seconds} s`)
-      const seqs = [...(await echo).stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]))
-      let gap = 0
-      for (let i = 1; i < seqs.length; i++) gap = Math.max(gap, (seqs[i] ?? 0) - (seqs[i - 1] ?? 0) - 1)
       t.diagnostic(
-        `ping -i 0.01 desktop -> laptop across the move: ${seqs.length}/600 answered, longest loss run ${gap} (~${gap * 10} ms)`,
+        `ping -i 0.01 desktop -> laptop across the move: ${loss.answered}/600 answered, longest loss run ${loss.gap} (~${loss.gap * 10} ms)`,
       )
-      assert.ok(seqs.length > 300)
+      assert.ok(loss.answered > 300)
       const after2 = await waitPeer(desktop, 'laptop', laptop.ula)
       assert.equal(after2.endpoint?.split(':')[0], lab.publicIpOf('hotel'), 'desktop now sends to the hotel NAT')
 

@@ -185,6 +185,71 @@ export function longestStall(intervals: readonly IperfInterval[]): { seconds: nu
   return best
 }
 
+/** Answered echoes and the longest run of lost ones in `ping` output (by icmp_seq). */
+export function longestLoss(out: string): { answered: number; gap: number } {
+  const seqs = [...out.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]))
+  let gap = 0
+  for (let i = 1; i < seqs.length; i++) gap = Math.max(gap, (seqs[i] ?? 0) - (seqs[i - 1] ?? 0) - 1)
+  return { answered: seqs.length, gap }
+}
+
+export interface RoamRun {
+  /** iperf3 -R run by the roaming host (so its intervals count what reached it): exit and parsed JSON. */
+  readonly iperf: { readonly code: number; readonly stderr: string }
+  readonly roam: ReturnType<typeof parseIperf>
+  /** Seconds from the start of the transfer to the move, less 0.2 s (an interval ending after it may hold the stall). */
+  readonly moveStartSec: number
+  /** Seconds from the start to the end of the lab's move operation. */
+  readonly movedBySec: number
+  /** The longest zero-byte run of intervals from the move on. */
+  readonly stall: { seconds: number; from: number }
+  /** `ping -i 0.01` from the fixed host to the roaming one across the move. */
+  readonly ping: { answered: number; gap: number }
+}
+
+/**
+ * Moves `roamer` to `site` while an iperf3 TCP transfer (20 Mbit/s, `fixed` sending) and a 10 ms ping stream (from
+ * `fixed`) cross the tunnel; the move comes `moveAfterMs` after both started. The caller asserts on the result.
+ */
+export async function roamDuringTransfer(
+  lab: Lab,
+  o: {
+    fixed: string
+    fixedUla: string
+    roamer: string
+    roamerUla: string
+    site: string
+    seconds: number
+    pings: number
+    moveAfterMs: number
+  },
+): Promise<RoamRun> {
+  await startIperfServer(lab, o.fixed, o.fixedUla)
+  const iperf = lab.exec(
+    o.roamer,
+    ['iperf3', '-6', '-c', o.fixedUla, '-R', '-t', String(o.seconds), '-i', '0.1', '-J', '-b', '20M'],
+    { timeoutMs: 40_000 },
+  )
+  const echo = lab.exec(o.fixed, ['ping', '-6', '-n', '-i', '0.01', '-c', String(o.pings), '-W', '1', o.roamerUla], {
+    timeoutMs: 30_000,
+  })
+  const started = performance.now()
+  await new Promise((r) => setTimeout(r, o.moveAfterMs))
+  const moveStartSec = (performance.now() - started) / 1000 - 0.2
+  await lab.move(o.roamer, o.site)
+  const movedBySec = (performance.now() - started) / 1000
+  const r = await iperf
+  const roam = parseIperf(r.stdout)
+  return {
+    iperf: r,
+    roam,
+    moveStartSec,
+    movedBySec,
+    stall: longestStall(roam.intervals.filter((i) => i.end > moveStartSec)),
+    ping: longestLoss((await echo).stdout),
+  }
+}
+
 /** Starts `iperf3 -s` bound to `ula` in `host` (one test, then exits). */
 export async function startIperfServer(lab: Lab, host: string, ula: string): Promise<LabProcess> {
   const p = lab.spawn(host, ['iperf3', '-s', '-1', '-B', ula], { logName: `iperf3-s-${host}` })
