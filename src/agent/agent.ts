@@ -17,6 +17,7 @@ import type { PortMapState } from './portmap/mapper.js'
 import { Publisher } from './publisher.js'
 import { type Reachability, reachability } from './reachability.js'
 import { fq, hostRecords, type ServiceSpec } from './records.js'
+import type { NatProbe, StunDemux } from './stun.js'
 
 export const AGENT_VERSION = '0.1.0'
 /**
@@ -25,6 +26,18 @@ export const AGENT_VERSION = '0.1.0'
  * once and gives up after 3.75 s (docs/portmap.md); this only bounds a mapper that hangs.
  */
 export const FIRST_MAPPING_GRACE_MS = 12_000
+/** How often an unmapped host asks STUN again (its NAT binding may change without any event here). */
+export const STUN_REFRESH_MS = 5 * 60_000
+
+/**
+ * The STUN side of an unmapped host (docs/punch.md): `probe()` asks the STUN servers from our shared socket
+ * (undefined: none configured or found, or none answered); `demux` picks the answers out of that socket's traffic.
+ */
+export interface AgentStun {
+  readonly demux: StunDemux
+  probe(): Promise<NatProbe | undefined>
+  close(): void
+}
 
 /**
  * What the agent uses of src/agent/portmap/mapper.ts's PortMapper (a structural subset, so tests can fake it).
@@ -79,9 +92,18 @@ export interface AgentDeps {
   /** Issue 7's peer table and data path (src/agent/datapath.ts), for status. */
   readonly peers?: () => unknown
   readonly datapath?: () => unknown
+  /** STUN for hole punching when no gateway maps a port; absent: nat=unmapped without stun= (issue 6). */
+  readonly stun?: AgentStun
 }
 
 export type NetworkChangeListener = (net: NetState, reach: Reachability | undefined) => void
+
+/** What this host published about its NAT: nat=, and when unmapped, its STUN result (punch.ts NatView). */
+export interface SelfNat {
+  readonly nat: string | undefined
+  readonly stun: { readonly address: string; readonly port: number } | undefined
+  readonly mapping: 'eim' | 'symmetric' | undefined
+}
 
 export class Agent {
   readonly #d: AgentDeps
@@ -97,6 +119,12 @@ export class Agent {
   #closing: Promise<void> | undefined
   #downRequested: (() => void) | undefined
   readonly #netListeners: NetworkChangeListener[] = []
+  readonly #natListeners: ((s: SelfNat) => void)[] = []
+  /** The last STUN result and the local address it was taken from (stale once the address changes). */
+  #probe: { result: NatProbe | undefined; local: string; at: number; fresh: boolean } | undefined
+  #probing: string | undefined
+  #probeTimer: TimerHandle | undefined
+  #selfKey = ''
   readonly #stopHooks: ((clean: boolean) => Promise<void>)[] = []
   readonly #commands = new Map<string, (req: ControlRequest) => Promise<unknown>>()
   #datagramHandler: DatagramHandler = () => {}
@@ -134,6 +162,19 @@ export class Agent {
   onNetworkChange(fn: NetworkChangeListener): void {
     this.#netListeners.push(fn)
   }
+  /** Our published NAT view changed (nat=, stun=, mapping=): the data path punches again. */
+  onSelfNatChange(fn: (s: SelfNat) => void): void {
+    this.#natListeners.push(fn)
+  }
+  /** The STUN demultiplexer of the shared port (the tunnel's receiver consults it too), if STUN is configured. */
+  get stunDemux(): StunDemux | undefined {
+    return this.#d.stun?.demux
+  }
+  get selfNat(): SelfNat {
+    const reach = this.#reach
+    const p = this.#currentProbe()
+    return { nat: reach?.nat, stun: p?.reflexive, mapping: p?.mapping }
+  }
   /** Runs first when the agent stops, while its socket and mapping still work (IKE sends its Deletes here). */
   onStopping(fn: (clean: boolean) => Promise<void>): void {
     this.#stopHooks.push(fn)
@@ -154,7 +195,9 @@ export class Agent {
     await saveIdentity(this.config.stateDir, this.#identity)
     log.info('agent.identity', { ...this.#identity })
 
+    const stun = this.#d.stun?.demux
     udp.onMessage((msg, from) => {
+      if (stun !== undefined && stun.outstanding > 0 && stun.offer(msg, from)) return
       this.udpStats.rxDatagrams++
       this.udpStats.rxBytes += msg.length
       this.udpStats.lastFrom = `${from.address}:${from.port}`
@@ -207,6 +250,7 @@ export class Agent {
       this.#armGrace()
       void this.#d.mapper.refresh()
     }
+    if (moved) this.#probe = undefined
     this.#republish('network')
     for (const fn of this.#netListeners) fn(now, this.#reach)
   }
@@ -222,6 +266,8 @@ export class Agent {
       this.#d.log.debug('agent.no_endpoint', { why })
       return
     }
+    const probe = reach.nat === 'unmapped' ? this.#currentProbe() : undefined
+    if (reach.nat === 'unmapped') this.#maybeProbe(reach.local)
     const id = this.identity
     this.publisher.set(
       fq(this.config.zone),
@@ -232,10 +278,57 @@ export class Agent {
         label: id.label,
         endpoint: reach.endpoint,
         nat: reach.nat,
+        stun: probe?.reflexive,
+        mapping: probe?.mapping,
         services: this.config.services,
         ttlSec: this.config.ttlSec,
         agentVersion: AGENT_VERSION,
       }),
+    )
+    const self = this.selfNat
+    const key = JSON.stringify(self)
+    if (key === this.#selfKey) return
+    this.#selfKey = key
+    for (const fn of this.#natListeners) fn(self)
+  }
+
+  /** The STUN result if it was taken from the address we hold now. */
+  #currentProbe(): NatProbe | undefined {
+    const p = this.#probe
+    return p && p.local === this.#reach?.local ? p.result : undefined
+  }
+
+  /** Runs STUN for `local` unless a result for it exists or a run is under way; republishes on a changed answer. */
+  #maybeProbe(local: string): void {
+    const stun = this.#d.stun
+    if (!stun || this.#stopping || this.#probing === local || (this.#probe?.local === local && this.#probe.fresh))
+      return
+    this.#probing = local
+    void stun.probe().then(
+      (result) => {
+        if (this.#probing === local) this.#probing = undefined
+        if (this.#stopping) return
+        const { clock, log } = this.#d
+        const before = this.#probe?.local === local ? this.#probe.result : undefined
+        this.#probe = { result, local, at: clock.now(), fresh: true }
+        if (JSON.stringify(before) !== JSON.stringify(result))
+          log.info('agent.stun', {
+            local,
+            reflexive: result ? `${result.reflexive.address}:${result.reflexive.port}` : null,
+            mapping: result?.mapping ?? null,
+            servers: result?.servers.map((s) => `${s.address}:${s.port}`) ?? [],
+          })
+        clock.clearTimeout(this.#probeTimer)
+        this.#probeTimer = clock.setTimeout(() => {
+          this.#probeTimer = undefined
+          if (this.#probe) this.#probe.fresh = false
+          if (this.#reach?.nat === 'unmapped') this.#maybeProbe(this.#reach.local)
+        }, STUN_REFRESH_MS)
+        this.#republish('stun')
+      },
+      () => {
+        if (this.#probing === local) this.#probing = undefined
+      },
     )
   }
 
@@ -280,6 +373,15 @@ export class Agent {
         changes: net.changes,
       },
       reachability: this.#reach ?? null,
+      stun: this.#d.stun
+        ? {
+            reflexive: this.#currentProbe()?.reflexive ?? null,
+            mapping: this.#currentProbe()?.mapping ?? null,
+            servers: this.#currentProbe()?.servers ?? [],
+            probedAt: this.#probe ? new Date(this.#probe.at).toISOString() : null,
+            probing: this.#probing !== undefined,
+          }
+        : null,
       portMapping: m
         ? {
             protocol: m.protocol,
@@ -318,6 +420,8 @@ export class Agent {
     this.#stopping ??= (async () => {
       const { log, clock } = this.#d
       clock.clearTimeout(this.#grace)
+      clock.clearTimeout(this.#probeTimer)
+      this.#d.stun?.close()
       log.info('agent.stopping', { clean })
       await Promise.allSettled(this.#stopHooks.map((fn) => fn(clean)))
       if (!clean) {

@@ -14,7 +14,9 @@
 //
 // Endpoint rule: a peer publishing nat=unmapped (private host, no mapping protocol: its A/SRV are its LAN address
 // and local port) cannot be reached unsolicited from elsewhere; its DNS endpoint never replaces an endpoint the
-// tunnel already has (learned from its authenticated packets).
+// tunnel already has (learned from its authenticated packets). When it also publishes stun=ADDR:PORT (hole
+// punching, punch.ts and docs/punch.md), that endpoint is its tunnel endpoint, and both sides send a burst of NAT
+// keepalives to each other whenever the peer's endpoint or our own NAT view changes.
 import type { TsigKey, UpdateSink } from '../dns/client/update.js'
 import type { WatcherOptions } from '../dns/client/watcher.js'
 import type { IkeEngine } from '../ike/engine.js'
@@ -23,11 +25,13 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import type { StunDemux } from '../tunnel/receive.js'
 import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import type { Agent } from './agent.js'
 import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory, type WatchLike } from './peers.js'
 import { Publisher } from './publisher.js'
+import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from './punch.js'
 import { fq, hostKeyRecord } from './records.js'
 import { LocalResolver, parseResolverAddress } from './resolver.js'
 
@@ -55,6 +59,10 @@ export interface DatapathOptions {
   readonly mobike?: boolean
   /** The tunnel's threads (docs/tunnel.md); undefined: AUTOTUNNEL_TUNNEL_THREADS, else the default 'on'. */
   readonly tunnelThreads?: TunnelThreads
+  /** Our own NAT view (nat=, and the STUN result when unmapped): the agent's selfNat. */
+  readonly selfNat?: () => NatView | undefined
+  /** The agent's STUN client: answers that reach the tunnel's receive path go to it. */
+  readonly stunDemux?: StunDemux
 }
 
 /**
@@ -135,6 +143,10 @@ export class Datapath {
   #lastPrimary: string | undefined
   /** Publishes our IKE key record (signature auth). */
   #keyPublisher: Publisher | undefined
+  /** NAT keepalive bursts toward peers we punch to (created with the tunnel). */
+  #puncher: Puncher | undefined
+  /** "host|reason" of peers logged as needing a relay (logged once, again only after the reason changes). */
+  readonly #relayLogged = new Map<string, string>()
   #stopped = false
   readonly ikeAuth: IkeAuth
 
@@ -190,6 +202,12 @@ export class Datapath {
       import('../ike/hostkey.js'),
     ])
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
+    const { NAT_KEEPALIVE } = await import('../tunnel/udp-encap.js')
+    this.#puncher = new Puncher({
+      clock,
+      log: log.child({ c: 'punch' }),
+      send: (ep) => udp.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address),
+    })
     // Threads by default ('on'): between two agents in the lab (bench/agent-tunnel.bench.ts, medians of 3
     // alternating rounds) 'on' carried 558 Mbit/s of iperf3 TCP against 313 for one thread and 324 for 'send';
     // the roaming interruption was the same in every mode (50-90 ms of a 10 ms ping stream); the cost is ping
@@ -221,11 +239,12 @@ export class Datapath {
         lookupPeer: async (id) => {
           const p = await this.peers.lookup(id)
           if (!p?.ula) return undefined
+          const ep = this.#path(p).endpoint
           return {
             id: p.fqdn,
             ula: p.ula,
             publicKeys: publicKeysFromTxt(p.publicKeys),
-            ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+            ...(ep ? { endpoint: ep } : {}),
           }
         },
       },
@@ -246,6 +265,7 @@ export class Datapath {
       },
     )
     glue.attachTunnel(engine, tunnel, (ula) => this.peers.byUla(ula)?.fqdn, ikeLog)
+    tunnel.setStunDemux(this.#o.stunDemux)
     tunnel.start()
     log.info('datapath.tunnel', { tun: tun.name, mtu: tun.mtu, ula: this.#o.localUla, ikeAuth: this.ikeAuth })
     return { tun, tunnel, engine }
@@ -266,20 +286,50 @@ export class Datapath {
       t.tun.addRoute(p.ula)
       this.#routed.set(p.host, p.ula)
     }
+    const path = this.#path(p)
+    const dial = path.endpoint
+    this.#punchOrReport(p, path)
     // IKE may have added the peer already (a responder learns the initiator before its watch event).
     const existing = t.tunnel.peers().find((x) => normUla(x.ula) === normUla(p.ula ?? ''))
     if (!existing) {
-      t.tunnel.addPeer({ ula: p.ula, ...(p.endpoint ? { endpoint: p.endpoint } : {}) })
-      log.info('datapath.peer_added', { host: p.host, ula: p.ula, endpoint: p.endpoint ?? null })
+      t.tunnel.addPeer({ ula: p.ula, ...(dial ? { endpoint: dial } : {}) })
+      log.info('datapath.peer_added', { host: p.host, ula: p.ula, endpoint: dial ?? null, viaStun: path.viaStun })
       return
     }
-    const decision = dnsEndpointDecision(existing.endpoint, p.endpoint, p.nat)
-    if (decision === 'keep')
-      log.info('datapath.endpoint_kept', { host: p.host, dns: p.endpoint, kept: existing.endpoint })
-    if (decision !== 'set' || !p.endpoint) return
-    t.tunnel.setPeerEndpoint(p.ula, p.endpoint)
-    t.engine.setPeerEndpoint(p.fqdn, p.endpoint)
-    log.info('datapath.endpoint_from_dns', { host: p.host, endpoint: p.endpoint, previous: prev?.endpoint ?? null })
+    const decision = dnsEndpointDecision(existing.endpoint, dial, path.viaStun ? 'stun' : p.nat)
+    if (decision === 'keep') log.info('datapath.endpoint_kept', { host: p.host, dns: dial, kept: existing.endpoint })
+    if (decision !== 'set' || !dial) return
+    t.tunnel.setPeerEndpoint(p.ula, dial)
+    t.engine.setPeerEndpoint(p.fqdn, dial)
+    log.info('datapath.endpoint_from_dns', {
+      host: p.host,
+      endpoint: dial,
+      viaStun: path.viaStun,
+      previous: prev?.endpoint ?? null,
+    })
+  }
+
+  /** How we reach `p` (punch.ts choosePath) given our own NAT view now. */
+  #path(p: Peer): PathDecision {
+    return choosePath(this.#o.selfNat?.(), p)
+  }
+
+  /** A keepalive burst when the path needs one; a path that needs a relay is logged once (not per packet). */
+  #punchOrReport(p: Peer, path: PathDecision): void {
+    if (path.punch && path.endpoint) this.#puncher?.punch(p.host, path.endpoint)
+    else this.#puncher?.stop(p.host)
+    if (!path.relay) {
+      this.#relayLogged.delete(p.host)
+      return
+    }
+    if (this.#relayLogged.get(p.host) === path.relay) return
+    this.#relayLogged.set(p.host, path.relay)
+    this.#d.log.warn('punch.needs_relay', { host: p.host, reason: path.relay, peerStun: p.stun ?? null })
+  }
+
+  /** Our nat=/stun=/mapping= changed (agent.onSelfNatChange): every peer's path again, punching where needed. */
+  selfNatChanged(): void {
+    for (const p of this.peers.peers()) if (p.ula) this.#peerChanged(p, p)
   }
 
   /** Our key record (signature auth): TXT at H.D with a lease, refreshed like the agent's other records. */
@@ -373,7 +423,9 @@ export class Datapath {
         packetsIn: tp?.rxPackets ?? 0,
         packetsOut: tp?.txPackets ?? 0,
         alg: tp?.alg ?? null,
-        path: this.#t ? 'direct' : 'none (no tunnel)',
+        path: this.#t ? pathLabel(this.#path(p), !!sa) : 'none (no tunnel)',
+        stun: p.stun ? `${p.stun.address}:${p.stun.port}` : null,
+        mapping: p.mapping ?? null,
         resolvedAt: p.resolvedAt ? new Date(p.resolvedAt).toISOString() : null,
         watch: this.peers.watchMechanisms(p.host),
         lastError: p.lastError ?? null,
@@ -389,12 +441,14 @@ export class Datapath {
       ike: this.#t ? this.#t.engine.stats : null,
       resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
       peerCounters: this.peers.counters,
+      punch: this.#puncher ? { ...this.#puncher.counters, active: this.#puncher.active } : null,
     }
   }
 
   async close(): Promise<void> {
     this.#stopped = true
     this.#keyPublisher?.stop()
+    this.#puncher?.close()
     await this.peers.close()
     await this.#resolver?.close()
     const t = this.#t
@@ -471,6 +525,8 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       leaseSec: cfg.leaseSec,
       ttlSec: cfg.ttlSec,
       mobike: o.mobike ?? true,
+      selfNat: () => agent.selfNat,
+      ...(agent.stunDemux ? { stunDemux: agent.stunDemux } : {}),
     },
   )
   // IKE Deletes and the key record's withdrawal happen before the agent withdraws the rest and closes its socket.
@@ -488,5 +544,6 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
   await dp.start()
   dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))
+  agent.onSelfNatChange(() => dp.selfNatChanged())
   return dp
 }

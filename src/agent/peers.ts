@@ -64,6 +64,9 @@ export interface Peer {
   readonly endpoint: { readonly address: string; readonly port: number } | undefined
   /** TXT nat=... of the peer (pcp, natpmp, upnp, public, unmapped). */
   readonly nat: string | undefined
+  /** TXT stun=ADDR:PORT and mapping=eim|symmetric of an unmapped peer (docs/punch.md); undefined when absent. */
+  readonly stun?: { readonly address: string; readonly port: number } | undefined
+  readonly mapping?: 'eim' | 'symmetric' | undefined
   /** The TXT strings at H.D that look like IKE key records (v=at-ike1); [] when none or the host is gone. */
   readonly publicKeys: readonly string[]
   /** Wall-clock ms of the last completed resolution. */
@@ -450,6 +453,9 @@ export class PeerManager {
       const a = answers<{ address: string }>(aM as Message, target, RRType.A)[0]?.address
       const txt = answers<TXTData>(txtM as Message, target, RRType.TXT).flatMap((t) => t.strings.map(String))
       const nat = txt.find((s) => s.startsWith('nat='))?.slice('nat='.length)
+      const stun = parseStunTxt(txt.find((s) => s.startsWith('stun='))?.slice('stun='.length))
+      const mappingText = txt.find((s) => s.startsWith('mapping='))?.slice('mapping='.length)
+      const mapping = mappingText === 'eim' || mappingText === 'symmetric' ? mappingText : undefined
       if (!ula) throw new Error(`no AAAA ${target}`)
       next = {
         ...e.peer,
@@ -457,6 +463,8 @@ export class PeerManager {
         ula,
         endpoint: a && srv.port ? { address: a, port: srv.port } : undefined,
         nat,
+        stun,
+        mapping,
         resolvedAt: clock.now(),
         resolutions: e.peer.resolutions + 1,
         lastError: undefined,
@@ -488,13 +496,17 @@ export class PeerManager {
       prev.ula !== next.ula ||
       prev.endpoint?.address !== next.endpoint?.address ||
       prev.endpoint?.port !== next.endpoint?.port ||
-      prev.nat !== next.nat
+      prev.nat !== next.nat ||
+      prev.stun?.address !== next.stun?.address ||
+      prev.stun?.port !== next.stun?.port ||
+      prev.mapping !== next.mapping
     if (!moved) return
     log.info('peers.update', {
       host,
       ula: next.ula,
       endpoint: next.endpoint ? `${next.endpoint.address}:${next.endpoint.port}` : null,
       nat: next.nat,
+      ...(next.stun ? { stun: `${next.stun.address}:${next.stun.port}`, mapping: next.mapping ?? null } : {}),
       previous: prev.endpoint ? `${prev.endpoint.address}:${prev.endpoint.port}` : null,
     })
     for (const fn of this.#changed) {
@@ -510,6 +522,15 @@ export class PeerManager {
 function answers<T>(m: Message, name: string, type: number): T[] {
   const n = name.toLowerCase()
   return m.answers.filter((r) => r.type === type && fq(r.name.toLowerCase()) === n && r.data).map((r) => r.data as T)
+}
+
+/** "203.0.113.13:4500" -> endpoint; anything else (a hostile or garbled TXT string) -> undefined. */
+export function parseStunTxt(v: string | undefined): { address: string; port: number } | undefined {
+  const m = v ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(v) : null
+  if (!m?.[1] || !m[2]) return undefined
+  const port = Number(m[2])
+  if (port < 1 || port > 0xffff || m[1].split('.').some((o) => Number(o) > 255)) return undefined
+  return { address: m[1], port }
 }
 
 /** Canonical text of an IPv6 address (so "fd00::0001" and "fd00::1" compare equal). */

@@ -39,6 +39,9 @@ export interface HostRecordsInput {
   /** Outer address and port peers should send to. */
   readonly endpoint: { readonly address: string; readonly port: number }
   readonly nat: NatMode
+  /** nat=unmapped only: the reflexive endpoint from STUN and the NAT's mapping kind (docs/punch.md), as TXT. */
+  readonly stun?: { readonly address: string; readonly port: number } | undefined
+  readonly mapping?: 'eim' | 'symmetric' | undefined
   readonly services: readonly ServiceSpec[]
   readonly ttlSec: number
   readonly agentVersion: string
@@ -91,6 +94,8 @@ export function hostRecords(i: HostRecordsInput): PublishedRR[] {
   const srvName = `${AUTOTUNNEL_SERVICE}.${host}`
   const ttl = i.ttlSec
   const txt = [`txtvers=1`, `host=${i.hostname}`, `nat=${i.nat}`, `agent=autotunnel/${i.agentVersion}`, `os=linux`]
+  if (i.nat === 'unmapped' && i.stun) txt.push(`stun=${i.stun.address}:${i.stun.port}`)
+  if (i.nat === 'unmapped' && i.stun && i.mapping) txt.push(`mapping=${i.mapping}`)
   const out: PublishedRR[] = [
     { sharing: 'owned', rr: rr(target, RRType.AAAA, ttl, { address: i.ula }) },
     { sharing: 'owned', rr: rr(target, RRType.A, ttl, { address: i.endpoint.address }) },

@@ -10,7 +10,7 @@ import { SystemClock } from '../io/clock.js'
 import { UdpSocket } from '../io/datagram.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
-import { Agent } from './agent.js'
+import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
@@ -129,6 +129,11 @@ export async function runUp(o: UpOptions): Promise<void> {
       ...(o.tlsFingerprint ? { fingerprint256: o.tlsFingerprint } : {}),
     },
   )
+  const udp = new UdpSocket()
+  const stun = await makeStun(
+    { clock, random, log, udp, query: updates, zone: labels.slice(1).join('.') },
+    o.stun ?? [],
+  )
   let agent: Agent | undefined
   let datapath: import('./datapath.js').Datapath | undefined
   const mapper = o.portmap
@@ -154,7 +159,8 @@ export async function runUp(o: UpOptions): Promise<void> {
       log,
       net,
       sink: updates,
-      udp: new UdpSocket(),
+      udp,
+      stun,
       ...(mapper ? { mapper } : {}),
       browse: (type) => browseServices(updates, domain, type),
       peers: () => datapath?.status() ?? [],
@@ -225,6 +231,69 @@ export async function runUp(o: UpOptions): Promise<void> {
   await datapath.close()
   await hostList.close()
   updates.close()
+}
+
+/**
+ * STUN on the agent's shared socket (docs/punch.md): the --stun servers, else those of SRV _stun._udp.ZONE found
+ * through the bootstrap server (RFC 8489 section 8), looked up again on each probe until some are found.
+ */
+async function makeStun(
+  d: {
+    clock: SystemClock
+    random: SystemRandom
+    log: ReturnType<typeof jsonLogger>
+    udp: UdpSocket
+    query: UpdateClient
+    zone: string
+  },
+  configured: readonly string[],
+): Promise<AgentStun> {
+  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('./stun.js')
+  const { isIP } = await import('node:net')
+  const log = d.log.child({ c: 'stun' })
+  const client = new StunClient({
+    clock: d.clock,
+    random: d.random,
+    log,
+    send: (b, port, address) => d.udp.send(b, 0, b.length, port, address),
+  })
+  const specs = configured.map(parseStunServer)
+  const addrOf = async (host: string): Promise<string | undefined> => {
+    if (isIP(host) === 4) return host
+    const m = await d.query.query(host.endsWith('.') ? host : `${host}.`, RRType.A).catch(() => undefined)
+    const a = m?.answers.find((r) => r.type === RRType.A)?.data as { address?: string } | undefined
+    return a?.address
+  }
+  const servers = async (): Promise<{ address: string; port: number }[]> => {
+    let list = specs
+    if (list.length === 0) {
+      const name = `_stun._udp.${d.zone}.`
+      const m = await d.query.query(name, RRType.SRV).catch(() => undefined)
+      list = (m?.answers ?? [])
+        .filter((r) => r.type === RRType.SRV)
+        .map((r) => r.data as { priority: number; port: number; target: string })
+        .sort((a, b) => a.priority - b.priority)
+        .map((s) => ({ host: s.target, port: s.port || STUN_DEFAULT_PORT }))
+    }
+    const out: { address: string; port: number }[] = []
+    for (const s of list) {
+      const address = await addrOf(s.host)
+      if (address) out.push({ address, port: s.port })
+    }
+    return out
+  }
+  return {
+    demux: client,
+    probe: async () => {
+      const list = await servers()
+      if (list.length === 0) {
+        log.debug('stun.no_server', { configured: specs.length })
+        return undefined
+      }
+      return probeNat(client, list)
+    },
+    close: () => client.close(),
+  }
 }
 
 export async function runStatus(o: { state: string; json?: boolean }): Promise<void> {

@@ -6,6 +6,14 @@ type Obj = Record<string, unknown>
 
 const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {})
 
+/** Our STUN result (docs/punch.md): reflexive endpoint and NAT mapping kind, or why there is none. */
+function stunLine(st: Obj): string {
+  const r = st.reflexive ? obj(st.reflexive) : undefined
+  const servers = ((st.servers as Obj[] | undefined) ?? []).map((x) => `${x.address}:${x.port}`).join(' ')
+  if (!r) return `stun        ${st.probing ? 'probing' : st.probedAt ? 'no answer' : 'not used (mapped or public)'}`
+  return `stun        ${r.address}:${r.port}, mapping ${st.mapping ?? 'unknown'} (servers ${servers || '-'})`
+}
+
 export function formatStatus(s: Obj): string {
   const id = obj(s.identity)
   const net = obj(s.network)
@@ -27,6 +35,7 @@ export function formatStatus(s: Obj): string {
       ? `port map    ${pm.protocol} ${ext.address}:${ext.port} via ${pm.gateway}, lifetime ${pm.lifetimeSec} s, ${pm.lifetimeLeftSec ?? 'permanent'} s left`
       : `port map    none (${typeof s.portMapper === 'string' ? s.portMapper : obj(s.portMapper).state})`,
     `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
+    ...(s.stun ? [stunLine(obj(s.stun))] : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
     `server      ${srv.updateServer ?? 'not found yet'} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,

@@ -27,6 +27,8 @@ export interface UpOptions {
   ikeAuth: 'signature' | 'psk'
   mobike: boolean
   tunnelThreads?: 'on' | 'send' | 'off'
+  /** --stun HOST[:PORT] (repeatable); none: SRV _stun._udp.ZONE (docs/punch.md). */
+  stun: string[]
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
@@ -62,6 +64,12 @@ export function register(program: Command): void {
     )
     .option('--no-tls', 'never use DNS over TLS, even when the server advertises it')
     .option('--no-portmap', 'do not ask the gateway for a port mapping (PCP, NAT-PMP, UPnP)')
+    .option(
+      '--stun <host[:port]>',
+      'STUN server for hole punching when no gateway maps a port (repeatable; default: SRV _stun._udp.ZONE)',
+      collect,
+      [],
+    )
     .addOption(
       new Option(
         '--ike-auth <mode>',

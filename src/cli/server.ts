@@ -27,6 +27,12 @@ export function register(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--stun <addr[:port]>',
+      'advertise a STUN server for agents behind NATs as SRV _stun._udp.ZONE (repeatable; RFC 8489 section 8)',
+      collect,
+      [],
+    )
     .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
     .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)

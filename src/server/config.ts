@@ -27,6 +27,8 @@ export interface ServiceConfig {
   readonly negativeTtlSec: number
   /** TSIG time fudge accepted (RFC 8945 5.2.3). */
   readonly fudgeSec: number
+  /** STUN servers advertised as SRV _stun._udp.ZONE (RFC 8489 section 8; src/server/discovery.ts stunRecords). */
+  readonly stun?: readonly AddrPort[]
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

@@ -36,6 +36,29 @@ export function discoveryService(
   return undefined
 }
 
+/**
+ * `--stun ADDR:PORT` (repeatable): SRV `_stun._udp.ZONE` (RFC 8489 section 8) pointing at `sN._stun._udp.ZONE`
+ * with an A/AAAA record each. The targets sit under `_udp.ZONE`, so no account label can collide with them.
+ */
+export function stunRecords(cfg: ServiceConfig): { name: string; type: number; data: unknown; text: string }[] {
+  const out: { name: string; type: number; data: unknown; text: string }[] = []
+  const srvName = `_stun._udp.${cfg.zone}`
+  ;(cfg.stun ?? []).forEach((s, i) => {
+    const target = `s${i + 1}.${srvName}`
+    const v6 = s.host.includes(':')
+    out.push(
+      {
+        name: srvName,
+        type: RRType.SRV,
+        data: { priority: i, weight: 0, port: s.port, target },
+        text: `${i} 0 ${s.port} ${target}`,
+      },
+      { name: target, type: v6 ? RRType.AAAA : RRType.A, data: { address: s.host }, text: s.host },
+    )
+  })
+  return out
+}
+
 export function discoveryRR(cfg: ServiceConfig, name: string, tls: boolean): ZoneRR {
   const port = tls ? (cfg.tlsPort ?? cfg.dnsPort) : cfg.dnsPort
   const data = { priority: 0, weight: 0, port, target: cfg.nsName }

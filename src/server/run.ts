@@ -30,6 +30,8 @@ export interface ServerOptions extends NotifyCliOptions {
   leaseMax: number
   metrics?: string
   advertise: string[]
+  /** --stun ADDR[:PORT] (repeatable): STUN servers advertised as SRV _stun._udp.ZONE. */
+  stun?: string[]
   hostmaster?: string
   /** --ttl, seconds. */
   ttl: number
@@ -173,6 +175,11 @@ export async function startServer(
       infraTtlSec: o.ttl,
       negativeTtlSec: o.negativeTtl,
       fudgeSec: o.fudge,
+      stun: (o.stun ?? []).map((s) => {
+        const a = parseAddrPort(s, 3478)
+        if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
+        return a
+      }),
     }
     service = new DnsService({ store, keys, clock, log, metrics }, cfg)
     service.start()

@@ -1,5 +1,6 @@
 // Receive path, UDP -> TUN (RFC 4303 section 3.4 inbound processing, RFC 3948 decapsulation), in stage order:
-//   1. classify  one-octet 0xFF keepalive; four zero octets = non-ESP marker -> IKE handler; otherwise ESP
+//   1. classify  one-octet 0xFF keepalive; four zero octets = non-ESP marker -> IKE handler; a STUN answer to an
+//                outstanding transaction (only while one is) -> the STUN client; otherwise ESP
 //   2. lookup    SPI -> inbound SA
 //   3. replay    infer the 64-bit sequence number (ESN, RFC 4303 Appendix A2) and pre-check the window
 //   4. open      verify the ICV, decrypt, check padding and trailer
@@ -38,6 +39,12 @@ export interface ReceiverDeps {
   readonly localUla: Buffer
 }
 
+/** A STUN client waiting for answers on this port (src/agent/stun.ts StunDemux). */
+export interface StunDemux {
+  readonly outstanding: number
+  offer(msg: Buffer, from: RemoteInfo): boolean
+}
+
 export type IkeHandler = (msg: Buffer, from: RemoteInfo) => void
 export type EndpointChangeHook = (peerUla: string, endpoint: Endpoint, previous: Endpoint | undefined) => void
 
@@ -45,6 +52,8 @@ export class Receiver {
   readonly #d: ReceiverDeps
   readonly #opened = new EspOpened()
   onIke: IkeHandler | undefined
+  /** STUN answers on the shared port: looked at only while a transaction is outstanding (docs/punch.md). */
+  stun: StunDemux | undefined
   onEndpointChange: EndpointChangeHook = () => {}
   /** Stage 8's output; the tunnel replaces it with a ring to the TUN thread when it runs threads. False: full. */
   write: (buf: Buffer, off: number, len: number) => boolean | undefined
@@ -83,6 +92,8 @@ export class Receiver {
         return
       }
       default: {
+        const s = this.stun
+        if (s !== undefined && s.outstanding > 0 && s.offer(msg, from)) return
         this.#esp(msg, from)
         return
       }

@@ -11,7 +11,7 @@ import type { TunDevice } from '../io/tun.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
 import { SlabPool } from './pool.js'
-import { type EndpointChangeHook, type IkeHandler, Receiver } from './receive.js'
+import { type EndpointChangeHook, type IkeHandler, Receiver, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
 import {
   type Endpoint,
@@ -136,6 +136,11 @@ export class Tunnel {
       if (peer) this.#tx?.peer(peer)
       this.#endpointHook(ula, ep, prev)
     }
+  }
+
+  /** STUN answers arriving on the tunnel's socket (also through recvmmsg batches) go to this client. */
+  setStunDemux(s: StunDemux | undefined): void {
+    this.#receiver.stun = s
   }
 
   /** Starts reading the TUN device and the socket, and the keepalive timer. */
