@@ -51,7 +51,7 @@ export const BOB_PASSWORD = 'correct horse battery staple'
  * Creates the store with users alice (random key, written to DATA/alice.key.json) and bob (key derived from
  * BOB_PASSWORD), then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS).
  */
-export async function startServer(lab: Lab, opts: { leaseMin?: number } = {}): Promise<LabServer> {
+export async function startServer(lab: Lab, opts: { leaseMin?: number; extra?: string[] } = {}): Promise<LabServer> {
   const data = await mkdtemp(join(tmpdir(), 'at-srv-'))
   const bob = await lab.execOk(
     'server',
@@ -90,6 +90,7 @@ export async function startServer(lab: Lab, opts: { leaseMin?: number } = {}): P
       `${SERVER_ADDR}:853`,
       '--lease-min',
       String(opts.leaseMin ?? 2),
+      ...(opts.extra ?? []),
     ],
     { logName: 'autotunnel-server' },
   )
