@@ -85,15 +85,9 @@ test('hole punching: two EIM NATs reach each other directly; a symmetric NAT nee
         hA.some((l) => / A 10\.30\.0\.\d+$/.test(l)),
         hA.join('|'),
       )
-      // Our reflexive address agrees with coturn's own client from the same namespace.
-      const ref = await lab.exec('hotel-guest', ['timeout', '3', 'turnutils_stunclient', '192.0.2.1'])
-      assert.match(ref.stdout, /UDP reflexive addr: 203\.0\.113\.13:\d+/)
-      t.diagnostic(
-        `hotel ${hTxt}\ninn ${iTxt}\nphone ${pTxt}\nturnutils: ${/UDP reflexive addr: \S+/.exec(ref.stdout)?.[0]}`,
-      )
-
       // 2. Ping over the punched path, TCP through it, path in status.
       await waitPeer(h, 'inn-guest', i.ula)
+      const peerKnownMs = performance.now() - published
       await waitFor(
         'ping hotel-guest -> inn-guest over the punched path',
         async () => (await lab.exec('hotel-guest', ['ping', '-6', '-n', '-c', '1', '-W', '1', i.ula])).code === 0,
@@ -104,7 +98,24 @@ test('hole punching: two EIM NATs reach each other directly; a symmetric NAT nee
       const p = await ping(lab, 'hotel-guest', i.ula, 10)
       assert.equal(p.code, 0)
       const rtt = [...p.rtts].sort((a, b) => a - b)[Math.floor(p.rtts.length / 2)]
-      t.diagnostic(`first ping reply ${firstReplyMs.toFixed(0)} ms after both published; median RTT ${rtt} ms`)
+      t.diagnostic(
+        `first ping reply ${firstReplyMs.toFixed(0)} ms after both published (peer known at ${peerKnownMs.toFixed(0)} ms); median RTT ${rtt} ms`,
+      )
+      if (process.env.PUNCH_DEBUG)
+        t.diagnostic(
+          (await agentLog(h))
+            .split('\n')
+            .filter((l) => /punch\.|ike\.up|ike\.|endpoint|peers\.update|agent\.stun/.test(l))
+            .map((l) => l.slice(0, 300))
+            .join('\n'),
+        )
+      // Our reflexive address agrees with coturn's own client from the same namespace.
+      const ref = await lab.exec('hotel-guest', ['timeout', '3', 'turnutils_stunclient', '192.0.2.1'])
+      assert.match(ref.stdout, /UDP reflexive addr: 203\.0\.113\.13:\d+/)
+      t.diagnostic(
+        `hotel ${hTxt}\ninn ${iTxt}\nphone ${pTxt}\nturnutils: ${/UDP reflexive addr: \S+/.exec(ref.stdout)?.[0]}`,
+      )
+
       await startIperfServer(lab, 'inn-guest', i.ula)
       const iperf = await lab.exec('hotel-guest', ['iperf3', '-6', '-c', i.ula, '-t', '2', '-J'], {
         timeoutMs: 20_000,
