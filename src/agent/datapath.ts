@@ -18,7 +18,6 @@
 // punching, punch.ts and docs/punch.md), that endpoint is its tunnel endpoint, and both sides send a burst of NAT
 // keepalives to each other whenever the peer's endpoint or our own NAT view changes.
 import type { TsigKey, UpdateSink } from '../dns/client/update.js'
-import type { WatcherOptions } from '../dns/client/watcher.js'
 import type { IkeEngine } from '../ike/engine.js'
 import type { HostKey } from '../ike/hostkey.js'
 import type { Clock } from '../io/clock.js'
@@ -28,12 +27,11 @@ import type { Random } from '../io/random.js'
 import type { StunDemux } from '../tunnel/receive.js'
 import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
-import type { Agent } from './agent.js'
-import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory, type WatchLike } from './peers.js'
+import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory } from './peers.js'
 import { Publisher } from './publisher.js'
 import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from './punch.js'
 import { fq, hostKeyRecord } from './records.js'
-import { LocalResolver, parseResolverAddress } from './resolver.js'
+import { LocalResolver } from './resolver.js'
 
 export interface DatapathOptions {
   readonly domain: string
@@ -102,7 +100,7 @@ export interface DatapathDeps {
 }
 
 type Ep = { readonly address: string; readonly port: number }
-type Primary = { readonly ipv4?: string | undefined; readonly gateway?: string | undefined }
+export type Primary = { readonly ipv4?: string | undefined; readonly gateway?: string | undefined }
 
 /** "ipv4/gateway" once both exist (MOBIKE before the default route exists would be lost), else undefined. */
 function primaryKey(p: Primary | undefined): string | undefined {
@@ -461,89 +459,3 @@ export class Datapath {
 }
 
 /** What `autotunnel up` (run.ts) hands over to start the data path next to a started Agent. */
-export interface AttachOptions {
-  readonly clock: Clock
-  readonly random: Random
-  readonly log: Logger
-  readonly query: SignedQuery
-  /** The agent's watcher of the user's host list (PTR `_autotunnel._udp.D`); its options serve the peers too. */
-  readonly hostList: WatchLike & { readonly opts: WatcherOptions }
-  readonly key: TsigKey
-  readonly tun: string | undefined
-  /** "ADDR:PORT", or false for no resolver. */
-  readonly resolver: string | false
-  /** The agent's update client: publishes the key record, sends `revoke`. */
-  readonly sink?: UpdateSink
-  /** @default 'signature' */
-  readonly ikeAuth?: IkeAuth
-  /** @default true */
-  readonly mobike?: boolean
-}
-
-/** Starts peers, tunnel and resolver for a started agent; wires network changes; stops with the agent. */
-export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Datapath> {
-  const { Watcher } = await import('../dns/client/watcher.js')
-  const { UdpSocket } = await import('../io/datagram.js')
-  const cfg = agent.config
-  const ikeAuth = o.ikeAuth ?? 'signature'
-  const hostKey =
-    ikeAuth === 'signature' && o.tun
-      ? await (await import('../ike/hostkey.js')).loadOrCreateHostKey(cfg.stateDir)
-      : undefined
-  const udp = agent.udp
-  // The tunnel reads datagrams through the agent's hook (so the agent keeps counting them) and sends on its socket.
-  const shared: DatagramSocket & { raw?: unknown } = {
-    bind: (port, address) => udp.bind(port, address),
-    send: (buf, off, len, port, address, done) => udp.send(buf, off, len, port, address, done),
-    onMessage: (h) => agent.onDatagram(h),
-    address: () => udp.address(),
-    close: () => udp.close(),
-    raw: (udp as { raw?: unknown }).raw,
-  }
-  const dp = new Datapath(
-    {
-      clock: o.clock,
-      random: o.random,
-      log: o.log,
-      udp: shared,
-      query: o.query,
-      watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
-      resolverSocket: () => new UdpSocket(),
-      ...(o.sink ? { sink: o.sink } : {}),
-    },
-    {
-      domain: cfg.domain,
-      hostname: cfg.hostname,
-      localUla: agent.identity.ula,
-      tun: o.tun,
-      resolver: o.resolver === false ? undefined : parseResolverAddress(o.resolver),
-      key: o.key,
-      local: () => ({ address: agent.reach?.local ?? '0.0.0.0', port: cfg.port }),
-      ikeAuth,
-      ...(hostKey ? { hostKey } : {}),
-      zone: cfg.zone,
-      leaseSec: cfg.leaseSec,
-      ttlSec: cfg.ttlSec,
-      mobike: o.mobike ?? true,
-      selfNat: () => agent.selfNat,
-      ...(agent.stunDemux ? { stunDemux: agent.stunDemux } : {}),
-    },
-  )
-  // IKE Deletes and the key record's withdrawal happen before the agent withdraws the rest and closes its socket.
-  agent.onStopping((clean) => dp.stopping(clean))
-  const sink = o.sink
-  if (sink)
-    agent.addCommand('revoke', async (req) => {
-      const { revokeHost } = await import('./revoke.js')
-      const host = String(req.host ?? '')
-      if (host.toLowerCase() === cfg.hostname.toLowerCase()) throw new Error('refusing to revoke this host itself')
-      const r = await revokeHost({ query: o.query, sink }, { domain: cfg.domain, zone: cfg.zone, host })
-      o.log.info('agent.revoked', { host: r.host, deleted: r.deleted.length, via: r.via })
-      return r
-    })
-  await dp.start()
-  dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
-  agent.onNetworkChange((net) => dp.networkChanged(net.primary))
-  agent.onSelfNatChange(() => dp.selfNatChanged())
-  return dp
-}

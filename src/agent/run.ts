@@ -206,7 +206,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   // hostList is not started: its options serve the peers' watchers, and PeerManager runs the one host-list watcher
   // (status shows that one).
   // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
-  const dp = await import('./datapath.js')
+  const dp = await import('./attach.js')
   try {
     datapath = await dp.attachDatapath(agent, {
       clock,
