@@ -264,3 +264,26 @@ test('names keep the case they were written in (RFC 4343): SRV owner and target,
   const gone = await srv.dig(['-y', key, '+noall', '+answer', owner, 'SRV'])
   assert.deepEqual(answers(gone.stdout), [])
 })
+
+test('--stun advertises STUN servers: SRV _stun._udp.ZONE with address records at its targets (dig); bad values refused', async (t) => {
+  const srv = new ServerProcess()
+  t.after(() => srv.cleanup())
+  await srv.start(['--stun', '192.0.2.1', '--stun', '[2001:db8::1]:3479'], { tls: false })
+  const dig = async (name: string, type: string): Promise<string[]> =>
+    answers((await run('dig', ['@127.0.0.1', '-p', String(srv.ports.dns), '+noall', '+answer', name, type])).stdout)
+  assert.deepEqual((await dig(`_stun._udp.${Z}`, 'SRV')).map((l) => l.split(' ').slice(3).join(' ')).sort(), [
+    `SRV 0 0 3478 s1._stun._udp.${Z}`,
+    `SRV 1 0 3479 s2._stun._udp.${Z}`,
+  ])
+  assert.deepEqual(
+    (await dig(`s1._stun._udp.${Z}`, 'A')).map((l) => l.split(' ').slice(3).join(' ')),
+    ['A 192.0.2.1'],
+  )
+  assert.deepEqual(
+    (await dig(`s2._stun._udp.${Z}`, 'AAAA')).map((l) => l.split(' ').slice(3).join(' ')),
+    ['AAAA 2001:db8::1'],
+  )
+  const bad = await run(BIN_PATH(), ['server', '--zone', ZONE, '--data', srv.dir, '--stun', 'stun.example.net'])
+  assert.notEqual(bad.code, 0)
+  assert.match(bad.stderr, /--stun wants ADDR\[:PORT\] with an IP address/)
+})
