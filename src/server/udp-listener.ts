@@ -1,18 +1,34 @@
 // DNS over UDP (RFC 1035 4.2.1). One socket per --listen address; each datagram is one message. Size limits
 // and truncation are the dispatcher's (it knows the EDNS payload size); this file only moves datagrams.
+//
+// On Linux the syscalls are batched (they, not the DNS work, were the query path's cost: udp-send-batch.ts): when
+// node:dgram delivers a datagram, recvmmsg takes whatever else is queued (up to RECV_BATCH, a few rounds), every
+// message is handled, and the answers produced meanwhile leave in one sendmmsg. Answers given later (UPDATE,
+// after its commit) are sent at once.
 import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
+import type { RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
+import { RECV_BATCH, UdpRecvBatch } from '../tunnel/udp-recv.js'
 import type { InboundContext, MessageSink, PeerInfo } from './transport.js'
+import { UdpSendBatch } from './udp-send-batch.js'
 
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+/** recvmmsg rounds after one delivered datagram before the event loop gets a turn (TCP and timers wait meanwhile). */
+const MAX_DRAIN_ROUNDS = 4
+
+/** The socket and, while a batch of datagrams is being handled, the send batch its answers join. */
+interface UdpOut {
+  readonly sock: Socket
+  batch: UdpSendBatch | undefined
+}
 
 /** Per-datagram context as a class (methods on the prototype, no closures per packet). Sends carry no
  * callback: a failed send surfaces as the socket's 'error' event. */
 class UdpContext implements InboundContext {
   readonly peer: PeerInfo
   constructor(
-    readonly sock: Socket,
+    readonly out: UdpOut,
     readonly address: string,
     readonly port: number,
     local: string,
@@ -20,10 +36,13 @@ class UdpContext implements InboundContext {
     this.peer = { transport: 'udp', address, port, local }
   }
   reply(out: Buffer | undefined): void {
-    if (out) this.sock.send(out, this.port, this.address)
+    if (!out) return
+    const b = this.out.batch
+    if (b) b.queue(out, this.address, this.port)
+    else this.out.sock.send(out, this.port, this.address)
   }
   send(out: Buffer): void {
-    this.sock.send(out, this.port, this.address)
+    this.out.sock.send(out, this.port, this.address)
   }
 }
 
@@ -32,6 +51,8 @@ export class UdpListener {
   readonly #sink: MessageSink
   #socket: Socket | undefined
   #local = ''
+  #recv: UdpRecvBatch | undefined
+  #send: UdpSendBatch | undefined
 
   constructor(deps: { log: Logger; sink: MessageSink }) {
     this.#log = deps.log
@@ -52,16 +73,51 @@ export class UdpListener {
     })
     this.#socket = sock
     const sink = this.#sink
-    sock.on('message', (msg, rinfo) => sink(msg, new UdpContext(sock, rinfo.address, rinfo.port, this.#local)))
+    const out: UdpOut = { sock, batch: undefined }
+    // A batched datagram is a view into the batcher's buffer, valid during the call only: the sink gets a copy
+    // (an UPDATE is answered after its commit, long after).
+    const onBatched = (buf: Buffer, off: number, len: number, from: RemoteInfo, truncated: boolean): void => {
+      if (truncated) return
+      sink(Buffer.from(buf.subarray(off, off + len)), new UdpContext(out, from.address, from.port, this.#local))
+    }
+    sock.on('message', (msg, rinfo) => {
+      const recv = this.#recv
+      const send = this.#send
+      if (!recv || !send) {
+        sink(msg, new UdpContext(out, rinfo.address, rinfo.port, this.#local))
+        return
+      }
+      out.batch = send
+      try {
+        sink(msg, new UdpContext(out, rinfo.address, rinfo.port, this.#local))
+        for (let round = 0; round < MAX_DRAIN_ROUNDS && recv.drain(onBatched) === RECV_BATCH; round++) {}
+      } finally {
+        out.batch = undefined
+        send.flush()
+      }
+    })
     return new Promise((resolve, reject) => {
       sock.once('error', reject)
       sock.bind({ address: host, port, exclusive: true }, () => {
+        this.#recv = UdpRecvBatch.forSocket(sock)
+        this.#send = this.#recv ? UdpSendBatch.forSocket(sock) : undefined
         sock.off('error', reject)
         sock.on('error', (err) => this.#log.warn('udp.error', { local: this.#local, err: err.message }))
         this.#local = `${isIPv6(host) ? `[${host}]` : host}:${sock.address().port}`
         resolve(this.#local)
       })
     })
+  }
+
+  /** Batching figures (undefined where the syscalls are not batched): recvmmsg calls and datagrams, sendmmsg calls
+   * and answers, answers that fell back to node:dgram. */
+  get batching():
+    | { recvCalls: number; recvDatagrams: number; sendCalls: number; sent: number; fallbacks: number }
+    | undefined {
+    const r = this.#recv
+    const b = this.#send
+    if (!r || !b) return undefined
+    return { recvCalls: r.calls, recvDatagrams: r.datagrams, sendCalls: b.calls, sent: b.sent, fallbacks: b.fallbacks }
   }
 
   get port(): number {

@@ -38,7 +38,9 @@ const CMSG_SPACE_U16 = 24
 const CMSG_LEVEL = 8
 const CMSG_TYPE = 12
 const CMSG_DATA = 16
-const SOCKADDR_LEN = 28
+/** sizeof(struct sockaddr_in6): room for either family. */
+export const SOCKADDR_LEN = 28
+const SOCKADDR_IN_LEN = 16
 
 interface KoffiLike {
   load(lib: string): { func(sig: string): (...args: unknown[]) => number }
@@ -137,32 +139,46 @@ export class UdpGso {
   #setName(address: string, port: number): void {
     const key = `${address}|${port}`
     if (key === this.#nameFor) return
-    const n = this.#name
-    n.fill(0)
-    if (!this.#v6) {
-      if (!isIPv4(address)) throw new TypeError(`IPv4 socket, IPv6 destination ${address}`)
-      n.writeUInt16LE(AF_INET, 0)
-      n.writeUInt16BE(port, 2)
-      address.split('.').forEach((o, i) => {
-        n[4 + i] = Number(o)
-      })
-      this.#msg.writeUInt32LE(16, MSG_NAMELEN)
-    } else {
-      n.writeUInt16LE(AF_INET6, 0)
-      n.writeUInt16BE(port, 2)
-      const a = isIPv4(address) ? `::ffff:${address}` : address
-      const url = new URL(`http://[${a}]/`).hostname.slice(1, -1)
-      const [head = '', tail] = url.split('::')
-      const g = (s: string): string[] => (s === '' ? [] : s.split(':'))
-      const h = g(head)
-      const t = tail === undefined ? [] : g(tail)
-      const all = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
-      all.forEach((x, i) => {
-        if (x.includes('.')) return
-        n.writeUInt16BE(Number.parseInt(x, 16), 8 + i * 2)
-      })
-      this.#msg.writeUInt32LE(SOCKADDR_LEN, MSG_NAMELEN)
-    }
+    this.#msg.writeUInt32LE(writeSockaddr(this.#name, 0, address, port, this.#v6), MSG_NAMELEN)
     this.#nameFor = key
   }
+}
+
+/**
+ * Writes the sockaddr_in (IPv4 socket) or sockaddr_in6 (IPv6 socket; IPv4 as ::ffff:a.b.c.d) for address:port
+ * at `n[at]` (SOCKADDR_LEN octets, zeroed first) and returns its length. Throws TypeError for an IPv6 destination
+ * on an IPv4 socket.
+ */
+export function writeSockaddr(n: Buffer, at: number, address: string, port: number, v6: boolean): number {
+  n.fill(0, at, at + SOCKADDR_LEN)
+  if (!v6) {
+    if (!isIPv4(address)) throw new TypeError(`IPv4 socket, IPv6 destination ${address}`)
+    n.writeUInt16LE(AF_INET, at)
+    n.writeUInt16BE(port, at + 2)
+    let o = 0
+    let v = 0
+    for (let i = 0; i < address.length; i++) {
+      const c = address.charCodeAt(i)
+      if (c === 46) {
+        n[at + 4 + o++] = v
+        v = 0
+      } else v = v * 10 + c - 48
+    }
+    n[at + 4 + o] = v
+    return SOCKADDR_IN_LEN
+  }
+  n.writeUInt16LE(AF_INET6, at)
+  n.writeUInt16BE(port, at + 2)
+  const a = isIPv4(address) ? `::ffff:${address}` : address
+  const url = new URL(`http://[${a}]/`).hostname.slice(1, -1)
+  const [head = '', tail] = url.split('::')
+  const g = (s: string): string[] => (s === '' ? [] : s.split(':'))
+  const h = g(head)
+  const t = tail === undefined ? [] : g(tail)
+  const all = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
+  all.forEach((x, i) => {
+    if (x.includes('.')) return
+    n.writeUInt16BE(Number.parseInt(x, 16), at + 8 + i * 2)
+  })
+  return SOCKADDR_LEN
 }
