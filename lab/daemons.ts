@@ -47,6 +47,56 @@ pidfile=${join(dir, 'turnserver.pid')}
 `
 }
 
+/** A TURN server (RFC 8656) with the long-term credential mechanism, for the relay lab and interop tests. */
+export interface TurnSpec {
+  readonly listen: string
+  /** Address relayed allocations are made on (the host's public address). @default listen */
+  readonly relayIp?: string
+  /** @default STUN_PORT */
+  readonly port?: number
+  readonly user: string
+  readonly password: string
+  readonly realm: string
+  /** Relaying to 127.0.0.1 peers (loopback interop tests). @default false */
+  readonly allowLoopback?: boolean
+}
+
+export function turnConfig(dir: string, t: TurnSpec): string {
+  return `# TURN (lt-cred-mech) for the relay scenario (docs/relay.md)
+listening-ip=${t.listen}
+relay-ip=${t.relayIp ?? t.listen}
+listening-port=${t.port ?? STUN_PORT}
+lt-cred-mech
+user=${t.user}:${t.password}
+realm=${t.realm}
+fingerprint
+no-tls
+no-dtls
+no-cli
+no-tcp-relay
+${t.allowLoopback ? 'allow-loopback-peers\n' : ''}userdb=${join(dir, 'turndb')}
+log-file=stdout
+simple-log
+pidfile=${join(dir, 'turnserver.pid')}
+`
+}
+
+/** Starts coturn as a TURN server in `ns`; resolves once it listens. */
+export async function startTurn(dir: string, ns: string, t: TurnSpec, timeoutMs = 10_000): Promise<ProcState> {
+  const conf = join(dir, 'turnserver.conf')
+  writeFileSync(conf, turnConfig(dir, t))
+  const proc = spawnLogged(ns, ['turnserver', '-c', conf], 'coturn-turn', join(dir, 'coturn.log'))
+  const want = `${t.listen}:${t.port ?? STUN_PORT}`
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const r = await run(inNs(ns, ['ss', '-Hnlu']))
+    if (r.stdout.includes(want)) return proc
+    if (!pidAlive(proc.pid)) throw new LabDaemonError(`coturn exited; see ${proc.log}`)
+    await sleep(20)
+  }
+  throw new LabDaemonError(`coturn not listening on ${want} after ${timeoutMs} ms; see ${proc.log}`)
+}
+
 export function startCoturn(dir: string, ns: string, stun: [string, string]): ProcState {
   const conf = join(dir, 'turnserver.conf')
   writeFileSync(conf, coturnConfig(dir, stun))
