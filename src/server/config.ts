@@ -29,6 +29,8 @@ export interface ServiceConfig {
   readonly fudgeSec: number
   /** STUN servers advertised as SRV _stun._udp.ZONE (RFC 8489 section 8; src/server/discovery.ts stunRecords). */
   readonly stun?: readonly AddrPort[]
+  /** TURN servers advertised as SRV _turn._udp.ZONE (RFC 5928; discovery.ts turnRecords, docs/relay.md). */
+  readonly turn?: readonly AddrPort[]
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

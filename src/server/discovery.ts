@@ -41,10 +41,22 @@ export function discoveryService(
  * with an A/AAAA record each. The targets sit under `_udp.ZONE`, so no account label can collide with them.
  */
 export function stunRecords(cfg: ServiceConfig): { name: string; type: number; data: unknown; text: string }[] {
+  return srvWithTargets(`_stun._udp.${cfg.zone}`, 's', cfg.stun ?? [])
+}
+
+/** `--turn ADDR:PORT` (repeatable): SRV `_turn._udp.ZONE` (RFC 5928 section 4) to `tN._turn._udp.ZONE`, as above. */
+export function turnRecords(cfg: ServiceConfig): { name: string; type: number; data: unknown; text: string }[] {
+  return srvWithTargets(`_turn._udp.${cfg.zone}`, 't', cfg.turn ?? [])
+}
+
+function srvWithTargets(
+  srvName: string,
+  prefix: string,
+  servers: readonly { readonly host: string; readonly port: number }[],
+): { name: string; type: number; data: unknown; text: string }[] {
   const out: { name: string; type: number; data: unknown; text: string }[] = []
-  const srvName = `_stun._udp.${cfg.zone}`
-  ;(cfg.stun ?? []).forEach((s, i) => {
-    const target = `s${i + 1}.${srvName}`
+  servers.forEach((s, i) => {
+    const target = `${prefix}${i + 1}.${srvName}`
     const v6 = s.host.includes(':')
     out.push(
       {

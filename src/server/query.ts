@@ -5,7 +5,7 @@
 import { Rcode } from '../dns/wire/header.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { ServiceConfig } from './config.js'
-import { discoveryRR, discoveryService, stunRecords } from './discovery.js'
+import { discoveryRR, discoveryService, stunRecords, turnRecords } from './discovery.js'
 import { canonicalRData, fromZoneRR } from './rdata.js'
 import { isAtOrBelow, type ZoneIndex, type ZoneRR } from './zone-index.js'
 
@@ -55,6 +55,7 @@ export class ZoneAnswerer {
     if (isAtOrBelow(cfg.nsName, cfg.zone))
       for (const a of cfg.nsAddrs) add(cfg.nsName, a.includes(':') ? RRType.AAAA : RRType.A, { address: a } as never, a)
     for (const r of stunRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
+    for (const r of turnRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
   }
 
   /** The server's own address records, used as additional data for NS and SRV answers. */

@@ -32,6 +32,8 @@ export interface ServerOptions extends NotifyCliOptions {
   advertise: string[]
   /** --stun ADDR[:PORT] (repeatable): STUN servers advertised as SRV _stun._udp.ZONE. */
   stun?: string[]
+  /** --turn ADDR[:PORT] (repeatable): TURN servers advertised as SRV _turn._udp.ZONE (docs/relay.md). */
+  turn?: string[]
   hostmaster?: string
   /** --ttl, seconds. */
   ttl: number
@@ -178,6 +180,11 @@ export async function startServer(
       stun: (o.stun ?? []).map((s) => {
         const a = parseAddrPort(s, 3478)
         if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
+        return a
+      }),
+      turn: (o.turn ?? []).map((s) => {
+        const a = parseAddrPort(s, 3478)
+        if (!isIP(a.host)) throw new TypeError(`--turn wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
         return a
       }),
     }
