@@ -57,6 +57,13 @@ export interface TurnSpec {
   readonly user: string
   readonly password: string
   readonly realm: string
+  /**
+   * coturn's REST scheme instead of the static user (use-auth-secret + static-auth-secret; coturn 4.6 then refuses
+   * static users): the autotunnel server hands out ephemeral credentials (`server --turn-secret-file`).
+   */
+  readonly secret?: string
+  /** Relayed port range (two servers on one host need disjoint ones). */
+  readonly ports?: readonly [number, number]
   /** Relaying to 127.0.0.1 peers (loopback interop tests). @default false */
   readonly allowLoopback?: boolean
 }
@@ -67,8 +74,9 @@ listening-ip=${t.listen}
 relay-ip=${t.relayIp ?? t.listen}
 listening-port=${t.port ?? STUN_PORT}
 lt-cred-mech
-user=${t.user}:${t.password}
+${t.secret ? `use-auth-secret\nstatic-auth-secret=${t.secret}` : `user=${t.user}:${t.password}`}
 realm=${t.realm}
+${t.ports ? `min-port=${t.ports[0]}\nmax-port=${t.ports[1]}` : ''}
 fingerprint
 no-tls
 no-dtls

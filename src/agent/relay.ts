@@ -28,8 +28,11 @@ export const RELAY_RETRY_MS = 60_000
 export interface RelayConfig {
   /** The TURN servers in order: --relay, else SRV _turn._udp.ZONE (looked up on each attempt). */
   readonly servers: () => Promise<AddrPort[]>
-  readonly username: string
-  readonly password: string
+  /**
+   * Long-term credentials, fetched on each allocation attempt: --relay-user and its password file, or the
+   * ephemeral ones the autotunnel server hands out (TXT _turn-credentials.USER.ZONE, coturn's REST scheme).
+   */
+  readonly credentials: () => Promise<{ username: string; password: string } | undefined>
   readonly turn?: TurnClientOptions
 }
 
@@ -122,7 +125,20 @@ export class RelayManager {
       this.#lastError ??= 'no TURN server configured or found'
       log.info('relay.no_server', {})
     }
+    let creds: { username: string; password: string } | undefined
+    if (servers.length > 0) {
+      creds = await this.#cfg.credentials().catch((e: Error) => {
+        this.#lastError = `credentials: ${e.message}`
+        return undefined
+      })
+      if (!creds) {
+        this.#lastError ??= 'no TURN credentials'
+        log.warn('relay.no_credentials', { err: this.#lastError })
+        servers = []
+      }
+    }
     for (const s of servers) {
+      if (!creds) break
       if (!this.#wanted || this.#closed) return
       const t: TurnClient = new TurnClient(
         {
@@ -136,7 +152,7 @@ export class RelayManager {
             if (this.#turn === t) void this.#release(`lost: ${e.message}`, true)
           },
         },
-        { ...s, username: this.#cfg.username, password: this.#cfg.password },
+        { ...s, username: creds.username, password: creds.password },
         this.#cfg.turn,
       )
       const tunnel = this.#d.tunnel()

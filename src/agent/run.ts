@@ -130,7 +130,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     },
   )
   const udp = new UdpSocket()
-  const relay = await relayConfig(o, { log, query: updates, zone: labels.slice(1).join('.') })
+  const relay = await relayConfig(o, { log, query: updates, zone: labels.slice(1).join('.'), domain })
   const stun = await makeStun(
     { clock, random, log, udp, query: updates, zone: labels.slice(1).join('.') },
     o.stun ?? [],
@@ -221,7 +221,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       sink: updates,
       ikeAuth: o.ikeAuth ?? 'signature',
       mobike: o.mobike ?? true,
-      ...(relay ? { relay } : {}),
+      relay,
     })
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
@@ -237,27 +237,35 @@ export async function runUp(o: UpOptions): Promise<void> {
 
 /**
  * The TURN relay (docs/relay.md): --relay servers, else SRV _turn._udp.ZONE (RFC 5928) through the bootstrap
- * server, looked up on each allocation attempt; credentials --relay-user and the first line of
- * --relay-password-file. Without a user: undefined (no relay at all).
+ * server, looked up on each allocation attempt (only ever made behind a symmetric NAT). Credentials:
+ * --relay-user and the first line of --relay-password-file, else the ephemeral ones of our signed TXT query
+ * _turn-credentials.DOMAIN (the server's --turn-secret-file, coturn's REST scheme).
  */
 async function relayConfig(
   o: UpOptions,
-  d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string },
-): Promise<import('./relay.js').RelayConfig | undefined> {
-  if (!o.relayUser) {
-    if ((o.relay ?? []).length > 0 || o.relayPasswordFile)
-      throw new UsageError('--relay and --relay-password-file need --relay-user')
-    return undefined
+  d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
+): Promise<import('./relay.js').RelayConfig> {
+  if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
+  let fixed: { username: string; password: string } | undefined
+  if (o.relayUser && o.relayPasswordFile) {
+    const password = (await readFile(o.relayPasswordFile, 'utf8')).split(/\r?\n/)[0] ?? ''
+    if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
+    fixed = { username: o.relayUser, password }
   }
-  if (!o.relayPasswordFile) throw new UsageError('--relay-user needs --relay-password-file')
-  const password = (await readFile(o.relayPasswordFile, 'utf8')).split(/\r?\n/)[0] ?? ''
-  if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
   const { parseTurnServer, TURN_DEFAULT_PORT } = await import('./turn.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
-    username: o.relayUser,
-    password,
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
+    credentials: async () => {
+      if (fixed) return fixed
+      const m = await d.query.query(`_turn-credentials.${d.domain}.`, RRType.TXT)
+      const strings = m.answers
+        .filter((r) => r.type === RRType.TXT)
+        .flatMap((r) => (r.data as { strings: Buffer[] }).strings.map(String))
+      const username = strings.find((s) => s.startsWith('username='))?.slice('username='.length)
+      const password = strings.find((s) => s.startsWith('password='))?.slice('password='.length)
+      return username && password ? { username, password } : undefined
+    },
   }
 }
 

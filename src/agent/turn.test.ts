@@ -14,6 +14,7 @@ import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { SystemRandom } from '../io/random.js'
+import { turnCredentials } from '../server/discovery.js'
 import { checkIntegrity, decodeAddress, decodeStun, encodeStun, encodeXorAddress, StunAttr } from './stun.js'
 import {
   CHANNEL_MIN,
@@ -354,4 +355,60 @@ test('interop: allocate, permission, channel, data both ways with a real coturn;
   const st = c.status() as { permissions: string[]; channels: unknown[]; lifetimeLeftSec: number }
   assert.deepEqual(st.permissions, ['127.0.0.1'])
   assert.ok(st.lifetimeLeftSec > 500)
+})
+
+test("interop: coturn in the REST scheme accepts the autotunnel server's ephemeral credentials, refuses expired ones", async (t) => {
+  const which = await run('sh', ['-c', 'command -v turnserver']).catch(() => undefined)
+  if (!which) {
+    t.skip('turnserver (coturn) not installed')
+    return
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'at-turn-rest-'))
+  const port = 20000 + Math.floor(Math.random() * 20000)
+  const secret = 'rest-secret'
+  await writeFile(
+    join(dir, 'turnserver.conf'),
+    turnConfig(dir, { listen: '127.0.0.1', port, user: '-', password: '-', realm: 'lab.example', secret }),
+  )
+  const coturn = spawn('turnserver', ['-c', join(dir, 'turnserver.conf')], { stdio: 'ignore' })
+  const udp = new UdpSocket()
+  const clients: TurnClient[] = []
+  // A second socket for the expired credentials (one allocation per 5-tuple: the same one would get 437).
+  const udp2 = new UdpSocket()
+  const mk = (nowMs: number, sock = udp): TurnClient => {
+    const cred = turnCredentials(Buffer.from(secret), 3600, 'alice', nowMs)
+    const c = new TurnClient(
+      {
+        clock: new SystemClock(),
+        random: new SystemRandom(),
+        log: new MemoryLogger(),
+        send: (b, p, a) => sock.send(b, 0, b.length, p, a),
+      },
+      { address: '127.0.0.1', port, ...cred },
+      { rtoMs: 100, giveUpMs: 1500 },
+    )
+    clients.push(c)
+    return c
+  }
+  t.after(async () => {
+    for (const c of clients) await c.close()
+    coturn.kill('SIGKILL')
+    await udp.close()
+    await udp2.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  for (const sock of [udp, udp2]) {
+    sock.onMessage((m, from) => {
+      if (from.port === port) for (const c of clients) c.offer(m, () => {})
+    })
+    await sock.bind(0, '127.0.0.1')
+  }
+  let relayed: Awaited<ReturnType<TurnClient['allocate']>> | undefined
+  for (let i = 0; i < 50 && !relayed; i++)
+    relayed = await mk(Date.now())
+      .allocate()
+      .catch(() => undefined)
+  assert.equal(relayed?.address, '127.0.0.1')
+  const expired = mk(Date.now() - 7200_000, udp2)
+  await assert.rejects(expired.allocate(), (e: unknown) => e instanceof TurnError && e.code === 401)
 })

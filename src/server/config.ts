@@ -31,6 +31,13 @@ export interface ServiceConfig {
   readonly stun?: readonly AddrPort[]
   /** TURN servers advertised as SRV _turn._udp.ZONE (RFC 5928; discovery.ts turnRecords, docs/relay.md). */
   readonly turn?: readonly AddrPort[]
+  /**
+   * coturn's `static-auth-secret` (REST scheme, `use-auth-secret`): with it, a user's signed query for TXT
+   * _turn-credentials.USER.ZONE gets ephemeral TURN credentials (discovery.ts turnCredentials, docs/relay.md).
+   */
+  readonly turnSecret?: Buffer
+  /** Lifetime of those credentials. @default 86400 */
+  readonly turnCredentialTtlSec?: number
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

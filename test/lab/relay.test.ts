@@ -1,10 +1,11 @@
 // Relay fallback through TURN in the lab (docs/relay.md): an agent behind a symmetric NAT allocates a relayed
 // address on a real coturn (on an internet host, long-term credentials, found by SRV _turn._udp.ZONE), publishes
 // relay=ADDR:PORT, and reaches an agent behind an EIM NAT through it (the EIM side sends plain ESP-in-UDP/IKE to
-// the relayed address); a second symmetric site reaches the first through both relays. Hosts that can punch are
-// unaffected (test/lab/punch.test.ts).
+// the relayed address); a second symmetric site reaches the first through both relays, its own allocation on a
+// second coturn in the REST scheme with ephemeral credentials from the autotunnel server (a signed TXT query).
+// Hosts that can punch are unaffected (test/lab/punch.test.ts).
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -63,16 +64,26 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
     try {
       const pwFile = join(dir, 'turn-password')
       await writeFile(pwFile, 'relay-secret\n', { mode: 0o600 })
-      await writeFile(
-        join(dir, 'turnserver.conf'),
-        turnConfig(dir, { listen: TURN_ADDR, user: 'alice', password: 'relay-secret', realm: 'members.example' }),
-      )
-      const coturn = lab.spawn('turn', ['turnserver', '-c', join(dir, 'turnserver.conf')], { logName: 'coturn-turn' })
-      t.after(() => coturn.stop())
+      const secretFile = join(dir, 'turn-secret')
+      await writeFile(secretFile, 'rest-secret\n', { mode: 0o600 })
+      // coturn 1: static long-term user (port 3478, SRV); coturn 2: REST scheme (port 3479, given with --relay).
+      const turnSpec = { listen: TURN_ADDR, user: 'alice', password: 'relay-secret', realm: 'members.example' }
+      for (const [sub, extra] of [
+        ['static', { ports: [49152, 55000] as const }],
+        ['rest', { port: 3479, secret: 'rest-secret', ports: [55001, 60000] as const }],
+      ] as const) {
+        await mkdir(join(dir, sub))
+        await writeFile(join(dir, sub, 'turnserver.conf'), turnConfig(join(dir, sub), { ...turnSpec, ...extra }))
+        const p = lab.spawn('turn', ['turnserver', '-c', join(dir, sub, 'turnserver.conf')], {
+          logName: `coturn-${sub}`,
+        })
+        t.after(() => p.stop())
+      }
       await lab.waitListening('turn', 3478, { proto: 'udp' })
+      await lab.waitListening('turn', 3479, { proto: 'udp' })
       srv = await startServer(lab, {
         leaseMin: 30,
-        extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`],
+        extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`, '--turn-secret-file', secretFile],
       })
       const srvRows = await dig(lab, srv, '_turn._udp.members.example', 'SRV')
       assert.ok(
@@ -83,7 +94,7 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
       const [hotel, phone, laptop] = await Promise.all([
         startTunnelAgent(lab, srv, 'hotel-guest'),
         startTunnelAgent(lab, srv, 'phone', relayArgs),
-        startTunnelAgent(lab, srv, 'laptop', relayArgs),
+        startTunnelAgent(lab, srv, 'laptop', ['--relay', `${TURN_ADDR}:3479`]),
       ])
       agents.push(hotel, phone, laptop)
 
@@ -93,7 +104,9 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
       const lTxt = await txtOf(lab, srv, laptop, 'relay=')
       const hTxt = await txtOf(lab, srv, hotel, 'stun=')
       assert.match(pTxt, /"mapping=symmetric" "relay=198\.51\.100\.20:\d+"/)
-      assert.match(lTxt, /"mapping=symmetric" "relay=198\.51\.100\.20:\d+"/)
+      // The laptop's allocation is on the REST coturn (its relayed port range), with the server's credentials.
+      const lPort = Number(/"mapping=symmetric" "relay=198\.51\.100\.20:(\d+)"/.exec(lTxt)?.[1])
+      assert.ok(lPort >= 55001 && lPort <= 60000, lTxt)
       assert.doesNotMatch(hTxt, /relay=/)
       const phoneRelay = /relay=([\d.]+:\d+)/.exec(pTxt)?.[1]
       const st = (await phone.status()) as unknown as { datapath: RelayStatus }
