@@ -89,7 +89,7 @@ test('ephemeral TURN credentials (coturn REST scheme): TXT for the signed user o
   const a = svc.answerer.answer(name, RRType.TXT, 'alice')
   assert.equal(a.rcode, Rcode.NOERROR)
   assert.equal(a.answers[0]?.ttl, 0)
-  const strings = (a.answers[0]?.data as { strings: Buffer[] }).strings.map(String)
+  const strings = (a.answers[0]!.data as { strings: Buffer[] }).strings.map(String)
   const expiry = Math.floor(clock.now() / 1000) + 3600
   const username = `${expiry}:alice`
   assert.deepEqual(strings, [
