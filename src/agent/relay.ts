@@ -24,6 +24,8 @@ import { TurnClient, type TurnClientOptions } from './turn.js'
 
 /** After a failed or lost allocation, the next attempt (while still wanted). */
 export const RELAY_RETRY_MS = 60_000
+/** With no TURN server configured or found: the next look (SRV) while still wanted. */
+export const RELAY_NO_SERVER_RETRY_MS = 5 * 60_000
 
 export interface RelayConfig {
   /** The TURN servers in order: --relay, else SRV _turn._udp.ZONE (looked up on each attempt). */
@@ -101,7 +103,11 @@ export class RelayManager {
     if (this.#closed || on === this.#wanted) return
     this.#wanted = on
     if (on) this.#start()
-    else void this.#release('no longer needed')
+    else {
+      this.#d.clock.clearTimeout(this.#retry)
+      this.#retry = undefined
+      void this.#release('no longer needed')
+    }
   }
 
   #start(): void {
@@ -122,23 +128,26 @@ export class RelayManager {
       this.#lastError = `discovery: ${(e as Error).message}`
     }
     if (servers.length === 0) {
+      const first = this.#lastError === undefined
       this.#lastError ??= 'no TURN server configured or found'
-      log.info('relay.no_server', {})
+      // Once: a symmetric host without any relay is the normal case where none is offered.
+      if (first) log.info('relay.no_server', {})
+      this.#scheduleRetry(RELAY_NO_SERVER_RETRY_MS)
+      return
     }
-    let creds: { username: string; password: string } | undefined
-    if (servers.length > 0) {
-      creds = await this.#cfg.credentials().catch((e: Error) => {
-        this.#lastError = `credentials: ${e.message}`
-        return undefined
-      })
-      if (!creds) {
-        this.#lastError ??= 'no TURN credentials'
-        log.warn('relay.no_credentials', { err: this.#lastError })
-        servers = []
-      }
+    let credErr: string | undefined
+    const creds = await this.#cfg.credentials().catch((e: Error) => {
+      credErr = `credentials: ${e.message}`
+      return undefined
+    })
+    if (!creds) {
+      const err = credErr ?? 'no TURN credentials (no --relay-user, and the server hands out none)'
+      if (err !== this.#lastError) log.warn('relay.no_credentials', { err })
+      this.#lastError = err
+      this.#scheduleRetry(RELAY_NO_SERVER_RETRY_MS)
+      return
     }
     for (const s of servers) {
-      if (!creds) break
       if (!this.#wanted || this.#closed) return
       const t: TurnClient = new TurnClient(
         {
@@ -183,12 +192,12 @@ export class RelayManager {
     this.#scheduleRetry()
   }
 
-  #scheduleRetry(): void {
+  #scheduleRetry(ms = RELAY_RETRY_MS): void {
     if (!this.#wanted || this.#closed || this.#retry !== undefined) return
     this.#retry = this.#d.clock.setTimeout(() => {
       this.#retry = undefined
       this.#start()
-    }, RELAY_RETRY_MS)
+    }, ms)
   }
 
   async #release(why: string, retry = false): Promise<void> {

@@ -418,9 +418,12 @@ export class TurnClient {
       this.counters.malformed++
       return
     }
+    // Control messages are kept past this call (a transaction resolves in a later microtask) while `msg` may be a
+    // view of a reused receive buffer (the tunnel's recvmmsg batches): a copy.
+    const b = Buffer.from(msg)
     let m: StunMessage
     try {
-      m = decodeStun(msg)
+      m = decodeStun(b)
     } catch {
       this.counters.malformed++
       return
@@ -434,26 +437,26 @@ export class TurnClient {
       }
       let peer: AddrPort
       try {
-        peer = decodeAddress(pa.value, pa.offset, 'turn.xor-peer-address', msg)
+        peer = decodeAddress(pa.value, pa.offset, 'turn.xor-peer-address', b)
       } catch {
         this.counters.malformed++
         return
       }
       this.counters.dataIndications++
-      deliver(Buffer.from(data.value), { address: peer.address, port: peer.port, family: 'IPv4' })
+      deliver(data.value, { address: peer.address, port: peer.port, family: 'IPv4' })
       return
     }
-    const key = msg.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
+    const key = b.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
     const t = this.#tx.get(key)
     if (!t) return
     // A success response carries MESSAGE-INTEGRITY under our key (RFC 8489 9.2.5); a wrong one is not our answer.
-    if (this.#key && (m.type & CLASS_MASK) === StunClass.SUCCESS && checkIntegrity(msg, m, this.#key) === false) {
+    if (this.#key && (m.type & CLASS_MASK) === StunClass.SUCCESS && checkIntegrity(b, m, this.#key) === false) {
       this.counters.malformed++
       return
     }
     this.#tx.delete(key)
     this.#d.clock.clearTimeout(t.timer)
-    t.resolve({ msg: m, raw: msg })
+    t.resolve({ msg: m, raw: b })
   }
 
   /** One request with the long-term credentials; 401 once (learning REALM/NONCE) and 438 once are retried. */
