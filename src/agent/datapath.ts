@@ -422,6 +422,7 @@ export class Datapath {
     this.#lastPrimary = key
     // DNS Push/LLQ sessions on the old address are dead: open them again (peers.rewatch).
     void this.peers.rewatch()
+    this.#relay?.networkChanged()
     this.#t?.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
   }
 

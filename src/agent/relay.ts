@@ -62,6 +62,11 @@ export class RelayManager {
   #retry: TimerHandle | undefined
   #lastError: string | undefined
   #closed = false
+  /**
+   * The servers and credentials of the last allocation that succeeded: tried first after a network change (when
+   * DNS through the new network may take seconds); dropped when they fail or the allocation is lost.
+   */
+  #cached: { servers: AddrPort[]; creds: { username: string; password: string } } | undefined
   /** Peers (by host) we reach through our allocation, and the address each is relayed to. */
   readonly #peers = new Map<string, AddrPort>()
 
@@ -120,6 +125,9 @@ export class RelayManager {
   }
 
   async #allocate(): Promise<void> {
+    const cached = this.#cached
+    this.#cached = undefined
+    if (cached && (await this.#tryServers(cached.servers, cached.creds))) return
     const { log } = this.#d
     let servers: AddrPort[] = []
     try {
@@ -147,8 +155,14 @@ export class RelayManager {
       this.#scheduleRetry(RELAY_NO_SERVER_RETRY_MS)
       return
     }
+    if (!(await this.#tryServers(servers, creds))) this.#scheduleRetry()
+  }
+
+  /** Allocates on the first of `servers` that accepts; true when done (or no longer wanted). */
+  async #tryServers(servers: AddrPort[], creds: { username: string; password: string }): Promise<boolean> {
+    const { log } = this.#d
     for (const s of servers) {
-      if (!this.#wanted || this.#closed) return
+      if (!this.#wanted || this.#closed) return true
       const t: TurnClient = new TurnClient(
         {
           clock: this.#d.clock,
@@ -158,7 +172,9 @@ export class RelayManager {
           onChannel: (peer, channel) =>
             this.#d.tunnel()?.setRelayRoute(peer, { address: s.address, port: s.port, channel }),
           onLost: (e) => {
-            if (this.#turn === t) void this.#release(`lost: ${e.message}`, true)
+            if (this.#turn !== t) return
+            this.#cached = undefined
+            void this.#release(`lost: ${e.message}`, true)
           },
         },
         { ...s, username: creds.username, password: creds.password },
@@ -171,9 +187,10 @@ export class RelayManager {
         if (!this.#wanted || this.#closed) {
           tunnel?.setRelayDemux(undefined)
           await t.close()
-          return
+          return true
         }
         this.#turn = t
+        this.#cached = { servers, creds }
         this.#lastError = undefined
         log.info('relay.allocated', {
           server: `${s.address}:${s.port}`,
@@ -181,7 +198,7 @@ export class RelayManager {
         })
         for (const [host, ep] of this.#peers) this.#bind(host, ep)
         this.#d.onRelay(relayed)
-        return
+        return true
       } catch (e) {
         tunnel?.setRelayDemux(undefined)
         await t.close()
@@ -189,7 +206,7 @@ export class RelayManager {
         log.warn('relay.allocate_failed', { server: `${s.address}:${s.port}`, err: (e as Error).message })
       }
     }
-    this.#scheduleRetry()
+    return false
   }
 
   #scheduleRetry(ms = RELAY_RETRY_MS): void {
@@ -211,6 +228,23 @@ export class RelayManager {
     this.#d.onRelay(undefined)
     await t.close()
     if (retry) this.#scheduleRetry()
+  }
+
+  /**
+   * Our network changed: the allocation belongs to the old 5-tuple (the server would answer 437), so it is
+   * dropped without waiting (a best-effort delete in the background) and, if still wanted, made again at once.
+   */
+  networkChanged(): void {
+    const t = this.#turn
+    if (!t || this.#closed) return
+    this.#turn = undefined
+    const tunnel = this.#d.tunnel()
+    tunnel?.setRelayDemux(undefined)
+    for (const ep of this.#peers.values()) tunnel?.setRelayRoute(ep, undefined)
+    this.#d.log.info('relay.released', { why: 'network change' })
+    this.#d.onRelay(undefined)
+    void t.close()
+    this.#start()
   }
 
   /** `host` is reached through our allocation at `ep` (undefined: not, or no longer). */

@@ -93,8 +93,13 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
       const relayArgs = ['--relay-user', 'alice', '--relay-password-file', pwFile]
       const [hotel, phone, laptop] = await Promise.all([
         startTunnelAgent(lab, srv, 'hotel-guest'),
-        startTunnelAgent(lab, srv, 'phone', relayArgs),
-        startTunnelAgent(lab, srv, 'laptop', ['--relay', `${TURN_ADDR}:3479`]),
+        startTunnelAgent(lab, srv, 'phone', [
+          ...relayArgs,
+          ...(process.env.RELAY_DEBUG ? ['--log-level', 'debug'] : []),
+        ]),
+        // The laptop runs the tunnel on one thread (the main thread's Sender and its GSO batches); the others with
+        // the default send and TUN threads.
+        startTunnelAgent(lab, srv, 'laptop', ['--relay', `${TURN_ADDR}:3479`, '--tunnel-threads', 'off']),
       ])
       agents.push(hotel, phone, laptop)
 
@@ -164,6 +169,36 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
       assert.equal(dbl.code, 0, 'phone -> laptop')
       assert.equal((await rowOf(laptop, 'phone'))?.path, 'relay')
       assert.equal((await rowOf(phone, 'laptop'))?.path, 'relay')
+
+      // 5. The phone roams to the cafe (another symmetric NAT): its old allocation belongs to the old 5-tuple, so it
+      // allocates again and republishes relay=; the hotel follows the new relayed address (DNS Push, punch, MOBIKE).
+      const moveAt = performance.now()
+      await lab.move('phone', 'cafe')
+      const pTxt2 = await waitFor(
+        'phone to publish a new relay= from the cafe',
+        async () =>
+          (await dig(lab, srv!, `${(await phone.status()).identity.label}.${DOMAIN}`, 'TXT')).find(
+            (x) => x.includes('stun=203.0.113.15:') && x.includes('relay=') && !x.includes(`relay=${phoneRelay}"`),
+          ),
+        30_000,
+        200,
+      )
+      const republishedMs = performance.now() - moveAt
+      const phoneRelay2 = /relay=([\d.]+:\d+)/.exec(pTxt2)?.[1]
+      await waitFor(
+        'hotel-guest -> phone ping after the move',
+        async () => (await lab.exec('hotel-guest', ['ping', '-6', '-n', '-c', '1', '-W', '1', phone.ula])).code === 0,
+        40_000,
+        100,
+      )
+      const backAfterMs = performance.now() - moveAt
+      const hRow2 = await rowOf(hotel, 'phone')
+      assert.equal(hRow2?.path, 'relay', JSON.stringify(hRow2))
+      assert.equal(hRow2?.endpoint, phoneRelay2)
+      t.diagnostic(
+        `roaming: new relay= ${phoneRelay2} published ${republishedMs.toFixed(0)} ms after the move; ` +
+          `hotel-guest -> phone answered again after ${backAfterMs.toFixed(0)} ms`,
+      )
       t.diagnostic(
         `relay: phone ${phoneRelay}; RTT phone->hotel median ${relayRtt} ms, hotel->phone ${median(back.rtts)} ms, ` +
           `phone->laptop (two relays) ${median(dbl.rtts)} ms; iperf3 TCP via relay ${(bps / 1e6).toFixed(0)} Mbit/s`,
@@ -172,7 +207,7 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
         t.diagnostic(
           (await agentLog(phone))
             .split('\n')
-            .filter((l) => /relay|turn|ike\.up|peers\.update/.test(l))
+            .filter((l) => /relay|turn|ike\.up|peers\.update|network|agent\.stun/.test(l))
             .map((l) => l.slice(0, 300))
             .join('\n'),
         )
