@@ -81,7 +81,10 @@ export function register(program: Command): void {
       collect,
       [],
     )
-    .option('--relay-user <user>', 'TURN username (long-term credentials); without it no relay is used')
+    .option(
+      '--relay-user <user>',
+      'TURN username (long-term credentials); without it, the ephemeral ones the server hands out (if any)',
+    )
     .option('--relay-password-file <file>', 'file holding the TURN password (first line)')
     .addOption(
       new Option(
