@@ -412,3 +412,57 @@ test("interop: coturn in the REST scheme accepts the autotunnel server's ephemer
   const expired = mk(Date.now() - 7200_000, udp2)
   await assert.rejects(expired.allocate(), (e: unknown) => e instanceof TurnError && e.code === 401)
 })
+
+test('property: whatever the TURN server address sends, offer never throws and delivers only from known channels', async () => {
+  const clock = new FakeClock()
+  const srv = fakeServer({ lifetime: 600 })
+  const c = new TurnClient(
+    { clock, random: new FakeRandom(), log: new MemoryLogger(), send: (b) => srv.send(b) },
+    { address: '192.0.2.9', port: 3478, username: 'alice', password: 'pw' },
+  )
+  srv.attach(c)
+  await c.allocate()
+  await c.addPeer({ address: '198.51.100.7', port: 4500 })
+  const stunLike = fc
+    .tuple(fc.integer({ min: 0, max: 0x3fff }), fc.uint8Array({ maxLength: 60 }))
+    .map(([type, rest]) => {
+      const b = Buffer.alloc(20 + rest.length)
+      b.writeUInt16BE(type, 0)
+      b.writeUInt16BE(rest.length, 2)
+      b.writeUInt32BE(0x2112a442, 4)
+      Buffer.from(rest).copy(b, 20)
+      return b
+    })
+  const channelLike = fc
+    .tuple(
+      fc.integer({ min: 0x4000, max: 0x4fff }),
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.uint8Array({ maxLength: 40 }),
+    )
+    .map(([ch, len, rest]) => {
+      const b = Buffer.alloc(4 + rest.length)
+      b.writeUInt16BE(ch, 0)
+      b.writeUInt16BE(len, 2)
+      Buffer.from(rest).copy(b, 4)
+      return b
+    })
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 80 }).map((a) => Buffer.from(a)),
+        stunLike,
+        channelLike,
+      ),
+      (m) => {
+        c.offer(m, (_d, from) => {
+          assert.ok(
+            from.address === '198.51.100.7' || m.readUInt16BE(0) === (TurnMethod.DATA | StunClass.INDICATION),
+            'only a known channel or a Data indication',
+          )
+        })
+      },
+    ),
+    { numRuns: 3000 },
+  )
+  await c.close()
+})
