@@ -89,22 +89,6 @@ pidfile=${join(dir, 'turnserver.pid')}
 `
 }
 
-/** Starts coturn as a TURN server in `ns`; resolves once it listens. */
-export async function startTurn(dir: string, ns: string, t: TurnSpec, timeoutMs = 10_000): Promise<ProcState> {
-  const conf = join(dir, 'turnserver.conf')
-  writeFileSync(conf, turnConfig(dir, t))
-  const proc = spawnLogged(ns, ['turnserver', '-c', conf], 'coturn-turn', join(dir, 'coturn.log'))
-  const want = `${t.listen}:${t.port ?? STUN_PORT}`
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const r = await run(inNs(ns, ['ss', '-Hnlu']))
-    if (r.stdout.includes(want)) return proc
-    if (!pidAlive(proc.pid)) throw new LabDaemonError(`coturn exited; see ${proc.log}`)
-    await sleep(20)
-  }
-  throw new LabDaemonError(`coturn not listening on ${want} after ${timeoutMs} ms; see ${proc.log}`)
-}
-
 export function startCoturn(dir: string, ns: string, stun: [string, string]): ProcState {
   const conf = join(dir, 'turnserver.conf')
   writeFileSync(conf, coturnConfig(dir, stun))
