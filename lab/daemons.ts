@@ -47,6 +47,48 @@ pidfile=${join(dir, 'turnserver.pid')}
 `
 }
 
+/** A TURN server (RFC 8656) with the long-term credential mechanism, for the relay lab and interop tests. */
+export interface TurnSpec {
+  readonly listen: string
+  /** Address relayed allocations are made on (the host's public address). @default listen */
+  readonly relayIp?: string
+  /** @default STUN_PORT */
+  readonly port?: number
+  readonly user: string
+  readonly password: string
+  readonly realm: string
+  /**
+   * coturn's REST scheme instead of the static user (use-auth-secret + static-auth-secret; coturn 4.6 then refuses
+   * static users): the autotunnel server hands out ephemeral credentials (`server --turn-secret-file`).
+   */
+  readonly secret?: string
+  /** Relayed port range (two servers on one host need disjoint ones). */
+  readonly ports?: readonly [number, number]
+  /** Relaying to 127.0.0.1 peers (loopback interop tests). @default false */
+  readonly allowLoopback?: boolean
+}
+
+export function turnConfig(dir: string, t: TurnSpec): string {
+  return `# TURN (lt-cred-mech) for the relay scenario (docs/relay.md)
+listening-ip=${t.listen}
+relay-ip=${t.relayIp ?? t.listen}
+listening-port=${t.port ?? STUN_PORT}
+lt-cred-mech
+${t.secret ? `use-auth-secret\nstatic-auth-secret=${t.secret}` : `user=${t.user}:${t.password}`}
+realm=${t.realm}
+${t.ports ? `min-port=${t.ports[0]}\nmax-port=${t.ports[1]}` : ''}
+fingerprint
+no-tls
+no-dtls
+no-cli
+no-tcp-relay
+${t.allowLoopback ? 'allow-loopback-peers\n' : ''}userdb=${join(dir, 'turndb')}
+log-file=stdout
+simple-log
+pidfile=${join(dir, 'turnserver.pid')}
+`
+}
+
 export function startCoturn(dir: string, ns: string, stun: [string, string]): ProcState {
   const conf = join(dir, 'turnserver.conf')
   writeFileSync(conf, coturnConfig(dir, stun))

@@ -103,6 +103,8 @@ export interface SelfNat {
   readonly nat: string | undefined
   readonly stun: { readonly address: string; readonly port: number } | undefined
   readonly mapping: 'eim' | 'symmetric' | undefined
+  /** Our TURN relayed address while we hold an allocation (docs/relay.md). */
+  readonly relay?: { readonly address: string; readonly port: number } | undefined
 }
 
 export class Agent {
@@ -110,6 +112,7 @@ export class Agent {
   readonly config: AgentConfig
   readonly publisher: Publisher
   #identity: Identity | undefined
+  #relay: { readonly address: string; readonly port: number } | undefined
   #control: ControlServer | undefined
   #reach: Reachability | undefined
   #grace: TimerHandle | undefined
@@ -173,7 +176,14 @@ export class Agent {
   get selfNat(): SelfNat {
     const reach = this.#reach
     const p = this.#currentProbe()
-    return { nat: reach?.nat, stun: p?.reflexive, mapping: p?.mapping }
+    const relay = reach?.nat === 'unmapped' ? this.#relay : undefined
+    return { nat: reach?.nat, stun: p?.reflexive, mapping: p?.mapping, ...(relay ? { relay } : {}) }
+  }
+  /** Our TURN relayed address (the data path's allocation), published as TXT relay= while nat=unmapped. */
+  setRelay(relay: { readonly address: string; readonly port: number } | undefined): void {
+    if (this.#relay?.address === relay?.address && this.#relay?.port === relay?.port) return
+    this.#relay = relay
+    this.#republish('relay')
   }
   /** Runs first when the agent stops, while its socket and mapping still work (IKE sends its Deletes here). */
   onStopping(fn: (clean: boolean) => Promise<void>): void {
@@ -280,6 +290,7 @@ export class Agent {
         nat: reach.nat,
         stun: probe?.reflexive,
         mapping: probe?.mapping,
+        relay: reach.nat === 'unmapped' ? this.#relay : undefined,
         services: this.config.services,
         ttlSec: this.config.ttlSec,
         agentVersion: AGENT_VERSION,

@@ -10,6 +10,7 @@ import type { Random } from '../io/random.js'
 import type { Agent } from './agent.js'
 import { Datapath, type IkeAuth, type Primary } from './datapath.js'
 import type { SignedQuery, WatchLike } from './peers.js'
+import type { RelayConfig } from './relay.js'
 import { parseResolverAddress } from './resolver.js'
 
 export interface AttachOptions {
@@ -29,6 +30,8 @@ export interface AttachOptions {
   readonly ikeAuth?: IkeAuth
   /** @default true */
   readonly mobike?: boolean
+  /** TURN relay fallback (docs/relay.md); undefined: none. */
+  readonly relay?: RelayConfig
 }
 
 /** Starts peers, tunnel and resolver for a started agent; wires network changes; stops with the agent. */
@@ -78,6 +81,7 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       mobike: o.mobike ?? true,
       selfNat: () => agent.selfNat,
       ...(agent.stunDemux ? { stunDemux: agent.stunDemux } : {}),
+      ...(o.relay ? { relay: o.relay, onRelay: (r) => agent.setRelay(r) } : {}),
     },
   )
   // IKE Deletes and the key record's withdrawal happen before the agent withdraws the rest and closes its socket.

@@ -31,6 +31,7 @@ import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory } 
 import { Publisher } from './publisher.js'
 import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from './punch.js'
 import { fq, hostKeyRecord } from './records.js'
+import { type RelayConfig, RelayManager } from './relay.js'
 import { LocalResolver } from './resolver.js'
 
 export interface DatapathOptions {
@@ -61,6 +62,10 @@ export interface DatapathOptions {
   readonly selfNat?: () => NatView | undefined
   /** The agent's STUN client: answers that reach the tunnel's receive path go to it. */
   readonly stunDemux?: StunDemux
+  /** TURN relay fallback (docs/relay.md); undefined: none (nothing relay-related runs). */
+  readonly relay?: RelayConfig
+  /** Our relayed address changed: the agent publishes it (TXT relay=) or withdraws it. */
+  readonly onRelay?: (relayed: { address: string; port: number } | undefined) => void
 }
 
 /**
@@ -147,6 +152,8 @@ export class Datapath {
   readonly #relayLogged = new Map<string, string>()
   #stopped = false
   readonly ikeAuth: IkeAuth
+  /** TURN relay fallback (created with the tunnel when configured). */
+  #relay: RelayManager | undefined
 
   constructor(deps: DatapathDeps, opts: DatapathOptions) {
     this.#d = deps
@@ -166,6 +173,10 @@ export class Datapath {
   async start(): Promise<void> {
     const { log } = this.#d
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
+    if (this.#relay) {
+      const self = this.#o.selfNat?.()
+      this.#relay.want(self?.nat === 'unmapped' && self.mapping === 'symmetric')
+    }
     this.peers.onChange((p, prev) => this.#peerChanged(p, prev))
     this.peers.onGone((p) => this.#peerGone(p))
     this.peers.onKeys((p) => this.#keysChanged(p))
@@ -201,10 +212,27 @@ export class Datapath {
     ])
     const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
     const { NAT_KEEPALIVE } = await import('../tunnel/udp-encap.js')
+    let udpOut = udp
+    if (this.#o.relay) {
+      const onRelay = this.#o.onRelay
+      this.#relay = new RelayManager(
+        {
+          clock,
+          random,
+          log: log.child({ c: 'relay' }),
+          udp,
+          tunnel: () => this.#t?.tunnel,
+          onRelay: (r) => onRelay?.(r),
+        },
+        this.#o.relay,
+      )
+      // IKE, keepalives and punches to relayed peers leave wrapped for the TURN server (ESP: the Sender itself).
+      udpOut = this.#relay.socket()
+    }
     this.#puncher = new Puncher({
       clock,
       log: log.child({ c: 'punch' }),
-      send: (ep) => udp.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address),
+      send: (ep) => udpOut.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address),
     })
     // Threads by default ('on'): between two agents in the lab (bench/agent-tunnel.bench.ts, medians of 3
     // alternating rounds) 'on' carried 558 Mbit/s of iperf3 TCP against 313 for one thread and 324 for 'send';
@@ -213,7 +241,7 @@ export class Datapath {
     // strongSwan's TCP, one thread about 0.9x (docs/tunnel.md, "Thread modes in the agent").
     const mode = tunnelThreadsMode(this.#o.tunnelThreads)
     const tunnel = new Tunnel(
-      { tun, socket: udp, clock, random, log: log.child({ c: 'tunnel' }) },
+      { tun, socket: udpOut, clock, random, log: log.child({ c: 'tunnel' }) },
       {
         localUla: this.#o.localUla,
         txThread: mode !== 'off',
@@ -287,6 +315,7 @@ export class Datapath {
     const path = this.#path(p)
     const dial = path.endpoint
     this.#punchOrReport(p, path)
+    this.#relay?.peer(p.host, path.viaRelay ? dial : undefined)
     // IKE may have added the peer already (a responder learns the initiator before its watch event).
     const existing = t.tunnel.peers().find((x) => normUla(x.ula) === normUla(p.ula ?? ''))
     if (!existing) {
@@ -327,6 +356,8 @@ export class Datapath {
 
   /** Our nat=/stun=/mapping= changed (agent.onSelfNatChange): every peer's path again, punching where needed. */
   selfNatChanged(): void {
+    const self = this.#o.selfNat?.()
+    this.#relay?.want(self?.nat === 'unmapped' && self.mapping === 'symmetric')
     for (const p of this.peers.peers()) if (p.ula) this.#peerChanged(p, p)
   }
 
@@ -364,6 +395,8 @@ export class Datapath {
     this.#stopped = true
     const kp = this.#keyPublisher
     await Promise.allSettled([this.#t?.engine.close({ deletePeers: clean }), clean ? kp?.withdraw() : kp?.stop()])
+    // The allocation goes last (IKE Deletes to relayed peers travel through it), while the socket still works.
+    await this.#relay?.close()
   }
 
   #peerGone(p: Peer): void {
@@ -371,6 +404,7 @@ export class Datapath {
     const ula = this.#routed.get(p.host)
     this.#routed.delete(p.host)
     if (!t || !ula) return
+    this.#relay?.peer(p.host, undefined)
     void t.engine.disconnect(p.fqdn, 'gone').catch(() => {})
     t.tunnel.removePeer(ula)
     t.tun.removeRoute(ula)
@@ -388,6 +422,7 @@ export class Datapath {
     this.#lastPrimary = key
     // DNS Push/LLQ sessions on the old address are dead: open them again (peers.rewatch).
     void this.peers.rewatch()
+    this.#relay?.networkChanged()
     this.#t?.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
   }
 
@@ -424,6 +459,7 @@ export class Datapath {
         path: this.#t ? pathLabel(this.#path(p), !!sa) : 'none (no tunnel)',
         stun: p.stun ? `${p.stun.address}:${p.stun.port}` : null,
         mapping: p.mapping ?? null,
+        relay: p.relay ? `${p.relay.address}:${p.relay.port}` : null,
         resolvedAt: p.resolvedAt ? new Date(p.resolvedAt).toISOString() : null,
         watch: this.peers.watchMechanisms(p.host),
         lastError: p.lastError ?? null,
@@ -440,6 +476,7 @@ export class Datapath {
       resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
       peerCounters: this.peers.counters,
       punch: this.#puncher ? { ...this.#puncher.counters, active: this.#puncher.active } : null,
+      relay: this.#relay ? this.#relay.status() : null,
     }
   }
 
@@ -447,6 +484,7 @@ export class Datapath {
     this.#stopped = true
     this.#keyPublisher?.stop()
     this.#puncher?.close()
+    await this.#relay?.close()
     await this.peers.close()
     await this.#resolver?.close()
     const t = this.#t

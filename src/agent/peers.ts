@@ -67,6 +67,8 @@ export interface Peer {
   /** TXT stun=ADDR:PORT and mapping=eim|symmetric of an unmapped peer (docs/punch.md); undefined when absent. */
   readonly stun?: { readonly address: string; readonly port: number } | undefined
   readonly mapping?: 'eim' | 'symmetric' | undefined
+  /** TXT relay=ADDR:PORT: the peer's TURN relayed address (docs/relay.md); undefined when absent. */
+  readonly relay?: { readonly address: string; readonly port: number } | undefined
   /** The TXT strings at H.D that look like IKE key records (v=at-ike1); [] when none or the host is gone. */
   readonly publicKeys: readonly string[]
   /** Wall-clock ms of the last completed resolution. */
@@ -456,6 +458,7 @@ export class PeerManager {
       const stun = parseStunTxt(txt.find((s) => s.startsWith('stun='))?.slice('stun='.length))
       const mappingText = txt.find((s) => s.startsWith('mapping='))?.slice('mapping='.length)
       const mapping = mappingText === 'eim' || mappingText === 'symmetric' ? mappingText : undefined
+      const relay = parseStunTxt(txt.find((s) => s.startsWith('relay='))?.slice('relay='.length))
       if (!ula) throw new Error(`no AAAA ${target}`)
       next = {
         ...e.peer,
@@ -465,6 +468,7 @@ export class PeerManager {
         nat,
         stun,
         mapping,
+        relay,
         resolvedAt: clock.now(),
         resolutions: e.peer.resolutions + 1,
         lastError: undefined,
@@ -499,7 +503,9 @@ export class PeerManager {
       prev.nat !== next.nat ||
       prev.stun?.address !== next.stun?.address ||
       prev.stun?.port !== next.stun?.port ||
-      prev.mapping !== next.mapping
+      prev.mapping !== next.mapping ||
+      prev.relay?.address !== next.relay?.address ||
+      prev.relay?.port !== next.relay?.port
     if (!moved) return
     log.info('peers.update', {
       host,
@@ -507,6 +513,7 @@ export class PeerManager {
       endpoint: next.endpoint ? `${next.endpoint.address}:${next.endpoint.port}` : null,
       nat: next.nat,
       ...(next.stun ? { stun: `${next.stun.address}:${next.stun.port}`, mapping: next.mapping ?? null } : {}),
+      ...(next.relay ? { relay: `${next.relay.address}:${next.relay.port}` } : {}),
       previous: prev.endpoint ? `${prev.endpoint.address}:${prev.endpoint.port}` : null,
     })
     for (const fn of this.#changed) {

@@ -121,3 +121,32 @@ test('pathLabel', () => {
   assert.match(pathLabel(relay, false), /^unreachable: needs relay \(/)
   assert.equal(pathLabel(choosePath({ nat: 'public' }, { nat: 'pcp', endpoint: EP }), false), 'direct')
 })
+
+test("choosePath with relays (docs/relay.md): the peer's relay= is its endpoint, our own relay carries ours", () => {
+  const R1 = { address: '198.51.100.20', port: 49152 }
+  const R2 = { address: '198.51.100.20', port: 49153 }
+  const STUN_P = { address: '203.0.113.14', port: 61000 }
+  const STUN_E = { address: '203.0.113.13', port: 4500 }
+  const sym = (relay?: typeof R1): NatView => ({ nat: 'unmapped', stun: STUN_P, mapping: 'symmetric', relay })
+  const eim: NatView = { nat: 'unmapped', stun: STUN_E, mapping: 'eim' }
+  // We are EIM, the peer symmetric with a relay: send to its relay, punch toward it.
+  let d = choosePath(eim, { ...sym(R1), endpoint: LAN })
+  assert.deepEqual([d.endpoint, d.punch, d.viaRelay, d.relayed, d.relay], [R1, true, false, true, undefined])
+  assert.equal(pathLabel(d, false), 'relay')
+  assert.equal(pathLabel(d, true), 'relay')
+  // We are symmetric with a relay, the peer EIM: its stun= through our relay.
+  d = choosePath(sym(R1), { ...eim, endpoint: LAN })
+  assert.deepEqual([d.endpoint, d.punch, d.viaRelay, d.relayed], [STUN_E, false, true, true])
+  // Both symmetric with relays: its relay through ours.
+  d = choosePath(sym(R1), { ...sym(R2), stun: { ...STUN_P, address: '203.0.113.15' }, endpoint: LAN })
+  assert.deepEqual([d.endpoint, d.punch, d.viaRelay, d.relayed], [R2, false, true, true])
+  // No relay anywhere: as before.
+  d = choosePath(sym(), { ...eim, endpoint: LAN })
+  assert.match(pathLabel(d, false), /^unreachable: needs relay/)
+  assert.equal(d.viaRelay, undefined)
+  // A peer that can be reached without a relay ignores relay= (mapped peer; EIM peers punch).
+  d = choosePath(sym(R1), { nat: 'mapped', endpoint: STUN_E })
+  assert.deepEqual([d.endpoint, d.punch, d.relayed], [STUN_E, true, undefined])
+  d = choosePath(eim, { nat: 'unmapped', stun: { address: '203.0.113.16', port: 4500 }, mapping: 'eim', relay: R1 })
+  assert.deepEqual([d.punch, d.relayed], [true, undefined])
+})

@@ -28,6 +28,8 @@ export interface NatView {
   readonly nat: string | undefined
   readonly stun?: AddrPort | undefined
   readonly mapping?: MappingKind | undefined
+  /** TXT relay=: a TURN relayed address (docs/relay.md) held by this side. */
+  readonly relay?: AddrPort | undefined
 }
 
 export interface PathDecision {
@@ -37,8 +39,12 @@ export interface PathDecision {
   readonly viaStun: boolean
   /** Send a keepalive burst to `endpoint` when this decision is new. */
   readonly punch: boolean
-  /** Neither side can open the path: a relay is needed (later work); the reason is for status and the log. */
+  /** Neither side can open the path and no relay is at hand: the reason, for status and the log. */
   readonly relay: string | undefined
+  /** The path goes through a TURN relay (ours, the peer's, or both): status `path relay`. */
+  readonly relayed?: boolean
+  /** We send to `endpoint` through OUR allocation (ChannelData to the TURN server): a permission and channel. */
+  readonly viaRelay?: boolean
 }
 
 const sameEp = (a: AddrPort | undefined, b: AddrPort | undefined): boolean =>
@@ -54,20 +60,29 @@ export function choosePath(self: NatView | undefined, peer: NatView & { readonly
     return { endpoint: peer.endpoint, viaStun: false, punch: false, relay: undefined }
   if (peer.mapping === 'symmetric') {
     if (!selfUnmapped) return { endpoint: stun, viaStun: true, punch: false, relay: undefined }
-    return { endpoint: stun, viaStun: true, punch: false, relay: 'peer behind a symmetric NAT, we are behind a NAT' }
+    return needsRelay(self, peer, stun, 'peer behind a symmetric NAT, we are behind a NAT')
   }
   if (selfUnmapped && self?.mapping === 'symmetric')
-    return {
-      endpoint: stun,
-      viaStun: true,
-      punch: false,
-      relay: 'we are behind a symmetric NAT, the peer behind a NAT',
-    }
+    return needsRelay(self, peer, stun, 'we are behind a symmetric NAT, the peer behind a NAT')
   return { endpoint: stun, viaStun: true, punch: true, relay: undefined }
 }
 
-/** The peer row's `path` in status: direct, punched (an IKE SA exists after punching), punching, or needs relay. */
+/**
+ * No punch can work (docs/relay.md): the peer's relay= is its endpoint (we punch toward it so our NAT lets the
+ * relay's packets in, unless we send through our own relay too); else our own relay carries our packets to its
+ * stun= endpoint; with neither, the path needs a relay.
+ */
+function needsRelay(self: NatView | undefined, peer: NatView, stun: AddrPort, reason: string): PathDecision {
+  const own = !!self?.relay
+  if (peer.relay)
+    return { endpoint: peer.relay, viaStun: true, punch: !own, relay: undefined, relayed: true, viaRelay: own }
+  if (own) return { endpoint: stun, viaStun: true, punch: false, relay: undefined, relayed: true, viaRelay: true }
+  return { endpoint: stun, viaStun: true, punch: false, relay: reason }
+}
+
+/** The peer row's `path` in status: direct, punched (an IKE SA exists after punching), punching, relay, or needs relay. */
 export function pathLabel(d: PathDecision, hasSa: boolean): string {
+  if (d.relayed) return 'relay'
   if (hasSa) return d.punch ? 'punched' : 'direct'
   if (d.relay) return `unreachable: needs relay (${d.relay})`
   if (d.punch) return 'punching'

@@ -42,6 +42,8 @@ export interface HostRecordsInput {
   /** nat=unmapped only: the reflexive endpoint from STUN and the NAT's mapping kind (docs/punch.md), as TXT. */
   readonly stun?: { readonly address: string; readonly port: number } | undefined
   readonly mapping?: 'eim' | 'symmetric' | undefined
+  /** nat=unmapped only: our TURN allocation's relayed address (docs/relay.md), as TXT relay=ADDR:PORT. */
+  readonly relay?: { readonly address: string; readonly port: number } | undefined
   readonly services: readonly ServiceSpec[]
   readonly ttlSec: number
   readonly agentVersion: string
@@ -96,6 +98,7 @@ export function hostRecords(i: HostRecordsInput): PublishedRR[] {
   const txt = [`txtvers=1`, `host=${i.hostname}`, `nat=${i.nat}`, `agent=autotunnel/${i.agentVersion}`, `os=linux`]
   if (i.nat === 'unmapped' && i.stun) txt.push(`stun=${i.stun.address}:${i.stun.port}`)
   if (i.nat === 'unmapped' && i.stun && i.mapping) txt.push(`mapping=${i.mapping}`)
+  if (i.nat === 'unmapped' && i.relay) txt.push(`relay=${i.relay.address}:${i.relay.port}`)
   const out: PublishedRR[] = [
     { sharing: 'owned', rr: rr(target, RRType.AAAA, ttl, { address: i.ula }) },
     { sharing: 'owned', rr: rr(target, RRType.A, ttl, { address: i.endpoint.address }) },

@@ -130,6 +130,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     },
   )
   const udp = new UdpSocket()
+  const relay = await relayConfig(o, { log, query: updates, zone: labels.slice(1).join('.'), domain })
   const stun = await makeStun(
     { clock, random, log, udp, query: updates, zone: labels.slice(1).join('.') },
     o.stun ?? [],
@@ -220,6 +221,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       sink: updates,
       ikeAuth: o.ikeAuth ?? 'signature',
       mobike: o.mobike ?? true,
+      relay,
     })
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
@@ -231,6 +233,69 @@ export async function runUp(o: UpOptions): Promise<void> {
   await datapath.close()
   await hostList.close()
   updates.close()
+}
+
+/**
+ * The TURN relay (docs/relay.md): --relay servers, else SRV _turn._udp.ZONE (RFC 5928) through the bootstrap
+ * server, looked up on each allocation attempt (only ever made behind a symmetric NAT). Credentials:
+ * --relay-user and the first line of --relay-password-file, else the ephemeral ones of our signed TXT query
+ * _turn-credentials.DOMAIN (the server's --turn-secret-file, coturn's REST scheme).
+ */
+async function relayConfig(
+  o: UpOptions,
+  d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
+): Promise<import('./relay.js').RelayConfig> {
+  if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
+  let fixed: { username: string; password: string } | undefined
+  if (o.relayUser && o.relayPasswordFile) {
+    const password = (await readFile(o.relayPasswordFile, 'utf8')).split(/\r?\n/)[0] ?? ''
+    if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
+    fixed = { username: o.relayUser, password }
+  }
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('./turn.js')
+  const specs = (o.relay ?? []).map(parseTurnServer)
+  return {
+    servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
+    credentials: async () => {
+      if (fixed) return fixed
+      const m = await d.query.query(`_turn-credentials.${d.domain}.`, RRType.TXT)
+      const strings = m.answers
+        .filter((r) => r.type === RRType.TXT)
+        .flatMap((r) => (r.data as { strings: Buffer[] }).strings.map(String))
+      const username = strings.find((s) => s.startsWith('username='))?.slice('username='.length)
+      const password = strings.find((s) => s.startsWith('password='))?.slice('password='.length)
+      return username && password ? { username, password } : undefined
+    },
+  }
+}
+
+/** `specs` resolved to IPv4 addresses, or when there are none, the targets of SRV `name` in priority order. */
+async function srvServers(
+  query: UpdateClient,
+  name: string,
+  specs: readonly { host: string; port: number }[],
+  defaultPort: number,
+): Promise<{ address: string; port: number }[]> {
+  const { isIP } = await import('node:net')
+  let list = specs
+  if (list.length === 0) {
+    const m = await query.query(name, RRType.SRV).catch(() => undefined)
+    list = (m?.answers ?? [])
+      .filter((r) => r.type === RRType.SRV)
+      .map((r) => r.data as { priority: number; port: number; target: string })
+      .sort((a, b) => a.priority - b.priority)
+      .map((s) => ({ host: s.target, port: s.port || defaultPort }))
+  }
+  const out: { address: string; port: number }[] = []
+  for (const s of list) {
+    let address: string | undefined = s.host
+    if (isIP(s.host) !== 4) {
+      const m = await query.query(s.host.endsWith('.') ? s.host : `${s.host}.`, RRType.A).catch(() => undefined)
+      address = (m?.answers.find((r) => r.type === RRType.A)?.data as { address?: string } | undefined)?.address
+    }
+    if (address) out.push({ address, port: s.port })
+  }
+  return out
 }
 
 /**

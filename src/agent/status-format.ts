@@ -14,6 +14,15 @@ function stunLine(st: Obj): string {
   return `stun        ${r.address}:${r.port}, mapping ${st.mapping ?? 'unknown'} (servers ${servers || '-'})`
 }
 
+/** Our TURN allocation (docs/relay.md): relayed address, lifetime left, permissions and channels. */
+function relayLine(r: Obj): string {
+  const a = r.allocation ? obj(r.allocation) : undefined
+  if (!a)
+    return `relay       ${r.wanted ? `allocating${r.lastError ? ` (last error: ${r.lastError})` : ''}` : 'not needed'}`
+  const chans = ((a.channels as Obj[] | undefined) ?? []).map((c) => `${c.peer}=${c.channel}`).join(' ')
+  return `relay       ${a.relayed} via ${a.server}, ${a.lifetimeLeftSec} s left, permissions ${((a.permissions as string[] | undefined) ?? []).join(' ') || '-'}, channels ${chans || '-'}`
+}
+
 export function formatStatus(s: Obj): string {
   const id = obj(s.identity)
   const net = obj(s.network)
@@ -36,6 +45,7 @@ export function formatStatus(s: Obj): string {
       : `port map    none (${typeof s.portMapper === 'string' ? s.portMapper : obj(s.portMapper).state})`,
     `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
     ...(s.stun ? [stunLine(obj(s.stun))] : []),
+    ...(obj(s.datapath).relay ? [relayLine(obj(obj(s.datapath).relay))] : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
     `server      ${srv.updateServer ?? 'not found yet'} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,

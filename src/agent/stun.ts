@@ -12,6 +12,7 @@
 // request is outstanding, when it has the STUN shape (two zero bits, the cookie at offset 4, the length field
 // matching) AND its transaction id is one we sent. Anything else stays ESP, so an SPI that happens to look
 // like a STUN header is never stolen.
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { WireError } from '../dns/wire/errors.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
@@ -44,7 +45,18 @@ export const StunType = { BINDING_REQUEST: 0x0001, BINDING_SUCCESS: 0x0101, BIND
 /** Attribute types (RFC 8489 18.3, RFC 5780 9.1). */
 export const StunAttr = {
   MAPPED_ADDRESS: 0x0001,
+  USERNAME: 0x0006,
+  MESSAGE_INTEGRITY: 0x0008,
   ERROR_CODE: 0x0009,
+  /** RFC 8656 18: TURN attributes. */
+  CHANNEL_NUMBER: 0x000c,
+  LIFETIME: 0x000d,
+  XOR_PEER_ADDRESS: 0x0012,
+  DATA: 0x0013,
+  REALM: 0x0014,
+  NONCE: 0x0015,
+  XOR_RELAYED_ADDRESS: 0x0016,
+  REQUESTED_TRANSPORT: 0x0019,
   XOR_MAPPED_ADDRESS: 0x0020,
   SOFTWARE: 0x8022,
   FINGERPRINT: 0x8028,
@@ -71,6 +83,14 @@ export interface StunMessage {
   readonly errorCode: number | undefined
   /** undefined: no FINGERPRINT attribute; else whether it matched. */
   readonly fingerprintOk: boolean | undefined
+  /** Every attribute in order (the TURN client reads its own from here): type, offset of its header, value. */
+  readonly attrs: readonly StunRawAttr[]
+}
+
+export interface StunRawAttr {
+  readonly type: number
+  readonly offset: number
+  readonly value: Buffer
 }
 
 /** Cheap shape test (no allocation): could this datagram be a STUN message? */
@@ -123,6 +143,7 @@ export function decodeStun(b: Buffer): StunMessage {
   let software: string | undefined
   let errorCode: number | undefined
   let fingerprintOk: boolean | undefined
+  const attrs: StunRawAttr[] = []
   let off = STUN_HEADER_LEN
   while (off < b.length) {
     if (off + STUN_ATTR_HEADER_LEN > b.length) throw new WireError('stun.attr', off, 'truncated header')
@@ -132,6 +153,7 @@ export function decodeStun(b: Buffer): StunMessage {
     if (v + alen > b.length) throw new WireError('stun.attr', off, `attribute 0x${type.toString(16)} overruns`)
     const val = b.subarray(v, v + alen)
     if (fingerprintOk !== undefined) throw new WireError('stun.fingerprint', off, 'attribute after FINGERPRINT')
+    attrs.push({ type, offset: off, value: val })
     switch (type) {
       case StunAttr.XOR_MAPPED_ADDRESS:
         xorMapped = decodeAddress(val, v, 'stun.xor-mapped-address', b)
@@ -171,11 +193,12 @@ export function decodeStun(b: Buffer): StunMessage {
     software,
     errorCode,
     fingerprintOk,
+    attrs,
   }
 }
 
 /** MAPPED-ADDRESS layout (RFC 8489 14.1); with `msg`, the XOR form (14.2: port ^ cookie>>16, address ^ cookie|txid). */
-function decodeAddress(v: Buffer, at: number, field: string, msg?: Buffer): AddrPort {
+export function decodeAddress(v: Buffer, at: number, field: string, msg?: Buffer): AddrPort {
   if (v.length < ADDR_OFFSET) throw new WireError(field, at, 'short')
   const family = v[FAMILY_OFFSET]
   const alen = family === StunFamily.IPV4 ? IPV4_LEN : family === StunFamily.IPV6 ? IPV6_LEN : 0
@@ -192,6 +215,87 @@ function decodeAddress(v: Buffer, at: number, field: string, msg?: Buffer): Addr
   const groups: string[] = []
   for (let i = 0; i < IPV6_LEN; i += 2) groups.push(a.readUInt16BE(i).toString(16))
   return { address: new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1), port }
+}
+
+/** The XOR-MAPPED-ADDRESS layout (RFC 8489 14.2) of an IPv4 `ep` (IPv4 XORs with the cookie only). */
+export function encodeXorAddress(ep: AddrPort): Buffer {
+  const parts = ep.address.split('.').map(Number)
+  if (parts.length !== IPV4_LEN || parts.some((x) => !(x >= 0 && x <= 0xff)))
+    throw new TypeError(`not an IPv4 address: ${ep.address}`)
+  const v = Buffer.alloc(ADDR_OFFSET + IPV4_LEN)
+  v[FAMILY_OFFSET] = StunFamily.IPV4
+  v.writeUInt16BE((ep.port ^ (STUN_MAGIC_COOKIE >>> 16)) & 0xffff, PORT_OFFSET)
+  const a = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0
+  v.writeUInt32BE((a ^ STUN_MAGIC_COOKIE) >>> 0, ADDR_OFFSET)
+  return v
+}
+
+/** RFC 8489 14.5: MESSAGE-INTEGRITY is HMAC-SHA1, 20 octets. */
+export const STUN_INTEGRITY_LEN = 20
+
+export interface StunEncodeOptions {
+  /** MESSAGE-INTEGRITY with this key (long-term: MD5(username ":" realm ":" password), RFC 8489 9.2.2). */
+  readonly integrityKey?: Buffer | undefined
+  readonly fingerprint?: boolean
+}
+
+/** A STUN message of `type` with `attrs` in order, then MESSAGE-INTEGRITY and FINGERPRINT as asked. */
+export function encodeStun(
+  type: number,
+  txid: Buffer,
+  attrs: readonly { readonly type: number; readonly value: Buffer }[],
+  opts: StunEncodeOptions = {},
+): Buffer {
+  if (txid.length !== STUN_TXID_LEN) throw new TypeError('STUN transaction id must be 12 octets')
+  let len = 0
+  for (const a of attrs) len += STUN_ATTR_HEADER_LEN + Math.ceil(a.value.length / PAD) * PAD
+  const miAt = len
+  if (opts.integrityKey) len += STUN_ATTR_HEADER_LEN + STUN_INTEGRITY_LEN
+  const fpAt = len
+  if (opts.fingerprint) len += STUN_ATTR_HEADER_LEN + FINGERPRINT_LEN
+  const b = Buffer.alloc(STUN_HEADER_LEN + len)
+  b.writeUInt16BE(type, 0)
+  b.writeUInt32BE(STUN_MAGIC_COOKIE, STUN_COOKIE_OFFSET)
+  txid.copy(b, STUN_TXID_OFFSET)
+  let off = STUN_HEADER_LEN
+  for (const a of attrs) {
+    b.writeUInt16BE(a.type, off)
+    b.writeUInt16BE(a.value.length, off + 2)
+    a.value.copy(b, off + STUN_ATTR_HEADER_LEN)
+    off += STUN_ATTR_HEADER_LEN + Math.ceil(a.value.length / PAD) * PAD
+  }
+  if (opts.integrityKey) {
+    const at = STUN_HEADER_LEN + miAt
+    b.writeUInt16BE(miAt + STUN_ATTR_HEADER_LEN + STUN_INTEGRITY_LEN, STUN_LENGTH_OFFSET)
+    b.writeUInt16BE(StunAttr.MESSAGE_INTEGRITY, at)
+    b.writeUInt16BE(STUN_INTEGRITY_LEN, at + 2)
+    createHmac('sha1', opts.integrityKey)
+      .update(b.subarray(0, at))
+      .digest()
+      .copy(b, at + STUN_ATTR_HEADER_LEN)
+  }
+  b.writeUInt16BE(len, STUN_LENGTH_OFFSET)
+  if (opts.fingerprint) {
+    const at = STUN_HEADER_LEN + fpAt
+    b.writeUInt16BE(StunAttr.FINGERPRINT, at)
+    b.writeUInt16BE(FINGERPRINT_LEN, at + 2)
+    b.writeUInt32BE(fingerprintOf(b, at), at + STUN_ATTR_HEADER_LEN)
+  }
+  return b
+}
+
+/**
+ * RFC 8489 14.5: true when `b` (a decoded message `m`) carries a MESSAGE-INTEGRITY that matches `key`: HMAC-SHA1
+ * over the message up to that attribute, with the length field counting up to its end. undefined: no such attribute.
+ */
+export function checkIntegrity(b: Buffer, m: StunMessage, key: Buffer): boolean | undefined {
+  const mi = m.attrs.find((a) => a.type === StunAttr.MESSAGE_INTEGRITY)
+  if (!mi) return undefined
+  if (mi.value.length !== STUN_INTEGRITY_LEN) return false
+  const head = Buffer.from(b.subarray(0, mi.offset))
+  head.writeUInt16BE(mi.offset - STUN_HEADER_LEN + STUN_ATTR_HEADER_LEN + STUN_INTEGRITY_LEN, STUN_LENGTH_OFFSET)
+  const want = createHmac('sha1', key).update(head).digest()
+  return timingSafeEqual(want, mi.value)
 }
 
 // --- client --------------------------------------------------------------------------------------------------

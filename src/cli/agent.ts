@@ -29,6 +29,11 @@ export interface UpOptions {
   tunnelThreads?: 'on' | 'send' | 'off'
   /** --stun HOST[:PORT] (repeatable); none: SRV _stun._udp.ZONE (docs/punch.md). */
   stun: string[]
+  /** --relay HOST[:PORT] (repeatable); none: SRV _turn._udp.ZONE (docs/relay.md). Needs --relay-user. */
+  relay: string[]
+  relayUser?: string
+  /** The TURN password is read from this file (never on the command line). */
+  relayPasswordFile?: string
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
@@ -70,6 +75,17 @@ export function register(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--relay <host[:port]>',
+      'TURN server for peers that cannot punch, used behind a symmetric NAT (repeatable; default: SRV _turn._udp.ZONE)',
+      collect,
+      [],
+    )
+    .option(
+      '--relay-user <user>',
+      'TURN username (long-term credentials); without it, the ephemeral ones the server hands out (if any)',
+    )
+    .option('--relay-password-file <file>', 'file holding the TURN password (first line)')
     .addOption(
       new Option(
         '--ike-auth <mode>',

@@ -33,6 +33,17 @@ export function register(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--turn <addr[:port]>',
+      'advertise a TURN relay for agents behind symmetric NATs as SRV _turn._udp.ZONE (repeatable; RFC 5928)',
+      collect,
+      [],
+    )
+    .option(
+      '--turn-secret-file <file>',
+      "the TURN server's static-auth-secret (coturn use-auth-secret): users get ephemeral credentials by signed TXT query",
+    )
+    .option('--turn-credential-ttl <s>', 'lifetime of those credentials', int, 86400)
     .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
     .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)

@@ -29,6 +29,15 @@ export interface ServiceConfig {
   readonly fudgeSec: number
   /** STUN servers advertised as SRV _stun._udp.ZONE (RFC 8489 section 8; src/server/discovery.ts stunRecords). */
   readonly stun?: readonly AddrPort[]
+  /** TURN servers advertised as SRV _turn._udp.ZONE (RFC 5928; discovery.ts turnRecords, docs/relay.md). */
+  readonly turn?: readonly AddrPort[]
+  /**
+   * coturn's `static-auth-secret` (REST scheme, `use-auth-secret`): with it, a user's signed query for TXT
+   * _turn-credentials.USER.ZONE gets ephemeral TURN credentials (discovery.ts turnCredentials, docs/relay.md).
+   */
+  readonly turnSecret?: Buffer
+  /** Lifetime of those credentials. @default 86400 */
+  readonly turnCredentialTtlSec?: number
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

@@ -2,6 +2,7 @@
 // style SRV names from Apple's mDNSResponder): where to send updates and LLQs, over TLS and plain, and where
 // DNS Push (RFC 8765 section 6.1) runs. They are synthesized from the configuration, never stored, and public:
 // an agent looks them up before it can sign anything.
+import { createHmac } from 'node:crypto'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { ServiceConfig } from './config.js'
 import { canonicalRData } from './rdata.js'
@@ -41,10 +42,22 @@ export function discoveryService(
  * with an A/AAAA record each. The targets sit under `_udp.ZONE`, so no account label can collide with them.
  */
 export function stunRecords(cfg: ServiceConfig): { name: string; type: number; data: unknown; text: string }[] {
+  return srvWithTargets(`_stun._udp.${cfg.zone}`, 's', cfg.stun ?? [])
+}
+
+/** `--turn ADDR:PORT` (repeatable): SRV `_turn._udp.ZONE` (RFC 5928 section 4) to `tN._turn._udp.ZONE`, as above. */
+export function turnRecords(cfg: ServiceConfig): { name: string; type: number; data: unknown; text: string }[] {
+  return srvWithTargets(`_turn._udp.${cfg.zone}`, 't', cfg.turn ?? [])
+}
+
+function srvWithTargets(
+  srvName: string,
+  prefix: string,
+  servers: readonly { readonly host: string; readonly port: number }[],
+): { name: string; type: number; data: unknown; text: string }[] {
   const out: { name: string; type: number; data: unknown; text: string }[] = []
-  const srvName = `_stun._udp.${cfg.zone}`
-  ;(cfg.stun ?? []).forEach((s, i) => {
-    const target = `s${i + 1}.${srvName}`
+  servers.forEach((s, i) => {
+    const target = `${prefix}${i + 1}.${srvName}`
     const v6 = s.host.includes(':')
     out.push(
       {
@@ -57,6 +70,24 @@ export function stunRecords(cfg: ServiceConfig): { name: string; type: number; d
     )
   })
   return out
+}
+
+/** The private name whose TXT carries a user's ephemeral TURN credentials (readable by that user only). */
+export const TURN_CREDENTIALS_LABEL = '_turn-credentials'
+export const TURN_CREDENTIAL_TTL_SEC = 86_400
+
+/**
+ * coturn's REST scheme (`use-auth-secret`): username = "EXPIRY:USER" (Unix seconds), password =
+ * base64(HMAC-SHA1(static-auth-secret, username)). The TXT strings "username=..." "password=..." "ttl=...".
+ */
+export function turnCredentials(
+  secret: Buffer,
+  ttlSec: number,
+  user: string,
+  nowMs: number,
+): { username: string; password: string } {
+  const username = `${Math.floor(nowMs / 1000) + ttlSec}:${user}`
+  return { username, password: createHmac('sha1', secret).update(username).digest('base64') }
 }
 
 export function discoveryRR(cfg: ServiceConfig, name: string, tls: boolean): ZoneRR {

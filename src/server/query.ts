@@ -5,7 +5,15 @@
 import { Rcode } from '../dns/wire/header.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { ServiceConfig } from './config.js'
-import { discoveryRR, discoveryService, stunRecords } from './discovery.js'
+import {
+  discoveryRR,
+  discoveryService,
+  stunRecords,
+  TURN_CREDENTIAL_TTL_SEC,
+  TURN_CREDENTIALS_LABEL,
+  turnCredentials,
+  turnRecords,
+} from './discovery.js'
 import { canonicalRData, fromZoneRR } from './rdata.js'
 import { isAtOrBelow, type ZoneIndex, type ZoneRR } from './zone-index.js'
 
@@ -30,6 +38,7 @@ export class ZoneAnswerer {
   readonly #index: ZoneIndex
   readonly #serial: () => number
   readonly #isUser: (label: string) => boolean
+  readonly #now: () => number
   /** Synthesized RRsets (apex NS, the server's A/AAAA), by name then type. SOA is built per answer. */
   readonly #synth = new Map<string, Map<number, ZoneRR[]>>()
 
@@ -38,7 +47,10 @@ export class ZoneAnswerer {
     index: ZoneIndex
     serial: () => number
     isUser: (label: string) => boolean
+    /** Wall-clock ms (ephemeral TURN credentials). @default Date.now */
+    now?: () => number
   }) {
+    this.#now = deps.now ?? Date.now
     this.#cfg = deps.cfg
     this.#index = deps.index
     this.#serial = deps.serial
@@ -55,6 +67,7 @@ export class ZoneAnswerer {
     if (isAtOrBelow(cfg.nsName, cfg.zone))
       for (const a of cfg.nsAddrs) add(cfg.nsName, a.includes(':') ? RRType.AAAA : RRType.A, { address: a } as never, a)
     for (const r of stunRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
+    for (const r of turnRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
   }
 
   /** The server's own address records, used as additional data for NS and SRV answers. */
@@ -124,6 +137,19 @@ export class ZoneAnswerer {
         answers: [fromZoneRR(discoveryRR(cfg, qname, disc.service.tls), owner)],
         authorities: [],
         additionals: this.glue(),
+      }
+    }
+    // The user's ephemeral TURN credentials (docs/relay.md): private (REFUSED above unless signed by the user).
+    if (aud.kind === 'user' && cfg.turnSecret && qname === `${TURN_CREDENTIALS_LABEL}.${aud.user}.${cfg.zone}`) {
+      if (qtype !== RRType.TXT) return this.#negative(Rcode.NOERROR)
+      const ttl = cfg.turnCredentialTtlSec ?? TURN_CREDENTIAL_TTL_SEC
+      const c = turnCredentials(cfg.turnSecret, ttl, aud.user, this.#now())
+      const strings = [`username=${c.username}`, `password=${c.password}`, `ttl=${ttl}`].map((s) => Buffer.from(s))
+      return {
+        rcode: Rcode.NOERROR,
+        answers: [{ name: owner, type: RRType.TXT, class: RRClass.IN, ttl: 0, data: { strings } }],
+        authorities: [],
+        additionals: [],
       }
     }
     const answers: RR[] = []

@@ -1,5 +1,6 @@
 // `autotunnel server`: opens the store, removes leases that ran out while it was down, binds the listeners,
 // prints one line per listener on stdout when ready and runs until SIGTERM/SIGINT.
+import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { fqdn } from '../dns/account-key.js'
 import { type Clock, SystemClock, type TimerHandle } from '../io/clock.js'
@@ -32,6 +33,12 @@ export interface ServerOptions extends NotifyCliOptions {
   advertise: string[]
   /** --stun ADDR[:PORT] (repeatable): STUN servers advertised as SRV _stun._udp.ZONE. */
   stun?: string[]
+  /** --turn ADDR[:PORT] (repeatable): TURN servers advertised as SRV _turn._udp.ZONE (docs/relay.md). */
+  turn?: string[]
+  /** --turn-secret-file F: coturn's static-auth-secret; users get ephemeral credentials (docs/relay.md). */
+  turnSecretFile?: string
+  /** --turn-credential-ttl S. */
+  turnCredentialTtl?: number
   hostmaster?: string
   /** --ttl, seconds. */
   ttl: number
@@ -178,6 +185,17 @@ export async function startServer(
       stun: (o.stun ?? []).map((s) => {
         const a = parseAddrPort(s, 3478)
         if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
+        return a
+      }),
+      ...(o.turnSecretFile
+        ? {
+            turnSecret: Buffer.from((await readFile(o.turnSecretFile, 'utf8')).split(/\r?\n/)[0] ?? ''),
+            turnCredentialTtlSec: o.turnCredentialTtl ?? 86_400,
+          }
+        : {}),
+      turn: (o.turn ?? []).map((s) => {
+        const a = parseAddrPort(s, 3478)
+        if (!isIP(a.host)) throw new TypeError(`--turn wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
         return a
       }),
     }

@@ -98,6 +98,7 @@ export class DnsService {
       index: deps.store.index,
       serial: () => deps.store.serial,
       isUser: (label) => deps.keys.byUser(label) !== undefined,
+      now: () => deps.clock.now(),
     })
     const m = deps.metrics.registry
     m.gauge('autotunnel_leases_live', 'Records holding an update lease', () => deps.store.leases.size)

@@ -45,6 +45,16 @@ export interface StunDemux {
   offer(msg: Buffer, from: RemoteInfo): boolean
 }
 
+/**
+ * Our TURN client (src/agent/turn.ts) while we hold an allocation: datagrams from the TURN server's address go to
+ * it; what it unwraps (ChannelData, Data indications) comes back through `deliver` as the peer's datagram.
+ */
+export interface RelayDemux {
+  readonly address: string
+  readonly port: number
+  offer(msg: Buffer, deliver: (data: Buffer, from: RemoteInfo) => void): void
+}
+
 export type IkeHandler = (msg: Buffer, from: RemoteInfo) => void
 export type EndpointChangeHook = (peerUla: string, endpoint: Endpoint, previous: Endpoint | undefined) => void
 
@@ -54,6 +64,10 @@ export class Receiver {
   onIke: IkeHandler | undefined
   /** STUN answers on the shared port: looked at only while a transaction is outstanding (docs/punch.md). */
   stun: StunDemux | undefined
+  /** The TURN server's datagrams (docs/relay.md): looked at only while an allocation exists. */
+  relay: RelayDemux | undefined
+  /** True while a datagram unwrapped from the relay is being handled (no roaming: the relay is the path). */
+  #viaRelay = false
   onEndpointChange: EndpointChangeHook = () => {}
   /** Stage 8's output; the tunnel replaces it with a ring to the TUN thread when it runs threads. False: full. */
   write: (buf: Buffer, off: number, len: number) => boolean | undefined
@@ -92,11 +106,27 @@ export class Receiver {
         return
       }
       default: {
+        const r = this.relay
+        if (r !== undefined && from.port === r.port && from.address === r.address) {
+          r.offer(msg, this.#fromRelay)
+          return
+        }
         const s = this.stun
         if (s !== undefined && s.outstanding > 0 && s.offer(msg, from)) return
         this.#esp(msg, from)
         return
       }
+    }
+  }
+
+  readonly #fromRelay = (data: Buffer, from: RemoteInfo): void => {
+    // The batch path hands ESP over as a view of its buffer; IKE inside ChannelData may be kept: a copy.
+    const keep = data.length >= NON_ESP_MARKER_LEN && data.readUInt32BE(0) === 0 ? Buffer.from(data) : data
+    this.#viaRelay = true
+    try {
+      this.fromUdp(keep, from)
+    } finally {
+      this.#viaRelay = false
     }
   }
 
@@ -156,7 +186,7 @@ export class Receiver {
       return
     }
     // Stage 7.
-    if (seq > highestBefore) this.#roam(peer, from)
+    if (seq > highestBefore && !this.#viaRelay) this.#roam(peer, from)
     // Stage 8.
     try {
       if (this.write(pt, 0, len) === false) {

@@ -21,6 +21,27 @@ export const MAX_INBOUND_PER_PEER = 2
 export interface Endpoint {
   readonly address: string
   readonly port: number
+  /**
+   * Set when this peer is reached through our TURN allocation (docs/relay.md): datagrams for it go to the TURN
+   * server as ChannelData on `channel` (RFC 8656 12), `address:port` above staying the peer's own.
+   */
+  readonly relay?: RelayRoute
+}
+
+/** A TURN server and the channel bound there to one peer address. */
+export interface RelayRoute {
+  readonly address: string
+  readonly port: number
+  readonly channel: number
+}
+
+/** RFC 8656 12.4: ChannelData header, channel number then length (no padding over UDP). */
+export const CHANNEL_DATA_HEADER_LEN = 4
+const CHANNEL_DATA_LEN_OFFSET = 2
+
+export function writeChannelDataHeader(b: Buffer, at: number, channel: number, len: number): void {
+  b.writeUInt16BE(channel, at)
+  b.writeUInt16BE(len, at + CHANNEL_DATA_LEN_OFFSET)
 }
 
 export interface OutboundSa {

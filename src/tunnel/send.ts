@@ -15,6 +15,7 @@ import type { DropReason, TunnelCounters } from './counters.js'
 import { ESP_PAYLOAD_OFFSET, IpProto } from './esp.js'
 import type { SlabPool } from './pool.js'
 import {
+  CHANNEL_DATA_HEADER_LEN,
   type Endpoint,
   IPV6_DST_OFFSET,
   IPV6_HDR_LEN,
@@ -23,6 +24,7 @@ import {
   type Peer,
   sameAddr16,
   ulaKeyOf,
+  writeChannelDataHeader,
 } from './sa-table.js'
 import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, type UdpGso } from './udp-gso.js'
 
@@ -223,26 +225,46 @@ export class Sender {
       peer.lastTxMonoMs = this.#d.clock.monotonic()
       counters.txPackets++
       counters.txBytes += len
+      // A peer reached through our TURN relay: each datagram gets the 4-octet ChannelData header (docs/relay.md).
+      const relay = ep.relay
+      const wire = relay === undefined ? n : n + CHANNEL_DATA_HEADER_LEN
       const gso = this.gso
       if (gso) {
         // Stage 5, batched.
         if (
           this.#bCount > 0 &&
           (ep !== this.#bEp ||
-            n > this.#bSeg ||
+            wire > this.#bSeg ||
             this.#bTail ||
             this.#bCount >= GSO_MAX_SEGMENTS ||
-            this.#bLen + n > GSO_MAX_BYTES)
+            this.#bLen + wire > GSO_MAX_BYTES)
         )
           this.#sendBatch(gso)
         if (this.#bCount === 0) {
-          this.#bSeg = n
+          this.#bSeg = wire
           this.#bEp = ep
-        } else if (n < this.#bSeg) this.#bTail = true
-        slab.copy(gso.batch, this.#bLen, 0, n)
-        this.#bLen += n
+        } else if (wire < this.#bSeg) this.#bTail = true
+        if (relay !== undefined) {
+          writeChannelDataHeader(gso.batch, this.#bLen, relay.channel, n)
+          slab.copy(gso.batch, this.#bLen + CHANNEL_DATA_HEADER_LEN, 0, n)
+        } else slab.copy(gso.batch, this.#bLen, 0, n)
+        this.#bLen += wire
         this.#bCount++
         pool.put(slab)
+        continue
+      }
+      if (relay !== undefined) {
+        const out = Buffer.allocUnsafe(wire)
+        writeChannelDataHeader(out, 0, relay.channel, n)
+        slab.copy(out, CHANNEL_DATA_HEADER_LEN, 0, n)
+        pool.put(slab)
+        try {
+          socket.send(out, 0, wire, relay.port, relay.address, (err) => {
+            if (err) this.#drop('send_error')
+          })
+        } catch {
+          this.#drop('send_error')
+        }
         continue
       }
       // Stage 5 + 6, one send per packet.
@@ -260,7 +282,7 @@ export class Sender {
   }
 
   #sendBatch(gso: UdpGso): void {
-    const ep = this.#bEp
+    const ep = this.#bEp?.relay ?? this.#bEp
     if (this.#bCount === 0 || !ep) return
     if (!gso.send(this.#bLen, this.#bSeg, ep.address, ep.port)) {
       // Socket buffer full (or an error): hand each datagram to the socket queue as a copy.

@@ -167,3 +167,67 @@ test('send side drops what is not ours to send: not IPv6, foreign source, unknow
   assert.deepEqual([d.not_ipv6, d.bad_source, d.no_peer, d.too_big], [1, 1, 1, 1])
   assert.equal(a.tunnel.counters().txPackets, 0)
 })
+
+test("relay route (docs/relay.md): ESP to a relayed peer leaves as ChannelData to the TURN server; ChannelData back is the peer's, no roaming", async (t) => {
+  const { net, a, b } = await pair(t)
+  const TURN = { address: '192.0.2.50', port: 3478 }
+  const turn = net.socket(TURN.address)
+  await turn.bind(TURN.port, TURN.address)
+  t.after(() => turn.close())
+  const atTurn: Buffer[] = []
+  // The fake TURN server: strips the header and hands the payload to B as coming from A's address.
+  turn.onMessage((m) => {
+    atTurn.push(Buffer.from(m))
+    net.deliver(
+      { address: ADDR_A.address, port: ADDR_A.port, family: 'IPv4' },
+      ADDR_B.address,
+      ADDR_B.port,
+      m.subarray(4),
+    )
+  })
+  a.tunnel.setRelayRoute(ADDR_B, { ...TURN, channel: 0x4001 })
+  assert.deepEqual(a.tunnel.peers()[0]!.endpoint?.relay, { ...TURN, channel: 0x4001 })
+  // The route sticks to the address whoever sets the endpoint again (DNS, IKE).
+  a.tunnel.setPeerEndpoint(ULA_B, { ...ADDR_B })
+  assert.equal(a.tunnel.peers()[0]!.endpoint?.relay?.channel, 0x4001)
+  const sent = [ipv6(ULA_A, ULA_B, Buffer.from('via relay 1')), ipv6(ULA_A, ULA_B, Buffer.from('via relay 22'))]
+  for (const p of sent) a.tun.inject(p)
+  await settle()
+  assert.equal(atTurn.length, 2)
+  for (const m of atTurn) {
+    assert.equal(m.readUInt16BE(0), 0x4001)
+    assert.equal(m.readUInt16BE(2), m.length - 4, 'length field = ESP datagram, no padding')
+    assert.equal(m.readUInt32BE(4), 0xa0b0, 'ESP with the outbound SPI after the header')
+  }
+  assert.deepEqual(b.tun.written, sent)
+  // Back: B -> (the test plays TURN) ChannelData from the TURN address -> A's relay demux -> delivered as B's.
+  let offered = 0
+  a.tunnel.setRelayDemux({
+    ...TURN,
+    offer: (m, deliver) => {
+      offered++
+      deliver(m.subarray(4), { address: ADDR_B.address, port: ADDR_B.port, family: 'IPv4' })
+    },
+  })
+  net.dropIf = (_f, to, m) => {
+    if (to !== `${ADDR_A.address}:${ADDR_A.port}`) return false
+    const cd = Buffer.alloc(m.length + 4)
+    cd.writeUInt16BE(0x4001, 0)
+    cd.writeUInt16BE(m.length, 2)
+    m.copy(cd, 4)
+    net.dropIf = () => false
+    net.deliver({ ...TURN, family: 'IPv4' }, ADDR_A.address, ADDR_A.port, cd)
+    return true
+  }
+  const back = ipv6(ULA_B, ULA_A, Buffer.from('back through the relay'))
+  b.tun.inject(back)
+  await settle()
+  assert.equal(offered, 1)
+  assert.deepEqual(a.tun.written, [back])
+  assert.equal(a.tunnel.counters().roams, 0, 'the relay is the path: no roaming to the TURN address')
+  assert.equal(a.tunnel.peers()[0]!.endpoint?.address, ADDR_B.address)
+  // Route removed: direct again.
+  a.tunnel.setRelayRoute(ADDR_B, undefined)
+  assert.equal(a.tunnel.peers()[0]!.endpoint?.relay, undefined)
+  assert.equal(a.tunnel.poolStats().outstanding, 0)
+})

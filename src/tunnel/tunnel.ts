@@ -11,7 +11,7 @@ import type { TunDevice } from '../io/tun.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
 import { SlabPool } from './pool.js'
-import { type EndpointChangeHook, type IkeHandler, Receiver, type StunDemux } from './receive.js'
+import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
 import {
   type Endpoint,
@@ -21,6 +21,7 @@ import {
   type OutboundSa,
   type Peer,
   parseIpv6,
+  type RelayRoute,
 } from './sa-table.js'
 import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
 import {
@@ -41,7 +42,7 @@ export const TX_STATS_INTERVAL_MS = 200
 
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
-export type { Endpoint } from './sa-table.js'
+export type { Endpoint, RelayRoute } from './sa-table.js'
 export {
   type ChildSaParams,
   type PeerStatus,
@@ -78,6 +79,8 @@ export class Tunnel {
   /** Outbound key material per peer, kept only to hand it to the send thread. */
   readonly #outboundKeys = new Map<string, Buffer>()
   #endpointHook: EndpointChangeHook = () => {}
+  /** "address:port" of peers reached through our TURN allocation -> route (docs/relay.md). */
+  readonly #relayRoutes = new Map<string, RelayRoute>()
   #noSaHook: NoSaHook = () => {}
   #saExpiringHook: SaExpiringHook = () => {}
 
@@ -141,6 +144,35 @@ export class Tunnel {
   /** STUN answers arriving on the tunnel's socket (also through recvmmsg batches) go to this client. */
   setStunDemux(s: StunDemux | undefined): void {
     this.#receiver.stun = s
+  }
+
+  /** Our TURN client while it holds an allocation (docs/relay.md); undefined: no relay (nothing is looked at). */
+  setRelayDemux(r: RelayDemux | undefined): void {
+    this.#receiver.relay = r
+  }
+
+  /**
+   * Peers at `peer` (address:port) are reached through our TURN allocation on `route` from now on (undefined: no
+   * longer). Applies to every endpoint with that address, whoever sets it (DNS, IKE, MOBIKE).
+   */
+  setRelayRoute(peer: Endpoint, route: RelayRoute | undefined): void {
+    const k = `${peer.address}:${peer.port}`
+    if (route) this.#relayRoutes.set(k, { address: route.address, port: route.port, channel: route.channel })
+    else this.#relayRoutes.delete(k)
+    for (const p of this.#peersByKey.values()) {
+      const ep = p.endpoint
+      if (!ep || ep.address !== peer.address || ep.port !== peer.port) continue
+      p.endpoint = this.#route(ep)
+      this.#tx?.peer(p)
+    }
+  }
+
+  /** `e` checked, with the relay route of its address attached (or removed). */
+  #route(e: Endpoint): Endpoint {
+    const c = checkEndpoint(e)
+    if (this.#relayRoutes.size === 0) return c
+    const r = this.#relayRoutes.get(`${c.address}:${c.port}`)
+    return r ? { ...c, relay: r } : c
   }
 
   /** Starts reading the TUN device and the socket, and the keepalive timer. */
@@ -260,12 +292,12 @@ export class Tunnel {
       throw new TunnelError('a peer cannot have the local ULA', 'bad_param')
     const existing = this.#peersByKey.get(key)
     if (existing) {
-      if (p.endpoint) existing.endpoint = checkEndpoint(p.endpoint)
+      if (p.endpoint) existing.endpoint = this.#route(p.endpoint)
       if (p.keepalive !== undefined) existing.keepalive = p.keepalive
       this.#tx?.peer(existing)
       return
     }
-    const peer = newPeer(canonical, bytes, p.endpoint ? checkEndpoint(p.endpoint) : undefined, p.keepalive ?? false)
+    const peer = newPeer(canonical, bytes, p.endpoint ? this.#route(p.endpoint) : undefined, p.keepalive ?? false)
     this.#peersByKey.set(key, peer)
     this.#tx?.peer(peer)
   }
@@ -284,7 +316,7 @@ export class Tunnel {
   /** New outer address for a peer (from DNS, IKE/MOBIKE or config). Its SAs stay as they are. */
   setPeerEndpoint(ula: string, endpoint: Endpoint): void {
     const peer = this.#peer(ula, true)
-    peer.endpoint = checkEndpoint(endpoint)
+    peer.endpoint = this.#route(endpoint)
     this.#tx?.peer(peer)
   }
 
