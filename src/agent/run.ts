@@ -252,7 +252,7 @@ async function relayConfig(
     if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
     fixed = { username: o.relayUser, password }
   }
-  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('./turn.js')
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('./turn-wire.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),

@@ -15,10 +15,11 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { WireError } from '../dns/wire/errors.js'
-import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import { StunTransactions } from './stun-transactions.js'
 
 export const STUN_MAGIC_COOKIE = 0x2112a442
 export const STUN_HEADER_LEN = 20
@@ -322,13 +323,6 @@ export interface StunDemux {
   offer(msg: Buffer, from: RemoteInfo): boolean
 }
 
-interface Transaction {
-  readonly server: AddrPort
-  readonly sentAt: number
-  readonly resolve: (r: BindingResult | undefined) => void
-  timer: TimerHandle | undefined
-}
-
 export interface StunClientDeps {
   readonly clock: Clock
   readonly random: Random
@@ -355,16 +349,20 @@ export interface StunCounters {
 
 export class StunClient implements StunDemux {
   readonly #d: StunClientDeps
-  readonly #rtoMs: number
-  readonly #giveUpMs: number
-  readonly #tx = new Map<string, Transaction>()
+  readonly #tx: StunTransactions<StunMessage>
   #closed = false
-  readonly counters: StunCounters = { requests: 0, retransmits: 0, responses: 0, errors: 0, timeouts: 0, malformed: 0 }
+  readonly #counts = { responses: 0, errors: 0, timeouts: 0, malformed: 0 }
 
   constructor(deps: StunClientDeps, opts: StunClientOptions = {}) {
     this.#d = deps
-    this.#rtoMs = opts.rtoMs ?? STUN_RTO_MS
-    this.#giveUpMs = opts.giveUpMs ?? STUN_GIVE_UP_MS
+    this.#tx = new StunTransactions(deps.clock, {
+      rtoMs: opts.rtoMs ?? STUN_RTO_MS,
+      giveUpMs: opts.giveUpMs ?? STUN_GIVE_UP_MS,
+    })
+  }
+
+  get counters(): StunCounters {
+    return { requests: this.#tx.requests, retransmits: this.#tx.retransmits, ...this.#counts }
   }
 
   get outstanding(): number {
@@ -372,85 +370,60 @@ export class StunClient implements StunDemux {
   }
 
   /** One Binding transaction; undefined when no success response came within giveUpMs (or on an error response). */
-  binding(server: AddrPort): Promise<BindingResult | undefined> {
-    if (this.#closed) return Promise.resolve(undefined)
-    const { clock, random } = this.#d
+  async binding(server: AddrPort): Promise<BindingResult | undefined> {
+    if (this.#closed) return undefined
+    const { clock, random, log } = this.#d
     const txid = random.bytes(STUN_TXID_LEN)
-    const key = txid.toString('hex')
     const req = encodeBindingRequest(txid, { fingerprint: true })
-    return new Promise((resolve) => {
-      const t: Transaction = { server, sentAt: clock.monotonic(), resolve, timer: undefined }
-      this.#tx.set(key, t)
-      this.counters.requests++
-      const start = clock.monotonic()
-      let rto = this.#rtoMs
-      let next = 0
-      const send = (): void => {
-        if (!this.#tx.has(key)) return
-        if (next > 0) this.counters.retransmits++
-        try {
-          this.#d.send(req, server.port, server.address)
-        } catch (e) {
-          this.#d.log.debug('stun.send_failed', { server: `${server.address}:${server.port}`, err: String(e) })
-        }
-        next += rto
-        rto *= 2
-        const elapsed = clock.monotonic() - start
-        // The next send if it comes before the give-up time, else the give-up itself.
-        const wait = next < this.#giveUpMs ? next - elapsed : this.#giveUpMs - elapsed
-        t.timer = clock.setTimeout(next < this.#giveUpMs ? send : () => this.#timeout(key), Math.max(0, wait))
+    const at = `${server.address}:${server.port}`
+    const sentAt = clock.monotonic()
+    const m = await this.#tx.start(txid.toString('hex'), () => {
+      try {
+        this.#d.send(req, server.port, server.address)
+      } catch (e) {
+        log.debug('stun.send_failed', { server: at, err: String(e) })
       }
-      send()
     })
-  }
-
-  #timeout(key: string): void {
-    const t = this.#tx.get(key)
-    if (!t) return
-    this.#tx.delete(key)
-    this.counters.timeouts++
-    this.#d.log.debug('stun.timeout', { server: `${t.server.address}:${t.server.port}` })
-    t.resolve(undefined)
+    if (!m) {
+      if (!this.#closed) {
+        this.#counts.timeouts++
+        log.debug('stun.timeout', { server: at })
+      }
+      return undefined
+    }
+    if (m.type !== StunType.BINDING_SUCCESS || !m.mapped) {
+      this.#counts.errors++
+      log.info('stun.error_response', { server: at, code: m.errorCode })
+      return undefined
+    }
+    this.#counts.responses++
+    return { server, mapped: m.mapped, other: m.other, rttMs: clock.monotonic() - sentAt }
   }
 
   readonly offer = (msg: Buffer, from: RemoteInfo): boolean => {
     if (this.#tx.size === 0 || !looksLikeStun(msg)) return false
     const key = msg.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
-    const t = this.#tx.get(key)
-    if (!t) return false
+    if (!this.#tx.has(key)) return false
     let m: StunMessage
     try {
       m = decodeStun(msg)
     } catch (e) {
-      this.counters.malformed++
+      this.#counts.malformed++
       this.#d.log.debug('stun.malformed', { from: `${from.address}:${from.port}`, err: (e as Error).message })
       return true
     }
     if (m.fingerprintOk === false) {
-      this.counters.malformed++
+      this.#counts.malformed++
       return true
     }
-    this.#tx.delete(key)
-    this.#d.clock.clearTimeout(t.timer)
-    if (m.type !== StunType.BINDING_SUCCESS || !m.mapped) {
-      this.counters.errors++
-      this.#d.log.info('stun.error_response', { server: `${t.server.address}:${t.server.port}`, code: m.errorCode })
-      t.resolve(undefined)
-      return true
-    }
-    this.counters.responses++
-    t.resolve({ server: t.server, mapped: m.mapped, other: m.other, rttMs: this.#d.clock.monotonic() - t.sentAt })
+    this.#tx.settle(key, m)
     return true
   }
 
   /** Ends every transaction (undefined) and refuses new ones. */
   close(): void {
     this.#closed = true
-    for (const t of this.#tx.values()) {
-      this.#d.clock.clearTimeout(t.timer)
-      t.resolve(undefined)
-    }
-    this.#tx.clear()
+    this.#tx.close()
   }
 }
 

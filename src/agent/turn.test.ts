@@ -16,6 +16,7 @@ import { FakeRandom } from '../io/random.fake.js'
 import { SystemRandom } from '../io/random.js'
 import { turnCredentials } from '../server/discovery.js'
 import { checkIntegrity, decodeAddress, decodeStun, encodeStun, encodeXorAddress, StunAttr } from './stun.js'
+import { TurnClient } from './turn.js'
 import {
   CHANNEL_MIN,
   decodeChannelData,
@@ -23,10 +24,9 @@ import {
   longTermKey,
   parseTurnServer,
   StunClass,
-  TurnClient,
   TurnError,
   TurnMethod,
-} from './turn.js'
+} from './turn-wire.js'
 
 failOnLeakedResources()
 

@@ -19,7 +19,6 @@
 //
 // Demultiplexing on the shared port: only datagrams whose source is the TURN server's address and port are
 // looked at (one property read and a compare when no relay is active, in the tunnel's receiver).
-import { createHash } from 'node:crypto'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
@@ -38,89 +37,30 @@ import {
   StunAttr,
   type StunMessage,
 } from './stun.js'
-
-/** Methods (RFC 8656 18.1) and classes (RFC 8489 5): type = method | class for methods below 0x10. */
-export const TurnMethod = {
-  ALLOCATE: 0x003,
-  REFRESH: 0x004,
-  SEND: 0x006,
-  DATA: 0x007,
-  CREATE_PERMISSION: 0x008,
-  CHANNEL_BIND: 0x009,
-} as const
-export const StunClass = { REQUEST: 0x0000, INDICATION: 0x0010, SUCCESS: 0x0100, ERROR: 0x0110 } as const
-const CLASS_MASK = 0x0110
-const METHOD_MASK = 0x3eef
-
-/** RFC 8656 14.7: REQUESTED-TRANSPORT value, protocol 17 (UDP) then 3 RFFU octets. */
-const TRANSPORT_UDP = 17
-export const TURN_DEFAULT_PORT = 3478
-/** RFC 8656 12: channel numbers 0x4000 through 0x4FFF. */
-export const CHANNEL_MIN = 0x4000
-export const CHANNEL_MAX = 0x4fff
-export const CHANNEL_HEADER_LEN = 4
-const CHANNEL_LEN_OFFSET = 2
-/** RFC 8656 9: permissions last 300 s; refreshed well before. */
-export const PERMISSION_REFRESH_MS = 4 * 60_000
-/** RFC 8656 11: channel bindings last 600 s; refreshed well before. */
-export const CHANNEL_REFRESH_MS = 9 * 60_000
-/** Requested allocation lifetime (RFC 8656 7: default 600 s). */
-export const TURN_LIFETIME_SEC = 600
-export const TURN_RTO_MS = 500
-export const TURN_GIVE_UP_MS = 5000
-
-export const ErrorCode = { UNAUTHORIZED: 401, STALE_NONCE: 438, ALLOCATION_MISMATCH: 437 } as const
-
-export class TurnError extends Error {
-  override readonly name = 'TurnError'
-  constructor(
-    message: string,
-    /** The STUN error code, or 0 for a timeout / closed client. */
-    readonly code: number,
-  ) {
-    super(message)
-  }
-}
-
-/** RFC 8489 9.2.2: key = MD5(username ":" realm ":" password) (OpaqueString processing of ASCII is the identity). */
-export function longTermKey(username: string, realm: string, password: string): Buffer {
-  return createHash('md5').update(`${username}:${realm}:${password}`, 'utf8').digest()
-}
-
-/** ChannelData (RFC 8656 12.4): header then `data[off, off+len)`, no padding (UDP). */
-export function encodeChannelData(channel: number, data: Buffer, off = 0, len = data.length - off): Buffer {
-  const b = Buffer.allocUnsafe(CHANNEL_HEADER_LEN + len)
-  writeChannelHeader(b, 0, channel, len)
-  data.copy(b, CHANNEL_HEADER_LEN, off, off + len)
-  return b
-}
-
-export function writeChannelHeader(b: Buffer, at: number, channel: number, len: number): void {
-  b.writeUInt16BE(channel, at)
-  b.writeUInt16BE(len, at + CHANNEL_LEN_OFFSET)
-}
-
-/** The channel and payload of a ChannelData message, or undefined when `b` is not one (padding tolerated). */
-export function decodeChannelData(b: Buffer): { channel: number; data: Buffer } | undefined {
-  if (b.length < CHANNEL_HEADER_LEN) return undefined
-  const channel = b.readUInt16BE(0)
-  if (channel < CHANNEL_MIN || channel > CHANNEL_MAX) return undefined
-  const len = b.readUInt16BE(CHANNEL_LEN_OFFSET)
-  if (CHANNEL_HEADER_LEN + len > b.length) return undefined
-  return { channel, data: b.subarray(CHANNEL_HEADER_LEN, CHANNEL_HEADER_LEN + len) }
-}
-
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(n >>> 0)
-  return b
-}
-const epKey = (address: string, port: number): string => `${address}:${port}`
-
-export interface TurnServer extends AddrPort {
-  readonly username: string
-  readonly password: string
-}
+import { StunTransactions } from './stun-transactions.js'
+import {
+  CHANNEL_MAX,
+  CHANNEL_MIN,
+  CHANNEL_REFRESH_MS,
+  CLASS_MASK,
+  decodeChannelData,
+  ErrorCode,
+  encodeChannelData,
+  epKey,
+  longTermKey,
+  METHOD_MASK,
+  methodName,
+  PERMISSION_REFRESH_MS,
+  StunClass,
+  TRANSPORT_UDP,
+  TURN_GIVE_UP_MS,
+  TURN_LIFETIME_SEC,
+  TURN_RTO_MS,
+  TurnError,
+  TurnMethod,
+  type TurnServer,
+  u32,
+} from './turn-wire.js'
 
 export interface TurnClientDeps {
   readonly clock: Clock
@@ -144,12 +84,6 @@ export interface TurnClientOptions {
 
 export type TurnState = 'idle' | 'allocating' | 'allocated' | 'failed' | 'closed'
 
-interface Tx {
-  readonly resolve: (m: { msg: StunMessage; raw: Buffer }) => void
-  readonly reject: (e: Error) => void
-  timer: TimerHandle | undefined
-}
-
 interface Channel {
   readonly peer: AddrPort
   readonly channel: number
@@ -171,8 +105,6 @@ export interface TurnCounters {
 export class TurnClient {
   readonly #d: TurnClientDeps
   readonly server: TurnServer
-  readonly #rtoMs: number
-  readonly #giveUpMs: number
   readonly #lifetimeSec: number
   readonly #permMs: number
   readonly #chanMs: number
@@ -185,15 +117,13 @@ export class TurnClient {
   #refreshTimer: TimerHandle | undefined
   #permTimer: TimerHandle | undefined
   #chanTimer: TimerHandle | undefined
-  readonly #tx = new Map<string, Tx>()
+  readonly #tx: StunTransactions<{ msg: StunMessage; raw: Buffer }>
   /** Permitted peer IPs (RFC 8656 9: permissions are per IP address, not port). */
   readonly #perms = new Set<string>()
   readonly #byPeer = new Map<string, Channel>()
   readonly #byChannel = new Map<number, Channel>()
   #nextChannel = CHANNEL_MIN
-  readonly counters: TurnCounters = {
-    requests: 0,
-    retransmits: 0,
+  readonly #counts: Omit<TurnCounters, 'requests' | 'retransmits'> = {
     errors: 0,
     channelDataTx: 0,
     channelDataRx: 0,
@@ -206,11 +136,17 @@ export class TurnClient {
   constructor(deps: TurnClientDeps, server: TurnServer, opts: TurnClientOptions = {}) {
     this.#d = deps
     this.server = server
-    this.#rtoMs = opts.rtoMs ?? TURN_RTO_MS
-    this.#giveUpMs = opts.giveUpMs ?? TURN_GIVE_UP_MS
+    this.#tx = new StunTransactions(deps.clock, {
+      rtoMs: opts.rtoMs ?? TURN_RTO_MS,
+      giveUpMs: opts.giveUpMs ?? TURN_GIVE_UP_MS,
+    })
     this.#lifetimeSec = opts.lifetimeSec ?? TURN_LIFETIME_SEC
     this.#permMs = opts.permissionRefreshMs ?? PERMISSION_REFRESH_MS
     this.#chanMs = opts.channelRefreshMs ?? CHANNEL_REFRESH_MS
+  }
+
+  get counters(): TurnCounters {
+    return { requests: this.#tx.requests, retransmits: this.#tx.retransmits, ...this.#counts }
   }
 
   get state(): TurnState {
@@ -386,10 +322,10 @@ export class TurnClient {
     const ch = this.#byPeer.get(epKey(address, port))
     if (!ch || this.#state !== 'allocated') return undefined
     if (ch.bound) {
-      this.counters.channelDataTx++
+      this.#counts.channelDataTx++
       return encodeChannelData(ch.channel, buf, off, len)
     }
-    this.counters.sendIndications++
+    this.#counts.sendIndications++
     return encodeStun(TurnMethod.SEND | StunClass.INDICATION, this.#d.random.bytes(STUN_TXID_LEN), [
       { type: StunAttr.XOR_PEER_ADDRESS, value: encodeXorAddress(ch.peer) },
       { type: StunAttr.DATA, value: Buffer.from(buf.subarray(off, off + len)) },
@@ -406,16 +342,16 @@ export class TurnClient {
       const cd = decodeChannelData(msg)
       const ch = cd ? this.#byChannel.get(cd.channel) : undefined
       if (!cd || !ch) {
-        if (cd) this.counters.unknownChannel++
-        else this.counters.malformed++
+        if (cd) this.#counts.unknownChannel++
+        else this.#counts.malformed++
         return
       }
-      this.counters.channelDataRx++
+      this.#counts.channelDataRx++
       deliver(cd.data, { address: ch.peer.address, port: ch.peer.port, family: 'IPv4' })
       return
     }
     if (!looksLikeStun(msg)) {
-      this.counters.malformed++
+      this.#counts.malformed++
       return
     }
     // Control messages are kept past this call (a transaction resolves in a later microtask) while `msg` may be a
@@ -425,38 +361,35 @@ export class TurnClient {
     try {
       m = decodeStun(b)
     } catch {
-      this.counters.malformed++
+      this.#counts.malformed++
       return
     }
     if (m.type === (TurnMethod.DATA | StunClass.INDICATION)) {
       const pa = m.attrs.find((a) => a.type === StunAttr.XOR_PEER_ADDRESS)
       const data = m.attrs.find((a) => a.type === StunAttr.DATA)
       if (!pa || !data) {
-        this.counters.malformed++
+        this.#counts.malformed++
         return
       }
       let peer: AddrPort
       try {
         peer = decodeAddress(pa.value, pa.offset, 'turn.xor-peer-address', b)
       } catch {
-        this.counters.malformed++
+        this.#counts.malformed++
         return
       }
-      this.counters.dataIndications++
+      this.#counts.dataIndications++
       deliver(data.value, { address: peer.address, port: peer.port, family: 'IPv4' })
       return
     }
     const key = b.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
-    const t = this.#tx.get(key)
-    if (!t) return
+    if (!this.#tx.has(key)) return
     // A success response carries MESSAGE-INTEGRITY under our key (RFC 8489 9.2.5); a wrong one is not our answer.
     if (this.#key && (m.type & CLASS_MASK) === StunClass.SUCCESS && checkIntegrity(b, m, this.#key) === false) {
-      this.counters.malformed++
+      this.#counts.malformed++
       return
     }
-    this.#tx.delete(key)
-    this.#d.clock.clearTimeout(t.timer)
-    t.resolve({ msg: m, raw: b })
+    this.#tx.settle(key, { msg: m, raw: b })
   }
 
   /** One request with the long-term credentials; 401 once (learning REALM/NONCE) and 438 once are retried. */
@@ -496,7 +429,7 @@ export class TurnClient {
         if (realm !== undefined) this.#realm = realm
         continue
       }
-      this.counters.errors++
+      this.#counts.errors++
       const reason =
         code === ErrorCode.UNAUTHORIZED
           ? `401 Unauthorized: the TURN server refused user ${JSON.stringify(this.server.username)} (wrong password?)`
@@ -505,51 +438,25 @@ export class TurnClient {
     }
   }
 
-  #transact(
+  async #transact(
     type: number,
     attrs: readonly { type: number; value: Buffer }[],
     key: Buffer | undefined,
   ): Promise<{ msg: StunMessage; raw: Buffer }> {
-    if (this.#state === 'closed') return Promise.reject(new TurnError('client closed', 0))
-    const { clock, random } = this.#d
-    const txid = random.bytes(STUN_TXID_LEN)
-    const k = txid.toString('hex')
+    if (this.#state === 'closed') throw new TurnError('client closed', 0)
+    const txid = this.#d.random.bytes(STUN_TXID_LEN)
     const req = encodeStun(type, txid, attrs, { integrityKey: key, fingerprint: true })
-    this.counters.requests++
-    return new Promise((resolve, reject) => {
-      const t: Tx = { resolve, reject, timer: undefined }
-      this.#tx.set(k, t)
-      const start = clock.monotonic()
-      let rto = this.#rtoMs
-      let next = 0
-      const send = (): void => {
-        if (!this.#tx.has(k)) return
-        if (next > 0) this.counters.retransmits++
-        try {
-          this.#d.send(req, this.server.port, this.server.address)
-        } catch (e) {
-          this.#d.log.debug('turn.send_failed', { err: String(e) })
-        }
-        next += rto
-        rto *= 2
-        const elapsed = clock.monotonic() - start
-        if (next < this.#giveUpMs) t.timer = clock.setTimeout(send, Math.max(0, next - elapsed))
-        else
-          t.timer = clock.setTimeout(
-            () => {
-              if (!this.#tx.delete(k)) return
-              reject(
-                new TurnError(
-                  `TURN ${methodName(type & METHOD_MASK)}: no answer from ${epKey(this.server.address, this.server.port)}`,
-                  0,
-                ),
-              )
-            },
-            Math.max(0, this.#giveUpMs - elapsed),
-          )
+    const r = await this.#tx.start(txid.toString('hex'), () => {
+      try {
+        this.#d.send(req, this.server.port, this.server.address)
+      } catch (e) {
+        this.#d.log.debug('turn.send_failed', { err: String(e) })
       }
-      send()
     })
+    if (r) return r
+    if ((this.#state as TurnState) === 'closed') throw new TurnError('client closed', 0)
+    const at = epKey(this.server.address, this.server.port)
+    throw new TurnError(`TURN ${methodName(type & METHOD_MASK)}: no answer from ${at}`, 0)
   }
 
   #stopTimers(): void {
@@ -586,11 +493,7 @@ export class TurnClient {
       await this.#request(TurnMethod.REFRESH, [{ type: StunAttr.LIFETIME, value: u32(0) }]).catch(() => {})
     }
     this.#state = 'closed'
-    for (const t of this.#tx.values()) {
-      this.#d.clock.clearTimeout(t.timer)
-      t.reject(new TurnError('client closed', 0))
-    }
-    this.#tx.clear()
+    this.#tx.close()
     this.#byPeer.clear()
     this.#byChannel.clear()
     this.#perms.clear()
@@ -599,18 +502,4 @@ export class TurnClient {
 
 function textAttr(m: StunMessage, type: number): string | undefined {
   return m.attrs.find((a) => a.type === type)?.value.toString('utf8')
-}
-
-function methodName(method: number): string {
-  for (const [k, v] of Object.entries(TurnMethod)) if (v === method) return k
-  return `0x${method.toString(16)}`
-}
-
-/** "HOST[:PORT]" of `--relay`. */
-export function parseTurnServer(s: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
-  const port = m?.[2] === undefined ? TURN_DEFAULT_PORT : Number(m[2])
-  if (!m?.[1] || !(port >= 1 && port <= 0xffff))
-    throw new TypeError(`--relay wants HOST[:PORT], got ${JSON.stringify(s)}`)
-  return { host: m[1], port }
 }
