@@ -269,7 +269,10 @@ async function relayConfig(
   }
 }
 
-/** `specs` resolved to IPv4 addresses, or when there are none, the targets of SRV `name` in priority order. */
+/**
+ * STUN and TURN servers: `specs` resolved to IPv4 addresses, or when there are none, the targets of SRV `name` in
+ * priority order (RFC 8489 section 8, RFC 5928), resolved through the bootstrap server.
+ */
 async function srvServers(
   query: UpdateClient,
   name: string,
@@ -314,7 +317,6 @@ async function makeStun(
   configured: readonly string[],
 ): Promise<AgentStun> {
   const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('./stun.js')
-  const { isIP } = await import('node:net')
   const log = d.log.child({ c: 'stun' })
   const client = new StunClient({
     clock: d.clock,
@@ -323,34 +325,10 @@ async function makeStun(
     send: (b, port, address) => d.udp.send(b, 0, b.length, port, address),
   })
   const specs = configured.map(parseStunServer)
-  const addrOf = async (host: string): Promise<string | undefined> => {
-    if (isIP(host) === 4) return host
-    const m = await d.query.query(host.endsWith('.') ? host : `${host}.`, RRType.A).catch(() => undefined)
-    const a = m?.answers.find((r) => r.type === RRType.A)?.data as { address?: string } | undefined
-    return a?.address
-  }
-  const servers = async (): Promise<{ address: string; port: number }[]> => {
-    let list = specs
-    if (list.length === 0) {
-      const name = `_stun._udp.${d.zone}.`
-      const m = await d.query.query(name, RRType.SRV).catch(() => undefined)
-      list = (m?.answers ?? [])
-        .filter((r) => r.type === RRType.SRV)
-        .map((r) => r.data as { priority: number; port: number; target: string })
-        .sort((a, b) => a.priority - b.priority)
-        .map((s) => ({ host: s.target, port: s.port || STUN_DEFAULT_PORT }))
-    }
-    const out: { address: string; port: number }[] = []
-    for (const s of list) {
-      const address = await addrOf(s.host)
-      if (address) out.push({ address, port: s.port })
-    }
-    return out
-  }
   return {
     demux: client,
     probe: async () => {
-      const list = await servers()
+      const list = await srvServers(d.query, `_stun._udp.${d.zone}.`, specs, STUN_DEFAULT_PORT)
       if (list.length === 0) {
         log.debug('stun.no_server', { configured: specs.length })
         return undefined
