@@ -1,6 +1,7 @@
 // TURN wire pieces (RFC 8656 on RFC 8489's message format, whose codec is stun.ts): method and class numbers,
 // ChannelData framing, the long-term credential key, and the `--relay` argument. The client is turn.ts.
 import { createHash } from 'node:crypto'
+import { CHANNEL_DATA_HEADER_LEN, CHANNEL_DATA_LEN_OFFSET, writeChannelDataHeader } from '../tunnel/sa-table.js'
 
 /** Methods (RFC 8656 18.1) and classes (RFC 8489 5): type = method | class for methods below 0x10. */
 export const TurnMethod = {
@@ -21,8 +22,6 @@ export const TURN_DEFAULT_PORT = 3478
 /** RFC 8656 12: channel numbers 0x4000 through 0x4FFF. */
 export const CHANNEL_MIN = 0x4000
 export const CHANNEL_MAX = 0x4fff
-export const CHANNEL_HEADER_LEN = 4
-const CHANNEL_LEN_OFFSET = 2
 /** RFC 8656 9: permissions last 300 s; refreshed well before. */
 export const PERMISSION_REFRESH_MS = 4 * 60_000
 /** RFC 8656 11: channel bindings last 600 s; refreshed well before. */
@@ -68,25 +67,20 @@ export function longTermKey(username: string, realm: string, password: string): 
 
 /** ChannelData (RFC 8656 12.4): header then `data[off, off+len)`, no padding (UDP). */
 export function encodeChannelData(channel: number, data: Buffer, off = 0, len = data.length - off): Buffer {
-  const b = Buffer.allocUnsafe(CHANNEL_HEADER_LEN + len)
-  writeChannelHeader(b, 0, channel, len)
-  data.copy(b, CHANNEL_HEADER_LEN, off, off + len)
+  const b = Buffer.allocUnsafe(CHANNEL_DATA_HEADER_LEN + len)
+  writeChannelDataHeader(b, 0, channel, len)
+  data.copy(b, CHANNEL_DATA_HEADER_LEN, off, off + len)
   return b
-}
-
-export function writeChannelHeader(b: Buffer, at: number, channel: number, len: number): void {
-  b.writeUInt16BE(channel, at)
-  b.writeUInt16BE(len, at + CHANNEL_LEN_OFFSET)
 }
 
 /** The channel and payload of a ChannelData message, or undefined when `b` is not one (padding tolerated). */
 export function decodeChannelData(b: Buffer): { channel: number; data: Buffer } | undefined {
-  if (b.length < CHANNEL_HEADER_LEN) return undefined
+  if (b.length < CHANNEL_DATA_HEADER_LEN) return undefined
   const channel = b.readUInt16BE(0)
   if (channel < CHANNEL_MIN || channel > CHANNEL_MAX) return undefined
-  const len = b.readUInt16BE(CHANNEL_LEN_OFFSET)
-  if (CHANNEL_HEADER_LEN + len > b.length) return undefined
-  return { channel, data: b.subarray(CHANNEL_HEADER_LEN, CHANNEL_HEADER_LEN + len) }
+  const len = b.readUInt16BE(CHANNEL_DATA_LEN_OFFSET)
+  if (CHANNEL_DATA_HEADER_LEN + len > b.length) return undefined
+  return { channel, data: b.subarray(CHANNEL_DATA_HEADER_LEN, CHANNEL_DATA_HEADER_LEN + len) }
 }
 
 /** The method's name for logs and errors. */

@@ -35,9 +35,10 @@ export interface RelayRoute {
   readonly channel: number
 }
 
-/** RFC 8656 12.4: ChannelData header, channel number then length (no padding over UDP). */
+/** RFC 8656 12.4: ChannelData header, channel number then length (no padding over UDP); the TURN client
+ * (src/agent/turn-wire.ts) frames with the same. */
 export const CHANNEL_DATA_HEADER_LEN = 4
-const CHANNEL_DATA_LEN_OFFSET = 2
+export const CHANNEL_DATA_LEN_OFFSET = 2
 
 export function writeChannelDataHeader(b: Buffer, at: number, channel: number, len: number): void {
   b.writeUInt16BE(channel, at)
