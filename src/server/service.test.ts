@@ -10,12 +10,12 @@ import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { addAccount, KeyRing } from './accounts.js'
+import { KeyRing } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import { ServerMetrics } from './metrics.js'
 import { DnsService } from './service.js'
 import type { RRsetChange, Store } from './store.js'
-import { aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
+import { aaaa, aliceService, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
 import type { InboundContext, TransportKind } from './transport.js'
 import { applyUpdate } from './update.js'
 
@@ -36,24 +36,7 @@ const cfg: ServiceConfig = {
 }
 
 function setup(t: { after: (fn: () => void) => void }, clock = new FakeClock()) {
-  const { dir, cleanup } = tempDir()
-  const store = openStore(dir, clock)
-  addAccount(store.db, ZONE, {
-    user: 'alice',
-    algorithm: 'hmac-sha256',
-    secret: Buffer.alloc(32, 1),
-    derived: false,
-    nowMs: 0,
-  })
-  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
-  const metrics = new ServerMetrics()
-  const svc = new DnsService({ store, keys, clock, log: nullLogger, metrics }, cfg)
-  t.after(() => {
-    svc.stop()
-    store.close()
-    cleanup()
-  })
-  return { dir, store, svc, clock, metrics }
+  return aliceService(t, cfg, clock)
 }
 
 function ask(svc: DnsService, q: Message, transport: TransportKind = 'udp'): Message {

@@ -1,4 +1,5 @@
-// Shared by the server's unit tests: a store in a fresh temporary directory and record builders.
+// Shared by the server's unit tests: a store in a fresh temporary directory, a DnsService on it with user alice,
+// and record builders.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,6 +8,11 @@ import type { Message } from '../dns/wire/message.js'
 import { emptyMessage } from '../dns/wire/message.js'
 import { type RData, type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
+import { nullLogger } from '../io/log.js'
+import { addAccount, KeyRing } from './accounts.js'
+import type { ServiceConfig } from './config.js'
+import { ServerMetrics } from './metrics.js'
+import { DnsService } from './service.js'
 import { Store } from './store.js'
 
 export const ZONE = 'members.example.'
@@ -18,6 +24,31 @@ export function tempDir(): { dir: string; cleanup: () => void } {
 
 export function openStore(dir: string, clock = new FakeClock()): Store {
   return new Store({ clock }, { dir, zone: ZONE, sync: 'normal' })
+}
+
+/**
+ * A DnsService with `cfg` on a fresh store holding account alice (hmac-sha256, secret 32 x 0x01); stopped and
+ * removed after the test.
+ */
+export function aliceService(t: { after: (fn: () => void) => void }, cfg: ServiceConfig, clock = new FakeClock()) {
+  const { dir, cleanup } = tempDir()
+  const store = openStore(dir, clock)
+  addAccount(store.db, ZONE, {
+    user: 'alice',
+    algorithm: 'hmac-sha256',
+    secret: Buffer.alloc(32, 1),
+    derived: false,
+    nowMs: 0,
+  })
+  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
+  const metrics = new ServerMetrics()
+  const svc = new DnsService({ store, keys, clock, log: nullLogger, metrics }, cfg)
+  t.after(() => {
+    svc.stop()
+    store.close()
+    cleanup()
+  })
+  return { dir, store, svc, clock, metrics }
 }
 
 export function rr(name: string, type: number, data: RData, opts: { ttl?: number; class?: number } = {}): RR {

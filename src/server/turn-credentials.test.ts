@@ -6,13 +6,9 @@ import { decodeMessage, emptyMessage, encodeMessage } from '../dns/wire/message.
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
-import { nullLogger } from '../io/log.js'
-import { addAccount, KeyRing } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import { turnRecords } from './discovery.js'
-import { ServerMetrics } from './metrics.js'
-import { DnsService } from './service.js'
-import { openStore, tempDir, ZONE } from './test-helpers.js'
+import { aliceService, ZONE } from './test-helpers.js'
 
 failOnLeakedResources()
 
@@ -31,24 +27,7 @@ const base: ServiceConfig = {
 }
 
 function setup(t: { after: (fn: () => void) => void }, cfg: ServiceConfig) {
-  const clock = new FakeClock(Date.UTC(2026, 0, 1))
-  const { dir, cleanup } = tempDir()
-  const store = openStore(dir, clock)
-  addAccount(store.db, ZONE, {
-    user: 'alice',
-    algorithm: 'hmac-sha256',
-    secret: Buffer.alloc(32, 1),
-    derived: false,
-    nowMs: 0,
-  })
-  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
-  const svc = new DnsService({ store, keys, clock, log: nullLogger, metrics: new ServerMetrics() }, cfg)
-  t.after(() => {
-    svc.stop()
-    store.close()
-    cleanup()
-  })
-  return { svc, clock }
+  return aliceService(t, cfg, new FakeClock(Date.UTC(2026, 0, 1)))
 }
 
 test('--turn: SRV _turn._udp.ZONE to t1._turn._udp.ZONE with its A, public', (t) => {
