@@ -9,13 +9,12 @@
 // The agents are restarted for each mode with --tunnel-threads MODE. Needs root.
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_MODES (off,send,on: the --tunnel-threads values).
 import { Lab } from '../lab/index.js'
-import { type LabServer, startAgent, startServer } from '../test/lab/agent-helpers.js'
+import { type LabServer, startServer } from '../test/lab/agent-helpers.js'
 import {
-  LAB_RESOLVER,
-  type PeerView,
   parseIperf,
   roamDuringTransfer,
   startIperfServer,
+  startTunnelAgent,
   type TunnelAgent,
   waitPeer,
   waitPing,
@@ -39,26 +38,6 @@ interface Result {
   roamMbps: number
 }
 
-/** As tunnel-helpers' startTunnelAgent, with `--tunnel-threads MODE`. */
-async function startTunnelAgent(lab: Lab, srv: LabServer, host: string, mode: string): Promise<TunnelAgent> {
-  const a = await startAgent(lab, srv, host, [
-    '--tun',
-    'autotun0',
-    '--resolver',
-    `${LAB_RESOLVER}:53`,
-    '--log-level',
-    'info',
-    '--tunnel-threads',
-    mode,
-  ])
-  const s = await a.status()
-  return {
-    ...a,
-    ula: s.identity.ula,
-    peers: async () => ((await a.status()) as unknown as { peers: PeerView[] }).peers,
-  }
-}
-
 const median = (xs: number[]): number => {
   const s = [...xs].sort((x, y) => x - y)
   const m = Math.floor(s.length / 2)
@@ -68,9 +47,9 @@ const median = (xs: number[]): number => {
 async function one(lab: Lab, srv: LabServer, mode: string, round: number): Promise<Result> {
   const agents: TunnelAgent[] = []
   try {
-    const desktop = await startTunnelAgent(lab, srv, 'desktop', mode)
+    const desktop = await startTunnelAgent(lab, srv, 'desktop', ['--tunnel-threads', mode])
     agents.push(desktop)
-    const laptop = await startTunnelAgent(lab, srv, 'laptop', mode)
+    const laptop = await startTunnelAgent(lab, srv, 'laptop', ['--tunnel-threads', mode])
     agents.push(laptop)
     await waitPeer(laptop, 'desktop', desktop.ula)
     await waitPeer(desktop, 'laptop', laptop.ula)
