@@ -13,6 +13,7 @@ import { SystemRandom } from '../io/random.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
+import { splitHostPort } from './host-port.js'
 import { loadIdentity } from './identity.js'
 import { ipReader, NetMonitor } from './netmon.js'
 import { PortMapper } from './portmap/mapper.js'
@@ -27,11 +28,9 @@ const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
 
 /** "host", "host:port", "[v6]:port" -> {host, port}. */
 export function parseHostPort(s: string, defaultPort: number): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
-  if (!m?.[1]) throw new UsageError(`bad address ${JSON.stringify(s)}: want HOST[:PORT]`)
-  const port = m[2] === undefined ? defaultPort : Number(m[2])
-  if (!(port >= 1 && port <= 0xffff)) throw new UsageError(`bad port in ${s}`)
-  return { host: m[1], port }
+  const hp = splitHostPort(s, defaultPort)
+  if (!hp) throw new UsageError(`bad address ${JSON.stringify(s)}: want HOST[:PORT], the port from 1 to 65535`)
+  return hp
 }
 
 function intOption(name: string, v: string, min: number, max: number): number {

@@ -19,6 +19,7 @@ import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import { splitHostPort } from './host-port.js'
 import { StunTransactions } from './stun-transactions.js'
 
 export const STUN_MAGIC_COOKIE = 0x2112a442
@@ -462,9 +463,7 @@ export async function probeNat(client: StunClient, servers: readonly AddrPort[])
 
 /** "HOST[:PORT]" of `--stun` -> AddrPort (HOST must be an address here; names are resolved by the caller). */
 export function parseStunServer(s: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
-  const port = m?.[2] === undefined ? STUN_DEFAULT_PORT : Number(m[2])
-  if (!m?.[1] || !(port >= 1 && port <= 0xffff))
-    throw new TypeError(`--stun wants HOST[:PORT], got ${JSON.stringify(s)}`)
-  return { host: m[1], port }
+  const hp = splitHostPort(s, STUN_DEFAULT_PORT)
+  if (!hp) throw new TypeError(`--stun wants HOST[:PORT], got ${JSON.stringify(s)}`)
+  return hp
 }

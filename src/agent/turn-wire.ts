@@ -2,6 +2,7 @@
 // ChannelData framing, the long-term credential key, and the `--relay` argument. The client is turn.ts.
 import { createHash } from 'node:crypto'
 import { CHANNEL_DATA_HEADER_LEN, CHANNEL_DATA_LEN_OFFSET, writeChannelDataHeader } from '../tunnel/sa-table.js'
+import { splitHostPort } from './host-port.js'
 
 /** Methods (RFC 8656 18.1) and classes (RFC 8489 5): type = method | class for methods below 0x10. */
 export const TurnMethod = {
@@ -91,9 +92,7 @@ export function methodName(method: number): string {
 
 /** "HOST[:PORT]" of `--relay`. */
 export function parseTurnServer(s: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
-  const port = m?.[2] === undefined ? TURN_DEFAULT_PORT : Number(m[2])
-  if (!m?.[1] || !(port >= 1 && port <= 0xffff))
-    throw new TypeError(`--relay wants HOST[:PORT], got ${JSON.stringify(s)}`)
-  return { host: m[1], port }
+  const hp = splitHostPort(s, TURN_DEFAULT_PORT)
+  if (!hp) throw new TypeError(`--relay wants HOST[:PORT], got ${JSON.stringify(s)}`)
+  return hp
 }

@@ -9,6 +9,7 @@
 import type dgram from 'node:dgram'
 import { createRequire } from 'node:module'
 import { isIPv4 } from 'node:net'
+import { parseIpv6 } from './sa-table.js'
 
 const SOL_UDP = 17
 const UDP_SEGMENT = 103
@@ -169,16 +170,6 @@ export function writeSockaddr(n: Buffer, at: number, address: string, port: numb
   }
   n.writeUInt16LE(AF_INET6, at)
   n.writeUInt16BE(port, at + 2)
-  const a = isIPv4(address) ? `::ffff:${address}` : address
-  const url = new URL(`http://[${a}]/`).hostname.slice(1, -1)
-  const [head = '', tail] = url.split('::')
-  const g = (s: string): string[] => (s === '' ? [] : s.split(':'))
-  const h = g(head)
-  const t = tail === undefined ? [] : g(tail)
-  const all = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
-  all.forEach((x, i) => {
-    if (x.includes('.')) return
-    n.writeUInt16BE(Number.parseInt(x, 16), at + 8 + i * 2)
-  })
+  parseIpv6(isIPv4(address) ? `::ffff:${address}` : address).bytes.copy(n, at + 8)
   return SOCKADDR_LEN
 }
