@@ -16,7 +16,7 @@ import {
   LAB_ID,
   LAB_ULA,
   type OurPeer,
-} from '../src/ike/lab/strongswan.js'
+} from '../test/ike-lab/strongswan.js'
 
 const N = Number(process.env.BENCH_N ?? 300)
 const CONC = Number(process.env.BENCH_CONC ?? 8)

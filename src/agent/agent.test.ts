@@ -10,11 +10,11 @@ import { FakeNetwork } from '../io/datagram.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
+import type { PortMapState } from '../portmap/mapper.js'
 import { Agent, type AgentPortMapper, FIRST_MAPPING_GRACE_MS } from './agent.js'
 import { controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
 import { type NetEventSource, NetMonitor, type NetState } from './netmon.js'
-import type { PortMapState } from './portmap/mapper.js'
 import { presentRR } from './records.js'
 
 failOnLeakedResources()

@@ -10,14 +10,14 @@ import type { Clock, TimerHandle } from '../io/clock.js'
 import type { DatagramHandler, DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import type { PortMapState } from '../portmap/mapper.js'
+import type { NatProbe, StunDemux } from '../traversal/stun.js'
 import { type ControlContext, ControlError, type ControlRequest, ControlServer, controlSocketPath } from './control.js'
 import { createIdentity, type Identity, saveIdentity } from './identity.js'
 import type { NetMonitor, NetState } from './netmon.js'
-import type { PortMapState } from './portmap/mapper.js'
 import { Publisher } from './publisher.js'
 import { type Reachability, reachability } from './reachability.js'
 import { fq, hostRecords, type ServiceSpec } from './records.js'
-import type { NatProbe, StunDemux } from './stun.js'
 
 export const AGENT_VERSION = '0.1.0'
 /**
@@ -40,7 +40,7 @@ export interface AgentStun {
 }
 
 /**
- * What the agent uses of src/agent/portmap/mapper.ts's PortMapper (a structural subset, so tests can fake it).
+ * What the agent uses of src/portmap/mapper.ts's PortMapper (a structural subset, so tests can fake it).
  * The mapper's `onChange` option must call `Agent.mappingChanged()`.
  */
 export interface AgentPortMapper {

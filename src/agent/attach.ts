@@ -7,10 +7,10 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import type { RelayConfig } from '../traversal/relay.js'
 import type { Agent } from './agent.js'
 import { Datapath, type IkeAuth, type Primary } from './datapath.js'
 import type { SignedQuery, WatchLike } from './peers.js'
-import type { RelayConfig } from './relay.js'
 import { parseResolverAddress } from './resolver.js'
 
 export interface AttachOptions {

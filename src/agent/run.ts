@@ -1,22 +1,22 @@
 // `autotunnel up|status|down|browse` (src/cli/agent.ts): wiring of the real edges (system clock, random, iproute2,
 // node:dgram, the PortMapper, the UPDATE client) around Agent, and the three control-socket clients.
 import { mkdir, readFile } from 'node:fs/promises'
-import type { UpOptions } from '../cli/agent.js'
 import { accountKeyName, deriveTsigKeyAsync, isAccountAlgorithm } from '../dns/account-key.js'
 import { type TsigKey, UpdateClient } from '../dns/client/update.js'
 import { Watcher } from '../dns/client/watcher.js'
 import { RRType } from '../dns/wire/rr-table.js'
 import { SystemClock } from '../io/clock.js'
 import { UdpSocket } from '../io/datagram.js'
+import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
+import { PortMapper } from '../portmap/mapper.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
-import { splitHostPort } from './host-port.js'
 import { loadIdentity } from './identity.js'
 import { ipReader, NetMonitor } from './netmon.js'
-import { PortMapper } from './portmap/mapper.js'
+import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
 
@@ -243,7 +243,7 @@ export async function runUp(o: UpOptions): Promise<void> {
 async function relayConfig(
   o: UpOptions,
   d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
-): Promise<import('./relay.js').RelayConfig> {
+): Promise<import('../traversal/relay.js').RelayConfig> {
   if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
   let fixed: { username: string; password: string } | undefined
   if (o.relayUser && o.relayPasswordFile) {
@@ -251,7 +251,7 @@ async function relayConfig(
     if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
     fixed = { username: o.relayUser, password }
   }
-  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('./turn-wire.js')
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/turn-wire.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
@@ -315,7 +315,7 @@ async function makeStun(
   },
   configured: readonly string[],
 ): Promise<AgentStun> {
-  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('./stun.js')
+  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
   const log = d.log.child({ c: 'stun' })
   const client = new StunClient({
     clock: d.clock,

@@ -1,40 +1,9 @@
 import { type Command, Option } from 'commander'
+import type { UpOptions } from '../agent/options.js'
 import { RESOLVER_DEFAULT } from '../agent/resolver.js'
 
 // `autotunnel up|status|down|browse|revoke`: the host agent (docs/agent.md). `up` runs in the foreground and serves a
 // control socket in its state directory; the other three talk to it there. Implementations load lazily.
-
-export interface UpOptions {
-  server: string
-  domain: string
-  hostname: string
-  state: string
-  keyFile?: string
-  passwordStdin?: boolean
-  keyAlgorithm: string
-  port: string
-  tun: string | false
-  service: string[]
-  lease: string
-  ttl: string
-  ca?: string
-  insecureTls?: boolean
-  tlsFingerprint?: string
-  tls: boolean
-  portmap: boolean
-  logLevel?: string
-  resolver: string | false
-  ikeAuth: 'signature' | 'psk'
-  mobike: boolean
-  tunnelThreads?: 'on' | 'send' | 'off'
-  /** --stun HOST[:PORT] (repeatable); none: SRV _stun._udp.ZONE (docs/punch.md). */
-  stun: string[]
-  /** --relay HOST[:PORT] (repeatable); none: SRV _turn._udp.ZONE (docs/relay.md). Needs --relay-user. */
-  relay: string[]
-  relayUser?: string
-  /** The TURN password is read from this file (never on the command line). */
-  relayPasswordFile?: string
-}
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
 

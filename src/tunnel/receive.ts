@@ -39,14 +39,14 @@ export interface ReceiverDeps {
   readonly localUla: Buffer
 }
 
-/** A STUN client waiting for answers on this port (src/agent/stun.ts StunDemux). */
+/** A STUN client waiting for answers on this port (src/traversal/stun.ts StunDemux). */
 export interface StunDemux {
   readonly outstanding: number
   offer(msg: Buffer, from: RemoteInfo): boolean
 }
 
 /**
- * Our TURN client (src/agent/turn.ts) while we hold an allocation: datagrams from the TURN server's address go to
+ * Our TURN client (src/traversal/turn.ts) while we hold an allocation: datagrams from the TURN server's address go to
  * it; what it unwraps (ChannelData, Data indications) comes back through `deliver` as the peer's datagram.
  */
 export interface RelayDemux {

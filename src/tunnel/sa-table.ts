@@ -36,7 +36,7 @@ export interface RelayRoute {
 }
 
 /** RFC 8656 12.4: ChannelData header, channel number then length (no padding over UDP); the TURN client
- * (src/agent/turn-wire.ts) frames with the same. */
+ * (src/traversal/turn-wire.ts) frames with the same. */
 export const CHANNEL_DATA_HEADER_LEN = 4
 export const CHANNEL_DATA_LEN_OFFSET = 2
 

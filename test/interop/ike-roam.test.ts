@@ -1,4 +1,4 @@
-// Two of our agents (src/tunnel + TUN + src/ike, lab/agent-main.ts) in two namespaces: the first ping -6 keys
+// Two of our agents (src/tunnel + TUN + src/ike, test/ike-lab/agent-main.ts) in two namespaces: the first ping -6 keys
 // them with no manual keys (Ed25519 signatures), then one host roams to a new address while a ping flood runs;
 // MOBIKE (RFC 4555) moves the peer at once. Reports the interruption; must stay under one second.
 
@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { IkeLab, LAB_ADDR, LAB_ID, LAB_ULA, labAvailable } from '../../src/ike/lab/strongswan.js'
+import { IkeLab, LAB_ADDR, LAB_ID, LAB_ULA, labAvailable } from '../ike-lab/strongswan.js'
 
 const run = promisify(execFile)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

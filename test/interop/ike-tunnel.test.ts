@@ -8,7 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { derivePsk } from '../../src/ike/auth.js'
-import { charonConnection, IkeLab, LAB_ADDR, LAB_ID, LAB_ULA, labAvailable } from '../../src/ike/lab/strongswan.js'
+import { charonConnection, IkeLab, LAB_ADDR, LAB_ID, LAB_ULA, labAvailable } from '../ike-lab/strongswan.js'
 
 const run = promisify(execFile)
 const PSK = derivePsk('interop account secret', 'ike-tunnel').toString('hex')

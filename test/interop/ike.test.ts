@@ -22,7 +22,7 @@ import {
   labAvailable,
   OURS_SIDE,
   type OurPeer,
-} from '../../src/ike/lab/strongswan.js'
+} from '../ike-lab/strongswan.js'
 
 const run = promisify(execFile)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

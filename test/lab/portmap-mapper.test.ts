@@ -1,4 +1,4 @@
-// The PortMapper (src/agent/portmap/) against real miniupnpd 2.3.1 gateways in the lab, one protocol at a time:
+// The PortMapper (src/portmap/) against real miniupnpd 2.3.1 gateways in the lab, one protocol at a time:
 // site `pcp` (NAT-PMP requests dropped by nft), site `natpmp` (PCP requests dropped), site `upnp` (miniupnpd's
 // NAT-PMP/PCP switched off). Each host runs the mapper in a child process (this file, in driver mode) that
 // prints its events and the datagrams reaching its port as JSON lines. For each protocol: the mapping is
@@ -13,12 +13,12 @@ import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Lab, type Topology } from '../../lab/index.js'
-import { PortMapper, type PortMapState } from '../../src/agent/portmap/mapper.js'
-import type { PortmapProtocol } from '../../src/agent/portmap/types.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { UdpSocket } from '../../src/io/datagram.js'
 import { jsonLogger } from '../../src/io/log.js'
 import { SystemRandom } from '../../src/io/random.js'
+import { PortMapper, type PortMapState } from '../../src/portmap/mapper.js'
+import type { PortmapProtocol } from '../../src/portmap/types.js'
 
 const PORT = 4500
 const SERVER = '198.51.100.10'

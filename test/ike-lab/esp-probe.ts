@@ -1,9 +1,9 @@
 // Test tooling: proves negotiated Child SA keys by sending an ICMPv6 echo request inside ESP-in-UDP
 // (RFC 4303, RFC 3948) and opening the echo reply, using the tunnel's ESP codec.
 
-import { ESP_MAX_OVERHEAD, ESP_PAYLOAD_OFFSET, EspCrypto, EspOpened, IpProto } from '../../tunnel/esp.js'
-import { bytesToIp, ipToBytes } from '../payloads.js'
-import type { ChildSaKeys } from '../types.js'
+import { bytesToIp, ipToBytes } from '../../src/ike/payloads.js'
+import type { ChildSaKeys } from '../../src/ike/types.js'
+import { ESP_MAX_OVERHEAD, ESP_PAYLOAD_OFFSET, EspCrypto, EspOpened, IpProto } from '../../src/tunnel/esp.js'
 
 const IPV6_HDR_LEN = 40
 const ICMPV6_HDR_LEN = 8

@@ -1,8 +1,8 @@
 // The contract shared by the three mapping protocols (pcp.ts, natpmp.ts, upnp.ts) and the PortMapper
 // (mapper.ts) that drives them, plus the socket edge they need beyond src/io/datagram.ts (multicast).
 
-import type { DatagramSocket } from '../../io/datagram.js'
-import { UdpSocket } from '../../io/datagram.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import { UdpSocket } from '../io/datagram.js'
 
 export type PortmapProtocol = 'pcp' | 'natpmp' | 'upnp'
 export type TransportProtocol = 'udp' | 'tcp'

@@ -4,8 +4,8 @@
 // answers, we wait at most `graceMs` for the ones preferred to it. Asking one after the other would make a
 // UPnP-only router (most consumer routers) wait for two full probe timeouts.
 
-import type { Clock, TimerHandle } from '../../io/clock.js'
-import type { Logger } from '../../io/log.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
 import type { MappingClient } from './types.js'
 
 export interface ProbeOptions {

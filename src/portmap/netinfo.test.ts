@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { failOnLeakedResources } from '../../io/leak-check.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { epochValid } from './epoch.js'
 import { isPrivateIPv4, readIp16, writeIp16 } from './ip.js'
 import { parseProcNetRoute } from './netinfo.js'

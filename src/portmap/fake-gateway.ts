@@ -5,8 +5,8 @@
 // epoch back to 0, multicast a PCP ANNOUNCE and an SSDP alive, as miniupnpd 2.3.1 does).
 
 import http from 'node:http'
-import type { Clock } from '../../io/clock.js'
-import type { DatagramSocket, RemoteInfo } from '../../io/datagram.js'
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
 import { decodeNatPmpRequest, encodeNatPmpResponse, type NatPmpResponse, NatPmpResult } from './natpmp.js'
 import { decodePcpRequest, encodePcpResponse, IanaProtocol, PCP_VERSION, PcpResult } from './pcp.js'
 import { parseSsdpMessage } from './ssdp.js'

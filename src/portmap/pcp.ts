@@ -2,10 +2,10 @@
 // 11.1 MAP payload, 14.1 ANNOUNCE) and a MAP client for one gateway (8.1.1 retransmission, here from
 // 250 ms as the issue asks; 8.5 epoch check; 11.2.1 renewal and 15 deletion reusing the mapping nonce).
 
-import type { Clock } from '../../io/clock.js'
-import type { DatagramSocket } from '../../io/datagram.js'
-import type { Logger } from '../../io/log.js'
-import type { Random } from '../../io/random.js'
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
 import { type EpochSample, epochValid } from './epoch.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
 import { readIp16, writeIp16 } from './ip.js'

@@ -1,8 +1,8 @@
 // SSDP, UPnP Device Architecture 1.1 section 1: M-SEARCH discovery of the gateway's Internet Gateway Device
 // and parsing of the NOTIFY announcements (ssdp:alive after a gateway restart, ssdp:byebye) it multicasts.
 
-import type { Clock, TimerHandle } from '../../io/clock.js'
-import type { Logger } from '../../io/log.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
 import { PortmapAbortedError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import type { GatewayAnnouncement, PortmapSockets, RetrySchedule } from './types.js'
 import { RFC6886_RETRY } from './types.js'

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { failOnLeakedResources } from '../../io/leak-check.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import type { PortMapState } from './mapper.js'
 import { CLIENT, driveFakeClock, EXTERNAL, fakeEnv, INTERNAL_PORT, loopbackEnv, portMapperSuite } from './suite.js'
 import type { PortmapProtocol } from './types.js'

@@ -1,9 +1,9 @@
 // NAT-PMP, RFC 6886: the codec (3.2 external address, 3.3 MAP UDP/TCP, 3.5 result codes, 3.2.1 address
 // announcements) and a client for one gateway (3.1 retransmission, 3.3 renewal, 3.4 deletion, 3.6 epoch).
 
-import type { Clock } from '../../io/clock.js'
-import type { DatagramSocket } from '../../io/datagram.js'
-import type { Logger } from '../../io/log.js'
+import type { Clock } from '../io/clock.js'
+import type { DatagramSocket } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
 import { type EpochSample, epochValid } from './epoch.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
 import { readIPv4, writeIPv4 } from './ip.js'

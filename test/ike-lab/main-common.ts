@@ -2,8 +2,8 @@
 // output on stdout, the request loop on stdin, and the peer table the engine looks peers up in.
 import { createPublicKey } from 'node:crypto'
 import { createInterface } from 'node:readline'
-import type { CipherName } from '../proposals.js'
-import type { PeerInfo } from '../types.js'
+import type { CipherName } from '../../src/ike/proposals.js'
+import type { PeerInfo } from '../../src/ike/types.js'
 
 export interface LabPeerConfig {
   id: string

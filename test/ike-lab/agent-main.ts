@@ -3,16 +3,16 @@
 // Same JSON-lines protocol and config as peer-main.ts, plus { tun?: string }. The first packet routed into
 // the TUN device towards a peer with no SA starts IKE (tunnel onNoSa -> engine.connect).
 
-import { SystemClock } from '../../io/clock.js'
-import { UdpSocket } from '../../io/datagram.js'
-import { jsonLogger, nullLogger } from '../../io/log.js'
-import { SystemRandom } from '../../io/random.js'
-import { LinuxTun } from '../../tunnel/tun/linux-tun.js'
-import { Tunnel } from '../../tunnel/tunnel.js'
-import { IkeEngine } from '../engine.js'
-import { hostKeyFromPem } from '../hostkey.js'
-import { DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
-import { attachTunnel, tunnelEvents, tunnelTransport } from '../tunnel-glue.js'
+import { IkeEngine } from '../../src/ike/engine.js'
+import { hostKeyFromPem } from '../../src/ike/hostkey.js'
+import { DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../../src/ike/proposals.js'
+import { attachTunnel, tunnelEvents, tunnelTransport } from '../../src/ike/tunnel-glue.js'
+import { SystemClock } from '../../src/io/clock.js'
+import { UdpSocket } from '../../src/io/datagram.js'
+import { jsonLogger, nullLogger } from '../../src/io/log.js'
+import { SystemRandom } from '../../src/io/random.js'
+import { LinuxTun } from '../../src/tunnel/tun/linux-tun.js'
+import { Tunnel } from '../../src/tunnel/tunnel.js'
 import { type LabMainConfig, out, peerTable, readLabConfig, serveRequests } from './main-common.js'
 
 interface Config extends LabMainConfig {

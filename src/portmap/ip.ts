@@ -2,7 +2,7 @@
 // as IPv4-mapped IPv6 (RFC 6887 5, RFC 4291 2.5.5.2), and the private-range test the PortMapper uses.
 
 import { isIPv4, isIPv6 } from 'node:net'
-import { formatIpv6 } from '../identity.js'
+import { formatIpv6 } from '../tunnel/sa-table.js'
 import { PortmapWireError } from './errors.js'
 
 export const IPV4_LEN = 4
@@ -42,7 +42,7 @@ function isV4Mapped(buf: Buffer, off: number): boolean {
 export function readIp16(buf: Buffer, off: number): string {
   if (buf.length < off + IP16_LEN) throw new PortmapWireError('ip16', off, 'short')
   if (isV4Mapped(buf, off)) return readIPv4(buf, off + IPV4_MAPPED_PREFIX_LEN)
-  return formatIpv6(buf.subarray(off, off + IP16_LEN))
+  return formatIpv6(buf, off)
 }
 
 /** Writes an IPv4 address as IPv4-mapped IPv6, or an IPv6 address as is. */

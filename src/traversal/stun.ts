@@ -17,9 +17,9 @@ import { crc32 } from 'node:zlib'
 import { WireError } from '../dns/wire/errors.js'
 import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
+import { splitHostPort } from '../io/host-port.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { splitHostPort } from './host-port.js'
 import { StunTransactions } from './stun-transactions.js'
 
 export const STUN_MAGIC_COOKIE = 0x2112a442

@@ -4,9 +4,9 @@
 // asks all three at once and keeps that order as a preference (probe.ts).
 // The state machine and its diagram are in mapper-state.ts.
 
-import type { Clock, TimerHandle } from '../../io/clock.js'
-import type { Logger } from '../../io/log.js'
-import type { Random } from '../../io/random.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
 import { AnnouncementListener } from './announcements.js'
 import { PortmapAbortedError } from './errors.js'
 import { isPrivateIPv4 } from './ip.js'

@@ -3,8 +3,8 @@
 // 239.255.255.250:1900. miniupnpd 2.3.1 sends a PCP ANNOUNCE and an ssdp:alive when it starts, and a NAT-PMP
 // announcement plus a PCP ANNOUNCE when its WAN address changes (RECIPES.md section 1).
 
-import type { DatagramSocket, RemoteInfo } from '../../io/datagram.js'
-import type { Logger } from '../../io/log.js'
+import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
 import { decodeNatPmpAnnouncement } from './natpmp.js'
 import { decodePcpAnnouncement } from './pcp.js'
 import { parseNotify, SSDP_GROUP } from './ssdp.js'

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import { FakeClock } from '../../io/clock.fake.js'
-import { FakeNetwork } from '../../io/datagram.fake.js'
-import { failOnLeakedResources } from '../../io/leak-check.js'
-import { nullLogger } from '../../io/log.js'
-import { FakeRandom } from '../../io/random.fake.js'
+import { FakeClock } from '../io/clock.fake.js'
+import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
+import { nullLogger } from '../io/log.js'
+import { FakeRandom } from '../io/random.fake.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
 import {
   decodePcpAnnouncement,

@@ -1,8 +1,8 @@
 // TURN wire pieces (RFC 8656 on RFC 8489's message format, whose codec is stun.ts): method and class numbers,
 // ChannelData framing, the long-term credential key, and the `--relay` argument. The client is turn.ts.
 import { createHash } from 'node:crypto'
+import { splitHostPort } from '../io/host-port.js'
 import { CHANNEL_DATA_HEADER_LEN, CHANNEL_DATA_LEN_OFFSET, writeChannelDataHeader } from '../tunnel/sa-table.js'
-import { splitHostPort } from './host-port.js'
 
 /** Methods (RFC 8656 18.1) and classes (RFC 8489 5): type = method | class for methods below 0x10. */
 export const TurnMethod = {

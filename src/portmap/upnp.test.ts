@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { FakeClock } from '../../io/clock.fake.js'
-import { FakeNetwork } from '../../io/datagram.fake.js'
-import { failOnLeakedResources } from '../../io/leak-check.js'
-import { nullLogger } from '../../io/log.js'
+import { FakeClock } from '../io/clock.fake.js'
+import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
+import { nullLogger } from '../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import { discoverIgd, encodeMSearch, parseNotify, parseSearchResponse, parseSsdpMessage } from './ssdp.js'
 import { driveFakeClock } from './suite.js'
@@ -14,7 +14,7 @@ import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf 
 failOnLeakedResources()
 
 // Captured from miniupnpd 2.3.1 (Debian bookworm, nftables backend) in the lab, 2026-11-21.
-const FIXTURES = fileURLToPath(new URL('../../../../src/agent/portmap/fixtures/miniupnpd-2.3.1/', import.meta.url))
+const FIXTURES = fileURLToPath(new URL('../../../src/portmap/fixtures/miniupnpd-2.3.1/', import.meta.url))
 const fixture = (name: string): string => readFileSync(FIXTURES + name, 'utf8')
 /** The captures hold the HTTP status on the first line, then the body. */
 const soapFixture = (name: string): { status: number; body: string } => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { failOnLeakedResources } from '../../io/leak-check.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
 import { type PortMapChangeReason, type PortMapInput, type PortMapState, stepPortMap } from './mapper-state.js'
 
 failOnLeakedResources()

@@ -5,16 +5,16 @@
 // argv[2]: JSON { localId, localUla, bind, port, auth, hostKeyPem?, psk(hex), peers: [{id, ula, address,
 //                port, publicKeyPem?}], groups?, ciphers?, childCiphers?, esn? }
 
-import { SystemClock } from '../../io/clock.js'
-import { UdpSocket } from '../../io/datagram.js'
-import { jsonLogger, nullLogger } from '../../io/log.js'
-import { SystemRandom } from '../../io/random.js'
-import { IkeEngine } from '../engine.js'
-import { initiate } from '../exchange-init.js'
-import { hostKeyFromPem } from '../hostkey.js'
-import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../proposals.js'
-import { DualUdpIkeTransport, UdpIkeTransport } from '../transport.js'
-import type { ChildSaKeys, Endpoint } from '../types.js'
+import { IkeEngine } from '../../src/ike/engine.js'
+import { initiate } from '../../src/ike/exchange-init.js'
+import { hostKeyFromPem } from '../../src/ike/hostkey.js'
+import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../../src/ike/proposals.js'
+import { DualUdpIkeTransport, UdpIkeTransport } from '../../src/ike/transport.js'
+import type { ChildSaKeys, Endpoint } from '../../src/ike/types.js'
+import { SystemClock } from '../../src/io/clock.js'
+import { UdpSocket } from '../../src/io/datagram.js'
+import { jsonLogger, nullLogger } from '../../src/io/log.js'
+import { SystemRandom } from '../../src/io/random.js'
 import { echoReply, echoRequest, isEchoReply, openEsp, parseEchoRequest, sealEsp } from './esp-probe.js'
 import { type LabMainConfig, type LabRequest, out, peerTable, readLabConfig, serveRequests } from './main-common.js'
 

@@ -2,9 +2,9 @@
 // send, wait `initialMs`, resend, doubling the wait each time, `maxTries` sends in all, then give up after
 // one more doubled wait. (RFC 6887 8.1.1 starts PCP at 3 s; the issue asks for 250 ms for both.)
 
-import type { Clock, TimerHandle } from '../../io/clock.js'
-import type { DatagramSocket, RemoteInfo } from '../../io/datagram.js'
-import type { Logger } from '../../io/log.js'
+import type { Clock, TimerHandle } from '../io/clock.js'
+import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
 import { PortmapAbortedError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import type { AddrPort, PortmapProtocol, RetrySchedule } from './types.js'
 

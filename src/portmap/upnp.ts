@@ -4,9 +4,9 @@
 // XML is handled by hand: we read a handful of leaf elements and never need a tree.
 
 import http from 'node:http'
-import type { Clock } from '../../io/clock.js'
-import type { Logger } from '../../io/log.js'
-import type { Random } from '../../io/random.js'
+import type { Clock } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
+import type { Random } from '../io/random.js'
 import { PortmapAbortedError, PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import { discoverIgd } from './ssdp.js'
 import type { MappingClient, MapRequest, MapResult, PortmapSockets, RetrySchedule } from './types.js'

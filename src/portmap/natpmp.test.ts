@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
-import { FakeClock } from '../../io/clock.fake.js'
-import { FakeNetwork } from '../../io/datagram.fake.js'
-import { failOnLeakedResources } from '../../io/leak-check.js'
-import { nullLogger } from '../../io/log.js'
+import { FakeClock } from '../io/clock.fake.js'
+import { FakeNetwork } from '../io/datagram.fake.js'
+import { failOnLeakedResources } from '../io/leak-check.js'
+import { nullLogger } from '../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import {
   decodeNatPmpAnnouncement,
