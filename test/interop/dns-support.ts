@@ -79,7 +79,9 @@ ${records}
     }
   })
   const deadline = Date.now() + 15_000
-  while (!/\brunning\b/.test(log)) {
+  // named logs "running on Linux ..." and "running as: named ..." at once and the bare "running" line only after
+  // "all zones loaded": waiting for the word alone let a loaded machine query before the zone was there (SERVFAIL).
+  while (!/ running$/m.test(log)) {
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`named did not start:\n${log}`)
     await new Promise((r) => setTimeout(r, 50))
   }
