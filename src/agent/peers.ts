@@ -29,7 +29,7 @@ import { type RR, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type PeerRecords, queryIkeKeys, recordsMoved, resolveTarget, type SignedQuery } from './peer-records.js'
-import { AUTOTUNNEL_SERVICE, fq } from './records.js'
+import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL } from './records.js'
 
 export type { SignedQuery } from './peer-records.js'
 
@@ -216,7 +216,7 @@ export class PeerManager {
   hostLabel(name: string): string | undefined {
     const n = fq(name.toLowerCase())
     const label = n.endsWith(`.${this.#domain}`) ? n.slice(0, -this.#domain.length - 1) : n.slice(0, -1)
-    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(label) ? label : undefined
+    return HOST_LABEL.test(label) ? label : undefined
   }
 
   /**
@@ -313,7 +313,7 @@ export class PeerManager {
     const suffix = `.${this.#domain}`
     if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined
     const h = name.slice(prefix.length, -suffix.length)
-    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h) ? h : undefined
+    return HOST_LABEL.test(h) ? h : undefined
   }
 
   #add(host: string): Entry {
