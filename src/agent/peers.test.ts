@@ -6,15 +6,7 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import {
-  COALESCE_MS,
-  formatPeerRow,
-  LOOKUP_CACHE_SIZE,
-  LOOKUP_CACHE_TTL_MS,
-  PeerManager,
-  QTYPE_ANY,
-  type WatchLike,
-} from './peers.js'
+import { COALESCE_MS, LOOKUP_CACHE_SIZE, LOOKUP_CACHE_TTL_MS, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
 
 failOnLeakedResources()
 
@@ -313,26 +305,6 @@ test('an SRV target outside the domain is refused', async () => {
   assert.equal(pm.get('evil')?.ula, undefined)
   assert.match(pm.get('evil')?.lastError ?? '', /outside/)
   await pm.close()
-})
-
-test('formatPeerRow: one readable line per peer', () => {
-  const row = formatPeerRow({
-    name: 'desktop',
-    ula: 'fd00::1',
-    endpoint: '203.0.113.11:4500',
-    path: 'direct',
-    lastHandshake: '2026-11-21T13:30:10.954Z',
-    auth: 'signature',
-    bytesIn: 2048,
-    bytesOut: 512,
-  })
-  assert.match(
-    row,
-    /^desktop +fd00::1 +203\.0\.113\.11:4500 +direct {2}handshake 2026-11-21T13:30:10Z {2}auth signature {2}in 2\.0 KiB out 0\.5 KiB$/,
-  )
-  assert.match(formatPeerRow({ name: 'tv', lastError: 'no SRV' }), /handshake never {2}auth - .*\(no SRV\)$/)
-  assert.match(formatPeerRow({ name: 'tv', auth: 'psk', lastHandshake: '2026-11-21T13:30:10Z' }), / {2}auth psk {2}/)
-  assert.match(formatPeerRow({ name: 'tv', auth: null }), / {2}auth - {2}/)
 })
 
 test('rewatch after a move: every watcher is opened again and every peer resolved again', async () => {

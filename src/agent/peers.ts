@@ -21,12 +21,17 @@
 // peer lifecycle:  (PTR added) --> resolving --ok--> known --(watch event)--> resolving --> known ...
 //                                        \--no SRV/AAAA--> incomplete (retried on the next event)
 //                  (PTR removed) --> gone (watchers closed, listeners told)
+//
+// This file is the peer table, its watchers and the order of the chain; the queries themselves and the parsing of
+// their answers are in peer-records.ts, the status row in status-format.ts.
 import type { WatchMechanism } from '../dns/client/watcher.js'
-import type { Message } from '../dns/wire/message.js'
-import { type RR, RRType, type SRVData, type TXTData } from '../dns/wire/rr-table.js'
+import { type RR, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
-import { AUTOTUNNEL_SERVICE, fq } from './records.js'
+import { type PeerRecords, queryIkeKeys, recordsMoved, resolveTarget, type SignedQuery } from './peer-records.js'
+import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL } from './records.js'
+
+export type { SignedQuery } from './peer-records.js'
 
 /** Events from one UPDATE arrive as several notifications; one resolution follows them all. */
 export const COALESCE_MS = 30
@@ -36,10 +41,6 @@ export const QTYPE_ANY = 255
 export const LOOKUP_CACHE_SIZE = 64
 /** ... each for this long (short: a revoked key must not stay usable, and a new host is retried soon). */
 export const LOOKUP_CACHE_TTL_MS = 10_000
-
-export interface SignedQuery {
-  query(name: string, type: number): Promise<Message>
-}
 
 /** What peers.ts uses of src/dns/client/watcher.ts's Watcher. */
 export interface WatchLike {
@@ -52,23 +53,12 @@ export interface WatchLike {
 
 export type WatchFactory = (name: string, type: number) => WatchLike
 
-export interface Peer {
+/** A peer: its names, what its records say (target, ULA, endpoint, nat, stun, relay: peer-records.ts), its keys. */
+export interface Peer extends PeerRecords {
   /** Host label, e.g. "desktop". */
   readonly host: string
   /** FQDN without the final dot, e.g. "desktop.alice.members.example" (the IKE identity). */
   readonly fqdn: string
-  /** Autotunnel target name (L.D., from the SRV), once known. */
-  readonly target: string | undefined
-  readonly ula: string | undefined
-  /** Outer endpoint: the target's A record and the SRV port. */
-  readonly endpoint: { readonly address: string; readonly port: number } | undefined
-  /** TXT nat=... of the peer (pcp, natpmp, upnp, public, unmapped). */
-  readonly nat: string | undefined
-  /** TXT stun=ADDR:PORT and mapping=eim|symmetric of an unmapped peer (docs/punch.md); undefined when absent. */
-  readonly stun?: { readonly address: string; readonly port: number } | undefined
-  readonly mapping?: 'eim' | 'symmetric' | undefined
-  /** TXT relay=ADDR:PORT: the peer's TURN relayed address (docs/relay.md); undefined when absent. */
-  readonly relay?: { readonly address: string; readonly port: number } | undefined
   /** The TXT strings at H.D that look like IKE key records (v=at-ike1); [] when none or the host is gone. */
   readonly publicKeys: readonly string[]
   /** Wall-clock ms of the last completed resolution. */
@@ -226,7 +216,7 @@ export class PeerManager {
   hostLabel(name: string): string | undefined {
     const n = fq(name.toLowerCase())
     const label = n.endsWith(`.${this.#domain}`) ? n.slice(0, -this.#domain.length - 1) : n.slice(0, -1)
-    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(label) ? label : undefined
+    return HOST_LABEL.test(label) ? label : undefined
   }
 
   /**
@@ -323,7 +313,7 @@ export class PeerManager {
     const suffix = `.${this.#domain}`
     if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined
     const h = name.slice(prefix.length, -suffix.length)
-    return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(h) ? h : undefined
+    return HOST_LABEL.test(h) ? h : undefined
   }
 
   #add(host: string): Entry {
@@ -419,15 +409,7 @@ export class PeerManager {
     const srvP = query.query(srvName, RRType.SRV)
     srvP.catch(() => {})
     const hostName = `${host}.${this.#domain}`
-    const keys = await query
-      .query(hostName, RRType.TXT)
-      .then((m) =>
-        answers<TXTData>(m, hostName, RRType.TXT)
-          .map((t) => t.strings.map(String).join(''))
-          .filter((s) => s.startsWith('v=at-ike'))
-          .sort(),
-      )
-      .catch(() => undefined)
+    const keys = await queryIkeKeys(query, hostName)
     const listed = this.#entries.get(host) === e
     if (keys && keys.join('\n') !== e.peer.publicKeys.join('\n')) {
       e.peer = { ...e.peer, publicKeys: keys }
@@ -444,31 +426,10 @@ export class PeerManager {
     let next: Peer
     try {
       // Step 2-3: the SRV gives the port and the target; step 4-5: the target's A (and AAAA, TXT).
-      const srv = answers<SRVData>(await srvP, srvName, RRType.SRV)[0]
-      if (!srv) throw new Error(`no SRV ${srvName}`)
-      const target = fq(srv.target.toLowerCase())
-      if (!target.endsWith(`.${this.#domain}`)) throw new Error(`SRV target ${target} outside ${this.#domain}`)
-      const [aaaaM, aM, txtM] = await Promise.all(
-        [RRType.AAAA, RRType.A, RRType.TXT].map((t) => query.query(target, t)),
-      )
-      const ula = answers<{ address: string }>(aaaaM as Message, target, RRType.AAAA)[0]?.address
-      const a = answers<{ address: string }>(aM as Message, target, RRType.A)[0]?.address
-      const txt = answers<TXTData>(txtM as Message, target, RRType.TXT).flatMap((t) => t.strings.map(String))
-      const nat = txt.find((s) => s.startsWith('nat='))?.slice('nat='.length)
-      const stun = parseStunTxt(txt.find((s) => s.startsWith('stun='))?.slice('stun='.length))
-      const mappingText = txt.find((s) => s.startsWith('mapping='))?.slice('mapping='.length)
-      const mapping = mappingText === 'eim' || mappingText === 'symmetric' ? mappingText : undefined
-      const relay = parseStunTxt(txt.find((s) => s.startsWith('relay='))?.slice('relay='.length))
-      if (!ula) throw new Error(`no AAAA ${target}`)
+      const records = await resolveTarget(query, await srvP, srvName, this.#domain)
       next = {
         ...e.peer,
-        target,
-        ula,
-        endpoint: a && srv.port ? { address: a, port: srv.port } : undefined,
-        nat,
-        stun,
-        mapping,
-        relay,
+        ...records,
         resolvedAt: clock.now(),
         resolutions: e.peer.resolutions + 1,
         lastError: undefined,
@@ -496,17 +457,7 @@ export class PeerManager {
     }
     const prev = e.peer
     e.peer = next
-    const moved =
-      prev.ula !== next.ula ||
-      prev.endpoint?.address !== next.endpoint?.address ||
-      prev.endpoint?.port !== next.endpoint?.port ||
-      prev.nat !== next.nat ||
-      prev.stun?.address !== next.stun?.address ||
-      prev.stun?.port !== next.stun?.port ||
-      prev.mapping !== next.mapping ||
-      prev.relay?.address !== next.relay?.address ||
-      prev.relay?.port !== next.relay?.port
-    if (!moved) return
+    if (!recordsMoved(prev, next)) return
     log.info('peers.update', {
       host,
       ula: next.ula,
@@ -526,20 +477,6 @@ export class PeerManager {
   }
 }
 
-function answers<T>(m: Message, name: string, type: number): T[] {
-  const n = name.toLowerCase()
-  return m.answers.filter((r) => r.type === type && fq(r.name.toLowerCase()) === n && r.data).map((r) => r.data as T)
-}
-
-/** "203.0.113.13:4500" -> endpoint; anything else (a hostile or garbled TXT string) -> undefined. */
-export function parseStunTxt(v: string | undefined): { address: string; port: number } | undefined {
-  const m = v ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(v) : null
-  if (!m?.[1] || !m[2]) return undefined
-  const port = Number(m[2])
-  if (port < 1 || port > 0xffff || m[1].split('.').some((o) => Number(o) > 255)) return undefined
-  return { address: m[1], port }
-}
-
 /** Canonical text of an IPv6 address (so "fd00::0001" and "fd00::1" compare equal). */
 export function normUla(a: string): string {
   try {
@@ -547,18 +484,4 @@ export function normUla(a: string): string {
   } catch {
     return a.toLowerCase()
   }
-}
-
-/**
- * One row of `autotunnel status`'s peer table (the rows Datapath.status() returns; src/agent/status-format.ts prints
- * them): the peer's IKE auth method (signature, psk, none) follows its last handshake, '-' with no IKE SA.
- */
-export function formatPeerRow(p: Record<string, unknown>): string {
-  const kb = (n: unknown): string => `${((Number(n) || 0) / 1024).toFixed(1)} KiB`
-  const hs = typeof p.lastHandshake === 'string' ? p.lastHandshake.replace(/\.\d+Z$/, 'Z') : 'never'
-  return (
-    `${String(p.name).padEnd(12)} ${String(p.ula ?? '-').padEnd(39)} ${String(p.endpoint ?? '-').padEnd(21)} ` +
-    `${String(p.path ?? '-')}  handshake ${hs}  auth ${typeof p.auth === 'string' ? p.auth : '-'}  in ${kb(p.bytesIn)} out ${kb(p.bytesOut)}` +
-    `${p.lastError ? `  (${p.lastError})` : ''}`
-  )
 }

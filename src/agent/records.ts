@@ -58,6 +58,8 @@ export interface PublishedRR {
 
 export const AUTOTUNNEL_SERVICE = '_autotunnel._udp'
 export const SERVICES_ENUM = '_services._dns-sd._udp'
+/** A host label H in H.D: one LDH label of 1-63 characters (RFC 1123 section 2.1), lower case. */
+export const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
 export class ServiceSpecError extends Error {
   override readonly name = 'ServiceSpecError'

@@ -13,8 +13,8 @@
 // "Revocation and its limits".
 import type { UpdateSink } from '../dns/client/update.js'
 import { type RR, RRClass, RRType, type SRVData } from '../dns/wire/rr-table.js'
-import type { SignedQuery } from './peers.js'
-import { AUTOTUNNEL_SERVICE, fq, SERVICES_ENUM } from './records.js'
+import { answers, type SignedQuery } from './peer-records.js'
+import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL, SERVICES_ENUM } from './records.js'
 
 export interface RevokeResult {
   readonly host: string
@@ -28,19 +28,12 @@ export class RevokeError extends Error {
   override readonly name = 'RevokeError'
 }
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
-
 function deleteName(name: string): RR {
   return { name, type: RRType.ANY, class: RRClass.ANY, ttl: 0, data: null }
 }
 
 function deletePtr(name: string, target: string): RR {
   return { name, type: RRType.PTR, class: RRClass.NONE, ttl: 0, data: { ptrdname: target } }
-}
-
-function answerData<T>(rrs: readonly RR[], name: string, type: number): T[] {
-  const n = name.toLowerCase()
-  return rrs.filter((r) => r.type === type && fq(r.name.toLowerCase()) === n && r.data).map((r) => r.data as T)
 }
 
 /** The update section revoking `host` of `domain` (looks up its SRV target and the DNS-SD types first). */
@@ -50,15 +43,15 @@ export async function revokeUpdates(
   host: string,
 ): Promise<{ updates: RR[]; deleted: string[] }> {
   const h = host.toLowerCase()
-  if (!LABEL.test(h)) throw new RevokeError(`bad host name ${JSON.stringify(host)}: want one label`)
+  if (!HOST_LABEL.test(h)) throw new RevokeError(`bad host name ${JSON.stringify(host)}: want one label`)
   const d = fq(domain.toLowerCase())
   const hostName = `${h}.${d}`
   const srvName = `${AUTOTUNNEL_SERVICE}.${hostName}`
   const listName = `${AUTOTUNNEL_SERVICE}.${d}`
-  const srv = answerData<SRVData>((await query.query(srvName, RRType.SRV)).answers, srvName, RRType.SRV)
+  const srv = answers<SRVData>(await query.query(srvName, RRType.SRV), srvName, RRType.SRV)
   const targets = srv.map((s) => fq(s.target.toLowerCase())).filter((t) => t.endsWith(`.${d}`))
-  const types = answerData<{ ptrdname: string }>(
-    (await query.query(`${SERVICES_ENUM}.${d}`, RRType.PTR)).answers,
+  const types = answers<{ ptrdname: string }>(
+    await query.query(`${SERVICES_ENUM}.${d}`, RRType.PTR),
     `${SERVICES_ENUM}.${d}`,
     RRType.PTR,
   ).map((p) => fq(p.ptrdname.toLowerCase()))

@@ -1,7 +1,5 @@
 // Human-readable `autotunnel status` (the JSON form is the control socket's answer as is).
 
-import { formatPeerRow } from './peers.js'
-
 type Obj = Record<string, unknown>
 
 const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {})
@@ -21,6 +19,20 @@ function relayLine(r: Obj): string {
     return `relay       ${r.wanted ? `allocating${r.lastError ? ` (last error: ${r.lastError})` : ''}` : 'not needed'}`
   const chans = ((a.channels as Obj[] | undefined) ?? []).map((c) => `${c.peer}=${c.channel}`).join(' ')
   return `relay       ${a.relayed} via ${a.server}, ${a.lifetimeLeftSec} s left, permissions ${((a.permissions as string[] | undefined) ?? []).join(' ') || '-'}, channels ${chans || '-'}`
+}
+
+/**
+ * One row of `autotunnel status`'s peer table (the rows Datapath.status() returns): the peer's IKE auth method
+ * (signature, psk, none) follows its last handshake, '-' with no IKE SA.
+ */
+export function formatPeerRow(p: Record<string, unknown>): string {
+  const kb = (n: unknown): string => `${((Number(n) || 0) / 1024).toFixed(1)} KiB`
+  const hs = typeof p.lastHandshake === 'string' ? p.lastHandshake.replace(/\.\d+Z$/, 'Z') : 'never'
+  return (
+    `${String(p.name).padEnd(12)} ${String(p.ula ?? '-').padEnd(39)} ${String(p.endpoint ?? '-').padEnd(21)} ` +
+    `${String(p.path ?? '-')}  handshake ${hs}  auth ${typeof p.auth === 'string' ? p.auth : '-'}  in ${kb(p.bytesIn)} out ${kb(p.bytesOut)}` +
+    `${p.lastError ? `  (${p.lastError})` : ''}`
+  )
 }
 
 export function formatStatus(s: Obj): string {

@@ -1,8 +1,8 @@
 // TURN client (RFC 8656) on the agent's shared UDP port, for peers that cannot punch (docs/relay.md): a host
 // behind a symmetric NAT allocates a relayed address on a TURN server (coturn) FROM THE SOCKET THAT CARRIES IKE
 // AND ESP, publishes it as TXT relay=ADDR:PORT, and exchanges its tunnel's datagrams with its peers through it.
-// The codec is stun.ts's (attribute table, encodeStun, checkIntegrity); this file holds the TURN methods, the
-// long-term credential mechanism and the allocation's state.
+// The codec is stun.ts's (attribute table, encodeStun, checkIntegrity); the long-term credential mechanism and the
+// transactions are turn-request.ts's; this file holds the TURN methods and the allocation's state.
 //
 //   RFC 8656 7.1   Allocate (REQUESTED-TRANSPORT UDP) -> XOR-RELAYED-ADDRESS, LIFETIME
 //   RFC 8489 9.2   long-term credentials: 401 with REALM + NONCE, then USERNAME/REALM/NONCE/MESSAGE-INTEGRITY,
@@ -25,31 +25,23 @@ import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import {
   type AddrPort,
-  checkIntegrity,
   decodeAddress,
   decodeStun,
   encodeStun,
   encodeXorAddress,
   looksLikeStun,
-  STUN_HEADER_LEN,
   STUN_TXID_LEN,
-  STUN_TXID_OFFSET,
   StunAttr,
   type StunMessage,
 } from './stun.js'
-import { StunTransactions } from './stun-transactions.js'
+import { TurnRequests } from './turn-request.js'
 import {
   CHANNEL_MAX,
   CHANNEL_MIN,
   CHANNEL_REFRESH_MS,
-  CLASS_MASK,
   decodeChannelData,
-  ErrorCode,
   encodeChannelData,
   epKey,
-  longTermKey,
-  METHOD_MASK,
-  methodName,
   PERMISSION_REFRESH_MS,
   StunClass,
   TRANSPORT_UDP,
@@ -109,15 +101,12 @@ export class TurnClient {
   readonly #permMs: number
   readonly #chanMs: number
   #state: TurnState = 'idle'
-  #realm: string | undefined
-  #nonce: string | undefined
-  #key: Buffer | undefined
   #relayed: AddrPort | undefined
   #expiresAt = 0
   #refreshTimer: TimerHandle | undefined
   #permTimer: TimerHandle | undefined
   #chanTimer: TimerHandle | undefined
-  readonly #tx: StunTransactions<{ msg: StunMessage; raw: Buffer }>
+  readonly #req: TurnRequests
   /** Permitted peer IPs (RFC 8656 9: permissions are per IP address, not port). */
   readonly #perms = new Set<string>()
   readonly #byPeer = new Map<string, Channel>()
@@ -136,17 +125,25 @@ export class TurnClient {
   constructor(deps: TurnClientDeps, server: TurnServer, opts: TurnClientOptions = {}) {
     this.#d = deps
     this.server = server
-    this.#tx = new StunTransactions(deps.clock, {
-      rtoMs: opts.rtoMs ?? TURN_RTO_MS,
-      giveUpMs: opts.giveUpMs ?? TURN_GIVE_UP_MS,
-    })
+    this.#req = new TurnRequests(
+      {
+        clock: deps.clock,
+        random: deps.random,
+        log: deps.log,
+        send: (buf, port, address) => deps.send(buf, port, address),
+        closed: () => this.#state === 'closed',
+        counts: this.#counts,
+      },
+      server,
+      { rtoMs: opts.rtoMs ?? TURN_RTO_MS, giveUpMs: opts.giveUpMs ?? TURN_GIVE_UP_MS },
+    )
     this.#lifetimeSec = opts.lifetimeSec ?? TURN_LIFETIME_SEC
     this.#permMs = opts.permissionRefreshMs ?? PERMISSION_REFRESH_MS
     this.#chanMs = opts.channelRefreshMs ?? CHANNEL_REFRESH_MS
   }
 
   get counters(): TurnCounters {
-    return { requests: this.#tx.requests, retransmits: this.#tx.retransmits, ...this.#counts }
+    return { requests: this.#req.requests, retransmits: this.#req.retransmits, ...this.#counts }
   }
 
   get state(): TurnState {
@@ -162,7 +159,7 @@ export class TurnClient {
     if (this.#state === 'closed') throw new TurnError('client closed', 0)
     this.#state = 'allocating'
     try {
-      const { msg, raw } = await this.#request(TurnMethod.ALLOCATE, [
+      const { msg, raw } = await this.#req.request(TurnMethod.ALLOCATE, [
         { type: StunAttr.REQUESTED_TRANSPORT, value: Buffer.from([TRANSPORT_UDP, 0, 0, 0]) },
         { type: StunAttr.LIFETIME, value: u32(this.#lifetimeSec) },
       ])
@@ -202,7 +199,7 @@ export class TurnClient {
   async #refresh(): Promise<void> {
     if (this.#state !== 'allocated') return
     try {
-      const { msg } = await this.#request(TurnMethod.REFRESH, [
+      const { msg } = await this.#req.request(TurnMethod.REFRESH, [
         { type: StunAttr.LIFETIME, value: u32(this.#lifetimeSec) },
       ])
       this.#setLifetime(msg)
@@ -263,7 +260,7 @@ export class TurnClient {
 
   async #createPermissions(ips: readonly string[]): Promise<void> {
     if (ips.length === 0) return
-    await this.#request(
+    await this.#req.request(
       TurnMethod.CREATE_PERMISSION,
       ips.map((ip) => ({ type: StunAttr.XOR_PEER_ADDRESS, value: encodeXorAddress({ address: ip, port: 0 }) })),
     )
@@ -273,7 +270,7 @@ export class TurnClient {
   async #bind(ch: Channel): Promise<void> {
     const cn = Buffer.alloc(4)
     cn.writeUInt16BE(ch.channel, 0)
-    await this.#request(TurnMethod.CHANNEL_BIND, [
+    await this.#req.request(TurnMethod.CHANNEL_BIND, [
       { type: StunAttr.CHANNEL_NUMBER, value: cn },
       { type: StunAttr.XOR_PEER_ADDRESS, value: encodeXorAddress(ch.peer) },
     ])
@@ -382,81 +379,7 @@ export class TurnClient {
       deliver(data.value, { address: peer.address, port: peer.port, family: 'IPv4' })
       return
     }
-    const key = b.toString('hex', STUN_TXID_OFFSET, STUN_HEADER_LEN)
-    if (!this.#tx.has(key)) return
-    // A success response carries MESSAGE-INTEGRITY under our key (RFC 8489 9.2.5); a wrong one is not our answer.
-    if (this.#key && (m.type & CLASS_MASK) === StunClass.SUCCESS && checkIntegrity(b, m, this.#key) === false) {
-      this.#counts.malformed++
-      return
-    }
-    this.#tx.settle(key, { msg: m, raw: b })
-  }
-
-  /** One request with the long-term credentials; 401 once (learning REALM/NONCE) and 438 once are retried. */
-  async #request(
-    method: number,
-    attrs: readonly { type: number; value: Buffer }[],
-  ): Promise<{ msg: StunMessage; raw: Buffer }> {
-    let authRetry = false
-    let staleRetry = false
-    for (;;) {
-      const withAuth =
-        this.#key && this.#nonce !== undefined && this.#realm !== undefined
-          ? [
-              ...attrs,
-              { type: StunAttr.USERNAME, value: Buffer.from(this.server.username, 'utf8') },
-              { type: StunAttr.REALM, value: Buffer.from(this.#realm, 'utf8') },
-              { type: StunAttr.NONCE, value: Buffer.from(this.#nonce, 'utf8') },
-            ]
-          : attrs
-      const r = await this.#transact(method | StunClass.REQUEST, withAuth, this.#key)
-      const cls = r.msg.type & CLASS_MASK
-      if ((r.msg.type & METHOD_MASK) !== method) throw new TurnError(`response of another method`, 0)
-      if (cls === StunClass.SUCCESS) return r
-      const code = r.msg.errorCode ?? 0
-      const realm = textAttr(r.msg, StunAttr.REALM)
-      const nonce = textAttr(r.msg, StunAttr.NONCE)
-      if (code === ErrorCode.UNAUTHORIZED && !authRetry && realm !== undefined && nonce !== undefined) {
-        authRetry = true
-        this.#realm = realm
-        this.#nonce = nonce
-        this.#key = longTermKey(this.server.username, realm, this.server.password)
-        continue
-      }
-      if (code === ErrorCode.STALE_NONCE && !staleRetry && nonce !== undefined) {
-        staleRetry = true
-        this.#nonce = nonce
-        if (realm !== undefined) this.#realm = realm
-        continue
-      }
-      this.#counts.errors++
-      const reason =
-        code === ErrorCode.UNAUTHORIZED
-          ? `401 Unauthorized: the TURN server refused user ${JSON.stringify(this.server.username)} (wrong password?)`
-          : `error ${code}`
-      throw new TurnError(`TURN ${methodName(method)} failed: ${reason}`, code)
-    }
-  }
-
-  async #transact(
-    type: number,
-    attrs: readonly { type: number; value: Buffer }[],
-    key: Buffer | undefined,
-  ): Promise<{ msg: StunMessage; raw: Buffer }> {
-    if (this.#state === 'closed') throw new TurnError('client closed', 0)
-    const txid = this.#d.random.bytes(STUN_TXID_LEN)
-    const req = encodeStun(type, txid, attrs, { integrityKey: key, fingerprint: true })
-    const r = await this.#tx.start(txid.toString('hex'), () => {
-      try {
-        this.#d.send(req, this.server.port, this.server.address)
-      } catch (e) {
-        this.#d.log.debug('turn.send_failed', { err: String(e) })
-      }
-    })
-    if (r) return r
-    if ((this.#state as TurnState) === 'closed') throw new TurnError('client closed', 0)
-    const at = epKey(this.server.address, this.server.port)
-    throw new TurnError(`TURN ${methodName(type & METHOD_MASK)}: no answer from ${at}`, 0)
+    this.#req.answer(b, m)
   }
 
   #stopTimers(): void {
@@ -490,16 +413,12 @@ export class TurnClient {
     this.#stopTimers()
     if (was === 'allocated') {
       this.#state = 'failed'
-      await this.#request(TurnMethod.REFRESH, [{ type: StunAttr.LIFETIME, value: u32(0) }]).catch(() => {})
+      await this.#req.request(TurnMethod.REFRESH, [{ type: StunAttr.LIFETIME, value: u32(0) }]).catch(() => {})
     }
     this.#state = 'closed'
-    this.#tx.close()
+    this.#req.close()
     this.#byPeer.clear()
     this.#byChannel.clear()
     this.#perms.clear()
   }
-}
-
-function textAttr(m: StunMessage, type: number): string | undefined {
-  return m.attrs.find((a) => a.type === type)?.value.toString('utf8')
 }

@@ -1,15 +1,14 @@
 // The tunnel data plane: IPv6 from a TUN device in ESP (RFC 4303, tunnel mode, inner next header 41) in UDP
 // (RFC 3948) on one shared socket, with SAs bound to pairs of ULAs (RFC 6281 section 7.3.2). Keys come from
 // outside: IKEv2 (src/ike/) through installChildSa/removeSa, or the manual-keying test command.
-// The packet path lives in send.ts and receive.ts; this file is the SA table's public face.
+// The packet path lives in send.ts and receive.ts, and how start() connects it to the TUN device and the socket
+// (receive batching, the send thread) in packet-io.ts; this file is the SA table's public face.
 
-import type dgram from 'node:dgram'
-import { EventEmitter } from 'node:events'
 import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
-import type { TunDevice } from '../io/tun.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
+import { rawUdpSocket, receiveFromUdp, type StartTun, sendFromTun, startTxThread } from './packet-io.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
@@ -30,12 +29,11 @@ import {
   type TunnelDeps,
   TunnelError,
   type TunnelOptions,
-  type ViewTun,
 } from './tunnel-types.js'
-import { TxThread } from './tx-thread.js'
-import { NAT_KEEPALIVE, NAT_KEEPALIVE_INTERVAL_MS, withNonEspMarker } from './udp-encap.js'
-import { UdpGso, udpSocketFd } from './udp-gso.js'
-import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
+import type { TxThread } from './tx-thread.js'
+import { NAT_KEEPALIVE_INTERVAL_MS, sendNatKeepalives, withNonEspMarker } from './udp-encap.js'
+import { udpSocketFd } from './udp-gso.js'
+import type { UdpRecvBatch } from './udp-recv.js'
 
 /** How often the send thread reports its counters. */
 export const TX_STATS_INTERVAL_MS = 200
@@ -43,14 +41,7 @@ export const TX_STATS_INTERVAL_MS = 200
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
 export type { Endpoint, RelayRoute } from './sa-table.js'
-export {
-  type ChildSaParams,
-  type PeerStatus,
-  type TunnelDeps,
-  TunnelError,
-  type TunnelOptions,
-  type ViewTun,
-} from './tunnel-types.js'
+export * from './tunnel-types.js'
 
 export class Tunnel {
   readonly localUla: string
@@ -175,38 +166,22 @@ export class Tunnel {
     return r ? { ...c, relay: r } : c
   }
 
-  /** Starts reading the TUN device and the socket, and the keepalive timer. */
+  /** Starts reading the TUN device and the socket (packet-io.ts), and the keepalive timer. */
   start(): void {
     if (this.#started) return
     this.#started = true
-    const tun = this.#deps.tun as TunDevice & Partial<ViewTun> & { fd?: unknown }
-    const raw = (this.#deps.socket as { raw?: unknown }).raw
-    const udp = raw instanceof EventEmitter ? udpSocketFd(raw as dgram.Socket) : undefined
-    const rb =
-      this.#recvBatchWanted && raw instanceof EventEmitter ? UdpRecvBatch.forSocket(raw as dgram.Socket) : undefined
+    const tun = this.#deps.tun as StartTun
+    const raw = rawUdpSocket(this.#deps.socket)
+    const udp = raw ? udpSocketFd(raw) : undefined
+    const rb = receiveFromUdp(
+      this.#deps.socket,
+      this.#recvBatchWanted ? raw : undefined,
+      this.#receiver.fromUdp,
+      this.#counters.drops,
+    )
     this.#recvBatch = rb
-    if (rb) {
-      const fromUdp = this.#receiver.fromUdp
-      const drops = this.#counters.drops
-      const onBatch: BatchHandler = (b, off, len, from, truncated) => {
-        if (truncated) {
-          drops.truncated++
-          return
-        }
-        // ESP is opened in place and leaves before fromUdp returns: a view. IKE (or anything not ESP) may be
-        // kept by its handler: a copy.
-        const esp = len > 4 && (b[off]! | b[off + 1]! | b[off + 2]! | b[off + 3]!) !== 0
-        const view = b.subarray(off, off + len)
-        fromUdp(esp ? view : Buffer.from(view), from)
-      }
-      this.#deps.socket.onMessage((msg, from) => {
-        fromUdp(msg, from)
-        // At most two batches per delivered datagram: libuv reads what remains and calls again.
-        if (rb.drain(onBatch) === RECV_BATCH) rb.drain(onBatch)
-      })
-    } else this.#deps.socket.onMessage(this.#receiver.fromUdp)
     if (this.#txThreadWanted && typeof tun.fd === 'number' && udp) {
-      this.#tx = new TxThread(
+      this.#tx = startTxThread(
         {
           tunFd: tun.fd,
           tunReadIn: this.#tunReadIn,
@@ -229,32 +204,13 @@ export class Tunnel {
             }
           },
         },
+        this.#receiver,
+        tun,
         this.#deps.log,
       )
-      const tx = this.#tx
-      // The first packet of a receive burst is written here when the TUN thread has nothing pending (order
-      // kept, one thread hop less: pings stay fast); the rest of a burst goes to the TUN thread.
-      let burst = 0
-      const endBurst = (): void => {
-        burst = 0
-      }
-      this.#receiver.write = (b, off, len) => {
-        if (burst++ === 0) {
-          setImmediate(endBurst)
-          if (tx.tunRingDrained()) {
-            tun.write(b, off, len)
-            return true
-          }
-        }
-        return tx.writeTun(b, off, len)
-      }
       for (const p of this.#peersByKey.values()) this.#syncTx(p)
-      tx.go()
-    } else {
-      if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => this.#sender.fromTun(b, off, len))
-      else tun.onPacket((p) => this.#sender.fromTun(p, 0, p.length))
-      if (this.#udpGso && raw instanceof EventEmitter) this.#sender.gso = UdpGso.forSocket(raw as dgram.Socket)
-    }
+      this.#tx.go()
+    } else sendFromTun(tun, this.#sender, this.#udpGso ? raw : undefined)
     this.#deps.log.info('tunnel.started', {
       localUla: this.localUla,
       mtu: this.mtu,
@@ -355,14 +311,8 @@ export class Tunnel {
     if (this.#inboundBySpi.has(p.spiIn)) throw new TunnelError(`inbound SPI ${hex(p.spiIn)} in use`, 'spi_in_use')
     this.addPeer({ ula: p.peerUla })
     const peer = this.#peer(p.peerUla, true)
-    let inCrypto: EspCrypto
-    let outCrypto: EspCrypto | undefined
-    try {
-      inCrypto = new EspCrypto(p.alg, p.spiIn, p.keyIn, p.esn)
-      if (p.outbound !== false) outCrypto = new EspCrypto(p.alg, p.spiOut, p.keyOut, p.esn)
-    } catch (e) {
-      throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
-    }
+    const inCrypto = espCrypto(p.alg, p.spiIn, p.keyIn, p.esn)
+    const outCrypto = p.outbound !== false ? espCrypto(p.alg, p.spiOut, p.keyOut, p.esn) : undefined
     const replay = new ReplayWindow({ blocks: this.#replayBlocks, limit: inCrypto.maxSeq + 1 })
     const inbound: InboundSa = {
       spi: p.spiIn,
@@ -378,13 +328,7 @@ export class Tunnel {
       const old = peer.inbound.shift()!
       this.#inboundBySpi.delete(old.spi)
     }
-    if (outCrypto) {
-      const out: OutboundSa = { spi: p.spiOut, alg: p.alg, crypto: outCrypto, seq: 0, expiringSignalled: false }
-      peer.outbound = out
-      this.#outboundKeys.set(peer.key, Buffer.from(p.keyOut))
-      this.#syncTx(peer)
-      this.#sender.flushNoSaQueue(peer)
-    }
+    if (outCrypto) this.#setOutbound(peer, outCrypto, p.keyOut)
     this.#deps.log.info('tunnel.sa_installed', {
       peer: peer.ula,
       spiIn: hex(p.spiIn),
@@ -397,14 +341,14 @@ export class Tunnel {
   /** Switches a peer's outbound traffic to an SA installed earlier with `outbound: false`. */
   installOutboundSa(p: { peerUla: string; spiOut: number; alg: EspAlg; keyOut: Buffer; esn: boolean }): void {
     const peer = this.#peer(p.peerUla, true)
-    let c: EspCrypto
-    try {
-      c = new EspCrypto(p.alg, p.spiOut, p.keyOut, p.esn)
-    } catch (e) {
-      throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
-    }
-    peer.outbound = { spi: p.spiOut, alg: p.alg, crypto: c, seq: 0, expiringSignalled: false }
-    this.#outboundKeys.set(peer.key, Buffer.from(p.keyOut))
+    this.#setOutbound(peer, espCrypto(p.alg, p.spiOut, p.keyOut, p.esn), p.keyOut)
+  }
+
+  /** The peer's outbound SA in one step (the next packet gets sequence number 1); what waited for it goes. */
+  #setOutbound(peer: Peer, crypto: EspCrypto, key: Buffer): void {
+    const out: OutboundSa = { spi: crypto.spi, alg: crypto.alg, crypto, seq: 0, expiringSignalled: false }
+    peer.outbound = out
+    this.#outboundKeys.set(peer.key, Buffer.from(key))
     this.#syncTx(peer)
     this.#sender.flushNoSaQueue(peer)
   }
@@ -505,24 +449,10 @@ export class Tunnel {
   #scheduleKeepalive(): void {
     if (this.#closed) return
     this.#keepaliveTimer = this.#deps.clock.setTimeout(() => {
-      this.#sendKeepalives()
+      const now = this.#deps.clock.monotonic()
+      sendNatKeepalives(this.#peersByKey.values(), now, this.#keepaliveMs, this.#deps.socket, this.#counters)
       this.#scheduleKeepalive()
     }, this.#keepaliveMs)
-  }
-
-  #sendKeepalives(): void {
-    const now = this.#deps.clock.monotonic()
-    for (const p of this.#peersByKey.values()) {
-      const ep = p.endpoint
-      if (!p.keepalive || !ep || now - p.lastTxMonoMs < this.#keepaliveMs) continue
-      p.lastTxMonoMs = now
-      this.#counters.keepaliveTx++
-      try {
-        this.#deps.socket.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address)
-      } catch {
-        this.#counters.drops.send_error++
-      }
-    }
   }
 
   /** Stops the timer and the packet path, then closes the TUN device and the socket. */
@@ -549,6 +479,15 @@ function checkEndpoint(e: Endpoint): Endpoint {
   if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
     throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
   return { address: e.address, port: e.port }
+}
+
+/** An ESP context, with a bad key or algorithm reported as the API's bad_param. */
+function espCrypto(alg: EspAlg, spi: number, key: Buffer, esn: boolean): EspCrypto {
+  try {
+    return new EspCrypto(alg, spi, key, esn)
+  } catch (e) {
+    throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
+  }
 }
 
 function hex(spi: number): string {

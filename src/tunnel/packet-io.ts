@@ -1,0 +1,104 @@
+// How a started tunnel's packets get into send.ts and receive.ts and out of them (Tunnel.start()).
+//   UDP side  recvmmsg batches (udp-recv.ts) behind each 'message' event when the socket is a real node:dgram
+//             socket; otherwise one datagram per event.
+//   TUN side  with the send thread: tx-thread.ts reads the TUN device and seals off the main thread, and the
+//             receive path writes through the TUN thread's ring; without it: the main thread reads the TUN
+//             device into the Sender, which sends with UDP GSO (udp-gso.ts) when it can.
+// Separate from tunnel.ts (the SA table's public face) because this is the one place that looks behind TunDevice
+// and DatagramSocket at sockets and file descriptors, and it changes with the threading and syscall work, not
+// with the SA API.
+
+import type dgram from 'node:dgram'
+import { EventEmitter } from 'node:events'
+import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
+import type { Logger } from '../io/log.js'
+import type { TunDevice } from '../io/tun.js'
+import type { TunnelCounters } from './counters.js'
+import type { Receiver } from './receive.js'
+import type { Sender } from './send.js'
+import type { ViewTun } from './tunnel-types.js'
+import { type TxHooks, TxThread } from './tx-thread.js'
+import { UdpGso } from './udp-gso.js'
+import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
+
+/** A TUN device as start() sees it: maybe with a view read (LinuxTun) and a real fd (for the threads). */
+export type StartTun = TunDevice & Partial<ViewTun> & { fd?: unknown }
+
+/** The node:dgram socket behind a DatagramSocket, if there is one (fakes have none). */
+export function rawUdpSocket(socket: DatagramSocket): dgram.Socket | undefined {
+  const raw = (socket as { raw?: unknown }).raw
+  return raw instanceof EventEmitter ? (raw as dgram.Socket) : undefined
+}
+
+/**
+ * Hands every datagram arriving on `socket` to `fromUdp`. With `batchFrom` (the raw socket, when batching is
+ * wanted) and recvmmsg available, each 'message' event is followed by up to two batches read from its fd; the
+ * batcher is returned for its counts. undefined: one datagram per event.
+ */
+export function receiveFromUdp(
+  socket: DatagramSocket,
+  batchFrom: dgram.Socket | undefined,
+  fromUdp: (msg: Buffer, from: RemoteInfo) => void,
+  drops: TunnelCounters['drops'],
+): UdpRecvBatch | undefined {
+  const rb = batchFrom ? UdpRecvBatch.forSocket(batchFrom) : undefined
+  if (!rb) {
+    socket.onMessage(fromUdp)
+    return undefined
+  }
+  const onBatch: BatchHandler = (b, off, len, from, truncated) => {
+    if (truncated) {
+      drops.truncated++
+      return
+    }
+    // ESP is opened in place and leaves before fromUdp returns: a view. IKE (or anything not ESP) may be
+    // kept by its handler: a copy.
+    const esp = len > 4 && (b[off]! | b[off + 1]! | b[off + 2]! | b[off + 3]!) !== 0
+    const view = b.subarray(off, off + len)
+    fromUdp(esp ? view : Buffer.from(view), from)
+  }
+  socket.onMessage((msg, from) => {
+    fromUdp(msg, from)
+    // At most two batches per delivered datagram: libuv reads what remains and calls again.
+    if (rb.drain(onBatch) === RECV_BATCH) rb.drain(onBatch)
+  })
+  return rb
+}
+
+/**
+ * Starts the send thread and the TUN thread, and points the receive path's TUN writes at them. The caller
+ * mirrors its peers and SAs into the returned thread, then calls go().
+ */
+export function startTxThread(
+  init: ConstructorParameters<typeof TxThread>[0],
+  hooks: TxHooks,
+  receiver: Receiver,
+  tun: TunDevice,
+  log: Logger,
+): TxThread {
+  const tx = new TxThread(init, hooks, log)
+  // The first packet of a receive burst is written here when the TUN thread has nothing pending (order
+  // kept, one thread hop less: pings stay fast); the rest of a burst goes to the TUN thread.
+  let burst = 0
+  const endBurst = (): void => {
+    burst = 0
+  }
+  receiver.write = (b, off, len) => {
+    if (burst++ === 0) {
+      setImmediate(endBurst)
+      if (tx.tunRingDrained()) {
+        tun.write(b, off, len)
+        return true
+      }
+    }
+    return tx.writeTun(b, off, len)
+  }
+  return tx
+}
+
+/** Without the threads: the main thread reads the TUN device into the send path; UDP GSO when `gsoFrom` allows. */
+export function sendFromTun(tun: StartTun, sender: Sender, gsoFrom: dgram.Socket | undefined): void {
+  if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => sender.fromTun(b, off, len))
+  else tun.onPacket((p) => sender.fromTun(p, 0, p.length))
+  if (gsoFrom) sender.gso = UdpGso.forSocket(gsoFrom)
+}
