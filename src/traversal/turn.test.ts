@@ -287,6 +287,10 @@ test('interop: allocate, permission, channel, data both ways with a real coturn;
   const coturn = spawn('turnserver', ['-c', join(dir, 'turnserver.conf')], { stdio: 'ignore' })
   const udp = new UdpSocket()
   const peerSock = new UdpSocket()
+  // A second peer on another loopback address that never gets a permission: its datagrams must be dropped whenever
+  // they arrive. (Sending from the permitted peer before CreatePermission raced coturn: its relay thread could read
+  // the datagram after the listener thread had installed the permission, and relay it.)
+  const strangerSock = new UdpSocket()
   const mk = (password: string): TurnClient =>
     new TurnClient(
       {
@@ -304,6 +308,7 @@ test('interop: allocate, permission, channel, data both ways with a real coturn;
     coturn.kill('SIGKILL')
     await udp.close()
     await peerSock.close()
+    await strangerSock.close()
     await rm(dir, { recursive: true, force: true })
   })
   const got: { data: string; from: RemoteInfo }[] = []
@@ -315,6 +320,7 @@ test('interop: allocate, permission, channel, data both ways with a real coturn;
   peerSock.onMessage((m, from) => atPeer.push({ data: m.toString(), from }))
   await udp.bind(0, '127.0.0.1')
   const peer = await peerSock.bind(0, '127.0.0.1')
+  await strangerSock.bind(0, '127.0.0.2')
   // coturn takes a moment to listen: retry the first Allocate until it answers at all.
   let err: unknown
   for (let i = 0; i < 50; i++) {
@@ -335,12 +341,13 @@ test('interop: allocate, permission, channel, data both ways with a real coturn;
   assert.equal(relayed.address, '127.0.0.1')
   assert.ok(relayed.port >= port + 10 && relayed.port <= port + 200, `relayed port ${relayed.port}`)
   const peerEp = { address: '127.0.0.1', port: peer.port }
-  // Before any permission the peer's datagram to the relayed address is dropped by coturn.
-  await peerSock.send(Buffer.from('early'), 0, 5, relayed.port, relayed.address)
+  // A peer without a permission is dropped by coturn, before and after another peer got one.
+  await strangerSock.send(Buffer.from('early'), 0, 5, relayed.port, relayed.address)
   const ch = await c.addPeer(peerEp)
   assert.ok(ch >= 0x4000 && ch <= 0x4fff)
   const w = c.wrap(Buffer.from('to-peer'), 0, 7, peer.port, '127.0.0.1')!
   await udp.send(w, 0, w.length, port, '127.0.0.1')
+  await strangerSock.send(Buffer.from('stranger'), 0, 8, relayed.port, relayed.address)
   await peerSock.send(Buffer.from('to-client'), 0, 9, relayed.port, relayed.address)
   for (let i = 0; i < 100 && (atPeer.length === 0 || got.length === 0); i++) await new Promise((r) => setTimeout(r, 20))
   assert.deepEqual(
