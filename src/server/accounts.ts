@@ -103,11 +103,23 @@ export function removeAccount(db: Db, zone: string, user: string): number {
   })()
 }
 
+/** True when `a` and `b` are the same key of the same account (not a re-keyed or re-created one). */
+export function sameKey(a: Account, b: Account): boolean {
+  return a.user === b.user && a.algorithm === b.algorithm && a.createdMs === b.createdMs && a.secret.equals(b.secret)
+}
+
+/** What a reload changed: users whose key changed or whose account went (`revoked`), and new users. */
+export interface AccountChange {
+  readonly revoked: ReadonlySet<string>
+  readonly added: ReadonlySet<string>
+}
+
 /** The server's view of the account keys, refreshed when another process commits. */
 export class KeyRing {
   readonly #db: Db
   readonly #clock: Clock
   readonly #onExternal: () => boolean
+  readonly #listeners = new Set<(c: AccountChange) => void>()
   #byKeyName = new Map<string, Account>()
   #byUser = new Map<string, Account>()
   #checkedMs = -Infinity
@@ -126,6 +138,21 @@ export class KeyRing {
     return this.#byKeyName.size
   }
 
+  /**
+   * Calls `fn` after every reload that changed the account set: watch sessions and LLQs bound to a revoked key
+   * end, and every watch is checked again (docs/security.md). Returns the unsubscribe function.
+   */
+  onChange(fn: (c: AccountChange) => void): () => void {
+    this.#listeners.add(fn)
+    return () => this.#listeners.delete(fn)
+  }
+
+  /** The account's key is still the one in the table (not changed by `account passwd`, not removed). */
+  isCurrent(a: Account): boolean {
+    const now = this.#byUser.get(a.user)
+    return now !== undefined && (now === a || sameKey(now, a))
+  }
+
   reload(): void {
     const byKey = new Map<string, Account>()
     const byUser = new Map<string, Account>()
@@ -133,9 +160,18 @@ export class KeyRing {
       byKey.set(a.keyName, a)
       byUser.set(a.user, a)
     }
+    const revoked = new Set<string>()
+    const added = new Set<string>()
+    for (const [user, old] of this.#byUser) {
+      const now = byUser.get(user)
+      if (!now || !sameKey(old, now)) revoked.add(user)
+    }
+    for (const user of byUser.keys()) if (!this.#byUser.has(user)) added.add(user)
     this.#byKeyName = byKey
     this.#byUser = byUser
     this.generation++
+    if (revoked.size === 0 && added.size === 0) return
+    for (const fn of this.#listeners) fn({ revoked, added })
   }
 
   /** Re-reads the table if another process committed; at most once per `minIntervalMs` unless forced. */

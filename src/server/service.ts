@@ -155,6 +155,19 @@ export class DnsService {
     return a ? accountTsigKey(a) : undefined
   }
 
+  /** Whether `binding` (an Account recorded for a connection or an LLQ) still holds its user's key. */
+  keyIsCurrent(binding: unknown): boolean {
+    const a = binding as Account | undefined
+    if (!a || typeof a !== 'object' || !Buffer.isBuffer(a.secret)) return false
+    this.keys.refresh()
+    return this.keys.isCurrent(a)
+  }
+
+  /** Account-set changes (CLI edits picked up by KeyRing): the users whose key changed or whose account went. */
+  onAccountsChange(fn: (revoked: ReadonlySet<string>) => void): () => void {
+    return this.keys.onChange((c) => fn(c.revoked))
+  }
+
   /** Privacy for watchers: the same rule as for queries. */
   canWatch(q: { name: string; type: number; class: number }, user: string | undefined): WatchVerdict {
     const name = nameToLowerCanonical(q.name)
@@ -238,8 +251,12 @@ export class DnsService {
         return
       }
       signer = check.account
-      // A DNS Push session is authenticated by a signed message on its connection (docs/server.md).
-      ctx.connection?.state.set('tsig.user', signer.user)
+      // A DNS Push session is authenticated by a signed message on its connection (docs/server.md); the Account
+      // is kept so the binding dies with the key (keyIsCurrent).
+      if (ctx.connection) {
+        ctx.connection.state.set('tsig.user', signer.user)
+        ctx.connection.state.set('tsig.binding', signer)
+      }
     }
     const maxSize = this.#maxSize(msg, ctx)
     let done = false
