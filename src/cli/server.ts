@@ -69,7 +69,13 @@ export function register(program: Command): void {
       int,
       2000,
     )
-    .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one client may hold', int, 1000)
+    .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one source address may hold', int, 1000)
+    .option('--watch-limit-user <n>', 'live LLQs + Push subscriptions one account key may hold', int, 1000)
+    .option(
+      '--watch-limit-anonymous <n>',
+      'live LLQs + Push subscriptions without a key, all sources together (default: a tenth of the total)',
+      int,
+    )
     .option('--watch-limit-total <n>', 'live LLQs + Push subscriptions the server holds', int, 200000)
     .option('--push-keepalive-ms <ms>', 'DSO keepalive interval asked of DNS Push clients (RFC 8490)', int, 60000)
     .option(

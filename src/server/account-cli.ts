@@ -7,7 +7,15 @@ import {
   isValidUser,
   randomTsigKey,
 } from '../dns/account-key.js'
-import { type Account, AccountError, addAccount, listAccounts, removeAccount, setAccountSecret } from './accounts.js'
+import {
+  type Account,
+  AccountError,
+  addAccount,
+  listAccounts,
+  RESERVED_USERS,
+  removeAccount,
+  setAccountSecret,
+} from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
 
 function out(s: string): void {
@@ -60,9 +68,6 @@ async function makeKey(
     return { algorithm, secret: await deriveTsigKeyAsync(user, zone, await readPassword(), algorithm), derived: true }
   return { algorithm, secret: randomTsigKey(algorithm), derived: false }
 }
-
-/** Labels kept for the service's own names (the default server name is ns.ZONE). */
-const RESERVED_USERS = new Set(['ns', 'ns1', 'ns2', 'hostmaster', 'www'])
 
 function checkUser(user: string, creating = false): void {
   if (!isValidUser(user))

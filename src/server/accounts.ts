@@ -4,7 +4,7 @@
 // miss and at most once a second otherwise, so new accounts, removals and password changes take effect without a
 // restart or signal.
 
-import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm } from '../dns/account-key.js'
+import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm, isValidUser } from '../dns/account-key.js'
 import type { Clock } from '../io/clock.js'
 import { type Db, getMeta, nextSerial, setMeta } from './db.js'
 import { isAtOrBelow } from './zone-index.js'
@@ -18,6 +18,18 @@ export interface Account {
   /** True when the secret was derived from a password. */
   readonly derived: boolean
   readonly createdMs: number
+}
+
+/** Labels kept for the service's own names (the default server name is ns.ZONE): never an account. */
+export const RESERVED_USERS: ReadonlySet<string> = new Set(['ns', 'ns1', 'ns2', 'hostmaster', 'www'])
+
+/**
+ * True when `label` could be, now or later, an account's user name. Everything under such a label is private to
+ * that user, whether the account exists or not, so unsigned clients cannot tell which accounts exist and cannot
+ * watch a name before its account is created (issue 16 findings 3 and 9).
+ */
+export function isPossibleUser(label: string): boolean {
+  return isValidUser(label) && !RESERVED_USERS.has(label)
 }
 
 export class AccountError extends Error {

@@ -217,7 +217,7 @@ export class LlqService<R> {
     if (old && old.state.kind === 'challenged' && old.user === req.user) return this.#challengeReply(old)
     // A fresh Initial Request for a question this peer already watches replaces the old LLQ.
     if (old) this.#remove(old, 'replaced')
-    if (!this.#d.index.admit(req.peer.client).ok) return err(LlqError.SERV_FULL)
+    if (!this.#d.index.admit(req.peer.client, req.user).ok) return err(LlqError.SERV_FULL)
     const now = this.#d.clock.monotonic()
     const id = this.#newId()
     const e: Entry<R> = {
@@ -237,7 +237,7 @@ export class LlqService<R> {
     if (!peerSet) this.#byPeer.set(req.peer.key, (peerSet = new Set()))
     peerSet.add(e)
     // Challenged LLQs count against the limits too, so a flood of Initial Requests cannot exhaust memory.
-    this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber)
+    this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber, req.user)
     e.indexed = true
     this.#schedule(e)
     this.#log.debug('llq.challenge', { id: id.toString(16), name: req.question.name, type: req.question.type })

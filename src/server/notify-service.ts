@@ -84,6 +84,8 @@ export interface NotifyCliOptions {
   llqLeaseMax?: number
   llqResendMs?: number
   watchLimitClient?: number
+  watchLimitUser?: number
+  watchLimitAnonymous?: number
   watchLimitTotal?: number
   pushKeepaliveMs?: number
   pushPlainTcp?: boolean
@@ -96,7 +98,12 @@ export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
     throw new TypeError('need 0 < --llq-lease-min <= --llq-lease-max')
   return {
     llq: { leaseMinSec: llqLeaseMinSec, leaseMaxSec: llqLeaseMaxSec, resendMs: o.llqResendMs ?? 2000 },
-    limits: { perClient: o.watchLimitClient ?? 1000, total: o.watchLimitTotal ?? 200_000 },
+    limits: {
+      perClient: o.watchLimitClient ?? 1000,
+      perUser: o.watchLimitUser ?? 1000,
+      total: o.watchLimitTotal ?? 200_000,
+      ...(o.watchLimitAnonymous !== undefined ? { anonymous: o.watchLimitAnonymous } : {}),
+    },
     push: { keepaliveMs: o.pushKeepaliveMs ?? 60_000 },
     pushPlainTcp: o.pushPlainTcp === true,
   }

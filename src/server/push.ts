@@ -265,9 +265,10 @@ export class PushSession<R> {
       return
     }
     const sub: Subscription<R> = { msgId, question: q, key, subscriber: { deliver: (c) => this.#deliver(sub, c) } }
-    const added = this.#d.index.add(q.name, q.type, this.client, sub.subscriber)
+    const added = this.#d.index.add(q.name, q.type, this.client, sub.subscriber, this.#user)
     if (!added.ok) {
-      if (added.reason === 'total-full') this.#respond(msgId, RCODE.SERVFAIL, false, this.config.retryDelayMs)
+      if (added.reason === 'total-full' || added.reason === 'anonymous-full')
+        this.#respond(msgId, RCODE.SERVFAIL, false, this.config.retryDelayMs)
       else this.#respond(msgId, RCODE.REFUSED, false)
       return
     }

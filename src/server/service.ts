@@ -6,6 +6,8 @@
 // Extension point: `use(handler)` registers a handler that sees every decoded message before the core (LLQ
 // requests are queries carrying the LLQ option; DSO messages, opcode 6, arrive on TCP/TLS connections). A
 // handler returns true when it took the message; it must then call req.respond() or req.drop().
+
+import { randomBytes } from 'node:crypto'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import type { TsigKey } from '../dns/tsig.js'
@@ -15,7 +17,7 @@ import { nameToLowerCanonical } from '../dns/wire/name.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
-import type { Account, KeyRing } from './accounts.js'
+import { type Account, isPossibleUser, type KeyRing } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import type { ServerMetrics } from './metrics.js'
@@ -25,7 +27,7 @@ import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
 import { applyUpdate, checkUpdate } from './update.js'
 import { UpdateQueue } from './update-queue.js'
-import type { ZoneRR } from './zone-index.js'
+import { labelBelow, type ZoneRR } from './zone-index.js'
 
 /** Our UDP payload size in responses (RFC 6891 6.2.5; 1232 per DNS Flag Day 2020). */
 export const SERVER_UDP_PAYLOAD = 1232
@@ -40,6 +42,7 @@ const MAX_QUEUED_UPDATES = 10_000
 /** Upper bound of a granted KEY-LEASE (RFC 9664 4: KEY records may outlive the others; 14 days). */
 const MAX_KEY_LEASE_SEC = 14 * 86400
 const ID_SIZE = 2
+const DECOY_SECRET_LEN = 64
 
 /** A decoded message on its way through the handlers. */
 export interface DnsRequest {
@@ -155,6 +158,14 @@ export class DnsService {
     return a ? accountTsigKey(a) : undefined
   }
 
+  /** A key with a secret nobody knows, for TSIG names that could be accounts but are not (tsigVerify). */
+  readonly #decoy = (keyName: string, algorithm: string): TsigKey | undefined => {
+    const label = labelBelow(keyName, this.cfg.zone)
+    if (label === undefined || keyName !== `${label}.${this.cfg.zone}` || !isPossibleUser(label)) return undefined
+    return { name: keyName, algorithm, secret: this.#decoySecret }
+  }
+  readonly #decoySecret = randomBytes(DECOY_SECRET_LEN)
+
   /** Whether `binding` (an Account recorded for a connection or an LLQ) still holds its user's key. */
   keyIsCurrent(binding: unknown): boolean {
     const a = binding as Account | undefined
@@ -235,7 +246,10 @@ export class DnsService {
     let check: TsigCheck | undefined
     let signer: Account | undefined
     if (msg.tsig) {
-      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now())
+      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now(), {
+        maxFudgeSec: this.cfg.fudgeSec,
+        decoy: this.#decoy,
+      })
       if (!check.ok) {
         this.metrics.tsigFailures({ kind: check.error })
         if (msg.qr) {
