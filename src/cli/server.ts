@@ -47,7 +47,18 @@ export function register(program: Command): void {
     .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
     .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)
-    .option('--fudge <s>', 'TSIG fudge in signed responses (RFC 8945 5.2.3)', int, 300)
+    .option(
+      '--fudge <s>',
+      'TSIG fudge: written in signed responses, and the widest clock difference accepted (RFC 8945 5.2.3)',
+      int,
+      300,
+    )
+    .option(
+      '--tsig-replay-cache <n>',
+      'MACs of signed requests remembered for the fudge window against replays (~150 bytes each)',
+      int,
+      200000,
+    )
     .option('--tcp-idle-timeout <ms>', 'close idle TCP/TLS connections after this long (RFC 7766)', int, 10000)
     .option(
       '--max-connections <n>',

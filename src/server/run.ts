@@ -46,6 +46,8 @@ export interface ServerOptions extends NotifyCliOptions {
   negativeTtl: number
   /** --fudge, seconds. */
   fudge: number
+  /** --tsig-replay-cache N: MACs remembered against replays. @default 200000 */
+  tsigReplayCache?: number
   /** --tcp-idle-timeout, milliseconds. */
   tcpIdleTimeout: number
   /** Open connections per TCP or TLS listener. @default 1000 */
@@ -182,6 +184,7 @@ export async function startServer(
       infraTtlSec: o.ttl,
       negativeTtlSec: o.negativeTtl,
       fudgeSec: o.fudge,
+      ...(o.tsigReplayCache !== undefined ? { replayCacheEntries: o.tsigReplayCache } : {}),
       stun: (o.stun ?? []).map((s) => {
         const a = parseAddrPort(s, 3478)
         if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
-import type { TsigKey } from '../dns/tsig.js'
+import { fail, type TsigKey } from '../dns/tsig.js'
 import { HEADER_SIZE, Opcode, Rcode, rcodeName } from '../dns/wire/header.js'
 import { type Edns, emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
@@ -25,6 +25,7 @@ import { ZoneAnswerer } from './query.js'
 import type { Store } from './store.js'
 import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
+import { type ReplayResult, type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
 import { applyUpdate, checkUpdate } from './update.js'
 import { UpdateQueue } from './update-queue.js'
 import { labelBelow, type ZoneRR } from './zone-index.js'
@@ -81,6 +82,10 @@ export class DnsService {
    */
   readonly #cache = new Map<string, Buffer>()
   readonly #cacheKeys = new WeakMap<DnsRequest, string>()
+  /** Requests whose TSIG MAC was seen before, with the first execution's result when it has one. */
+  readonly #replays = new WeakMap<DnsRequest, ReplayResult | undefined>()
+  /** MACs of accepted signed requests within the fudge window (tsig-replay.ts). */
+  readonly replay: TsigReplayCache
   #cacheAccounts = -1
   #leaseTimerAt = Infinity
   #stopped = false
@@ -96,6 +101,10 @@ export class DnsService {
     this.#clock = deps.clock
     this.#log = deps.log
     this.queue = new UpdateQueue({ store: deps.store, log: deps.log })
+    this.replay = new TsigReplayCache({
+      windowSec: cfg.fudgeSec,
+      ...(cfg.replayCacheEntries !== undefined ? { maxEntries: cfg.replayCacheEntries } : {}),
+    })
     this.answerer = new ZoneAnswerer({
       cfg,
       index: deps.store.index,
@@ -108,6 +117,8 @@ export class DnsService {
     m.gauge('autotunnel_zone_records', 'Records in the zone store', () => deps.store.index.recordCount)
     m.gauge('autotunnel_zone_serial', 'SOA serial', () => deps.store.serial)
     m.gauge('autotunnel_accounts', 'Accounts', () => deps.keys.size)
+    m.gauge('autotunnel_tsig_replay_cache_entries', 'MACs remembered against TSIG replay', () => this.replay.size)
+    m.gauge('autotunnel_tsig_replays_total', 'Signed requests seen again', () => this.replay.stats.replays, 'counter')
     m.gauge('autotunnel_store_commits_total', 'SQLite transactions committed', () => this.queue.batches, 'counter')
     m.gauge('autotunnel_store_committed_jobs_total', 'Updates and expiries committed', () => this.queue.jobs, 'counter')
     deps.store.onChange(() => {
@@ -245,6 +256,7 @@ export class DnsService {
     const msg = dec.msg
     let check: TsigCheck | undefined
     let signer: Account | undefined
+    let replay: ReplayVerdict | undefined
     if (msg.tsig) {
       check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now(), {
         maxFudgeSec: this.cfg.fudgeSec,
@@ -265,11 +277,26 @@ export class DnsService {
         return
       }
       signer = check.account
-      // A DNS Push session is authenticated by a signed message on its connection (docs/server.md); the Account
-      // is kept so the binding dies with the key (keyIsCurrent).
-      if (ctx.connection) {
-        ctx.connection.state.set('tsig.user', signer.user)
-        ctx.connection.state.set('tsig.binding', signer)
+      if (!msg.qr) {
+        replay = this.replay.check(check.requestMac, msg.tsig.data.timeSigned, Math.floor(this.#clock.now() / 1000))
+        if (replay.kind === 'too-old') {
+          this.metrics.tsigFailures({ kind: 'BADTIME' })
+          this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: 'BADTIME', replay: true })
+          const failure = fail('BADTIME', { msg, tsig: msg.tsig.data, key: check.key, mac: check.requestMac })
+          const res = this.#baseResponse(msg)
+          res.rcode = Rcode.NOTAUTH
+          ctx.reply(
+            tsigEncode(res, { ok: false, error: 'BADTIME', failure }, this.#clock.now(), this.#maxSize(msg, ctx)),
+          )
+          return
+        }
+        // A DNS Push session is authenticated by a fresh signed request on its own connection (docs/notify.md):
+        // never by a response (an LLQ event sent in clear over UDP) or a replayed request (issue 16 finding 2).
+        // The Account is kept so the binding dies with the key (keyIsCurrent).
+        if (ctx.connection && replay.kind === 'fresh') {
+          ctx.connection.state.set('tsig.user', signer.user)
+          ctx.connection.state.set('tsig.binding', signer)
+        }
       }
     }
     const maxSize = this.#maxSize(msg, ctx)
@@ -291,6 +318,7 @@ export class DnsService {
       },
       encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
+    if (replay?.kind === 'replay') this.#replays.set(req, replay.result)
     for (const h of this.#handlers) if (h(req)) return
     if (cacheKey !== undefined && !check && msg.opcode === Opcode.QUERY && !msg.qr) this.#cacheKeys.set(req, cacheKey)
     if (msg.qr) {
@@ -373,6 +401,11 @@ export class DnsService {
     const { msg } = req
     const res = this.#baseResponse(msg)
     const finish = (rcode: number, leaseOpt?: ReturnType<typeof encodeUpdateLease>): void => {
+      // Remember a fresh signed UPDATE's answer for retransmissions of the same bytes (not SERVFAIL: a replay of
+      // an UPDATE that failed that way is dropped, and the client retries with a new signature).
+      const mac = req.msg.tsig?.data.mac
+      if (mac && req.signer && rcode !== Rcode.SERVFAIL && !this.#replays.has(req))
+        this.replay.setResult(mac, leaseOpt === undefined ? { rcode } : { rcode, extra: leaseOpt })
       res.rcode = rcode
       if (leaseOpt && res.edns) res.edns.options.push(leaseOpt)
       this.metrics.updates({ rcode: rcodeName(rcode) })
@@ -383,6 +416,16 @@ export class DnsService {
       return
     }
     const user = req.signer.user
+    if (this.#replays.has(req)) {
+      // The same signed bytes again: a retransmission gets the first answer, a replay changes nothing.
+      const first = this.#replays.get(req)
+      this.metrics.dropped({ reason: 'tsig_replay' })
+      this.#log.info('update.replay', { user, peer: req.ctx.peer.address, answered: first !== undefined })
+      if (first) finish(first.rcode, first.extra as ReturnType<typeof encodeUpdateLease> | undefined)
+      else req.drop()
+      return
+    }
+
     const bad = checkUpdate(this.cfg, msg, user)
     if (bad !== undefined) {
       this.#log.info('update.refused', { user, rcode: rcodeName(bad) })

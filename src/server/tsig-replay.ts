@@ -1,0 +1,100 @@
+// TSIG replay cache (RFC 8945 5.2.3 leaves replay protection to the time check; issue 16 findings 2 and 7): the
+// MACs of signed requests the server accepted, kept while a message with that MAC could still pass the time check
+// (until time signed + the server's fudge). A request whose MAC is in the cache is a replay: it never binds a DNS
+// Push connection and an UPDATE is not applied again (its first result is answered instead, so a client's
+// retransmission of the same bytes still gets its answer).
+//
+// Bounded: at most `maxEntries` MACs. When full, the oldest entry goes and `floorSec` rises to its time signed:
+// a request signed at or before the floor is refused as too old (it could be a replay of an evicted MAC), so the
+// bound never opens a replay window; at a sustained rate R above maxEntries / fudge, the window of accepted time
+// shrinks to about maxEntries / R seconds behind now.
+
+/** What an UPDATE's first execution answered, for replays of the same bytes. */
+export interface ReplayResult {
+  readonly rcode: number
+  readonly extra?: unknown
+}
+
+interface Entry {
+  readonly expiresSec: number
+  readonly timeSignedSec: number
+  result: ReplayResult | undefined
+}
+
+export type ReplayVerdict =
+  | { readonly kind: 'fresh' }
+  | { readonly kind: 'replay'; readonly result: ReplayResult | undefined }
+  /** Signed at or before the floor left by evictions: cannot be told from a replay. */
+  | { readonly kind: 'too-old' }
+
+export interface ReplayCacheOptions {
+  /** The server's TSIG fudge: an entry lives until time signed + this. @default 300 */
+  readonly windowSec?: number
+  /** MACs kept at most. @default 200000 */
+  readonly maxEntries?: number
+}
+
+export const DEFAULT_REPLAY_CACHE_ENTRIES = 200_000
+
+export class TsigReplayCache {
+  readonly windowSec: number
+  readonly maxEntries: number
+  /** Requests refused as replays or as too old, and entries evicted before their time. */
+  readonly stats = { replays: 0, tooOld: 0, evicted: 0 }
+  /** Insertion order is (nearly) expiry order: entries are swept from the front. */
+  readonly #byMac = new Map<string, Entry>()
+  #floorSec = -Infinity
+
+  constructor(opts: ReplayCacheOptions = {}) {
+    this.windowSec = opts.windowSec ?? 300
+    this.maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES
+  }
+
+  get size(): number {
+    return this.#byMac.size
+  }
+
+  get floorSec(): number {
+    return this.#floorSec
+  }
+
+  /** Looks `mac` up and, when it is new, remembers it (the caller then processes the request). */
+  check(mac: Buffer, timeSignedSec: number, nowSec: number): ReplayVerdict {
+    this.#sweep(nowSec)
+    const k = mac.latin1Slice(0, mac.length)
+    const e = this.#byMac.get(k)
+    if (e) {
+      this.stats.replays++
+      return { kind: 'replay', result: e.result }
+    }
+    if (timeSignedSec <= this.#floorSec) {
+      this.stats.tooOld++
+      return { kind: 'too-old' }
+    }
+    while (this.#byMac.size >= this.maxEntries) this.#evictOldest()
+    this.#byMac.set(k, { expiresSec: timeSignedSec + this.windowSec, timeSignedSec, result: undefined })
+    return { kind: 'fresh' }
+  }
+
+  /** Records what the request with `mac` was answered, for its replays. */
+  setResult(mac: Buffer, result: ReplayResult): void {
+    const e = this.#byMac.get(mac.latin1Slice(0, mac.length))
+    if (e) e.result = result
+  }
+
+  #sweep(nowSec: number): void {
+    for (const [k, e] of this.#byMac) {
+      if (e.expiresSec >= nowSec) return
+      this.#byMac.delete(k)
+    }
+  }
+
+  #evictOldest(): void {
+    for (const [k, e] of this.#byMac) {
+      this.#byMac.delete(k)
+      if (e.timeSignedSec > this.#floorSec) this.#floorSec = e.timeSignedSec
+      this.stats.evicted++
+      return
+    }
+  }
+}
