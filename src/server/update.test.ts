@@ -8,6 +8,7 @@ import type { ServiceConfig } from './config.js'
 import type { RRsetChange } from './store.js'
 import { a, aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
 import { applyUpdate, checkUpdate } from './update.js'
+import { isAtOrBelow, labelBelow } from './zone-index.js'
 
 failOnLeakedResources()
 
@@ -28,6 +29,19 @@ const cfg: ServiceConfig = {
 const H = `mac.alice.${ZONE}`
 const none = (name: string, type: number) => rr(name, type, null, { ttl: 0, class: RRClass.NONE })
 const any = (name: string, type: number) => rr(name, type, null, { ttl: 0, class: RRClass.ANY })
+
+test('policy on wire labels: an escaped dot is not a label boundary (issue 16 finding 8)', () => {
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`x\\.bob.${ZONE}`, 'squat')]), 'bob'), Rcode.REFUSED)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`x\\.bob.${ZONE}`, 'squat')]), 'x'), Rcode.REFUSED)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`a\\.b.bob.${ZONE}`, 'mine')]), 'bob'), undefined)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`a\\\\.bob.${ZONE}`, 'label a backslash')]), 'bob'), undefined)
+  assert.equal(isAtOrBelow(`x\\.bob.${ZONE}`, `bob.${ZONE}`), false)
+  assert.equal(isAtOrBelow(`x\\\\.bob.${ZONE}`, `bob.${ZONE}`), true)
+  assert.equal(labelBelow(`x\\.bob.${ZONE}`, ZONE), 'x\\.bob')
+  assert.equal(labelBelow(`a.x\\.bob.${ZONE}`, ZONE), 'x\\.bob')
+  assert.equal(labelBelow(`a.bob.${ZONE}`, ZONE), 'bob')
+  assert.equal(labelBelow(ZONE, ZONE), undefined)
+})
 
 test('policy: own subdomain only, zone section checked, server types refused', () => {
   assert.equal(checkUpdate(cfg, updateMsg([], [aaaa(H, 'fd00::1')]), 'alice'), undefined)
