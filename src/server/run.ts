@@ -1,11 +1,13 @@
 // `autotunnel server`: opens the store, removes leases that ran out while it was down, binds the listeners,
 // prints one line per listener on stdout when ready and runs until SIGTERM/SIGINT.
+import { statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { fqdn } from '../dns/account-key.js'
 import { type Clock, SystemClock, type TimerHandle } from '../io/clock.js'
 import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
+import { openToOthers } from '../io/secret-file.js'
 import { KeyRing } from './accounts.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
@@ -111,6 +113,18 @@ export async function startServer(
   }
 
   const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
+  // The secret files in it are 0600 (db.ts); a directory others can enter still lets them see names and sizes,
+  // and a later file created by hand there would be readable: warn, do not refuse (systemd's StateDirectory=
+  // defaults to 0755; docs/security.md).
+  if (openToOthers(o.data))
+    log.warn('server.data_dir_mode', {
+      dir: o.data,
+      mode: (statSync(o.data).mode & 0o777).toString(8),
+      hint: 'group or others can enter the data directory: chmod 700 it (or StateDirectoryMode=0700)',
+    })
+  for (const f of [o.tlsKey, o.turnSecretFile])
+    if (f && openToOthers(f) & 0o044)
+      log.warn('server.secret_file_mode', { file: f, hint: 'group or others can read this secret: chmod 600 it' })
   const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
   const metrics = new ServerMetrics()
   const streams: StreamListener[] = []
