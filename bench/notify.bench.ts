@@ -62,6 +62,8 @@ const LIMITS = [
   '--watch-limit-total',
   '300000',
   '--push-plain-tcp',
+  '--max-connections-per-source',
+  '300000',
 ]
 
 function procStats(pid: number): { rssMiB: number; cpuSec: number } {

@@ -66,6 +66,19 @@ export function register(program: Command): void {
       int,
       1000,
     )
+    .option(
+      '--max-connections-per-source <n>',
+      'open connections one source address may hold per TCP or TLS listener',
+      int,
+      64,
+    )
+    .option('--tls-handshake-timeout <ms>', 'close a TLS connection whose handshake is not done by then', int, 5000)
+    .option(
+      '--tcp-message-timeout <ms>',
+      'close a TCP/TLS connection when a message is not complete this long after its first byte',
+      int,
+      5000,
+    )
     .addOption(
       new Option('--sync <mode>', 'SQLite synchronous: full survives power loss, normal survives a crash')
         .choices(['full', 'normal'])

@@ -54,6 +54,12 @@ export interface ServerOptions extends NotifyCliOptions {
   tcpIdleTimeout: number
   /** Open connections per TCP or TLS listener. @default 1000 */
   maxConnections?: number
+  /** --max-connections-per-source N. @default 64 */
+  maxConnectionsPerSource?: number
+  /** --tls-handshake-timeout, milliseconds. @default 5000 */
+  tlsHandshakeTimeout?: number
+  /** --tcp-message-timeout, milliseconds. @default 5000 */
+  tcpMessageTimeout?: number
   sync: SyncMode
   logLevel?: LogLevel
 }
@@ -101,6 +107,12 @@ export async function startServer(
   const tlsListens: AddrPort[] = o.tlsListen.map((s) => parseAddrPort(s, 853))
   const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   if (!(Number.isInteger(maxConnections) && maxConnections > 0)) throw new TypeError('need --max-connections >= 1')
+  const streamOpts = {
+    maxConnections,
+    ...(o.maxConnectionsPerSource !== undefined ? { maxPerSource: o.maxConnectionsPerSource } : {}),
+    ...(o.tlsHandshakeTimeout !== undefined ? { handshakeTimeoutMs: o.tlsHandshakeTimeout } : {}),
+    ...(o.tcpMessageTimeout !== undefined ? { messageTimeoutMs: o.tcpMessageTimeout } : {}),
+  }
   const adv = parseAdvertise(o.advertise, zone)
   const nsName = adv.host ?? `ns.${zone}`
   let nsAddrs = adv.addrs
@@ -137,6 +149,18 @@ export async function startServer(
     () => streams.reduce((n, l) => n + l.dropped, 0),
     'counter',
   )
+  metrics.registry.gauge(
+    'autotunnel_stream_connections_refused_per_source_total',
+    'TCP and TLS connections closed at once because their source held --max-connections-per-source',
+    () => streams.reduce((n, l) => n + l.droppedPerSource, 0),
+    'counter',
+  )
+  metrics.registry.gauge(
+    'autotunnel_stream_timeouts_total',
+    'TCP and TLS connections closed because a message or the TLS handshake was not complete in time',
+    () => streams.reduce((n, l) => n + l.timedOut, 0),
+    'counter',
+  )
   const closers: (() => Promise<void> | void)[] = []
   const lines: string[] = []
   let service: DnsService | undefined
@@ -152,7 +176,7 @@ export async function startServer(
       for (let attempt = 1; ; attempt++) {
         const udp = new UdpListener({ log, sink })
         const addr = await udp.listen(l.host, l.port)
-        const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, maxConnections })
+        const tcp = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout })
         let taddr: string
         try {
           taddr = await tcp.listen(l.host, udp.port)
@@ -174,7 +198,7 @@ export async function startServer(
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
       if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
       for (const l of tlsListens) {
-        const t = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, tls, maxConnections })
+        const t = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout, tls })
         const addr = await t.listen(l.host, l.port)
         streams.push(t)
         closers.push(() => t.close())
