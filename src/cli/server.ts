@@ -66,6 +66,9 @@ export function register(program: Command): void {
       int,
       1000,
     )
+    .option('--max-update-records <n>', 'records (prerequisites + updates) one UPDATE may carry', int, 100)
+    .option('--max-records <n>', 'records an account may hold (per account: autotunnel account limit)', int, 1000)
+    .option('--require-lease', 'refuse UPDATEs that add records without an update lease (RFC 9664)')
     .option(
       '--max-connections-per-source <n>',
       'open connections one source address may hold per TCP or TLS listener',

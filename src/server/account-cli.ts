@@ -14,6 +14,7 @@ import {
   listAccounts,
   RESERVED_USERS,
   removeAccount,
+  setAccountLimit,
   setAccountSecret,
 } from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
@@ -123,6 +124,22 @@ export async function accountRemove(user: string, o: { data: string; zone?: stri
   try {
     const n = removeAccount(db, zone, user)
     out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
+  } finally {
+    db.close()
+  }
+}
+
+export async function accountLimit(
+  user: string,
+  o: { data: string; zone?: string; maxRecords?: number },
+): Promise<void> {
+  checkUser(user)
+  const { db } = open(o.data, o.zone)
+  try {
+    const a = setAccountLimit(db, user, o.maxRecords, Date.now())
+    out(
+      `account ${user}: ${a.maxRecords === undefined ? 'the server default number of' : `at most ${a.maxRecords}`} records`,
+    )
   } finally {
     db.close()
   }

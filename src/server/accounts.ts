@@ -18,6 +18,8 @@ export interface Account {
   /** True when the secret was derived from a password. */
   readonly derived: boolean
   readonly createdMs: number
+  /** Records the account may hold (`account limit`); undefined: the server's default. */
+  readonly maxRecords?: number | undefined
 }
 
 /** Labels kept for the service's own names (the default server name is ns.ZONE): never an account. */
@@ -43,6 +45,7 @@ interface Row {
   secret: Buffer
   derived: number
   created_ms: number
+  max_records: number | null
 }
 
 function fromRow(r: Row): Account {
@@ -54,15 +57,18 @@ function fromRow(r: Row): Account {
     secret: r.secret,
     derived: r.derived !== 0,
     createdMs: r.created_ms,
+    ...(r.max_records !== null ? { maxRecords: r.max_records } : {}),
   }
 }
 
+const SELECT_ACCOUNT = 'SELECT account.*, account_limit.max_records FROM account LEFT JOIN account_limit USING (user)'
+
 export function listAccounts(db: Db): Account[] {
-  return (db.prepare('SELECT * FROM account ORDER BY user').all() as Row[]).map(fromRow)
+  return (db.prepare(`${SELECT_ACCOUNT} ORDER BY user`).all() as Row[]).map(fromRow)
 }
 
 export function getAccount(db: Db, user: string): Account | undefined {
-  const r = db.prepare('SELECT * FROM account WHERE user = ?').get(user) as Row | undefined
+  const r = db.prepare(`${SELECT_ACCOUNT} WHERE user = ?`).get(user) as Row | undefined
   return r ? fromRow(r) : undefined
 }
 
@@ -96,6 +102,20 @@ export function setAccountSecret(
   return getAccount(db, user)!
 }
 
+/** Sets the account's record limit (`account limit USER --max-records N`); undefined returns it to the default. */
+export function setAccountLimit(db: Db, user: string, maxRecords: number | undefined, nowMs: number): Account {
+  return db.transaction(() => {
+    const r = db.prepare('UPDATE account SET changed_ms = ? WHERE user = ?').run(nowMs, user)
+    if (r.changes === 0) throw new AccountError(`no account ${user}`)
+    if (maxRecords === undefined) db.prepare('DELETE FROM account_limit WHERE user = ?').run(user)
+    else
+      db.prepare(
+        'INSERT INTO account_limit (user, max_records) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET max_records = excluded.max_records',
+      ).run(user, maxRecords)
+    return getAccount(db, user)!
+  })()
+}
+
 /**
  * Removes the account and every record at or below its domain, in one transaction, bumping the serial and the
  * external generation so a running server reloads its index (Store.checkExternal). Returns the records removed.
@@ -105,6 +125,7 @@ export function removeAccount(db: Db, zone: string, user: string): number {
   return db.transaction(() => {
     const r = db.prepare('DELETE FROM account WHERE user = ?').run(user)
     if (r.changes === 0) throw new AccountError(`no account ${user}`)
+    db.prepare('DELETE FROM account_limit WHERE user = ?').run(user)
     const names = db.prepare('SELECT DISTINCT name FROM rr').pluck().all() as string[]
     const del = db.prepare('DELETE FROM rr WHERE name = ?')
     let n = 0

@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS account (
   created_ms INTEGER NOT NULL,
   changed_ms INTEGER NOT NULL
 ) STRICT;
+-- Per-account limits set with \`autotunnel account limit\`; an account without a row has the server's defaults.
+CREATE TABLE IF NOT EXISTS account_limit (
+  user        TEXT    PRIMARY KEY,
+  max_records INTEGER NOT NULL
+) STRICT;
 `
 
 export class StoreError extends Error {

@@ -50,6 +50,12 @@ export interface ServerOptions extends NotifyCliOptions {
   fudge: number
   /** --tsig-replay-cache N: MACs remembered against replays. @default 200000 */
   tsigReplayCache?: number
+  /** --max-update-records N. @default 100 */
+  maxUpdateRecords?: number
+  /** --max-records N: an account's record quota unless `account limit` set its own. @default 1000 */
+  maxRecords?: number
+  /** --require-lease: refuse UPDATEs that add records without an update lease. */
+  requireLease?: boolean
   /** --tcp-idle-timeout, milliseconds. */
   tcpIdleTimeout: number
   /** Open connections per TCP or TLS listener. @default 1000 */
@@ -223,6 +229,9 @@ export async function startServer(
       negativeTtlSec: o.negativeTtl,
       fudgeSec: o.fudge,
       ...(o.tsigReplayCache !== undefined ? { replayCacheEntries: o.tsigReplayCache } : {}),
+      ...(o.maxUpdateRecords !== undefined ? { maxUpdateRecords: o.maxUpdateRecords } : {}),
+      ...(o.maxRecords !== undefined ? { maxAccountRecords: o.maxRecords } : {}),
+      requireLease: o.requireLease === true,
       stun: (o.stun ?? []).map((s) => {
         const a = parseAddrPort(s, 3478)
         if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)

@@ -26,7 +26,13 @@ import type { Store } from './store.js'
 import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
 import { type ReplayResult, type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
-import { applyUpdate, checkUpdate } from './update.js'
+import {
+  applyUpdate,
+  checkUpdate,
+  DEFAULT_MAX_ACCOUNT_RECORDS,
+  DEFAULT_MAX_UPDATE_RECORDS,
+  QUOTA_EXCEEDED,
+} from './update.js'
 import { UpdateQueue } from './update-queue.js'
 import { labelBelow, type ZoneRR } from './zone-index.js'
 
@@ -428,7 +434,12 @@ export class DnsService {
 
     const bad = checkUpdate(this.cfg, msg, user)
     if (bad !== undefined) {
-      this.#log.info('update.refused', { user, rcode: rcodeName(bad) })
+      const records = msg.answers.length + msg.authorities.length
+      this.#log.info('update.refused', {
+        user,
+        rcode: rcodeName(bad),
+        ...(records > (this.cfg.maxUpdateRecords ?? DEFAULT_MAX_UPDATE_RECORDS) ? { reason: 'records', records } : {}),
+      })
       finish(bad)
       return
     }
@@ -451,12 +462,29 @@ export class DnsService {
       finish(Rcode.SERVFAIL)
       return
     }
+    if (leaseSec === undefined && this.cfg.requireLease && msg.authorities.some((r) => r.class === RRClass.IN)) {
+      this.#log.info('update.refused', { user, reason: 'lease-required', peer: req.ctx.peer.address })
+      finish(Rcode.REFUSED)
+      return
+    }
+    const maxRecords = req.signer.maxRecords ?? this.cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
     this.queue.submit(
-      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec }),
+      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec, maxRecords }),
       (rcode, err) => {
         // A refresh may change TTLs without changing content: drop cached answers after any commit.
         this.#cache.clear()
         if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
+        if (rcode === QUOTA_EXCEEDED) {
+          this.metrics.dropped({ reason: 'quota' })
+          this.#log.warn('update.refused', {
+            user,
+            reason: 'quota',
+            maxRecords,
+            records: this.store.index.recordsUnder(user),
+            peer: req.ctx.peer.address,
+          })
+          return finish(Rcode.REFUSED)
+        }
         if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
         const echo =
           rcode === Rcode.NOERROR && leaseSec !== undefined

@@ -104,10 +104,25 @@ export function labelBelow(name: string, ancestor: string): string | undefined {
 export class ZoneIndex {
   readonly nodes = new Map<string, ZoneNode>()
   #records = 0
+  /** Records per label directly below the origin (an account's user name): the per-account quota. */
+  readonly #perLabel = new Map<string, number>()
   constructor(readonly origin: string) {}
 
   get recordCount(): number {
     return this.#records
+  }
+
+  /** Records at or below `label`.ORIGIN (a user's domain). */
+  recordsUnder(label: string): number {
+    return this.#perLabel.get(label) ?? 0
+  }
+
+  #countLabel(name: string, delta: 1 | -1): void {
+    const label = labelBelow(name, this.origin)
+    if (label === undefined) return
+    const n = (this.#perLabel.get(label) ?? 0) + delta
+    if (n <= 0) this.#perLabel.delete(label)
+    else this.#perLabel.set(label, n)
   }
 
   node(name: string): ZoneNode | undefined {
@@ -144,6 +159,7 @@ export class ZoneIndex {
     set.records.set(rdataKey(rec.rr.rdata), rec)
     set.cache = undefined
     this.#records++
+    this.#countLabel(name, 1)
   }
 
   /** Replaces the stored RR of an existing record (TTL change); the Rec object keeps its identity. */
@@ -161,6 +177,7 @@ export class ZoneIndex {
     if (!set?.records.delete(rdataKey(rec.rr.rdata))) return false
     set.cache = undefined
     this.#records--
+    this.#countLabel(name, -1)
     if (set.records.size === 0) {
       node.rrsets.delete(type)
       if (node.rrsets.size === 0) {
