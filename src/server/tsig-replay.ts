@@ -16,10 +16,14 @@ export interface ReplayResult {
 }
 
 interface Entry {
+  readonly key: string
   readonly expiresSec: number
   readonly timeSignedSec: number
   result: ReplayResult | undefined
 }
+
+/** Swept-off slots at the queue's head before the array is compacted. */
+const COMPACT_AT = 4096
 
 export type ReplayVerdict =
   | { readonly kind: 'fresh' }
@@ -41,8 +45,11 @@ export class TsigReplayCache {
   readonly maxEntries: number
   /** Requests refused as replays or as too old, and entries evicted before their time. */
   readonly stats = { replays: 0, tooOld: 0, evicted: 0 }
-  /** Insertion order is (nearly) expiry order: entries are swept from the front. */
   readonly #byMac = new Map<string, Entry>()
+  /** Entries in insertion order, which is (nearly) expiry order: swept and evicted from `#head`. */
+  #queue: Entry[] = []
+  #head = 0
+  #sweptSec = -Infinity
   #floorSec = -Infinity
 
   constructor(opts: ReplayCacheOptions = {}) {
@@ -72,7 +79,9 @@ export class TsigReplayCache {
       return { kind: 'too-old' }
     }
     while (this.#byMac.size >= this.maxEntries) this.#evictOldest()
-    this.#byMac.set(k, { expiresSec: timeSignedSec + this.windowSec, timeSignedSec, result: undefined })
+    const entry: Entry = { key: k, expiresSec: timeSignedSec + this.windowSec, timeSignedSec, result: undefined }
+    this.#byMac.set(k, entry)
+    this.#queue.push(entry)
     return { kind: 'fresh' }
   }
 
@@ -82,19 +91,27 @@ export class TsigReplayCache {
     if (e) e.result = result
   }
 
+  /** Drops entries whose time has passed; at most once per second, so a check costs two Map operations. */
   #sweep(nowSec: number): void {
-    for (const [k, e] of this.#byMac) {
-      if (e.expiresSec >= nowSec) return
-      this.#byMac.delete(k)
-    }
+    if (nowSec === this.#sweptSec) return
+    this.#sweptSec = nowSec
+    const q = this.#queue
+    while (this.#head < q.length && q[this.#head]!.expiresSec < nowSec) this.#byMac.delete(q[this.#head++]!.key)
+    this.#compact()
   }
 
   #evictOldest(): void {
-    for (const [k, e] of this.#byMac) {
-      this.#byMac.delete(k)
-      if (e.timeSignedSec > this.#floorSec) this.#floorSec = e.timeSignedSec
-      this.stats.evicted++
-      return
-    }
+    const e = this.#queue[this.#head++]
+    if (!e) return
+    this.#byMac.delete(e.key)
+    if (e.timeSignedSec > this.#floorSec) this.#floorSec = e.timeSignedSec
+    this.stats.evicted++
+    this.#compact()
+  }
+
+  #compact(): void {
+    if (this.#head < COMPACT_AT || this.#head * 2 < this.#queue.length) return
+    this.#queue = this.#queue.slice(this.#head)
+    this.#head = 0
   }
 }
