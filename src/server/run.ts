@@ -17,6 +17,7 @@ import { DnsService } from './service.js'
 import { Store } from './store.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
+import { MIN_REPLAY_CACHE_ENTRIES } from './tsig-replay.js'
 import { UdpListener } from './udp-listener.js'
 
 /** `autotunnel server` options as commander parses them: names follow the flags, so units are in the comments. */
@@ -113,6 +114,8 @@ export async function startServer(
   const tlsListens: AddrPort[] = o.tlsListen.map((s) => parseAddrPort(s, 853))
   const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   if (!(Number.isInteger(maxConnections) && maxConnections > 0)) throw new TypeError('need --max-connections >= 1')
+  if (o.tsigReplayCache !== undefined && o.tsigReplayCache < MIN_REPLAY_CACHE_ENTRIES)
+    throw new TypeError(`need --tsig-replay-cache >= ${MIN_REPLAY_CACHE_ENTRIES}`)
   const streamOpts = {
     maxConnections,
     ...(o.maxConnectionsPerSource !== undefined ? { maxPerSource: o.maxConnectionsPerSource } : {}),

@@ -406,14 +406,25 @@ export class DnsService {
   #update(req: DnsRequest): void {
     const { msg } = req
     const res = this.#baseResponse(msg)
-    const finish = (rcode: number, leaseOpt?: ReturnType<typeof encodeUpdateLease>): void => {
-      // Remember a fresh signed UPDATE's answer for retransmissions of the same bytes (not SERVFAIL: a replay of
-      // an UPDATE that failed that way is dropped, and the client retries with a new signature).
+    const replayed = this.#replays.has(req)
+    /** Answers `rcode` (with the granted lease when given) and remembers it for replays of the same bytes. */
+    const finish = (rcode: number, lease?: { leaseSec: number; keyLeaseSec?: number | undefined }): void => {
+      // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
       const mac = req.msg.tsig?.data.mac
-      if (mac && req.signer && rcode !== Rcode.SERVFAIL && !this.#replays.has(req))
-        this.replay.setResult(mac, leaseOpt === undefined ? { rcode } : { rcode, extra: leaseOpt })
+      if (mac && req.signer && rcode !== Rcode.SERVFAIL && !replayed)
+        this.replay.setResult(
+          mac,
+          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode },
+        )
       res.rcode = rcode
-      if (leaseOpt && res.edns) res.edns.options.push(leaseOpt)
+      if (lease && res.edns)
+        res.edns.options.push(
+          encodeUpdateLease(
+            lease.keyLeaseSec === undefined
+              ? { leaseSec: lease.leaseSec }
+              : { leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec },
+          ),
+        )
       this.metrics.updates({ rcode: rcodeName(rcode) })
       req.respond(res)
     }
@@ -422,13 +433,17 @@ export class DnsService {
       return
     }
     const user = req.signer.user
-    if (this.#replays.has(req)) {
+    if (replayed) {
       // The same signed bytes again: a retransmission gets the first answer, a replay changes nothing.
       const first = this.#replays.get(req)
       this.metrics.dropped({ reason: 'tsig_replay' })
       this.#log.info('update.replay', { user, peer: req.ctx.peer.address, answered: first !== undefined })
-      if (first) finish(first.rcode, first.extra as ReturnType<typeof encodeUpdateLease> | undefined)
-      else req.drop()
+      if (!first) req.drop()
+      else
+        finish(
+          first.rcode,
+          first.leaseSec === undefined ? undefined : { leaseSec: first.leaseSec, keyLeaseSec: first.keyLeaseSec },
+        )
       return
     }
 
@@ -486,11 +501,7 @@ export class DnsService {
           return finish(Rcode.REFUSED)
         }
         if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
-        const echo =
-          rcode === Rcode.NOERROR && leaseSec !== undefined
-            ? encodeUpdateLease(keyLeaseSec === undefined ? { leaseSec } : { leaseSec, keyLeaseSec })
-            : undefined
-        finish(rcode, echo)
+        finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
       },
     )
   }

@@ -9,27 +9,44 @@
 // bound never opens a replay window; at a sustained rate R above maxEntries / fudge, the window of accepted time
 // shrinks to about maxEntries / R seconds behind now.
 
-/** What an UPDATE's first execution answered, for replays of the same bytes. */
+/**
+ * What an UPDATE's first execution answered, for replays of the same bytes: numbers only, so the cache holds no
+ * Buffers (at thousands of updates a second, retained Buffers cost more in GC than the lookups do).
+ */
 export interface ReplayResult {
   readonly rcode: number
-  readonly extra?: unknown
+  readonly leaseSec?: number | undefined
+  readonly keyLeaseSec?: number | undefined
 }
 
+/** One remembered MAC; the first answer packed into numbers (NONE when absent): one small object per MAC. */
 interface Entry {
   readonly key: string
   readonly expiresSec: number
   readonly timeSignedSec: number
-  result: ReplayResult | undefined
+  rcode: number
+  leaseSec: number
+  keyLeaseSec: number
 }
+
+const NONE = -1
 
 /** Swept-off slots at the queue's head before the array is compacted. */
 const COMPACT_AT = 4096
+/**
+ * The smallest `--tsig-replay-cache`: the cache must hold more than one second of signed requests (time signed
+ * has a resolution of 1 s, so the floor would otherwise refuse the current second's fresh requests).
+ */
+export const MIN_REPLAY_CACHE_ENTRIES = 1000
 
 export type ReplayVerdict =
   | { readonly kind: 'fresh' }
   | { readonly kind: 'replay'; readonly result: ReplayResult | undefined }
   /** Signed at or before the floor left by evictions: cannot be told from a replay. */
   | { readonly kind: 'too-old' }
+
+const FRESH: ReplayVerdict = { kind: 'fresh' }
+const TOO_OLD: ReplayVerdict = { kind: 'too-old' }
 
 export interface ReplayCacheOptions {
   /** The server's TSIG fudge: an entry lives until time signed + this. @default 300 */
@@ -72,23 +89,39 @@ export class TsigReplayCache {
     const e = this.#byMac.get(k)
     if (e) {
       this.stats.replays++
-      return { kind: 'replay', result: e.result }
+      if (e.rcode === NONE) return { kind: 'replay', result: undefined }
+      const result: ReplayResult = {
+        rcode: e.rcode,
+        ...(e.leaseSec !== NONE ? { leaseSec: e.leaseSec } : {}),
+        ...(e.keyLeaseSec !== NONE ? { keyLeaseSec: e.keyLeaseSec } : {}),
+      }
+      return { kind: 'replay', result }
     }
     if (timeSignedSec <= this.#floorSec) {
       this.stats.tooOld++
-      return { kind: 'too-old' }
+      return TOO_OLD
     }
     while (this.#byMac.size >= this.maxEntries) this.#evictOldest()
-    const entry: Entry = { key: k, expiresSec: timeSignedSec + this.windowSec, timeSignedSec, result: undefined }
+    const entry: Entry = {
+      key: k,
+      expiresSec: timeSignedSec + this.windowSec,
+      timeSignedSec,
+      rcode: NONE,
+      leaseSec: NONE,
+      keyLeaseSec: NONE,
+    }
     this.#byMac.set(k, entry)
     this.#queue.push(entry)
-    return { kind: 'fresh' }
+    return FRESH
   }
 
   /** Records what the request with `mac` was answered, for its replays. */
   setResult(mac: Buffer, result: ReplayResult): void {
     const e = this.#byMac.get(mac.latin1Slice(0, mac.length))
-    if (e) e.result = result
+    if (!e) return
+    e.rcode = result.rcode
+    e.leaseSec = result.leaseSec ?? NONE
+    e.keyLeaseSec = result.keyLeaseSec ?? NONE
   }
 
   /** Drops entries whose time has passed; at most once per second, so a check costs two Map operations. */

@@ -135,7 +135,10 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
   const keyExpiresAtMs = req.keyLeaseSec === undefined ? expiresAtMs : tx.nowMs + req.keyLeaseSec * 1000
   const countBefore = index.recordsUnder(req.user)
-  const rollback = tx.savepoint()
+  // Only an UPDATE that could cross the quota pays for a savepoint: at most one new record per IN-class RR.
+  let adds = 0
+  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
+  const rollback = req.maxRecords !== undefined && countBefore + adds > req.maxRecords ? tx.savepoint() : undefined
   let changed = false
   for (const rr of msg.authorities) {
     const name = nameOf(rr)
@@ -159,7 +162,7 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   // The quota is checked on the result, so a delete-and-add at the limit passes; an UPDATE that only shrinks an
   // account over its (lowered) limit passes too.
   const countAfter = index.recordsUnder(req.user)
-  if (req.maxRecords !== undefined && countAfter > req.maxRecords && countAfter > countBefore) {
+  if (rollback && req.maxRecords !== undefined && countAfter > req.maxRecords && countAfter > countBefore) {
     rollback()
     return QUOTA_EXCEEDED
   }
