@@ -260,6 +260,37 @@ test('TSIG: signed UPDATE with a lease commits and echoes it signed; BADKEY, BAD
   assert.equal(metrics.registry.value('autotunnel_dns_updates_total', { rcode: 'NOTAUTH' }), 4)
 })
 
+test('TSIG replay: the same signed UPDATE is applied once and its retransmission gets the first answer; a fudge of 65535 does not widen the window', async (t) => {
+  const clock = new FakeClock(Date.UTC(2026, 10, 21))
+  const { svc, store } = setup(t, clock)
+  const key = { name: `alice.${ZONE}`, algorithm: 'hmac-sha256', secret: Buffer.alloc(32, 1) }
+  const nowSec = Math.floor(clock.now() / 1000)
+  const send = (wire: Buffer): Promise<Buffer> =>
+    new Promise((resolve) =>
+      svc.handle(wire, {
+        peer: { transport: 'udp', address: '127.0.0.1', port: 1, local: '' },
+        reply: (b) => resolve(b!),
+        send: () => {},
+      }),
+    )
+  const up = updateMsg([], [aaaa(`mac.alice.${ZONE}`, 'fd00::1')])
+  up.edns = { udpSize: 1232, version: 0, do: false, options: [encodeUpdateLease({ leaseSec: 3600 })] }
+  const signed = signMessage(up, key, { timeSigned: nowSec })
+  assert.equal(decodeMessage(await send(signed.wire)).rcode, Rcode.NOERROR)
+  store.write((tx) => {
+    for (const r of store.recordsAtOrBelow(`alice.${ZONE}`)) tx.remove(r)
+  })
+  const again = decodeMessage(await send(signed.wire))
+  assert.equal(again.rcode, Rcode.NOERROR, 'the first answer, lease echo included')
+  assert.ok(findOption(again.edns, EdnsOptionCode.UPDATE_LEASE))
+  assert.equal(store.index.recordCount, 0, 'not applied again')
+  assert.equal(svc.replay.stats.replays, 1)
+  const old = signMessage(up, key, { timeSigned: nowSec - 36_000, fudge: 65_535 })
+  const r = decodeMessage(await send(old.wire))
+  assert.equal(r.rcode, Rcode.NOTAUTH)
+  assert.equal(r.tsig?.data.error, Rcode.BADTIME)
+})
+
 test('random and mutated packets: never a throw, exactly one reply or drop each', async (t) => {
   const { svc, store, metrics } = setup(t)
   put(store, [aaaa(`a._pub.${ZONE}`, 'fd00::1')])

@@ -90,6 +90,8 @@ export class DnsService {
   readonly #cacheKeys = new WeakMap<DnsRequest, string>()
   /** Requests whose TSIG MAC was seen before, with the first execution's result when it has one. */
   readonly #replays = new WeakMap<DnsRequest, ReplayResult | undefined>()
+  /** Fresh signed UPDATEs: their replay-cache entry, to record the answer in. */
+  readonly #fresh = new WeakMap<DnsRequest, ReplayVerdict>()
   /** MACs of accepted signed requests within the fudge window (tsig-replay.ts). */
   readonly replay: TsigReplayCache
   #cacheAccounts = -1
@@ -325,6 +327,7 @@ export class DnsService {
       encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
     if (replay?.kind === 'replay') this.#replays.set(req, replay.result)
+    else if (replay && msg.opcode === Opcode.UPDATE) this.#fresh.set(req, replay)
     for (const h of this.#handlers) if (h(req)) return
     if (cacheKey !== undefined && !check && msg.opcode === Opcode.QUERY && !msg.qr) this.#cacheKeys.set(req, cacheKey)
     if (msg.qr) {
@@ -410,10 +413,10 @@ export class DnsService {
     /** Answers `rcode` (with the granted lease when given) and remembers it for replays of the same bytes. */
     const finish = (rcode: number, lease?: { leaseSec: number; keyLeaseSec?: number | undefined }): void => {
       // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
-      const mac = req.msg.tsig?.data.mac
-      if (mac && req.signer && rcode !== Rcode.SERVFAIL && !replayed)
+      const fresh = this.#fresh.get(req)
+      if (fresh && rcode !== Rcode.SERVFAIL)
         this.replay.setResult(
-          mac,
+          fresh,
           lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode },
         )
       res.rcode = rcode

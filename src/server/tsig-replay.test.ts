@@ -10,9 +10,10 @@ const mac = (n: number): Buffer => Buffer.alloc(32, n)
 
 test('a MAC is fresh once, a replay until time signed + window, then forgotten', () => {
   const c = new TsigReplayCache({ windowSec: 300, maxEntries: 10 })
-  assert.equal(c.check(mac(1), 1000, 1000).kind, 'fresh')
+  const first = c.check(mac(1), 1000, 1000)
+  assert.equal(first.kind, 'fresh')
   assert.deepEqual(c.check(mac(1), 1000, 1200), { kind: 'replay', result: undefined })
-  c.setResult(mac(1), { rcode: 0 })
+  c.setResult(first, { rcode: 0 })
   assert.deepEqual(c.check(mac(1), 1000, 1300), { kind: 'replay', result: { rcode: 0 } })
   assert.equal(c.check(mac(2), 1300, 1301).kind, 'fresh')
   assert.equal(c.size, 1, 'the first MAC expired at 1300')

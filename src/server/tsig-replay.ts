@@ -21,6 +21,8 @@ export interface ReplayResult {
 
 /** One remembered MAC; the first answer packed into numbers (NONE when absent): one small object per MAC. */
 interface Entry {
+  /** The entry is also the 'fresh' verdict handed back by check(): setResult() then needs no second lookup. */
+  readonly kind: 'fresh'
   readonly key: string
   readonly expiresSec: number
   readonly timeSignedSec: number
@@ -30,6 +32,8 @@ interface Entry {
 }
 
 const NONE = -1
+/** Octets of the MAC used as the key (128 bits; HMAC-MD5's whole MAC). */
+const KEY_OCTETS = 16
 
 /** Swept-off slots at the queue's head before the array is compacted. */
 const COMPACT_AT = 4096
@@ -45,7 +49,6 @@ export type ReplayVerdict =
   /** Signed at or before the floor left by evictions: cannot be told from a replay. */
   | { readonly kind: 'too-old' }
 
-const FRESH: ReplayVerdict = { kind: 'fresh' }
 const TOO_OLD: ReplayVerdict = { kind: 'too-old' }
 
 export interface ReplayCacheOptions {
@@ -82,10 +85,14 @@ export class TsigReplayCache {
     return this.#floorSec
   }
 
-  /** Looks `mac` up and, when it is new, remembers it (the caller then processes the request). */
+  /**
+   * Looks `mac` up and, when it is new, remembers it (the caller then processes the request and may hand the
+   * verdict to setResult). The key is the MAC's first KEY_OCTETS octets: 128 bits cannot collide by chance, and
+   * nobody without the key can choose a MAC.
+   */
   check(mac: Buffer, timeSignedSec: number, nowSec: number): ReplayVerdict {
     this.#sweep(nowSec)
-    const k = mac.latin1Slice(0, mac.length)
+    const k = mac.latin1Slice(0, Math.min(KEY_OCTETS, mac.length))
     const e = this.#byMac.get(k)
     if (e) {
       this.stats.replays++
@@ -103,6 +110,7 @@ export class TsigReplayCache {
     }
     while (this.#byMac.size >= this.maxEntries) this.#evictOldest()
     const entry: Entry = {
+      kind: 'fresh',
       key: k,
       expiresSec: timeSignedSec + this.windowSec,
       timeSignedSec,
@@ -112,13 +120,13 @@ export class TsigReplayCache {
     }
     this.#byMac.set(k, entry)
     this.#queue.push(entry)
-    return FRESH
+    return entry
   }
 
-  /** Records what the request with `mac` was answered, for its replays. */
-  setResult(mac: Buffer, result: ReplayResult): void {
-    const e = this.#byMac.get(mac.latin1Slice(0, mac.length))
-    if (!e) return
+  /** Records what the request that got the verdict `fresh` (from check) was answered, for its replays. */
+  setResult(fresh: ReplayVerdict, result: ReplayResult): void {
+    if (fresh.kind !== 'fresh') return
+    const e = fresh as Entry
     e.rcode = result.rcode
     e.leaseSec = result.leaseSec ?? NONE
     e.keyLeaseSec = result.keyLeaseSec ?? NONE
