@@ -325,8 +325,9 @@ async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
           if (m.qr && m.rcode === 0 && m.id === 2) ok++
           if (!m.qr && m.tlvs[0]?.type === DsoType.PUSH) record(si)
         })
+        // A distinct ID per connection: the same signed bytes twice are a replay and bind nothing (docs/security.md).
         const auth = emptyMessage({
-          id: 1,
+          id: 1 + (si % 0xfffe),
           questions: [{ name: `bench.${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
         })
         s.send(signMessage(auth, key).wire)
