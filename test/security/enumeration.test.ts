@@ -22,9 +22,9 @@ async function verdict(args: string[], user: string): Promise<string> {
       l
         .replace(/id: \d+/, '')
         .replaceAll(user, 'USER')
+        .replace(/\s+/g, ' ')
         // The TSIG line's time signed and original ID (the random message ID) differ from query to query.
-        .replace(/(TSIG \S+) \d+ (\d+) (\d+) \d+/, '$1 TIME $2 $3 ORIGID')
-        .replace(/\s+/g, ' '),
+        .replace(/(TSIG \S+) \d+ (\d+) (\d+) \d+/, '$1 TIME $2 $3 ORIGID'),
     )
     .join('\n')
 }
