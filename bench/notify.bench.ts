@@ -52,7 +52,19 @@ function openFilesLimit(): number {
   return m?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m?.[1] ?? 1024)
 }
 // The push fan-out runs on plain TCP (the server's fan-out, not TLS, is measured): opt in.
-const LIMITS = ['--watch-limit-client', '300000', '--watch-limit-total', '300000', '--push-plain-tcp']
+const LIMITS = [
+  '--watch-limit-client',
+  '300000',
+  '--watch-limit-user',
+  '300000',
+  '--watch-limit-anonymous',
+  '300000',
+  '--watch-limit-total',
+  '300000',
+  '--push-plain-tcp',
+  '--max-connections-per-source',
+  '300000',
+]
 
 function procStats(pid: number): { rssMiB: number; cpuSec: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
@@ -216,7 +228,7 @@ async function holdingFigures(kind: 'push' | 'llq', n: number): Promise<string> 
     const pid = srv.proc!.pid!
     await sleep(300)
     const base = procStats(pid)
-    const names = Array.from({ length: n }, (_, i) => `n${i}.${ZONE}.`)
+    const names = Array.from({ length: n }, (_, i) => `_n${i}.${ZONE}.`)
     const t0 = performance.now()
     const handles =
       kind === 'push' ? await pushSetup(srv.tlsPort, true, names, 10) : await llqSetup(srv.dnsPort, names, 10)
@@ -313,8 +325,9 @@ async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
           if (m.qr && m.rcode === 0 && m.id === 2) ok++
           if (!m.qr && m.tlvs[0]?.type === DsoType.PUSH) record(si)
         })
+        // A distinct ID per connection: the same signed bytes twice are a replay and bind nothing (docs/security.md).
         const auth = emptyMessage({
-          id: 1,
+          id: 1 + (si % 0xfffe),
           questions: [{ name: `bench.${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
         })
         s.send(signMessage(auth, key).wire)

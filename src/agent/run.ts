@@ -10,6 +10,7 @@ import { UdpSocket } from '../io/datagram.js'
 import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
+import { openToOthers } from '../io/secret-file.js'
 import { PortMapper } from '../portmap/mapper.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
@@ -87,6 +88,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  if (o.keyFile && openToOthers(o.keyFile) & 0o044)
+    log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
 
   const clock = new SystemClock()

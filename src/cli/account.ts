@@ -66,6 +66,21 @@ export function register(program: Command): void {
     })
 
   account
+    .command('limit <user>')
+    .description('set how many records the user may hold (the server default without --max-records)')
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .option('--max-records <n>', 'records at or below USER.ZONE; more is REFUSED', (v: string) => {
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0) throw new TypeError(`not a non-negative integer: ${v}`)
+      return n
+    })
+    .action(async (user: string, o: { data: string; zone?: string; maxRecords?: number }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountLimit(user, o)
+    })
+
+  account
     .command('passwd <user>')
     .description("replace the user's key: derived from a password on stdin, or random without --password-stdin")
     .requiredOption('--data <dir>', 'server data directory')

@@ -47,13 +47,40 @@ export function register(program: Command): void {
     .option('--hostmaster <name>', 'SOA RNAME (default hostmaster.ZONE)')
     .option('--ttl <s>', 'TTL of SOA, NS, the server address and discovery SRV records', int, 300)
     .option('--negative-ttl <s>', 'SOA MINIMUM, the negative-caching TTL (RFC 2308)', int, 60)
-    .option('--fudge <s>', 'TSIG fudge in signed responses (RFC 8945 5.2.3)', int, 300)
+    .option(
+      '--fudge <s>',
+      'TSIG fudge: written in signed responses, and the widest clock difference accepted (RFC 8945 5.2.3)',
+      int,
+      300,
+    )
+    .option(
+      '--tsig-replay-cache <n>',
+      'MACs of signed requests remembered for the fudge window against replays (~150 bytes each)',
+      int,
+      200000,
+    )
     .option('--tcp-idle-timeout <ms>', 'close idle TCP/TLS connections after this long (RFC 7766)', int, 10000)
     .option(
       '--max-connections <n>',
       'open connections per TCP or TLS listener (file descriptors: see ulimit -n)',
       int,
       1000,
+    )
+    .option('--max-update-records <n>', 'records (prerequisites + updates) one UPDATE may carry', int, 100)
+    .option('--max-records <n>', 'records an account may hold (per account: autotunnel account limit)', int, 1000)
+    .option('--require-lease', 'refuse UPDATEs that add records without an update lease (RFC 9664)')
+    .option(
+      '--max-connections-per-source <n>',
+      'open connections one source address may hold per TCP or TLS listener',
+      int,
+      64,
+    )
+    .option('--tls-handshake-timeout <ms>', 'close a TLS connection whose handshake is not done by then', int, 5000)
+    .option(
+      '--tcp-message-timeout <ms>',
+      'close a TCP/TLS connection when a message is not complete this long after its first byte',
+      int,
+      5000,
     )
     .addOption(
       new Option('--sync <mode>', 'SQLite synchronous: full survives power loss, normal survives a crash')
@@ -69,7 +96,13 @@ export function register(program: Command): void {
       int,
       2000,
     )
-    .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one client may hold', int, 1000)
+    .option('--watch-limit-client <n>', 'live LLQs + Push subscriptions one source address may hold', int, 1000)
+    .option('--watch-limit-user <n>', 'live LLQs + Push subscriptions one account key may hold', int, 1000)
+    .option(
+      '--watch-limit-anonymous <n>',
+      'live LLQs + Push subscriptions without a key, all sources together (default: a tenth of the total)',
+      int,
+    )
     .option('--watch-limit-total <n>', 'live LLQs + Push subscriptions the server holds', int, 200000)
     .option('--push-keepalive-ms <ms>', 'DSO keepalive interval asked of DNS Push clients (RFC 8490)', int, 60000)
     .option(

@@ -299,6 +299,11 @@ export interface VerifyOptions {
   now?: number
   /** The already decoded message (saves a second decode). */
   msg?: Message
+  /**
+   * The verifier's own fudge: the accepted window is min(the signer's fudge, this), so a signer cannot widen it
+   * by writing fudge 65535 (issue 16 finding 7). Default: the signer's fudge (RFC 8945 5.2.3).
+   */
+  maxFudge?: number
 }
 
 const TSIG_CODES = {
@@ -359,7 +364,8 @@ export function verifyMessage(
   if (!timingSafeEqual(mac, t.mac)) return peerOr(fail('BADSIG', { msg, tsig: t, key }), t)
   if (t.error !== 0) return { ...fail(peerError(t.error), { msg, tsig: t, key, mac: t.mac }), peer: true }
   const now = opts.now ?? nowSec()
-  if (Math.abs(now - t.timeSigned) > t.fudge) return fail('BADTIME', { msg, tsig: t, key, mac: t.mac })
+  if (Math.abs(now - t.timeSigned) > Math.min(t.fudge, opts.maxFudge ?? t.fudge))
+    return fail('BADTIME', { msg, tsig: t, key, mac: t.mac })
   if (t.mac.length < (key.minMacSize ?? k.len)) return fail('BADTRUNC', { msg, tsig: t, key, mac: t.mac })
   return { ok: true, key, mac: t.mac, tsig: t, msg }
 }

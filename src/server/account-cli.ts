@@ -7,7 +7,16 @@ import {
   isValidUser,
   randomTsigKey,
 } from '../dns/account-key.js'
-import { type Account, AccountError, addAccount, listAccounts, removeAccount, setAccountSecret } from './accounts.js'
+import {
+  type Account,
+  AccountError,
+  addAccount,
+  listAccounts,
+  RESERVED_USERS,
+  removeAccount,
+  setAccountLimit,
+  setAccountSecret,
+} from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
 
 function out(s: string): void {
@@ -60,9 +69,6 @@ async function makeKey(
     return { algorithm, secret: await deriveTsigKeyAsync(user, zone, await readPassword(), algorithm), derived: true }
   return { algorithm, secret: randomTsigKey(algorithm), derived: false }
 }
-
-/** Labels kept for the service's own names (the default server name is ns.ZONE). */
-const RESERVED_USERS = new Set(['ns', 'ns1', 'ns2', 'hostmaster', 'www'])
 
 function checkUser(user: string, creating = false): void {
   if (!isValidUser(user))
@@ -118,6 +124,22 @@ export async function accountRemove(user: string, o: { data: string; zone?: stri
   try {
     const n = removeAccount(db, zone, user)
     out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
+  } finally {
+    db.close()
+  }
+}
+
+export async function accountLimit(
+  user: string,
+  o: { data: string; zone?: string; maxRecords?: number },
+): Promise<void> {
+  checkUser(user)
+  const { db } = open(o.data, o.zone)
+  try {
+    const a = setAccountLimit(db, user, o.maxRecords, Date.now())
+    out(
+      `account ${user}: ${a.maxRecords === undefined ? 'the server default number of' : `at most ${a.maxRecords}`} records`,
+    )
   } finally {
     db.close()
   }

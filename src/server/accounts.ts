@@ -4,7 +4,7 @@
 // miss and at most once a second otherwise, so new accounts, removals and password changes take effect without a
 // restart or signal.
 
-import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm } from '../dns/account-key.js'
+import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm, isValidUser } from '../dns/account-key.js'
 import type { Clock } from '../io/clock.js'
 import { type Db, getMeta, nextSerial, setMeta } from './db.js'
 import { isAtOrBelow } from './zone-index.js'
@@ -18,6 +18,20 @@ export interface Account {
   /** True when the secret was derived from a password. */
   readonly derived: boolean
   readonly createdMs: number
+  /** Records the account may hold (`account limit`); undefined: the server's default. */
+  readonly maxRecords?: number | undefined
+}
+
+/** Labels kept for the service's own names (the default server name is ns.ZONE): never an account. */
+export const RESERVED_USERS: ReadonlySet<string> = new Set(['ns', 'ns1', 'ns2', 'hostmaster', 'www'])
+
+/**
+ * True when `label` could be, now or later, an account's user name. Everything under such a label is private to
+ * that user, whether the account exists or not, so unsigned clients cannot tell which accounts exist and cannot
+ * watch a name before its account is created (issue 16 findings 3 and 9).
+ */
+export function isPossibleUser(label: string): boolean {
+  return isValidUser(label) && !RESERVED_USERS.has(label)
 }
 
 export class AccountError extends Error {
@@ -31,6 +45,7 @@ interface Row {
   secret: Buffer
   derived: number
   created_ms: number
+  max_records: number | null
 }
 
 function fromRow(r: Row): Account {
@@ -42,15 +57,18 @@ function fromRow(r: Row): Account {
     secret: r.secret,
     derived: r.derived !== 0,
     createdMs: r.created_ms,
+    ...(r.max_records !== null ? { maxRecords: r.max_records } : {}),
   }
 }
 
+const SELECT_ACCOUNT = 'SELECT account.*, account_limit.max_records FROM account LEFT JOIN account_limit USING (user)'
+
 export function listAccounts(db: Db): Account[] {
-  return (db.prepare('SELECT * FROM account ORDER BY user').all() as Row[]).map(fromRow)
+  return (db.prepare(`${SELECT_ACCOUNT} ORDER BY user`).all() as Row[]).map(fromRow)
 }
 
 export function getAccount(db: Db, user: string): Account | undefined {
-  const r = db.prepare('SELECT * FROM account WHERE user = ?').get(user) as Row | undefined
+  const r = db.prepare(`${SELECT_ACCOUNT} WHERE user = ?`).get(user) as Row | undefined
   return r ? fromRow(r) : undefined
 }
 
@@ -84,6 +102,20 @@ export function setAccountSecret(
   return getAccount(db, user)!
 }
 
+/** Sets the account's record limit (`account limit USER --max-records N`); undefined returns it to the default. */
+export function setAccountLimit(db: Db, user: string, maxRecords: number | undefined, nowMs: number): Account {
+  return db.transaction(() => {
+    const r = db.prepare('UPDATE account SET changed_ms = ? WHERE user = ?').run(nowMs, user)
+    if (r.changes === 0) throw new AccountError(`no account ${user}`)
+    if (maxRecords === undefined) db.prepare('DELETE FROM account_limit WHERE user = ?').run(user)
+    else
+      db.prepare(
+        'INSERT INTO account_limit (user, max_records) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET max_records = excluded.max_records',
+      ).run(user, maxRecords)
+    return getAccount(db, user)!
+  })()
+}
+
 /**
  * Removes the account and every record at or below its domain, in one transaction, bumping the serial and the
  * external generation so a running server reloads its index (Store.checkExternal). Returns the records removed.
@@ -93,6 +125,7 @@ export function removeAccount(db: Db, zone: string, user: string): number {
   return db.transaction(() => {
     const r = db.prepare('DELETE FROM account WHERE user = ?').run(user)
     if (r.changes === 0) throw new AccountError(`no account ${user}`)
+    db.prepare('DELETE FROM account_limit WHERE user = ?').run(user)
     const names = db.prepare('SELECT DISTINCT name FROM rr').pluck().all() as string[]
     const del = db.prepare('DELETE FROM rr WHERE name = ?')
     let n = 0
@@ -103,11 +136,23 @@ export function removeAccount(db: Db, zone: string, user: string): number {
   })()
 }
 
+/** True when `a` and `b` are the same key of the same account (not a re-keyed or re-created one). */
+export function sameKey(a: Account, b: Account): boolean {
+  return a.user === b.user && a.algorithm === b.algorithm && a.createdMs === b.createdMs && a.secret.equals(b.secret)
+}
+
+/** What a reload changed: users whose key changed or whose account went (`revoked`), and new users. */
+export interface AccountChange {
+  readonly revoked: ReadonlySet<string>
+  readonly added: ReadonlySet<string>
+}
+
 /** The server's view of the account keys, refreshed when another process commits. */
 export class KeyRing {
   readonly #db: Db
   readonly #clock: Clock
   readonly #onExternal: () => boolean
+  readonly #listeners = new Set<(c: AccountChange) => void>()
   #byKeyName = new Map<string, Account>()
   #byUser = new Map<string, Account>()
   #checkedMs = -Infinity
@@ -126,6 +171,21 @@ export class KeyRing {
     return this.#byKeyName.size
   }
 
+  /**
+   * Calls `fn` after every reload that changed the account set: watch sessions and LLQs bound to a revoked key
+   * end, and every watch is checked again (docs/security.md). Returns the unsubscribe function.
+   */
+  onChange(fn: (c: AccountChange) => void): () => void {
+    this.#listeners.add(fn)
+    return () => this.#listeners.delete(fn)
+  }
+
+  /** The account's key is still the one in the table (not changed by `account passwd`, not removed). */
+  isCurrent(a: Account): boolean {
+    const now = this.#byUser.get(a.user)
+    return now !== undefined && (now === a || sameKey(now, a))
+  }
+
   reload(): void {
     const byKey = new Map<string, Account>()
     const byUser = new Map<string, Account>()
@@ -133,9 +193,18 @@ export class KeyRing {
       byKey.set(a.keyName, a)
       byUser.set(a.user, a)
     }
+    const revoked = new Set<string>()
+    const added = new Set<string>()
+    for (const [user, old] of this.#byUser) {
+      const now = byUser.get(user)
+      if (!now || !sameKey(old, now)) revoked.add(user)
+    }
+    for (const user of byUser.keys()) if (!this.#byUser.has(user)) added.add(user)
     this.#byKeyName = byKey
     this.#byUser = byUser
     this.generation++
+    if (revoked.size === 0 && added.size === 0) return
+    for (const fn of this.#listeners) fn({ revoked, added })
   }
 
   /** Re-reads the table if another process committed; at most once per `minIntervalMs` unless forced. */

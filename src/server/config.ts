@@ -25,8 +25,19 @@ export interface ServiceConfig {
   readonly infraTtlSec: number
   /** SOA MINIMUM: negative-caching TTL (RFC 2308). */
   readonly negativeTtlSec: number
-  /** TSIG time fudge accepted (RFC 8945 5.2.3). */
+  /**
+   * TSIG time fudge (RFC 8945 5.2.3): written in signed responses, and the widest window accepted, whatever
+   * fudge the signer wrote (issue 16 finding 7).
+   */
   readonly fudgeSec: number
+  /** MACs of signed requests remembered against replay (tsig-replay.ts). @default 200000 */
+  readonly replayCacheEntries?: number
+  /** Records (prerequisites + updates) one UPDATE may carry; more is REFUSED. @default 100 */
+  readonly maxUpdateRecords?: number
+  /** Records an account may hold unless its own limit says otherwise (`account limit`). @default 1000 */
+  readonly maxAccountRecords?: number
+  /** Refuse UPDATEs that add records without an update lease (RFC 9664): no permanent user records. */
+  readonly requireLease?: boolean
   /** STUN servers advertised as SRV _stun._udp.ZONE (RFC 8489 section 8; src/server/discovery.ts stunRecords). */
   readonly stun?: readonly AddrPort[]
   /** TURN servers advertised as SRV _turn._udp.ZONE (RFC 5928; discovery.ts turnRecords, docs/relay.md). */

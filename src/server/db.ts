@@ -8,6 +8,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
+import { ensureOwnerOnly } from '../io/secret-file.js'
 
 export type Db = Database.Database
 export type SyncMode = 'full' | 'normal'
@@ -46,6 +47,11 @@ CREATE TABLE IF NOT EXISTS account (
   created_ms INTEGER NOT NULL,
   changed_ms INTEGER NOT NULL
 ) STRICT;
+-- Per-account limits set with \`autotunnel account limit\`; an account without a row has the server's defaults.
+CREATE TABLE IF NOT EXISTS account_limit (
+  user        TEXT    PRIMARY KEY,
+  max_records INTEGER NOT NULL
+) STRICT;
 `
 
 export class StoreError extends Error {
@@ -58,6 +64,10 @@ export class StoreError extends Error {
  */
 export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; readonly?: boolean } = {}): Db {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // The file holds every account's TSIG secret: 0600 whatever the directory (SQLite gives the -wal and -shm
+  // files it creates the database file's mode; existing ones are tightened too).
+  for (const suffix of ['', '-wal', '-shm'])
+    if (suffix === '' || existsSync(join(dir, DB_FILE + suffix))) ensureOwnerOnly(join(dir, DB_FILE + suffix))
   const db = new Database(join(dir, DB_FILE))
   try {
     db.pragma('journal_mode = WAL')

@@ -58,7 +58,15 @@ export interface LlqPendingEvent<R> {
   readonly nextAt: number
 }
 
-export type LlqGoneReason = 'handshake-timeout' | 'cancelled' | 'expired' | 'unreachable' | 'overflow' | 'replaced'
+export type LlqGoneReason =
+  | 'handshake-timeout'
+  | 'cancelled'
+  | 'expired'
+  | 'unreachable'
+  | 'overflow'
+  | 'replaced'
+  /** The key it was set up with was changed or removed, or the privacy rule no longer lets its user watch it. */
+  | 'revoked'
 
 export type LlqState<R> =
   | { readonly kind: 'challenged'; readonly id: bigint; readonly leaseSec: number; readonly deadline: number }

@@ -48,6 +48,8 @@ export interface LlqRequest {
   readonly peer: LlqPeer
   /** The account whose TSIG key signed the request, when it was signed and verified. */
   readonly user?: string | undefined
+  /** The key (an opaque Account) that signed it: `retain` hands it back when the account set changes. */
+  readonly binding?: unknown
 }
 
 /** What to answer: an LLQ response (rcode NOERROR, the option, maybe answers) or a bare RCODE. */
@@ -84,6 +86,7 @@ interface Entry<R> {
   readonly question: NotifyQuestion
   readonly peer: LlqPeer
   readonly user: string | undefined
+  readonly binding: unknown
   readonly handshakeKey: string
   timer: TimerHandle | undefined
   readonly subscriber: NotifySubscriber<R>
@@ -101,7 +104,15 @@ export class LlqService<R> {
   readonly stats: LlqStats = {
     eventsSent: 0,
     retransmissions: 0,
-    deleted: { 'handshake-timeout': 0, cancelled: 0, expired: 0, unreachable: 0, overflow: 0, replaced: 0 },
+    deleted: {
+      'handshake-timeout': 0,
+      cancelled: 0,
+      expired: 0,
+      unreachable: 0,
+      overflow: 0,
+      replaced: 0,
+      revoked: 0,
+    },
   }
   readonly #d: LlqServiceDeps<R>
   readonly #log: Logger
@@ -182,6 +193,20 @@ export class LlqService<R> {
     for (const e of [...this.#byId.values()]) this.#remove(e, 'cancelled')
   }
 
+  /**
+   * Deletes every LLQ for which `keep(question, user, binding)` is false (reason 'revoked'): run when the account
+   * set changed, so no LLQ outlives its key or watches a name its user may no longer read. Returns how many went.
+   */
+  retain(keep: (q: NotifyQuestion, user: string | undefined, binding: unknown) => boolean): number {
+    let n = 0
+    for (const e of [...this.#byId.values()])
+      if (!keep(e.question, e.user, e.binding)) {
+        this.#remove(e, 'revoked')
+        n++
+      }
+    return n
+  }
+
   #initial(req: LlqRequest, err: (e: LlqErrorValue) => LlqReply<R>): LlqReply<R> {
     const verdict = this.#d.policy(req.question, req.user)
     if (verdict === 'refused') return { kind: 'rcode', rcode: RCODE_REFUSED }
@@ -192,7 +217,7 @@ export class LlqService<R> {
     if (old && old.state.kind === 'challenged' && old.user === req.user) return this.#challengeReply(old)
     // A fresh Initial Request for a question this peer already watches replaces the old LLQ.
     if (old) this.#remove(old, 'replaced')
-    if (!this.#d.index.admit(req.peer.client).ok) return err(LlqError.SERV_FULL)
+    if (!this.#d.index.admit(req.peer.client, req.user).ok) return err(LlqError.SERV_FULL)
     const now = this.#d.clock.monotonic()
     const id = this.#newId()
     const e: Entry<R> = {
@@ -200,6 +225,7 @@ export class LlqService<R> {
       question: req.question,
       peer: req.peer,
       user: req.user,
+      binding: req.binding,
       handshakeKey: hk,
       timer: undefined,
       subscriber: { deliver: (c) => this.#deliver(e, c) },
@@ -211,7 +237,7 @@ export class LlqService<R> {
     if (!peerSet) this.#byPeer.set(req.peer.key, (peerSet = new Set()))
     peerSet.add(e)
     // Challenged LLQs count against the limits too, so a flood of Initial Requests cannot exhaust memory.
-    this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber)
+    this.#d.index.add(req.question.name, req.question.type, req.peer.client, e.subscriber, req.user)
     e.indexed = true
     this.#schedule(e)
     this.#log.debug('llq.challenge', { id: id.toString(16), name: req.question.name, type: req.question.type })

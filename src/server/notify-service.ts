@@ -58,6 +58,13 @@ export interface NotifyHost {
   /** TSIG fudge written in signed events (RFC 8945 5.2.3). */
   readonly cfg: { readonly fudgeSec: number }
   readonly store: { onChange(fn: (changes: RRsetChange<ZoneRR>[]) => void): () => void }
+  /**
+   * Whether the key a connection or an LLQ was bound with (the Account DnsService recorded) is still the user's
+   * key: false after `account passwd`, `account remove` or a re-created account. Without it, bindings never expire.
+   */
+  keyIsCurrent?(binding: unknown): boolean
+  /** Called after the account set changed, with the users whose key changed or whose account went. */
+  onAccountsChange?(fn: (revoked: ReadonlySet<string>) => void): () => void
 }
 
 export interface NotifyOptions {
@@ -77,6 +84,8 @@ export interface NotifyCliOptions {
   llqLeaseMax?: number
   llqResendMs?: number
   watchLimitClient?: number
+  watchLimitUser?: number
+  watchLimitAnonymous?: number
   watchLimitTotal?: number
   pushKeepaliveMs?: number
   pushPlainTcp?: boolean
@@ -89,7 +98,12 @@ export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
     throw new TypeError('need 0 < --llq-lease-min <= --llq-lease-max')
   return {
     llq: { leaseMinSec: llqLeaseMinSec, leaseMaxSec: llqLeaseMaxSec, resendMs: o.llqResendMs ?? 2000 },
-    limits: { perClient: o.watchLimitClient ?? 1000, total: o.watchLimitTotal ?? 200_000 },
+    limits: {
+      perClient: o.watchLimitClient ?? 1000,
+      perUser: o.watchLimitUser ?? 1000,
+      total: o.watchLimitTotal ?? 200_000,
+      ...(o.watchLimitAnonymous !== undefined ? { anonymous: o.watchLimitAnonymous } : {}),
+    },
     push: { keepaliveMs: o.pushKeepaliveMs ?? 60_000 },
     pushPlainTcp: o.pushPlainTcp === true,
   }
@@ -103,6 +117,8 @@ const LLQ_LEASE_OFFSET = 14
 const SESSION_KEY = 'push.session'
 const LLQ_HOOK_KEY = 'llq.hooked'
 const TSIG_USER_KEY = 'tsig.user'
+/** The Account whose signed request bound the connection (DnsService), checked with NotifyHost.keyIsCurrent. */
+const TSIG_BINDING_KEY = 'tsig.binding'
 
 interface Peer extends LlqPeer {
   readonly send: (buf: Buffer) => void
@@ -129,8 +145,9 @@ export class NotifyService {
   readonly #log: Logger
   readonly #pushCfg: Partial<PushConfig>
   readonly #pushPlainTcp: boolean
-  readonly #sessions = new Set<PushSession<ZoneRR>>()
+  readonly #sessions = new Map<PushSession<ZoneRR>, StreamConnection>()
   readonly #unsubscribe: () => void
+  readonly #unsubscribeAccounts: () => void
 
   constructor(deps: { host: NotifyHost; clock: Clock; random: Random; log?: Logger }, opts: NotifyOptions = {}) {
     this.#host = deps.host
@@ -151,6 +168,7 @@ export class NotifyService {
       },
       opts.llq,
     )
+    this.#unsubscribeAccounts = deps.host.onAccountsChange?.((revoked) => this.#accountsChanged(revoked)) ?? (() => {})
     this.#unsubscribe = deps.host.store.onChange((changes) => {
       const t0 = performance.now()
       const delivered = fanOut(this.index, changes)
@@ -191,8 +209,36 @@ export class NotifyService {
 
   close(): void {
     this.#unsubscribe()
+    this.#unsubscribeAccounts()
     this.llq.close()
-    for (const s of [...this.#sessions]) s.close('server stopping')
+    for (const s of [...this.#sessions.keys()]) s.close('server stopping')
+  }
+
+  /**
+   * The account set changed (a CLI edit seen within a second, KeyRing): a session or LLQ bound to a key that is
+   * no longer its user's ends at once; every other watch is checked again against the privacy rule, so none keeps
+   * a name its binding can no longer read (docs/security.md, issue 16 findings 1 and 3).
+   */
+  #accountsChanged(revoked: ReadonlySet<string>): void {
+    let ended = 0
+    for (const [s, conn] of [...this.#sessions]) {
+      if (s.user !== undefined && revoked.has(s.user) && !this.#bindingCurrent(conn.state.get(TSIG_BINDING_KEY))) {
+        conn.state.delete(TSIG_USER_KEY)
+        conn.state.delete(TSIG_BINDING_KEY)
+        s.close('key revoked')
+        ended++
+      } else if (!s.recheck()) ended++
+    }
+    const llqs = this.llq.retain(
+      (q, user, binding) =>
+        (user === undefined || !revoked.has(user) || this.#bindingCurrent(binding)) &&
+        this.#host.canWatch(q, user) === 'ok',
+    )
+    this.#log.info('notify.accounts_changed', { revoked: [...revoked], sessionsEnded: ended, llqsEnded: llqs })
+  }
+
+  #bindingCurrent(binding: unknown): boolean {
+    return binding !== undefined && (this.#host.keyIsCurrent?.(binding) ?? true)
   }
 
   /** For DnsService.use(): takes queries carrying the LLQ option and LLQ event acknowledgements. */
@@ -226,7 +272,7 @@ export class NotifyService {
       req.respond(this.#llqResponse(msg, { ...llq, error: LlqError.FORMAT_ERR }))
       return true
     }
-    const reply = this.llq.handle({ question: q, opt: llq, peer, user: req.signer?.user })
+    const reply = this.llq.handle({ question: q, opt: llq, peer, user: req.signer?.user, binding: req.signer })
     if (reply.kind === 'rcode') {
       const res = this.#llqResponse(msg, undefined)
       res.rcode = reply.rcode
@@ -247,7 +293,18 @@ export class NotifyService {
       return
     }
     const session = this.#session(conn, ctx)
-    const user = conn.state.get(TSIG_USER_KEY)
+    let user = conn.state.get(TSIG_USER_KEY)
+    if (typeof user === 'string' && !this.#bindingCurrent(conn.state.get(TSIG_BINDING_KEY) ?? user)) {
+      // Bound with a key that has since been changed or removed: the binding is void.
+      conn.state.delete(TSIG_USER_KEY)
+      conn.state.delete(TSIG_BINDING_KEY)
+      user = undefined
+      if (session.user !== undefined) {
+        session.close('key revoked')
+        ctx.reply(undefined)
+        return
+      }
+    }
     if (typeof user === 'string' && user !== session.user) session.authenticated(user)
     let replied = false
     const reply = (buf: Buffer | undefined): void => {
@@ -320,7 +377,7 @@ export class NotifyService {
     conn.state.set(SESSION_KEY, session)
     // The session keeps its own keepalive/inactivity timers (RFC 8490 §6); the listener's idle timer is off.
     conn.setIdleTimeout(0)
-    this.#sessions.add(session)
+    this.#sessions.set(session, conn)
     conn.onClose(() => {
       session.close('connection closed')
       this.#sessions.delete(session)

@@ -98,7 +98,7 @@ test('RECONFIRM of a record that no longer exists pushes its removal', () => {
 })
 
 test('full server: SERVFAIL with RETRY DELAY; per-client limit: REFUSED', () => {
-  const t = setup({ total: 1 })
+  const t = setup({ total: 1, anonymous: 1 })
   t.s.receive({ kind: 'subscribe', msgId: 1, question: { name: 'a.example.', type: 1, class: 1 } })
   assert.equal((t.out.shift() as { rcode: number }).rcode, 0)
   t.s.receive({ kind: 'subscribe', msgId: 2, question: { name: 'b.example.', type: 1, class: 1 } })

@@ -159,10 +159,30 @@ export class PushSession<R> {
     return this.#byId.size
   }
 
-  /** A TSIG-verified DNS message arrived on this connection, signed with `user`'s key. */
+  /**
+   * A TSIG-verified DNS request arrived on this connection, signed with `user`'s key. Rebinding to another user
+   * re-checks the subscriptions held: the session never keeps a name its current binding cannot read.
+   */
   authenticated(user: string): void {
+    const before = this.#user
     this.#user = user
+    if (before !== undefined && before !== user && !this.recheck()) return
     this.#event({ kind: 'rx', now: this.#d.clock.monotonic() })
+  }
+
+  /**
+   * Checks every subscription against the policy again (the account set or the binding changed). DNS Push has no
+   * server-side UNSUBSCRIBE, so a subscription that is no longer allowed closes the session; the client
+   * reconnects and subscribes to what it may still watch. Returns false when the session was closed.
+   */
+  recheck(): boolean {
+    if (this.#state.kind === 'closed') return false
+    for (const sub of this.#byId.values())
+      if (this.#d.policy(sub.question, this.#user) !== 'ok') {
+        this.close('not permitted')
+        return false
+      }
+    return true
   }
 
   receive(m: PushInbound): void {
@@ -245,9 +265,10 @@ export class PushSession<R> {
       return
     }
     const sub: Subscription<R> = { msgId, question: q, key, subscriber: { deliver: (c) => this.#deliver(sub, c) } }
-    const added = this.#d.index.add(q.name, q.type, this.client, sub.subscriber)
+    const added = this.#d.index.add(q.name, q.type, this.client, sub.subscriber, this.#user)
     if (!added.ok) {
-      if (added.reason === 'total-full') this.#respond(msgId, RCODE.SERVFAIL, false, this.config.retryDelayMs)
+      if (added.reason === 'total-full' || added.reason === 'anonymous-full')
+        this.#respond(msgId, RCODE.SERVFAIL, false, this.config.retryDelayMs)
       else this.#respond(msgId, RCODE.REFUSED, false)
       return
     }

@@ -4,6 +4,7 @@
 // the ZoneIndex. Privacy (seed 002 section 7.2) is decided by the caller through `canRead`.
 import { Rcode } from '../dns/wire/header.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
+import { isPossibleUser } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import {
   discoveryRR,
@@ -15,7 +16,7 @@ import {
   turnRecords,
 } from './discovery.js'
 import { canonicalRData, fromZoneRR } from './rdata.js'
-import { isAtOrBelow, type ZoneIndex, type ZoneRR } from './zone-index.js'
+import { isAtOrBelow, labelBelow, type ZoneIndex, type ZoneRR } from './zone-index.js'
 
 export interface Answer {
   readonly rcode: number
@@ -111,10 +112,10 @@ export class ZoneAnswerer {
     const zone = this.#cfg.zone
     if (!isAtOrBelow(name, zone)) return { kind: 'outside' }
     if (name === zone || name === this.#cfg.nsName) return { kind: 'public' }
-    const head = name.slice(0, name.length - zone.length - 1)
-    const dot = head.lastIndexOf('.')
-    const label = dot < 0 ? head : head.slice(dot + 1)
-    if (!this.#isUser(label)) return { kind: 'public' }
+    // Whether or not the account exists: the same answer either way (issue 16 finding 9), and nobody watches a
+    // name before its owner exists (finding 3). Labels are wire labels (escaped dots do not split, finding 8).
+    const label = labelBelow(name, zone)!
+    if (!isPossibleUser(label)) return { kind: 'public' }
     if (discoveryService(this.#cfg, name)) return { kind: 'public' }
     return { kind: 'user', user: label }
   }
@@ -130,7 +131,7 @@ export class ZoneAnswerer {
     const cfg = this.#cfg
     // Discovery SRV records under an account's domain.
     const disc = discoveryService(cfg, qname)
-    if (disc && this.#isUser(disc.user)) {
+    if (disc && isPossibleUser(disc.user)) {
       if (qtype !== RRType.SRV && qtype !== RRType.ANY) return this.#negative(Rcode.NOERROR)
       return {
         rcode: Rcode.NOERROR,

@@ -1,11 +1,13 @@
 // `autotunnel server`: opens the store, removes leases that ran out while it was down, binds the listeners,
 // prints one line per listener on stdout when ready and runs until SIGTERM/SIGINT.
+import { statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { fqdn } from '../dns/account-key.js'
 import { type Clock, SystemClock, type TimerHandle } from '../io/clock.js'
 import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
+import { openToOthers } from '../io/secret-file.js'
 import { KeyRing } from './accounts.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
@@ -15,6 +17,7 @@ import { DnsService } from './service.js'
 import { Store } from './store.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
+import { MIN_REPLAY_CACHE_ENTRIES } from './tsig-replay.js'
 import { UdpListener } from './udp-listener.js'
 
 /** `autotunnel server` options as commander parses them: names follow the flags, so units are in the comments. */
@@ -46,10 +49,24 @@ export interface ServerOptions extends NotifyCliOptions {
   negativeTtl: number
   /** --fudge, seconds. */
   fudge: number
+  /** --tsig-replay-cache N: MACs remembered against replays. @default 200000 */
+  tsigReplayCache?: number
+  /** --max-update-records N. @default 100 */
+  maxUpdateRecords?: number
+  /** --max-records N: an account's record quota unless `account limit` set its own. @default 1000 */
+  maxRecords?: number
+  /** --require-lease: refuse UPDATEs that add records without an update lease. */
+  requireLease?: boolean
   /** --tcp-idle-timeout, milliseconds. */
   tcpIdleTimeout: number
   /** Open connections per TCP or TLS listener. @default 1000 */
   maxConnections?: number
+  /** --max-connections-per-source N. @default 64 */
+  maxConnectionsPerSource?: number
+  /** --tls-handshake-timeout, milliseconds. @default 5000 */
+  tlsHandshakeTimeout?: number
+  /** --tcp-message-timeout, milliseconds. @default 5000 */
+  tcpMessageTimeout?: number
   sync: SyncMode
   logLevel?: LogLevel
 }
@@ -97,6 +114,14 @@ export async function startServer(
   const tlsListens: AddrPort[] = o.tlsListen.map((s) => parseAddrPort(s, 853))
   const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   if (!(Number.isInteger(maxConnections) && maxConnections > 0)) throw new TypeError('need --max-connections >= 1')
+  if (o.tsigReplayCache !== undefined && o.tsigReplayCache < MIN_REPLAY_CACHE_ENTRIES)
+    throw new TypeError(`need --tsig-replay-cache >= ${MIN_REPLAY_CACHE_ENTRIES}`)
+  const streamOpts = {
+    maxConnections,
+    ...(o.maxConnectionsPerSource !== undefined ? { maxPerSource: o.maxConnectionsPerSource } : {}),
+    ...(o.tlsHandshakeTimeout !== undefined ? { handshakeTimeoutMs: o.tlsHandshakeTimeout } : {}),
+    ...(o.tcpMessageTimeout !== undefined ? { messageTimeoutMs: o.tcpMessageTimeout } : {}),
+  }
   const adv = parseAdvertise(o.advertise, zone)
   const nsName = adv.host ?? `ns.${zone}`
   let nsAddrs = adv.addrs
@@ -109,6 +134,18 @@ export async function startServer(
   }
 
   const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
+  // The secret files in it are 0600 (db.ts); a directory others can enter still lets them see names and sizes,
+  // and a later file created by hand there would be readable: warn, do not refuse (systemd's StateDirectory=
+  // defaults to 0755; docs/security.md).
+  if (openToOthers(o.data))
+    log.warn('server.data_dir_mode', {
+      dir: o.data,
+      mode: (statSync(o.data).mode & 0o777).toString(8),
+      hint: 'group or others can enter the data directory: chmod 700 it (or StateDirectoryMode=0700)',
+    })
+  for (const f of [o.tlsKey, o.turnSecretFile])
+    if (f && openToOthers(f) & 0o044)
+      log.warn('server.secret_file_mode', { file: f, hint: 'group or others can read this secret: chmod 600 it' })
   const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
   const metrics = new ServerMetrics()
   const streams: StreamListener[] = []
@@ -119,6 +156,18 @@ export async function startServer(
     'autotunnel_stream_connections_refused_total',
     'TCP and TLS connections closed at once because --max-connections were open',
     () => streams.reduce((n, l) => n + l.dropped, 0),
+    'counter',
+  )
+  metrics.registry.gauge(
+    'autotunnel_stream_connections_refused_per_source_total',
+    'TCP and TLS connections closed at once because their source held --max-connections-per-source',
+    () => streams.reduce((n, l) => n + l.droppedPerSource, 0),
+    'counter',
+  )
+  metrics.registry.gauge(
+    'autotunnel_stream_timeouts_total',
+    'TCP and TLS connections closed because a message or the TLS handshake was not complete in time',
+    () => streams.reduce((n, l) => n + l.timedOut, 0),
     'counter',
   )
   const closers: (() => Promise<void> | void)[] = []
@@ -136,7 +185,7 @@ export async function startServer(
       for (let attempt = 1; ; attempt++) {
         const udp = new UdpListener({ log, sink })
         const addr = await udp.listen(l.host, l.port)
-        const tcp = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, maxConnections })
+        const tcp = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout })
         let taddr: string
         try {
           taddr = await tcp.listen(l.host, udp.port)
@@ -158,7 +207,7 @@ export async function startServer(
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
       if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
       for (const l of tlsListens) {
-        const t = new StreamListener({ log, sink }, { idleTimeoutMs: o.tcpIdleTimeout, tls, maxConnections })
+        const t = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout, tls })
         const addr = await t.listen(l.host, l.port)
         streams.push(t)
         closers.push(() => t.close())
@@ -182,6 +231,10 @@ export async function startServer(
       infraTtlSec: o.ttl,
       negativeTtlSec: o.negativeTtl,
       fudgeSec: o.fudge,
+      ...(o.tsigReplayCache !== undefined ? { replayCacheEntries: o.tsigReplayCache } : {}),
+      ...(o.maxUpdateRecords !== undefined ? { maxUpdateRecords: o.maxUpdateRecords } : {}),
+      ...(o.maxRecords !== undefined ? { maxAccountRecords: o.maxRecords } : {}),
+      requireLease: o.requireLease === true,
       stun: (o.stun ?? []).map((s) => {
         const a = parseAddrPort(s, 3478)
         if (!isIP(a.host)) throw new TypeError(`--stun wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)

@@ -6,16 +6,18 @@
 // Extension point: `use(handler)` registers a handler that sees every decoded message before the core (LLQ
 // requests are queries carrying the LLQ option; DSO messages, opcode 6, arrive on TCP/TLS connections). A
 // handler returns true when it took the message; it must then call req.respond() or req.drop().
+
+import { randomBytes } from 'node:crypto'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
-import type { TsigKey } from '../dns/tsig.js'
+import { fail, type TsigKey } from '../dns/tsig.js'
 import { HEADER_SIZE, Opcode, Rcode, rcodeName } from '../dns/wire/header.js'
 import { type Edns, emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
-import type { Account, KeyRing } from './accounts.js'
+import { type Account, isPossibleUser, type KeyRing } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import type { ServerMetrics } from './metrics.js'
@@ -23,9 +25,16 @@ import { ZoneAnswerer } from './query.js'
 import type { Store } from './store.js'
 import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
-import { applyUpdate, checkUpdate } from './update.js'
+import { type ReplayResult, type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
+import {
+  applyUpdate,
+  checkUpdate,
+  DEFAULT_MAX_ACCOUNT_RECORDS,
+  DEFAULT_MAX_UPDATE_RECORDS,
+  QUOTA_EXCEEDED,
+} from './update.js'
 import { UpdateQueue } from './update-queue.js'
-import type { ZoneRR } from './zone-index.js'
+import { labelBelow, type ZoneRR } from './zone-index.js'
 
 /** Our UDP payload size in responses (RFC 6891 6.2.5; 1232 per DNS Flag Day 2020). */
 export const SERVER_UDP_PAYLOAD = 1232
@@ -40,6 +49,7 @@ const MAX_QUEUED_UPDATES = 10_000
 /** Upper bound of a granted KEY-LEASE (RFC 9664 4: KEY records may outlive the others; 14 days). */
 const MAX_KEY_LEASE_SEC = 14 * 86400
 const ID_SIZE = 2
+const DECOY_SECRET_LEN = 64
 
 /** A decoded message on its way through the handlers. */
 export interface DnsRequest {
@@ -78,6 +88,12 @@ export class DnsService {
    */
   readonly #cache = new Map<string, Buffer>()
   readonly #cacheKeys = new WeakMap<DnsRequest, string>()
+  /** Requests whose TSIG MAC was seen before, with the first execution's result when it has one. */
+  readonly #replays = new WeakMap<DnsRequest, ReplayResult | undefined>()
+  /** Fresh signed UPDATEs: their replay-cache entry, to record the answer in. */
+  readonly #fresh = new WeakMap<DnsRequest, ReplayVerdict>()
+  /** MACs of accepted signed requests within the fudge window (tsig-replay.ts). */
+  readonly replay: TsigReplayCache
   #cacheAccounts = -1
   #leaseTimerAt = Infinity
   #stopped = false
@@ -93,6 +109,10 @@ export class DnsService {
     this.#clock = deps.clock
     this.#log = deps.log
     this.queue = new UpdateQueue({ store: deps.store, log: deps.log })
+    this.replay = new TsigReplayCache({
+      windowSec: cfg.fudgeSec,
+      ...(cfg.replayCacheEntries !== undefined ? { maxEntries: cfg.replayCacheEntries } : {}),
+    })
     this.answerer = new ZoneAnswerer({
       cfg,
       index: deps.store.index,
@@ -105,6 +125,8 @@ export class DnsService {
     m.gauge('autotunnel_zone_records', 'Records in the zone store', () => deps.store.index.recordCount)
     m.gauge('autotunnel_zone_serial', 'SOA serial', () => deps.store.serial)
     m.gauge('autotunnel_accounts', 'Accounts', () => deps.keys.size)
+    m.gauge('autotunnel_tsig_replay_cache_entries', 'MACs remembered against TSIG replay', () => this.replay.size)
+    m.gauge('autotunnel_tsig_replays_total', 'Signed requests seen again', () => this.replay.stats.replays, 'counter')
     m.gauge('autotunnel_store_commits_total', 'SQLite transactions committed', () => this.queue.batches, 'counter')
     m.gauge('autotunnel_store_committed_jobs_total', 'Updates and expiries committed', () => this.queue.jobs, 'counter')
     deps.store.onChange(() => {
@@ -153,6 +175,27 @@ export class DnsService {
   tsigKey(user: string): TsigKey | undefined {
     const a = this.keys.byUser(user)
     return a ? accountTsigKey(a) : undefined
+  }
+
+  /** A key with a secret nobody knows, for TSIG names that could be accounts but are not (tsigVerify). */
+  readonly #decoy = (keyName: string, algorithm: string): TsigKey | undefined => {
+    const label = labelBelow(keyName, this.cfg.zone)
+    if (label === undefined || keyName !== `${label}.${this.cfg.zone}` || !isPossibleUser(label)) return undefined
+    return { name: keyName, algorithm, secret: this.#decoySecret }
+  }
+  readonly #decoySecret = randomBytes(DECOY_SECRET_LEN)
+
+  /** Whether `binding` (an Account recorded for a connection or an LLQ) still holds its user's key. */
+  keyIsCurrent(binding: unknown): boolean {
+    const a = binding as Account | undefined
+    if (!a || typeof a !== 'object' || !Buffer.isBuffer(a.secret)) return false
+    this.keys.refresh()
+    return this.keys.isCurrent(a)
+  }
+
+  /** Account-set changes (CLI edits picked up by KeyRing): the users whose key changed or whose account went. */
+  onAccountsChange(fn: (revoked: ReadonlySet<string>) => void): () => void {
+    return this.keys.onChange((c) => fn(c.revoked))
   }
 
   /** Privacy for watchers: the same rule as for queries. */
@@ -221,8 +264,12 @@ export class DnsService {
     const msg = dec.msg
     let check: TsigCheck | undefined
     let signer: Account | undefined
+    let replay: ReplayVerdict | undefined
     if (msg.tsig) {
-      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now())
+      check = tsigVerify(raw, msg, (keyName) => this.keys.byKeyName(keyName), this.#clock.now(), {
+        maxFudgeSec: this.cfg.fudgeSec,
+        decoy: this.#decoy,
+      })
       if (!check.ok) {
         this.metrics.tsigFailures({ kind: check.error })
         if (msg.qr) {
@@ -238,8 +285,27 @@ export class DnsService {
         return
       }
       signer = check.account
-      // A DNS Push session is authenticated by a signed message on its connection (docs/server.md).
-      ctx.connection?.state.set('tsig.user', signer.user)
+      if (!msg.qr) {
+        replay = this.replay.check(check.requestMac, msg.tsig.data.timeSigned, Math.floor(this.#clock.now() / 1000))
+        if (replay.kind === 'too-old') {
+          this.metrics.tsigFailures({ kind: 'BADTIME' })
+          this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: 'BADTIME', replay: true })
+          const failure = fail('BADTIME', { msg, tsig: msg.tsig.data, key: check.key, mac: check.requestMac })
+          const res = this.#baseResponse(msg)
+          res.rcode = Rcode.NOTAUTH
+          ctx.reply(
+            tsigEncode(res, { ok: false, error: 'BADTIME', failure }, this.#clock.now(), this.#maxSize(msg, ctx)),
+          )
+          return
+        }
+        // A DNS Push session is authenticated by a fresh signed request on its own connection (docs/notify.md):
+        // never by a response (an LLQ event sent in clear over UDP) or a replayed request (issue 16 finding 2).
+        // The Account is kept so the binding dies with the key (keyIsCurrent).
+        if (ctx.connection && replay.kind === 'fresh') {
+          ctx.connection.state.set('tsig.user', signer.user)
+          ctx.connection.state.set('tsig.binding', signer)
+        }
+      }
     }
     const maxSize = this.#maxSize(msg, ctx)
     let done = false
@@ -260,6 +326,8 @@ export class DnsService {
       },
       encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
+    if (replay?.kind === 'replay') this.#replays.set(req, replay.result)
+    else if (replay && msg.opcode === Opcode.UPDATE) this.#fresh.set(req, replay)
     for (const h of this.#handlers) if (h(req)) return
     if (cacheKey !== undefined && !check && msg.opcode === Opcode.QUERY && !msg.qr) this.#cacheKeys.set(req, cacheKey)
     if (msg.qr) {
@@ -341,9 +409,25 @@ export class DnsService {
   #update(req: DnsRequest): void {
     const { msg } = req
     const res = this.#baseResponse(msg)
-    const finish = (rcode: number, leaseOpt?: ReturnType<typeof encodeUpdateLease>): void => {
+    const replayed = this.#replays.has(req)
+    /** Answers `rcode` (with the granted lease when given) and remembers it for replays of the same bytes. */
+    const finish = (rcode: number, lease?: { leaseSec: number; keyLeaseSec?: number | undefined }): void => {
+      // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
+      const fresh = this.#fresh.get(req)
+      if (fresh && rcode !== Rcode.SERVFAIL)
+        this.replay.setResult(
+          fresh,
+          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode },
+        )
       res.rcode = rcode
-      if (leaseOpt && res.edns) res.edns.options.push(leaseOpt)
+      if (lease && res.edns)
+        res.edns.options.push(
+          encodeUpdateLease(
+            lease.keyLeaseSec === undefined
+              ? { leaseSec: lease.leaseSec }
+              : { leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec },
+          ),
+        )
       this.metrics.updates({ rcode: rcodeName(rcode) })
       req.respond(res)
     }
@@ -352,9 +436,28 @@ export class DnsService {
       return
     }
     const user = req.signer.user
+    if (replayed) {
+      // The same signed bytes again: a retransmission gets the first answer, a replay changes nothing.
+      const first = this.#replays.get(req)
+      this.metrics.dropped({ reason: 'tsig_replay' })
+      this.#log.info('update.replay', { user, peer: req.ctx.peer.address, answered: first !== undefined })
+      if (!first) req.drop()
+      else
+        finish(
+          first.rcode,
+          first.leaseSec === undefined ? undefined : { leaseSec: first.leaseSec, keyLeaseSec: first.keyLeaseSec },
+        )
+      return
+    }
+
     const bad = checkUpdate(this.cfg, msg, user)
     if (bad !== undefined) {
-      this.#log.info('update.refused', { user, rcode: rcodeName(bad) })
+      const records = msg.answers.length + msg.authorities.length
+      this.#log.info('update.refused', {
+        user,
+        rcode: rcodeName(bad),
+        ...(records > (this.cfg.maxUpdateRecords ?? DEFAULT_MAX_UPDATE_RECORDS) ? { reason: 'records', records } : {}),
+      })
       finish(bad)
       return
     }
@@ -377,18 +480,31 @@ export class DnsService {
       finish(Rcode.SERVFAIL)
       return
     }
+    if (leaseSec === undefined && this.cfg.requireLease && msg.authorities.some((r) => r.class === RRClass.IN)) {
+      this.#log.info('update.refused', { user, reason: 'lease-required', peer: req.ctx.peer.address })
+      finish(Rcode.REFUSED)
+      return
+    }
+    const maxRecords = req.signer.maxRecords ?? this.cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
     this.queue.submit(
-      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec }),
+      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec, maxRecords }),
       (rcode, err) => {
         // A refresh may change TTLs without changing content: drop cached answers after any commit.
         this.#cache.clear()
         if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
+        if (rcode === QUOTA_EXCEEDED) {
+          this.metrics.dropped({ reason: 'quota' })
+          this.#log.warn('update.refused', {
+            user,
+            reason: 'quota',
+            maxRecords,
+            records: this.store.index.recordsUnder(user),
+            peer: req.ctx.peer.address,
+          })
+          return finish(Rcode.REFUSED)
+        }
         if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
-        const echo =
-          rcode === Rcode.NOERROR && leaseSec !== undefined
-            ? encodeUpdateLease(keyLeaseSec === undefined ? { leaseSec } : { leaseSec, keyLeaseSec })
-            : undefined
-        finish(rcode, echo)
+        finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
       },
     )
   }

@@ -32,6 +32,11 @@ export interface ZoneTx {
   remove(rec: Rec): boolean
   /** Increments the SOA serial (once per UPDATE that changed something, RFC 2136 section 3.7). */
   bumpSerial(): void
+  /**
+   * Marks the edits made so far; the function returned undoes every edit made after the mark (index, leases,
+   * queued SQL, change feed, serial): an UPDATE refused by a check after applying it (a quota) leaves no trace.
+   */
+  savepoint(): () => void
 }
 
 interface SqlOp {
@@ -167,6 +172,7 @@ export class Store {
           undo.push(() => {
             idx.delete(rec)
             leases.delete(rec)
+            track(rr, false)
           })
           track(rr, true)
           changed = true
@@ -192,6 +198,7 @@ export class Store {
         undo.push(() => {
           idx.insert(rec)
           setLease(rec, exp)
+          track(rec.rr, true)
         })
         track(rec.rr, false)
         ops.push({ kind: 'del', rr: rec.rr, expiresAtMs: null })
@@ -199,6 +206,17 @@ export class Store {
       },
       bumpSerial() {
         serial = nextSerial(serial)
+      },
+      savepoint() {
+        const nUndo = undo.length
+        const nOps = ops.length
+        const serialAt = serial
+        return () => {
+          for (let i = undo.length - 1; i >= nUndo; i--) undo[i]!()
+          undo.length = nUndo
+          ops.length = nOps
+          serial = serialAt
+        }
       },
     }
     let result: T

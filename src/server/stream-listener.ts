@@ -4,6 +4,10 @@
 // A connection with no outstanding request and no traffic for the idle timeout is closed (RFC 7766 6.2.3);
 // DSO sessions (RFC 8490) change it through setIdleTimeout. Bounded: at most `maxConnections` connections and
 // `maxOutstanding` unanswered requests per connection (reading pauses beyond that).
+// Against slot exhaustion without authentication (issue 16 finding 4, docs/security.md): a TLS handshake must
+// finish within `handshakeTimeoutMs`, a message whose first octet arrived must be complete within
+// `messageTimeoutMs` (one byte now and then no longer keeps a connection), and one source address holds at most
+// `maxPerSource` connections, so one attacker cannot take the slots legitimate clients need.
 import { createServer as createTcpServer, isIPv6, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import type { Logger } from '../io/log.js'
@@ -12,10 +16,22 @@ import type { InboundContext, MessageSink, PeerInfo, StreamConnection, Transport
 const LENGTH_PREFIX = 2
 /** Connections per listener unless `--max-connections` says otherwise (each costs a file descriptor). */
 export const DEFAULT_MAX_CONNECTIONS = 1000
+/** Connections one source address may hold per listener (`--max-connections-per-source`). */
+export const DEFAULT_MAX_PER_SOURCE = 64
+/** Time for a TLS handshake (`--tls-handshake-timeout`). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000
+/** Time from a message's first octet to its last (`--tcp-message-timeout`). */
+export const DEFAULT_MESSAGE_TIMEOUT_MS = 5000
 
 export interface StreamOptions {
   readonly idleTimeoutMs?: number
   readonly maxConnections?: number
+  /** @default DEFAULT_MAX_PER_SOURCE */
+  readonly maxPerSource?: number
+  /** @default DEFAULT_HANDSHAKE_TIMEOUT_MS */
+  readonly handshakeTimeoutMs?: number
+  /** @default DEFAULT_MESSAGE_TIMEOUT_MS */
+  readonly messageTimeoutMs?: number
   readonly maxOutstanding?: number
   readonly tls?: { cert: Buffer; key: Buffer }
 }
@@ -26,12 +42,20 @@ export class StreamListener {
   readonly #kind: TransportKind
   readonly #idleMs: number
   readonly #maxOutstanding: number
+  readonly #maxPerSource: number
+  readonly #messageMs: number
   readonly #server: Server
   readonly #conns = new Set<Socket>()
+  /** Open connections (TLS: from the TCP accept on) per source address. */
+  readonly #perSource = new Map<string, number>()
   #nextId = 1
   #local = ''
   /** Connections refused because `maxConnections` were open. */
   dropped = 0
+  /** Connections refused because their source held `maxPerSource` already. */
+  droppedPerSource = 0
+  /** Connections closed because a message or the TLS handshake did not complete in time. */
+  timedOut = 0
 
   constructor(deps: { log: Logger; sink: MessageSink }, opts: StreamOptions = {}) {
     this.#log = deps.log
@@ -39,12 +63,27 @@ export class StreamListener {
     this.#kind = opts.tls ? 'tls' : 'tcp'
     this.#idleMs = opts.idleTimeoutMs ?? 10_000
     this.#maxOutstanding = opts.maxOutstanding ?? 256
+    this.#maxPerSource = opts.maxPerSource ?? DEFAULT_MAX_PER_SOURCE
+    this.#messageMs = opts.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
     const onConn = (s: Socket): void => this.#accept(s)
     this.#server = opts.tls
-      ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, onConn)
+      ? createTlsServer(
+          {
+            cert: opts.tls.cert,
+            key: opts.tls.key,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+          },
+          onConn,
+        )
       : createTcpServer({ noDelay: true }, onConn)
     this.#server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
-    this.#server.on('tlsClientError', (err: Error) => this.#log.debug('tls.client_error', { err: err.message }))
+    // Raw TCP accept (for TLS: before the handshake): the per-source cap applies from the first moment.
+    this.#server.on('connection', (sock: Socket) => this.#admit(sock))
+    this.#server.on('tlsClientError', (err: Error) => {
+      if (/timed? ?out/i.test(err.message)) this.timedOut++
+      this.#log.debug('tls.client_error', { err: err.message })
+    })
     // Node closes connections beyond maxConnections at once; count them so the limit shows in metrics and logs.
     this.#server.on('drop', (d) => {
       this.dropped++
@@ -75,6 +114,24 @@ export class StreamListener {
   close(): Promise<void> {
     for (const s of this.#conns) s.destroy()
     return new Promise((resolve) => this.#server.close(() => resolve()))
+  }
+
+  #admit(sock: Socket): void {
+    const src = sock.remoteAddress ?? ''
+    const n = this.#perSource.get(src) ?? 0
+    if (n >= this.#maxPerSource) {
+      this.droppedPerSource++
+      if (this.droppedPerSource === 1 || this.#log.enabled('debug'))
+        this.#log.warn(`${this.#kind}.max_connections_per_source`, { limit: this.#maxPerSource, peer: src })
+      sock.destroy()
+      return
+    }
+    this.#perSource.set(src, n + 1)
+    sock.once('close', () => {
+      const m = (this.#perSource.get(src) ?? 1) - 1
+      if (m <= 0) this.#perSource.delete(src)
+      else this.#perSource.set(src, m)
+    })
   }
 
   #accept(sock: Socket | TLSSocket): void {
@@ -141,6 +198,14 @@ export class StreamListener {
         }
       }
     })
+    let messageTimer: NodeJS.Timeout | undefined
+    const onMessageTimeout = (): void => {
+      messageTimer = undefined
+      this.timedOut++
+      this.#log.debug('stream.message_timeout', { id: conn.id, peer: peer.address, ms: this.#messageMs })
+      sock.destroy()
+    }
+    sock.once('close', () => clearTimeout(messageTimer))
     sock.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
       let off = 0
@@ -174,6 +239,14 @@ export class StreamListener {
         this.#sink(Buffer.from(msg), ctx)
       }
       pending = off === pending.length ? Buffer.alloc(0) : pending.subarray(off)
+      // A started message must finish within messageTimeoutMs of its first octet (not of the last one).
+      if (pending.length === 0) {
+        clearTimeout(messageTimer)
+        messageTimer = undefined
+      } else if (off > 0 || messageTimer === undefined) {
+        clearTimeout(messageTimer)
+        messageTimer = this.#messageMs > 0 ? setTimeout(onMessageTimeout, this.#messageMs) : undefined
+      }
       if (outstanding >= this.#maxOutstanding && !paused) {
         paused = true
         sock.pause()

@@ -7,7 +7,7 @@ import { QTYPE_ANY, SubscriptionIndex } from './subscriptions.js'
 failOnLeakedResources()
 
 test('matches exact (name, type) and ANY, case-insensitively; limits per client and in total', () => {
-  const ix = new SubscriptionIndex<string>({ perClient: 2, total: 3 })
+  const ix = new SubscriptionIndex<string>({ perClient: 2, total: 3, anonymous: 3 })
   assert.deepEqual(ix.add('Host.Example.', 28, 'c1', 'a'), { ok: true })
   assert.deepEqual(ix.add('host.example', QTYPE_ANY, 'c1', 'b'), { ok: true })
   assert.deepEqual(ix.add('x.example.', 1, 'c1', 'c'), { ok: false, reason: 'client-full' })
@@ -19,6 +19,22 @@ test('matches exact (name, type) and ANY, case-insensitively; limits per client 
   assert.ok(ix.remove('a'))
   assert.ok(!ix.remove('a'))
   assert.equal(ix.clientCount('c1'), 1)
+})
+
+test('limits per key and for anonymous subscriptions: an anonymous flood leaves room for keyed ones', () => {
+  const ix = new SubscriptionIndex<string>({ perClient: 100, perUser: 2, total: 10 })
+  assert.equal(ix.limits.anonymous, 1, 'default: a tenth of the total')
+  assert.deepEqual(ix.add('p.example.', 1, 'evil', 'p1'), { ok: true })
+  assert.deepEqual(ix.add('q.example.', 1, 'evil2', 'p2'), { ok: false, reason: 'anonymous-full' })
+  assert.deepEqual(ix.add('a.alice.example.', 1, 'c1', 'a1', 'alice'), { ok: true })
+  assert.deepEqual(ix.add('b.alice.example.', 1, 'c2', 'a2', 'alice'), { ok: true })
+  assert.deepEqual(ix.add('c.alice.example.', 1, 'c3', 'a3', 'alice'), { ok: false, reason: 'user-full' })
+  assert.deepEqual(ix.add('a.bob.example.', 1, 'c1', 'b1', 'bob'), { ok: true })
+  assert.equal(ix.userCount('alice'), 2)
+  assert.ok(ix.remove('a1'))
+  assert.equal(ix.userCount('alice'), 1)
+  assert.ok(ix.remove('p1'))
+  assert.equal(ix.userCount(undefined), 0)
 })
 
 test('agrees with a naive list under random adds and removes', () => {
@@ -35,7 +51,7 @@ test('agrees with a naive list under random adds and removes', () => {
   )
   fc.assert(
     fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-      const limits = { perClient: 5, total: 9 }
+      const limits = { perClient: 5, total: 9, anonymous: 9 }
       const ix = new SubscriptionIndex<number>(limits)
       const naive = new Map<number, { name: string; type: number; client: string }>()
       for (const o of ops) {

@@ -34,21 +34,29 @@ export function accountTsigKey(a: Account): TsigKey {
   return k
 }
 
-/** Verifies the TSIG of `raw` (already decoded as `msg`) with the account key it names. */
+/**
+ * Verifies the TSIG of `raw` (already decoded as `msg`) with the account key it names, within the server's
+ * `maxFudgeSec`. `decoy` gives a key for names that are not (or not yet) accounts but could be: the MAC is then
+ * computed and fails as BADSIG, as for a wrong secret, so neither the answer nor its time tells whether the
+ * account exists (issue 16 finding 9; RFC 8945 5.2.1 would answer BADKEY).
+ */
 export function tsigVerify(
   raw: Buffer,
   msg: Message,
   lookup: (keyName: string) => Account | undefined,
   nowMs: number,
+  opts: { maxFudgeSec?: number; decoy?: (keyName: string, algorithm: string) => TsigKey | undefined } = {},
 ): TsigCheck {
   let account: Account | undefined
   const r = verifyMessage(
     raw,
     (name) => {
-      account = lookup(nameToLowerCanonical(name))
-      return account ? accountTsigKey(account) : undefined
+      const keyName = nameToLowerCanonical(name)
+      account = lookup(keyName)
+      if (account) return accountTsigKey(account)
+      return msg.tsig ? opts.decoy?.(keyName, msg.tsig.data.algorithm) : undefined
     },
-    { now: Math.floor(nowMs / 1000), msg },
+    { now: Math.floor(nowMs / 1000), msg, ...(opts.maxFudgeSec !== undefined ? { maxFudge: opts.maxFudgeSec } : {}) },
   )
   if (r.ok && account) return { ok: true, account, key: r.key, requestMac: r.mac }
   if (r.ok) return { ok: false, error: 'BADKEY', failure: { ok: false, error: 'BADKEY', code: 17, peer: false, msg } }

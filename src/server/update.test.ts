@@ -7,7 +7,8 @@ import { failOnLeakedResources } from '../io/leak-check.js'
 import type { ServiceConfig } from './config.js'
 import type { RRsetChange } from './store.js'
 import { a, aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
-import { applyUpdate, checkUpdate } from './update.js'
+import { applyUpdate, checkUpdate, QUOTA_EXCEEDED } from './update.js'
+import { isAtOrBelow, labelBelow } from './zone-index.js'
 
 failOnLeakedResources()
 
@@ -28,6 +29,19 @@ const cfg: ServiceConfig = {
 const H = `mac.alice.${ZONE}`
 const none = (name: string, type: number) => rr(name, type, null, { ttl: 0, class: RRClass.NONE })
 const any = (name: string, type: number) => rr(name, type, null, { ttl: 0, class: RRClass.ANY })
+
+test('policy on wire labels: an escaped dot is not a label boundary (issue 16 finding 8)', () => {
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`x\\.bob.${ZONE}`, 'squat')]), 'bob'), Rcode.REFUSED)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`x\\.bob.${ZONE}`, 'squat')]), 'x'), Rcode.REFUSED)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`a\\.b.bob.${ZONE}`, 'mine')]), 'bob'), undefined)
+  assert.equal(checkUpdate(cfg, updateMsg([], [txt(`a\\\\.bob.${ZONE}`, 'label a backslash')]), 'bob'), undefined)
+  assert.equal(isAtOrBelow(`x\\.bob.${ZONE}`, `bob.${ZONE}`), false)
+  assert.equal(isAtOrBelow(`x\\\\.bob.${ZONE}`, `bob.${ZONE}`), true)
+  assert.equal(labelBelow(`x\\.bob.${ZONE}`, ZONE), 'x\\.bob')
+  assert.equal(labelBelow(`a.x\\.bob.${ZONE}`, ZONE), 'x\\.bob')
+  assert.equal(labelBelow(`a.bob.${ZONE}`, ZONE), 'bob')
+  assert.equal(labelBelow(ZONE, ZONE), undefined)
+})
 
 test('policy: own subdomain only, zone section checked, server types refused', () => {
   assert.equal(checkUpdate(cfg, updateMsg([], [aaaa(H, 'fd00::1')]), 'alice'), undefined)
@@ -127,6 +141,45 @@ test('serial increases on every change and only then; change feed carries the ne
   })
   assert.equal(seen.length, 1)
   assert.equal(store.serial, s0 + 3)
+})
+
+test('quota: an UPDATE that would grow an account past maxRecords leaves no trace; at the limit, replace works', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.after(cleanup)
+  const store = openStore(dir)
+  t.after(() => store.close())
+  const seen: RRsetChange[][] = []
+  store.onChange((c) => seen.push(c))
+  const apply = (updates: ReturnType<typeof a>[], maxRecords = 2): number[] =>
+    store.write((tx) => [
+      applyUpdate(tx, store.index, {
+        msg: updateMsg([], [a(H, '192.0.2.1')]),
+        user: 'alice',
+        leaseSec: undefined,
+        maxRecords,
+      }),
+      applyUpdate(tx, store.index, { msg: updateMsg([], updates), user: 'alice', leaseSec: undefined, maxRecords }),
+    ])
+  assert.deepEqual(apply([a(H, '192.0.2.2')]), [Rcode.NOERROR, Rcode.NOERROR])
+  const serial = store.serial
+  const changes = seen.length
+  assert.deepEqual(apply([a(H, '192.0.2.3'), txt(H, 'x')]), [Rcode.NOERROR, QUOTA_EXCEEDED])
+  assert.equal(store.index.recordsUnder('alice'), 2)
+  assert.equal(store.db.prepare('SELECT count(*) FROM rr').pluck().get(), 2, 'nothing of it reached SQLite')
+  assert.equal(seen.length, changes, 'no change feed')
+  assert.equal(store.serial, serial)
+  // Delete one and add one in the same UPDATE: the count stays at the limit.
+  const swap = [rr(H, RRType.A, { address: '192.0.2.2' }, { ttl: 0, class: RRClass.NONE }), a(H, '192.0.2.9')]
+  assert.deepEqual(apply(swap), [Rcode.NOERROR, Rcode.NOERROR])
+  assert.equal(store.index.recordsUnder('alice'), 2)
+  assert.equal(
+    checkUpdate(
+      { ...cfg, maxUpdateRecords: 2 },
+      updateMsg([], [a(H, '192.0.2.1'), a(H, '192.0.2.2'), a(H, '192.0.2.3')]),
+      'alice',
+    ),
+    Rcode.REFUSED,
+  )
 })
 
 test('records, leases and serial survive a reopen', (t) => {

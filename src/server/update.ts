@@ -31,7 +31,16 @@ export interface UpdateRequest {
   readonly leaseSec: number | undefined
   /** RFC 9664 KEY-LEASE for KEY records added by the update; defaults to leaseSec. */
   readonly keyLeaseSec?: number | undefined
+  /** Records the user's domain may hold (the account's quota); an UPDATE that would grow it beyond is REFUSED. */
+  readonly maxRecords?: number | undefined
 }
+
+/** Records one UPDATE may carry (prerequisites and updates) unless `ServiceConfig.maxUpdateRecords` says otherwise. */
+export const DEFAULT_MAX_UPDATE_RECORDS = 100
+/** Records an account may hold unless set per account (`autotunnel account limit`) or by `--max-records`. */
+export const DEFAULT_MAX_ACCOUNT_RECORDS = 1000
+/** applyUpdate's answer when the account's quota would be exceeded (REFUSED on the wire). */
+export const QUOTA_EXCEEDED = -1
 
 function nameOf(rr: RR): string {
   return nameToLowerCanonical(rr.name)
@@ -47,6 +56,8 @@ export function checkUpdate(cfg: ServiceConfig, msg: Message, user: string): num
   const z = msg.questions[0]!
   if (z.type !== RRType.SOA) return Rcode.FORMERR
   if (nameToLowerCanonical(z.name) !== cfg.zone || z.class !== RRClass.IN) return Rcode.NOTAUTH
+  if (msg.answers.length + msg.authorities.length > (cfg.maxUpdateRecords ?? DEFAULT_MAX_UPDATE_RECORDS))
+    return Rcode.REFUSED
   const own = accountKeyName(user, cfg.zone)
   for (const rr of msg.answers) {
     const n = nameOf(rr)
@@ -123,6 +134,11 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   if (scan !== undefined) return scan
   const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
   const keyExpiresAtMs = req.keyLeaseSec === undefined ? expiresAtMs : tx.nowMs + req.keyLeaseSec * 1000
+  const countBefore = index.recordsUnder(req.user)
+  // Only an UPDATE that could cross the quota pays for a savepoint: at most one new record per IN-class RR.
+  let adds = 0
+  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
+  const rollback = req.maxRecords !== undefined && countBefore + adds > req.maxRecords ? tx.savepoint() : undefined
   let changed = false
   for (const rr of msg.authorities) {
     const name = nameOf(rr)
@@ -142,6 +158,13 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
       const rec = index.find(name, rr.type, canonicalRData(rr.type, rr.data))
       if (rec) changed = tx.remove(rec) || changed
     }
+  }
+  // The quota is checked on the result, so a delete-and-add at the limit passes; an UPDATE that only shrinks an
+  // account over its (lowered) limit passes too.
+  const countAfter = index.recordsUnder(req.user)
+  if (rollback && req.maxRecords !== undefined && countAfter > req.maxRecords && countAfter > countBefore) {
+    rollback()
+    return QUOTA_EXCEEDED
   }
   if (changed) tx.bumpSerial()
   return Rcode.NOERROR

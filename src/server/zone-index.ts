@@ -48,6 +48,9 @@ export class ZoneNode {
   below = 0
 }
 
+const DOT = 46
+const BACKSLASH = 92
+
 export function rdataKey(rdata: Buffer): string {
   return rdata.toString('latin1')
 }
@@ -59,27 +62,67 @@ export function parentName(name: string): string | undefined {
   // Labels may contain escaped dots ("a\.b.c."): skip backslash escapes.
   for (; i < name.length; i++) {
     const c = name.charCodeAt(i)
-    if (c === 92) i++
-    else if (c === 46) break
+    if (c === BACKSLASH) i++
+    else if (c === DOT) break
   }
   const rest = name.slice(i + 1)
   return rest === '' ? '.' : rest
 }
 
-/** True when `name` equals `ancestor` or lies below it (both lower-case FQDNs). */
+/** True when the character at `i` is escaped: preceded by an odd number of backslashes (RFC 1035 5.1). */
+function escapedAt(name: string, i: number): boolean {
+  let n = 0
+  for (let j = i - 1; j >= 0 && name.charCodeAt(j) === BACKSLASH; j--) n++
+  return (n & 1) === 1
+}
+
+/**
+ * True when `name` equals `ancestor` or lies below it (both canonical lower-case FQDNs, nameToLowerCanonical).
+ * Compares wire-format labels: the boundary must be a real dot, not an escaped one, so `x\.bob.zone.` (one label
+ * "x.bob" under zone.) is not below `bob.zone.` (issue 16 finding 8).
+ */
 export function isAtOrBelow(name: string, ancestor: string): boolean {
   if (ancestor === '.') return true
   if (name === ancestor) return true
-  return name.endsWith(ancestor) && name.charCodeAt(name.length - ancestor.length - 1) === 46
+  if (!name.endsWith(ancestor)) return false
+  const dot = name.length - ancestor.length - 1
+  return name.charCodeAt(dot) === DOT && !escapedAt(name, dot)
+}
+
+/**
+ * The label (presentation form, escapes kept) directly below `ancestor` on the way to `name`, or undefined when
+ * `name` is not strictly below it: labelBelow('a.b.z.', 'z.') = 'b'.
+ */
+export function labelBelow(name: string, ancestor: string): string | undefined {
+  if (name === ancestor || !isAtOrBelow(name, ancestor)) return undefined
+  const end = ancestor === '.' ? name.length - 1 : name.length - ancestor.length - 1
+  for (let i = end - 1; i >= 0; i--)
+    if (name.charCodeAt(i) === DOT && !escapedAt(name, i)) return name.slice(i + 1, end)
+  return name.slice(0, end)
 }
 
 export class ZoneIndex {
   readonly nodes = new Map<string, ZoneNode>()
   #records = 0
+  /** Records per label directly below the origin (an account's user name): the per-account quota. */
+  readonly #perLabel = new Map<string, number>()
   constructor(readonly origin: string) {}
 
   get recordCount(): number {
     return this.#records
+  }
+
+  /** Records at or below `label`.ORIGIN (a user's domain). */
+  recordsUnder(label: string): number {
+    return this.#perLabel.get(label) ?? 0
+  }
+
+  #countLabel(name: string, delta: 1 | -1): void {
+    const label = labelBelow(name, this.origin)
+    if (label === undefined) return
+    const n = (this.#perLabel.get(label) ?? 0) + delta
+    if (n <= 0) this.#perLabel.delete(label)
+    else this.#perLabel.set(label, n)
   }
 
   node(name: string): ZoneNode | undefined {
@@ -116,6 +159,7 @@ export class ZoneIndex {
     set.records.set(rdataKey(rec.rr.rdata), rec)
     set.cache = undefined
     this.#records++
+    this.#countLabel(name, 1)
   }
 
   /** Replaces the stored RR of an existing record (TTL change); the Rec object keeps its identity. */
@@ -133,6 +177,7 @@ export class ZoneIndex {
     if (!set?.records.delete(rdataKey(rec.rr.rdata))) return false
     set.cache = undefined
     this.#records--
+    this.#countLabel(name, -1)
     if (set.records.size === 0) {
       node.rrsets.delete(type)
       if (node.rrsets.size === 0) {

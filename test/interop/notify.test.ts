@@ -275,7 +275,7 @@ test('DNS Push only on TLS: SUBSCRIBE on the plain TCP port gets DSOTYPENI (RFC 
     if (m.qr) answers.set(m.id, m.rcode)
   })
   s.send(encodeDso({ id: 1, qr: false, rcode: 0, tlvs: [keepaliveTlv(0, 0)] }))
-  const q = { name: `public.${ZONE}.`, type: RRType.A, class: 1 }
+  const q = { name: `_public.${ZONE}.`, type: RRType.A, class: 1 }
   s.send(encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv(q)] }))
   const t0 = performance.now()
   while (answers.size < 2 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10))
@@ -296,7 +296,7 @@ test('privacy: another user cannot watch alice’s names; public names need no k
   await assert.rejects(unsigned.start(), /RCODE 5/)
   const pub = new PushClient(
     { host: '127.0.0.1', port: srv.tlsPort, tls: { rejectUnauthorized: false } },
-    { name: `public.${ZONE}.`, type: RRType.A },
+    { name: `_public.${ZONE}.`, type: RRType.A },
   )
   t.after(() => pub.close())
   assert.deepEqual(await pub.start(), [])

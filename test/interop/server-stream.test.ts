@@ -67,7 +67,7 @@ test('TCP: pipelined queries overtake an UPDATE waiting for its commit; split me
     key,
   )
   const q2 = encodeMessage(queryMessage(2, Z, RRType.SOA))
-  const q3 = encodeMessage(queryMessage(3, `nx.${Z}`, RRType.A))
+  const q3 = encodeMessage(queryMessage(3, `_nx.${Z}`, RRType.A))
   sock.write(Buffer.concat([frame(up.wire), frame(q2), frame(q3)]))
   const order: number[] = []
   const byId = new Map<number, Message>()
