@@ -101,6 +101,57 @@ test('roaming: an authenticated packet from a new address moves the endpoint and
   assert.equal(b.tun.written.length, 1)
 })
 
+test('replayed ESP from another address (issue 16 finding 10): an old packet moves nothing; a withheld newest packet moves the endpoint only until the next genuine one', async (t) => {
+  const { net, a, b } = await pair(t)
+  const esp: Buffer[] = []
+  // An on-path attacker copies B's datagrams; the second one it also holds back from A.
+  net.dropIf = (from, _to, m) => {
+    if (from !== `${ADDR_B.address}:${ADDR_B.port}` || m.length < 8) return false
+    esp.push(Buffer.from(m))
+    return esp.length === 2
+  }
+  b.tun.inject(ipv6(ULA_B, ULA_A, Buffer.from('one')))
+  await settle()
+  b.tun.inject(ipv6(ULA_B, ULA_A, Buffer.from('two')))
+  await settle()
+  b.tun.inject(ipv6(ULA_B, ULA_A, Buffer.from('three')))
+  await settle()
+  net.dropIf = () => false
+  assert.equal(esp.length, 3)
+  assert.deepEqual(a.tunnel.peers()[0]!.endpoint, ADDR_B)
+  const attacker = { address: '192.0.2.66', port: 4500 }
+  const evil = net.socket(attacker.address)
+  await evil.bind(attacker.port)
+  // Replays of packets A has seen, and the withheld one (older than the newest A has): no roam.
+  for (const m of [esp[0]!, esp[2]!, esp[1]!]) evil.send(m, 0, m.length, ADDR_A.port, ADDR_A.address)
+  await settle()
+  assert.deepEqual(a.tunnel.peers()[0]!.endpoint, ADDR_B, 'only a new highest sequence number roams')
+  assert.equal(a.tunnel.counters().roams, 0)
+  assert.equal(a.tunnel.counters().drops.replay, 2)
+  assert.deepEqual(
+    a.tun.written.map((p) => p.subarray(40).toString()),
+    ['one', 'three', 'two'],
+  )
+  // What remains (docs/security.md): a packet the attacker withheld while it is still B's newest moves the endpoint
+  // to the attacker, and B's next genuine packet moves it back.
+  net.dropIf = (from, _to, m) => {
+    if (from !== `${ADDR_B.address}:${ADDR_B.port}` || m.length < 8) return false
+    esp.push(Buffer.from(m))
+    return true
+  }
+  b.tun.inject(ipv6(ULA_B, ULA_A, Buffer.from('four')))
+  await settle()
+  net.dropIf = () => false
+  const held = esp.at(-1)!
+  evil.send(held, 0, held.length, ADDR_A.port, ADDR_A.address)
+  await settle()
+  assert.deepEqual(a.tunnel.peers()[0]!.endpoint, attacker)
+  b.tun.inject(ipv6(ULA_B, ULA_A, Buffer.from('five')))
+  await settle()
+  assert.deepEqual(a.tunnel.peers()[0]!.endpoint, ADDR_B, "B's next packet takes its endpoint back")
+  assert.equal(a.tunnel.counters().roams, 2)
+})
+
 test('make-before-break rekey: two inbound SAs live, outbound switches at once, old SA removed later', async (t) => {
   const { net, a, b } = await pair(t, { alg: 'chacha20poly1305' })
   const held: { m: Buffer; to: string }[] = []
