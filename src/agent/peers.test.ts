@@ -6,7 +6,16 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { COALESCE_MS, LOOKUP_CACHE_SIZE, LOOKUP_CACHE_TTL_MS, PeerManager, QTYPE_ANY, type WatchLike } from './peers.js'
+import {
+  COALESCE_MS,
+  LOOKUP_BURST,
+  LOOKUP_CACHE_SIZE,
+  LOOKUP_CACHE_TTL_MS,
+  LOOKUP_RATE_PER_SEC,
+  PeerManager,
+  QTYPE_ANY,
+  type WatchLike,
+} from './peers.js'
 
 failOnLeakedResources()
 
@@ -85,12 +94,12 @@ async function settle(clock: FakeClock): Promise<void> {
   }
 }
 
-function setup() {
+function setup(lookupBurst?: number) {
   const zone = new Zone()
   const clock = new FakeClock()
   const pm = new PeerManager(
     { query: zone, watch: zone.watch, clock, log: nullLogger },
-    { domain: 'alice.members.example', hostname: 'laptop' },
+    { domain: 'alice.members.example', hostname: 'laptop', ...(lookupBurst ? { lookupBurst } : {}) },
   )
   const list = zone.watch(`_autotunnel._udp.${D}`, RRType.PTR) as FakeWatch
   const ptr = (h: string, domain = D): RR =>
@@ -240,7 +249,15 @@ test('lookup of names not in the host list creates no watcher and no peer (a rem
     pm.peers().map((p) => p.host),
     ['desktop'],
   )
-  assert.equal(pm.counters.lookupOneOff, 1000)
+  // Issue 16 finding 11: 1,000 made-up identities at one instant cost LOOKUP_BURST resolutions, not 1,000.
+  assert.equal(pm.counters.lookupOneOff, LOOKUP_BURST)
+  assert.equal(pm.counters.lookupThrottled, 1000 - LOOKUP_BURST)
+  const queries = zone.queries.length
+  await pm.lookup('another.alice.members.example')
+  assert.equal(zone.queries.length, queries, 'a throttled look-up sends no query')
+  clock.advance(1000)
+  for (let i = 0; i < 10; i++) await pm.lookup(`later${i}.alice.members.example`)
+  assert.equal(pm.counters.lookupOneOff, LOOKUP_BURST + LOOKUP_RATE_PER_SEC, 'refilled at LOOKUP_RATE_PER_SEC')
   await pm.close()
 })
 
@@ -274,7 +291,7 @@ test('a one-off lookup is cached for LOOKUP_CACHE_TTL_MS, positive and negative;
 })
 
 test('an LRU of LOOKUP_CACHE_SIZE: the least recently used answer goes first', async () => {
-  const { zone, pm, list } = setup()
+  const { zone, pm, list } = setup(LOOKUP_CACHE_SIZE * 2)
   pm.follow(list)
   for (let i = 0; i < LOOKUP_CACHE_SIZE; i++) await pm.lookup(`n${i}.alice.members.example`)
   await pm.lookup('n0.alice.members.example') // n0 is now the most recent

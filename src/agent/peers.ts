@@ -28,6 +28,7 @@ import type { WatchMechanism } from '../dns/client/watcher.js'
 import { type RR, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
+import { LookupCache } from './lookup-cache.js'
 import { type PeerRecords, queryIkeKeys, recordsMoved, resolveTarget, type SignedQuery } from './peer-records.js'
 import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL } from './records.js'
 
@@ -37,10 +38,7 @@ export type { SignedQuery } from './peer-records.js'
 export const COALESCE_MS = 30
 /** QTYPE ANY (RFC 1035 3.2.3): one DNS Push subscription for every RRset at the target name. */
 export const QTYPE_ANY = 255
-/** One-off lookups of names outside the host list: at most this many answers are kept (least recently used go). */
-export const LOOKUP_CACHE_SIZE = 64
-/** ... each for this long (short: a revoked key must not stay usable, and a new host is retried soon). */
-export const LOOKUP_CACHE_TTL_MS = 10_000
+export { LOOKUP_BURST, LOOKUP_CACHE_SIZE, LOOKUP_CACHE_TTL_MS, LOOKUP_RATE_PER_SEC } from './lookup-cache.js'
 
 /** What peers.ts uses of src/dns/client/watcher.ts's Watcher. */
 export interface WatchLike {
@@ -75,6 +73,8 @@ export interface PeerManagerOptions {
   readonly domain: string
   /** This host's label: never a peer of itself. */
   readonly hostname: string
+  /** One-off resolutions allowed at once (default LOOKUP_BURST). */
+  readonly lookupBurst?: number
 }
 
 interface Entry {
@@ -97,11 +97,8 @@ export interface PeerCounters {
   /** lookup() of names not in the host list: answered from the cache / by a one-off resolution. */
   lookupCacheHits: number
   lookupOneOff: number
-}
-
-interface CachedLookup {
-  readonly expires: number
-  readonly result: Promise<Peer | undefined>
+  /** ... refused without a query because the ration (LOOKUP_BURST, LOOKUP_RATE_PER_SEC) was spent. */
+  lookupThrottled: number
 }
 
 export class PeerManager {
@@ -110,7 +107,7 @@ export class PeerManager {
   readonly #self: string
   readonly #entries = new Map<string, Entry>()
   /** One-off lookups (names not in the host list), in LRU order (oldest first). */
-  readonly #lookups = new Map<string, CachedLookup>()
+  readonly #lookups: LookupCache<Promise<Peer | undefined>>
   readonly #changed: PeerChange[] = []
   readonly #gone: PeerGone[] = []
   readonly #keys: PeerGone[] = []
@@ -124,12 +121,14 @@ export class PeerManager {
     events: 0,
     lookupCacheHits: 0,
     lookupOneOff: 0,
+    lookupThrottled: 0,
   }
 
   constructor(deps: { query: SignedQuery; watch: WatchFactory; clock: Clock; log: Logger }, opts: PeerManagerOptions) {
     this.#d = deps
     this.#domain = fq(opts.domain).toLowerCase()
     this.#self = opts.hostname.toLowerCase()
+    this.#lookups = new LookupCache(opts.lookupBurst)
   }
 
   /** The user's domain with the final dot, lower case. */
@@ -236,12 +235,14 @@ export class PeerManager {
       return known.peer.ula ? known.peer : undefined
     }
     const now = this.#d.clock.monotonic()
-    const hit = this.#lookups.get(host)
-    this.#lookups.delete(host)
-    if (hit && hit.expires > now) {
+    const hit = this.#lookups.get(host, now)
+    if (hit) {
       this.counters.lookupCacheHits++
-      this.#lookups.set(host, hit)
-      return hit.result
+      return hit
+    }
+    if (!this.#lookups.mayResolve(now)) {
+      this.counters.lookupThrottled++
+      return undefined
     }
     this.counters.lookupOneOff++
     const e = this.#newEntry(host)
@@ -249,12 +250,7 @@ export class PeerManager {
       () => (e.peer.ula ? e.peer : undefined),
       () => undefined,
     )
-    this.#lookups.set(host, { expires: now + LOOKUP_CACHE_TTL_MS, result })
-    while (this.#lookups.size > LOOKUP_CACHE_SIZE) {
-      const oldest = this.#lookups.keys().next().value
-      if (oldest === undefined) break
-      this.#lookups.delete(oldest)
-    }
+    this.#lookups.set(host, result, now)
     return result
   }
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { FakeClock } from '../io/clock.fake.js'
-import { FakeNetwork } from '../io/datagram.fake.js'
+import { type FakeDatagramSocket, FakeNetwork } from '../io/datagram.fake.js'
+import type { RemoteInfo } from '../io/datagram.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
@@ -135,7 +136,7 @@ describe('NAT-PMP codec (RFC 6886)', () => {
 })
 
 describe('NatPmpClient timing (FakeClock)', () => {
-  const setup = async (answerAfter: number) => {
+  const setup = async (answerAfter: number, onRequest?: (from: RemoteInfo) => void) => {
     const clock = new FakeClock()
     const net = new FakeNetwork()
     const gw = net.socket('192.168.1.1')
@@ -143,6 +144,7 @@ describe('NatPmpClient timing (FakeClock)', () => {
     const seen: number[] = []
     gw.onMessage((msg, from) => {
       seen.push(clock.monotonic())
+      onRequest?.(from)
       if (seen.length <= answerAfter) return
       const req = decodeNatPmpRequest(msg)
       const rsp: NatPmpResponse =
@@ -162,8 +164,36 @@ describe('NatPmpClient timing (FakeClock)', () => {
     })
     const sockets = { udp: () => net.socket('192.168.1.10'), multicast: async () => net.socket('0.0.0.0') }
     const client = new NatPmpClient({ clock, log: nullLogger, sockets }, { gateway: '192.168.1.1' })
-    return { clock, gw, seen, client }
+    return { clock, gw, seen, client, net }
   }
+
+  test("issue 16 finding 11: a forged answer from another host of the LAN is dropped and counted; the gateway's is taken", async () => {
+    const forged = encodeNatPmpResponse({
+      op: 'external-address',
+      resultCode: 0,
+      epochSec: 100,
+      externalAddress: '198.18.0.66',
+    })
+    const spoofers: FakeDatagramSocket[] = []
+    const { clock, seen, client, net } = await setup(1, (from) => {
+      // Every request is answered first by a host beside the gateway, from the NAT-PMP port and from another one.
+      for (const s of spoofers) s.send(forged, 0, forged.length, from.port, from.address)
+    })
+    for (const [addr, port] of [
+      ['192.168.1.66', 5351],
+      ['192.168.1.66', 40000],
+    ] as const) {
+      const s = net.socket(addr)
+      await s.bind(port)
+      spoofers.push(s)
+    }
+    const p = client.externalAddress()
+    await driveFakeClock(clock, 2000, 1)
+    assert.deepEqual(await p, { address: '203.0.113.1', restarted: false })
+    assert.equal(seen.length, 2)
+    assert.deepEqual(client.counters, { sends: 2, drops: 4 })
+    await client.close()
+  })
 
   test('first retry after 250 ms, doubling (RFC 6886 3.1): answered on the 4th send', async () => {
     const { clock, seen, client } = await setup(3)
