@@ -172,8 +172,8 @@ export class Soak {
     try {
       await this.#setUp()
       await sleep(3000)
-      for (const w of ['server', ...HOSTS] as const) await this.#sample(w, 'start')
       this.#t0 = Date.now()
+      for (const w of ['server', ...HOSTS] as const) await this.#sample(w, 'start')
       const kinds = schedule(this.#rand)
       const done = new Set<FaultKind>()
       for (let n = 1; ; n++) {
@@ -202,6 +202,11 @@ export class Soak {
     } finally {
       for (const h of HOSTS) this.#ping[h].stop()
       this.#stream.stop()
+      for (const slot of this.#agents.values()) await slot.agent.stop()
+      if (this.#srv) {
+        this.#serverProc.stop()
+        await this.#srv.stop()
+      }
     }
   }
 
@@ -217,7 +222,16 @@ export class Soak {
     await waitFor('pings both ways', async () => this.#pingsSince(t), 30_000, POLL_MS)
     await this.#stream.start(this.#ula('desktop'))
     await waitFor('the TCP stream', async () => this.#stream.bytes > 0, 30_000, POLL_MS)
-    await waitFor('records right', async () => (await this.#recordsWrong()) === null, 30_000, POLL_MS)
+    await waitFor(
+      'records right',
+      async () => {
+        const wrong = await this.#recordsWrong()
+        if (wrong) throw new Error(wrong)
+        return true
+      },
+      30_000,
+      POLL_MS,
+    )
     this.#o.log(`set up: desktop ${this.#ula('desktop')}, laptop ${this.#ula('laptop')}`)
   }
 
@@ -258,7 +272,9 @@ export class Soak {
         break
       case 'public-ip': {
         target = pick(this.#rand, sites)
-        const addr = SPARE_IPS[this.#spare++ % SPARE_IPS.length]!
+        const inUse = new Set(lab.sites().map((x) => lab.publicIpOf(x)))
+        let addr = SPARE_IPS[this.#spare++ % SPARE_IPS.length]!
+        while (inUse.has(addr)) addr = SPARE_IPS[this.#spare++ % SPARE_IPS.length]!
         await lab.setPublicIp(target, addr)
         notes.push(`now ${addr}`)
         break
