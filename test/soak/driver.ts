@@ -427,11 +427,15 @@ export class Soak {
     const m = new RegExp(`^\\S+ IN SRV 0 0 (\\d+) ${target.replace(/\./g, '\\.')}\\.$`).exec(srv.join())
     if (!m) return `SRV ${srv.join() || 'none'}`
     const rules = await lab.exec(site, ['nft', 'list', 'chain', 'inet', 'filter', 'prerouting_miniupnpd'])
-    const fwd = new RegExp(
-      `udp dport ${m[1]} .*dnat ip to ${lab.addressOf(h).replace(/\./g, '\\.')}:${slot.udpPort}\\b`,
-    )
-    if (!fwd.test(rules.stdout))
-      return `SRV port ${m[1]} not forwarded to ${lab.addressOf(h)}:${slot.udpPort} by ${site}`
+    const to = `dnat ip to ${lab.addressOf(h)}:${slot.udpPort}`
+    const lines = rules.stdout.split('\n')
+    if (!lines.some((l) => l.includes(`dport ${m[1]} `) && l.trimEnd().endsWith(to)))
+      return `SRV port ${m[1]} not forwarded (${to}) by ${site}: ${
+        lines
+          .filter((l) => l.includes('dnat'))
+          .join(' | ')
+          .trim() || 'no rules'
+      }`
     return null
   }
 
