@@ -9,6 +9,7 @@ import type { Lab } from '../../lab/index.js'
 export const PING_INTERVAL_MS = 50
 const TCP_STREAM = fileURLToPath(new URL('./tcp-stream.js', import.meta.url))
 export const STREAM_PORT = 7000
+const RESPAWN_MS = 200
 
 function lines(child: ChildProcess, fn: (line: string) => void): void {
   if (child.stdout) createInterface({ input: child.stdout }).on('line', fn)
@@ -22,15 +23,24 @@ function kill(child: ChildProcess | undefined): void {
 export class PingMonitor {
   readonly replies: number[] = []
   #child: ChildProcess | undefined
+  #generation = 0
 
   constructor(
     private readonly lab: Lab,
     readonly from: string,
   ) {}
 
-  /** (Re)starts ping towards `ula` (after either side's ULA changed). */
+  /**
+   * (Re)starts ping towards `ula` (after either side's ULA changed). ping exits at once while there is no route
+   * to the ULA yet (a TUN device still being set up), so it is started again until stop().
+   */
   start(ula: string): void {
+    const gen = ++this.#generation
     kill(this.#child)
+    this.#spawn(ula, gen)
+  }
+
+  #spawn(ula: string, gen: number): void {
     const argv = this.lab.argv(this.from, [
       'stdbuf',
       '-oL',
@@ -46,6 +56,9 @@ export class PingMonitor {
     ])
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] })
     child.on('error', () => {})
+    child.on('exit', () => {
+      if (gen === this.#generation) setTimeout(() => gen === this.#generation && this.#spawn(ula, gen), RESPAWN_MS)
+    })
     lines(child, (l) => {
       const m = /^\[(\d+\.\d+)\] \d+ bytes from/.exec(l)
       if (m) this.replies.push(Math.round(Number(m[1]) * 1000))
@@ -54,6 +67,7 @@ export class PingMonitor {
   }
 
   stop(): void {
+    this.#generation++
     kill(this.#child)
     this.#child = undefined
   }
