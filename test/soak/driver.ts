@@ -17,6 +17,9 @@ const HOSTS = ['desktop', 'laptop'] as const
 type Host = (typeof HOSTS)[number]
 /** Only the laptop is killed, so the desktop's agent lives through the whole run and its figures span it. */
 const KILLED: Host = 'laptop'
+const WITNESS: Host = 'desktop'
+/** The whole-run agent is sampled this often too, so its RSS shows a trend and not only two points. */
+const PERIODIC_SAMPLE_MS = 60_000
 const LEASE_MIN_SEC = 30
 const METRICS = `${SERVER_ADDR}:9153`
 /** Public addresses handed out by the public-ip fault, in turn (RFC 5737, unused by the topology). */
@@ -80,6 +83,7 @@ export interface ProcSample {
   readonly openFds: number
   readonly timers: number | null
   readonly handles: number | null
+  readonly heapUsedBytes: number | null
 }
 
 export interface SoakReport {
@@ -174,6 +178,7 @@ export class Soak {
       await sleep(3000)
       this.#t0 = Date.now()
       for (const w of ['server', ...HOSTS] as const) await this.#sample(w, 'start')
+      let lastPeriodic = Date.now()
       const kinds = schedule(this.#rand)
       const done = new Set<FaultKind>()
       for (let n = 1; ; n++) {
@@ -187,6 +192,10 @@ export class Soak {
         const r = await this.#recover(n, f)
         this.#faults.push(r)
         this.#o.log(formatFault(r))
+        if (Date.now() - lastPeriodic >= PERIODIC_SAMPLE_MS) {
+          lastPeriodic = Date.now()
+          await this.#sample(WITNESS, 'periodic')
+        }
       }
       await sleep(3000)
       for (const w of ['server', ...HOSTS] as const) await this.#sample(w, 'end')
@@ -446,6 +455,7 @@ export class Soak {
       let pid: number
       let timers: number | null = null
       let handles: number | null = null
+      let heapUsedBytes: number | null = null
       if (who === 'server') {
         pid = this.#serverProc.pid
         const r = await this.#lab.exec('server', ['curl', '-s', '-m', '2', `http://${METRICS}/metrics`])
@@ -455,12 +465,14 @@ export class Soak {
         }
         timers = metric('nodejs_active_timers')
         handles = metric('nodejs_active_resources')
+        heapUsedBytes = metric('nodejs_heap_used_bytes')
       } else {
         const s = (await this.#agents.get(who)!.agent.status()) as unknown as {
           pid: number
-          process: { activeResources: Record<string, number> }
+          process: { activeResources: Record<string, number>; heapUsedBytes: number }
         }
         pid = s.pid
+        heapUsedBytes = s.process.heapUsedBytes
         timers = s.process.activeResources.Timeout ?? 0
         handles = Object.values(s.process.activeResources).reduce((a, b) => a + b, 0)
       }
@@ -475,6 +487,7 @@ export class Soak {
         openFds: readdirSync(`/proc/${pid}/fd`).length,
         timers,
         handles,
+        heapUsedBytes,
       })
     } catch (e) {
       this.#o.log(`sample ${who} ${when}: ${(e as Error).message}`)
