@@ -9,11 +9,15 @@ import { FAULT_KINDS } from '../soak/faults.js'
 import { formatSummary, summarize } from '../soak/report.js'
 
 const SEED = Number(process.env.SOAK_SEED ?? 14)
-/** After a fault ends, both pings answer within this (agent-kill: the killed agent's restart and rediscovery too). */
+/**
+ * After a fault ends, both pings answer within this; after agent-kill it includes the agent's start and its peer
+ * learning the new ULA. Seen: at most 3.3 s over 86 faults with a full suite running beside (docs/soak.md). With
+ * seed 14 the home gateway restarts just before the agent-kill, so a peer whose DNS Push sessions died with the
+ * gateway's NAT state (fixed: Datapath.gatewayStateLost) would wait for its next keepalive, up to a minute.
+ */
 const PING_RESUME_MS = 20_000
-const AGENT_RESTART_RESUME_MS = 40_000
-/** After a fault ends, both hosts' records at the server are right within this. */
-const RECORDS_RIGHT_MS = 30_000
+/** After a fault ends, both hosts' records at the server are right within this (seen: at most 3.4 s). */
+const RECORDS_RIGHT_MS = 20_000
 
 test('soak, short: after one fault of each kind the pings, the TCP stream and the records come back', {
   timeout: 300_000,
@@ -34,9 +38,8 @@ test('soak, short: after one fault of each kind the pings, the TCP stream and th
     for (const f of report.faults) {
       const what = `#${f.n} ${f.kind} ${f.target}: ${f.notes.join('; ')}`
       assert.ok(f.recovered, `${what}: not recovered`)
-      const resumeBound = f.kind === 'agent-kill' ? AGENT_RESTART_RESUME_MS : PING_RESUME_MS
       assert.ok(
-        f.pingResumeMs !== null && f.pingResumeMs <= resumeBound,
+        f.pingResumeMs !== null && f.pingResumeMs <= PING_RESUME_MS,
         `${what}: ping resumed after ${f.pingResumeMs} ms`,
       )
       assert.ok(
