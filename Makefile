@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
-.PHONY: all deps build typecheck lint test test-unit demo bench clean fmt
+.PHONY: all deps build typecheck lint test test-unit demo bench soak clean fmt
 
 all: build
 
@@ -27,6 +27,10 @@ demo: build
 
 bench: build
 	@scripts/run-bench.sh
+
+# The long fault run (docs/soak.md): SOAK_SECONDS (default 600), SOAK_SEED, SOAK_REPORT (default soak-report.json).
+soak: build
+	@node dist/test/soak/main.js
 
 clean:
 	rm -rf dist

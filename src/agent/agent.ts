@@ -9,6 +9,7 @@ import type { UpdateSink } from '../dns/client/update.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { DatagramHandler, DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
+import { processStats } from '../io/process-stats.js'
 import type { Random } from '../io/random.js'
 import type { PortMapState } from '../portmap/mapper.js'
 import type { NatProbe, StunDemux } from '../traversal/stun.js'
@@ -413,6 +414,7 @@ export class Agent {
       watchers: this.#d.watchers?.() ?? [],
       peers: this.#d.peers?.() ?? [],
       datapath: this.#d.datapath?.() ?? null,
+      process: processStats(),
     }
   }
 

@@ -426,6 +426,17 @@ export class Datapath {
     this.#t?.engine.updateAddresses().catch((e: Error) => this.#d.log.info('ike.mobike_failed', { err: e.message }))
   }
 
+  /**
+   * The gateway restarted (a PCP/NAT-PMP epoch reset: the mapping was made again) or its public address changed:
+   * its connection tracking is gone, so the watchers' TCP/TLS sessions to the server, which cross it, are dead
+   * without knowing it: no FIN or RST gets through a NAT that forgot them, and the next DSO keepalive may be a
+   * minute away, during which a peer's new address or ULA would go unseen. Opens them again (peers.rewatch).
+   */
+  gatewayStateLost(reason: string): void {
+    this.#d.log.info('datapath.gateway_state_lost', { reason })
+    void this.peers.rewatch()
+  }
+
   /** The primary interface at start, so the first change event is compared with it. */
   notePrimary(primary: Primary | undefined): void {
     this.#lastPrimary = primaryKey(primary)

@@ -63,7 +63,7 @@ function setup(opts: ConstructorParameters<typeof Publisher>[1] = {}) {
   return { clock, zone, log, pub }
 }
 
-test('first publish is one UPDATE of adds with the 90-minute lease; the zone then holds the seed 002 records', async () => {
+test('first publish is one UPDATE (owned RRsets deleted, then the adds) with the 90-minute lease; the zone then holds the seed 002 records', async () => {
   const { zone, pub, clock } = setup()
   pub.set('members.example.', hostRecords(base))
   await pub.settled()
@@ -71,7 +71,10 @@ test('first publish is one UPDATE of adds with the 90-minute lease; the zone the
   const req = zone.requests[0]!
   assert.equal(req.leaseSec, 5400)
   assert.equal(req.zone, 'members.example.')
-  assert.ok(req.updates.every((u) => u.class === RRClass.IN))
+  const firstAdd = req.updates.findIndex((u) => u.class === RRClass.IN)
+  assert.ok(req.updates.slice(0, firstAdd).every((u) => u.class === RRClass.ANY))
+  assert.ok(req.updates.slice(firstAdd).every((u) => u.class === RRClass.IN))
+  assert.equal(req.updates.length - firstAdd, hostRecords(base).length)
   const t = zone.text()
   const has = (s: string): void => assert.ok(t.includes(s), `${s} in\n${t.join('\n')}`)
   has('AutoTunnel-00-22-69-FF-FE-8E-34-2A.alice.members.example. 60 IN AAAA fd11:2233:4455:6677:22:69ff:fe8e:342a')
@@ -141,6 +144,34 @@ test('a new external address and port replace A and SRV in one UPDATE, leaving n
   assert.ok(!after.some((s) => s.includes('203.0.113.1')))
   assert.ok(after.some((s) => s.includes('SRV 0 0 40001 AutoTunnel')))
   pub.stop()
+})
+
+test('the first UPDATE after a crash replaces the owned RRsets the dead process left, keeping one ULA', async () => {
+  const { zone, pub } = setup()
+  pub.set('members.example.', hostRecords(base))
+  await pub.settled()
+  pub.stop()
+  const restarted = new Publisher({ sink: zone, clock: new FakeClock(), log: new MemoryLogger() })
+  const ula = 'fd00:1111:2222:3333:22:69ff:fe8e:342a'
+  restarted.set('members.example.', hostRecords({ ...base, ula }))
+  await restarted.settled()
+  const aaaa = zone.text().filter((s) => s.includes(' AAAA '))
+  assert.equal(aaaa.length, 2, aaaa.join('\n'))
+  assert.ok(
+    aaaa.every((s) => s.endsWith(ula)),
+    aaaa.join('\n'),
+  )
+  const deletes = zone.requests[1]!.updates.filter((u) => u.class !== RRClass.IN)
+  assert.ok(deletes.every((d) => d.class === RRClass.ANY))
+  assert.equal(
+    deletes.length,
+    new Set(
+      hostRecords(base)
+        .filter((p) => p.sharing === 'owned')
+        .map((p) => rrsetKey(p.rr)),
+    ).size,
+  )
+  restarted.stop()
 })
 
 test('a service removed: its shared PTR record is deleted by value, its own RRsets as sets', async () => {

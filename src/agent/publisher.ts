@@ -2,7 +2,8 @@
 // so records of a host that crashed disappear by themselves; the lease is refreshed at 75% of what the server
 // granted (RFC 9664 section 4.1 leaves the time to the client; a failed refresh still has a quarter of the lease
 // for retries). A change of address or port is one UPDATE that deletes the old RRsets and adds the new records, so
-// a watcher never sees a host with no SRV or a half-changed set. `withdraw()` deletes everything (clean shutdown).
+// a watcher never sees a host with no SRV or a half-changed set. The first UPDATE of a process deletes each owned
+// RRset before adding to it, so what a crashed predecessor left there (its ULA, its key) is replaced, not joined. `withdraw()` deletes everything (clean shutdown).
 //
 //   idle --set()--> sending --ok--> published --75% of lease or set()--> sending
 //                      |                                                   ^
@@ -168,7 +169,10 @@ export class Publisher {
     const after = content(to)
     const deletes: RR[] = []
     const deleted = new Set<string>()
-    for (const p of from) {
+    // `to` as well as `from`: an owned RRset this process has not published yet may still hold the records of a
+    // predecessor that died without withdrawing (SIGKILL, power loss) under a lease that runs for hours. The host
+    // owns the RRset, so its first UPDATE replaces it as a whole rather than adding a second ULA or key beside it.
+    for (const p of [...from, ...to]) {
       const k = rrsetKey(p.rr)
       if (p.sharing === 'owned' && before.get(k) !== after.get(k) && !deleted.has(k)) {
         deleted.add(k)

@@ -11,7 +11,7 @@ import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
-import { PortMapper } from '../portmap/mapper.js'
+import { type PortMapChangeReason, PortMapper } from '../portmap/mapper.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
@@ -26,6 +26,8 @@ export class UsageError extends Error {
 }
 
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
+/** Mapper events after which the gateway's connection tracking is gone (Datapath.gatewayStateLost). */
+const GATEWAY_STATE_LOST: ReadonlySet<PortMapChangeReason> = new Set(['recreated', 'external-changed'])
 
 /** "host", "host:port", "[v6]:port" -> {host, port}. */
 export function parseHostPort(s: string, defaultPort: number): { host: string; port: number } {
@@ -152,7 +154,13 @@ export async function runUp(o: UpOptions): Promise<void> {
             },
           },
         },
-        { internalPort: port, onChange: () => agent?.mappingChanged() },
+        {
+          internalPort: port,
+          onChange: (ev) => {
+            agent?.mappingChanged()
+            if (GATEWAY_STATE_LOST.has(ev.reason)) datapath?.gatewayStateLost(ev.reason)
+          },
+        },
       )
     : undefined
   agent = new Agent(

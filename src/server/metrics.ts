@@ -2,6 +2,7 @@
 // bumped on the packet path; gauges are read through callbacks when scraped.
 import { createServer, type Server } from 'node:http'
 import { rcodeName } from '../dns/wire/header.js'
+import { processStats } from '../io/process-stats.js'
 
 type Labels = Record<string, string>
 
@@ -105,4 +106,22 @@ export class ServerMetrics {
     if (k === undefined) byRcode[rcode] = k = labelKey({ transport, rcode: rcodeName(rcode) })
     this.#queries(k)
   }
+}
+
+/**
+ * The process's own figures (src/io/process-stats.ts), read when scraped: the Prometheus client conventions'
+ * process_resident_memory_bytes and process_open_fds, and Node's ref'd timers and handles.
+ */
+export function registerProcessGauges(registry: Metrics): void {
+  registry.gauge('process_resident_memory_bytes', 'Resident set size', () => processStats().rssBytes)
+  registry.gauge('process_open_fds', 'Open file descriptors', () => processStats().openFds ?? 0)
+  registry.gauge('nodejs_heap_used_bytes', 'V8 heap in use', () => processStats().heapUsedBytes)
+  registry.gauge(
+    'nodejs_active_timers',
+    "Ref'd timers (process.getActiveResourcesInfo() 'Timeout')",
+    () => processStats().activeResources.Timeout ?? 0,
+  )
+  registry.gauge('nodejs_active_resources', "Ref'd handles, requests and timers of every kind", () =>
+    Object.values(processStats().activeResources).reduce((a, b) => a + b, 0),
+  )
 }

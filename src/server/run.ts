@@ -11,7 +11,7 @@ import { openToOthers } from '../io/secret-file.js'
 import { KeyRing } from './accounts.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
-import { ServerMetrics } from './metrics.js'
+import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { DnsService } from './service.js'
 import { Store } from './store.js'
@@ -170,6 +170,7 @@ export async function startServer(
     () => streams.reduce((n, l) => n + l.timedOut, 0),
     'counter',
   )
+  registerProcessGauges(metrics.registry)
   const closers: (() => Promise<void> | void)[] = []
   const lines: string[] = []
   let service: DnsService | undefined

@@ -74,26 +74,7 @@ export async function startServer(lab: Lab, opts: { leaseMin?: number; extra?: s
   const key = JSON.parse(add.stdout) as { keyName: string; secret: string; algorithm: string }
   const keyFile = join(data, 'alice.key.json')
   await lab.execOk('server', ['sh', '-c', `cat > ${keyFile}`], { input: add.stdout })
-  const proc = lab.spawn(
-    'server',
-    [
-      'node',
-      MAIN,
-      'server',
-      '--zone',
-      ZONE,
-      '--data',
-      data,
-      '--listen',
-      `${SERVER_ADDR}:53`,
-      '--tls-listen',
-      `${SERVER_ADDR}:853`,
-      '--lease-min',
-      String(opts.leaseMin ?? 2),
-      ...(opts.extra ?? []),
-    ],
-    { logName: 'autotunnel-server' },
-  )
+  const proc = lab.spawn('server', serverArgv(data, opts), { logName: 'autotunnel-server' })
   const stop = async (): Promise<void> => {
     proc.stop()
     await rm(data, { recursive: true, force: true })
@@ -126,6 +107,26 @@ export async function startServer(lab: Lab, opts: { leaseMin?: number; extra?: s
   }
 }
 
+/** argv of `autotunnel server` on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS) with the store in `data`. */
+export function serverArgv(data: string, opts: { leaseMin?: number; extra?: string[] } = {}): string[] {
+  return [
+    'node',
+    MAIN,
+    'server',
+    '--zone',
+    ZONE,
+    '--data',
+    data,
+    '--listen',
+    `${SERVER_ADDR}:53`,
+    '--tls-listen',
+    `${SERVER_ADDR}:853`,
+    '--lease-min',
+    String(opts.leaseMin ?? 2),
+    ...(opts.extra ?? []),
+  ]
+}
+
 export interface LabAgent {
   readonly host: string
   readonly state: string
@@ -144,15 +145,19 @@ export interface AgentStatusView {
   watchers: { name: string; via: string; records: string[] }[]
 }
 
-/** `autotunnel up` in `host` as alice (key file), or as bob with `--password-stdin` when `asBob`. */
+/**
+ * `autotunnel up` in `host` as alice (key file), or as bob with `--password-stdin` when `asBob`; `state` reuses a
+ * state directory (an agent restarted after a crash), otherwise a new one is made.
+ */
 export async function startAgent(
   lab: Lab,
   srv: LabServer,
   host: string,
   extra: string[] = [],
   asBob = false,
+  reuseState?: string,
 ): Promise<LabAgent> {
-  const state = await mkdtemp(join(tmpdir(), `at-agent-${host}-`))
+  const state = reuseState ?? (await mkdtemp(join(tmpdir(), `at-agent-${host}-`)))
   const argv = [
     'node',
     MAIN,

@@ -33,16 +33,16 @@ export async function startTunnelAgent(
   srv: LabServer,
   host: string,
   extra: readonly string[] = [],
+  reuseState?: string,
 ): Promise<TunnelAgent> {
-  const a = await startAgent(lab, srv, host, [
-    '--tun',
-    'autotun0',
-    '--resolver',
-    `${LAB_RESOLVER}:53`,
-    '--log-level',
-    'info',
-    ...extra,
-  ])
+  const a = await startAgent(
+    lab,
+    srv,
+    host,
+    ['--tun', 'autotun0', '--resolver', `${LAB_RESOLVER}:53`, '--log-level', 'info', ...extra],
+    false,
+    reuseState,
+  )
   const s = await a.status()
   return {
     ...a,
