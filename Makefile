@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
-.PHONY: all deps build typecheck lint test test-unit demo bench clean fmt
+.PHONY: all deps build typecheck lint test test-unit demo bench fuzz clean fmt
 
 all: build
 
@@ -27,6 +27,11 @@ demo: build
 
 bench: build
 	@scripts/run-bench.sh
+
+# Coverage-guided fuzzing (Jazzer.js) of every network decoder, FUZZ_SECONDS (default 60) per target, one core;
+# the corpus it grows under test/fuzz/corpus/ is replayed by `make test`. See test/fuzz/README.md.
+fuzz: build
+	@scripts/fuzz.sh
 
 clean:
 	rm -rf dist

@@ -17,6 +17,10 @@ if [ ! -f "$addon" ]; then
   exit 1
 fi
 if node -e "require('./$addon')" 2>/dev/null; then exit 0; fi
+if ! command -v patchelf >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends patchelf >/dev/null
+fi
 for tool in g++ patchelf python3; do
   command -v "$tool" >/dev/null || { echo "fuzz-setup: needs $tool (apt-get install g++ patchelf python3)" >&2; exit 1; }
 done
