@@ -29,11 +29,16 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t for ${secs}s"
   start=$(date +%s)
   set +e
+  # test/fuzz/dict/<target>.dict: tokens (XML tags, header names) the mutator would hardly guess.
+  dict=()
+  [ -f "test/fuzz/dict/$t.dict" ] && dict=(-dict="test/fuzz/dict/$t.dict")
   # --sync: the decoders are synchronous. Per-input timeout 2 s: longer is a hang.
   jazzer "$t" "$dir" --sync --timeout=2000 -i dist/src/ -- -max_total_time="$secs" -max_len=4096 \
-    -artifact_prefix="$dir/" -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|==|Done)' || true
+    -artifact_prefix="$dir/" -print_final_stats=1 "${dict[@]}" 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|==|Done)' || true
   set -e
-  elapsed=$(($(date +%s) - start))
+  # Fuzzing time as libFuzzer counts it (without start-up and minimization); wall time if it said nothing.
+  elapsed=$(grep -oE '^Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE '[0-9]+ second' | grep -oE '[0-9]+' || true)
+  [ -n "$elapsed" ] || elapsed=$(($(date +%s) - start))
   for f in "$dir"/timeout-* "$dir"/slow-unit-* "$dir"/oom-*; do
     [ -e "$f" ] && mv "$f" "$dir/crash-$(basename "$f")"
   done
