@@ -176,3 +176,41 @@ describe('SSDP discovery timing (FakeClock)', () => {
     await failed
   })
 })
+
+describe('UPnP parsing stays linear in the body size (nodeHttp accepts 256 KiB)', () => {
+  const MAX_BODY = 256 * 1024
+  const fill = (unit: string): string => unit.repeat(Math.ceil(MAX_BODY / unit.length)).slice(0, MAX_BODY)
+  // Linear parsing takes a few ms; the quadratic regexes took seconds. The bound leaves room for a loaded machine.
+  const BOUND_MS = 500
+  const timed = (fn: () => unknown): number => {
+    const start = performance.now()
+    fn()
+    return performance.now() - start
+  }
+
+  test('device description full of unclosed <service> tags (fuzzer: corpus/upnp/crash-timeout-218eef40)', () => {
+    const ms = timed(() => parseDeviceDescription(fill('t<service>t</servecn</serviceTy'), 'http://1.2.3.4/'))
+    assert.ok(ms < BOUND_MS, `took ${Math.round(ms)} ms`)
+  })
+
+  test('SOAP answer full of unclosed start tags of an output argument', () => {
+    const xml = `<u:GetExternalIPAddressResponse>${fill('<NewExternalIPAddress ')}`
+    let out: Record<string, string> | undefined
+    const ms = timed(() => {
+      out = decodeSoapResponse(200, xml, 'GetExternalIPAddress', ['NewExternalIPAddress'])
+    })
+    assert.ok(ms < BOUND_MS, `took ${Math.round(ms)} ms`)
+    assert.deepEqual(out, { NewExternalIPAddress: '' })
+  })
+
+  test('element contents are still found after unclosed and attributed start tags', () => {
+    const desc =
+      '<root><service x="1"><serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType>' +
+      '<controlURL>/ctl</controlURL></service><service></root>'
+    assert.deepEqual(parseDeviceDescription(desc, 'http://1.2.3.4/'), {
+      serviceType: 'urn:schemas-upnp-org:service:WANIPConnection:1',
+      controlUrl: 'http://1.2.3.4/ctl',
+    })
+    assert.equal(xmlLeaf('<a:X b="<"><X>v</X>', 'X'), 'v')
+  })
+})

@@ -20,7 +20,10 @@ const MAX_HTTP_BODY_LEN = 256 * 1024
 
 function body(sel: number, rest: Buffer): string {
   if (!(sel & AMPLIFY) || rest.length === 0) return rest.toString('utf8')
-  return rest.toString('latin1').repeat(Math.ceil(MAX_HTTP_BODY_LEN / rest.length)).slice(0, MAX_HTTP_BODY_LEN)
+  return rest
+    .toString('latin1')
+    .repeat(Math.ceil(MAX_HTTP_BODY_LEN / rest.length))
+    .slice(0, MAX_HTTP_BODY_LEN)
 }
 
 export function fuzz(data: Buffer): void {
