@@ -9,7 +9,7 @@ import { nullLogger } from '../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import { discoverIgd, encodeMSearch, parseNotify, parseSearchResponse, parseSsdpMessage } from './ssdp.js'
 import { driveFakeClock } from './suite.js'
-import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf } from './upnp.js'
+import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf, xmlUnescape } from './upnp.js'
 
 failOnLeakedResources()
 
@@ -212,5 +212,17 @@ describe('UPnP parsing stays linear in the body size (nodeHttp accepts 256 KiB)'
       controlUrl: 'http://1.2.3.4/ctl',
     })
     assert.equal(xmlLeaf('<a:X b="<"><X>v</X>', 'X'), 'v')
+  })
+})
+
+test('a numeric character reference beyond U+10FFFF stays as written instead of throwing RangeError', () => {
+  assert.equal(
+    xmlUnescape('&#65;&#1114111;&#1114112;&#99999999999;'),
+    `A${String.fromCodePoint(0x10ffff)}&#1114112;&#99999999999;`,
+  )
+  const xml =
+    '<u:GetExternalIPAddressResponse><NewExternalIPAddress>&#99999999;</NewExternalIPAddress></u:GetExternalIPAddressResponse>'
+  assert.deepEqual(decodeSoapResponse(200, xml, 'GetExternalIPAddress', ['NewExternalIPAddress']), {
+    NewExternalIPAddress: '&#99999999;',
   })
 })

@@ -39,14 +39,20 @@ export function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 }
 
+/** The highest Unicode code point: a character reference above it is not a character (XML 1.0 4.1, WFC: Legal Character). */
+const MAX_CODE_POINT = 0x10ffff
+
 export function xmlUnescape(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&#(\d+);/g, (_, d: string) => String.fromCodePoint(Number(d)))
-    .replace(/&amp;/g, '&')
+  return (
+    s
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>')
+      .replace(/&quot;/g, '"')
+      .replace(/&apos;/g, "'")
+      // Left as written when out of range: String.fromCodePoint would throw a RangeError out of the SOAP decoder.
+      .replace(/&#(\d+);/g, (ref, d: string) => (Number(d) <= MAX_CODE_POINT ? String.fromCodePoint(Number(d)) : ref))
+      .replace(/&amp;/g, '&')
+  )
 }
 
 /**
