@@ -65,6 +65,10 @@ for t in "${targets[@]}"; do
   [ "$after" -eq "$before" ] || failed+=("$t")
   rm -f "$log"
 done
+echo "== totals over every run in $stats (seconds, executions, last cov/ft/corpus, crashes)"
+awk -F'\t' 'NR > 1 { s[$2] += $3; e[$2] += $4; c[$2] = $5; f[$2] = $6; k[$2] = $7; x[$2] += $8 }
+  END { for (t in s) printf "%-10s %6d s %11d execs %6d/s  cov %4d  ft %5d  corpus %4d  crashes %d\n",
+    t, s[t], e[t], e[t] / (s[t] ? s[t] : 1), c[t], f[t], k[t], x[t] }' "$stats" | sort
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "fuzz: new crashes in ${failed[*]} (see test/fuzz/corpus/<target>/crash-*)" >&2
   exit 1
