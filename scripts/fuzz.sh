@@ -48,16 +48,20 @@ for t in "${targets[@]}"; do
   last=$(grep -E '^#[0-9]+[[:space:]].*cov: ' "$log" | tail -1 || true)
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo 0)
   ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || echo 0)
-  # Minimize: merge everything but seeds and crashes into a fresh directory, then swap it in.
+  # Minimize: merge the seeds and everything found into a fresh directory, drop what duplicates a seed, and swap
+  # it in. Crash inputs stay out of the merge (one not yet fixed would stop it) and are kept as they are.
   min="$(mktemp -d)"
-  keep="$(mktemp -d)"
-  find "$dir" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'crash-*' \) -exec mv {} "$keep/" \;
-  jazzer "$t" "$min" "$dir" "$keep" --sync --timeout=2000 -i dist/src/ -- -merge=1 >/dev/null 2>&1 || true
-  for f in "$keep"/*; do rm -f "$min/$(sha1sum "$f" | cut -d' ' -f1)"; done
+  seeds="$(mktemp -d)"
+  crashes="$(mktemp -d)"
+  scratch="$(mktemp -d)"
+  find "$dir" -maxdepth 1 -type f -name 'seed-*' -exec mv {} "$seeds/" \;
+  find "$dir" -maxdepth 1 -type f -name 'crash-*' -exec mv {} "$crashes/" \;
+  jazzer "$t" "$min" "$seeds" "$dir" --sync --timeout=2000 -i dist/src/ -- -merge=1 -artifact_prefix="$scratch/" \
+    >/dev/null 2>&1 || true
+  for f in "$seeds"/*; do rm -f "$min/$(sha1sum "$f" | cut -d' ' -f1)"; done
   find "$dir" -maxdepth 1 -type f -delete
-  mv "$keep"/* "$dir/" 2>/dev/null || true
-  mv "$min"/* "$dir/" 2>/dev/null || true
-  rmdir "$min" "$keep"
+  mv "$seeds"/* "$crashes"/* "$min"/* "$dir/" 2>/dev/null || true
+  rm -rf "$min" "$seeds" "$crashes" "$scratch"
   corpus=$(find "$dir" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$elapsed" "$execs" "$cov" "$ft" "$corpus" \
     $((after - before)) >>"$stats"
