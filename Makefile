@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
-.PHONY: all deps build typecheck lint test test-unit demo bench soak clean fmt
+.PHONY: all deps build typecheck lint test test-unit demo bench soak fuzz clean fmt
 
 all: build
 
@@ -31,6 +31,11 @@ bench: build
 # The long fault run (docs/soak.md): SOAK_SECONDS (default 600), SOAK_SEED, SOAK_REPORT (default soak-report.json).
 soak: build
 	@node dist/test/soak/main.js
+
+# Coverage-guided fuzzing (Jazzer.js) of every network decoder, FUZZ_SECONDS (default 60) per target, one core;
+# the corpus it grows under test/fuzz/corpus/ is replayed by `make test`. See test/fuzz/README.md.
+fuzz: build
+	@scripts/fuzz.sh
 
 clean:
 	rm -rf dist

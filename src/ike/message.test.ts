@@ -140,6 +140,24 @@ test('table: malformed messages give IkeWireError naming the field', () => {
     )
 })
 
+// Fuzzer: corpus/ike/crash-timeout-359d9131, 4 KiB of such payloads ran the heap out (60 s, then abort).
+test('a Delete payload claiming SPIs of size 0 is refused, so its count cannot make work without octets', () => {
+  const del = (numSpis: number): Buffer => {
+    const body = Buffer.from([ProtocolId.IKE, 0, numSpis >> 8, numSpis & 0xff])
+    const payload = Buffer.concat([Buffer.from([PayloadType.NONE, 0, 0, 4 + body.length]), body])
+    const h = encodeMessage(H, [])
+    h.writeUInt8(PayloadType.DELETE, 16)
+    h.writeUInt32BE(h.length + payload.length, 24)
+    return Buffer.concat([h, payload])
+  }
+  const ok = decodeMessage(del(0)).payloads[0]
+  assert.deepEqual(ok, { type: PayloadType.DELETE, protocolId: ProtocolId.IKE, spiSize: 0, spis: [] })
+  assert.throws(
+    () => decodeMessage(del(0xffff)),
+    (e: unknown) => e instanceof IkeWireError && e.field === 'D.numSpis',
+  )
+})
+
 test('IPv6 and IPv4 address text <-> bytes (RFC 5952 output)', () => {
   for (const a of ['fd00:a::1', '::', '::1', 'fe80::1:2:3:4', '2001:db8::', '1:2:3:4:5:6:7:8', '192.0.2.1'])
     assert.equal(bytesToIp(ipToBytes(a)), a)

@@ -282,6 +282,10 @@ export function decodeDelete(buf: Buffer, off: number, end: number): DeletePaylo
   const protocolId = buf.readUInt8(off + D.PROTOCOL_ID)
   const spiSize = buf.readUInt8(off + D.SPI_SIZE)
   const n = buf.readUInt16BE(off + D.NUM_SPIS)
+  // Zero-size SPIs (IKE SA deletes, 3.11) take no octets, so without this check a 4-octet body could claim
+  // 65535 of them: the count would size the work, not the octets (found by fuzzing: 4 KiB of such payloads,
+  // unauthenticated, ran the heap out).
+  if (spiSize === 0 && n !== 0) throw new IkeWireError('D.numSpis', off + D.NUM_SPIS, 'SPIs of size 0')
   const spis: Buffer[] = []
   let p = off + DELETE_HDR_LEN
   for (let i = 0; i < n; i++) {

@@ -9,7 +9,7 @@ import { nullLogger } from '../io/log.js'
 import { PortmapResultError, PortmapTimeoutError, PortmapWireError } from './errors.js'
 import { discoverIgd, encodeMSearch, parseNotify, parseSearchResponse, parseSsdpMessage } from './ssdp.js'
 import { driveFakeClock } from './suite.js'
-import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf } from './upnp.js'
+import { decodeSoapResponse, encodeSoapRequest, parseDeviceDescription, xmlLeaf, xmlUnescape } from './upnp.js'
 
 failOnLeakedResources()
 
@@ -174,5 +174,55 @@ describe('SSDP discovery timing (FakeClock)', () => {
     )
     await driveFakeClock(clock, 250, 1)
     await failed
+  })
+})
+
+describe('UPnP parsing stays linear in the body size (nodeHttp accepts 256 KiB)', () => {
+  const MAX_BODY = 256 * 1024
+  const fill = (unit: string): string => unit.repeat(Math.ceil(MAX_BODY / unit.length)).slice(0, MAX_BODY)
+  // Linear parsing takes a few ms; the quadratic regexes took seconds. The bound leaves room for a loaded machine.
+  const BOUND_MS = 500
+  const timed = (fn: () => unknown): number => {
+    const start = performance.now()
+    fn()
+    return performance.now() - start
+  }
+
+  test('device description full of unclosed <service> tags (fuzzer: corpus/upnp/crash-timeout-218eef40)', () => {
+    const ms = timed(() => parseDeviceDescription(fill('t<service>t</servecn</serviceTy'), 'http://1.2.3.4/'))
+    assert.ok(ms < BOUND_MS, `took ${Math.round(ms)} ms`)
+  })
+
+  test('SOAP answer full of unclosed start tags of an output argument', () => {
+    const xml = `<u:GetExternalIPAddressResponse>${fill('<NewExternalIPAddress ')}`
+    let out: Record<string, string> | undefined
+    const ms = timed(() => {
+      out = decodeSoapResponse(200, xml, 'GetExternalIPAddress', ['NewExternalIPAddress'])
+    })
+    assert.ok(ms < BOUND_MS, `took ${Math.round(ms)} ms`)
+    assert.deepEqual(out, { NewExternalIPAddress: '' })
+  })
+
+  test('element contents are still found after unclosed and attributed start tags', () => {
+    const desc =
+      '<root><service x="1"><serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType>' +
+      '<controlURL>/ctl</controlURL></service><service></root>'
+    assert.deepEqual(parseDeviceDescription(desc, 'http://1.2.3.4/'), {
+      serviceType: 'urn:schemas-upnp-org:service:WANIPConnection:1',
+      controlUrl: 'http://1.2.3.4/ctl',
+    })
+    assert.equal(xmlLeaf('<a:X b="<"><X>v</X>', 'X'), 'v')
+  })
+})
+
+test('a numeric character reference beyond U+10FFFF stays as written instead of throwing RangeError', () => {
+  assert.equal(
+    xmlUnescape('&#65;&#1114111;&#1114112;&#99999999999;'),
+    `A${String.fromCodePoint(0x10ffff)}&#1114112;&#99999999999;`,
+  )
+  const xml =
+    '<u:GetExternalIPAddressResponse><NewExternalIPAddress>&#99999999;</NewExternalIPAddress></u:GetExternalIPAddressResponse>'
+  assert.deepEqual(decodeSoapResponse(200, xml, 'GetExternalIPAddress', ['NewExternalIPAddress']), {
+    NewExternalIPAddress: '&#99999999;',
   })
 })

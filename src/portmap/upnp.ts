@@ -39,20 +39,54 @@ export function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 }
 
+/** The highest Unicode code point: a character reference above it is not a character (XML 1.0 4.1, WFC: Legal Character). */
+const MAX_CODE_POINT = 0x10ffff
+
 export function xmlUnescape(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&#(\d+);/g, (_, d: string) => String.fromCodePoint(Number(d)))
-    .replace(/&amp;/g, '&')
+  return (
+    s
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>')
+      .replace(/&quot;/g, '"')
+      .replace(/&apos;/g, "'")
+      // Left as written when out of range: String.fromCodePoint would throw a RangeError out of the SOAP decoder.
+      .replace(/&#(\d+);/g, (ref, d: string) => (Number(d) <= MAX_CODE_POINT ? String.fromCodePoint(Number(d)) : ref))
+      .replace(/&amp;/g, '&')
+  )
 }
+
+/**
+ * An element's start tag: `<`, an optional namespace prefix, the name, attributes. The attributes stop at the
+ * next `<` as well as at `>` (XML forbids `<` in attribute values): with `[^>]*` an unclosed start tag made
+ * every later search scan to the end of the body, quadratic in its length (seconds for a 256 KiB body, found by
+ * fuzzing).
+ */
+const startTag = (name: string): string => `<(?:[\\w.-]+:)?${name}(?:\\s[^<>]*)?>`
+const endTag = (name: string): string => `</(?:[\\w.-]+:)?${name}\\s*>`
 
 /** Text of the first element named `name` (any namespace prefix) inside `xml`, or undefined. */
 export function xmlLeaf(xml: string, name: string): string | undefined {
-  const m = new RegExp(`<(?:[\\w.-]+:)?${name}(?:\\s[^>]*)?>([^<]*)</(?:[\\w.-]+:)?${name}\\s*>`).exec(xml)
+  const m = new RegExp(`${startTag(name)}([^<]*)${endTag(name)}`).exec(xml)
   return m ? xmlUnescape(m[1]!.trim()) : undefined
+}
+
+/**
+ * The contents of each `name` element, in order, not nested. Each search starts where the previous one ended
+ * and the scan stops at the first start tag without an end tag: one pass over `xml`, where a lazy
+ * `<service>([\s\S]*?)</service>` regex rescanned the rest of the body from every unclosed start tag.
+ */
+function* xmlBlocks(xml: string, name: string): Generator<string> {
+  const start = new RegExp(startTag(name), 'g')
+  const end = new RegExp(endTag(name), 'g')
+  for (;;) {
+    const s = start.exec(xml)
+    if (!s) return
+    end.lastIndex = start.lastIndex
+    const e = end.exec(xml)
+    if (!e) return
+    yield xml.slice(start.lastIndex, e.index)
+    start.lastIndex = end.lastIndex
+  }
 }
 
 export interface IgdService {
@@ -64,8 +98,7 @@ export interface IgdService {
 export function parseDeviceDescription(xml: string, location: string): IgdService | undefined {
   const base = xmlLeaf(xml, 'URLBase') || location
   const found = new Map<string, string>()
-  for (const m of xml.matchAll(/<(?:[\w.-]+:)?service(?:\s[^>]*)?>([\s\S]*?)<\/(?:[\w.-]+:)?service\s*>/g)) {
-    const block = m[1]!
+  for (const block of xmlBlocks(xml, 'service')) {
     const type = xmlLeaf(block, 'serviceType')
     const control = xmlLeaf(block, 'controlURL')
     if (type && control && !found.has(type)) found.set(type, control)
