@@ -14,26 +14,58 @@ export function frameTcp(msg: Uint8Array): Buffer {
   return out
 }
 
+/**
+ * Collects stream chunks into whole messages. Linear in the octets received however the stream is cut: a message
+ * that arrives in pieces is copied once into a buffer of its announced length, never re-joined with every chunk
+ * (re-joining cost 1.3 s of CPU for one 64 KiB message sent an octet at a time: a cheap way to burn a server's CPU,
+ * found by fuzzing). Complete messages inside one chunk come back as views of that chunk, without a copy.
+ */
 export class TcpDeframer {
-  private pending: Buffer = Buffer.alloc(0)
+  /** The length prefix when a chunk ended inside it. */
+  readonly #prefix = Buffer.alloc(LEN_PREFIX)
+  #prefixHave = 0
+  /** The message being filled, once its length is known and it did not fit in one chunk. */
+  #msg: Buffer | undefined
+  #filled = 0
 
   /** Appends a stream chunk and returns every message it completes (possibly none). */
   push(chunk: Buffer): Buffer[] {
-    const buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
     const out: Buffer[] = []
     let o = 0
-    while (buf.length - o >= LEN_PREFIX) {
-      const len = buf.readUInt16BE(o)
-      if (buf.length - o - LEN_PREFIX < len) break
-      out.push(buf.subarray(o + LEN_PREFIX, o + LEN_PREFIX + len))
-      o += LEN_PREFIX + len
+    while (o < chunk.length) {
+      if (this.#msg === undefined) {
+        let len: number
+        if (this.#prefixHave === 0 && chunk.length - o >= LEN_PREFIX) {
+          len = chunk.readUInt16BE(o)
+          o += LEN_PREFIX
+        } else {
+          this.#prefix[this.#prefixHave++] = chunk[o++]!
+          if (this.#prefixHave < LEN_PREFIX) continue
+          this.#prefixHave = 0
+          len = this.#prefix.readUInt16BE(0)
+        }
+        if (chunk.length - o >= len) {
+          out.push(chunk.subarray(o, o + len))
+          o += len
+          continue
+        }
+        this.#msg = Buffer.allocUnsafe(len)
+        this.#filled = 0
+      }
+      const n = Math.min(this.#msg.length - this.#filled, chunk.length - o)
+      chunk.copy(this.#msg, this.#filled, o, o + n)
+      this.#filled += n
+      o += n
+      if (this.#filled === this.#msg.length) {
+        out.push(this.#msg)
+        this.#msg = undefined
+      }
     }
-    this.pending = o === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(o))
     return out
   }
 
-  /** Octets held for an incomplete message. */
+  /** Octets held for an incomplete message (its length prefix included). */
   get buffered(): number {
-    return this.pending.length
+    return this.#msg === undefined ? this.#prefixHave : LEN_PREFIX + this.#filled
   }
 }

@@ -10,6 +10,7 @@
 // `maxPerSource` connections, so one attacker cannot take the slots legitimate clients need.
 import { createServer as createTcpServer, isIPv6, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { TcpDeframer } from '../dns/tcp-framing.js'
 import type { Logger } from '../io/log.js'
 import type { InboundContext, MessageSink, PeerInfo, StreamConnection, TransportKind } from './transport.js'
 
@@ -143,7 +144,7 @@ export class StreamListener {
       port: sock.remotePort ?? 0,
       local: this.#local,
     }
-    let pending: Buffer = Buffer.alloc(0)
+    const deframer = new TcpDeframer()
     let outstanding = 0
     let idleMs = this.#idleMs
     let closed = false
@@ -207,13 +208,8 @@ export class StreamListener {
     }
     sock.once('close', () => clearTimeout(messageTimer))
     sock.on('data', (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-      let off = 0
-      while (pending.length - off >= LENGTH_PREFIX) {
-        const n = pending.readUInt16BE(off)
-        if (pending.length - off - LENGTH_PREFIX < n) break
-        const msg = pending.subarray(off + LENGTH_PREFIX, off + LENGTH_PREFIX + n)
-        off += LENGTH_PREFIX + n
+      const msgs = deframer.push(chunk)
+      for (const msg of msgs) {
         outstanding++
         let answered = false
         const done = (): void => {
@@ -238,12 +234,11 @@ export class StreamListener {
         armIdle()
         this.#sink(Buffer.from(msg), ctx)
       }
-      pending = off === pending.length ? Buffer.alloc(0) : pending.subarray(off)
       // A started message must finish within messageTimeoutMs of its first octet (not of the last one).
-      if (pending.length === 0) {
+      if (deframer.buffered === 0) {
         clearTimeout(messageTimer)
         messageTimer = undefined
-      } else if (off > 0 || messageTimer === undefined) {
+      } else if (msgs.length > 0 || messageTimer === undefined) {
         clearTimeout(messageTimer)
         messageTimer = this.#messageMs > 0 ? setTimeout(onMessageTimeout, this.#messageMs) : undefined
       }

@@ -4,9 +4,9 @@
 
 import net from 'node:net'
 import tls from 'node:tls'
+import { TcpDeframer } from '../tcp-framing.js'
 
 const LEN_PREFIX = 2
-const MAX_BUFFERED = 1 << 20
 
 export interface StreamTarget {
   readonly host: string
@@ -23,7 +23,7 @@ export type StreamHandler = (msg: Buffer) => void
 
 export class DnsStream {
   readonly #sock: net.Socket
-  #buf: Buffer = Buffer.alloc(0)
+  readonly #deframer = new TcpDeframer()
   #onMessage: StreamHandler = () => {}
   readonly #onClose: ((err?: Error) => void)[] = []
   #closed = false
@@ -101,21 +101,13 @@ export class DnsStream {
   }
 
   #data(d: Buffer): void {
-    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, d]) : d
-    let off = 0
-    while (this.#buf.length - off >= LEN_PREFIX) {
-      const n = this.#buf.readUInt16BE(off)
-      if (this.#buf.length - off - LEN_PREFIX < n) break
-      const m = this.#buf.subarray(off + LEN_PREFIX, off + LEN_PREFIX + n)
-      off += LEN_PREFIX + n
+    for (const m of this.#deframer.push(d)) {
       try {
         this.#onMessage(m)
       } catch {
         // A handler error must not kill the read loop; handlers count their own drops.
       }
     }
-    this.#buf = off === this.#buf.length ? Buffer.alloc(0) : Buffer.from(this.#buf.subarray(off))
-    if (this.#buf.length > MAX_BUFFERED) this.close()
   }
 
   #close(err?: Error): void {
