@@ -14,7 +14,9 @@ test('SIGKILL in the middle of 1,000 signed updates loses none that were answere
   t.after(() => srv.cleanup())
   const alice = await srv.addAccount('alice')
   const key = keyOf(alice)
-  await srv.start([], { tls: false })
+  // 1,000 updates of two records each: above the default per-account quota (1,000 records, docs/security.md).
+  const quota = ['--max-records', String(4 * N)]
+  await srv.start(quota, { tls: false })
   const name = (i: number) => `n${i}.alice.${ZONE}.`
   const msgs = Array.from({ length: N }, (_, i) =>
     updateMessage(i + 1, `${ZONE}.`, [
@@ -45,7 +47,7 @@ test('SIGKILL in the middle of 1,000 signed updates loses none that were answere
     srv.proc!.exitCode !== null || srv.proc!.signalCode !== null ? r() : srv.proc!.once('exit', () => r()),
   )
 
-  await srv.start([], { tls: false })
+  await srv.start(quota, { tls: false })
   const check = await sendAll(
     srv.ports.dns,
     key,
