@@ -64,6 +64,11 @@ export class Store {
   #serial: number
   #externalGen: string
   #dataVersion: number
+  /**
+   * PRAGMA data_version, prepared once: checkExternal runs on every signed message, and db.pragma() prepares its
+   * statement on every call (15 % of the CPU of a signed UPDATE in a profile; the prepared read costs ~1 us).
+   */
+  readonly #dataVersionStmt: { get(): unknown }
   readonly #sql: {
     put: (rr: ZoneRR, exp: number | null) => void
     del: (rr: ZoneRR) => void
@@ -91,7 +96,8 @@ export class Store {
     }
     this.#serial = Number(getMeta(this.db, 'serial') ?? '1')
     this.#externalGen = getMeta(this.db, 'external_gen') ?? '0'
-    this.#dataVersion = this.db.pragma('data_version', { simple: true }) as number
+    this.#dataVersionStmt = this.db.prepare('PRAGMA data_version').pluck()
+    this.#dataVersion = this.#dataVersionStmt.get() as number
     this.#load()
   }
 
@@ -259,7 +265,7 @@ export class Store {
    * Returns true when another connection committed anything (accounts included).
    */
   checkExternal(): boolean {
-    const v = this.db.pragma('data_version', { simple: true }) as number
+    const v = this.#dataVersionStmt.get() as number
     if (v === this.#dataVersion) return false
     this.#dataVersion = v
     const gen = getMeta(this.db, 'external_gen') ?? '0'
