@@ -3,7 +3,7 @@
 // on a run persisted in its run directory, so one process may build a lab and another operate or remove it.
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
+import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
 import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
 import { dev, hostBatch, linkBatch, nsScripts, planState, type Site, siteOf, uplinkNode } from './plan.js'
@@ -343,6 +343,13 @@ export class Lab {
     const s = this.#s
     const p = s.procs.find((q) => q.name === `miniupnpd-${x.name}`)
     if (p) stopProcess(p.pid, 0)
+    if (p && pidAlive(p.pid)) throw new LabError(`miniupnpd of ${x.name} (pid ${p.pid}) did not exit`)
+    // Killed, miniupnpd leaves its pid file, and the next one refuses to start ("MiniUPnPd is already running.
+    // EXITING") while that pid still exists, which a zombie does: stopProcess returns once the daemon has exited,
+    // but only its parent reaps it. That is us when the lab was made in this process; after `autotunnel lab up`
+    // it is init (here reaping orphans every ~2 s) or a subreaper, so `lab restart-gateway` from the command line
+    // failed. The exited daemon holds no socket or rule any more; only the file is stale.
+    rmSync(miniupnpdFiles(s.dir, x.name).pid, { force: true })
     s.procs = s.procs.filter((q) => q !== p)
     saveState(s)
     await runOk(inNs(this.netnsOf(x.name), ['nft', '-f', '-']), { input: MINIUPNPD_FLUSH })

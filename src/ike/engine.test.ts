@@ -6,12 +6,14 @@ import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { derivePsk } from './auth.js'
-import { DhGroup } from './constants.js'
+import { DhGroup, ExchangeType, HeaderFlag, NotifyType } from './constants.js'
 import { IkeEngine, type IkeEngineOpts } from './engine.js'
+import { CHILD_REKEY_RETRY_MS } from './exchange-child.js'
 import { generateHostKey, type HostKey } from './hostkey.js'
 import { DEFAULT_IKE_POLICY } from './proposals.js'
 import { DualUdpIkeTransport, UdpIkeTransport } from './transport.js'
 import type { ChildSaKeys, IkeEvents, PeerInfo } from './types.js'
+import { notify } from './util.js'
 
 failOnLeakedResources()
 
@@ -378,6 +380,121 @@ test('simultaneous Child SA rekey (RFC 7296 2.8.1): the redundant SA with the lo
     assert.equal(ca[0]!.spiIn, cb[0]!.spiOut)
     assert.equal(ca[0]!.spiOut, cb[0]!.spiIn)
   }
+})
+
+/** Offsets in an IKE message on port 4500: the 4-byte non-ESP marker, then the RFC 7296 3.1 header. */
+const MARKED = 4
+const HDR_EXCHANGE_TYPE = MARKED + 18
+const HDR_FLAGS = MARKED + 19
+const HDR_MESSAGE_ID = MARKED + 20
+
+test('TEMPORARY_FAILURE to a Child SA rekey (RFC 7296 2.25): the initiator waits, retries, and gets its new SA', async (t) => {
+  const net = new FakeNetwork()
+  const { a, b, clock } = await pair(t, { net })
+  const k1 = await a.engine.connect(B.id)
+  await settle()
+  const requestsAtMs: number[] = []
+  net.dropIf = (from, _to, msg) => {
+    const isRequest =
+      msg[HDR_EXCHANGE_TYPE] === ExchangeType.CREATE_CHILD_SA && !(msg[HDR_FLAGS]! & HeaderFlag.RESPONSE)
+    if (!from.startsWith(A.addr) || !isRequest) return false
+    requestsAtMs.push(clock.monotonic())
+    if (requestsAtMs.length > 1) return false
+    // B is busy with another exchange on this SA (as charon is while it deletes the SA after its own rekey): B's
+    // IKE SA answers this request with TEMPORARY_FAILURE instead of handing it to the engine.
+    const bSa = [...b.engine.sas.values()][0]!
+    const id = msg.readUInt32BE(HDR_MESSAGE_ID)
+    bSa.respond(ExchangeType.CREATE_CHILD_SA, id, [notify(NotifyType.TEMPORARY_FAILURE)], {
+      address: A.addr,
+      port: PORT,
+    })
+    return true
+  }
+  let ended: string | undefined
+  const rekey = a.engine.rekeyChild(B.id).then(
+    (keys) => {
+      ended = 'resolved'
+      return keys
+    },
+    (err: unknown) => {
+      ended = `rejected: ${String(err)}`
+      throw err
+    },
+  )
+  await settle()
+  assert.equal(requestsAtMs.length, 1)
+  assert.equal(ended, undefined, 'the rekey ended on TEMPORARY_FAILURE instead of waiting to retry')
+  // "MUST NOT immediately retry ... MUST wait": nothing before the first retry delay.
+  clock.advance(CHILD_REKEY_RETRY_MS - 1)
+  await settle()
+  assert.equal(requestsAtMs.length, 1, 'retried without waiting')
+  clock.advance(CHILD_REKEY_RETRY_MS / 2 + 1)
+  await settle()
+  assert.equal(requestsAtMs.length, 2, 'no retry after the delay (plus jitter)')
+  const k2 = await rekey
+  await settle()
+  assert.equal(k2.replaces, k1.spiIn)
+  assertMirror(k2, b.up[1]!)
+  assert.deepEqual(
+    a.down.map((d) => d.spiIn),
+    [k1.spiIn],
+  )
+  assert.equal(a.engine.list()[0]!.children.length, 1)
+  assert.equal(b.engine.list()[0]!.children.length, 1)
+})
+
+test("CHILD_SA_NOT_FOUND for the SA the peer's own rekey just made: the initiator waits for that rekey, then retries", async (t) => {
+  const net = new FakeNetwork()
+  const { a, b, clock } = await pair(t, { net })
+  const k1 = await a.engine.connect(B.id)
+  await settle()
+  // B rekeys; A answers, but B gets that answer only later (B's threads took A's next request first, as charon's
+  // may), so B does not know the new SA yet when A asks to rekey it.
+  let held: Buffer | undefined
+  net.dropIf = (from, _to, msg) => {
+    const isResponse =
+      msg[HDR_EXCHANGE_TYPE] === ExchangeType.CREATE_CHILD_SA && !!(msg[HDR_FLAGS]! & HeaderFlag.RESPONSE)
+    if (!from.startsWith(A.addr) || !isResponse || held) return false
+    held = msg
+    return true
+  }
+  const bRekey = b.engine.rekeyChild(A.id)
+  await settle()
+  assert.ok(held, "A answered B's rekey")
+  const made = a.up[1]!
+  assert.equal(made.replaces, k1.spiIn)
+  let ended: string | undefined
+  const rekey = a.engine.rekeyChild(B.id).then(
+    (keys) => {
+      ended = 'resolved'
+      return keys
+    },
+    (err: unknown) => {
+      ended = `rejected: ${String(err)}`
+      throw err
+    },
+  )
+  await settle()
+  assert.equal(ended, undefined, 'the rekey ended on CHILD_SA_NOT_FOUND instead of waiting for the peer')
+  net.deliver({ address: A.addr, port: PORT, family: 'IPv4' }, B.addr, PORT, held)
+  await settle()
+  await bRekey
+  clock.advance(CHILD_REKEY_RETRY_MS * 2)
+  await settle()
+  const k3 = await rekey
+  await settle()
+  assert.equal(k3.replaces, made.spiIn)
+  assertMirror(k3, b.up.at(-1)!)
+  const ca = a.engine.list()[0]!.children
+  const cb = b.engine.list()[0]!.children
+  assert.deepEqual(
+    ca.map((c) => c.spiIn),
+    [k3.spiIn],
+  )
+  assert.deepEqual(
+    cb.map((c) => c.spiOut),
+    [k3.spiIn],
+  )
 })
 
 test('port 500 then NAT-T port (RFC 7296 2.23): IKE_SA_INIT on 500 without marker, the rest on 4500 with it', async (t) => {

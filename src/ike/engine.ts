@@ -49,6 +49,8 @@ export class IkeEngine {
   readonly childSpis = new Set<number>()
   readonly #connecting = new Map<string, Promise<ChildSaKeys>>()
   readonly #timers = new Set<TimerHandle>()
+  /** Callers of wait() still waiting: close() lets them go, so nothing awaits a timer that will never fire. */
+  readonly #waiting = new Set<() => void>()
   #closed = false
 
   constructor(deps: IkeEngineDeps, opts: IkeEngineOpts, events: IkeEvents = {}) {
@@ -158,11 +160,27 @@ export class IkeEngine {
     this.#closed = true
     for (const t of this.#timers) this.deps.clock.clearTimeout(t)
     this.#timers.clear()
+    for (const done of [...this.#waiting]) done()
     for (const sa of [...this.sas.values()]) this.dropSa(sa, 'shutdown')
     this.halfOpen.clear()
   }
 
   // ---- internals shared with the exchange modules ----
+
+  /** Resolves after `ms` on the engine's clock, or as soon as the engine closes (callers check `closed`). */
+  wait(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.#timers.delete(h)
+        this.#waiting.delete(done)
+        resolve()
+      }
+      const h = this.deps.clock.setTimeout(done, ms)
+      this.#timers.add(h)
+      this.#waiting.add(done)
+    })
+  }
 
   get closed(): boolean {
     return this.#closed

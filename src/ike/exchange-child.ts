@@ -16,7 +16,7 @@ import {
 } from './constants.js'
 import { deriveChildKeys, deriveIkeSaKeys, dhGenerate, skeyseedRekey } from './crypto.js'
 import type { IkeEngine } from './engine.js'
-import { IkeError, IkePeerError } from './errors.js'
+import { IkeError, IkePeerError, IkeTimeoutError } from './errors.js'
 import { deleteChild, deleteIkeSa } from './exchange-info.js'
 import { type Payload, tsForHost, tsOfferCoversHost } from './payloads.js'
 import {
@@ -69,13 +69,23 @@ export async function createChild(engine: IkeEngine, sa: IkeSa): Promise<ChildSa
   })
 }
 
+/**
+ * First wait before retrying a Child SA rekey the peer could not do yet (TEMPORARY_FAILURE, or CHILD_SA_NOT_FOUND
+ * for an SA its own rekey is still making); doubles per retry.
+ */
+export const CHILD_REKEY_RETRY_MS = 1000
+/** Retries before giving up: after about 1, 2, 4, 8 and 16 s (each plus up to half as much again). */
+export const CHILD_REKEY_RETRIES = 5
+
 /** Rekeys `old` on `sa`; resolves with the new Child SA once installed and the old one deleted. */
-export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Promise<ChildSaKeys> {
+export async function rekeyChild(engine: IkeEngine, saAtStart: IkeSa, old: ChildSa): Promise<ChildSaKeys> {
   const { opts } = engine
   const policy = opts.childPolicy
+  let sa = saAtStart
   old.retiring = true
   let group: number = opts.pfs ? ((old.suite.group || policy.pfsGroups[0]) ?? DhGroup.NONE) : DhGroup.NONE
-  for (let attempt = 0; attempt < 2; attempt++) {
+  let keRetried = false
+  for (let busyRetries = 0; ; ) {
     const spiIn = engine.newChildSpi()
     const dh = group !== DhGroup.NONE ? dhGenerate(group) : undefined
     const ni = engine.nonce()
@@ -101,16 +111,32 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
       throw e
     }
     old.rekeyNi = undefined
-    const busy = findNotify(p, NotifyType.TEMPORARY_FAILURE) ?? findNotify(p, NotifyType.CHILD_SA_NOT_FOUND)
+    const tempFailure = findNotify(p, NotifyType.TEMPORARY_FAILURE)
+    const notFound = findNotify(p, NotifyType.CHILD_SA_NOT_FOUND)
+    const busy = tempFailure ?? notFound
     const successor = sa.children.filter((c) => c !== old && !c.retiring).at(-1)
     if (busy && successor) {
       // The peer rekeyed (or is deleting) this SA first (2.25.1): its new SA is the successor.
       engine.childSpis.delete(spiIn)
       return engine.childKeys(sa, successor, old.spiIn)
     }
+    // `old` came from the peer's own rekey, which has not finished at the peer (it has not deleted the SA that
+    // `old` replaces, so we still send on that): CHILD_SA_NOT_FOUND then means "not yet", not "gone". charon
+    // answers so when it takes our request before our response to its rekey, which was sent first.
+    const notYet = tempFailure ?? (old.outboundPending ? notFound : undefined)
+    if (notYet && busyRetries < CHILD_REKEY_RETRIES) {
+      // 2.25: the peer is in the middle of another exchange on this SA (charon: deleting it after its own rekey,
+      // or rekeying the IKE SA). We must not retry at once, but may after it had time to finish.
+      engine.childSpis.delete(spiIn)
+      const next = await waitToRetryRekey(engine, sa, old, busyRetries++)
+      if (next.successor) return engine.childKeys(next.sa, next.successor, old.spiIn)
+      sa = next.sa
+      continue
+    }
     const invalidKe = findNotify(p, NotifyType.INVALID_KE_PAYLOAD)
     const wanted = invalidKe ? groupOf(invalidKe.data) : undefined
-    if (wanted !== undefined && attempt === 0) {
+    if (wanted !== undefined && !keRetried) {
+      keRetried = true
       engine.childSpis.delete(spiIn)
       group = wanted
       if (!policy.pfsGroups.includes(group)) break
@@ -164,6 +190,37 @@ export async function rekeyChild(engine: IkeEngine, sa: IkeSa, old: ChildSa): Pr
   }
   old.retiring = false
   throw new IkeError(NotifyType.INVALID_KE_PAYLOAD, 'no common PFS group')
+}
+
+/**
+ * Waits (doubling with `attempt`, jittered so both peers do not retry in step) before retrying a rekey of `old`
+ * the peer could not do yet. Meanwhile a rekey of `old` by the peer is answered as usual (`rekeyWaiting`), and an
+ * IKE SA rekey may move `old` to a new IKE SA. Returns the IKE SA to retry on, or the SA that replaced `old`.
+ */
+async function waitToRetryRekey(
+  engine: IkeEngine,
+  sa: IkeSa,
+  old: ChildSa,
+  attempt: number,
+): Promise<{ sa: IkeSa; successor?: ChildSa }> {
+  const ms = CHILD_REKEY_RETRY_MS * 2 ** attempt
+  engine.deps.log.info('ike.child.rekey_retry', { peer: sa.peerId, spiIn: old.spiIn, inMs: ms })
+  old.rekeyWaiting = true
+  try {
+    await engine.wait(ms + engine.deps.random.int(Math.floor(ms / 2) + 1))
+  } finally {
+    old.rekeyWaiting = false
+  }
+  const holder = [...engine.sas.values()].find((s) => s.state.kind === 'established' && s.children.includes(old))
+  const now = holder ?? (sa.state.kind === 'established' ? sa : engine.findSa(sa.peerId ?? ''))
+  if (engine.closed || !now) {
+    old.retiring = false
+    throw new IkeTimeoutError('IKE SA is gone')
+  }
+  const successor = now.children.filter((c) => c !== old && !c.retiring).at(-1)
+  if (successor) return { sa: now, successor }
+  if (!holder) throw new IkePeerError(NotifyType.CHILD_SA_NOT_FOUND, 'Child SA deleted by the peer during its rekey')
+  return { sa: now }
 }
 
 /** Rekeys the IKE SA: a new IKE SA takes over the Child SAs, then the old one is deleted. */
@@ -305,8 +362,9 @@ export async function handleChildRequest(
     const spi = rekey.spi.length === 4 ? spiToNumber(rekey.spi) : -1
     old = sa.children.find((c) => c.spiOut === spi)
     if (!old) return reply([notify(NotifyType.CHILD_SA_NOT_FOUND, Buffer.alloc(0), ProtocolId.ESP, rekey.spi)])
-    // Already replaced by our own rekey and being deleted (2.25.1).
-    if (old.retiring && !old.rekeyNi) return reply([notify(NotifyType.TEMPORARY_FAILURE)])
+    // Already replaced by our own rekey and being deleted (2.25.1). While our own rekey of it waits to be retried
+    // after a TEMPORARY_FAILURE, the peer's rekey goes ahead and replaces it.
+    if (old.retiring && !old.rekeyNi && !old.rekeyWaiting) return reply([notify(NotifyType.TEMPORARY_FAILURE)])
   }
   const peerUla = sa.peer?.ula ?? ''
   if (

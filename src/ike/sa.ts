@@ -63,6 +63,8 @@ export interface ChildSa {
   outboundPending?: boolean
   /** Our CREATE_CHILD_SA rekeying this SA is in flight, with this Ni. */
   rekeyNi?: Buffer
+  /** Our rekey of this SA got TEMPORARY_FAILURE and waits to be retried (RFC 7296 2.25). */
+  rekeyWaiting?: boolean
   /** The peer rekeyed this SA while ours was in flight (2.8.1): its Ni, our Nr and the SA that made. */
   collision?: { peerNi: Buffer; ourNr: Buffer; created: ChildSa }
 }

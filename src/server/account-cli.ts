@@ -175,7 +175,7 @@ export function revokeHostInDb(db: Db, zone: string, user: string, host: string)
   const hostName = `${h}.${d}`
   const srvName = `_autotunnel._udp.${hostName}`
   const fqLower = (t: string): string => (t.endsWith('.') ? t : `${t}.`).toLowerCase()
-  return db.transaction(() => {
+  const revoke = db.transaction(() => {
     if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
     const texts = (name: string, type: number): string[] =>
       db.prepare('SELECT text FROM rr WHERE name = ? AND type = ?').pluck().all(name, type) as string[]
@@ -205,7 +205,10 @@ export function revokeHostInDb(db: Db, zone: string, user: string, host: string)
     if (n > 0) setMeta(db, 'serial', String(nextSerial(Number(getMeta(db, 'serial') ?? '1'))))
     setMeta(db, 'external_gen', String(Number(getMeta(db, 'external_gen') ?? '0') + 1))
     return touched
-  })()
+  })
+  // IMMEDIATE: the transaction reads before it writes, and SQLite refuses at once (SQLITE_BUSY, no waiting) to turn
+  // a read lock into the write lock while the running server holds that; taking the write lock first waits instead.
+  return revoke.immediate()
 }
 
 export async function accountRevokeHost(user: string, host: string, o: { data: string; zone?: string }): Promise<void> {

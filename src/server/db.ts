@@ -58,9 +58,16 @@ export class StoreError extends Error {
   override readonly name = 'StoreError'
 }
 
+/** How long a statement waits for another connection's lock (`autotunnel account ...` beside the server). */
+export const BUSY_TIMEOUT_MS = 5000
+const BUSY_RETRY_MS = 10
+
 /**
  * Opens (creating if needed) DIR/autotunnel.sqlite for `zone`. A directory belongs to the zone it was created
  * for; opening it for another zone is an error rather than a silent second zone.
+ *
+ * Several processes may open a fresh directory at once (the server and `autotunnel account add`): every step waits
+ * for the others' locks instead of failing with SQLITE_BUSY (see walMode for the one step SQLite does not wait in).
  */
 export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; readonly?: boolean } = {}): Db {
   mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -68,22 +75,25 @@ export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; reado
   // files it creates the database file's mode; existing ones are tightened too).
   for (const suffix of ['', '-wal', '-shm'])
     if (suffix === '' || existsSync(join(dir, DB_FILE + suffix))) ensureOwnerOnly(join(dir, DB_FILE + suffix))
-  const db = new Database(join(dir, DB_FILE))
+  const db = new Database(join(dir, DB_FILE), { timeout: BUSY_TIMEOUT_MS })
   try {
-    db.pragma('journal_mode = WAL')
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    walMode(db)
     db.pragma(`synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`)
-    db.pragma('busy_timeout = 5000')
-    db.exec(SCHEMA)
-    migrate(db)
-    const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?')
-    const put = db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)')
+    const put = (key: string, value: string): void => {
+      db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run(key, value)
+    }
+    // IMMEDIATE takes the write lock first (waiting for it), so a second opener never sees half a schema and
+    // never has to upgrade a read lock (which SQLite refuses at once instead of waiting).
     db.transaction(() => {
-      put.run('schema_version', SCHEMA_VERSION)
-      put.run('zone', zone)
-      put.run('serial', '1')
-      put.run('external_gen', '0')
-    })()
-    const stored = get.get('zone')?.value
+      db.exec(SCHEMA)
+      put('schema_version', SCHEMA_VERSION)
+      put('zone', zone)
+      put('serial', '1')
+      put('external_gen', '0')
+    }).immediate()
+    migrate(db)
+    const stored = getMeta(db, 'zone')
     if (stored !== zone) throw new StoreError(`data directory ${dir} holds zone ${stored}, not ${zone}`)
     return db
   } catch (e) {
@@ -92,15 +102,42 @@ export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; reado
   }
 }
 
+/**
+ * `PRAGMA journal_mode = WAL`, waiting for other connections. On a new (rollback-journal) file the switch reads
+ * the header under a shared lock and then upgrades to a write lock; when another connection holds that (its own
+ * switch, or its schema creation) SQLite answers SQLITE_BUSY at once without calling the busy handler, since
+ * waiting while holding a read lock could deadlock. The pragma released its read lock on failing, so retrying is
+ * safe; this was `autotunnel: database is locked` at server start beside `account add` (issue 14).
+ */
+function walMode(db: Db): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL')
+      return
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw e
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, BUSY_RETRY_MS)
+    }
+  }
+}
+
 /** Schema 1 -> 2: the owner and wire columns (case-preserved names); old rows keep NULL (lower case as stored). */
 function migrate(db: Db): void {
   const cols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('rr')").all()
   if (cols.some((c) => c.name === 'owner')) return
   db.transaction(() => {
+    if (
+      db
+        .prepare<[], { name: string }>("SELECT name FROM pragma_table_info('rr')")
+        .all()
+        .some((c) => c.name === 'owner')
+    )
+      return
     db.exec('ALTER TABLE rr ADD COLUMN owner TEXT')
     db.exec('ALTER TABLE rr ADD COLUMN wire BLOB')
     db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(SCHEMA_VERSION)
-  })()
+  }).immediate()
 }
 
 export function getMeta(db: Db, key: string): string | undefined {

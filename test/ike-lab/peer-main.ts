@@ -10,7 +10,7 @@ import { initiate } from '../../src/ike/exchange-init.js'
 import { hostKeyFromPem } from '../../src/ike/hostkey.js'
 import { type CipherName, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY } from '../../src/ike/proposals.js'
 import { DualUdpIkeTransport, UdpIkeTransport } from '../../src/ike/transport.js'
-import type { ChildSaKeys, Endpoint } from '../../src/ike/types.js'
+import type { ChildSaKeys, Endpoint, IkeTransport } from '../../src/ike/types.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { UdpSocket } from '../../src/io/datagram.js'
 import { jsonLogger, nullLogger } from '../../src/io/log.js'
@@ -49,11 +49,26 @@ const transport = plainSock
       encap,
     )
   : encap
+/**
+ * IKE messages reach the engine `delayMs` late (op `delayIkeRx`): the rekey collision test holds charon's request
+ * back this way while ours goes out, so both are in flight at once. ESP is not delayed.
+ */
+const ikeRx = { delayMs: 0 }
+const delayedTransport: IkeTransport = {
+  send: (buf, to) => transport.send(buf, to),
+  onMessage: (handler) =>
+    transport.onMessage((buf, from) => {
+      if (ikeRx.delayMs > 0) setTimeout(() => handler(buf, from), ikeRx.delayMs)
+      else handler(buf, from)
+    }),
+  local: (to) => transport.local(to),
+  ...(plainSock ? { natTPort: (transport as IkeTransport).natTPort } : {}),
+}
 const hostKey = cfg.hostKeyPem ? hostKeyFromPem(cfg.hostKeyPem, 'hostKeyPem') : undefined
 const peers = peerTable(cfg.peers)
 const engine = new IkeEngine(
   {
-    transport,
+    transport: delayedTransport,
     clock: new SystemClock(),
     random: new SystemRandom(),
     log: cfg.debug ? jsonLogger({ level: 'debug' }) : nullLogger,
@@ -206,6 +221,9 @@ serveRequests<LabRequest & { timeoutMs?: number }>(cfg, async (req, peer) => {
     }
     case 'list':
       return { sas: engine.list(), stats: engine.stats }
+    case 'delayIkeRx':
+      ikeRx.delayMs = (req as { ms?: number }).ms ?? 0
+      return ikeRx.delayMs
     case 'exit':
       await engine.close()
       await sock.close()

@@ -25,6 +25,13 @@ import {
 } from '../ike-lab/strongswan.js'
 
 const run = promisify(execFile)
+/** How late charon's IKE messages reach our engine in the rekey collision test: longer than our reaction time. */
+const CROSS_DELAY_MS = 300
+/** charon starting a Child SA rekey, in its log. */
+const CHARON_REKEY_REQUEST = /generating CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\)/g
+/** charon resolving a Child SA rekey collision (RFC 7296 2.8.1), in its log. */
+const CHARON_REKEY_COLLISION = /CHILD_SA rekey collision (won|lost)/g
+const count = (text: string, re: RegExp): number => text.match(re)?.length ?? 0
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const PSK = derivePsk('interop account secret', 'ike-test').toString('hex')
 type Alg = 'ed25519' | 'ecdsa'
@@ -360,12 +367,23 @@ describe('IKEv2 interop with strongSwan charon', {
     const p = await setup({ auth: 'psk', ike: 'aes128gcm16-prfsha256-x25519', esp: 'aes128gcm16-x25519' })
     t.after(() => teardown(p))
     await p.call('connect')
+    // The two CREATE_CHILD_SA requests must be in flight at once (RFC 7296 2.8.1), whatever swanctl's start-up
+    // time (20 ms to far more on a busy machine, where a fixed stagger made them cross in no round of 100):
+    // charon's messages reach our engine CROSS_DELAY_MS late, and ours starts as soon as charon has sent its
+    // request. (No netem here: the lab kernel has no sch_netem.)
+    await p.call('delayIkeRx', { ms: CROSS_DELAY_MS })
+    const charonRekeys = async (): Promise<number> => count(await lab.charonLog(), CHARON_REKEY_REQUEST)
+    const collisions = async (): Promise<number> => count(await lab.charonLog(), CHARON_REKEY_COLLISION)
+    const collisionsBefore = await collisions()
     for (let i = 0; i < 4; i++) {
-      // swanctl needs ~20 ms to start: stagger ours by a varying delay so the requests cross on the wire
-      await Promise.all([
-        sleep(10 + 5 * i).then(() => p.call('rekeyChild')),
-        lab.swanctl(['--rekey', '--child', 'inner']),
-      ])
+      const before = await charonRekeys()
+      const theirs = lab.swanctl(['--rekey', '--child', 'inner'])
+      const deadline = Date.now() + 5000
+      while ((await charonRekeys()) === before) {
+        assert.ok(Date.now() < deadline, `round ${i}: charon sent no rekey request`)
+        await sleep(2)
+      }
+      await Promise.all([p.call('rekeyChild'), theirs])
       await sleep(1500)
       const ours = (await p.call<{ sas: { children: { spiOut: number }[] }[] }>('list')).sas[0]!.children
       const sas = await charonSas()
@@ -375,6 +393,8 @@ describe('IKEv2 interop with strongSwan charon', {
       assert.equal(childState(sas, ours[0]!.spiOut), 'INSTALLED')
       await pingOk(p)
     }
+    // Each round was a collision, as charon saw it (child_rekey.c handle_collision).
+    assert.equal((await collisions()) - collisionsBefore, 4)
   })
 
   test('Delete both ways: ours deletes, then charon deletes', async (t) => {
