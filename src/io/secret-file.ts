@@ -16,6 +16,19 @@ export function ensureOwnerOnly(file: string): void {
   if ((mode & GROUP_OTHER) !== 0) chmodSync(file, mode & ~GROUP_OTHER & 0o777)
 }
 
+/**
+ * Like ensureOwnerOnly for a file that another process may delete at any moment (SQLite's -wal and -shm files go
+ * when the last connection closes): tightened when it is there, nothing when it is gone, never created.
+ */
+export function tightenIfPresent(file: string): void {
+  try {
+    const mode = statSync(file).mode & 0o777
+    if ((mode & GROUP_OTHER) !== 0) chmodSync(file, mode & ~GROUP_OTHER & 0o777)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+  }
+}
+
 /** The permission bits of `path` that let group or others in (0 when there are none or it does not exist). */
 export function openToOthers(path: string): number {
   try {

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { ensureOwnerOnly } from '../io/secret-file.js'
+import { ensureOwnerOnly, tightenIfPresent } from '../io/secret-file.js'
 
 export type Db = Database.Database
 export type SyncMode = 'full' | 'normal'
@@ -73,8 +73,9 @@ export function openDb(dir: string, zone: string, opts: { sync?: SyncMode; reado
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   // The file holds every account's TSIG secret: 0600 whatever the directory (SQLite gives the -wal and -shm
   // files it creates the database file's mode; existing ones are tightened too).
-  for (const suffix of ['', '-wal', '-shm'])
-    if (suffix === '' || existsSync(join(dir, DB_FILE + suffix))) ensureOwnerOnly(join(dir, DB_FILE + suffix))
+  // -wal and -shm may vanish between a look and a chmod (`autotunnel account ...` closing the last connection).
+  ensureOwnerOnly(join(dir, DB_FILE))
+  for (const suffix of ['-wal', '-shm']) tightenIfPresent(join(dir, DB_FILE + suffix))
   const db = new Database(join(dir, DB_FILE), { timeout: BUSY_TIMEOUT_MS })
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
