@@ -27,11 +27,18 @@ test('after its gateway restarts, an agent still learns at once that a peer came
       await waitPeer(desktop, 'laptop', laptop.ula)
       await lab.restartGateway('home')
       const logOf = () => readFile(desktop.proc.log, 'utf8')
-      await waitFor(
-        'the desktop to see the home gateway restart',
-        async () => /"reason":"recreated"/.test(await logOf()),
-        20_000,
-        200,
+      // Either event means the gateway's state is gone (run.ts GATEWAY_STATE_LOST): 'recreated' when the renewal
+      // got the same external port back with an epoch that went back, 'external-changed' when the restarted
+      // gateway gave another port (waiting for 'recreated' alone failed one clean-clone run under load).
+      const lost = (log: string): boolean =>
+        log
+          .split('\n')
+          .some((l) => l.includes('"msg":"portmap.state"') && /"reason":"(recreated|external-changed)"/.test(l))
+      await waitFor('the desktop to see the home gateway restart', async () => lost(await logOf()), 20_000, 200).catch(
+        async (e: unknown) => {
+          const seen = (await logOf()).split('\n').filter((l) => l.includes('portmap'))
+          throw new Error(`${String(e)}\ndesktop's portmap log lines:\n${seen.slice(-15).join('\n')}`)
+        },
       )
       process.kill(-laptop.proc.pid, 'SIGKILL')
       await new Promise((r) => setTimeout(r, 300))
