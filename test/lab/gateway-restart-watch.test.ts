@@ -40,6 +40,8 @@ test('after its gateway restarts, an agent still learns at once that a peer came
           throw new Error(`${String(e)}\ndesktop's portmap log lines:\n${seen.slice(-15).join('\n')}`)
         },
       )
+      const how = (await logOf()).split('\n').filter((l) => l.includes('"msg":"portmap.state"'))
+      t.diagnostic(`desktop's mapper after the restart: ${how.slice(-1)[0]?.match(/"reason":"[a-z-]+"/)?.[0] ?? '?'}`)
       process.kill(-laptop.proc.pid, 'SIGKILL')
       await new Promise((r) => setTimeout(r, 300))
       const killedAt = performance.now()
