@@ -20,3 +20,44 @@ export function epochValid(prev: EpochSample | undefined, cur: EpochSample): boo
   if (cDelta + 2 < sDelta - sDelta / 16) return false
   return true
 }
+
+/**
+ * The epoch a client has seen from its gateway, fed by every response and by the gateway's unsolicited
+ * announcements. A gateway announces only when it lost its state or its external address changed (RFC 6887
+ * 14.1.3 ANNOUNCE, RFC 6886 3.2.1), so an announcement after one of our own responses means the next renewal
+ * re-made the mapping, even when the epochs cannot show it: a gateway that restarts within a second or two of
+ * mapping for us announces an epoch that RFC 6887 8.5's 2-s slack accepts as a gateway that kept running (the
+ * lab saw this: its agent then missed that the gateway's connection tracking was gone). Repeats of one
+ * announcement (gateways send a burst) count once: an announcement consistent with the previous announcement is
+ * a repeat.
+ */
+export class EpochTracker {
+  #last: EpochSample | undefined
+  #lastAnnounced = false
+  #restartAnnounced = false
+
+  /** A response's epoch: true when the gateway lost its state since the previous sample (or an announcement said so). */
+  response(epochSec: number, atMs: number): boolean {
+    const cur = { epochSec, atMs }
+    const restarted = this.#restartAnnounced || !epochValid(this.#last, cur)
+    this.#restartAnnounced = false
+    this.#lastAnnounced = false
+    this.#last = cur
+    return restarted
+  }
+
+  /** An announcement's epoch: true when it tells of a new restart (then also reported by the next `response`). */
+  announced(epochSec: number, atMs: number): boolean {
+    const cur = { epochSec, atMs }
+    const repeat = this.#lastAnnounced && epochValid(this.#last, cur)
+    const restarted = this.#last !== undefined && !repeat
+    if (restarted) this.#restartAnnounced = true
+    this.#lastAnnounced = true
+    this.#last = cur
+    return restarted
+  }
+
+  get last(): EpochSample | undefined {
+    return this.#last
+  }
+}

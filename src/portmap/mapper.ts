@@ -416,6 +416,10 @@ export class PortMapper {
   #onAnnouncement(a: GatewayAnnouncement): void {
     if (this.#stopped || a.kind === 'ssdp-byebye') return
     if (a.kind === 'ssdp-alive' && this.#client instanceof UpnpClient) this.#client.forget(a.location)
+    const ours =
+      (a.kind === 'pcp-announce' && this.#client?.protocol === 'pcp') ||
+      (a.kind === 'natpmp-address' && this.#client?.protocol === 'natpmp')
+    if (ours && 'epochSec' in a) this.#client?.announced?.(a.epochSec)
     const jitter = this.announceJitterMaxMs > 0 ? this.#random.int(this.announceJitterMaxMs + 1) : 0
     if (this.#state.kind === 'mapped') this.#schedule(jitter, (g) => this.#renew(g))
     else if (this.#state.kind === 'nat-without-mapping') this.#schedule(jitter, (g) => this.#probe(g, false))

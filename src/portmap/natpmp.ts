@@ -4,7 +4,7 @@
 import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
-import { type EpochSample, epochValid } from './epoch.js'
+import { EpochTracker } from './epoch.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
 import { readIPv4, writeIPv4 } from './ip.js'
 import type {
@@ -216,7 +216,7 @@ export class NatPmpClient implements MappingClient {
   readonly #tx: UdpTransaction
   readonly #retry: RetrySchedule
   #bound: Promise<unknown> | undefined
-  #lastEpoch: EpochSample | undefined
+  readonly #epoch = new EpochTracker()
 
   constructor(deps: NatPmpClientDeps, opts: NatPmpClientOptions) {
     this.#clock = deps.clock
@@ -256,10 +256,9 @@ export class NatPmpClient implements MappingClient {
       },
       schedule,
     )
-    const sample = { epochSec: rsp.epochSec, atMs: this.#clock.monotonic() }
-    const restarted = !epochValid(this.#lastEpoch, sample)
-    if (restarted) this.#log.info('natpmp.epoch-reset', { prev: this.#lastEpoch?.epochSec, epoch: rsp.epochSec })
-    this.#lastEpoch = sample
+    const prev = this.#epoch.last?.epochSec
+    const restarted = this.#epoch.response(rsp.epochSec, this.#clock.monotonic())
+    if (restarted) this.#log.info('natpmp.epoch-reset', { prev, epoch: rsp.epochSec })
     if (rsp.resultCode !== NatPmpResult.Success) throw new PortmapResultError('natpmp', rsp.resultCode, req.op)
     return { ...rsp, restarted }
   }
@@ -302,6 +301,13 @@ export class NatPmpClient implements MappingClient {
       { op: 'map', protocol: req.protocol, internalPort: req.internalPort, suggestedExternalPort: 0, lifetimeSec: 0 },
       opts.maxTries,
     )
+  }
+
+  /** The gateway announced its epoch (mapper.ts): a restart it shows is reported with the next response. */
+  announced(epochSec: number): void {
+    const prev = this.#epoch.last?.epochSec
+    if (this.#epoch.announced(epochSec, this.#clock.monotonic()))
+      this.#log.info('natpmp.epoch-reset', { prev, epoch: epochSec, announced: true })
   }
 
   cancel(): void {

@@ -6,7 +6,7 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { type EpochSample, epochValid } from './epoch.js'
+import { EpochTracker } from './epoch.js'
 import { PortmapResultError, PortmapWireError } from './errors.js'
 import { readIp16, writeIp16 } from './ip.js'
 import type { MappingClient, MapRequest, MapResult, PortmapSockets, RetrySchedule } from './types.js'
@@ -286,7 +286,7 @@ export class PcpClient implements MappingClient {
   readonly #retry: RetrySchedule
   readonly #internalAddress: string
   #bound: Promise<unknown> | undefined
-  #lastEpoch: EpochSample | undefined
+  readonly #epoch = new EpochTracker()
   /** One nonce per mapping, kept for renewals and the delete: miniupnpd refuses both with a new one. */
   #nonce: Buffer | undefined
 
@@ -326,10 +326,9 @@ export class PcpClient implements MappingClient {
       },
       schedule,
     )
-    const sample = { epochSec: rsp.epochSec, atMs: this.#clock.monotonic() }
-    const restarted = !epochValid(this.#lastEpoch, sample)
-    if (restarted) this.#log.info('pcp.epoch-reset', { prev: this.#lastEpoch?.epochSec, epoch: rsp.epochSec })
-    this.#lastEpoch = sample
+    const prev = this.#epoch.last?.epochSec
+    const restarted = this.#epoch.response(rsp.epochSec, this.#clock.monotonic())
+    if (restarted) this.#log.info('pcp.epoch-reset', { prev, epoch: rsp.epochSec })
     if (rsp.resultCode !== PcpResult.Success) throw new PortmapResultError('pcp', rsp.resultCode, rsp.opcode)
     return { rsp, restarted }
   }
@@ -381,6 +380,13 @@ export class PcpClient implements MappingClient {
   async unmap(req: MapRequest, opts: { maxTries?: number } = {}): Promise<void> {
     if (!this.#nonce) return
     await this.#mapRequest(req, 0, req.suggestedExternalPort, opts.maxTries)
+  }
+
+  /** The gateway announced its epoch (mapper.ts): a restart it shows is reported with the next response. */
+  announced(epochSec: number): void {
+    const prev = this.#epoch.last?.epochSec
+    if (this.#epoch.announced(epochSec, this.#clock.monotonic()))
+      this.#log.info('pcp.epoch-reset', { prev, epoch: epochSec, announced: true })
   }
 
   cancel(): void {

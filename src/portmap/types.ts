@@ -49,6 +49,8 @@ export interface MappingClient {
   map(req: MapRequest, opts?: { maxTries?: number }): Promise<MapResult>
   /** Deletes the mapping made by `map` (lifetime 0). */
   unmap(req: MapRequest, opts?: { maxTries?: number }): Promise<void>
+  /** The gateway announced its epoch (PCP ANNOUNCE, NAT-PMP address announcement); UPnP has none. */
+  announced?(epochSec: number): void
   /** Fails the request in flight with PortmapAbortedError; the client stays usable. */
   cancel(): void
   close(): Promise<void>
