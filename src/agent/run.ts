@@ -16,7 +16,7 @@ import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
-import { ipReader, NetMonitor } from './netmon.js'
+import { NetMonitor, systemReader } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
@@ -97,7 +97,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
-  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
+  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: systemReader(tunName ? [tunName] : []) })
   const updates = new UpdateClient(
     { clock, log: log.child({ c: 'update' }), random },
     {
