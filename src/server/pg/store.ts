@@ -46,6 +46,12 @@ const SWEEP_MS = 1000
 const SWEEP_MIN_MS = 20
 const SWEEP_BATCH = 1000
 const RECONNECT_MS = 500
+/**
+ * Feed rows older than this are deleted (by whichever node sweeps, at most once a minute); a node that has not
+ * read the feed for half as long re-reads the whole zone instead of trusting its cursor.
+ */
+const FEED_RETENTION_MS = 3_600_000
+const PRUNE_EVERY_MS = 60_000
 const CONNECT_TIMEOUT_MS = 3000
 /** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
 const STATEMENT_TIMEOUT_MS = 10_000
@@ -151,6 +157,9 @@ export class PgStore implements ZoneStore {
   #pollTimer: TimerHandle | undefined
   #sweepTimer: TimerHandle | undefined
   #listener: pg.Client | undefined
+  /** Monotonic time of the last successful feed read, and of the last prune. */
+  #feedReadAt = 0
+  #prunedAt = -Infinity
   #listening: Promise<void> | undefined
   /** Counters for metrics and tests. */
   readonly stats = { feedRows: 0, feedErrors: 0, reconciled: 0, expired: 0, commitErrors: 0 }
@@ -317,11 +326,17 @@ export class PgStore implements ZoneStore {
       this.#offsetMs = Number(snap.now_ms) - (t0 + this.#clock.now()) / 2
       const rows = (await c.query<Row>(`SELECT ${COLUMNS} FROM ${SCHEMA}.rr`)).rows
       this.#accounts = await pgListAccounts(c)
-      const last = (await c.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM ${SCHEMA}.change`))
-        .rows[0]!.id
+      // The sequence too: feed rows are pruned, and the serial must not go back when the table is empty.
+      const last = (
+        await c.query<{ id: string }>(
+          `SELECT greatest((SELECT coalesce(max(id), 0) FROM ${SCHEMA}.change),
+             (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${SCHEMA}.change_id_seq))::text AS id`,
+        )
+      ).rows[0]!.id
       await c.query('COMMIT')
       // Everything committed below xmin is in the snapshot; rows from xmin on are read (again) from the feed.
       this.#cursor = { xid: snap.xmin, id: '-1' }
+      this.#feedReadAt = this.#clock.monotonic()
       this.#lastId = BigInt(last)
       this.#serial = serialFromChangeId(this.#lastId)
       for (const r of rows) {
@@ -421,6 +436,7 @@ export class PgStore implements ZoneStore {
 
   /** Reads the feed from the cursor to its end, applying each page (called under #exclusive). */
   async #applyFeed(): Promise<void> {
+    if (this.#clock.monotonic() - this.#feedReadAt > FEED_RETENTION_MS / 2) this.#resync = true
     if (this.#resync) {
       const changes = await this.#reconcile(undefined)
       this.#resync = false
@@ -429,6 +445,7 @@ export class PgStore implements ZoneStore {
     }
     for (;;) {
       const rows = (await this.#pool.query<FeedRow>(FEED_SQL, [this.#cursor.xid, this.#cursor.id])).rows
+      this.#feedReadAt = this.#clock.monotonic()
       if (rows.length === 0) return
       this.stats.feedRows += rows.length
       const keys = new Map<string, [string, number]>()
@@ -609,6 +626,13 @@ export class PgStore implements ZoneStore {
       n = r.n
       this.#offsetMs = Number(r.now_ms) - (t0 + this.#clock.now()) / 2
       await this.#heartbeat()
+      if (this.#clock.monotonic() - this.#prunedAt > PRUNE_EVERY_MS) {
+        this.#prunedAt = this.#clock.monotonic()
+        await this.#pool.query(
+          `DELETE FROM ${SCHEMA}.change WHERE at < clock_timestamp() - make_interval(secs => $1)`,
+          [FEED_RETENTION_MS / 1000],
+        )
+      }
     } catch (e) {
       if (!this.#closed) this.#log.warn('pg.sweep_failed', { err: (e as Error).message })
       throw e
