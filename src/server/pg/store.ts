@@ -34,18 +34,27 @@ import {
   type ZoneStore,
   type ZoneTx,
 } from '../zone-tx.js'
-import { FEED_CHANNEL, pgListAccounts } from './accounts.js'
+import { pgListAccounts } from './accounts.js'
+import { Doorbell } from './doorbell.js'
 import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
+import {
+  COLUMNS,
+  COMMIT_SQL,
+  commitParamsOf,
+  FEED_PAGE,
+  FEED_SQL,
+  type FeedRow,
+  type Row,
+  rowToZoneRR,
+  SWEEP_BATCH,
+  SWEEP_SQL,
+} from './sql.js'
 
-/** Feed rows read per query. */
-const FEED_PAGE = 5000
 /** The feed is polled this often besides the doorbell (a NOTIFY is lost while a listener reconnects). */
 const FEED_POLL_MS = 250
 /** Lease sweep period (and the upper bound of how late a lease is removed). */
 const SWEEP_MS = 1000
 const SWEEP_MIN_MS = 20
-const SWEEP_BATCH = 1000
-const RECONNECT_MS = 500
 /**
  * Feed rows older than this are deleted (by whichever node sweeps, at most once a minute); a node that has not
  * read the feed for half as long re-reads the whole zone instead of trusting its cursor.
@@ -67,63 +76,6 @@ export interface PgStoreOptions {
   readonly nodeInfo?: Record<string, unknown>
 }
 
-interface Row {
-  name: string
-  type: number
-  class: number
-  ttl: string
-  rdata: Buffer
-  text: string
-  expires_ms: string | null
-  owner: string | null
-  wire: Buffer | null
-}
-
-interface FeedRow {
-  id: string
-  xid: string
-  node: string
-  kind: string
-  name: string
-  type: number
-}
-
-const COLUMNS = 'name, type, class, ttl, rdata, text, expires_ms, owner, wire'
-
-/** Rows, change rows and the last change id of one write, in one statement (see the file comment). */
-const COMMIT_SQL = `
-WITH d AS (
-  DELETE FROM ${SCHEMA}.rr r USING unnest($1::text[], $2::int[], $3::int[], $4::bytea[]) AS x(name, type, class, rdata)
-  WHERE r.name = x.name AND r.type = x.type AND r.class = x.class AND r.rdata = x.rdata),
-p AS (
-  INSERT INTO ${SCHEMA}.rr (${COLUMNS})
-  SELECT * FROM unnest($5::text[], $6::int[], $7::int[], $8::bigint[], $9::bytea[], $10::text[], $11::bigint[],
-                       $12::text[], $13::bytea[])
-  ON CONFLICT (name, type, class, rdata) DO UPDATE SET ttl = excluded.ttl, text = excluded.text,
-    expires_ms = excluded.expires_ms, owner = excluded.owner, wire = excluded.wire),
-c AS (
-  INSERT INTO ${SCHEMA}.change (node, kind, name, type) SELECT $14, 'rr', * FROM unnest($15::text[], $16::int[])
-  RETURNING id)
-SELECT max(id)::text AS last FROM c`
-
-const FEED_SQL = `
-SELECT id::text AS id, xid::text AS xid, node, kind, name, type FROM ${SCHEMA}.change
-WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, id LIMIT ${FEED_PAGE}`
-
-/** Expired leases, a batch at a time, by the database's clock; rows another node is deleting are skipped. */
-const SWEEP_SQL = `
-WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms),
-due AS (
-  SELECT r.name, r.type, r.class, r.rdata FROM ${SCHEMA}.rr r, now WHERE r.expires_ms <= now.ms
-  ORDER BY r.expires_ms LIMIT ${SWEEP_BATCH} FOR UPDATE OF r SKIP LOCKED),
-del AS (
-  DELETE FROM ${SCHEMA}.rr r USING due
-  WHERE r.name = due.name AND r.type = due.type AND r.class = due.class AND r.rdata = due.rdata
-  RETURNING r.name, r.type),
-ch AS (INSERT INTO ${SCHEMA}.change (node, kind, name, type) SELECT DISTINCT '', 'expire', name, type FROM del)
-SELECT (SELECT count(*) FROM del)::int AS n, (SELECT ms FROM now)::text AS now_ms`
-
 export class PgStore implements ZoneStore {
   readonly zone: string
   readonly index: ZoneIndex
@@ -134,8 +86,7 @@ export class PgStore implements ZoneStore {
   readonly #log: Logger
   readonly #opts: PgStoreOptions
   readonly #pool: pg.Pool
-  /** The doorbell's own connection: synchronous_commit off, so a NOTIFY costs no fsync. */
-  readonly #bell: pg.Pool
+  readonly #doorbell: Doorbell
   readonly #listeners = new Set<ChangeListener>()
   readonly #accountListeners = new Set<() => void>()
   readonly #deferred: { changes: RRsetChange[]; serial: number }[] = []
@@ -151,16 +102,12 @@ export class PgStore implements ZoneStore {
   #resync = false
   #reading = false
   #readAgain = false
-  #ringing = false
-  #ringAgain = false
   #closed = false
   #pollTimer: TimerHandle | undefined
   #sweepTimer: TimerHandle | undefined
-  #listener: pg.Client | undefined
   /** Monotonic time of the last successful feed read, and of the last prune. */
   #feedReadAt = 0
   #prunedAt = -Infinity
-  #listening: Promise<void> | undefined
   /** Counters for metrics and tests. */
   readonly stats = { feedRows: 0, feedErrors: 0, reconciled: 0, expired: 0, commitErrors: 0 }
 
@@ -179,9 +126,12 @@ export class PgStore implements ZoneStore {
       keepAlive: true,
     }
     this.#pool = new pg.Pool({ ...base, max: 4 })
-    this.#bell = new pg.Pool({ ...base, max: 1, options: '-c synchronous_commit=off' })
     // An idle connection dying (the database restarting) is reported here; the pool replaces it on next use.
-    for (const p of [this.#pool, this.#bell]) p.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
+    this.#pool.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
+    this.#doorbell = new Doorbell(
+      { log: this.#log, onRing: () => this.kick() },
+      { url: opts.url, nodeId: this.nodeId, connect: base },
+    )
   }
 
   /** Connects, creates or migrates the schema, loads the zone and the accounts, and starts following the feed. */
@@ -271,12 +221,11 @@ export class PgStore implements ZoneStore {
     this.#closed = true
     this.#clock.clearTimeout(this.#pollTimer)
     this.#clock.clearTimeout(this.#sweepTimer)
-    await this.#listener?.end().catch(() => {})
-    await this.#listening
+    await this.#doorbell.close()
     await this.#pool
       .query(`DELETE FROM ${SCHEMA}.node WHERE id = $1`, [this.nodeId])
       .catch(() => {})
-      .then(() => Promise.all([this.#pool.end(), this.#bell.end()]))
+      .then(() => this.#pool.end())
       .catch(() => {})
     this.#listeners.clear()
   }
@@ -358,7 +307,7 @@ export class PgStore implements ZoneStore {
       serial: this.#serial,
       clockOffsetMs: Math.round(this.#offsetMs),
     })
-    this.#listening = this.#listen()
+    this.#doorbell.start()
     const poll = (): void => {
       this.kick()
       this.#pollTimer = this.#clock.setTimeout(poll, FEED_POLL_MS)
@@ -369,56 +318,10 @@ export class PgStore implements ZoneStore {
 
   /** Commits a write's operations (last one per row wins) and its change rows; sets the serial from their ids. */
   async #commit(ops: readonly SqlOp[]): Promise<void> {
-    const last = new Map<string, SqlOp>()
-    for (const op of ops) {
-      const k = `${op.rr.name}\u0000${op.rr.type}\u0000${op.rr.class}\u0000${rdataKey(op.rr.rdata)}`
-      last.delete(k)
-      last.set(k, op)
-    }
-    const del: [string[], number[], number[], Buffer[]] = [[], [], [], []]
-    const put: [string[], number[], number[], number[], Buffer[], string[], (number | null)[], (string | null)[]] = [
-      [],
-      [],
-      [],
-      [],
-      [],
-      [],
-      [],
-      [],
-    ]
-    const putWire: (Buffer | null)[] = []
-    const touched = new Map<string, [string, number]>()
-    for (const op of last.values()) {
-      const rr = op.rr
-      touched.set(`${rr.name}\u0000${rr.type}`, [rr.name, rr.type])
-      if (op.kind === 'del') {
-        del[0].push(rr.name)
-        del[1].push(rr.type)
-        del[2].push(rr.class)
-        del[3].push(rr.rdata)
-      } else {
-        put[0].push(rr.name)
-        put[1].push(rr.type)
-        put[2].push(rr.class)
-        put[3].push(rr.ttl)
-        put[4].push(rr.rdata)
-        put[5].push(rr.text)
-        put[6].push(op.expiresAtMs === null ? null : Math.round(op.expiresAtMs))
-        put[7].push(rr.owner ?? null)
-        putWire.push(rr.wire ?? null)
-      }
-    }
-    const names = [...touched.values()]
+    const commitParams = commitParamsOf(ops, this.nodeId)
     let lastId: string | null
     try {
-      const r = await this.#pool.query<{ last: string | null }>(COMMIT_SQL, [
-        ...del,
-        ...put,
-        putWire,
-        this.nodeId,
-        names.map((n) => n[0]),
-        names.map((n) => n[1]),
-      ])
+      const r = await this.#pool.query<{ last: string | null }>(COMMIT_SQL, commitParams)
       lastId = r.rows[0]?.last ?? null
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
@@ -431,7 +334,7 @@ export class PgStore implements ZoneStore {
       this.#lastId = BigInt(lastId)
       this.#serial = serialFromChangeId(this.#lastId)
     }
-    this.#ring()
+    this.#doorbell.ring()
   }
 
   /** Reads the feed from the cursor to its end, applying each page (called under #exclusive). */
@@ -550,56 +453,6 @@ export class PgStore implements ZoneStore {
     }
   }
 
-  /** NOTIFY after a COMMIT, coalesced: at most one in flight, one more queued. */
-  #ring(): void {
-    if (this.#ringing) {
-      this.#ringAgain = true
-      return
-    }
-    this.#ringing = true
-    this.#bell
-      .query('SELECT pg_notify($1, $2)', [FEED_CHANNEL, this.nodeId])
-      .catch(() => {})
-      .finally(() => {
-        this.#ringing = false
-        if (this.#ringAgain && !this.#closed) {
-          this.#ringAgain = false
-          this.#ring()
-        }
-      })
-  }
-
-  /** Holds a LISTEN connection, reconnecting while the database is away; each ring from another node reads the feed. */
-  async #listen(): Promise<void> {
-    while (!this.#closed) {
-      const c = new pg.Client({ connectionString: this.#opts.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
-      const ended = new Promise<void>((resolve) => {
-        c.on('error', (e) => {
-          this.#log.warn('pg.listener_error', { err: e.message })
-          resolve()
-        })
-        c.on('end', () => resolve())
-      })
-      c.on('notification', (n) => {
-        if (n.payload !== this.nodeId) this.kick()
-      })
-      try {
-        await c.connect()
-        this.#listener = c
-        await c.query(`LISTEN ${FEED_CHANNEL}`)
-        // Whatever was rung while not listening.
-        this.kick()
-        await ended
-      } catch (e) {
-        if (!this.#closed) this.#log.warn('pg.listener_connect_failed', { err: (e as Error).message })
-      } finally {
-        this.#listener = undefined
-        await c.end().catch(() => {})
-      }
-      if (!this.#closed) await new Promise((r) => setTimeout(r, RECONNECT_MS))
-    }
-  }
-
   #armSweep(delayMs: number): void {
     if (this.#closed) return
     this.#clock.clearTimeout(this.#sweepTimer)
@@ -640,7 +493,7 @@ export class PgStore implements ZoneStore {
     if (n > 0) {
       this.stats.expired += n
       this.#log.info('lease.expired', { records: n, node: this.nodeId })
-      this.#ring()
+      this.#doorbell.ring()
       this.kick()
     }
     return n >= SWEEP_BATCH
@@ -653,10 +506,4 @@ export class PgStore implements ZoneStore {
       [this.nodeId, JSON.stringify(this.#opts.nodeInfo ?? {})],
     )
   }
-}
-
-function rowToZoneRR(r: Row): ZoneRR {
-  const rr: ZoneRR = { name: r.name, type: r.type, class: r.class, ttl: Number(r.ttl), rdata: r.rdata, text: r.text }
-  if (r.owner === null && r.wire === null) return rr
-  return { ...rr, ...(r.owner !== null ? { owner: r.owner } : {}), ...(r.wire !== null ? { wire: r.wire } : {}) }
 }
