@@ -146,6 +146,7 @@ export async function startServer(
   let store: ZoneStore
   let keys: KeyRing
   let closeStore: () => void | Promise<void>
+  let pgStore: PgStore | undefined
   if (spec.kind === 'sqlite') {
     const s = new Store({ clock, log }, { dir: spec.dir, zone, sync: o.sync })
     store = s
@@ -158,6 +159,7 @@ export async function startServer(
       { url: spec.url, zone, nodeInfo: { pid: process.pid, listen: o.listen, tlsListen: o.tlsListen } },
     )
     store = s
+    pgStore = s
     closeStore = () => s.close()
     const ring = new KeyRing({ list: () => s.accounts(), clock, checkExternal: () => s.takeAccountsChanged() })
     // An account changed through any node or the CLI is in force here as soon as the feed brings it.
@@ -281,8 +283,14 @@ export async function startServer(
         if (!isIP(a.host)) throw new TypeError(`--turn wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
         return a
       }),
+      ...(pgStore ? { peers: () => pgStore!.peers() } : {}),
     }
     service = new DnsService({ store, keys, clock, log, metrics }, cfg)
+    if (pgStore) {
+      const svc = service
+      pgStore.onPeers(() => svc.invalidateAnswers())
+      pgStore.setNodeInfo({ nsName, nsAddrs, dnsPort: cfg.dnsPort, tlsPort: cfg.tlsPort })
+    }
     service.start()
     // notify (LLQ + DNS Push), src/server/notify-service.ts
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))

@@ -143,6 +143,11 @@ export class DnsService {
   }
   // --- end notify hook
 
+  /** Drops the encoded answers (what they depend on changed outside the store: the live nodes of a cluster). */
+  invalidateAnswers(): void {
+    this.#cache.clear()
+  }
+
   /** Registers a handler that sees every decoded message before the core (see the file comment). */
   use(handler: MessageHandler): void {
     this.#handlers.push(handler)

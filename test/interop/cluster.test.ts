@@ -12,7 +12,12 @@ import { PgCluster } from './pg-cluster.js'
 
 const EXTRA = ['--lease-min', '1', '--lease-max', '2', '--llq-lease-min', '60', '--llq-lease-max', '60']
 let pg: PgCluster
-const nodes = [new NotifyServer(EXTRA), new NotifyServer(EXTRA), new NotifyServer(EXTRA)] as const
+// Each node advertises its own server name (the target of its discovery SRV records).
+const nodes = [1, 2, 3].map((i) => new NotifyServer([...EXTRA, '--advertise', `ns${i}:127.0.0.1`])) as [
+  NotifyServer,
+  NotifyServer,
+  NotifyServer,
+]
 const [n1, n2, n3] = nodes
 let alice: AccountJson
 
@@ -128,6 +133,36 @@ test('an account added with the CLI is in force on every node within 1 s; its up
       const d = await n.dig(['-y', tsigArg(acct), '+short', name, 'AAAA'])
       return d.stdout.trim() === 'fd00::a1' ? true : undefined
     })
+})
+
+test('discovery SRV records list every live node; a killed node is withdrawn within 10 s', async (t) => {
+  const srv = async (n: NotifyServer, service: string): Promise<string[]> =>
+    (await n.dig(['+short', `${service}.alice.${ZONE}.`, 'SRV'])).stdout.trim().split('\n').filter(Boolean).sort()
+  const want = (ns: NotifyServer[], tls: boolean): string[] =>
+    ns.map((n) => `0 1 ${tls ? n.tlsPort : n.dnsPort} ns${nodes.indexOf(n) + 1}.${ZONE}.`).sort()
+  for (const n of nodes) {
+    await within(5000, 'every node listed', async () =>
+      JSON.stringify(await srv(n, '_dns-update._udp')) === JSON.stringify(want(nodes, false)) ? true : undefined,
+    )
+    assert.deepEqual(await srv(n, '_dns-push-tls._tcp'), want(nodes, true))
+  }
+  // The targets' addresses are answered by every node, with the SRV answer's additional data too.
+  const a = await n1.dig(['+short', `ns3.${ZONE}.`, 'A'])
+  assert.equal(a.stdout.trim(), '127.0.0.1')
+  const full = await n2.dig([`_dns-update._udp.alice.${ZONE}.`, 'SRV'])
+  assert.match(full.stdout, new RegExp(`ns1\\.${ZONE.replace('.', '\\.')}\\.\\s+\\d+\\s+IN\\s+A\\s+127\\.0\\.0\\.1`))
+  await n3.stop('SIGKILL')
+  const t0 = performance.now()
+  for (const n of [n1, n2])
+    await within(10_000, 'node 3 withdrawn', async () =>
+      JSON.stringify(await srv(n, '_dns-update._udp')) === JSON.stringify(want([n1, n2], false)) ? true : undefined,
+    )
+  t.diagnostic(`node 3 withdrawn from the SRV records ${(performance.now() - t0).toFixed(0)} ms after its SIGKILL`)
+  assert.match((await n1.dig([`ns3.${ZONE}.`, 'A'])).stdout, /status: NXDOMAIN/)
+  await n3.start()
+  await within(5000, 'node 3 listed again', async () =>
+    JSON.stringify(await srv(n1, '_dns-update._udp')) === JSON.stringify(want(nodes, false)) ? true : undefined,
+  )
 })
 
 test('a lease granted by node 1 expires exactly once (one feed row) while node 1 is down', async (t) => {

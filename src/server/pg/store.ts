@@ -23,6 +23,7 @@ import pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import { type Logger, nullLogger } from '../../io/log.js'
 import type { Account } from '../accounts.js'
+import type { PeerNode } from '../config.js'
 import { StoreError } from '../db.js'
 import { LeaseTable } from '../lease-table.js'
 import { isAtOrBelow, type Rec, rdataKey, ZoneIndex, type ZoneRR } from '../zone-index.js'
@@ -62,6 +63,8 @@ const SWEEP_MIN_MS = 20
 const FEED_RETENTION_MS = 3_600_000
 const PRUNE_EVERY_MS = 60_000
 const CONNECT_TIMEOUT_MS = 3000
+/** A node whose heartbeat is older than this is no longer listed (it beats every sweep, about once a second). */
+const LIVE_MS = 5000
 /** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
 const STATEMENT_TIMEOUT_MS = 10_000
 
@@ -84,11 +87,14 @@ export class PgStore implements ZoneStore {
   readonly nodeId: string
   readonly #clock: Clock
   readonly #log: Logger
-  readonly #opts: PgStoreOptions
   readonly #pool: pg.Pool
   readonly #doorbell: Doorbell
   readonly #listeners = new Set<ChangeListener>()
   readonly #accountListeners = new Set<() => void>()
+  readonly #peerListeners = new Set<() => void>()
+  #peers: PeerNode[] = []
+  #peersKey = ''
+  #nodeInfo: Record<string, unknown>
   readonly #deferred: { changes: RRsetChange[]; serial: number }[] = []
   #tail: Promise<unknown> = Promise.resolve()
   #cursor = { xid: '0', id: '-1' }
@@ -114,7 +120,7 @@ export class PgStore implements ZoneStore {
   private constructor(deps: { clock: Clock; log?: Logger }, opts: PgStoreOptions) {
     this.#clock = deps.clock
     this.#log = deps.log ?? nullLogger
-    this.#opts = opts
+    this.#nodeInfo = opts.nodeInfo ?? {}
     this.zone = opts.zone
     this.index = new ZoneIndex(opts.zone)
     this.nodeId = opts.nodeId ?? randomBytes(8).toString('hex')
@@ -164,6 +170,23 @@ export class PgStore implements ZoneStore {
     const c = this.#accountsChanged
     this.#accountsChanged = false
     return c
+  }
+
+  /** The other nodes whose heartbeat is recent, as they describe themselves (setNodeInfo). */
+  peers(): readonly PeerNode[] {
+    return this.#peers
+  }
+
+  /** Called when the set of live peers changed. */
+  onPeers(fn: () => void): () => void {
+    this.#peerListeners.add(fn)
+    return () => this.#peerListeners.delete(fn)
+  }
+
+  /** What this node tells the others about itself (its server name, addresses, ports); beats at once. */
+  setNodeInfo(info: PeerNode & Record<string, unknown>): void {
+    this.#nodeInfo = { ...this.#nodeInfo, ...info }
+    this.#heartbeat().catch((e) => this.#log.warn('pg.heartbeat_failed', { err: (e as Error).message }))
   }
 
   /** Called after the account list was re-read because some node or the CLI changed it. */
@@ -499,11 +522,39 @@ export class PgStore implements ZoneStore {
     return n >= SWEEP_BATCH
   }
 
+  /** Records this node as alive and reads which others are (by the database's clock). */
   async #heartbeat(): Promise<void> {
     await this.#pool.query(
       `INSERT INTO ${SCHEMA}.node (id, info) VALUES ($1, $2)
        ON CONFLICT (id) DO UPDATE SET seen = clock_timestamp(), info = excluded.info`,
-      [this.nodeId, JSON.stringify(this.#opts.nodeInfo ?? {})],
+      [this.nodeId, JSON.stringify(this.#nodeInfo)],
     )
+    const rows = (
+      await this.#pool.query<{ info: Record<string, unknown> }>(
+        `SELECT info FROM ${SCHEMA}.node WHERE id <> $1 AND seen > clock_timestamp() - make_interval(secs => $2)
+         ORDER BY id`,
+        [this.nodeId, LIVE_MS / 1000],
+      )
+    ).rows
+    const peers: PeerNode[] = []
+    for (const { info: i } of rows)
+      if (
+        typeof i.nsName === 'string' &&
+        Array.isArray(i.nsAddrs) &&
+        i.nsAddrs.every((a) => typeof a === 'string') &&
+        typeof i.dnsPort === 'number'
+      )
+        peers.push({
+          nsName: i.nsName,
+          nsAddrs: i.nsAddrs as string[],
+          dnsPort: i.dnsPort,
+          tlsPort: typeof i.tlsPort === 'number' ? i.tlsPort : undefined,
+        })
+    const key = JSON.stringify(peers)
+    if (key === this.#peersKey) return
+    this.#peersKey = key
+    this.#peers = peers
+    this.#log.info('store.peers', { peers: peers.map((p) => `${p.nsName}:${p.dnsPort}`) })
+    for (const fn of this.#peerListeners) fn()
   }
 }
