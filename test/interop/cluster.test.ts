@@ -5,8 +5,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { after, before, test } from 'node:test'
+import { UpdateClient } from '../../src/dns/client/update.js'
 import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
-import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
+import { type AAAAData, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
+import { SystemClock } from '../../src/io/clock.js'
+import { MemoryLogger } from '../../src/io/log.js'
 import { type AccountJson, NotifyServer, tsigArg, tsigKey, waitFor, ZONE } from './notify-harness.js'
 import { PgCluster } from './pg-cluster.js'
 
@@ -163,6 +166,71 @@ test('discovery SRV records list every live node; a killed node is withdrawn wit
   await within(5000, 'node 3 listed again', async () =>
     JSON.stringify(await srv(n1, '_dns-update._udp')) === JSON.stringify(want(nodes, false)) ? true : undefined,
   )
+})
+
+test('a Push watcher whose node is killed re-subscribes through another node (RFC 2782 next target) within 5 s', async (t) => {
+  const name = `fo-${rnd()}.alice.${ZONE}.`
+  const log = new MemoryLogger()
+  // Each node has its own self-signed certificate: no pin here (a deployment gives each node a CA-signed one).
+  const w = new Watcher(
+    { log },
+    {
+      name,
+      type: RRType.AAAA,
+      domain: `alice.${ZONE}`,
+      server: { host: '127.0.0.1', port: n1.dnsPort },
+      key: tsigKey(alice),
+      tls: { rejectUnauthorized: false },
+      mechanisms: ['push'],
+      retryMinMs: 100,
+      retryMaxMs: 500,
+      timeoutMs: 1000,
+    },
+  )
+  t.after(() => w.close())
+  assert.equal(await w.start(), 'push')
+  // The agent's update client, on the same bootstrap (plain UDP: the SRV answer names node 1 first).
+  const uc = new UpdateClient(
+    { clock: new SystemClock(), log },
+    {
+      bootstrap: { host: '127.0.0.1', port: n1.dnsPort },
+      domain: `alice.${ZONE}`,
+      key: tsigKey(alice),
+      timeoutMs: 500,
+    },
+  )
+  const upd = (addr: string) =>
+    uc.update({
+      zone: ZONE,
+      updates: [{ name, type: RRType.AAAA, class: RRClass.IN, ttl: 60, data: { address: addr } }],
+    })
+  assert.match((await upd('fd00::e1')).via, new RegExp(`:${n1.dnsPort}$`))
+  const pushes = () => log.entries.filter((e) => e.event === 'watch.mechanism' && e.fields.mechanism === 'push').length
+  assert.equal(pushes(), 1)
+  await n1.stop('SIGKILL')
+  const killed = performance.now()
+  const { ms } = await within(5000, 'watch re-established on another node', async () =>
+    pushes() >= 2 ? true : undefined,
+  )
+  t.diagnostic(`Push watch re-established ${ms.toFixed(0)} ms after node 1 (its node and its bootstrap) was killed`)
+  const seen = waitFor<WatchEvent, true>(
+    (h) => w.onEvent(h),
+    (e) => (e.kind === 'add' && addrs(e.records).includes('fd00::f0') ? true : undefined),
+    3000,
+    'change after the failover',
+  )
+  assert.equal((await n3.nsupdate(alice, [`update add ${name} 60 AAAA fd00::f0`])).code, 0)
+  await seen
+  // The update client: the UPDATE in flight to the dead node fails, the next goes to another listed node.
+  const t1 = performance.now()
+  await assert.rejects(upd('fd00::e2'), /UPDATE via udp:127\.0\.0\.1:\d+ failed/)
+  const r = await upd('fd00::e2')
+  assert.doesNotMatch(r.via, new RegExp(`:${n1.dnsPort}$`))
+  t.diagnostic(
+    `update client: published via ${r.via} ${(performance.now() - t1).toFixed(0)} ms after its first failed attempt began`,
+  )
+  assert.ok(performance.now() - killed < 10_000)
+  await n1.start()
 })
 
 test('a lease granted by node 1 expires exactly once (one feed row) while node 1 is down', async (t) => {
