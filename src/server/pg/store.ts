@@ -107,6 +107,7 @@ export class PgStore implements ZoneStore {
   /** A COMMIT failed with an unknown outcome: re-read the whole zone before trusting the index again. */
   #resync = false
   #reading = false
+  #feedFailing = false
   #readAgain = false
   #closed = false
   #pollTimer: TimerHandle | undefined
@@ -267,9 +268,15 @@ export class PgStore implements ZoneStore {
           this.#readAgain = false
           await this.#exclusive(() => this.#applyFeed())
         } while (this.#readAgain && !this.#closed)
+        if (this.#feedFailing) {
+          this.#feedFailing = false
+          this.#log.info('pg.feed_resumed', { failures: this.stats.feedErrors })
+        }
       } catch (e) {
         this.stats.feedErrors++
-        this.#log.warn('pg.feed_failed', { err: (e as Error).message })
+        // Once per outage, not at every poll (four a second).
+        if (!this.#feedFailing && !this.#closed) this.#log.warn('pg.feed_failed', { err: (e as Error).message })
+        this.#feedFailing = true
       } finally {
         this.#reading = false
       }
