@@ -12,6 +12,7 @@ DEBS=(
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
   g++
+  postgresql-15
 )
 
 missing=()
