@@ -10,7 +10,9 @@
 // Also ping round-trip times through each path, before the load.
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_ALG (aes128gcm16 | chacha20poly1305),
 // BENCH_PROFILE=DIR (run our daemons under node --cpu-prof, profiles written to DIR),
-// BENCH_ONLY=raw6,ours,ours-send,ours-off,ss,wg (the default), also ours-norb (ours without recvmmsg).
+// BENCH_ONLY=raw6,ours,ours-send,ours-off,ss,wg (the default), also ours-norb (ours without recvmmsg),
+// ours-nooff (ours with the TUN offloads off: AUTOTUNNEL_TUN_OFFLOAD=0), ours-base (the shipped mode of another
+// build: BENCH_BASE=DIR, a directory with that build's dist/ and node_modules/, for before/after in one run).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -44,6 +46,8 @@ const OUR_MODES = [
   { path: 'ours-off', env: { AUTOTUNNEL_TX_THREAD: '0' }, tun: 'autotun2', port: 4602 },
   // Not in the default set: the shipped mode without receive batching (recvmmsg), for A/B runs.
   { path: 'ours-norb', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_RECVMMSG: '0' }, tun: 'autotun3', port: 4603 },
+  { path: 'ours-nooff', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_OFFLOAD: '0' }, tun: 'autotun4', port: 4604 },
+  { path: 'ours-base', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'io' }, tun: 'autotun5', port: 4605 },
 ].map((m, i) => ({ ...m, ulaA: `fd51:c:${i}::1`, ulaB: `fd51:d:${i}::1` }))
 type OurMode = (typeof OUR_MODES)[number]
 const SS_A = 'fd51:a::1'
@@ -132,7 +136,9 @@ async function startOurs(m: OurMode): Promise<{ a: ChildProcess; b: ChildProcess
     })
   writeFileSync(join(dir, `${m.path}-a.json`), cfg(m.ulaA, m.ulaB, OUTER_B, 0xa001, 0xb001, kBA, kAB))
   writeFileSync(join(dir, `${m.path}-b.json`), cfg(m.ulaB, m.ulaA, OUTER_A, 0xb001, 0xa001, kAB, kBA))
-  const main = join(repo, 'dist', 'src', 'cli', 'main.js')
+  const base = process.env.BENCH_BASE
+  if (m.path === 'ours-base' && !base) throw new Error('ours-base needs BENCH_BASE=DIR (a build with dist/)')
+  const main = join(m.path === 'ours-base' && base ? base : repo, 'dist', 'src', 'cli', 'main.js')
   const node = (side: string): string[] => [
     process.execPath,
     ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, m.path, side)}`] : []),

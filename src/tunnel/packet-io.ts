@@ -4,6 +4,10 @@
 //   TUN side  with the send thread: tx-thread.ts reads the TUN device and seals off the main thread, and the
 //             receive path writes through the TUN thread's ring; without it: the main thread reads the TUN
 //             device into the Sender, which sends with UDP GSO (udp-gso.ts) when it can.
+//   offloads  with a TUN device opened with IFF_VNET_HDR (docs/tunnel.md "TUN offloads"): reads are cut into
+//             wire-sized packets by whoever reads (LinuxTun itself, the TUN thread or the send thread), and the
+//             receive path's packets are merged into TCP super-packets (offload/coalesce.ts) by whoever writes:
+//             the TUN thread per ring drain, or here per receive batch without the threads.
 // Separate from tunnel.ts (the SA table's public face) because this is the one place that looks behind TunDevice
 // and DatagramSocket at sockets and file descriptors, and it changes with the threading and syscall work, not
 // with the SA API.
@@ -14,15 +18,16 @@ import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { TunDevice } from '../io/tun.js'
 import type { TunnelCounters } from './counters.js'
+import { Coalescer } from './offload/coalesce.js'
 import type { Receiver } from './receive.js'
 import type { Sender } from './send.js'
-import type { ViewTun } from './tunnel-types.js'
+import type { OffloadTun, ViewTun } from './tunnel-types.js'
 import { type TxHooks, TxThread } from './tx-thread.js'
 import { UdpGso } from './udp-gso.js'
 import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
 
 /** A TUN device as start() sees it: maybe with a view read (LinuxTun) and a real fd (for the threads). */
-export type StartTun = TunDevice & Partial<ViewTun> & { fd?: unknown }
+export type StartTun = TunDevice & Partial<ViewTun> & Partial<OffloadTun> & { fd?: unknown }
 
 /** The node:dgram socket behind a DatagramSocket, if there is one (fakes have none). */
 export function rawUdpSocket(socket: DatagramSocket): dgram.Socket | undefined {
@@ -40,10 +45,14 @@ export function receiveFromUdp(
   batchFrom: dgram.Socket | undefined,
   fromUdp: (msg: Buffer, from: RemoteInfo) => void,
   drops: TunnelCounters['drops'],
+  afterBatch: () => void = () => {},
 ): UdpRecvBatch | undefined {
   const rb = batchFrom ? UdpRecvBatch.forSocket(batchFrom) : undefined
   if (!rb) {
-    socket.onMessage(fromUdp)
+    socket.onMessage((msg, from) => {
+      fromUdp(msg, from)
+      afterBatch()
+    })
     return undefined
   }
   const onBatch: BatchHandler = (b, off, len, from, truncated) => {
@@ -61,8 +70,37 @@ export function receiveFromUdp(
     fromUdp(msg, from)
     // At most two batches per delivered datagram: libuv reads what remains and calls again.
     if (rb.drain(onBatch) === RECV_BATCH) rb.drain(onBatch)
+    afterBatch()
   })
   return rb
+}
+
+/**
+ * Without the threads, on a device with offloads: the receive path's packets are merged (offload/coalesce.ts) and
+ * the merged runs written after each receive batch (`flush`). undefined: the device has no offloads.
+ */
+export function coalesceOnMain(
+  tun: StartTun,
+  receiver: Receiver,
+  drops: TunnelCounters['drops'],
+): Coalescer | undefined {
+  const writeVnet = tun.writeVnet
+  if (tun.vnetHdr !== true || typeof writeVnet !== 'function') return undefined
+  const guard =
+    (w: (b: Buffer, off: number, len: number) => void) =>
+    (b: Buffer, off: number, len: number): void => {
+      try {
+        w.call(tun, b, off, len)
+      } catch {
+        drops.tun_write_error++
+      }
+    }
+  const co = new Coalescer(guard(writeVnet), guard(tun.write))
+  receiver.write = (b, off, len) => {
+    co.push(b, off, len)
+    return true
+  }
+  return co
 }
 
 /**

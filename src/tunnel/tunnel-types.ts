@@ -108,3 +108,24 @@ export class TunnelError extends Error {
 export interface ViewTun {
   onPacketView(handler: (buf: Buffer, off: number, len: number) => void): void
 }
+
+/** A TUN device with offloads (LinuxTun opened with IFF_VNET_HDR): its reads are cut, its writes may be merged. */
+export interface OffloadTun {
+  readonly vnetHdr: boolean
+  /** Reads its own reader refused (malformed virtio header). */
+  readonly vnetDrops: number
+  /** Writes a packet that starts with its virtio header. */
+  writeVnet(buf: Buffer, off: number, len: number): void
+  segmentStats(): { superPackets: number; segments: number }
+}
+
+/** What the offloads did (all 0 without them). */
+export interface OffloadStats {
+  readonly vnetHdr: boolean
+  /** TSO/USO super-packets read from the device, and the packets cut from them (plain reads included). */
+  readonly segmentedReads: number
+  readonly segments: number
+  /** Super-packets written to the device, and the packets merged into them beyond each one's first. */
+  readonly coalescedWrites: number
+  readonly merged: number
+}

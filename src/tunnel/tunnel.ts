@@ -8,7 +8,8 @@ import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
-import { rawUdpSocket, receiveFromUdp, type StartTun, sendFromTun, startTxThread } from './packet-io.js'
+import type { Coalescer } from './offload/coalesce.js'
+import { coalesceOnMain, rawUdpSocket, receiveFromUdp, type StartTun, sendFromTun, startTxThread } from './packet-io.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
@@ -25,6 +26,7 @@ import {
 import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
 import {
   type ChildSaParams,
+  type OffloadStats,
   type PeerStatus,
   type TunnelDeps,
   TunnelError,
@@ -67,6 +69,8 @@ export class Tunnel {
   readonly #maxSlabs: number
   readonly #senderOpts: SenderOptions
   #tx: TxThread | undefined
+  /** Merges received TCP segments without the threads (a device with offloads). */
+  #coalescer: Coalescer | undefined
   /** Outbound key material per peer, kept only to hand it to the send thread. */
   readonly #outboundKeys = new Map<string, Buffer>()
   #endpointHook: EndpointChangeHook = () => {}
@@ -173,18 +177,24 @@ export class Tunnel {
     const tun = this.#deps.tun as StartTun
     const raw = rawUdpSocket(this.#deps.socket)
     const udp = raw ? udpSocketFd(raw) : undefined
+    const threads = this.#txThreadWanted && typeof tun.fd === 'number' && udp !== undefined
+    // Without threads the main thread writes the device: it merges what one receive batch brought.
+    const co = threads ? undefined : coalesceOnMain(tun, this.#receiver, this.#counters.drops)
+    this.#coalescer = co
     const rb = receiveFromUdp(
       this.#deps.socket,
       this.#recvBatchWanted ? raw : undefined,
       this.#receiver.fromUdp,
       this.#counters.drops,
+      co ? () => co.flush() : undefined,
     )
     this.#recvBatch = rb
-    if (this.#txThreadWanted && typeof tun.fd === 'number' && udp) {
+    if (threads && typeof tun.fd === 'number' && udp) {
       this.#tx = startTxThread(
         {
           tunFd: tun.fd,
           tunReadIn: this.#tunReadIn,
+          vnetHdr: tun.vnetHdr === true,
           udpFd: udp.fd,
           udpV6: udp.v6,
           mtu: this.mtu,
@@ -218,6 +228,7 @@ export class Tunnel {
       tunReadIn: this.#tx ? this.#tunReadIn : 'main',
       udpGso: this.#tx ? 'worker' : !!this.#sender.gso,
       recvBatch: !!rb,
+      tunOffload: tun.vnetHdr === true,
     })
     this.#scheduleKeepalive()
   }
@@ -430,8 +441,24 @@ export class Tunnel {
     if (io) {
       c.drops.tx_queue_full += io.toTxDropped
       c.drops.tun_write_error += io.writeErrors
+      c.drops.bad_vnet_hdr += io.vnetDrops
     }
+    c.drops.bad_vnet_hdr += (this.#deps.tun as StartTun).vnetDrops ?? 0
     return c
+  }
+
+  /** What the TUN offloads did: reads cut, writes merged (zeros without offloads). */
+  offloadStats(): OffloadStats {
+    const tun = this.#deps.tun as StartTun
+    const io = this.#tx?.lastIo
+    const main = tun.segmentStats?.() ?? { superPackets: 0, segments: 0 }
+    return {
+      vnetHdr: tun.vnetHdr === true,
+      segmentedReads: main.superPackets + (io?.segmentedReads ?? 0),
+      segments: main.segments + (io?.segments ?? 0),
+      coalescedWrites: (this.#coalescer?.superPackets ?? 0) + (io?.coalescedWrites ?? 0),
+      merged: (this.#coalescer?.merged ?? 0) + (io?.merged ?? 0),
+    }
   }
 
   /** recvmmsg calls and the datagrams they took (0/0 without receive batching). */

@@ -20,6 +20,8 @@ export interface TxInit {
   readonly fromTun: RingInit
   /** When set, the send thread reads the TUN device (a dup of this fd) instead of the ring. */
   readonly readTunFd?: number
+  /** Reads carry a virtio_net_hdr (offloads): the send thread, when it reads, cuts them (offload/segment.ts). */
+  readonly vnetHdr: boolean
   readonly udpFd: number
   readonly udpV6: boolean
   readonly mtu: number
@@ -103,6 +105,7 @@ export class TxThread {
       fromRx: toTun,
       statsIntervalMs: init.statsIntervalMs,
       read: !readInTx,
+      vnetHdr: init.vnetHdr,
     }
     this.#io = new Worker(new URL('./tun-io-worker.js', import.meta.url), { workerData: ioInit })
     this.#io.on('error', (e) => log.error('tunnel.tun_io_worker_failed', { err: String(e) }))

@@ -58,6 +58,3 @@ export function writeVnetHdr(b: Buffer, at: number, h: VnetHdr): void {
   b.writeUInt16LE(h.csumStart, at + VNET_CSUM_START)
   b.writeUInt16LE(h.csumOffset, at + VNET_CSUM_OFFSET)
 }
-
-/** An all-zero header (GSO_NONE, no checksum work asked): what a plain packet is written with. */
-export const VNET_HDR_NONE: Buffer = Buffer.alloc(VNET_HDR_LEN)

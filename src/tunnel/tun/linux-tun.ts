@@ -15,12 +15,12 @@
 // device is opened again exactly as before (no virtio header, one packet per read and write).
 
 import { execFileSync } from 'node:child_process'
-import { closeSync, constants, openSync, writeFileSync, writeSync, writevSync } from 'node:fs'
+import { closeSync, constants, openSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Socket } from 'node:net'
 import type { PacketHandler, TunDevice } from '../../io/tun.js'
 import { Segmenter } from '../offload/segment.js'
-import { VNET_HDR_NONE } from '../offload/virtio.js'
+import { VNET_HDR_LEN } from '../offload/virtio.js'
 
 /** _IOW('T', 202, int) */
 const TUNSETIFF = 0x400454ca
@@ -148,6 +148,8 @@ export class LinuxTun implements TunDevice {
   #view: ViewHandler = () => {}
   #closed = false
   #segmenter: Segmenter | undefined
+  /** All-zero virtio header, then room for one plain packet being written. */
+  readonly #plain = Buffer.alloc(VNET_HDR_LEN + 65_535)
   /** Reads refused by the segmenter (malformed virtio header or packet): counted as 'bad_vnet_hdr'. */
   vnetDrops = 0
 
@@ -269,8 +271,12 @@ export class LinuxTun implements TunDevice {
   /** Writes one plain IP packet (with offloads: behind an all-zero virtio header, in the same write). */
   write(buf: Buffer, offset: number, length: number): void {
     if (this.#closed) return
-    if (this.vnetHdr) writevSync(this.#fd, [VNET_HDR_NONE, buf.subarray(offset, offset + length)])
-    else writeSync(this.#fd, buf, offset, length)
+    if (this.vnetHdr) {
+      // Behind an all-zero header, copied into one buffer: one write(2) (writev would need arrays per packet).
+      const w = this.#plain
+      buf.copy(w, VNET_HDR_LEN, offset, offset + length)
+      writeSync(this.#fd, w, 0, VNET_HDR_LEN + length)
+    } else writeSync(this.#fd, buf, offset, length)
   }
 
   /** Writes a packet that starts with its virtio header (a coalesced super-packet); only with vnetHdr. */
