@@ -176,6 +176,7 @@ export async function runManual(
       peers: tunnel.peers(),
       pool: tunnel.poolStats(),
       offload: tunnel.offloadStats(),
+      recv: tunnel.recvBatchStats(),
     })
   out(
     JSON.stringify({

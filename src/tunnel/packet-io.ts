@@ -1,6 +1,8 @@
 // How a started tunnel's packets get into send.ts and receive.ts and out of them (Tunnel.start()).
 //   UDP side  recvmmsg batches (udp-recv.ts) behind each 'message' event when the socket is a real node:dgram
-//             socket; otherwise one datagram per event.
+//             socket; otherwise one datagram per event. With UDP_GRO (and the fdpoll addon) node's reading is
+//             stopped and the socket is read only by recvmmsg, whenever the fd is readable (GRO runs need the
+//             control message node's reads drop).
 //   TUN side  with the send thread: tx-thread.ts reads the TUN device and seals off the main thread, and the
 //             receive path writes through the TUN thread's ring; without it: the main thread reads the TUN
 //             device into the Sender, which sends with UDP GSO (udp-gso.ts) when it can.
@@ -14,6 +16,7 @@
 
 import type dgram from 'node:dgram'
 import { EventEmitter } from 'node:events'
+import { createRequire } from 'node:module'
 import type { DatagramSocket, RemoteInfo } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { TunDevice } from '../io/tun.js'
@@ -21,10 +24,28 @@ import type { TunnelCounters } from './counters.js'
 import { Coalescer } from './offload/coalesce.js'
 import type { Receiver } from './receive.js'
 import type { Sender } from './send.js'
+import { closeFd, dupFd } from './tun/linux-tun.js'
 import type { OffloadTun, ViewTun } from './tunnel-types.js'
 import { type TxHooks, TxThread } from './tx-thread.js'
-import { UdpGso } from './udp-gso.js'
+import { stopDgramReading, UdpGso, udpSocketFd } from './udp-gso.js'
 import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
+
+interface FdPollLike {
+  stop(): void
+}
+type FdPollCtor = new (fd: number, onReadable: (status: number) => void) => FdPollLike
+
+/** dist/native/fdpoll.node (src/tunnel/native/fdpoll.cc), when built. */
+function loadFdPoll(): FdPollCtor | undefined {
+  try {
+    return (createRequire(import.meta.url)('../../native/fdpoll.node') as { FdPoll: FdPollCtor }).FdPoll
+  } catch {
+    return undefined
+  }
+}
+
+/** Batches read per readiness callback before the event loop gets a turn (the poll is level-triggered). */
+const GRO_BATCHES_PER_TURN = 4
 
 /** A TUN device as start() sees it: maybe with a view read (LinuxTun) and a real fd (for the threads). */
 export type StartTun = TunDevice & Partial<ViewTun> & Partial<OffloadTun> & { fd?: unknown }
@@ -46,14 +67,16 @@ export function receiveFromUdp(
   fromUdp: (msg: Buffer, from: RemoteInfo) => void,
   drops: TunnelCounters['drops'],
   afterBatch: () => void = () => {},
-): UdpRecvBatch | undefined {
+  groWanted = false,
+): { rb: UdpRecvBatch | undefined; stop: () => void } {
   const rb = batchFrom ? UdpRecvBatch.forSocket(batchFrom) : undefined
+  const stop = (): void => {}
   if (!rb) {
     socket.onMessage((msg, from) => {
       fromUdp(msg, from)
       afterBatch()
     })
-    return undefined
+    return { rb: undefined, stop }
   }
   const onBatch: BatchHandler = (b, off, len, from, truncated) => {
     if (truncated) {
@@ -66,13 +89,52 @@ export function receiveFromUdp(
     const view = b.subarray(off, off + len)
     fromUdp(esp ? view : Buffer.from(view), from)
   }
+  const gro = groWanted && batchFrom ? startGro(batchFrom, rb, onBatch, afterBatch) : undefined
+  if (gro) return { rb, stop: gro }
   socket.onMessage((msg, from) => {
     fromUdp(msg, from)
     // At most two batches per delivered datagram: libuv reads what remains and calls again.
     if (rb.drain(onBatch) === RECV_BATCH) rb.drain(onBatch)
     afterBatch()
   })
-  return rb
+  return { rb, stop }
+}
+
+/**
+ * UDP_GRO on `sock`, read only through `rb` whenever the fd is readable; returns the function that stops the
+ * poll (before the socket closes). undefined: not possible here (no fdpoll addon, kernel refused, or node's
+ * reading could not be stopped), and nothing was changed except, harmlessly, the GRO option when the last step
+ * failed (then the receive path stays node's, see below).
+ */
+function startGro(
+  sock: dgram.Socket,
+  rb: UdpRecvBatch,
+  onBatch: BatchHandler,
+  afterBatch: () => void,
+): (() => void) | undefined {
+  if (process.env.AUTOTUNNEL_UDP_GRO === '0') return undefined
+  const FdPoll = loadFdPoll()
+  const fd = udpSocketFd(sock)?.fd
+  if (!FdPoll || fd === undefined) return undefined
+  // Node's reading stops first: from here on no read may miss the segment size.
+  if (!stopDgramReading(sock)) return undefined
+  if (!rb.enableGro()) {
+    // Kernel without UDP_GRO: the fd is polled all the same, without GRO (node's reading cannot be restarted
+    // from here without its internals).
+  }
+  const pfd = dupFd(fd)
+  const poll = new FdPoll(pfd, (status) => {
+    if (status < 0) return
+    for (let i = 0; i < GRO_BATCHES_PER_TURN; i++) if (rb.drain(onBatch) < RECV_BATCH) break
+    afterBatch()
+  })
+  let stopped = false
+  return () => {
+    if (stopped) return
+    stopped = true
+    poll.stop()
+    closeFd(pfd)
+  }
 }
 
 /**

@@ -57,6 +57,12 @@ export interface TunnelOptions {
    * @default true
    */
   readonly recvBatch?: boolean
+  /**
+   * With recvBatch: UDP_GRO on the socket, read only by recvmmsg whenever it is readable (needs the fdpoll addon,
+   * src/tunnel/native/fdpoll.cc); one read then takes a peer's whole GSO send. AUTOTUNNEL_UDP_GRO=0 turns it off.
+   * @default true
+   */
+  readonly udpGro?: boolean
   /** Fill released slabs with 0xdb (tests). @default false */
   readonly poisonSlabs?: boolean
 }
