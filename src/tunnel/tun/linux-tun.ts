@@ -174,7 +174,17 @@ export class LinuxTun implements TunDevice {
    * Creates (or attaches to) TUN device `name` and brings it up with `mtu`, the /128 `localUla`, and no
    * router solicitation or DAD (so the read loop sees only traffic). Needs CAP_NET_ADMIN.
    */
-  static open(opts: { name?: string; mtu?: number; localUla?: string; offload?: boolean } = {}): LinuxTun {
+  static open(
+    opts: {
+      name?: string
+      mtu?: number
+      localUla?: string
+      /** Ask for offloads (default; AUTOTUNNEL_TUN_OFFLOAD=0 turns them off). */
+      offload?: boolean
+      /** TUN_F_* sets to try, best first (tests pass one the kernel refuses, to exercise the fallback). */
+      offloadChoices?: readonly number[]
+    } = {},
+  ): LinuxTun {
     const want = opts.name ?? TUN_DEFAULT_NAME
     if (Buffer.byteLength(want) >= IFNAMSIZ) throw new TunError(`interface name too long: ${want}`, 'EINVAL')
     const mtu = opts.mtu ?? TUN_DEFAULT_MTU
@@ -193,7 +203,7 @@ export class LinuxTun implements TunDevice {
       const r = openDevice(koffi, ioctl, want, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)
       if (typeof r === 'number') refused = `TUNSETIFF(IFF_VNET_HDR) errno ${r}`
       else {
-        for (const flags of OFFLOAD_CHOICES) {
+        for (const flags of opts.offloadChoices ?? OFFLOAD_CHOICES) {
           // The flags are the ioctl's argument itself, not a pointer to them.
           if (ioctl(r.fd, TUNSETOFFLOAD, 'unsigned long', flags) >= 0)
             return LinuxTun.#configure(r.fd, r.name, mtu, opts.localUla, { vnetHdr: true, flags })
