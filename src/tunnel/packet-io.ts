@@ -24,7 +24,7 @@ import type { TunnelCounters } from './counters.js'
 import { Coalescer } from './offload/coalesce.js'
 import type { Receiver } from './receive.js'
 import type { Sender } from './send.js'
-import { closeFd, dupFd } from './tun/linux-tun.js'
+import { closeFd, dupFd, TUN_F_USO4, TUN_F_USO6 } from './tun/linux-tun.js'
 import type { OffloadTun, ViewTun } from './tunnel-types.js'
 import { type TxHooks, TxThread } from './tx-thread.js'
 import { stopDgramReading, UdpGso, udpSocketFd } from './udp-gso.js'
@@ -137,6 +137,11 @@ function startGro(
   }
 }
 
+/** Whether a device's offload flags include USO for both families (then UDP is merged too). */
+export function usoOn(flags: number): boolean {
+  return (flags & TUN_F_USO4) !== 0 && (flags & TUN_F_USO6) !== 0
+}
+
 /**
  * Without the threads, on a device with offloads: the receive path's packets are merged (offload/coalesce.ts) and
  * the merged runs written after each receive batch (`flush`). undefined: the device has no offloads.
@@ -157,7 +162,7 @@ export function coalesceOnMain(
         drops.tun_write_error++
       }
     }
-  const co = new Coalescer(guard(writeVnet), guard(tun.write))
+  const co = new Coalescer(guard(writeVnet), guard(tun.write), { udp: usoOn(tun.offload?.flags ?? 0) })
   receiver.write = (b, off, len) => {
     co.push(b, off, len)
     return true

@@ -26,6 +26,8 @@ export interface TunIoInit {
   readonly read: boolean
   /** The device carries a virtio_net_hdr on every read and write (offloads on). */
   readonly vnetHdr: boolean
+  /** The device accepted USO: UDP datagrams are merged too. */
+  readonly uso: boolean
 }
 
 export interface TunIoStats {
@@ -79,7 +81,7 @@ const writePlain = (b: Buffer, off: number, len: number): void => {
   b.copy(plain, VNET_HDR_LEN, off, off + len)
   writeRaw(plain, 0, VNET_HDR_LEN + len)
 }
-const co = init.vnetHdr ? new Coalescer(writeRaw, writePlain) : undefined
+const co = init.vnetHdr ? new Coalescer(writeRaw, writePlain, { udp: init.uso }) : undefined
 const writer = co
   ? consumeRing(
       fromRx,

@@ -118,6 +118,8 @@ export interface ViewTun {
 /** A TUN device with offloads (LinuxTun opened with IFF_VNET_HDR): its reads are cut, its writes may be merged. */
 export interface OffloadTun {
   readonly vnetHdr: boolean
+  /** TUN_F_* flags the device accepted (USO decides whether UDP is merged too). */
+  readonly offload: { readonly flags: number }
   /** Reads its own reader refused (malformed virtio header). */
   readonly vnetDrops: number
   /** Writes a packet that starts with its virtio header. */

@@ -9,7 +9,15 @@ import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
 import type { Coalescer } from './offload/coalesce.js'
-import { coalesceOnMain, rawUdpSocket, receiveFromUdp, type StartTun, sendFromTun, startTxThread } from './packet-io.js'
+import {
+  coalesceOnMain,
+  rawUdpSocket,
+  receiveFromUdp,
+  type StartTun,
+  sendFromTun,
+  startTxThread,
+  usoOn,
+} from './packet-io.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
@@ -200,6 +208,7 @@ export class Tunnel {
           tunFd: tun.fd,
           tunReadIn: this.#tunReadIn,
           vnetHdr: tun.vnetHdr === true,
+          uso: usoOn(tun.offload?.flags ?? 0),
           udpFd: udp.fd,
           udpV6: udp.v6,
           mtu: this.mtu,

@@ -86,7 +86,7 @@ export class TxThread {
   #readyIo: () => void = () => {}
 
   constructor(
-    init: Omit<TxInit, 'fromTun' | 'readTunFd'> & { tunFd: number; tunReadIn: 'send' | 'io' },
+    init: Omit<TxInit, 'fromTun' | 'readTunFd'> & { tunFd: number; tunReadIn: 'send' | 'io'; uso: boolean },
     hooks: TxHooks,
     log: Logger,
   ) {
@@ -95,7 +95,7 @@ export class TxThread {
     const fromTun = createRing(RING_SLOTS, slotSize)
     const toTun = createRing(RING_SLOTS, slotSize)
     this.#toTun = new PacketRing(toTun)
-    const { tunFd, tunReadIn, ...rest } = init
+    const { tunFd, tunReadIn, uso, ...rest } = init
     const readInTx = tunReadIn === 'send'
     const txInit: TxInit = { ...rest, fromTun, ...(readInTx ? { readTunFd: tunFd } : {}) }
     this.#w = new Worker(new URL('./tx-worker.js', import.meta.url), { workerData: txInit })
@@ -106,6 +106,7 @@ export class TxThread {
       statsIntervalMs: init.statsIntervalMs,
       read: !readInTx,
       vnetHdr: init.vnetHdr,
+      uso,
     }
     this.#io = new Worker(new URL('./tun-io-worker.js', import.meta.url), { workerData: ioInit })
     this.#io.on('error', (e) => log.error('tunnel.tun_io_worker_failed', { err: String(e) }))

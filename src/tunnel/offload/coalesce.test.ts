@@ -8,13 +8,15 @@ import { VNET_HDR_LEN } from './virtio.js'
 
 const fixtures = loadOffloadFixtures()
 const tcpGso = fixtures.filter((f) => f.read[1] === 1 || f.read[1] === 4)
+const udpGso = fixtures.filter((f) => f.read[1] === 5)
 
 /** Everything the coalescer writes, each as virtio header + packet (plain writes get an all-zero header). */
-function run(packets: Buffer[], flushEvery = Number.POSITIVE_INFINITY): Buffer[] {
+function run(packets: Buffer[], flushEvery = Number.POSITIVE_INFINITY, udp = true): Buffer[] {
   const out: Buffer[] = []
   const c = new Coalescer(
     (b, off, len) => out.push(Buffer.from(b.subarray(off, off + len))),
     (b, off, len) => out.push(Buffer.concat([Buffer.alloc(VNET_HDR_LEN), b.subarray(off, off + len)])),
+    { udp },
   )
   for (const [i, p] of packets.entries()) {
     c.push(Buffer.from(p), 0, p.length)
@@ -34,13 +36,14 @@ function resegment(w: Buffer): Buffer[] {
   return out
 }
 
-/** Flow of a packet as the coalescer sees it: protocol TCP with room for the ports -> 4-tuple, else 'other'. */
+/** Flow of a packet as the coalescer sees it: TCP or UDP with room for the ports -> 5-tuple, else 'other'. */
 function flow(p: Buffer): string {
   const v = p[0]! >> 4
-  if (v !== 4 && v !== 6) return 'other'
+  if (p.length < 20 || (v !== 4 && v !== 6)) return 'other'
   const iphl = v === 6 ? 40 : (p[0]! & 15) * 4
-  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || p[v === 6 ? 6 : 9] !== 6) return 'other'
-  return p.subarray(v === 6 ? 8 : 12, v === 6 ? 40 : 20).toString('hex') + p.subarray(iphl, iphl + 4).toString('hex')
+  const proto = p[v === 6 ? 6 : 9]
+  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || (proto !== 6 && proto !== 17)) return 'other'
+  return `${proto}:${p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20)}${p.toString('hex', iphl, iphl + 4)}`
 }
 
 function perFlow(ps: Buffer[]): Map<string, string[]> {
@@ -68,10 +71,26 @@ for (const f of tcpGso) {
   })
 }
 
+for (const f of udpGso) {
+  test(`with USO, the kernel's UDP segments coalesce back into the kernel's USO super-packet: ${f.what}`, () => {
+    const out = run(f.kernelSegments.map(unforward))
+    assert.equal(out.length, 1, 'one write')
+    for (const at of [0, 1, 4, 5, 6, 7, 8, 9]) assert.equal(out[0]![at], f.read[at], `virtio header octet ${at}`)
+    assert.equal(out[0]!.readUInt16LE(2), (f.read[VNET_HDR_LEN]! >> 4 === 6 ? 40 : 20) + 8)
+    assert.deepEqual(out[0]!.subarray(VNET_HDR_LEN), f.read.subarray(VNET_HDR_LEN), 'packet')
+  })
+}
+
+test('without USO, UDP is written as it came', () => {
+  const segs = udpGso[0]!.kernelSegments.map(unforward)
+  assert.deepEqual(
+    run(segs, Number.POSITIVE_INFINITY, false).map((w) => w.subarray(VNET_HDR_LEN)),
+    segs,
+  )
+})
+
 test('plain, ACK-only and non-TCP packets are written as they came, in flow order', () => {
-  const plain = fixtures
-    .filter((f) => f.read[1] === 0 || f.read[1] === 5)
-    .flatMap((f) => f.kernelSegments.map(unforward))
+  const plain = fixtures.filter((f) => f.read[1] === 0).flatMap((f) => f.kernelSegments.map(unforward))
   const out = run(plain)
   assert.equal(out.length, plain.length)
   for (const [i, w] of out.entries()) {
@@ -169,7 +188,7 @@ test('a short segment or a PSH closes a run; at most 64 KiB; more flows than slo
 })
 
 test('property: re-segmenting what the coalescer writes gives back the input, per flow in order', () => {
-  const pool = fixtures.filter((f) => f.read[1] !== 5).flatMap((f) => f.kernelSegments.map(unforward))
+  const pool = fixtures.flatMap((f) => f.kernelSegments.map(unforward))
   fc.assert(
     fc.property(
       fc.array(

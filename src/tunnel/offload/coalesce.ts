@@ -11,14 +11,20 @@
 // NEEDS_CSUM packet, so a corrupt segment merged in would never be caught. Everything else (other protocols, SYN,
 // FIN, RST, pure ACKs, bad checksums, IPv6 extension headers, IPv4 options) is written as it came, after the
 // pending run of its own flow so that a flow's order is kept.
+// With `udp` (the device has USO, TUN_F_USO4/6, Linux >= 6.2) consecutive UDP datagrams of one flow are merged the
+// same way into GSO_UDP_L4 super-packets (wireguard-go's udpGRO): equal sizes but a shorter last one, at most
+// COALESCE_MAX_UDP_SEGMENTS, checksums verified (a datagram without one, IPv4 checksum 0, is not merged: the
+// kernel's segmentation would give it one).
 
 import { fold, IpProto, l4ChecksumOk, pseudoSum, sum16, writeIpv4HeaderChecksum } from './checksum.js'
 import {
   TCP_CSUM_OFFSET,
+  UDP_CSUM_OFFSET,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4,
   VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP_L4,
   VNET_HDR_LEN,
   writeVnetHdr,
 } from './virtio.js'
@@ -48,6 +54,10 @@ const TCP_PSH_FLAG = 0x08
 const MAX_PACKET = 65_535
 /** Runs of different flows open at once; a further flow writes out the oldest. */
 export const COALESCE_MAX_FLOWS = 8
+/** Segments per UDP super-packet (the kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.7). */
+export const COALESCE_MAX_UDP_SEGMENTS = 64
+const UDP_HDR_LEN = 8
+const UDP_LEN = 4
 
 /** `buf[off ..+ len]` is a virtio header then a packet. */
 export type VnetWriter = (buf: Buffer, off: number, len: number) => void
@@ -59,7 +69,9 @@ interface Run {
   readonly buf: Buffer
   len: number
   v6: boolean
+  udp: boolean
   iphl: number
+  /** transport header length (8 for UDP) */
   thl: number
   gsoSize: number
   nextSeq: number
@@ -73,6 +85,7 @@ interface Run {
 /** Parsed TCP candidate (reused). */
 interface Seg {
   v6: boolean
+  udp: boolean
   iphl: number
   thl: number
   payload: number
@@ -86,7 +99,8 @@ export class Coalescer {
   readonly #runs: Run[] = []
   #open = 0
   #order = 0
-  readonly #seg: Seg = { v6: false, iphl: 0, thl: 0, payload: 0, seq: 0, flags: 0 }
+  readonly #seg: Seg = { v6: false, udp: false, iphl: 0, thl: 0, payload: 0, seq: 0, flags: 0 }
+  readonly #udp: boolean
   /** Packets merged into a run (not first of it), super-packets written, packets written as they came. */
   merged = 0
   superPackets = 0
@@ -94,14 +108,17 @@ export class Coalescer {
   /** TCP segments whose checksum was wrong: written as they came, for the kernel to drop and count. */
   badChecksum = 0
 
-  constructor(writeVnet: VnetWriter, writePlain: PlainWriter) {
+  /** `udp`: merge UDP too (only for a device that accepted TUN_F_USO4|TUN_F_USO6). */
+  constructor(writeVnet: VnetWriter, writePlain: PlainWriter, opts: { udp?: boolean } = {}) {
     this.#writeVnet = writeVnet
     this.#writePlain = writePlain
+    this.#udp = opts.udp ?? false
     for (let i = 0; i < COALESCE_MAX_FLOWS; i++)
       this.#runs.push({
         buf: Buffer.allocUnsafe(VNET_HDR_LEN + MAX_PACKET),
         len: 0,
         v6: false,
+        udp: false,
         iphl: 0,
         thl: 0,
         gsoSize: 0,
@@ -116,13 +133,13 @@ export class Coalescer {
   push(buf: Buffer, off: number, len: number): void {
     const s = this.#seg
     const kind = this.#parse(buf, off, len)
-    if (kind === NOT_TCP) {
+    if (kind === NO_FLOW) {
       this.passed++
       this.#writePlain(buf, off, len)
       return
     }
     const r = this.#find(buf, off, s)
-    if (kind === TCP_OTHER) {
+    if (kind === FLOW_OTHER) {
       // Not mergeable, but the flow's pending run goes first.
       if (r) this.#emit(r)
       this.passed++
@@ -154,42 +171,63 @@ export class Coalescer {
     }
   }
 
-  /** TCP_MERGEABLE, TCP_OTHER (TCP but not to be merged; its flow is known), or NOT_TCP. Fills #seg. */
+  /**
+   * MERGEABLE, FLOW_OTHER (TCP, or UDP when merging UDP, with room for the ports: its flow is known, but it is not
+   * to be merged), or NO_FLOW. Fills #seg.
+   */
   #parse(b: Buffer, off: number, len: number): number {
     const s = this.#seg
-    if (len < IPV4_HDR_LEN) return NOT_TCP
+    if (len < IPV4_HDR_LEN) return NO_FLOW
     const version = b[off]! >> 4
-    // Anything of protocol TCP long enough to name its ports belongs to a flow (its run is written first), even
-    // when it is not merged; only the rest is NOT_TCP.
+    let proto: number
     if (version === 6) {
-      if (len < IPV6_HDR_LEN + 4 || b[off + IPV6_NEXT_HEADER] !== IpProto.TCP) return NOT_TCP
+      proto = b[off + IPV6_NEXT_HEADER]!
+      if (len < IPV6_HDR_LEN + 4 || !this.#flowProto(proto)) return NO_FLOW
       s.v6 = true
+      s.udp = proto === IpProto.UDP
       s.iphl = IPV6_HDR_LEN
-      if (b.readUInt16BE(off + IPV6_PAYLOAD_LEN) + IPV6_HDR_LEN !== len) return TCP_OTHER
+      if (b.readUInt16BE(off + IPV6_PAYLOAD_LEN) + IPV6_HDR_LEN !== len) return FLOW_OTHER
     } else if (version === 4) {
       const ihl = (b[off]! & 0x0f) * 4
-      if (ihl < IPV4_HDR_LEN || len < ihl + 4 || b[off + IPV4_PROTO] !== IpProto.TCP) return NOT_TCP
+      proto = b[off + IPV4_PROTO]!
+      if (ihl < IPV4_HDR_LEN || len < ihl + 4 || !this.#flowProto(proto)) return NO_FLOW
       s.v6 = false
+      s.udp = proto === IpProto.UDP
       s.iphl = ihl
       // Options, fragments and length mismatches are not merged.
-      if (ihl !== IPV4_HDR_LEN || b.readUInt16BE(off + IPV4_TOTAL_LEN) !== len) return TCP_OTHER
-      if ((b.readUInt16BE(off + IPV4_FRAG) & 0x3fff) !== 0) return TCP_OTHER
+      if (ihl !== IPV4_HDR_LEN || b.readUInt16BE(off + IPV4_TOTAL_LEN) !== len) return FLOW_OTHER
+      if ((b.readUInt16BE(off + IPV4_FRAG) & 0x3fff) !== 0) return FLOW_OTHER
       // A header the kernel would drop is not merged into one it would accept.
-      if (fold(sum16(b, off, off + IPV4_HDR_LEN, 0)) !== 0xffff) return TCP_OTHER
-    } else return NOT_TCP
-    if (len < s.iphl + TCP_HDR_MIN) return TCP_OTHER
+      if (fold(sum16(b, off, off + IPV4_HDR_LEN, 0)) !== 0xffff) return FLOW_OTHER
+    } else return NO_FLOW
     const l4 = off + s.iphl
+    if (s.udp) {
+      s.thl = UDP_HDR_LEN
+      if (len < s.iphl + UDP_HDR_LEN || b.readUInt16BE(l4 + UDP_LEN) !== len - s.iphl) return FLOW_OTHER
+      s.payload = len - s.iphl - UDP_HDR_LEN
+      if (s.payload === 0 || b.readUInt16BE(l4 + UDP_CSUM_OFFSET) === 0) return FLOW_OTHER
+      if (!l4ChecksumOk(b, off, l4, off + len, IpProto.UDP)) {
+        this.badChecksum++
+        return FLOW_OTHER
+      }
+      return MERGEABLE
+    }
+    if (len < s.iphl + TCP_HDR_MIN) return FLOW_OTHER
     s.thl = (b[l4 + TCP_DATA_OFFSET]! >> 4) * 4
-    if (s.thl < TCP_HDR_MIN || s.iphl + s.thl > len) return TCP_OTHER
+    if (s.thl < TCP_HDR_MIN || s.iphl + s.thl > len) return FLOW_OTHER
     s.payload = len - s.iphl - s.thl
     s.seq = b.readUInt32BE(l4 + TCP_SEQ)
     s.flags = b[l4 + TCP_FLAGS]!
-    if (s.payload === 0 || (s.flags !== TCP_ACK_FLAG && s.flags !== (TCP_ACK_FLAG | TCP_PSH_FLAG))) return TCP_OTHER
+    if (s.payload === 0 || (s.flags !== TCP_ACK_FLAG && s.flags !== (TCP_ACK_FLAG | TCP_PSH_FLAG))) return FLOW_OTHER
     if (!l4ChecksumOk(b, off, l4, off + len, IpProto.TCP)) {
       this.badChecksum++
-      return TCP_OTHER
+      return FLOW_OTHER
     }
-    return TCP_MERGEABLE
+    return MERGEABLE
+  }
+
+  #flowProto(p: number): boolean {
+    return p === IpProto.TCP || (p === IpProto.UDP && this.#udp)
   }
 
   /** The open run of this packet's flow (addresses and ports), if any. */
@@ -198,7 +236,7 @@ export class Coalescer {
     const alen = s.v6 ? 32 : 8
     for (let i = 0; i < this.#open; i++) {
       const r = this.#runs[i]!
-      if (r.v6 !== s.v6) continue
+      if (r.v6 !== s.v6 || r.udp !== s.udp) continue
       const rb = r.buf
       const ro = VNET_HDR_LEN
       if (rb.compare(b, off + src, off + src + alen, ro + src, ro + src + alen) !== 0) continue
@@ -209,8 +247,8 @@ export class Coalescer {
   }
 
   #canAppend(r: Run, b: Buffer, off: number, s: Seg): boolean {
-    if (r.closed || s.seq !== r.nextSeq || s.payload > r.gsoSize || r.len + s.payload > MAX_PACKET) return false
-    if (s.thl !== r.thl) return false
+    if (r.closed || s.payload > r.gsoSize || r.len + s.payload > MAX_PACKET) return false
+    if (s.udp ? r.count >= COALESCE_MAX_UDP_SEGMENTS : s.seq !== r.nextSeq || s.thl !== r.thl) return false
     const rb = r.buf
     const ro = VNET_HDR_LEN
     if (s.v6) {
@@ -225,6 +263,7 @@ export class Coalescer {
       if (b[off + IPV4_TTL] !== rb[ro + IPV4_TTL]) return false
       if (b.readUInt16BE(off + IPV4_ID) !== ((rb.readUInt16BE(ro + IPV4_ID) + r.count) & 0xffff)) return false
     }
+    if (s.udp) return true
     const l4 = off + s.iphl
     const rl4 = ro + r.iphl
     // ACK number; window; urgent pointer; options (timestamps included): all as in the run's first segment.
@@ -243,7 +282,7 @@ export class Coalescer {
     r.count++
     this.merged++
     if (s.payload < r.gsoSize) r.closed = true
-    if ((s.flags & TCP_PSH_FLAG) !== 0) {
+    if (!s.udp && (s.flags & TCP_PSH_FLAG) !== 0) {
       r.buf[VNET_HDR_LEN + r.iphl + TCP_FLAGS]! |= TCP_PSH_FLAG
       r.closed = true
     }
@@ -255,12 +294,13 @@ export class Coalescer {
     b.copy(r.buf, VNET_HDR_LEN, off, off + len)
     r.len = len
     r.v6 = s.v6
+    r.udp = s.udp
     r.iphl = s.iphl
     r.thl = s.thl
     r.gsoSize = s.payload
     r.nextSeq = (s.seq + s.payload) >>> 0
     r.count = 1
-    r.closed = (s.flags & TCP_PSH_FLAG) !== 0
+    r.closed = !s.udp && (s.flags & TCP_PSH_FLAG) !== 0
     r.order = this.#order++
   }
 
@@ -284,12 +324,16 @@ export class Coalescer {
         b.writeUInt16BE(r.len, ip + IPV4_TOTAL_LEN)
         writeIpv4HeaderChecksum(b, ip, r.iphl)
       }
-      // NEEDS_CSUM: the field holds the pseudo-header sum, as the kernel's own TSO leaves it.
-      b.writeUInt16BE(fold(pseudoSum(b, ip, IpProto.TCP, r.len - r.iphl)), l4 + TCP_CSUM_OFFSET)
-      HDR.gsoType = r.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4
+      // NEEDS_CSUM: the field holds the pseudo-header sum, as the kernel's own TSO/USO leaves it.
+      const proto = r.udp ? IpProto.UDP : IpProto.TCP
+      if (r.udp) b.writeUInt16BE(r.len - r.iphl, l4 + UDP_LEN)
+      const csumOffset = r.udp ? UDP_CSUM_OFFSET : TCP_CSUM_OFFSET
+      b.writeUInt16BE(fold(pseudoSum(b, ip, proto, r.len - r.iphl)), l4 + csumOffset)
+      HDR.gsoType = r.udp ? VIRTIO_NET_HDR_GSO_UDP_L4 : r.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4
       HDR.hdrLen = r.iphl + r.thl
       HDR.gsoSize = r.gsoSize
       HDR.csumStart = r.iphl
+      HDR.csumOffset = csumOffset
       writeVnetHdr(b, 0, HDR)
       this.superPackets++
     }
@@ -301,9 +345,9 @@ export class Coalescer {
   }
 }
 
-const TCP_MERGEABLE = 0
-const TCP_OTHER = 1
-const NOT_TCP = 2
+const MERGEABLE = 0
+const FLOW_OTHER = 1
+const NO_FLOW = 2
 
 const NONE = { flags: 0, gsoType: VIRTIO_NET_HDR_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 }
 const HDR = {

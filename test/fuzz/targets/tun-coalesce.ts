@@ -1,5 +1,5 @@
 // The TUN offload coalescer (src/tunnel/offload/coalesce.ts): opened packets merged into TCP super-packets for one
-// TUN write. Input: octet 0 = after how many packets to flush (0: only at the end), then packets as
+// TUN write (UDP too, as with a USO device). Input: octet 0 = after how many packets to flush (0: only at the end), then packets as
 // [length (2, big-endian)][packet]. Nothing may throw, and nothing corrupt may come out: cutting every write back
 // into packets (the segmenter, itself checked against the kernel's GSO) must give the input packets exactly, in
 // order within each flow.
@@ -8,13 +8,14 @@ import { Segmenter } from '../../../src/tunnel/offload/segment.js'
 
 const VNET = 10
 
-/** The coalescer's notion of a flow: protocol TCP with room for the ports -> addresses and ports. */
+/** The coalescer's notion of a flow: TCP or UDP with room for the ports -> protocol, addresses and ports. */
 export function flowOf(p: Buffer): string {
   const v = p[0]! >> 4
   if (p.length < 20 || (v !== 4 && v !== 6)) return 'other'
   const iphl = v === 6 ? 40 : (p[0]! & 15) * 4
-  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || p[v === 6 ? 6 : 9] !== 6) return 'other'
-  return p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20) + p.toString('hex', iphl, iphl + 4)
+  const proto = p[v === 6 ? 6 : 9]
+  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || (proto !== 6 && proto !== 17)) return 'other'
+  return `${proto}:${p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20)}${p.toString('hex', iphl, iphl + 4)}`
 }
 
 function perFlow(ps: Buffer[]): Map<string, string[]> {
@@ -41,6 +42,7 @@ export function fuzz(data: Buffer): void {
   const c = new Coalescer(
     (b, off, len) => writes.push(Buffer.from(b.subarray(off, off + len))),
     (b, off, len) => writes.push(Buffer.concat([Buffer.alloc(VNET), b.subarray(off, off + len)])),
+    { udp: true },
   )
   for (const [i, p] of input.entries()) {
     c.push(p, 0, p.length)
