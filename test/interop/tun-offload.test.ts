@@ -23,9 +23,12 @@ function runChild(mode: string): ChildReport {
   execFileSync('ip', ['netns', 'add', ns])
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    // The case decides, not an AUTOTUNNEL_TUN_OFFLOAD the suite may run under.
+    const { AUTOTUNNEL_TUN_OFFLOAD: _, ...env } = process.env
     const out = execFileSync('ip', ['netns', 'exec', ns, process.execPath, child, mode], {
       encoding: 'utf8',
       timeout: 20_000,
+      env,
     })
     return JSON.parse(out.trim().split('\n').at(-1)!) as ChildReport
   } finally {
