@@ -3,6 +3,7 @@
 # node binary at load time):
 #   dist/native/aead.node    in-place AEAD with reusable OpenSSL contexts (aead.cc); without it: node:crypto
 #   dist/native/fdpoll.node  fd readiness on the event loop (fdpoll.cc), for UDP GRO receives; without it: no GRO
+#   dist/native/csum.node    the Internet checksum sum (csum.cc) for the TUN offloads; without it: a JS loop
 # Quiet and idempotent: rebuilds an addon only when its source is newer.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -10,7 +11,7 @@ inc=""
 for d in "$(dirname "$(dirname "$(command -v node)")")/include/node" /usr/include/node /usr/local/include/node; do
   if [ -f "$d/node_api.h" ] && [ -f "$d/openssl/evp.h" ] && [ -f "$d/uv.h" ]; then inc="$d"; break; fi
 done
-for name in aead fdpoll; do
+for name in aead fdpoll csum; do
   src=src/tunnel/native/$name.cc
   out=dist/native/$name.node
   [ -f "$out" ] && [ "$out" -nt "$src" ] && continue

@@ -3,6 +3,7 @@
 // segments are verified here before they are coalesced (a coalesced packet is handed to the kernel with
 // NEEDS_CSUM, which the kernel trusts: a corrupt segment merged in would never be caught).
 
+import { createRequire } from 'node:module'
 import { TCP_CSUM_OFFSET, UDP_CSUM_OFFSET } from './virtio.js'
 
 /** IANA protocol numbers of the transports the offloads know. */
@@ -11,11 +12,31 @@ export const IpProto = { TCP: 6, UDP: 17 } as const
 export const IPV4_SRC = 12
 export const IPV6_SRC = 8
 
+type Sum16 = (b: Buffer, start: number, end: number, sum: number) => number
+
+/** dist/native/csum.node (src/tunnel/native/csum.cc) when built, unless AUTOTUNNEL_CSUM=js. */
+function loadNative(): Sum16 | undefined {
+  if (process.env.AUTOTUNNEL_CSUM === 'js') return undefined
+  try {
+    return (createRequire(import.meta.url)('../../../native/csum.node') as { sum16: Sum16 }).sum16
+  } catch {
+    return undefined
+  }
+}
+
+const nativeSum16 = loadNative()
+
+/** Which implementation sum16 is. */
+export const checksumBackend: 'native' | 'js' = nativeSum16 ? 'native' : 'js'
+
 /**
  * Adds the 16-bit big-endian words of `b[start .. end)` to `sum` (an odd last octet is padded with zero) and
- * returns the unfolded sum. Stays exact below 2^53: fine for any packet.
+ * returns the sum, folded by the native backend (the same value modulo 0xffff: callers fold before use).
  */
-export function sum16(b: Buffer, start: number, end: number, sum: number): number {
+export const sum16: Sum16 = nativeSum16 ?? sum16Js
+
+/** sum16 in JS: the unfolded sum, exact below 2^53 (fine for any packet). */
+export function sum16Js(b: Buffer, start: number, end: number, sum: number): number {
   let i = start
   const even = end - ((end - start) & 1)
   let s = sum
