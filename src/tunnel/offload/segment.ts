@@ -85,7 +85,10 @@ export class Segmenter {
         const cs = h.csumStart
         const at = cs + h.csumOffset
         if (h.csumOffset !== TCP_CSUM_OFFSET && h.csumOffset !== UDP_CSUM_OFFSET) return 'bad_csum_fields'
-        if (cs < IPV4_HDR_MIN || at + 2 > plen) return 'bad_csum_fields'
+        // The sum starts at the transport header, never inside the IP header (else the "checksum" would overwrite it).
+        const v = plen > 0 ? buf[p]! >> 4 : 0
+        const iphl = v === 6 ? IPV6_HDR_LEN : v === 4 ? (buf[p]! & 0x0f) * 4 : 0
+        if (iphl < IPV4_HDR_MIN || cs < iphl || at + 2 > plen) return 'bad_csum_fields'
         let c = ~fold(sum16(buf, p + cs, p + plen, 0)) & 0xffff
         // A UDP checksum that computes to zero goes out as all ones (RFC 768); a TCP one stays 0.
         if (c === 0 && h.csumOffset === UDP_CSUM_OFFSET) c = 0xffff
