@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
@@ -228,6 +229,54 @@ test('NetMonitor debounces a burst of events into one snapshot and reports only 
   mon.stop()
   assert.equal(events.running, false)
   assert.equal(clock.pending, 0)
+})
+
+test('an agent killed with SIGKILL leaves no ip monitor behind', async () => {
+  const script = `
+    import { IpMonitor } from ${JSON.stringify(new URL('./netmon.js', import.meta.url).href)}
+    import { SystemClock } from ${JSON.stringify(new URL('../io/clock.js', import.meta.url).href)}
+    const log = { info() {}, warn() {}, debug() {}, error() {}, child() { return log } }
+    new IpMonitor({ clock: new SystemClock(), log }).start(() => {})
+    setInterval(() => {}, 1000)
+  `
+  const agent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' })
+  const children = (pid: number): number[] => {
+    try {
+      return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+    } catch {
+      return []
+    }
+  }
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  try {
+    let monitor: number | undefined
+    for (let i = 0; i < 100 && monitor === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      for (const sh of children(agent.pid!)) {
+        for (const c of [sh, ...children(sh)]) {
+          if (readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('ip\0-o\0monitor')) monitor = c
+        }
+      }
+    }
+    assert.ok(monitor, 'the ip monitor started')
+    await new Promise((r) => setTimeout(r, 300))
+    assert.ok(alive(monitor), 'the monitor keeps running while the agent lives')
+    agent.kill('SIGKILL')
+    for (let i = 0; i < 40 && alive(monitor); i++) await new Promise((r) => setTimeout(r, 50))
+    assert.ok(!alive(monitor), 'the monitor ended with the agent')
+  } finally {
+    agent.kill('SIGKILL')
+  }
 })
 
 test('ipReader reads this machine with iproute2', async () => {

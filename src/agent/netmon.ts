@@ -214,6 +214,16 @@ export function systemReader(ignore: readonly string[] = []): NetReader {
   return existsSync('/proc/net/route') ? procReader(ignore) : ipReader(ignore)
 }
 
+/**
+ * `ip monitor` in a shell that ends it when our end of its stdin closes. An agent that is SIGKILLed (or crashes)
+ * cannot stop its children, and `ip monitor` writes nothing while the network is quiet, so it never met the
+ * SIGPIPE that would end it: every killed agent left one behind. The kernel closes our pipe when we die; `read`
+ * then returns and kills the monitor. The shell itself waits for the monitor, so a monitor that exits on its own
+ * still ends the shell and we restart both. (`<&3`: sh gives a background list /dev/null for stdin unless told.)
+ */
+const MONITOR_SCRIPT =
+  'exec 3<&0; ip -o monitor link address route & m=$!; { read _ <&3; kill $m 2>/dev/null; } & wait $m'
+
 /** `ip -o monitor link address route` as an event source, restarted with back-off if it exits. */
 export class IpMonitor implements NetEventSource {
   readonly #clock: Clock
@@ -229,8 +239,9 @@ export class IpMonitor implements NetEventSource {
   }
   start(onEvent: () => void): void {
     this.#stopped = false
-    const child = spawn('ip', ['-o', 'monitor', 'link', 'address', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    const child = spawn('sh', ['-c', MONITOR_SCRIPT], { stdio: ['pipe', 'pipe', 'ignore'] })
     this.#child = child
+    child.stdin?.on('error', () => {})
     child.stdout?.on('data', () => {
       this.#backoffMs = 250
       onEvent()
@@ -247,6 +258,7 @@ export class IpMonitor implements NetEventSource {
   stop(): void {
     this.#stopped = true
     this.#clock.clearTimeout(this.#restart)
+    this.#child?.stdin?.end()
     this.#child?.kill('SIGTERM')
     this.#child = undefined
   }
