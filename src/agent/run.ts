@@ -228,6 +228,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       key,
       tun: tunName,
       resolver: o.resolver,
+      systemResolver: o.systemResolver ?? 'auto',
       sink: updates,
       ikeAuth: o.ikeAuth ?? 'signature',
       mobike: o.mobike ?? true,
