@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
+import { writeEtcOverlays } from './etc.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
 import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
 import { dev, hostBatch, linkBatch, nsScripts, planState, type Site, siteOf, uplinkNode } from './plan.js'
@@ -143,6 +144,7 @@ export class Lab {
         .map((n) => `netns add ${n.ns}`)
         .join('\n')}\n`,
     })
+    writeEtcOverlays(s)
     await runOk(['ip', '-batch', '-'], { input: linkBatch(s) })
     const scripts = nsScripts(s)
     const core = s.nodes.core!.ns

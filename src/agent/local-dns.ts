@@ -79,6 +79,7 @@ export class LocalDns {
 
   /** Recovers after a crash, starts the resolver(s), then points the system at them. Never throws for DNS set-up. */
   async start(ulaOf: (host: string) => string | undefined): Promise<void> {
+    await this.system.recover()
     const at = this.#o.resolver
     if (!at) return
     await this.system.prepare(at)

@@ -92,14 +92,22 @@ export class SystemResolver {
   }
 
   /**
-   * Before the resolver starts: after a crash, puts the original resolv.conf back (the state directory has the
-   * backup), and learns its nameservers for forwarding. `self` is the resolver's own address (never an upstream).
+   * First thing at start, whatever the mode: after a crash, the original resolv.conf back (the state directory
+   * holds the backup), so even a start with --no-resolver or --system-resolver off repairs the machine.
    */
+  async recover(): Promise<void> {
+    try {
+      await this.#conf.recover()
+    } catch (e) {
+      this.#log.warn('resolv_conf.recover_failed', { path: this.#conf.path, err: (e as Error).message })
+    }
+  }
+
+  /** Before the resolver starts: the nameservers to forward to. `self` is its own address (never an upstream). */
   async prepare(self: { address: string; port: number }): Promise<void> {
     this.#self = self
     if (this.mode !== 'resolv.conf') return
     try {
-      await this.#conf.recover()
       this.#upstreams = upstreamsOf(await this.#conf.current(), self)
     } catch (e) {
       this.#fail(`cannot read ${this.#conf.path}: ${(e as Error).message}`)

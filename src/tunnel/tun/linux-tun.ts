@@ -106,6 +106,22 @@ export function closeFd(fd: number): void {
   requireKoffi().load('libc.so.6').func('int close(int fd)')(fd)
 }
 
+const EPERM = 1
+const EBUSY = 16
+
+/** What a failed TUNSETIFF means and what to do about it (issue 13: the bare errno told a user nothing). */
+export function tunSetIffMessage(name: string, errno: number): string {
+  if (errno === EPERM)
+    return (
+      `cannot create the TUN device ${name}: operation not permitted. The tunnel needs root or CAP_NET_ADMIN ` +
+      '(sudo autotunnel up ..., or a systemd unit with AmbientCapabilities=CAP_NET_ADMIN); ' +
+      'or run `autotunnel up --no-tun` for publishing and name resolution without the tunnel'
+    )
+  if (errno === EBUSY)
+    return `cannot create the TUN device ${name}: it exists and is in use (another agent?); choose another with --tun NAME`
+  return `cannot create the TUN device ${name}: ioctl(TUNSETIFF) failed, errno ${errno}`
+}
+
 export class LinuxTun implements TunDevice {
   readonly name: string
   readonly mtu: number
@@ -142,14 +158,24 @@ export class LinuxTun implements TunDevice {
     }
     const libc = koffi.load('libc.so.6')
     const ioctl = libc.func('int ioctl(int fd, unsigned long request, ...)')
-    const fd = openSync('/dev/net/tun', constants.O_RDWR)
+    let fd: number
+    try {
+      fd = openSync('/dev/net/tun', constants.O_RDWR)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EOPEN'
+      throw new TunError(
+        `cannot open /dev/net/tun (${code}): ${code === 'ENOENT' ? 'this kernel or container has no TUN driver (modprobe tun, or give the container /dev/net/tun)' : 'needs root or CAP_NET_ADMIN'}; or run \`autotunnel up --no-tun\` (no tunnel: publishing and name resolution only)`,
+        code,
+        { cause: e },
+      )
+    }
     const ifr = Buffer.alloc(IFREQ_LEN)
     ifr.write(want, 0, 'latin1')
     ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFREQ_FLAGS_OFFSET)
     if (ioctl(fd, TUNSETIFF, 'uint8_t *', ifr) < 0) {
       const errno = koffi.errno()
       closeSync(fd)
-      throw new TunError(`ioctl(TUNSETIFF, ${want}) failed, errno ${errno}`, 'ETUNSETIFF')
+      throw new TunError(tunSetIffMessage(want, errno), errno === EPERM ? 'EPERM' : 'ETUNSETIFF')
     }
     const name = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '')
     try {
