@@ -3,8 +3,8 @@
 // on a run persisted in its run directory, so one process may build a lab and another operate or remove it.
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
 import { STATE_DIR_ENV } from '../src/agent/state-dir.js'
+import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
 import { writeEtcOverlays } from './etc.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
 import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
