@@ -111,7 +111,10 @@ export class LocalResolver {
         if (out) udp.send(out, 0, out.length, from.port, from.address)
       })
     })
-    const b = await udp.bind(port, address)
+    const b = await udp.bind(port, address).catch(async (e: unknown) => {
+      await udp.close().catch(() => {})
+      throw e
+    })
     this.#udp = udp
     const tcp = net.createServer((s) => this.#serveTcp(s))
     await new Promise<void>((resolve, reject) => {
