@@ -24,8 +24,15 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from '../traversal/punch.js'
-import { type RelayConfig, RelayManager } from '../traversal/relay.js'
+import {
+  choosePath,
+  type NatView,
+  type PathDecision,
+  Puncher,
+  pathLabel,
+  type RelayConfig,
+  RelayManager,
+} from '../traversal/index.js'
 import type { StunDemux } from '../tunnel/receive.js'
 import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
