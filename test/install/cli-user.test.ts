@@ -58,23 +58,32 @@ test('account add --json > file under umask 022 warns; -o FILE writes the key wi
   await assert.rejects(stat(join(d, 'x.json')), /ENOENT/)
 })
 
+/** The exit code, also when the process exited before this is called (its exit is remembered from the start). */
+const exits = new WeakMap<ChildProcess, Promise<number | null>>()
+function track(p: ChildProcess): ChildProcess {
+  exits.set(p, new Promise((resolve) => p.once('exit', (code) => resolve(code))))
+  return p
+}
 function waitExit(p: ChildProcess, ms: number): Promise<number | null> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms`)), ms)
-    p.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve(code)
-    })
-  })
+  const exited = exits.get(p) ?? new Promise((resolve) => p.once('exit', (code) => resolve(code)))
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    exited,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no exit within ${ms} ms`)), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
 }
 
 async function startServer(t: import('node:test').TestContext, d: string): Promise<number> {
   for (let attempt = 0; ; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 40000)
-    const srv = spawn(
-      process.execPath,
-      [MAIN, 'server', '--zone', 'members.example', '--data', join(d, 'srv'), '--listen', `127.0.0.1:${port}`],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+    const srv = track(
+      spawn(
+        process.execPath,
+        [MAIN, 'server', '--zone', 'members.example', '--data', join(d, 'srv'), '--listen', `127.0.0.1:${port}`],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      ),
     )
     let err = ''
     srv.stderr?.on('data', (c: Buffer) => (err += c))
@@ -129,10 +138,12 @@ test('non-root: `up` without --no-tun says what to do; status and down find the 
   const key = ['--key-file', join(d, 'k.json'), '--no-portmap', '--log-level', 'warn']
 
   // With the tunnel: refused with the cause and the fix, exit status non-zero.
-  const tun = spawn(
-    NOBODY[0] as string,
-    [...NOBODY.slice(1), process.execPath, ...base, ...key, '--tun', `att${process.pid % 10000}`],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
+  const tun = track(
+    spawn(
+      NOBODY[0] as string,
+      [...NOBODY.slice(1), process.execPath, ...base, ...key, '--tun', `att${process.pid % 10000}`],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    ),
   )
   let tunErr = ''
   tun.stderr?.on('data', (c: Buffer) => (tunErr += c))
@@ -141,12 +152,16 @@ test('non-root: `up` without --no-tun says what to do; status and down find the 
   assert.match(tunErr, /root or CAP_NET_ADMIN/)
   assert.match(tunErr, /--no-tun/)
   assert.doesNotMatch(tunErr, /errno 1\b/)
+  assert.doesNotMatch(tunErr, /"msg":"(publish|agent)\./, 'refused before anything is published')
+  await assert.rejects(stat(join(home, 'state', 'autotunnel-agent')), /ENOENT/, 'nor its state directory made')
 
   // Without: runs; its default state directory is $XDG_STATE_HOME/autotunnel-agent; status and down find it there.
-  const agent = spawn(NOBODY[0] as string, [...NOBODY.slice(1), process.execPath, ...base, ...key, '--no-tun'], {
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const agent = track(
+    spawn(NOBODY[0] as string, [...NOBODY.slice(1), process.execPath, ...base, ...key, '--no-tun'], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  )
   let agentErr = ''
   agent.stderr?.on('data', (c: Buffer) => (agentErr += c))
   t.after(() => agent.kill('SIGKILL'))
@@ -170,5 +185,16 @@ test('non-root: `up` without --no-tun says what to do; status and down find the 
   await stat(join(home, 'state', 'autotunnel-agent', 'agent.sock'))
   const down = await nobody(['down'])
   assert.match(down.stdout, /agent stopped: records deleted/)
-  assert.equal(await waitExit(agent, 15_000), 0)
+  const t0 = Date.now()
+  const code = await waitExit(agent, 40_000).catch(async (e: Error) => {
+    const ps = await run('ps', ['-ef', '--forest']).then((r) =>
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes(String(agent.pid)) || l.includes('ip -o monitor'))
+        .join('\n'),
+    )
+    throw new Error(`${e.message}\n${ps}\n${agentErr.split('\n').slice(-15).join('\n')}`)
+  })
+  t.diagnostic(`agent exited ${Date.now() - t0} ms after down`)
+  assert.equal(code, 0)
 })

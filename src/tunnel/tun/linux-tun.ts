@@ -8,7 +8,7 @@
 // Why koffi and not an N-API addon: see docs/tunnel.md ("TUN device") for the measurement.
 
 import { execFileSync } from 'node:child_process'
-import { closeSync, constants, openSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Socket } from 'node:net'
 import type { PacketHandler, TunDevice } from '../../io/tun.js'
@@ -120,6 +120,29 @@ export function tunSetIffMessage(name: string, errno: number): string {
   if (errno === EBUSY)
     return `cannot create the TUN device ${name}: it exists and is in use (another agent?); choose another with --tun NAME`
   return `cannot create the TUN device ${name}: ioctl(TUNSETIFF) failed, errno ${errno}`
+}
+
+/** CAP_NET_ADMIN's bit in the capability sets of /proc/PID/status (linux/capability.h). */
+const CAP_NET_ADMIN = 12
+
+/**
+ * Why `open({ name })` would fail for lack of privileges, or undefined when it may succeed: checked before the agent
+ * touches anything (a refused start publishes nothing), from the effective capabilities in /proc/self/status.
+ */
+export function tunPermissionProblem(name: string, status?: string): string | undefined {
+  let text = status
+  if (text === undefined) {
+    if (!existsSync('/dev/net/tun'))
+      return 'cannot create the TUN device: /dev/net/tun is missing (modprobe tun, or give the container /dev/net/tun); or run `autotunnel up --no-tun` for publishing and name resolution without the tunnel'
+    try {
+      text = readFileSync('/proc/self/status', 'utf8')
+    } catch {
+      return undefined
+    }
+  }
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(text)?.[1]
+  if (hex === undefined) return undefined
+  return (BigInt(`0x${hex}`) >> BigInt(CAP_NET_ADMIN)) & 1n ? undefined : tunSetIffMessage(name, EPERM)
 }
 
 export class LinuxTun implements TunDevice {
