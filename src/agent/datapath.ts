@@ -39,7 +39,6 @@ import type { Tunnel } from '../tunnel/tunnel.js'
 import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory } from './peers.js'
 import { Publisher } from './publisher.js'
 import { fq, hostKeyRecord } from './records.js'
-import { LocalResolver } from './resolver.js'
 
 export interface DatapathOptions {
   readonly domain: string
@@ -47,8 +46,6 @@ export interface DatapathOptions {
   readonly localUla: string
   /** TUN device name; undefined: no tunnel (peers and resolver only). */
   readonly tun: string | undefined
-  /** Resolver address; undefined: no resolver. */
-  readonly resolver: { address: string; port: number } | undefined
   /** The account's TSIG key: the IKE PSK is derived from its secret (src/ike/auth.ts derivePsk). */
   readonly key: TsigKey
   /** Our local IPv4 address and UDP port (IKE NAT detection). */
@@ -106,8 +103,6 @@ export interface DatapathDeps {
   readonly udp: DatagramSocket
   readonly query: SignedQuery
   readonly watch: WatchFactory
-  /** A fresh socket for the resolver. */
-  readonly resolverSocket: () => DatagramSocket
   /** Where the key record is published (the agent's update client); none: not published. */
   readonly sink?: UpdateSink
 }
@@ -146,7 +141,8 @@ export class Datapath {
   readonly peers: PeerManager
   readonly #d: DatapathDeps
   readonly #o: DatapathOptions
-  #resolver: LocalResolver | undefined
+  /** The agent's name service (local-dns.ts, started beside the data path): shown in status as `resolver`. */
+  resolverStatus: () => unknown = () => null
   #t: TunnelParts | undefined
   /** ULAs routed into the TUN, by host. */
   readonly #routed = new Map<string, string>()
@@ -179,7 +175,6 @@ export class Datapath {
   }
 
   async start(): Promise<void> {
-    const { log } = this.#d
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
     if (this.#relay) {
       const self = this.#o.selfNat?.()
@@ -190,22 +185,6 @@ export class Datapath {
     this.peers.onKeys((p) => this.#keysChanged(p))
     this.#publishKey()
     void this.peers.watchHostList()
-    if (this.#o.resolver) {
-      const self = this.#o.hostname.toLowerCase()
-      const r = new LocalResolver(
-        { log: log.child({ c: 'resolver' }) },
-        {
-          domain: this.#o.domain,
-          ulaOf: (h) => (h === self ? this.#o.localUla : this.peers.get(h)?.ula),
-        },
-      )
-      try {
-        await r.listen(this.#d.resolverSocket(), this.#o.resolver.address, this.#o.resolver.port)
-        this.#resolver = r
-      } catch (e) {
-        log.warn('resolver.listen_failed', { ...this.#o.resolver, err: (e as Error).message })
-      }
-    }
   }
 
   async #startTunnel(name: string): Promise<TunnelParts> {
@@ -492,7 +471,7 @@ export class Datapath {
       hostKey: this.#o.hostKey ? { alg: this.#o.hostKey.alg, published: this.#keyPublisher?.status() ?? null } : null,
       tun: this.#t ? { name: this.#t.tun.name, mtu: this.#t.tun.mtu, counters: this.#t.tunnel.counters() } : null,
       ike: this.#t ? this.#t.engine.stats : null,
-      resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
+      resolver: this.resolverStatus(),
       peerCounters: this.peers.counters,
       punch: this.#puncher ? { ...this.#puncher.counters, active: this.#puncher.active } : null,
       relay: this.#relay ? this.#relay.status() : null,
@@ -505,7 +484,6 @@ export class Datapath {
     this.#puncher?.close()
     await this.#relay?.close()
     await this.peers.close()
-    await this.#resolver?.close()
     const t = this.#t
     this.#t = undefined
     if (t) {

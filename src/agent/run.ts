@@ -90,6 +90,11 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  // Without CAP_NET_ADMIN the TUN device cannot be made: say so and stop before anything is published.
+  if (o.tun !== false) {
+    const problem = (await import('../tunnel/tun/linux-tun.js')).tunPermissionProblem(o.tun)
+    if (problem) throw new UsageError(problem)
+  }
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -228,6 +233,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       key,
       tun: tunName,
       resolver: o.resolver,
+      systemResolver: o.systemResolver ?? 'auto',
       sink: updates,
       ikeAuth: o.ikeAuth ?? 'signature',
       mobike: o.mobike ?? true,

@@ -22,11 +22,20 @@ export function register(program: Command): void {
       'derive the key from a password read from stdin (PBKDF2-HMAC-SHA256, see docs/server.md)',
     )
     .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .option('-o, --output <file>', 'write that JSON to FILE with mode 0600 (the key file `up --key-file` reads)')
     .addOption(algorithm())
     .action(
       async (
         user: string,
-        o: { data?: string; store?: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+        o: {
+          data?: string
+          store?: string
+          zone: string
+          passwordStdin?: boolean
+          json?: boolean
+          algorithm: string
+          output?: string
+        },
       ) => {
         const m = await import('../server/account-cli.js')
         await m.accountAdd(user, o)
@@ -93,11 +102,20 @@ export function register(program: Command): void {
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .option('--password-stdin', 'derive the key from a password read from stdin')
     .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .option('-o, --output <file>', 'write that JSON to FILE with mode 0600 (the key file `up --key-file` reads)')
     .addOption(algorithm())
     .action(
       async (
         user: string,
-        o: { data?: string; store?: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+        o: {
+          data?: string
+          store?: string
+          zone?: string
+          passwordStdin?: boolean
+          json?: boolean
+          algorithm: string
+          output?: string
+        },
       ) => {
         const m = await import('../server/account-cli.js')
         await m.accountPasswd(user, o)

@@ -1,4 +1,5 @@
 // The `autotunnel account ...` actions (src/cli/account.ts parses the options).
+import { closeSync, existsSync, fchmodSync, fstatSync, openSync, rmSync, writeSync } from 'node:fs'
 import {
   type AccountAlgorithm,
   deriveTsigKeyAsync,
@@ -64,6 +65,58 @@ function out(s: string): void {
   process.stdout.write(`${s}\n`)
 }
 
+const GROUP_OTHER = 0o077
+
+/**
+ * Where a key goes: --output FILE, created (or truncated) with mode 0600 before the store changes, so a path that
+ * cannot be written loses no key; else stdout, with a warning when stdout is a file that group or others can read
+ * (`account add --json > alice.key.json` under the usual umask 022: issue 13 finding 6).
+ */
+export class KeyOutput {
+  readonly #fd: number | undefined
+  readonly #file: string | undefined
+  #created = false
+
+  constructor(file: string | undefined) {
+    this.#file = file
+    if (!file) return
+    this.#created = !existsSync(file)
+    this.#fd = openSync(file, 'w', 0o600)
+    fchmodSync(this.#fd, 0o600)
+  }
+
+  write(json: string): void {
+    if (this.#fd === undefined) {
+      warnIfStdoutOpen()
+      out(json)
+      return
+    }
+    writeSync(this.#fd, `${json}\n`)
+    closeSync(this.#fd)
+    process.stderr.write(`autotunnel: key written to ${this.#file} (mode 0600)\n`)
+  }
+
+  /** The store refused the change: no key file is left behind that we made. */
+  abandon(): void {
+    if (this.#fd === undefined) return
+    closeSync(this.#fd)
+    if (this.#created && this.#file) rmSync(this.#file, { force: true })
+  }
+}
+
+function warnIfStdoutOpen(): void {
+  try {
+    const st = fstatSync(1)
+    if (st.isFile() && st.mode & GROUP_OTHER)
+      process.stderr.write(
+        `autotunnel: warning: the key goes to a file that group or others can read (mode ${(st.mode & 0o777).toString(8)}): ` +
+          'chmod 600 it, or use --output FILE (written with mode 0600)\n',
+      )
+  } catch {
+    // stdout closed or not a file: nothing to say
+  }
+}
+
 async function readPassword(): Promise<string> {
   const chunks: Buffer[] = []
   for await (const c of process.stdin) chunks.push(c as Buffer)
@@ -81,7 +134,7 @@ function open(dir: string, zone: string | undefined): { db: Db; zone: string } {
   return { db: openDb(dir, z), zone: z }
 }
 
-function show(a: Account, json: boolean | undefined): void {
+function show(a: Account, json: boolean | undefined, dest?: KeyOutput): void {
   const o = {
     user: a.user,
     domain: a.keyName.replace(/\.$/, ''),
@@ -89,8 +142,11 @@ function show(a: Account, json: boolean | undefined): void {
     algorithm: a.algorithm,
     secret: a.secret.toString('base64'),
   }
-  if (json) out(JSON.stringify(o))
-  else {
+  if (dest) dest.write(JSON.stringify(o))
+  else if (json) {
+    warnIfStdoutOpen()
+    out(JSON.stringify(o))
+  } else {
     out(
       `account ${o.user}: domain ${o.domain} key ${o.keyName} ${o.algorithm}${a.derived ? ' (derived from the password)' : ''}`,
     )
@@ -119,19 +175,28 @@ function checkUser(user: string, creating = false): void {
 
 export async function accountAdd(
   user: string,
-  o: StoreOpts & { zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string; output?: string },
 ): Promise<void> {
   checkUser(user, true)
   const zone = fqdn(o.zone)
   const key = await makeKey(user, zone, o)
+  const dest = o.output ? new KeyOutput(o.output) : undefined
   const { pgAddAccount } = await import('./pg/accounts.js')
-  const done = await withPg(o, async (pool, z) =>
-    show(await pgAddAccount(pool, z, { user, ...key, nowMs: Date.now() }), o.json),
-  )
-  if (done) return
+  try {
+    const done = await withPg(o, async (pool, z) =>
+      show(await pgAddAccount(pool, z, { user, ...key, nowMs: Date.now() }), o.json, dest),
+    )
+    if (done) return
+  } catch (e) {
+    dest?.abandon()
+    throw e
+  }
   const db = openDb(sqliteDir(o), zone)
   try {
-    show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json)
+    show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json, dest)
+  } catch (e) {
+    dest?.abandon()
+    throw e
   } finally {
     db.close()
   }
@@ -201,19 +266,31 @@ export async function accountLimit(user: string, o: StoreOpts & { zone?: string;
 
 export async function accountPasswd(
   user: string,
-  o: StoreOpts & { zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string; output?: string },
 ): Promise<void> {
   checkUser(user)
   const { pgSetAccountSecret } = await import('./pg/accounts.js')
-  const done = await withPg(o, async (pool, zone) => {
-    const key = await makeKey(user, zone, o)
-    show(await pgSetAccountSecret(pool, user, { ...key, nowMs: Date.now() }), o.json)
-  })
-  if (done) return
+  let pgDest: KeyOutput | undefined
+  try {
+    const done = await withPg(o, async (pool, zone) => {
+      const key = await makeKey(user, zone, o)
+      pgDest = o.output ? new KeyOutput(o.output) : undefined
+      show(await pgSetAccountSecret(pool, user, { ...key, nowMs: Date.now() }), o.json, pgDest)
+    })
+    if (done) return
+  } catch (e) {
+    pgDest?.abandon()
+    throw e
+  }
   const { db, zone } = open(sqliteDir(o), o.zone)
+  let dest: KeyOutput | undefined
   try {
     const key = await makeKey(user, zone, o)
-    show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json)
+    dest = o.output ? new KeyOutput(o.output) : undefined
+    show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json, dest)
+  } catch (e) {
+    dest?.abandon()
+    throw e
   } finally {
     db.close()
   }

@@ -15,7 +15,7 @@
 // device is opened again exactly as before (no virtio header, one packet per read and write).
 
 import { execFileSync } from 'node:child_process'
-import { closeSync, constants, openSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Socket } from 'node:net'
 import type { PacketHandler, TunDevice } from '../../io/tun.js'
@@ -129,6 +129,45 @@ export function closeFd(fd: number): void {
   requireKoffi().load('libc.so.6').func('int close(int fd)')(fd)
 }
 
+const EPERM = 1
+const EBUSY = 16
+
+/** What a failed TUNSETIFF means and what to do about it (issue 13: the bare errno told a user nothing). */
+export function tunSetIffMessage(name: string, errno: number): string {
+  if (errno === EPERM)
+    return (
+      `cannot create the TUN device ${name}: operation not permitted. The tunnel needs root or CAP_NET_ADMIN ` +
+      '(sudo autotunnel up ..., or a systemd unit with AmbientCapabilities=CAP_NET_ADMIN); ' +
+      'or run `autotunnel up --no-tun` for publishing and name resolution without the tunnel'
+    )
+  if (errno === EBUSY)
+    return `cannot create the TUN device ${name}: it exists and is in use (another agent?); choose another with --tun NAME`
+  return `cannot create the TUN device ${name}: ioctl(TUNSETIFF) failed, errno ${errno}`
+}
+
+/** CAP_NET_ADMIN's bit in the capability sets of /proc/PID/status (linux/capability.h). */
+const CAP_NET_ADMIN = 12
+
+/**
+ * Why `open({ name })` would fail for lack of privileges, or undefined when it may succeed: checked before the agent
+ * touches anything (a refused start publishes nothing), from the effective capabilities in /proc/self/status.
+ */
+export function tunPermissionProblem(name: string, status?: string): string | undefined {
+  let text = status
+  if (text === undefined) {
+    if (!existsSync('/dev/net/tun'))
+      return 'cannot create the TUN device: /dev/net/tun is missing (modprobe tun, or give the container /dev/net/tun); or run `autotunnel up --no-tun` for publishing and name resolution without the tunnel'
+    try {
+      text = readFileSync('/proc/self/status', 'utf8')
+    } catch {
+      return undefined
+    }
+  }
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(text)?.[1]
+  if (hex === undefined) return undefined
+  return (BigInt(`0x${hex}`) >> BigInt(CAP_NET_ADMIN)) & 1n ? undefined : tunSetIffMessage(name, EPERM)
+}
+
 /** How a device was opened: with the virtio header and which offloads, or why not. */
 export interface TunOffload {
   /** Reads and writes carry a virtio_net_hdr. */
@@ -214,7 +253,7 @@ export class LinuxTun implements TunDevice {
       }
     }
     const r = openDevice(koffi, ioctl, want, IFF_TUN | IFF_NO_PI)
-    if (typeof r === 'number') throw new TunError(`ioctl(TUNSETIFF, ${want}) failed, errno ${r}`, 'ETUNSETIFF')
+    if (typeof r === 'number') throw new TunError(tunSetIffMessage(want, r), r === EPERM ? 'EPERM' : 'ETUNSETIFF')
     return LinuxTun.#configure(r.fd, r.name, mtu, opts.localUla, { vnetHdr: false, flags: 0, refused })
   }
 
@@ -308,7 +347,17 @@ type Ioctl = (fd: number, req: number, ...args: unknown[]) => number
 
 /** open + TUNSETIFF with `flags`: the fd and the kernel's name for the device, or the errno. */
 function openDevice(koffi: Koffi, ioctl: Ioctl, want: string, flags: number): { fd: number; name: string } | number {
-  const fd = openSync('/dev/net/tun', constants.O_RDWR)
+  let fd: number
+  try {
+    fd = openSync('/dev/net/tun', constants.O_RDWR)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EOPEN'
+    throw new TunError(
+      `cannot open /dev/net/tun (${code}): ${code === 'ENOENT' ? 'this kernel or container has no TUN driver (modprobe tun, or give the container /dev/net/tun)' : 'needs root or CAP_NET_ADMIN'}; or run \`autotunnel up --no-tun\` (no tunnel: publishing and name resolution only)`,
+      code,
+      { cause: e },
+    )
+  }
   const ifr = Buffer.alloc(IFREQ_LEN)
   ifr.write(want, 0, 'latin1')
   ifr.writeUInt16LE(flags, IFREQ_FLAGS_OFFSET)
