@@ -67,6 +67,7 @@ export class Doorbell {
       clearTimeout(this.#sleep.timer)
       this.#sleep.wake()
     }
+    // Ends the listener whatever it is doing (connecting, LISTEN, waiting): its loop sees #closed and stops.
     await this.#listener?.end().catch(() => {})
     await this.#listening
     await this.#bell.end().catch(() => {})
@@ -75,9 +76,11 @@ export class Doorbell {
   async #listen(): Promise<void> {
     while (!this.#closed) {
       const c = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+      // Set before connecting, so close() can end a connection that is still being made.
+      this.#listener = c
       const ended = new Promise<void>((resolve) => {
         c.on('error', (e) => {
-          this.#log.warn('pg.listener_error', { err: e.message })
+          if (!this.#closed) this.#log.warn('pg.listener_error', { err: e.message })
           resolve()
         })
         c.on('end', () => resolve())
@@ -87,11 +90,11 @@ export class Doorbell {
       })
       try {
         await c.connect()
-        this.#listener = c
+        if (this.#closed) break
         await c.query(`LISTEN ${FEED_CHANNEL}`)
         // Whatever was rung while not listening.
         this.#onRing()
-        await ended
+        if (!this.#closed) await ended
       } catch (e) {
         if (!this.#closed) this.#log.warn('pg.listener_connect_failed', { err: (e as Error).message })
       } finally {

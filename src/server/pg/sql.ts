@@ -69,7 +69,10 @@ SELECT (SELECT count(*) FROM del)::int AS n, (SELECT ms FROM now)::text AS now_m
  * The parameters of COMMIT_SQL for a write's operations: the last operation per row wins (a statement may not touch
  * a row twice), deletions and upserts as column arrays, and one change row per RRset touched.
  */
-export function commitParamsOf(ops: readonly SqlOp[], nodeId: string): unknown[] {
+export function commitParamsOf(
+  ops: readonly SqlOp[],
+  nodeId: string,
+): { params: unknown[]; touched: [string, number][] } {
   const last = new Map<string, SqlOp>()
   for (const op of ops) {
     const k = `${op.rr.name}\u0000${op.rr.type}\u0000${op.rr.class}\u0000${rdataKey(op.rr.rdata)}`
@@ -110,7 +113,10 @@ export function commitParamsOf(ops: readonly SqlOp[], nodeId: string): unknown[]
     }
   }
   const names = [...touched.values()]
-  return [...del, ...put, putWire, nodeId, names.map((n) => n[0]), names.map((n) => n[1])]
+  return {
+    params: [...del, ...put, putWire, nodeId, names.map((n) => n[0]), names.map((n) => n[1])],
+    touched: names,
+  }
 }
 
 export function rowToZoneRR(r: Row): ZoneRR {

@@ -108,6 +108,11 @@ export class PgStore implements ZoneStore {
   #resync = false
   #reading = false
   #feedFailing = false
+  /** Successful commits of this node, and for each RRset the commit count at its last own commit. */
+  #commits = 0
+  readonly #ownAt = new Map<string, number>()
+  /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
+  readonly #pending = new Map<string, [string, number]>()
   #readAgain = false
   #closed = false
   #pollTimer: TimerHandle | undefined
@@ -266,7 +271,7 @@ export class PgStore implements ZoneStore {
       try {
         do {
           this.#readAgain = false
-          await this.#exclusive(() => this.#applyFeed())
+          await this.#readFeed()
         } while (this.#readAgain && !this.#closed)
         if (this.#feedFailing) {
           this.#feedFailing = false
@@ -348,7 +353,7 @@ export class PgStore implements ZoneStore {
 
   /** Commits a write's operations (last one per row wins) and its change rows; sets the serial from their ids. */
   async #commit(ops: readonly SqlOp[]): Promise<void> {
-    const commitParams = commitParamsOf(ops, this.nodeId)
+    const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
     let lastId: string | null
     try {
       const r = await this.#pool.query<{ last: string | null }>(COMMIT_SQL, commitParams)
@@ -360,6 +365,8 @@ export class PgStore implements ZoneStore {
       this.stats.commitErrors++
       throw e
     }
+    this.#commits++
+    for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
     if (lastId !== null && BigInt(lastId) > this.#lastId) {
       this.#lastId = BigInt(lastId)
       this.#serial = serialFromChangeId(this.#lastId)
@@ -367,47 +374,74 @@ export class PgStore implements ZoneStore {
     this.#doorbell.ring()
   }
 
-  /** Reads the feed from the cursor to its end, applying each page (called under #exclusive). */
-  async #applyFeed(): Promise<void> {
+  /**
+   * Reads the feed from the cursor to its end. The reads run beside this node's own commits (only applying them to
+   * the index is exclusive): an RRset this node committed after a read began is not applied from that read (it could
+   * undo the commit's edits) but re-read at the next feed read.
+   */
+  async #readFeed(): Promise<void> {
     if (this.#clock.monotonic() - this.#feedReadAt > FEED_RETENTION_MS / 2) this.#resync = true
-    if (this.#resync) {
-      const changes = await this.#reconcile(undefined)
-      this.#resync = false
-      this.#log.info('store.resynced', { changed: changes.length })
-      if (changes.length) this.#emit(changes)
-    }
+    if (this.#resync)
+      await this.#exclusive(async () => {
+        const changes = await this.#reconcile(undefined)
+        this.#resync = false
+        this.#log.info('store.resynced', { changed: changes.length })
+        if (changes.length) this.#emit(changes)
+      })
     for (;;) {
+      const start = this.#commits
       const rows = (await this.#pool.query<FeedRow>(FEED_SQL, [this.#cursor.xid, this.#cursor.id])).rows
       this.#feedReadAt = this.#clock.monotonic()
-      if (rows.length === 0) return
+      if (rows.length === 0 && this.#pending.size === 0) return
       this.stats.feedRows += rows.length
-      const keys = new Map<string, [string, number]>()
+      const keys = new Map(this.#pending)
+      this.#pending.clear()
       let accounts = false
+      let lastId = this.#lastId
       for (const r of rows) {
         const id = BigInt(r.id)
-        if (id > this.#lastId) this.#lastId = id
+        if (id > lastId) lastId = id
         if (r.kind === 'account') accounts = true
         else if (r.node !== this.nodeId) keys.set(`${r.name}\u0000${r.type}`, [r.name, r.type])
       }
-      const changes = keys.size ? await this.#reconcile([...keys.values()]) : []
-      if (accounts) {
-        this.#accounts = await pgListAccounts(this.#pool)
-        this.#accountsChanged = true
-      }
-      const lastRow = rows[rows.length - 1]!
-      this.#cursor = { xid: lastRow.xid, id: lastRow.id }
-      this.#serial = serialFromChangeId(this.#lastId)
-      if (changes.length) this.#emit(changes)
-      if (accounts)
-        for (const fn of this.#accountListeners) {
-          try {
-            fn()
-          } catch (e) {
-            this.#log.error('store.account_listener_failed', { err: String(e) })
-          }
+      const dbRows = keys.size ? await this.#rowsOf([...keys.values()]) : []
+      const accountList = accounts ? await pgListAccounts(this.#pool) : undefined
+      await this.#exclusive(async () => {
+        const fresh: [string, number][] = []
+        for (const [k, key] of keys)
+          if ((this.#ownAt.get(k) ?? 0) > start) this.#pending.set(k, key)
+          else fresh.push(key)
+        for (const [k, at] of this.#ownAt) if (at <= start) this.#ownAt.delete(k)
+        const changes = fresh.length ? this.#applyRows(fresh, dbRows) : []
+        if (accountList) {
+          this.#accounts = accountList
+          this.#accountsChanged = true
         }
+        const lastRow = rows[rows.length - 1]
+        if (lastRow) this.#cursor = { xid: lastRow.xid, id: lastRow.id }
+        if (lastId > this.#lastId) this.#lastId = lastId
+        this.#serial = serialFromChangeId(this.#lastId)
+        if (changes.length) this.#emit(changes)
+        if (accountList)
+          for (const fn of this.#accountListeners) {
+            try {
+              fn()
+            } catch (e) {
+              this.#log.error('store.account_listener_failed', { err: String(e) })
+            }
+          }
+      })
       if (rows.length < FEED_PAGE) return
     }
+  }
+
+  async #rowsOf(keys: [string, number][]): Promise<Row[]> {
+    return (
+      await this.#pool.query<Row>(
+        `SELECT ${COLUMNS} FROM ${SCHEMA}.rr WHERE (name, type) IN (SELECT * FROM unnest($1::text[], $2::int[]))`,
+        [keys.map((k) => k[0]), keys.map((k) => k[1])],
+      )
+    ).rows
   }
 
   /**
@@ -416,23 +450,24 @@ export class PgStore implements ZoneStore {
    */
   async #reconcile(keys: [string, number][] | undefined): Promise<RRsetChange[]> {
     const rows = keys
-      ? (
-          await this.#pool.query<Row>(
-            `SELECT ${COLUMNS} FROM ${SCHEMA}.rr WHERE (name, type) IN (SELECT * FROM unnest($1::text[], $2::int[]))`,
-            [keys.map((k) => k[0]), keys.map((k) => k[1])],
-          )
-        ).rows
+      ? await this.#rowsOf(keys)
       : (await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${SCHEMA}.rr`)).rows
+    return this.#applyRows(keys, rows)
+  }
+
+  /** Applies `rows` (what the database holds for `keys`, or for every RRset when undefined) to the index. */
+  #applyRows(keys: [string, number][] | undefined, rows: Row[]): RRsetChange[] {
     const byKey = new Map<string, { name: string; type: number; rows: Row[] }>()
-    const slot = (name: string, type: number): { name: string; type: number; rows: Row[] } => {
+    const slot = (name: string, type: number): { name: string; type: number; rows: Row[] } | undefined => {
       const k = `${name}\u0000${type}`
       let e = byKey.get(k)
-      if (!e) byKey.set(k, (e = { name, type, rows: [] }))
+      if (!e && !keys) byKey.set(k, (e = { name, type, rows: [] }))
       return e
     }
-    if (keys) for (const [name, type] of keys) slot(name, type)
+    if (keys) for (const [name, type] of keys) byKey.set(`${name}\u0000${type}`, { name, type, rows: [] })
     else for (const rec of this.index.records()) slot(rec.rr.name, rec.rr.type)
-    for (const r of rows) slot(r.name, r.type).rows.push(r)
+    // Rows of RRsets not asked for (a key deferred as pending) are left for their own re-read.
+    for (const r of rows) slot(r.name, r.type)?.rows.push(r)
     const out: RRsetChange[] = []
     for (const e of byKey.values()) {
       const c = this.#reconcileSet(e.name, e.type, e.rows)
