@@ -20,6 +20,8 @@ export class Doorbell {
   #ringAgain = false
   #closed = false
   #listener: pg.Client | undefined
+  /** The listener is connected and LISTENing (safe to end()). */
+  #ready = false
   #listening: Promise<void> | undefined
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined
 
@@ -67,16 +69,16 @@ export class Doorbell {
       clearTimeout(this.#sleep.timer)
       this.#sleep.wake()
     }
-    // Ends the listener whatever it is doing (connecting, LISTEN, waiting): its loop sees #closed and stops.
-    await this.#listener?.end().catch(() => {})
-    await this.#listening
+    // A listening connection is ended; one still connecting is left to finish (pg's end() during a connect can leave
+    // that connect unsettled for ever): the loop sees #closed after it and stops. Bounded either way.
+    if (this.#ready) await this.#listener?.end().catch(() => {})
+    await Promise.race([this.#listening, new Promise((r) => setTimeout(r, CONNECT_TIMEOUT_MS + 1000).unref())])
     await this.#bell.end().catch(() => {})
   }
 
   async #listen(): Promise<void> {
     while (!this.#closed) {
       const c = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
-      // Set before connecting, so close() can end a connection that is still being made.
       this.#listener = c
       const ended = new Promise<void>((resolve) => {
         c.on('error', (e) => {
@@ -92,12 +94,14 @@ export class Doorbell {
         await c.connect()
         if (this.#closed) break
         await c.query(`LISTEN ${FEED_CHANNEL}`)
+        this.#ready = true
         // Whatever was rung while not listening.
         this.#onRing()
         if (!this.#closed) await ended
       } catch (e) {
         if (!this.#closed) this.#log.warn('pg.listener_connect_failed', { err: (e as Error).message })
       } finally {
+        this.#ready = false
         this.#listener = undefined
         await c.end().catch(() => {})
       }

@@ -356,7 +356,12 @@ export class PgStore implements ZoneStore {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
     let lastId: string | null
     try {
-      const r = await this.#pool.query<{ last: string | null }>(COMMIT_SQL, commitParams)
+      // Named: prepared once per connection, not parsed and planned again for every batch.
+      const r = await this.#pool.query<{ last: string | null }>({
+        name: 'autotunnel_commit',
+        text: COMMIT_SQL,
+        values: commitParams,
+      })
       lastId = r.rows[0]?.last ?? null
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
@@ -390,7 +395,13 @@ export class PgStore implements ZoneStore {
       })
     for (;;) {
       const start = this.#commits
-      const rows = (await this.#pool.query<FeedRow>(FEED_SQL, [this.#cursor.xid, this.#cursor.id])).rows
+      const rows = (
+        await this.#pool.query<FeedRow>({
+          name: 'autotunnel_feed',
+          text: FEED_SQL,
+          values: [this.#cursor.xid, this.#cursor.id],
+        })
+      ).rows
       this.#feedReadAt = this.#clock.monotonic()
       if (rows.length === 0 && this.#pending.size === 0) return
       this.stats.feedRows += rows.length
@@ -437,10 +448,11 @@ export class PgStore implements ZoneStore {
 
   async #rowsOf(keys: [string, number][]): Promise<Row[]> {
     return (
-      await this.#pool.query<Row>(
-        `SELECT ${COLUMNS} FROM ${SCHEMA}.rr WHERE (name, type) IN (SELECT * FROM unnest($1::text[], $2::int[]))`,
-        [keys.map((k) => k[0]), keys.map((k) => k[1])],
-      )
+      await this.#pool.query<Row>({
+        name: 'autotunnel_rrsets',
+        text: `SELECT ${COLUMNS} FROM ${SCHEMA}.rr WHERE (name, type) IN (SELECT * FROM unnest($1::text[], $2::int[]))`,
+        values: [keys.map((k) => k[0]), keys.map((k) => k[1])],
+      })
     ).rows
   }
 
