@@ -25,7 +25,8 @@ import { Coalescer } from './offload/coalesce.js'
 import type { Receiver } from './receive.js'
 import type { Sender } from './send.js'
 import { closeFd, dupFd, TUN_F_USO4, TUN_F_USO6 } from './tun/linux-tun.js'
-import type { OffloadTun, ViewTun } from './tunnel-types.js'
+import type { TunIoStats } from './tun-io-worker.js'
+import type { OffloadStats, OffloadTun, ViewTun } from './tunnel-types.js'
 import { type TxHooks, TxThread } from './tx-thread.js'
 import { stopDgramReading, UdpGso, udpSocketFd } from './udp-gso.js'
 import { type BatchHandler, RECV_BATCH, UdpRecvBatch } from './udp-recv.js'
@@ -134,6 +135,18 @@ function startGro(
     stopped = true
     poll.stop()
     closeFd(pfd)
+  }
+}
+
+/** What the offloads did, from the device (main-thread reads), the TUN thread's stats and the main coalescer. */
+export function offloadStatsOf(tun: StartTun, io: TunIoStats | undefined, co: Coalescer | undefined): OffloadStats {
+  const main = tun.segmentStats?.() ?? { superPackets: 0, segments: 0 }
+  return {
+    vnetHdr: tun.vnetHdr === true,
+    segmentedReads: main.superPackets + (io?.segmentedReads ?? 0),
+    segments: main.segments + (io?.segments ?? 0),
+    coalescedWrites: (co?.superPackets ?? 0) + (io?.coalescedWrites ?? 0),
+    merged: (co?.merged ?? 0) + (io?.merged ?? 0),
   }
 }
 

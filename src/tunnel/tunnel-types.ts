@@ -6,7 +6,7 @@ import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import type { TunDevice } from '../io/tun.js'
-import type { EspAlg } from './esp.js'
+import { type EspAlg, EspCrypto } from './esp.js'
 import type { Endpoint } from './sa-table.js'
 
 export interface TunnelDeps {
@@ -136,4 +136,25 @@ export interface OffloadStats {
   /** Super-packets written to the device, and the packets merged into them beyond each one's first. */
   readonly coalescedWrites: number
   readonly merged: number
+}
+
+/** `e` checked as an outer endpoint; bad_param otherwise. */
+export function checkEndpoint(e: Endpoint): Endpoint {
+  if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
+    throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
+  return { address: e.address, port: e.port }
+}
+
+/** An ESP context, with a bad key or algorithm reported as the API's bad_param. */
+export function espCrypto(alg: EspAlg, spi: number, key: Buffer, esn: boolean): EspCrypto {
+  try {
+    return new EspCrypto(alg, spi, key, esn)
+  } catch (e) {
+    throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
+  }
+}
+
+/** An SPI as 8 hex digits, for logs and errors. */
+export function hex(spi: number): string {
+  return spi.toString(16).padStart(8, '0')
 }

@@ -7,10 +7,11 @@
 import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
-import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
+import { type EspAlg, type EspCrypto, isEspAlg } from './esp.js'
 import type { Coalescer } from './offload/coalesce.js'
 import {
   coalesceOnMain,
+  offloadStatsOf,
   rawUdpSocket,
   receiveFromUdp,
   type StartTun,
@@ -34,6 +35,9 @@ import {
 import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
 import {
   type ChildSaParams,
+  checkEndpoint,
+  espCrypto,
+  hex,
   type OffloadStats,
   type PeerStatus,
   type TunnelDeps,
@@ -464,16 +468,7 @@ export class Tunnel {
 
   /** What the TUN offloads did: reads cut, writes merged (zeros without offloads). */
   offloadStats(): OffloadStats {
-    const tun = this.#deps.tun as StartTun
-    const io = this.#tx?.lastIo
-    const main = tun.segmentStats?.() ?? { superPackets: 0, segments: 0 }
-    return {
-      vnetHdr: tun.vnetHdr === true,
-      segmentedReads: main.superPackets + (io?.segmentedReads ?? 0),
-      segments: main.segments + (io?.segments ?? 0),
-      coalescedWrites: (this.#coalescer?.superPackets ?? 0) + (io?.coalescedWrites ?? 0),
-      merged: (this.#coalescer?.merged ?? 0) + (io?.merged ?? 0),
-    }
+    return offloadStatsOf(this.#deps.tun as StartTun, this.#tx?.lastIo, this.#coalescer)
   }
 
   /** recvmmsg calls, the datagrams they took, and GRO runs among them (0/0/0 without receive batching). */
@@ -517,25 +512,6 @@ export class Tunnel {
     if (!p && required) throw new TunnelError(`unknown peer ${ula}`, 'unknown_peer')
     return p
   }
-}
-
-function checkEndpoint(e: Endpoint): Endpoint {
-  if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
-    throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
-  return { address: e.address, port: e.port }
-}
-
-/** An ESP context, with a bad key or algorithm reported as the API's bad_param. */
-function espCrypto(alg: EspAlg, spi: number, key: Buffer, esn: boolean): EspCrypto {
-  try {
-    return new EspCrypto(alg, spi, key, esn)
-  } catch (e) {
-    throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
-  }
-}
-
-function hex(spi: number): string {
-  return spi.toString(16).padStart(8, '0')
 }
 
 export type { RemoteInfo }

@@ -58,7 +58,11 @@ function startDaemon(ns: string, config: string): Daemon {
         w.resolve(l)
       }
   })
-  proc.stderr!.resume()
+  // The daemon's log (JSON lines on stderr), kept short, for the error when a wait times out.
+  let stderr = ''
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000)
+  })
   return {
     proc,
     lines,
@@ -66,7 +70,15 @@ function startDaemon(ns: string, config: string): Daemon {
       const hit = lines.find(pred)
       if (hit) return Promise.resolve(hit)
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`daemon in ${ns}: timed out`)), timeoutMs)
+        const timer = setTimeout(() => {
+          const exit = proc.exitCode ?? proc.signalCode
+          reject(
+            new Error(
+              `daemon in ${ns}: timed out after ${timeoutMs} ms${exit !== null ? ` (exited: ${exit})` : ''}; ` +
+                `last output: ${lines.slice(-3).join(' | ')}; log: ${stderr.slice(-1500)}`,
+            ),
+          )
+        }, timeoutMs)
         waiters.push({
           pred,
           resolve: (l) => {
