@@ -32,4 +32,6 @@ export interface UpOptions {
   relayUser?: string
   /** The TURN password is read from this file (never on the command line). */
   relayPasswordFile?: string
+  /** --allow-second-agent: start even though another agent runs on this machine (src/agent/lock.ts). */
+  allowSecondAgent?: boolean
 }

@@ -16,6 +16,7 @@ import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
+import { type AgentLocks, acquireAgentLocks } from './lock.js'
 import { ipReader, NetMonitor } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
@@ -93,7 +94,35 @@ export async function runUp(o: UpOptions): Promise<void> {
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
+  // Before anything in the state directory or on the network is touched (issue 13 finding 4): a refused start
+  // changes nothing.
+  const locks = await acquireAgentLocks(o.state, {
+    allowSecond: o.allowSecondAgent === true,
+    log: (msg) => log.info('agent.lock_wait', { msg }),
+  })
+  try {
+    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks })
+  } finally {
+    await locks.release()
+  }
+}
 
+async function upLocked(
+  o: UpOptions,
+  c: {
+    log: ReturnType<typeof jsonLogger>
+    domain: string
+    labels: string[]
+    port: number
+    leaseSec: number
+    ttlSec: number
+    services: ReturnType<typeof parseServiceSpec>[]
+    server: { host: string; port: number }
+    key: TsigKey
+    locks: AgentLocks
+  },
+): Promise<void> {
+  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks } = c
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
@@ -206,6 +235,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log.info('agent.signal', { signal: sig })
     void agent?.shutdown({ clean: true })
   }
+  agent.onStopping(async () => locks.setStopping())
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
   try {

@@ -70,6 +70,10 @@ export function register(program: Command): void {
         'tunnel threads: on (send and TUN I/O threads), send (TUN read on the send thread), off (one thread)',
       ).choices(['on', 'send', 'off']),
     )
+    .option(
+      '--allow-second-agent',
+      'start even though another agent runs on this machine (it shares the EUI-64: give another --port, --tun, --hostname)',
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
       // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).
