@@ -4,7 +4,8 @@
 
 export interface UpOptions {
   server: string
-  domain: string
+  /** Default: the key file's domain (run.ts resolveDomain). */
+  domain?: string
   hostname: string
   state: string
   keyFile?: string

@@ -26,6 +26,14 @@ export class UsageError extends Error {
   override readonly name = 'UsageError'
 }
 
+/**
+ * A configuration error the server reported (wrong key, domain not in the account: src/dns/client/explain.ts): `up`
+ * exits 1 with the message at once, without waiting for retries still under way (src/cli/agent.ts).
+ */
+export class FatalConfigError extends Error {
+  override readonly name = 'FatalConfigError'
+}
+
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
 /** Mapper events after which the gateway's connection tracking is gone (Datapath.gatewayStateLost). */
 const GATEWAY_STATE_LOST: ReadonlySet<PortMapChangeReason> = new Set(['recreated', 'external-changed'])
@@ -78,12 +86,47 @@ export async function loadKey(
   }
 }
 
+/**
+ * The user's domain: --domain, else the key file's (`domain`, or its key name, which is the domain: docs/server.md).
+ * A --domain that differs from the key file's is an error: every UPDATE would be refused (issue 13 finding 3).
+ */
+export async function resolveDomain(o: {
+  domain?: string
+  keyFile?: string
+  passwordStdin?: boolean
+}): Promise<string> {
+  const norm = (d: string): string => d.toLowerCase().replace(/\.$/, '')
+  if (!!o.keyFile === !!o.passwordStdin) throw new UsageError('give exactly one of --key-file and --password-stdin')
+  if (!o.keyFile) {
+    if (!o.domain)
+      throw new UsageError('--domain USER.ZONE is needed with --password-stdin (the key is derived from it)')
+    return norm(o.domain)
+  }
+  let j: Record<string, unknown>
+  try {
+    j = JSON.parse(await readFile(o.keyFile, 'utf8')) as Record<string, unknown>
+  } catch (e) {
+    throw new UsageError(`${o.keyFile}: ${(e as Error).message}; want the JSON of \`autotunnel account add --json\``)
+  }
+  const fromKey = typeof j.domain === 'string' ? j.domain : typeof j.keyName === 'string' ? j.keyName : undefined
+  if (!fromKey) {
+    if (o.domain) return norm(o.domain)
+    throw new UsageError(`${o.keyFile}: no domain in it; want the JSON of \`autotunnel account add --json\``)
+  }
+  if (o.domain && norm(o.domain) !== norm(fromKey))
+    throw new UsageError(
+      `--domain ${o.domain} does not match the key file's domain ${norm(fromKey)} (${o.keyFile}): this key can only ` +
+        `update ${norm(fromKey)}; drop --domain, or use the key file of ${norm(o.domain)}`,
+    )
+  return norm(fromKey)
+}
+
 export async function runUp(o: UpOptions): Promise<void> {
   const log = jsonLogger(o.logLevel ? { level: o.logLevel as LogLevel } : {})
-  const domain = o.domain.toLowerCase().replace(/\.$/, '')
+  const domain = await resolveDomain(o)
   const labels = domain.split('.')
   if (labels.length < 2 || !labels.every((l) => HOST_LABEL.test(l)))
-    throw new UsageError(`--domain ${o.domain}: want USER.ZONE, e.g. alice.members.example`)
+    throw new UsageError(`--domain ${domain}: want USER.ZONE, e.g. alice.members.example`)
   if (!HOST_LABEL.test(o.hostname)) throw new UsageError(`--hostname ${o.hostname}: want one DNS label`)
   const port = intOption('port', o.port, 1, 0xffff)
   const leaseSec = intOption('lease', o.lease, 1, 0x7fffffff)
@@ -213,6 +256,7 @@ async function upLocked(
             type: 'PTR',
             purpose: "the user's host list",
             via: w?.mechanism ?? 'connecting',
+            ...(w?.lastError ? { lastError: w.lastError } : {}),
             records: (w?.rrset ?? []).map(presentRR),
           },
         ]
@@ -248,21 +292,31 @@ async function upLocked(
   // (status shows that one).
   // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
   const dp = await import('./attach.js')
+  const attaching = dp.attachDatapath(agent, {
+    clock,
+    random,
+    log,
+    query: updates,
+    hostList,
+    key,
+    tun: tunName,
+    resolver: o.resolver,
+    sink: updates,
+    ikeAuth: o.ikeAuth ?? 'signature',
+    mobike: o.mobike ?? true,
+    relay,
+  })
   try {
-    datapath = await dp.attachDatapath(agent, {
-      clock,
-      random,
-      log,
-      query: updates,
-      hostList,
-      key,
-      tun: tunName,
-      resolver: o.resolver,
-      sink: updates,
-      ikeAuth: o.ikeAuth ?? 'signature',
-      mobike: o.mobike ?? true,
-      relay,
-    })
+    // A configuration error found by the first UPDATE stops the agent while the data path may still be starting
+    // (its watchers retry for seconds with a key the server refuses): exit at once rather than after them.
+    const first = await Promise.race([attaching, agent.done.then(() => undefined)])
+    if (!first && agent.fatalError) {
+      attaching.then((d) => d.close()).catch(() => {})
+      void hostList.close()
+      updates.close()
+      throw new FatalConfigError(agent.fatalError)
+    }
+    datapath = first ?? (await attaching)
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
     await hostList.close()
@@ -273,6 +327,8 @@ async function upLocked(
   await datapath.close()
   await hostList.close()
   updates.close()
+  // A configuration error is fatal: exit non-zero with the message, so a service manager shows it.
+  if (agent.fatalError) throw new FatalConfigError(agent.fatalError)
 }
 
 /**

@@ -15,6 +15,7 @@ import type { TsigKey } from '../tsig.js'
 import { signMessage } from '../tsig.js'
 import { encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRType } from '../wire/rr-table.js'
+import { explainTransport } from './explain.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
 import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
@@ -83,6 +84,7 @@ export class Watcher {
   #retryMs: number
   #closed = false
   #generation = 0
+  #lastError: string | undefined
 
   /** `deps.clock` runs the retry and polling timers, `deps.random` the back-off jitter; both default to the system's. */
   constructor(deps: { log?: Logger; clock?: Clock; random?: Random }, opts: WatcherOptions) {
@@ -96,6 +98,10 @@ export class Watcher {
   /** The mechanism in use now (undefined while (re)connecting). */
   get mechanism(): WatchMechanism | undefined {
     return this.#mechanism
+  }
+  /** Why the last attempt at a mechanism failed (cleared once one works). */
+  get lastError(): string | undefined {
+    return this.#lastError
   }
   get rrset(): RR[] {
     return [...this.#rrset.values()]
@@ -178,7 +184,12 @@ export class Watcher {
           return
         }
       } catch (e) {
-        this.#log.debug('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: String(e) })
+        // Say why at info level once per distinct cause (a TLS certificate that is not trusted must not hide at
+        // debug level while the watcher silently falls back: issue 13 findings 1 and 3).
+        const why = explainTransport(e, { via: m }).message
+        if (why !== this.#lastError)
+          this.#log.info('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: why })
+        this.#lastError = why
       }
     }
     this.#mechanism = undefined
@@ -187,6 +198,7 @@ export class Watcher {
 
   #using(m: WatchMechanism): void {
     this.#mechanism = m
+    this.#lastError = undefined
     this.#retryMs = this.opts.retryMinMs ?? 500
     this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: m })
   }
