@@ -25,6 +25,7 @@ const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
 /** Back-off delays vary by ±20% (in 1000 steps) so that watchers that lost the same server do not return together. */
 const JITTER = 0.2
 const JITTER_STEPS = 1000
+const RETRY_MAX_MS = 4000
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
 
@@ -57,7 +58,11 @@ export interface WatcherOptions {
   readonly llqLeaseSec?: number
   /** Polling interval when neither Push nor LLQ is available. @default 30000 */
   readonly pollIntervalMs?: number
-  /** Back-off after a loss: from retryMinMs doubling to retryMaxMs (with ±20% jitter). @default 500 / 60000 */
+  /**
+   * Back-off after a loss: from retryMinMs doubling to retryMaxMs (with ±20% jitter). The small maximum brings a
+   * watcher back within 5 s of a server that restarted, however long it was away (issue 13 finding 2).
+   * @default 500 / 4000
+   */
   readonly retryMinMs?: number
   readonly retryMaxMs?: number
   readonly timeoutMs?: number
@@ -172,6 +177,7 @@ export class Watcher {
   async #connect(): Promise<void> {
     const gen = ++this.#generation
     const mechs = this.opts.mechanisms ?? ['push', 'llq', 'poll']
+    let failed = false
     for (const m of mechs) {
       if (this.#closed || gen !== this.#generation) return
       try {
@@ -179,11 +185,22 @@ export class Watcher {
         if (m === 'llq' && (await this.#tryLlq(gen))) return
         if (m === 'poll') {
           await this.#poll()
-          this.#using('poll')
-          this.#schedule(this.opts.pollIntervalMs ?? 30_000, true)
+          if (!failed) {
+            this.#using('poll')
+            this.#schedule(this.opts.pollIntervalMs ?? 30_000, true)
+            return
+          }
+          // Push or LLQ is offered but failed (e.g. a server still starting after a restart): poll now, and try
+          // them again on the back-off schedule, not after a whole polling interval.
+          const retry = this.#lastError
+          this.#mechanism = 'poll'
+          this.#lastError = retry
+          this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: 'poll', retry })
+          this.#retryLater()
           return
         }
       } catch (e) {
+        failed = true
         // Say why at info level once per distinct cause (a TLS certificate that is not trusted must not hide at
         // debug level while the watcher silently falls back: issue 13 findings 1 and 3).
         const why = explainTransport(e, { via: m }).message
@@ -222,16 +239,44 @@ export class Watcher {
       return {
         host,
         port: t.port,
-        ...(tls ? { tls: this.opts.tls ?? {} } : {}),
+        // The certificate is checked against the server's name (as the update client does), so a fall-back to the
+        // bootstrap address below, or a certificate that names no addresses, still verifies.
+        ...(tls ? { tls: { servername: t.target.replace(/\.$/, ''), ...(this.opts.tls ?? {}) } } : {}),
         ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
       }
     }
     return undefined
   }
 
+  /**
+   * Runs `attempt` on the advertised target; when that cannot be reached and the bootstrap server is another
+   * address, once more on the bootstrap address (the address the user gave reaches the same service: issue 13
+   * finding 1, a server that advertised an address only it can reach).
+   */
+  async #withFallback<T>(t: StreamTarget, what: string, attempt: (t: StreamTarget) => Promise<T>): Promise<T> {
+    try {
+      return await attempt(t)
+    } catch (e) {
+      const boot = this.opts.server.host
+      const x = explainTransport(e, { via: `${what}:${t.host}:${t.port}` })
+      if (x.kind !== 'unreachable' || t.host === boot) throw e
+      this.#log.warn('watch.server_fallback', {
+        name: this.opts.name,
+        advertised: `${t.host}:${t.port}`,
+        fallback: `${boot}:${t.port}`,
+        why: x.message,
+      })
+      return attempt({ ...t, host: boot })
+    }
+  }
+
   async #tryPush(gen: number): Promise<boolean> {
-    const t = await this.#target('_dns-push-tls._tcp', true)
-    if (!t) return false
+    const target = await this.#target('_dns-push-tls._tcp', true)
+    if (!target) return false
+    return this.#withFallback(target, 'push', (t) => this.#pushOn(gen, t))
+  }
+
+  async #pushOn(gen: number, t: StreamTarget): Promise<boolean> {
     const c = new PushClient(
       t,
       {
@@ -261,27 +306,17 @@ export class Watcher {
   }
 
   async #tryLlq(gen: number): Promise<boolean> {
+    let failure: unknown
     for (const tr of this.opts.llqTransports ?? ['tls', 'udp']) {
-      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')
-      if (!t) continue
-      const c = new LlqClient(
-        { ...t, transport: tr },
-        {
-          name: this.opts.name,
-          type: this.opts.type,
-          leaseSec: this.opts.llqLeaseSec ?? 3600,
-          ...(this.opts.key ? { key: this.opts.key } : {}),
-          ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
-        },
-        { clock: this.#clock, random: this.#random },
-      )
-      c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
-      c.onLost((why) => this.#lost(gen, why))
+      const target = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')
+      if (!target) continue
+      let c: LlqClient
       let answers: RR[]
       try {
-        answers = await c.start()
+        ;[c, answers] = await this.#withFallback(target, `llq-${tr}`, (t) => this.#llqOn(gen, t, tr))
       } catch (e) {
         this.#log.debug('watch.llq_failed', { transport: tr, err: String(e) })
+        failure ??= e
         continue
       }
       if (gen !== this.#generation || this.#closed) {
@@ -293,7 +328,26 @@ export class Watcher {
       this.#replace(answers, 'llq')
       return true
     }
+    // Offered but failed (not merely absent): the caller retries it on the back-off schedule.
+    if (failure !== undefined) throw failure
     return false
+  }
+
+  async #llqOn(gen: number, t: StreamTarget, tr: 'udp' | 'tls'): Promise<[LlqClient, RR[]]> {
+    const c = new LlqClient(
+      { ...t, transport: tr },
+      {
+        name: this.opts.name,
+        type: this.opts.type,
+        leaseSec: this.opts.llqLeaseSec ?? 3600,
+        ...(this.opts.key ? { key: this.opts.key } : {}),
+        ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+      },
+      { clock: this.#clock, random: this.#random },
+    )
+    c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
+    c.onLost((why) => this.#lost(gen, why))
+    return [c, await c.start()]
   }
 
   async #poll(): Promise<void> {
@@ -321,7 +375,7 @@ export class Watcher {
 
   #retryLater(delayMs?: number): void {
     const base = delayMs ?? this.#retryMs
-    this.#retryMs = Math.min(this.opts.retryMaxMs ?? 60_000, this.#retryMs * 2)
+    this.#retryMs = Math.min(this.opts.retryMaxMs ?? RETRY_MAX_MS, this.#retryMs * 2)
     this.#schedule(base * (1 - JITTER + (2 * JITTER * this.#random.int(JITTER_STEPS + 1)) / JITTER_STEPS), false)
   }
 
