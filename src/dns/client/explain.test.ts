@@ -52,6 +52,9 @@ test('TLS: an untrusted certificate says to pass --ca or --tls-fingerprint; a ti
     explainTransport(new Error('server certificate fingerprint AB does not match'), { via: 'v' }).message,
     /--tls-fingerprint/,
   )
+  const refused = Object.assign(new Error('connect ECONNREFUSED 192.0.2.1:853'), { code: 'ECONNREFUSED' })
+  assert.equal(explainTransport(refused, { via: 'v' }).kind, 'unreachable')
+  assert.equal(explainTransport(new Error('DSO keepalive: RCODE 5'), { via: 'v' }).kind, 'other')
   const to = explainTransport(new Error('connect 192.0.2.1:853 timed out'), { via: 'tls:192.0.2.1:853' })
   assert.equal(to.kind, 'unreachable')
   assert.match(to.message, /^no answer from tls:192\.0\.2\.1:853/)

@@ -109,8 +109,13 @@ export function explainTransport(e: unknown, c: { via: string }): Explained {
     }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return { kind: 'tls', fatal: false, message: `TLS failed: ${text} at ${c.via}: renew the server's certificate` }
-  return { kind: 'unreachable', fatal: false, message: `no answer from ${c.via}: ${text}` }
+  if (UNREACHABLE.has(code) || /timed out|no answer/i.test(text))
+    return { kind: 'unreachable', fatal: false, message: `no answer from ${c.via}: ${text}` }
+  return { kind: 'other', fatal: false, message: `${c.via}: ${text}` }
 }
+
+/** Connection errors that mean "cannot reach it" (and so make trying another address worthwhile). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EADDRNOTAVAIL'])
 
 /** The error carries an explanation (UpdateError and the agent's fatal exit use it). */
 export class ExplainedError extends Error {
