@@ -128,7 +128,7 @@ export async function acquireAgentLocks(
       throw new AgentLockError(
         `another agent is already running on this machine (${describe(holder)}): a second one would have the same ` +
           'interface identifier (EUI-64) and overwrite its records; stop it first, or pass --allow-second-agent ' +
-          'if this is really wanted (then give it another --port, --tun and --hostname)',
+          'if this is really wanted (then give it another --port, --tun and --hostname, and --system-resolver off)',
       )
     const fd = openSync(join(state, STATE_LOCK_FILE), 'a+', 0o600)
     if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {

@@ -23,6 +23,8 @@ export interface UpOptions {
   portmap: boolean
   logLevel?: string
   resolver: string | false
+  /** How `up` points the system resolver at the local one (docs/resolver.md). */
+  systemResolver?: 'auto' | 'resolved' | 'resolv.conf' | 'off'
   ikeAuth: 'signature' | 'psk'
   mobike: boolean
   tunnelThreads?: 'on' | 'send' | 'off'

@@ -11,13 +11,13 @@ import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
-import { type PortMapChangeReason, PortMapper } from '../portmap/mapper.js'
+import { type PortMapChangeReason, PortMapper } from '../portmap/index.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
 import { type AgentLocks, acquireAgentLocks } from './lock.js'
-import { ipReader, NetMonitor } from './netmon.js'
+import { NetMonitor, systemReader } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
@@ -134,6 +134,11 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  // Without CAP_NET_ADMIN the TUN device cannot be made: say so and stop before anything is published.
+  if (o.tun !== false) {
+    const problem = (await import('../tunnel/tun/linux-tun.js')).tunPermissionProblem(o.tun)
+    if (problem) throw new UsageError(problem)
+  }
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -169,7 +174,7 @@ async function upLocked(
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
-  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
+  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: systemReader(tunName ? [tunName] : []) })
   const updates = new UpdateClient(
     { clock, log: log.child({ c: 'update' }), random },
     {
@@ -301,6 +306,7 @@ async function upLocked(
     key,
     tun: tunName,
     resolver: o.resolver,
+    systemResolver: o.systemResolver ?? 'auto',
     sink: updates,
     ikeAuth: o.ikeAuth ?? 'signature',
     mobike: o.mobike ?? true,
@@ -340,7 +346,7 @@ async function upLocked(
 async function relayConfig(
   o: UpOptions,
   d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
-): Promise<import('../traversal/relay.js').RelayConfig> {
+): Promise<import('../traversal/index.js').RelayConfig> {
   if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
   let fixed: { username: string; password: string } | undefined
   if (o.relayUser && o.relayPasswordFile) {
@@ -348,7 +354,7 @@ async function relayConfig(
     if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
     fixed = { username: o.relayUser, password }
   }
-  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/turn-wire.js')
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/index.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
@@ -412,7 +418,7 @@ async function makeStun(
   },
   configured: readonly string[],
 ): Promise<AgentStun> {
-  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/index.js')
   const log = d.log.child({ c: 'stun' })
   const client = new StunClient({
     clock: d.clock,

@@ -22,6 +22,25 @@ function relayLine(r: Obj): string {
 }
 
 /**
+ * The local resolver and the system resolver pointed at it (docs/resolver.md): where it listens and how many
+ * queries it answered, or why it does not run; then whether names resolve system-wide, and how, or why not.
+ */
+export function resolverLines(r: Obj): string[] {
+  const c = obj(r.counters)
+  const f = r.forwarder ? obj(r.forwarder) : undefined
+  const sys = obj(r.system)
+  const main = r.error
+    ? `resolver    NOT RUNNING: ${r.error}`
+    : r.counters
+      ? `resolver    ${r.address}:${r.port}, ${c.queries ?? 0} queries, ${c.answered ?? 0} answered, ${c.nxdomain ?? 0} NXDOMAIN${f ? `, ${f.forwarded} forwarded (${f.timeouts} timeouts)` : ''}`
+      : 'resolver    off (--no-resolver)'
+  const state = sys.state === 'set' ? '' : sys.state === 'failed' ? 'FAILED: ' : `${sys.state}`
+  const system =
+    sys.state === 'off' ? 'system DNS  not changed (--system-resolver off)' : `system DNS  ${state}${sys.detail ?? ''}`
+  return [main, system]
+}
+
+/**
  * One row of `autotunnel status`'s peer table (the rows Datapath.status() returns): the peer's IKE auth method
  * (signature, psk, none) follows its last handshake, '-' with no IKE SA.
  */
@@ -67,6 +86,7 @@ export function formatStatus(s: Obj): string {
     `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
     ...(s.stun ? [stunLine(obj(s.stun))] : []),
     ...(obj(s.datapath).relay ? [relayLine(obj(obj(s.datapath).relay))] : []),
+    ...(obj(s.datapath).resolver ? resolverLines(obj(obj(s.datapath).resolver)) : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
     `server      ${serverState(srv)} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,

@@ -84,7 +84,7 @@ describe('a second autotunnel up', { timeout: 120_000 }, () => {
       lab,
       srv,
       'desktop',
-      ['--no-portmap', '--port', '4503', '--allow-second-agent'],
+      ['--no-portmap', '--port', '4503', '--allow-second-agent', '--no-resolver', '--system-resolver', 'off'],
       false,
     )
     cleanup.push(() => second.stop())
