@@ -4,7 +4,8 @@
 
 export interface UpOptions {
   server: string
-  domain: string
+  /** Default: the key file's domain (run.ts resolveDomain). */
+  domain?: string
   hostname: string
   state: string
   keyFile?: string
@@ -34,4 +35,6 @@ export interface UpOptions {
   relayUser?: string
   /** The TURN password is read from this file (never on the command line). */
   relayPasswordFile?: string
+  /** --allow-second-agent: start even though another agent runs on this machine (src/agent/lock.ts). */
+  allowSecondAgent?: boolean
 }

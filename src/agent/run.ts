@@ -16,6 +16,7 @@ import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
+import { type AgentLocks, acquireAgentLocks } from './lock.js'
 import { NetMonitor, systemReader } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
@@ -23,6 +24,14 @@ import { formatStatus } from './status-format.js'
 
 export class UsageError extends Error {
   override readonly name = 'UsageError'
+}
+
+/**
+ * A configuration error the server reported (wrong key, domain not in the account: src/dns/client/explain.ts): `up`
+ * exits 1 with the message at once, without waiting for retries still under way (src/cli/agent.ts).
+ */
+export class FatalConfigError extends Error {
+  override readonly name = 'FatalConfigError'
 }
 
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
@@ -77,12 +86,47 @@ export async function loadKey(
   }
 }
 
+/**
+ * The user's domain: --domain, else the key file's (`domain`, or its key name, which is the domain: docs/server.md).
+ * A --domain that differs from the key file's is an error: every UPDATE would be refused (issue 13 finding 3).
+ */
+export async function resolveDomain(o: {
+  domain?: string
+  keyFile?: string
+  passwordStdin?: boolean
+}): Promise<string> {
+  const norm = (d: string): string => d.toLowerCase().replace(/\.$/, '')
+  if (!!o.keyFile === !!o.passwordStdin) throw new UsageError('give exactly one of --key-file and --password-stdin')
+  if (!o.keyFile) {
+    if (!o.domain)
+      throw new UsageError('--domain USER.ZONE is needed with --password-stdin (the key is derived from it)')
+    return norm(o.domain)
+  }
+  let j: Record<string, unknown>
+  try {
+    j = JSON.parse(await readFile(o.keyFile, 'utf8')) as Record<string, unknown>
+  } catch (e) {
+    throw new UsageError(`${o.keyFile}: ${(e as Error).message}; want the JSON of \`autotunnel account add --json\``)
+  }
+  const fromKey = typeof j.domain === 'string' ? j.domain : typeof j.keyName === 'string' ? j.keyName : undefined
+  if (!fromKey) {
+    if (o.domain) return norm(o.domain)
+    throw new UsageError(`${o.keyFile}: no domain in it; want the JSON of \`autotunnel account add --json\``)
+  }
+  if (o.domain && norm(o.domain) !== norm(fromKey))
+    throw new UsageError(
+      `--domain ${o.domain} does not match the key file's domain ${norm(fromKey)} (${o.keyFile}): this key can only ` +
+        `update ${norm(fromKey)}; drop --domain, or use the key file of ${norm(o.domain)}`,
+    )
+  return norm(fromKey)
+}
+
 export async function runUp(o: UpOptions): Promise<void> {
   const log = jsonLogger(o.logLevel ? { level: o.logLevel as LogLevel } : {})
-  const domain = o.domain.toLowerCase().replace(/\.$/, '')
+  const domain = await resolveDomain(o)
   const labels = domain.split('.')
   if (labels.length < 2 || !labels.every((l) => HOST_LABEL.test(l)))
-    throw new UsageError(`--domain ${o.domain}: want USER.ZONE, e.g. alice.members.example`)
+    throw new UsageError(`--domain ${domain}: want USER.ZONE, e.g. alice.members.example`)
   if (!HOST_LABEL.test(o.hostname)) throw new UsageError(`--hostname ${o.hostname}: want one DNS label`)
   const port = intOption('port', o.port, 1, 0xffff)
   const leaseSec = intOption('lease', o.lease, 1, 0x7fffffff)
@@ -98,7 +142,35 @@ export async function runUp(o: UpOptions): Promise<void> {
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
+  // Before anything in the state directory or on the network is touched (issue 13 finding 4): a refused start
+  // changes nothing.
+  const locks = await acquireAgentLocks(o.state, {
+    allowSecond: o.allowSecondAgent === true,
+    log: (msg) => log.info('agent.lock_wait', { msg }),
+  })
+  try {
+    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks })
+  } finally {
+    await locks.release()
+  }
+}
 
+async function upLocked(
+  o: UpOptions,
+  c: {
+    log: ReturnType<typeof jsonLogger>
+    domain: string
+    labels: string[]
+    port: number
+    leaseSec: number
+    ttlSec: number
+    services: ReturnType<typeof parseServiceSpec>[]
+    server: { host: string; port: number }
+    key: TsigKey
+    locks: AgentLocks
+  },
+): Promise<void> {
+  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks } = c
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
@@ -189,6 +261,7 @@ export async function runUp(o: UpOptions): Promise<void> {
             type: 'PTR',
             purpose: "the user's host list",
             via: w?.mechanism ?? 'connecting',
+            ...(w?.lastError ? { lastError: w.lastError } : {}),
             records: (w?.rrset ?? []).map(presentRR),
           },
         ]
@@ -211,6 +284,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log.info('agent.signal', { signal: sig })
     void agent?.shutdown({ clean: true })
   }
+  agent.onStopping(async () => locks.setStopping())
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
   try {
@@ -223,22 +297,32 @@ export async function runUp(o: UpOptions): Promise<void> {
   // (status shows that one).
   // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
   const dp = await import('./attach.js')
+  const attaching = dp.attachDatapath(agent, {
+    clock,
+    random,
+    log,
+    query: updates,
+    hostList,
+    key,
+    tun: tunName,
+    resolver: o.resolver,
+    systemResolver: o.systemResolver ?? 'auto',
+    sink: updates,
+    ikeAuth: o.ikeAuth ?? 'signature',
+    mobike: o.mobike ?? true,
+    relay,
+  })
   try {
-    datapath = await dp.attachDatapath(agent, {
-      clock,
-      random,
-      log,
-      query: updates,
-      hostList,
-      key,
-      tun: tunName,
-      resolver: o.resolver,
-      systemResolver: o.systemResolver ?? 'auto',
-      sink: updates,
-      ikeAuth: o.ikeAuth ?? 'signature',
-      mobike: o.mobike ?? true,
-      relay,
-    })
+    // A configuration error found by the first UPDATE stops the agent while the data path may still be starting
+    // (its watchers retry for seconds with a key the server refuses): exit at once rather than after them.
+    const first = await Promise.race([attaching, agent.done.then(() => undefined)])
+    if (!first && agent.fatalError) {
+      attaching.then((d) => d.close()).catch(() => {})
+      void hostList.close()
+      updates.close()
+      throw new FatalConfigError(agent.fatalError)
+    }
+    datapath = first ?? (await attaching)
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
     await hostList.close()
@@ -249,6 +333,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   await datapath.close()
   await hostList.close()
   updates.close()
+  // A configuration error is fatal: exit non-zero with the message, so a service manager shows it.
+  if (agent.fatalError) throw new FatalConfigError(agent.fatalError)
 }
 
 /**

@@ -54,6 +54,15 @@ export function formatPeerRow(p: Record<string, unknown>): string {
   )
 }
 
+/** The update server: found or not, and what went wrong last (a TLS failure is not "not found"). */
+export function serverState(srv: Obj): string {
+  const err = srv.lastError ? obj(srv.lastError) : undefined
+  const via = typeof srv.updateServer === 'string' ? srv.updateServer : undefined
+  const adv = typeof srv.advertised === 'string' ? ` (advertised ${srv.advertised} unreachable)` : ''
+  if (!via) return err ? `not found: ${err.message}` : 'not found yet'
+  return err ? `${via} found${adv}, ${err.message}` : `${via}${adv}`
+}
+
 export function formatStatus(s: Obj): string {
   const id = obj(s.identity)
   const net = obj(s.network)
@@ -79,7 +88,7 @@ export function formatStatus(s: Obj): string {
     ...(obj(s.datapath).relay ? [relayLine(obj(obj(s.datapath).relay))] : []),
     ...(obj(s.datapath).resolver ? resolverLines(obj(obj(s.datapath).resolver)) : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
-    `server      ${srv.updateServer ?? 'not found yet'} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
+    `server      ${serverState(srv)} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,
   ]
   for (const r of (pub.records as Obj[] | undefined) ?? []) lines.push(`  ${r.text}   [lease ${r.leaseLeftSec} s left]`)
@@ -87,7 +96,9 @@ export function formatStatus(s: Obj): string {
   lines.push(`watchers    ${watchers.length ? '' : 'none'}`)
   for (const w of watchers) {
     const recs = (w.records as string[] | undefined) ?? []
-    lines.push(`  ${w.name} ${w.type} via ${w.via} (${w.purpose}): ${recs.length} records`)
+    lines.push(
+      `  ${w.name} ${w.type} via ${w.via} (${w.purpose}): ${recs.length} records${w.lastError ? ` (last error: ${w.lastError})` : ''}`,
+    )
     for (const r of recs) lines.push(`    ${r}`)
   }
   const peers = (s.peers as unknown[] | undefined) ?? []

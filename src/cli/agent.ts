@@ -17,7 +17,10 @@ export function register(program: Command): void {
     .command('up')
     .description('run the host agent in the foreground: identity, port mapping, publishing (JSON logs on stderr)')
     .requiredOption('--server <host[:port]>', 'bootstrap address of the DNS service (update servers are found by SRV)')
-    .requiredOption('--domain <user.zone>', "the user's domain, e.g. alice.members.example")
+    .option(
+      '--domain <user.zone>',
+      "the user's domain, e.g. alice.members.example (default: the --key-file's; required with --password-stdin)",
+    )
     .requiredOption('--hostname <name>', 'this host\'s name in the domain (one label), e.g. "desktop"')
     .addOption(stateOption('state directory: identity.json, the control socket agent.sock, backups'))
     .option('--key-file <file>', 'the JSON printed by `autotunnel account add --json`')
@@ -88,12 +91,23 @@ export function register(program: Command): void {
           'throughput, more latency), send (TUN read on the send thread)',
       ).choices(['on', 'send', 'off']),
     )
+    .option(
+      '--allow-second-agent',
+      'start even though another agent runs on this machine (it shares the EUI-64: give another --port, --tun, --hostname)',
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
       // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).
       if (o.tunnelThreads) process.env.AUTOTUNNEL_TUNNEL_THREADS = o.tunnelThreads
       const m = await import('../agent/run.js')
-      await m.runUp(o)
+      try {
+        await m.runUp(o)
+      } catch (e) {
+        if (!(e instanceof m.FatalConfigError)) throw e
+        // The agent has stopped and released its locks; timers of watchers still retrying must not delay the exit.
+        process.stderr.write(`autotunnel: ${e.message}\n`)
+        process.exit(1)
+      }
     })
 
   program

@@ -19,8 +19,13 @@ export interface ServiceConfig {
   readonly zone: string
   /** The server's own name: SOA MNAME, the NS record and the target of the discovery SRV records. */
   readonly nsName: string
-  /** Addresses published as A/AAAA for nsName. */
+  /** Addresses published as A/AAAA for nsName (with advertiseLocal: the machine's addresses, advertise.ts). */
   readonly nsAddrs: readonly string[]
+  /**
+   * Wildcard listeners and no --advertise: each answer gives the address its query arrived on (advertise.ts),
+   * never a loopback address to a client that is not on loopback (issue 13 finding 1).
+   */
+  readonly advertiseLocal?: boolean
   /** SOA RNAME. */
   readonly hostmaster: string
   /** Port of the plain DNS listener advertised in _dns-update._udp / _dns-llq._udp. */

@@ -65,16 +65,17 @@ export class ZoneAnswerer {
       m.set(type, list)
     }
     add(cfg.zone, RRType.NS, { nsdname: cfg.nsName } as never, cfg.nsName)
-    if (isAtOrBelow(cfg.nsName, cfg.zone))
+    // With advertiseLocal the server name's addresses depend on the query (advertise.ts): answer() adds them.
+    if (isAtOrBelow(cfg.nsName, cfg.zone) && !cfg.advertiseLocal)
       for (const a of cfg.nsAddrs) add(cfg.nsName, a.includes(':') ? RRType.AAAA : RRType.A, { address: a } as never, a)
     for (const r of stunRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
     for (const r of turnRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
   }
 
-  /** The server's own address records, used as additional data for NS and SRV answers. */
-  glue(): RR[] {
+  /** The server's own address records (`addrs`: for this query, advertise.ts), additional data of NS and SRV answers. */
+  glue(addrs: readonly string[] = this.#cfg.nsAddrs): RR[] {
     const out: RR[] = []
-    for (const a of this.#cfg.nsAddrs) {
+    for (const a of addrs) {
       const type = a.includes(':') ? RRType.AAAA : RRType.A
       out.push({ name: this.#cfg.nsName, type, class: RRClass.IN, ttl: this.#cfg.infraTtlSec, data: { address: a } })
     }
@@ -141,7 +142,13 @@ export class ZoneAnswerer {
    * Answers (qname, qtype) for a reader who authenticated as `signer` (an account user) or nobody.
    * `qname` is a lower-case FQDN; the caller echoes the question's own spelling in the owner names.
    */
-  answer(qname: string, qtype: number, signer: string | undefined, owner = qname): Answer {
+  answer(
+    qname: string,
+    qtype: number,
+    signer: string | undefined,
+    owner = qname,
+    nsAddrs: readonly string[] = this.#cfg.nsAddrs,
+  ): Answer {
     const aud = this.audience(qname)
     if (aud.kind === 'outside') return REFUSED
     if (aud.kind === 'user' && aud.user !== signer) return REFUSED
@@ -154,7 +161,7 @@ export class ZoneAnswerer {
         rcode: Rcode.NOERROR,
         answers: discoveryRRs(cfg, qname, disc.service.tls).map((z) => fromZoneRR(z, owner)),
         authorities: [],
-        additionals: cfg.peers ? [...this.glue(), ...this.#peerAddrs()] : this.glue(),
+        additionals: cfg.peers ? [...this.glue(nsAddrs), ...this.#peerAddrs()] : this.glue(nsAddrs),
       }
     }
     // The user's ephemeral TURN credentials (docs/relay.md): private (REFUSED above unless signed by the user).
@@ -182,6 +189,11 @@ export class ZoneAnswerer {
       for (const [t, list] of synth)
         if (t === qtype || qtype === RRType.ANY) for (const z of list) answers.push(fromZoneRR(z, owner))
     }
+    if (cfg.advertiseLocal && qname === cfg.nsName && isAtOrBelow(cfg.nsName, cfg.zone)) {
+      exists = true
+      for (const g of this.glue(nsAddrs))
+        if (g.type === qtype || qtype === RRType.ANY) answers.push({ ...g, name: owner })
+    }
     if (cfg.peers && !synth && qname !== cfg.nsName) {
       const peer = this.#peerAddrs(qname)
       if (peer.length) exists = true
@@ -201,7 +213,7 @@ export class ZoneAnswerer {
     // An account's domain exists even when empty: its discovery names sit below it.
     if (!exists) exists = this.#userDomainExists(qname)
     if (answers.length > 0) {
-      const additionals = qname === cfg.zone && (qtype === RRType.NS || qtype === RRType.ANY) ? this.glue() : []
+      const additionals = qname === cfg.zone && (qtype === RRType.NS || qtype === RRType.ANY) ? this.glue(nsAddrs) : []
       return { rcode: Rcode.NOERROR, answers, authorities: [], additionals }
     }
     return this.#negative(exists ? Rcode.NOERROR : Rcode.NXDOMAIN)

@@ -9,6 +9,7 @@ import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
 import { KeyRing } from './accounts.js'
+import { isLoopback, localAddresses, WILDCARDS } from './advertise.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
 import { registerProcessGauges, ServerMetrics } from './metrics.js'
@@ -84,7 +85,6 @@ export interface RunningServer {
   stop(): Promise<void>
 }
 
-const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
 const EXTERNAL_CHECK_MS = 1000
 const PORT_ATTEMPTS = 10
 
@@ -131,12 +131,19 @@ export async function startServer(
   const adv = parseAdvertise(o.advertise, zone)
   const nsName = adv.host ?? `ns.${zone}`
   let nsAddrs = adv.addrs
+  // Wildcard listeners without --advertise: answer with the address each query arrived on (advertise.ts), never
+  // 127.0.0.1 to everyone (issue 13 finding 1).
+  const wildcards = [...listens, ...tlsListens].map((l) => l.host).filter((h) => WILDCARDS.has(h))
+  const advertiseLocal = nsAddrs.length === 0 && wildcards.length > 0
   if (nsAddrs.length === 0) {
-    nsAddrs = [...new Set([...listens, ...tlsListens].map((l) => l.host).filter((h) => !WILDCARDS.has(h)))]
-    if (nsAddrs.length === 0) {
-      nsAddrs = ['127.0.0.1']
-      log.warn('server.advertise_default', { msg: 'listening on a wildcard address; pass --advertise HOST:ADDR' })
-    }
+    const fixed = [...listens, ...tlsListens].map((l) => l.host).filter((h) => !WILDCARDS.has(h))
+    const local = wildcards.flatMap((w) => localAddresses(w))
+    nsAddrs = [...new Set([...fixed, ...local.filter((a) => !isLoopback(a)), ...local.filter(isLoopback)])]
+    if (advertiseLocal)
+      log.info('server.advertise_local', {
+        msg: 'listening on a wildcard address without --advertise: each answer gives the address its query arrived on',
+        addresses: nsAddrs,
+      })
   }
 
   const spec = resolveStore(o)
@@ -216,7 +223,8 @@ export async function startServer(
       // With port 0 the UDP port is picked first and TCP must get the same number: retry if it is taken.
       for (let attempt = 1; ; attempt++) {
         const udp = new UdpListener({ log, sink })
-        const addr = await udp.listen(l.host, l.port)
+        const wild = advertiseLocal && WILDCARDS.has(l.host)
+        const addr = await udp.listen(l.host, l.port, { reuseAddr: wild })
         const tcp = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout })
         let taddr: string
         try {
@@ -232,12 +240,35 @@ export async function startServer(
           () => tcp.close(),
         )
         bound.push({ kind: 'udp', addr, port: udp.port }, { kind: 'tcp', addr: taddr, port: udp.port })
+        // One socket per local address beside the wildcard one: its datagrams say where they arrived (no
+        // IP_PKTINFO in node's dgram). Addresses added later reach the wildcard socket.
+        if (wild)
+          for (const a of localAddresses(l.host)) {
+            const one = new UdpListener({ log, sink })
+            try {
+              await one.listen(a, udp.port, { reuseAddr: true })
+              closers.push(() => one.close())
+            } catch (e) {
+              log.warn('server.udp_per_address_failed', { address: a, err: String(e) })
+            }
+          }
         break
       }
     }
     if (tlsListens.length) {
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(dataDir!, nsName, nsAddrs)
-      if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
+      if (tls.created)
+        log.info(tls.replaced ? 'tls.self_signed_remade' : 'tls.self_signed_created', {
+          cert: tls.certFile,
+          sha256: tls.fingerprint256,
+          names: [nsName, ...nsAddrs],
+          ...(tls.replaced
+            ? {
+                previous: tls.replaced,
+                hint: 'the old certificate did not cover the advertised names: give agents the new DIR/tls.crt (--ca) or fingerprint',
+              }
+            : {}),
+        })
       for (const l of tlsListens) {
         const t = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout, tls })
         const addr = await t.listen(l.host, l.port)
@@ -255,6 +286,7 @@ export async function startServer(
       zone,
       nsName,
       nsAddrs,
+      advertiseLocal,
       hostmaster: o.hostmaster ? fqdn(o.hostmaster.replace('@', '.')) : `hostmaster.${zone}`,
       dnsPort: bound.find((b) => b.kind === 'udp')!.port,
       tlsPort: bound.find((b) => b.kind === 'tls')?.port,

@@ -18,6 +18,7 @@ import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type Account, isPossibleUser, type KeyRing } from './accounts.js'
+import { advertisedFor } from './advertise.js'
 import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import type { ServerMetrics } from './metrics.js'
@@ -235,7 +236,11 @@ export class DnsService {
         this.#cache.clear()
         this.#cacheAccounts = this.keys.generation
       }
-      cacheKey = (ctx.peer.transport === 'udp' ? 'u' : 's') + raw.latin1Slice(ID_SIZE, raw.length)
+      cacheKey =
+        (ctx.peer.transport === 'udp' ? 'u' : 's') +
+        // The server's own addresses in the answer depend on where the query arrived (advertise.ts).
+        (this.cfg.advertiseLocal ? `${advertisedFor(ctx.peer, this.cfg).join(',')}|` : '') +
+        raw.latin1Slice(ID_SIZE, raw.length)
       const hit = this.#cache.get(cacheKey)
       if (hit) {
         const out = Buffer.allocUnsafe(hit.length)
@@ -392,7 +397,13 @@ export class DnsService {
     } else if (q.type === RRType.AXFR || q.type === RRType.IXFR) {
       res.rcode = Rcode.REFUSED
     } else {
-      const a = this.answerer.answer(nameToLowerCanonical(q.name), q.type, req.signer?.user, q.name)
+      const a = this.answerer.answer(
+        nameToLowerCanonical(q.name),
+        q.type,
+        req.signer?.user,
+        q.name,
+        advertisedFor(req.ctx.peer, this.cfg),
+      )
       res.aa = a.rcode !== Rcode.REFUSED
       res.rcode = a.rcode
       res.answers = a.answers

@@ -17,6 +17,7 @@ import { Opcode, Rcode } from '../wire/header.js'
 import { emptyMessage, type Message } from '../wire/message.js'
 import { nameEqual } from '../wire/name.js'
 import { type RR, RRClass, RRType } from '../wire/rr-table.js'
+import { type Explained, explainRcode, explainTransport } from './explain.js'
 import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
 
 export interface UpdateRequest {
@@ -62,9 +63,12 @@ export interface UpdateClientOptions {
 export class UpdateError extends Error {
   override readonly name = 'UpdateError'
   readonly code: number
-  constructor(message: string, code: number, options?: { cause?: unknown }) {
+  /** What the failure means and whether retrying can help (explain.ts). */
+  readonly explained: Explained | undefined
+  constructor(message: string, code: number, options?: { cause?: unknown; explained?: Explained }) {
     super(message, options)
     this.code = code
+    this.explained = options?.explained
   }
 }
 
@@ -92,6 +96,12 @@ export class UpdateClient implements UpdateSink {
   /** Answers dropped because their TSIG did not verify. */
   badResponses = 0
   discoveries = 0
+  /** The last failure, explained (cleared by a successful UPDATE); status shows it. */
+  #lastError: (Explained & { readonly at: 'discovery' | 'update' }) | undefined
+  /** The update server the SRV records named, when we fell back to the bootstrap address instead. */
+  #advertised: string | undefined
+  /** The last update server discovery found (kept after a failure, so status can say "found, TLS failed"). */
+  #found: string | undefined
 
   /** `deps.random` supplies the UPDATE message IDs; it defaults to SystemRandom. */
   constructor(deps: { clock: Clock; log: Logger; random?: Random }, opts: UpdateClientOptions) {
@@ -174,6 +184,7 @@ export class UpdateClient implements UpdateSink {
       candidates[0] ?? { ...boot, via: `udp:${boot.host}:${boot.port}` }
     this.#log.info('update.server', { via: found.via, targets: candidates.length })
     this.#server = found
+    this.#found = found.via
     return found
   }
 
@@ -215,7 +226,10 @@ export class UpdateClient implements UpdateSink {
       server = await this.discover()
     } catch (e) {
       this.failures++
-      throw new UpdateError(`no update server found: ${(e as Error).message}`, -1, { cause: e })
+      const boot = this.#bootstrap()
+      const x = explainTransport(e, { via: `udp:${boot.host}:${boot.port}` })
+      this.#lastError = { ...x, at: 'discovery' }
+      throw new UpdateError(`no update server found: ${x.message}`, -1, { cause: e, explained: x })
     }
     const msg = emptyMessage({
       id: this.#random.int(DNS_ID_SPACE),
@@ -231,19 +245,56 @@ export class UpdateClient implements UpdateSink {
     try {
       res = await this.#exchange(server, msg)
     } catch (e) {
-      this.failures++
-      this.#server = undefined
+      // The advertised server cannot be reached (e.g. a server on a wildcard address that advertised an address
+      // only it can reach): the bootstrap address the user gave reaches the same service (issue 13 finding 1).
+      const x = explainTransport(e, { via: server.via })
       this.#failed.set(server.via, this.#clock.monotonic() + FAILED_TARGET_MS)
-      throw new UpdateError(`UPDATE via ${server.via} failed: ${(e as Error).message}`, -1, { cause: e })
+      const fb = x.kind === 'unreachable' ? this.#fallback(server) : undefined
+      if (fb) {
+        this.#log.warn('update.server_fallback', { advertised: server.via, fallback: fb.via, why: x.message })
+        try {
+          res = await this.#exchange(fb, msg)
+          this.#server = fb
+          this.#advertised = server.via
+          server = fb
+        } catch (e2) {
+          return this.#fail(fb, e2)
+        }
+      } else return this.#fail(server, e)
     }
     if (res.rcode !== Rcode.NOERROR) {
       this.failures++
-      throw new UpdateError(`UPDATE via ${server.via} answered rcode ${res.rcode}`, res.rcode)
+      const tsigError = res.tsig?.data.error || undefined
+      const x = explainRcode(res.rcode, tsigError, {
+        domain: this.#domain.replace(/\.$/, ''),
+        keyName: this.#o.key.name,
+        via: server.via,
+        neverSucceeded: this.updates === 0,
+      })
+      this.#lastError = { ...x, at: 'update' }
+      throw new UpdateError(x.message, tsigError ?? res.rcode, { explained: x })
     }
     this.updates++
+    this.#lastError = undefined
     const opt = findOption(res.edns, EdnsOptionCode.UPDATE_LEASE)
     const leaseSec = opt ? decodeUpdateLease(opt.data).leaseSec : undefined
     return { rcode: res.rcode, leaseSec, via: server.via }
+  }
+
+  #fail(server: ServerAddr & { readonly via: string }, e: unknown): never {
+    this.failures++
+    this.#server = undefined
+    const x = explainTransport(e, { via: server.via })
+    this.#lastError = { ...x, at: 'update' }
+    throw new UpdateError(`UPDATE via ${server.via} failed: ${x.message}`, -1, { cause: e, explained: x })
+  }
+
+  /** The discovered server with the bootstrap host instead of the advertised one (same port, transport, TLS name). */
+  #fallback(server: ServerAddr & { readonly via: string }): (ServerAddr & { readonly via: string }) | undefined {
+    const boot = this.#o.bootstrap.host
+    if (server.host === boot) return undefined
+    const tr = server.transport ?? 'udp'
+    return { ...server, host: boot, via: `${tr}:${boot}:${server.port}` }
   }
 
   /** A TSIG-signed query to the bootstrap server (the user's names are private, seed 002 section 7.2). */
@@ -254,7 +305,11 @@ export class UpdateClient implements UpdateSink {
   status(): unknown {
     return {
       bootstrap: `${this.#o.bootstrap.host}:${this.#o.bootstrap.port}`,
-      updateServer: this.#server?.via ?? null,
+      updateServer: this.#server?.via ?? this.#found ?? null,
+      ...(this.#advertised && this.#server ? { advertised: this.#advertised } : {}),
+      lastError: this.#lastError
+        ? { kind: this.#lastError.kind, at: this.#lastError.at, message: this.#lastError.message }
+        : null,
       keyName: this.#o.key.name,
       updates: this.updates,
       failures: this.failures,
