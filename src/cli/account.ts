@@ -56,13 +56,23 @@ export function register(program: Command): void {
   account
     .command('revoke-host <user> <hostname>')
     .description(
-      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified)",
+      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified); no more SSO certificates",
     )
     .requiredOption('--data <dir>', 'server data directory')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .action(async (user: string, hostname: string, o: { data: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')
       await m.accountRevokeHost(user, hostname, o)
+    })
+
+  account
+    .command('unrevoke-host <user> <hostname>')
+    .description('let a revoked host name enrol for SSO certificates again (docs/sso.md)')
+    .requiredOption('--data <dir>', 'server data directory')
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .action(async (user: string, hostname: string, o: { data: string; zone?: string }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountUnrevokeHost(user, hostname, o)
     })
 
   account

@@ -1,4 +1,5 @@
 // The `autotunnel account ...` actions (src/cli/account.ts parses the options).
+
 import {
   type AccountAlgorithm,
   deriveTsigKeyAsync,
@@ -18,6 +19,7 @@ import {
   setAccountSecret,
 } from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
+import { setHostRevoked } from './sso-ca-store.js'
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`)
@@ -216,9 +218,31 @@ export async function accountRevokeHost(user: string, host: string, o: { data: s
   const { db, zone } = open(o.data, o.zone)
   try {
     const touched = revokeHostInDb(db, zone, user, host)
+    // SSO (docs/sso.md): the server issues the host no more certificates.
+    setHostRevoked(o.data, user, host)
     out(`revoked host ${host.toLowerCase()} of ${user}: ${touched.length ? 'deleted' : 'nothing published'}`)
     for (const t of touched) out(`  ${t}`)
+    out('  no more SSO certificates for it (undo: autotunnel account unrevoke-host)')
   } finally {
     db.close()
   }
+}
+
+/** `account unrevoke-host USER HOST`: lets a revoked host name enrol for SSO certificates again. */
+export async function accountUnrevokeHost(
+  user: string,
+  host: string,
+  o: { data: string; zone?: string },
+): Promise<void> {
+  checkUser(user)
+  const h = host.toLowerCase()
+  if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
+  const { db } = open(o.data, o.zone)
+  try {
+    if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
+  } finally {
+    db.close()
+  }
+  const changed = setHostRevoked(o.data, user, h, false)
+  out(changed ? `host ${h} of ${user} may enrol for SSO certificates again` : `host ${h} of ${user} was not revoked`)
 }

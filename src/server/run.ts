@@ -14,6 +14,7 @@ import type { SyncMode } from './db.js'
 import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { DnsService } from './service.js'
+import { SsoService } from './sso-service.js'
 import { Store } from './store.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
@@ -258,6 +259,8 @@ export async function startServer(
     // notify (LLQ + DNS Push), src/server/notify-service.ts
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
     service.use(notify.handler)
+    // SSO enrolment (docs/sso.md): the per-account CA, certificates for TSIG-signed CSRs.
+    service.use(new SsoService({ log }, { zone: cfg.zone, dataDir: o.data }).handler)
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
     notify.registerMetrics(metrics.registry)
     closers.push(() => notify.close())
