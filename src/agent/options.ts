@@ -32,4 +32,8 @@ export interface UpOptions {
   relayUser?: string
   /** The TURN password is read from this file (never on the command line). */
   relayPasswordFile?: string
+  /** --sso-user USER: the local account of the owner's principal (docs/sso.md). */
+  ssoUser?: string
+  /** false with --no-sso. */
+  sso?: boolean
 }

@@ -90,6 +90,10 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  const { resolveSso, SsoUsageError } = await import('./sso.js')
+  const ssoUser = await resolveSso(o, labels[0] ?? '', log).catch((e: unknown) => {
+    throw e instanceof SsoUsageError ? new UsageError(e.message) : e
+  })
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -238,6 +242,21 @@ export async function runUp(o: UpOptions): Promise<void> {
     await hostList.close()
     updates.close()
     throw e
+  }
+  // Single sign-on (docs/sso.md): the host's KDC and the krb5/ssh drop-ins; stopped with the agent (onStopping).
+  if (ssoUser) {
+    const { attachSso } = await import('./sso.js')
+    await attachSso(agent, datapath, {
+      log,
+      clock,
+      sink: updates,
+      query: updates,
+      user: ssoUser,
+      stateDir: o.state,
+      domain,
+      zone: labels.slice(1).join('.'),
+      host: o.hostname.toLowerCase(),
+    })
   }
   await agent.done
   await datapath.close()

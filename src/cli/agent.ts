@@ -70,6 +70,12 @@ export function register(program: Command): void {
         'tunnel threads: on (send and TUN I/O threads), send (TUN read on the send thread), off (one thread)',
       ).choices(['on', 'send', 'off']),
     )
+    .option(
+      '--sso-user <user>',
+      "single sign-on (docs/sso.md): the local account the account owner's Kerberos principal maps to here, and whose " +
+        'ssh gets tickets (default: a local user named like the account, if there is one)',
+    )
+    .option('--no-sso', 'no single sign-on: no KDC, no certificates, no krb5/ssh drop-ins')
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
       // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).

@@ -1,0 +1,123 @@
+// The text of the system drop-ins (docs/sso.md, "System integration"): pure functions of the account's hosts,
+// written by host.ts through system-files.ts.
+//   /etc/krb5.conf                  a marked block: each host's realm, its KDC at the ULA (port 88), the account CA
+//                                   as PKINIT anchor, domain_realm for full and short names, auth_to_local mapping
+//                                   the owner principal of our realm to the SSO user
+//   /etc/krb5.keytab                our host/ keys appended to whatever entries were there
+//   /etc/ssh/sshd_config.d/...      GSSAPI authentication and GSSAPI key exchange
+//   /etc/ssh/ssh_config.d/...       the same for the user's host names, and the ticket hook (Match exec)
+import { BLOCK_BEGIN, BLOCK_END } from './system-files.js'
+
+export interface SsoHostEntry {
+  /** FQDN, lower case, no trailing dot. */
+  readonly fqdn: string
+  readonly ula: string
+}
+
+export function realmOf(fqdn: string): string {
+  return fqdn.replace(/\.$/, '').toUpperCase()
+}
+
+const KEYTAB_V2 = Buffer.from([0x05, 0x02])
+
+export class KeytabError extends Error {
+  override readonly name = 'KeytabError'
+}
+
+/** The system keytab with our entries appended (MIT keytab format 0x0502: a version, then length-prefixed entries). */
+export function mergeKeytab(original: Buffer | null, ours: Buffer): Buffer {
+  if (ours.length < KEYTAB_V2.length || !ours.subarray(0, 2).equals(KEYTAB_V2))
+    throw new KeytabError('our keytab is not MIT format 0x0502')
+  if (original === null || original.length === 0) return ours
+  if (!original.subarray(0, 2).equals(KEYTAB_V2))
+    throw new KeytabError('the system keytab is not MIT format 0x0502: not touched')
+  return Buffer.concat([original, ours.subarray(KEYTAB_V2.length)])
+}
+
+function esc(s: string): string {
+  return s.replace(/[.[\]()*+?{}|^$\\]/g, (c) => `\\${c}`)
+}
+
+export function krb5Block(o: {
+  self: SsoHostEntry
+  peers: readonly SsoHostEntry[]
+  caFile: string
+  account: string
+  ssoUser: string
+}): string {
+  const hosts = [o.self, ...o.peers.filter((p) => p.fqdn !== o.self.fqdn)].sort((a, b) => a.fqdn.localeCompare(b.fqdn))
+  const selfRealm = realmOf(o.self.fqdn)
+  const lines = [
+    `${BLOCK_BEGIN} ${o.self.fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)`,
+    '[realms]',
+  ]
+  for (const h of hosts) {
+    const realm = realmOf(h.fqdn)
+    lines.push(`\t${realm} = {`, `\t\tkdc = [${h.ula}]:88`, `\t\tpkinit_anchors = FILE:${o.caFile}`)
+    if (realm === selfRealm)
+      lines.push(`\t\tauth_to_local = RULE:[1:$1@$0](^${esc(`${o.account}@${realm}`)}$)s/^.*$/${o.ssoUser}/`)
+    lines.push('\t}')
+  }
+  lines.push('[domain_realm]')
+  for (const h of hosts) {
+    lines.push(`\t${h.fqdn} = ${realmOf(h.fqdn)}`)
+    lines.push(`\t${h.fqdn.split('.')[0]} = ${realmOf(h.fqdn)}`)
+  }
+  lines.push(BLOCK_END, '')
+  return `${lines.join('\n')}`
+}
+
+/** /etc/krb5.conf as we write it: the original text, a newline if it lacks one, then our block. */
+export function krb5ConfWith(original: string, block: string): string {
+  return `${original}${original === '' || original.endsWith('\n') ? '' : '\n'}${block}`
+}
+
+export function sshdDropIn(fqdn: string): string {
+  return `# autotunnel sso on ${fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)
+# Kerberos (GSSAPI) user authentication and key exchange; the keys are host/${fqdn} in the system keytab.
+GSSAPIAuthentication yes
+GSSAPIKeyExchange yes
+GSSAPICleanupCredentials yes
+# The lab and many hosts do not call themselves by the name their peers use: accept any host/ key of the keytab.
+GSSAPIStrictAcceptorCheck no
+`
+}
+
+export function sshDropIn(o: { fqdn: string; domain: string; hosts: readonly string[]; hook: string }): string {
+  const names = [`*.${o.domain}`, ...[...new Set(o.hosts.map((h) => h.split('.')[0] ?? h))].sort()]
+  return `# autotunnel sso on ${o.fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)
+# The user's hosts: get a Kerberos ticket by PKINIT on first use (the hook), then GSSAPI authentication and key
+# exchange, so neither a password nor a host-key prompt is needed.
+Match host "${names.join(',')}" exec "${o.hook} %h"
+	GSSAPIAuthentication yes
+Host ${names.join(' ')}
+	GSSAPIAuthentication yes
+	GSSAPIKeyExchange yes
+	GSSAPIDelegateCredentials no
+`
+}
+
+/** The ticket hook that ssh runs (Match exec) as the user who runs ssh. */
+export function ticketHook(o: { dir: string; domain: string; account: string; ssoUser: string }): string {
+  return `#!/bin/sh
+# autotunnel sso: obtains a Kerberos ticket for one of the account's hosts on first use (PKINIT, RFC 4556), run by
+# ssh through Match exec (/etc/ssh/ssh_config.d/autotunnel-sso.conf). Written by autotunnel up (docs/sso.md).
+# Only ${o.ssoUser} can read the client key, so for anyone else this does nothing.
+dir='${o.dir}'
+domain='${o.domain}'
+h=$(printf '%s' "$1" | tr 'A-Z' 'a-z'); h=\${h%.}
+case "$h" in
+  *."$domain") ;;
+  *.*) exit 0 ;;
+  *) h="$h.$domain" ;;
+esac
+[ "$(id -un)" = '${o.ssoUser}' ] && [ -r "$dir/client-key.pem" ] || exit 0
+want="${o.account}@$(printf '%s' "$h" | tr 'a-z' 'A-Z')"
+have=$(klist 2>/dev/null | sed -n 's/^Default principal: //p')
+if [ "$have" = "$want" ] && klist -s 2>/dev/null; then exit 0; fi
+# A collection cache (DIR, KEYRING, KCM) keeps one cache per realm: use ours when it is there and valid.
+if [ -n "$have" ] && kswitch -p "$want" 2>/dev/null && klist -s 2>/dev/null; then exit 0; fi
+kinit -X "X509_user_identity=FILE:$dir/client.pem,$dir/client-key.pem" "$want" </dev/null >/dev/null 2>&1
+exit 0
+`
+}
