@@ -35,9 +35,9 @@ async function readOrNull(path: string): Promise<Buffer | null> {
   }
 }
 
-/** `text` with every BEGIN..END block of ours (and the newline before it) removed. */
+/** `text` with every BEGIN..END block of ours removed (whole lines). */
 export function stripBlock(text: string): string {
-  const re = new RegExp(`\\n?${BLOCK_BEGIN}[^\\n]*\\n[\\s\\S]*?${BLOCK_END}[^\\n]*\\n?`, 'g')
+  const re = new RegExp(`${BLOCK_BEGIN}[^\\n]*\\n[\\s\\S]*?${BLOCK_END}[^\\n]*\\n?`, 'g')
   return text.replace(re, '')
 }
 
