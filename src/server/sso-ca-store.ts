@@ -67,13 +67,13 @@ export function setHostRevoked(dataDir: string, user: string, host: string, revo
 /** The account's CA, made on first use. Callers serialise per account (SsoService does). */
 export class CaStore {
   readonly #dataDir: string
-  readonly #cache = new Map<string, { material: CaMaterial; certPem: string }>()
+  readonly #cache = new Map<string, { material: CaMaterial; certPem: string; keyPem: string }>()
 
   constructor(dataDir: string) {
     this.#dataDir = dataDir
   }
 
-  async get(user: string, domain: string): Promise<{ material: CaMaterial; certPem: string }> {
+  async get(user: string, domain: string): Promise<{ material: CaMaterial; certPem: string; keyPem: string }> {
     const u = user.toLowerCase()
     const hit = this.#cache.get(u)
     if (hit) return hit
@@ -91,7 +91,7 @@ export class CaStore {
       certPem = ca.certPem
       keyPem = ca.keyPem
     } else ensureOwnerOnly(keyFile)
-    const entry = { material: await loadCa(certPem, keyPem), certPem }
+    const entry = { material: await loadCa(certPem, keyPem), certPem, keyPem }
     this.#cache.set(u, entry)
     return entry
   }

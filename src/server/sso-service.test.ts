@@ -22,6 +22,7 @@ import {
   SsoRRType,
 } from '../sso/enrol-codec.js'
 import { decodeSubjectAltName, principalText } from '../sso/krb5-name.js'
+import { sshString } from '../sso/ssh-cert.js'
 import { addAccount } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import type { DnsService } from './service.js'
@@ -117,13 +118,29 @@ test('enrolment: a signed UPDATE with a CSR, then a signed query, gives the CA, 
   res = await send(svc, updateMsg([], [enrolRR(enrolName('desktop', D), CertKindCode.CLIENT, clientCsr)]), ALICE, clock)
   assert.equal(res.rcode, Rcode.NOERROR, ede(res))
 
+  const hostKey = Buffer.concat([sshString('ssh-ed25519'), sshString(Buffer.alloc(32, 7))])
+  res = await send(svc, updateMsg([], [enrolRR(enrolName('desktop', D), CertKindCode.SSH_HOST, hostKey)]), ALICE, clock)
+  assert.equal(res.rcode, Rcode.NOERROR, ede(res))
+  res = await send(
+    svc,
+    updateMsg([], [enrolRR(enrolName('desktop', D), CertKindCode.SSH_HOST, Buffer.from('junk'))]),
+    ALICE,
+    clock,
+  )
+  assert.equal(res.rcode, Rcode.FORMERR)
+  assert.match(ede(res), /SSH host key/)
+
   res = await send(svc, fetchQuery(certName('desktop', D)), ALICE, clock)
   assert.equal(res.rcode, Rcode.NOERROR)
-  const certs = res.answers.map((a) => decodeCertRdata((a.data as { raw: Buffer }).raw))
+  const all = res.answers.map((a) => decodeCertRdata((a.data as { raw: Buffer }).raw))
   assert.deepEqual(
-    certs.map((c) => c.kind),
-    [CertKindCode.CA, CertKindCode.KDC, CertKindCode.CLIENT],
+    all.map((c) => c.kind),
+    [CertKindCode.CA, CertKindCode.KDC, CertKindCode.CLIENT, CertKindCode.SSH_HOST],
   )
+  const sshCert = all[3]?.der ?? Buffer.alloc(0)
+  assert.ok(sshCert.includes(Buffer.from('ssh-ed25519-cert-v01@openssh.com')) && sshCert.includes(Buffer.alloc(32, 7)))
+  assert.ok(sshCert.includes(Buffer.from(`desktop.${D}`)), 'principals: the full name')
+  const certs = all.slice(0, 3)
   const [ca, kdc, client] = certs.map((c) => new x509.X509Certificate(c.der))
   assert.ok(ca && kdc && client)
   assert.equal(await kdc.verify({ publicKey: ca.publicKey, signatureOnly: true }), true)

@@ -7,7 +7,7 @@ import { Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass } from '../dns/wire/rr-table.js'
 import type { Logger } from '../io/log.js'
-import { issueCertificate, x509 } from '../sso/certs.js'
+import { DEFAULT_CERT_DAYS, issueCertificate, x509 } from '../sso/certs.js'
 import {
   CERT_LABEL,
   type CertKindCode,
@@ -23,6 +23,7 @@ import {
   SsoRRType,
 } from '../sso/enrol-codec.js'
 import { checkCsr, EnrolError, type EnrolRefusal } from '../sso/enrol-policy.js'
+import { checkHostKeyBlob, signHostCertificate } from '../sso/ssh-cert.js'
 import type { DnsRequest, MessageHandler } from './service.js'
 import { CaStore, revokedHosts, setHostRevoked } from './sso-ca-store.js'
 
@@ -34,6 +35,8 @@ const RCODE_OF: Record<EnrolRefusal, number> = {
   unsigned: Rcode.REFUSED,
   revoked: Rcode.REFUSED,
 }
+
+const SSH_BACKDATE_SEC = 300
 
 export interface SsoStats {
   issued: number
@@ -161,6 +164,7 @@ export class SsoService {
       return this.#base(msg)
     }
     const er = decodeEnrolRdata(raw)
+    if (er.kind === Kind.SSH_HOST) return this.#sshHost(req, who, er.csr)
     const verdict = await checkCsr({
       csr: er.csr,
       kind: er.kind,
@@ -184,6 +188,33 @@ export class SsoService {
     this.stats.issued++
     this.#log.info('sso.issued', { user: who.user, host: who.host, kind: er.kind === Kind.KDC ? 'kdc' : 'client' })
     return this.#base(msg)
+  }
+
+  /** An OpenSSH host certificate for the host's key, principals = its full and short name (docs/sso.md). */
+  async #sshHost(req: DnsRequest, who: { host: string; user: string; domain: string }, blob: Buffer): Promise<Message> {
+    try {
+      checkHostKeyBlob(blob)
+    } catch (e) {
+      throw new EnrolError('malformed', `SSH host key: ${(e as Error).message}`)
+    }
+    const ca = await this.#cas.get(who.user, who.domain)
+    const fqdn = `${who.host}.${who.domain.replace(/\.$/, '')}`
+    const now = Math.floor(Date.now() / 1000)
+    const cert = signHostCertificate({
+      caKeyPem: ca.keyPem,
+      hostKey: blob,
+      keyId: `autotunnel ${fqdn}`,
+      principals: [fqdn, who.host],
+      validAfterSec: now - SSH_BACKDATE_SEC,
+      validBeforeSec: now + DEFAULT_CERT_DAYS * 86_400,
+    })
+    const key = `${who.user}/${who.host}`
+    const m = this.#issued.get(key) ?? new Map<CertKindCode, Buffer>()
+    m.set(Kind.SSH_HOST, cert)
+    this.#issued.set(key, m)
+    this.stats.issued++
+    this.#log.info('sso.issued', { user: who.user, host: who.host, kind: 'ssh-host' })
+    return this.#base(req.msg)
   }
 
   async #fetch(req: DnsRequest): Promise<Message> {

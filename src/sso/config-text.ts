@@ -72,7 +72,7 @@ export function krb5ConfWith(original: string, block: string): string {
   return `${original}${original === '' || original.endsWith('\n') ? '' : '\n'}${block}`
 }
 
-export function sshdDropIn(fqdn: string): string {
+export function sshdDropIn(fqdn: string, hostCertificate?: string): string {
   return `# autotunnel sso on ${fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)
 # Kerberos (GSSAPI) user authentication and key exchange; the keys are host/${fqdn} in the system keytab.
 GSSAPIAuthentication yes
@@ -80,6 +80,15 @@ GSSAPIKeyExchange yes
 GSSAPICleanupCredentials yes
 # The lab and many hosts do not call themselves by the name their peers use: accept any host/ key of the keytab.
 GSSAPIStrictAcceptorCheck no
+${hostCertificate ? `# The host key certified by the account CA (clients trust it through @cert-authority).\nHostCertificate ${hostCertificate}\n` : ''}`
+}
+
+/** The known-hosts block: the account CA vouches for the host keys of the account's current hosts only. */
+export function knownHostsBlock(o: { fqdn: string; hosts: readonly string[]; caBlob: Buffer }): string {
+  const names = [...new Set(o.hosts.flatMap((h) => [h, h.split('.')[0] ?? h]))].sort()
+  return `${BLOCK_BEGIN} ${o.fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)
+@cert-authority ${names.join(',')} ecdsa-sha2-nistp256 ${o.caBlob.toString('base64')} autotunnel account CA
+${BLOCK_END}
 `
 }
 

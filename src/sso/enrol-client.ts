@@ -28,6 +28,8 @@ export interface Enrolled {
   readonly ca: x509.X509Certificate
   readonly kdc: x509.X509Certificate
   readonly client: x509.X509Certificate
+  /** The OpenSSH host certificate blob, when a host key was sent. */
+  readonly sshHost: Buffer | undefined
 }
 
 async function send(sink: UpdateSink, zone: string, name: string, kind: number, csr: Buffer): Promise<void> {
@@ -45,7 +47,7 @@ async function send(sink: UpdateSink, zone: string, name: string, kind: number, 
   })
   if (res.rcode !== Rcode.NOERROR)
     throw new EnrolClientError(
-      `the server refused the ${kind === CertKindCode.KDC ? 'KDC' : 'client'} certificate request: ${rcodeName(res.rcode)} (its log says why; a revoked host needs \`autotunnel account unrevoke-host\`)`,
+      `the server refused the ${['', 'KDC', 'client', 'SSH host'][kind]} certificate request: ${rcodeName(res.rcode)} (its log says why; a revoked host needs \`autotunnel account unrevoke-host\`)`,
     )
 }
 
@@ -60,6 +62,8 @@ export async function enrol(
     kdcKeys: CryptoKeyPair
     clientKeys: CryptoKeyPair
     clientPrincipals: readonly KrbPrincipal[]
+    /** The sshd host key to certify (OpenSSH public key blob). */
+    sshHostKey?: Buffer | undefined
   },
 ): Promise<Enrolled> {
   const fqdn = `${o.host}.${o.domain}`
@@ -78,14 +82,17 @@ export async function enrol(
     CertKindCode.CLIENT,
     await createCsr({ keys: o.clientKeys, account: o.account, fqdn, principals: o.clientPrincipals }),
   )
+  if (o.sshHostKey) await send(deps.sink, o.zone, name, CertKindCode.SSH_HOST, o.sshHostKey)
   const m = await deps.query.query(certName(o.host, o.domain), SsoRRType.ATCERT)
   if (m.rcode !== Rcode.NOERROR) throw new EnrolClientError(`certificate query: ${rcodeName(m.rcode)}`)
   const got = new Map<number, x509.X509Certificate>()
+  let sshHost: Buffer | undefined
   for (const rr of m.answers) {
     if (rr.type !== SsoRRType.ATCERT || !rr.data || !('raw' in rr.data)) continue
     try {
       const c = decodeCertRdata(rr.data.raw)
-      got.set(c.kind, new x509.X509Certificate(c.der))
+      if (c.kind === CertKindCode.SSH_HOST) sshHost = c.der
+      else got.set(c.kind, new x509.X509Certificate(c.der))
     } catch (e) {
       if (e instanceof EnrolCodecError) throw new EnrolClientError(`certificate answer: ${e.message}`)
       throw new EnrolClientError(`certificate answer does not parse: ${(e as Error).message}`)
@@ -106,5 +113,6 @@ export async function enrol(
     if (!Buffer.from(c.publicKey.rawData).equals(mine))
       throw new EnrolClientError(`the ${what} certificate is for another key (an older request?)`)
   }
-  return { ca, kdc, client }
+  if (o.sshHostKey && !sshHost) throw new EnrolClientError('the certificate answer lacks the SSH host certificate')
+  return { ca, kdc, client, sshHost }
 }

@@ -3,9 +3,10 @@
 //
 //   UPDATE (RFC 2136), zone = provider zone, update section = exactly one RR:
 //     _autotunnel-enrol.HOST.USER.ZONE  IN ATENROL   ver(1) kind(1) csr(DER PKCS#10, RFC 2986)
+//                                                    kind 3: an OpenSSH public host key blob instead of a CSR
 //     _autotunnel-enrol.HOST.USER.ZONE  IN ATREVOKE  ver(1)           -- `autotunnel revoke HOST`
 //   QUERY  _autotunnel-cert.HOST.USER.ZONE  ATCERT  ->  answers  ver(1) kind(1) cert(DER X.509, RFC 5280)
-//          one per kind: 0 = the account CA (the trust anchor), 1 = KDC, 2 = client
+//          one per kind: 0 = the account CA (the trust anchor), 1 = KDC, 2 = client, 3 = OpenSSH host certificate
 //
 // The three types are in RFC 6895 3.1's private-use range (65280-65534), so no resolver or server on the path
 // gives them a meaning. Refusals carry an RFC 8914 Extended DNS Error whose EXTRA-TEXT says what was wrong.
@@ -16,7 +17,7 @@ export const SsoRRType = { ATENROL: 65300, ATCERT: 65301, ATREVOKE: 65302 } as c
 export const ENROL_LABEL = '_autotunnel-enrol'
 export const CERT_LABEL = '_autotunnel-cert'
 export const ENROL_VERSION = 1
-export const CertKindCode = { CA: 0, KDC: 1, CLIENT: 2 } as const
+export const CertKindCode = { CA: 0, KDC: 1, CLIENT: 2, SSH_HOST: 3 } as const
 export type CertKindCode = (typeof CertKindCode)[keyof typeof CertKindCode]
 
 /** RFC 8914 4: INFO-CODEs we send. */
@@ -32,7 +33,8 @@ export class EnrolCodecError extends Error {
 }
 
 export interface EnrolRequest {
-  readonly kind: typeof CertKindCode.KDC | typeof CertKindCode.CLIENT
+  readonly kind: typeof CertKindCode.KDC | typeof CertKindCode.CLIENT | typeof CertKindCode.SSH_HOST
+  /** The DER CSR; for SSH_HOST the OpenSSH public key blob (RFC 4253 6.6) of the host key to certify. */
   readonly csr: Buffer
 }
 
@@ -44,8 +46,8 @@ export function decodeEnrolRdata(raw: Buffer): EnrolRequest {
   if (raw.length < HDR) throw new EnrolCodecError(`ATENROL RDATA of ${raw.length} octets: want version, kind, CSR`)
   if (raw[0] !== ENROL_VERSION) throw new EnrolCodecError(`ATENROL version ${raw[0]}, want ${ENROL_VERSION}`)
   const kind = raw[1]
-  if (kind !== CertKindCode.KDC && kind !== CertKindCode.CLIENT)
-    throw new EnrolCodecError(`ATENROL kind ${kind}: want 1 (KDC) or 2 (client)`)
+  if (kind !== CertKindCode.KDC && kind !== CertKindCode.CLIENT && kind !== CertKindCode.SSH_HOST)
+    throw new EnrolCodecError(`ATENROL kind ${kind}: want 1 (KDC), 2 (client) or 3 (SSH host key)`)
   const csr = raw.subarray(HDR)
   if (csr.length === 0) throw new EnrolCodecError('ATENROL carries no CSR')
   if (csr.length > MAX_CSR) throw new EnrolCodecError(`CSR of ${csr.length} octets, at most ${MAX_CSR}`)
@@ -72,7 +74,12 @@ export function encodeCertRdata(c: CertAnswer): Buffer {
 export function decodeCertRdata(raw: Buffer): CertAnswer {
   if (raw.length <= HDR || raw[0] !== ENROL_VERSION) throw new EnrolCodecError('ATCERT RDATA: bad length or version')
   const kind = raw[1]
-  if (kind !== CertKindCode.CA && kind !== CertKindCode.KDC && kind !== CertKindCode.CLIENT)
+  if (
+    kind !== CertKindCode.CA &&
+    kind !== CertKindCode.KDC &&
+    kind !== CertKindCode.CLIENT &&
+    kind !== CertKindCode.SSH_HOST
+  )
     throw new EnrolCodecError(`ATCERT kind ${kind}`)
   return { kind, der: Buffer.from(raw.subarray(HDR)) }
 }

@@ -8,13 +8,14 @@
 //             re-enrols the client certificate so it names the owner there too
 //   renew     at half the client certificate's life: enrol again, restart krb5kdc with the new KDC certificate
 //   stop      system files restored byte for byte, krb5kdc stopped
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import type { UpdateSink } from '../dns/client/update.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type CryptoKeyPair, generateKeyPair, importKeyPair, ownerPrincipal } from './certs.js'
 import {
+  knownHostsBlock,
   krb5Block,
   krb5ConfWith,
   mergeKeytab,
@@ -27,6 +28,7 @@ import {
 import { type Enrolled, enrol, type SignedQuery } from './enrol-client.js'
 import { LocalKdc } from './kdc.js'
 import { decodeSubjectAltName } from './krb5-name.js'
+import { certLine, p256SshBlob, parsePublicKeyLine } from './ssh-cert.js'
 import { SystemFiles } from './system-files.js'
 
 export interface SsoPaths {
@@ -36,6 +38,10 @@ export interface SsoPaths {
   readonly sshDropIn: string
   /** Where the SSO user's certificate, key and the ticket hook live (a directory per host FQDN below it). */
   readonly shareDir: string
+  /** sshd's host key that the account CA certifies (its certificate goes beside it as KEY-cert.pub). */
+  readonly sshHostKey: string
+  /** The system known-hosts file that gets @cert-authority for the account's host names. */
+  readonly knownHosts: string
 }
 
 export const DEFAULT_SSO_PATHS: SsoPaths = {
@@ -44,6 +50,8 @@ export const DEFAULT_SSO_PATHS: SsoPaths = {
   sshdDropIn: '/etc/ssh/sshd_config.d/autotunnel-sso.conf',
   sshDropIn: '/etc/ssh/ssh_config.d/autotunnel-sso.conf',
   shareDir: '/var/lib/autotunnel/sso',
+  sshHostKey: '/etc/ssh/ssh_host_ed25519_key.pub',
+  knownHosts: '/etc/ssh/ssh_known_hosts',
 }
 
 export interface SsoUser {
@@ -212,6 +220,8 @@ export class SsoHost {
     this.#deps.clock.clearTimeout(this.#renew)
     await this.#serial('stop', async () => {
       await this.#files.restoreAll()
+      // The share directory's parents are made by whichever host came first; the last one out removes them.
+      for (const d of [this.paths.shareDir, dirname(this.paths.shareDir)]) await rmdir(d).catch(() => {})
       await this.#kdc?.stop()
       this.#kdc = undefined
       await rm(join(this.#dir, 'kdc'), { recursive: true, force: true })
@@ -246,6 +256,7 @@ export class SsoHost {
 
   async #enrol(): Promise<void> {
     if (!this.#keys) throw new Error('no keys')
+    const hostKeyLine = await readFile(this.paths.sshHostKey, 'utf8').catch(() => undefined)
     const e = await enrol(
       { sink: this.#deps.sink, query: this.#deps.query },
       {
@@ -256,6 +267,7 @@ export class SsoHost {
         kdcKeys: this.#keys.kdc,
         clientKeys: this.#keys.client,
         clientPrincipals: this.#realms().map((r) => ownerPrincipal(this.opts.account, r)),
+        sshHostKey: hostKeyLine ? parsePublicKeyLine(hostKeyLine) : undefined,
       },
     )
     this.#enrolled = e
@@ -267,7 +279,12 @@ export class SsoHost {
     await this.#files.write(join(this.#share, 'ca.pem'), e.ca.toString('pem'), { mode: 0o644 })
     await this.#files.write(join(this.#share, 'client.pem'), e.client.toString('pem'), { mode: 0o644 })
     await this.#files.write(join(this.#share, 'client-key.pem'), clientKey, { mode: 0o600, owner: u })
+    if (e.sshHost) await this.#files.write(this.#sshCertPath, certLine(e.sshHost, this.fqdn), { mode: 0o644 })
     this.#deps.log.info('sso.enrolled', { realms: this.#clientRealms(), notAfter: e.client.notAfter.toISOString() })
+  }
+
+  get #sshCertPath(): string {
+    return this.paths.sshHostKey.replace(/\.pub$/, '-cert.pub')
   }
 
   async #restartKdc(): Promise<void> {
@@ -297,7 +314,17 @@ export class SsoHost {
       ssoUser: this.opts.ssoUser.name,
     })
     await this.#files.write(this.paths.krb5Conf, krb5ConfWith(original, block), { mode: 0o644 })
-    await this.#files.write(this.paths.sshdDropIn, sshdDropIn(this.fqdn), { mode: 0o644 })
+    const hostCert = this.#enrolled?.sshHost ? this.#sshCertPath : undefined
+    await this.#files.write(this.paths.sshdDropIn, sshdDropIn(this.fqdn, hostCert), { mode: 0o644 })
+    if (this.#enrolled) {
+      const caBlob = p256SshBlob(Buffer.from(this.#enrolled.ca.publicKey.rawData))
+      const known = (await this.#files.original(this.paths.knownHosts))?.toString('utf8') ?? ''
+      await this.#files.write(
+        this.paths.knownHosts,
+        krb5ConfWith(known, knownHostsBlock({ fqdn: this.fqdn, hosts: this.#allowed(), caBlob })),
+        { mode: 0o644 },
+      )
+    }
     await this.#files.write(
       this.paths.sshDropIn,
       sshDropIn({ fqdn: this.fqdn, domain: this.opts.domain, hosts: this.#allowed(), hook }),

@@ -82,6 +82,8 @@ export class SystemFiles {
       if (before === null) {
         for (let d = dirname(path); !existsSync(d); d = dirname(d)) madeDirs.push(d)
         if (madeDirs.length) await mkdir(dirname(path), { recursive: true, mode: 0o755 })
+        // 0755 whatever the umask: the SSO user must reach the files we put there.
+        for (const d of madeDirs) await chmod(d, 0o755)
       }
       entry = { original: before === null ? null : before.toString('base64'), written: '', madeDirs }
       j[path] = entry

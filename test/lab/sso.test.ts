@@ -129,7 +129,16 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         const ssh = await lab.exec('laptop', asAlice(['ssh', ...SSH_OPTS, 'desktop', 'id', '-un']), {
           timeoutMs: 30_000,
         })
-        if (ssh.code !== 0) t.diagnostic(`ssh stderr: ${ssh.stderr}\nsshd: ${await readFile(sshd.log, 'utf8')}`)
+        if (ssh.code !== 0) {
+          const v = await lab.exec('laptop', asAlice(['ssh', '-vvv', ...SSH_OPTS, 'desktop', 'id', '-un']), {
+            timeoutMs: 30_000,
+          })
+          const kl = await lab.exec('laptop', asAlice(['klist']))
+          t.diagnostic(`ssh -vvv: ${v.stderr}\nklist: ${kl.stdout}${kl.stderr}\nsshd: ${await readFile(sshd.log, 'utf8')}`)
+          for (const a of agents)
+            t.diagnostic(`${a.host} kdc.log: ${await readFile(join(a.state, 'sso', 'kdc', 'kdc.log'), 'utf8').catch(String)}`)
+          t.diagnostic(`laptop krb5.conf: ${await readFile(join(ov.laptop as string, 'krb5.conf'), 'utf8')}`)
+        }
         assert.equal(ssh.stdout.trim(), USER, ssh.stderr)
         await waitFor(
           'sshd to log the gssapi method',
@@ -146,6 +155,25 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         assert.ok(m?.[1] && m[2], klist.stdout)
         const hours = (Date.parse(m[2]) - Date.parse(m[1])) / 3_600_000
         assert.ok(hours > 9.9 && hours <= 10, `ticket lifetime ${hours} h`)
+
+        // Without GSSAPI on the client: the host certificate (account CA, @cert-authority in the system known-hosts
+        // file) gets past host-key checking with no known_hosts entry; authentication then has no method left.
+        const noGss = ['-o', 'GSSAPIAuthentication=no', '-o', 'GSSAPIKeyExchange=no']
+        const certOnly = await lab.exec('laptop', asAlice(['ssh', ...SSH_OPTS, ...noGss, 'desktop', 'id', '-un']), {
+          timeoutMs: 30_000,
+        })
+        assert.doesNotMatch(certOnly.stderr, /Host key verification failed|authenticity of host/, certOnly.stderr)
+        assert.match(certOnly.stderr, /Permission denied/, 'past host-key checking, refused at authentication')
+        const untrusted = await lab.exec(
+          'laptop',
+          asAlice(['ssh', ...SSH_OPTS, ...noGss, '-o', 'GlobalKnownHostsFile=/dev/null', 'desktop', 'id', '-un']),
+          { timeoutMs: 30_000 },
+        )
+        assert.match(
+          untrusted.stderr,
+          /Host key verification failed/,
+          'control: without the CA the host key is unknown',
+        )
 
         const sftp = await lab.exec('laptop', asAlice(['sftp', ...SSH_OPTS, '-b', '-', 'desktop']), {
           input: 'pwd\n',
@@ -218,6 +246,15 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         await lab.execOk('desktop', ['node', MAIN, 'revoke', 'laptop', '--state', desktop.state])
         await waitFor('the laptop to get no ticket', async () => (await kinitAs(...laptopCert)).code !== 0, 60_000, 500)
         t.diagnostic(`laptop refused ${Date.now() - t0} ms after autotunnel revoke`)
+        await waitFor(
+          "the desktop to stop trusting the laptop's host certificate",
+          async () => {
+            const k = await readFile(join(ov.desktop as string, 'ssh', 'ssh_known_hosts'), 'utf8')
+            return /@cert-authority desktop,desktop\.alice\.members\.example ecdsa/.test(k) && !k.includes('laptop')
+          },
+          60_000 - (Date.now() - t0),
+          200,
+        )
 
         // down: every file under /etc (the overlays) byte-identical to before, the shared directory gone.
         for (const a of [laptop, desktop]) {
