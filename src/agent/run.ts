@@ -145,6 +145,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   )
   let agent: Agent | undefined
   let datapath: import('./datapath.js').Datapath | undefined
+  let sso: import('../sso/host.js').SsoHost | undefined
   const mapper = o.portmap
     ? new PortMapper(
         {
@@ -179,7 +180,10 @@ export async function runUp(o: UpOptions): Promise<void> {
       ...(mapper ? { mapper } : {}),
       browse: (type) => browseServices(updates, domain, type),
       peers: () => datapath?.status() ?? [],
-      datapath: () => datapath?.extraStatus() ?? null,
+      datapath: () => {
+        const x = datapath?.extraStatus()
+        return x ? { ...(x as object), sso: sso?.status() ?? null } : null
+      },
       watchers: () => {
         const w = datapath?.peers.hostListWatcher
         return [
@@ -246,7 +250,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   // Single sign-on (docs/sso.md): the host's KDC and the krb5/ssh drop-ins; stopped with the agent (onStopping).
   if (ssoUser) {
     const { attachSso } = await import('./sso.js')
-    await attachSso(agent, datapath, {
+    sso = await attachSso(agent, datapath, {
       log,
       clock,
       sink: updates,

@@ -206,10 +206,8 @@ export class SsoHost {
       if (this.#state !== 'running' || !this.#kdc) return
       await this.#kdc.setAllowedHosts(this.#allowed())
       const named = new Set(this.#clientRealms())
-      if (this.#realms().some((r) => !named.has(r))) {
-        await this.#enrol()
-        await this.#restartKdc()
-      }
+      // The KDC certificate re-issued with it is the same key and still valid: krb5kdc keeps the one it loaded.
+      if (this.#realms().some((r) => !named.has(r))) await this.#enrol()
       await this.#writeConfigs()
     })
   }

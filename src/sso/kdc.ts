@@ -131,6 +131,7 @@ export class LocalKdc {
   async init(allowedHosts: readonly string[]): Promise<void> {
     const o = this.opts
     await mkdir(o.dir, { recursive: true, mode: 0o700 })
+    await this.#killLeftover()
     for (const f of ['principal', 'principal.ok', 'principal.kadm5', 'principal.kadm5.lock', 'stash', 'host.keytab'])
       await rm(join(o.dir, f), { force: true })
     await writeFile(join(o.dir, 'kdc.conf'), this.kdcConf(), { mode: 0o600 })
@@ -147,6 +148,20 @@ export class LocalKdc {
     }
     await this.#kadmin(`addprinc +requires_preauth -nokey -maxlife "${MAX_LIFE}" ${o.account}`)
     await this.setAllowedHosts(allowedHosts)
+  }
+
+  /** A krb5kdc that an agent killed without its stop left running (it would hold port 88). */
+  async #killLeftover(): Promise<void> {
+    const pid = Number((await readFile(join(this.opts.dir, 'krb5kdc.pid'), 'utf8').catch(() => '')).trim())
+    if (!Number.isInteger(pid) || pid <= 1) return
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+    if (!cmd.includes('krb5kdc') || !cmd.includes(this.opts.realm)) return
+    this.#log.warn('sso.kdc_leftover', { pid })
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {}
+    for (let i = 0; i < STOP_TIMEOUT_MS / POLL_MS && (await readFile(`/proc/${pid}/cmdline`).catch(() => null)); i++)
+      await new Promise((r) => setTimeout(r, POLL_MS))
   }
 
   /** Only certificates whose subject names one of `fqdns` (the account's current hosts) authenticate the owner. */
@@ -173,6 +188,7 @@ export class LocalKdc {
     })
     this.#proc = proc
     this.#exited = new Promise((resolve) => proc.once('exit', () => resolve()))
+    await writeFile(join(this.opts.dir, 'krb5kdc.pid'), `${proc.pid}\n`, { mode: 0o600 })
     const deadline = Date.now() + START_TIMEOUT_MS
     for (;;) {
       if (proc.exitCode !== null || proc.signalCode !== null) {

@@ -134,9 +134,13 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
             timeoutMs: 30_000,
           })
           const kl = await lab.exec('laptop', asAlice(['klist']))
-          t.diagnostic(`ssh -vvv: ${v.stderr}\nklist: ${kl.stdout}${kl.stderr}\nsshd: ${await readFile(sshd.log, 'utf8')}`)
+          t.diagnostic(
+            `ssh -vvv: ${v.stderr}\nklist: ${kl.stdout}${kl.stderr}\nsshd: ${await readFile(sshd.log, 'utf8')}`,
+          )
           for (const a of agents)
-            t.diagnostic(`${a.host} kdc.log: ${await readFile(join(a.state, 'sso', 'kdc', 'kdc.log'), 'utf8').catch(String)}`)
+            t.diagnostic(
+              `${a.host} kdc.log: ${await readFile(join(a.state, 'sso', 'kdc', 'kdc.log'), 'utf8').catch(String)}`,
+            )
           t.diagnostic(`laptop krb5.conf: ${await readFile(join(ov.laptop as string, 'krb5.conf'), 'utf8')}`)
         }
         assert.equal(ssh.stdout.trim(), USER, ssh.stderr)
