@@ -126,7 +126,8 @@ have=$(klist 2>/dev/null | sed -n 's/^Default principal: //p')
 if [ "$have" = "$want" ] && klist -s 2>/dev/null; then exit 0; fi
 # A collection cache (DIR, KEYRING, KCM) keeps one cache per realm: use ours when it is there and valid.
 if [ -n "$have" ] && kswitch -p "$want" 2>/dev/null && klist -s 2>/dev/null; then exit 0; fi
-kinit -X "X509_user_identity=FILE:$dir/client.pem,$dir/client-key.pem" "$want" </dev/null >/dev/null 2>&1
+kinit -X "X509_user_identity=FILE:$dir/client.pem,$dir/client-key.pem" "$want" </dev/null >/dev/null ||
+  echo "autotunnel sso: no Kerberos ticket for $want (kinit said why above)" >&2
 exit 0
 `
 }

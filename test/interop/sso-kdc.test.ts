@@ -115,10 +115,7 @@ test('local KDC: PKINIT with the account CA gives a 10-hour ticket; other CA, re
   await kinit('laptop')
   await assert.rejects(
     run('kinit', [`alice@${REALM}`], { env, timeout: 10_000, input: 'guess\n' } as never),
-    (e: Error) => {
-      process.stderr.write(`password kinit: ${e.message}\n`)
-      return /kinit/.test(e.message)
-    },
+    /Pre-authentication failed|Preauthentication failed/,
     'no password authentication: the principal has no key',
   )
 })

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { type Lab, withLab } from '../../lab/index.js'
@@ -85,7 +85,8 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
     cleanups.push(async () => execFileSync('userdel', [USER]))
   }
   const ccdir = `/tmp/at-sso-cc-${randomBytes(4).toString('hex')}`
-  await mkdir(ccdir, { mode: 0o777 })
+  await mkdir(ccdir)
+  await chmod(ccdir, 0o1777) // alice's credential cache goes here (mkdir's mode is cut by the umask)
   cleanups.push(() => rm(ccdir, { recursive: true, force: true }))
   const asAlice = (cmd: string[]) => ['runuser', '-u', USER, '--', 'env', `KRB5CCNAME=FILE:${ccdir}/cc`, ...cmd]
   try {
@@ -133,6 +134,19 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
           const v = await lab.exec('laptop', asAlice(['ssh', '-vvv', ...SSH_OPTS, 'desktop', 'id', '-un']), {
             timeoutMs: 30_000,
           })
+          const hook = `/var/lib/autotunnel/sso/laptop.${DOMAIN}`
+          const x = await lab.exec('laptop', asAlice(['sh', '-x', `${hook}/ticket-hook`, 'desktop']))
+          const k = await lab.exec(
+            'laptop',
+            asAlice([
+              'kinit',
+              '-V',
+              '-X',
+              `X509_user_identity=FILE:${hook}/client.pem,${hook}/client-key.pem`,
+              `${USER}@${realmOf('desktop')}`,
+            ]),
+          )
+          t.diagnostic(`hook -x: ${x.stdout}${x.stderr}\nkinit -V: ${k.code} ${k.stdout}${k.stderr}`)
           const kl = await lab.exec('laptop', asAlice(['klist']))
           t.diagnostic(
             `ssh -vvv: ${v.stderr}\nklist: ${kl.stdout}${kl.stderr}\nsshd: ${await readFile(sshd.log, 'utf8')}`,
