@@ -46,17 +46,13 @@ export function krb5Block(o: {
   ssoUser: string
 }): string {
   const hosts = [o.self, ...o.peers.filter((p) => p.fqdn !== o.self.fqdn)].sort((a, b) => a.fqdn.localeCompare(b.fqdn))
-  const selfRealm = realmOf(o.self.fqdn)
   const lines = [
     `${BLOCK_BEGIN} ${o.self.fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)`,
     '[realms]',
   ]
   for (const h of hosts) {
     const realm = realmOf(h.fqdn)
-    lines.push(`\t${realm} = {`, `\t\tkdc = [${h.ula}]:88`, `\t\tpkinit_anchors = FILE:${o.caFile}`)
-    if (realm === selfRealm)
-      lines.push(`\t\tauth_to_local = RULE:[1:$1@$0](^${esc(`${o.account}@${realm}`)}$)s/^.*$/${o.ssoUser}/`)
-    lines.push('\t}')
+    lines.push(`\t${realm} = {`, `\t\tkdc = [${h.ula}]:88`, `\t\tpkinit_anchors = FILE:${o.caFile}`, '\t}')
   }
   lines.push('[domain_realm]')
   for (const h of hosts) {
@@ -67,9 +63,47 @@ export function krb5Block(o: {
   return `${lines.join('\n')}`
 }
 
-/** /etc/krb5.conf as we write it: the original text, a newline if it lacks one, then our block. */
+/** `original`, a newline if it lacks one, then our block (krb5.conf, known-hosts). */
 export function krb5ConfWith(original: string, block: string): string {
   return `${original}${original === '' || original.endsWith('\n') ? '' : '\n'}${block}`
+}
+
+/** The auth_to_local rule mapping exactly OWNER@REALM to the local SSO user. */
+export function authToLocalRule(account: string, realm: string, ssoUser: string): string {
+  return `RULE:[1:$1@$0](^${esc(`${account}@${realm}`)}$)s/^.*$/${ssoUser}/`
+}
+
+/**
+ * krb5.conf with our mapping of the owner principal to the SSO user. MIT reads auth_to_local only in the section
+ * of the *default* realm (localauth.c: "realms-><defaultrealm>->auth_to_local"), and a second subsection of the same
+ * name is never looked at, so the rule goes inside the default realm's existing subsection, as a marked block
+ * right after its opening brace; without such a subsection our block gets one, and without a default realm our
+ * block sets it to this host's realm. An explicit auth_to_local turns the implicit DEFAULT rule off, so DEFAULT
+ * follows ours unless the file already had auth_to_local rules of its own.
+ */
+export function krb5ConfFull(o: { original: string; block: string; rule: string; selfRealm: string }): string {
+  const hadRules = /^\s*auth_to_local\s*=/m.test(o.original)
+  const rules = [`\t\tauth_to_local = ${o.rule}`, ...(hadRules ? [] : ['\t\tauth_to_local = DEFAULT'])]
+  const defaultRealm = /^\s*default_realm\s*=\s*(\S+)/m.exec(o.original)?.[1]
+  if (defaultRealm === undefined) {
+    const extra = [
+      '[libdefaults]',
+      `\tdefault_realm = ${o.selfRealm}`,
+      '[realms]',
+      `\t${o.selfRealm} = {`,
+      ...rules,
+      '\t}',
+    ]
+    return krb5ConfWith(o.original, o.block.replace(`${BLOCK_END}\n`, `${extra.join('\n')}\n${BLOCK_END}\n`))
+  }
+  const open = new RegExp(`^[ \\t]*${esc(defaultRealm)}[ \\t]*=[ \\t]*\\{[^\\n]*\\n`, 'm').exec(o.original)
+  if (!open) {
+    const extra = ['[realms]', `\t${defaultRealm} = {`, ...rules, '\t}']
+    return krb5ConfWith(o.original, o.block.replace(`${BLOCK_END}\n`, `${extra.join('\n')}\n${BLOCK_END}\n`))
+  }
+  const at = open.index + open[0].length
+  const inner = `${BLOCK_BEGIN} auth_to_local for single sign-on (docs/sso.md)\n${rules.join('\n')}\n${BLOCK_END}\n`
+  return krb5ConfWith(`${o.original.slice(0, at)}${inner}${o.original.slice(at)}`, o.block)
 }
 
 export function sshdDropIn(fqdn: string, hostCertificate?: string): string {

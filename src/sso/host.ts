@@ -15,8 +15,10 @@ import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type CryptoKeyPair, generateKeyPair, importKeyPair, ownerPrincipal } from './certs.js'
 import {
+  authToLocalRule,
   knownHostsBlock,
   krb5Block,
+  krb5ConfFull,
   krb5ConfWith,
   mergeKeytab,
   realmOf,
@@ -311,7 +313,10 @@ export class SsoHost {
       account: this.opts.account,
       ssoUser: this.opts.ssoUser.name,
     })
-    await this.#files.write(this.paths.krb5Conf, krb5ConfWith(original, block), { mode: 0o644 })
+    const rule = authToLocalRule(this.opts.account, this.realm, this.opts.ssoUser.name)
+    await this.#files.write(this.paths.krb5Conf, krb5ConfFull({ original, block, rule, selfRealm: this.realm }), {
+      mode: 0o644,
+    })
     const hostCert = this.#enrolled?.sshHost ? this.#sshCertPath : undefined
     await this.#files.write(this.paths.sshdDropIn, sshdDropIn(this.fqdn, hostCert), { mode: 0o644 })
     if (this.#enrolled) {

@@ -6,7 +6,15 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { KeytabError, krb5Block, krb5ConfWith, mergeKeytab, sshDropIn, ticketHook } from './config-text.js'
+import {
+  authToLocalRule,
+  KeytabError,
+  krb5Block,
+  krb5ConfFull,
+  mergeKeytab,
+  sshDropIn,
+  ticketHook,
+} from './config-text.js'
 import { BLOCK_BEGIN, SystemFiles, stripBlock } from './system-files.js'
 
 failOnLeakedResources()
@@ -31,10 +39,14 @@ test('system files: edits restored byte for byte, new files and the directories 
     account: 'alice',
     ssoUser: 'al',
   })
-  await files.write(krb5, krb5ConfWith(ORIGINAL, block))
-  await files.write(krb5, krb5ConfWith(ORIGINAL, block.replace('fd00::2', 'fd00::3')))
+  const rule = authToLocalRule('alice', 'DESKTOP.ALICE.MEMBERS.EXAMPLE', 'al')
+  const full = (b: string) =>
+    krb5ConfFull({ original: ORIGINAL, block: b, rule, selfRealm: 'DESKTOP.ALICE.MEMBERS.EXAMPLE' })
+  await files.write(krb5, full(block))
+  await files.write(krb5, full(block.replace('fd00::2', 'fd00::3')))
   const written = await readFile(krb5, 'utf8')
   assert.ok(written.startsWith(`${ORIGINAL}\n${BLOCK_BEGIN}`), 'appended after a newline the original lacked')
+  assert.equal(stripBlock(written), `${ORIGINAL}\n`)
   assert.match(written, /kdc = \[fd00::3\]:88/)
   assert.match(
     written,
@@ -96,4 +108,51 @@ test('ssh drop-in and ticket hook: the user hosts by full and short name; the ho
   const hook = ticketHook({ dir: '/d', domain: 'alice.members.example', account: 'alice', ssoUser: 'al' })
   assert.match(hook, /\[ "\$\(id -un\)" = 'al' \]/)
   assert.match(hook, /X509_user_identity=FILE:\$dir\/client\.pem,\$dir\/client-key\.pem/)
+})
+
+/** krb5_aname_to_localname through libkrb5 itself (ctypes): what sshd's krb5_kuserok asks. */
+const AN2LN = `
+import ctypes, sys
+k = ctypes.CDLL('libkrb5.so.3')
+ctx = ctypes.c_void_p(); p = ctypes.c_void_p(); buf = ctypes.create_string_buffer(256)
+assert k.krb5_init_context(ctypes.byref(ctx)) == 0
+assert k.krb5_parse_name(ctx, sys.argv[1].encode(), ctypes.byref(p)) == 0
+print(buf.value.decode() if k.krb5_aname_to_localname(ctx, p, 256, buf) == 0 else '-')
+`
+
+test('auth_to_local: MIT maps exactly the owner principal of our realm to the SSO user, others as before', async (t) => {
+  const dir = await tmp(t)
+  const { execFileSync } = await import('node:child_process')
+  const R = 'DESKTOP.ALICE.MEMBERS.EXAMPLE'
+  const block = krb5Block({
+    self: { fqdn: 'desktop.alice.members.example', ula: 'fd00::1' },
+    peers: [],
+    caFile: '/x/ca.pem',
+    account: 'alice',
+    ssoUser: 'al',
+  })
+  const rule = authToLocalRule('alice', R, 'al')
+  const debian =
+    '[libdefaults]\n\tdefault_realm = ATHENA.MIT.EDU\n[realms]\n\tATHENA.MIT.EDU = {\n\t\tkdc = kerberos.mit.edu\n\t}\n'
+  const cases: [string, string, Record<string, string>][] = [
+    ['Debian default (realm subsection exists)', debian, { [`alice@${R}`]: 'al', 'bob@ATHENA.MIT.EDU': 'bob' }],
+    [
+      'no subsection for the default realm',
+      '[libdefaults]\n\tdefault_realm = EXAMPLE.ORG\n',
+      { [`alice@${R}`]: 'al', 'bob@EXAMPLE.ORG': 'bob' },
+    ],
+    ['no default realm', '', { [`alice@${R}`]: 'al', [`bob@${R}`]: 'bob' }],
+  ]
+  for (const [what, original, want] of cases) {
+    const text = krb5ConfFull({ original, block, rule, selfRealm: R })
+    assert.equal(stripBlock(text), original.endsWith('\n') || original === '' ? original : `${original}\n`, what)
+    const conf = join(dir, 'krb5.conf')
+    await writeFile(conf, text)
+    for (const [principal, local] of Object.entries(want)) {
+      const out = execFileSync('python3', ['-c', AN2LN, principal], { env: { ...process.env, KRB5_CONFIG: conf } })
+      assert.equal(out.toString().trim(), local, `${what}: ${principal}`)
+    }
+    const other = execFileSync('python3', ['-c', AN2LN, `carol@${R}`], { env: { ...process.env, KRB5_CONFIG: conf } })
+    assert.notEqual(other.toString().trim(), 'al', `${what}: only the owner maps to the SSO user`)
+  }
 })
