@@ -9,14 +9,7 @@ import { chmod, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:f
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { type Lab, withLab } from '../../lab/index.js'
-import {
-  createAccountCa,
-  generateKeyPair,
-  issueCertificate,
-  krbtgtPrincipal,
-  loadCa,
-  ownerPrincipal,
-} from '../../src/sso/certs.js'
+import { createAccountCa, generateKeyPair, issueCertificate, loadCa, ownerPrincipal } from '../../src/sso/certs.js'
 import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
 import { DOMAIN, LAB_RESOLVER, startTunnelAgent, type TunnelAgent, waitPeer } from './tunnel-helpers.js'
 
@@ -236,34 +229,68 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         })
         await writeFile(join(bobDir, 'c.pem'), bobCert)
         await writeFile(join(bobDir, 'k.pem'), bk.keyPem, { mode: 0o600 })
-        void krbtgtPrincipal
-        const kinitAs = (cert: string, key: string) =>
+        await writeFile(join(bobDir, 'ca.pem'), bobCa.certPem)
+        /** kinit for alice@DESKTOP in `host` (its krb5.conf) with a certificate, and extra trust anchors. */
+        const kinitIn = (host: string, cert: string, key: string, anchors: string[] = []) =>
           lab.exec(
-            'laptop',
+            host,
             [
               'env',
-              `KRB5CCNAME=FILE:${bobDir}/cc`,
+              `KRB5CCNAME=FILE:${bobDir}/cc-${host}`,
               'kinit',
               '-X',
               `X509_user_identity=FILE:${cert},${key}`,
+              ...anchors.flatMap((a) => ['-X', `X509_anchors=FILE:${a}`]),
               `${USER}@${realmOf('desktop')}`,
             ],
-            {
-              timeoutMs: 15_000,
-            },
+            { timeoutMs: 15_000 },
           )
-        const bob = await kinitAs(join(bobDir, 'c.pem'), join(bobDir, 'k.pem'))
+        // The client is given bob's CA too, so it sends his chain and the refusal is the desktop KDC's own.
+        const aliceCa = `/var/lib/autotunnel/sso/laptop.${DOMAIN}/ca.pem`
+        const bob = await kinitIn('laptop', join(bobDir, 'c.pem'), join(bobDir, 'k.pem'), [
+          aliceCa,
+          join(bobDir, 'ca.pem'),
+        ])
         assert.notEqual(bob.code, 0, "bob's certificate is refused")
+        assert.doesNotMatch(
+          bob.stderr,
+          /verify own certificate|Cannot contact/,
+          'refused by the KDC, not by the client',
+        )
         t.diagnostic(`bob: ${bob.stderr.trim()}`)
 
-        // Revocation: the desktop revokes the laptop; within 60 s the laptop's next ticket request fails.
+        // Revocation: the desktop revokes the laptop; within 60 s the desktop's KDC refuses the laptop's certificate
+        // (tried from the desktop itself, which still reaches its KDC) and the laptop gets no ticket.
         const share = `/var/lib/autotunnel/sso/laptop.${DOMAIN}`
         const laptopCert = [join(share, 'client.pem'), join(share, 'client-key.pem')] as const
-        assert.equal((await kinitAs(...laptopCert)).code, 0, 'the laptop certificate works before')
+        assert.equal((await kinitIn('desktop', ...laptopCert)).code, 0, 'the laptop certificate works before')
+        assert.equal((await kinitIn('laptop', ...laptopCert)).code, 0, 'from the laptop too')
         const t0 = Date.now()
         await lab.execOk('desktop', ['node', MAIN, 'revoke', 'laptop', '--state', desktop.state])
-        await waitFor('the laptop to get no ticket', async () => (await kinitAs(...laptopCert)).code !== 0, 60_000, 500)
-        t.diagnostic(`laptop refused ${Date.now() - t0} ms after autotunnel revoke`)
+        await waitFor(
+          'the KDC to refuse',
+          async () => (await kinitIn('desktop', ...laptopCert)).code !== 0,
+          60_000,
+          250,
+        )
+        const refused = await kinitIn('desktop', ...laptopCert)
+        t.diagnostic(
+          `desktop KDC refuses the laptop ${Date.now() - t0} ms after autotunnel revoke: ${refused.stderr.trim()}`,
+        )
+        assert.match(refused.stderr, /mismatch|Pre-?authentication failed/i)
+        const own = await kinitIn(
+          'desktop',
+          `/var/lib/autotunnel/sso/desktop.${DOMAIN}/client.pem`,
+          `/var/lib/autotunnel/sso/desktop.${DOMAIN}/client-key.pem`,
+        )
+        assert.equal(own.code, 0, `the desktop's own certificate keeps working: ${own.stderr}`)
+        await waitFor(
+          'the laptop to get no ticket',
+          async () => (await kinitIn('laptop', ...laptopCert)).code !== 0,
+          60_000 - (Date.now() - t0),
+          500,
+        )
+        t.diagnostic(`laptop gets no ticket ${Date.now() - t0} ms after autotunnel revoke`)
         await waitFor(
           "the desktop to stop trusting the laptop's host certificate",
           async () => {
