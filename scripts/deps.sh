@@ -20,6 +20,9 @@ TEST_DEBS=(
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
   postgresql-15
+  # MIT Kerberos: what single sign-on runs on a host (an optional runtime dependency: the agent turns SSO off
+  # without it, docs/sso.md) and the KDC/kinit the SSO tests use. kadmin.local is in krb5-admin-server.
+  krb5-kdc krb5-admin-server krb5-pkinit krb5-user
 )
 
 mode="${1:---test}"

@@ -37,4 +37,8 @@ export interface UpOptions {
   relayPasswordFile?: string
   /** --allow-second-agent: start even though another agent runs on this machine (src/agent/lock.ts). */
   allowSecondAgent?: boolean
+  /** --sso-user USER: the local account of the owner's principal (docs/sso.md). */
+  ssoUser?: string
+  /** false with --no-sso. */
+  sso?: boolean
 }

@@ -67,7 +67,7 @@ test('revokeUpdates deletes every record of the host (key, SRV, target, list PTR
   assert.ok(deleted.includes(`_ssh._tcp.${D}. PTR laptop._ssh._tcp.${D}.`))
 })
 
-test('revokeHost sends one UPDATE in the provider zone; a refused UPDATE is an error; bad names are refused', async () => {
+test('revokeHost sends the deletions, then the SSO revocation (ATREVOKE), in the provider zone; a refused UPDATE is an error; bad names are refused', async () => {
   const zone = host('laptop', 'AutoTunnel-BB')
   const sent: { zone: string; updates: readonly RR[] }[] = []
   const ok = await revokeHost(
@@ -82,8 +82,13 @@ test('revokeHost sends one UPDATE in the provider zone; a refused UPDATE is an e
     },
     { domain: D, zone: 'members.example', host: 'laptop' },
   )
-  assert.equal(sent.length, 1)
+  assert.equal(sent.length, 2)
   assert.equal(sent[0]?.zone, 'members.example.')
+  assert.deepEqual(
+    sent[1]?.updates.map((u) => `${u.name} ${u.type}`),
+    [`_autotunnel-enrol.laptop.${D}. 65302`],
+    'the SSO revocation marker names the host',
+  )
   assert.equal(ok.via, 'udp:x')
   await assert.rejects(
     revokeHost(

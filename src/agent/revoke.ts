@@ -13,6 +13,7 @@
 // "Revocation and its limits".
 import type { UpdateSink } from '../dns/client/update.js'
 import { type RR, RRClass, RRType, type SRVData } from '../dns/wire/rr-table.js'
+import { encodeRevokeRdata, enrolName, SsoRRType } from '../sso/enrol-codec.js'
 import { answers, type SignedQuery } from './peer-records.js'
 import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL, SERVICES_ENUM } from './records.js'
 
@@ -74,5 +75,20 @@ export async function revokeHost(
   const { updates, deleted } = await revokeUpdates(deps.query, o.domain, o.host)
   const res = await deps.sink.update({ zone: fq(o.zone), updates })
   if (res.rcode !== 0) throw new RevokeError(`revocation UPDATE refused: rcode ${res.rcode}`)
+  // SSO (docs/sso.md): the server marks the host revoked and issues it no more certificates.
+  const sso = await deps.sink.update({
+    zone: fq(o.zone),
+    updates: [
+      {
+        name: enrolName(o.host.toLowerCase(), o.domain),
+        type: SsoRRType.ATREVOKE,
+        class: RRClass.IN,
+        ttl: 0,
+        data: { raw: encodeRevokeRdata() },
+      },
+    ],
+  })
+  if (sso.rcode !== 0)
+    throw new RevokeError(`records deleted, but the server refused the SSO revocation: rcode ${sso.rcode}`)
   return { host: o.host.toLowerCase(), deleted, rcode: res.rcode, via: res.via }
 }

@@ -139,6 +139,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     const problem = (await import('../tunnel/tun/linux-tun.js')).tunPermissionProblem(o.tun)
     if (problem) throw new UsageError(problem)
   }
+  const { resolveSso, SsoUsageError } = await import('./sso.js')
+  const ssoUser = await resolveSso(o, labels[0] ?? '', log).catch((e: unknown) => {
+    throw e instanceof SsoUsageError ? new UsageError(e.message) : e
+  })
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -149,7 +153,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log: (msg) => log.info('agent.lock_wait', { msg }),
   })
   try {
-    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks })
+    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser })
   } finally {
     await locks.release()
   }
@@ -168,9 +172,11 @@ async function upLocked(
     server: { host: string; port: number }
     key: TsigKey
     locks: AgentLocks
+    /** The local account single sign-on maps the owner to; undefined: SSO off (resolveSso). */
+    ssoUser: Awaited<ReturnType<typeof import('./sso.js').resolveSso>>
   },
 ): Promise<void> {
-  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks } = c
+  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser } = c
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
@@ -218,6 +224,7 @@ async function upLocked(
   )
   let agent: Agent | undefined
   let datapath: import('./datapath.js').Datapath | undefined
+  let sso: import('../sso/host.js').SsoHost | undefined
   const mapper = o.portmap
     ? new PortMapper(
         {
@@ -252,7 +259,10 @@ async function upLocked(
       ...(mapper ? { mapper } : {}),
       browse: (type) => browseServices(updates, domain, type),
       peers: () => datapath?.status() ?? [],
-      datapath: () => datapath?.extraStatus() ?? null,
+      datapath: () => {
+        const x = datapath?.extraStatus()
+        return x ? { ...(x as object), sso: sso?.status() ?? null } : null
+      },
       watchers: () => {
         const w = datapath?.peers.hostListWatcher
         return [
@@ -328,6 +338,21 @@ async function upLocked(
     await hostList.close()
     updates.close()
     throw e
+  }
+  // Single sign-on (docs/sso.md): the host's KDC and the krb5/ssh drop-ins; stopped with the agent (onStopping).
+  if (ssoUser) {
+    const { attachSso } = await import('./sso.js')
+    sso = await attachSso(agent, datapath, {
+      log,
+      clock,
+      sink: updates,
+      query: updates,
+      user: ssoUser,
+      stateDir: o.state,
+      domain,
+      zone: labels.slice(1).join('.'),
+      host: o.hostname.toLowerCase(),
+    })
   }
   await agent.done
   await datapath.close()

@@ -4,6 +4,10 @@ type Obj = Record<string, unknown>
 
 const obj = (v: unknown): Obj => (v && typeof v === 'object' ? (v as Obj) : {})
 
+function ssoLine(x: Obj): string {
+  return `sso         ${x.state} realm ${x.realm}, KDC ${x.kdc}, client certificate until ${x.clientCertNotAfter ?? '-'}, realms ${((x.realms as string[] | undefined) ?? []).join(' ') || '-'}${x.lastError ? ` (last error: ${x.lastError})` : ''}`
+}
+
 /** Our STUN result (docs/punch.md): reflexive endpoint and NAT mapping kind, or why there is none. */
 function stunLine(st: Obj): string {
   const r = st.reflexive ? obj(st.reflexive) : undefined
@@ -87,6 +91,7 @@ export function formatStatus(s: Obj): string {
     ...(s.stun ? [stunLine(obj(s.stun))] : []),
     ...(obj(s.datapath).relay ? [relayLine(obj(obj(s.datapath).relay))] : []),
     ...(obj(s.datapath).resolver ? resolverLines(obj(obj(s.datapath).resolver)) : []),
+    ...(obj(s.datapath).sso ? [ssoLine(obj(obj(s.datapath).sso))] : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
     `server      ${serverState(srv)} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,

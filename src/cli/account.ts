@@ -68,7 +68,7 @@ export function register(program: Command): void {
   account
     .command('revoke-host <user> <hostname>')
     .description(
-      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified)",
+      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified); no more SSO certificates",
     )
     .option('--data <dir>', 'server data directory (SQLite store)')
     .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
@@ -76,6 +76,20 @@ export function register(program: Command): void {
     .action(async (user: string, hostname: string, o: { data?: string; store?: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')
       await m.accountRevokeHost(user, hostname, o)
+    })
+
+  account
+    .command('unrevoke-host <user> <hostname>')
+    .description('let a revoked host name enrol for SSO certificates again (docs/sso.md)')
+    .option('--data <dir>', 'server data directory (SQLite store; also where the SSO CA keys are)')
+    .option(
+      '--store <url>',
+      'sqlite:DIR (the SSO CA keys are files in the data directory) (default: $AUTOTUNNEL_STORE)',
+    )
+    .option('--zone <zone>', 'the provider zone (checked against the store)')
+    .action(async (user: string, hostname: string, o: { data?: string; store?: string; zone?: string }) => {
+      const m = await import('../server/account-cli.js')
+      await m.accountUnrevokeHost(user, hostname, o)
     })
 
   account

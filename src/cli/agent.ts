@@ -95,6 +95,12 @@ export function register(program: Command): void {
       '--allow-second-agent',
       'start even though another agent runs on this machine (it shares the EUI-64: give another --port, --tun, --hostname)',
     )
+    .option(
+      '--sso-user <user>',
+      "single sign-on (docs/sso.md): the local account the account owner's Kerberos principal maps to here, and whose " +
+        'ssh gets tickets (default: a local user named like the account, if there is one)',
+    )
+    .option('--no-sso', 'no single sign-on: no KDC, no certificates, no krb5/ssh drop-ins')
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
       // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).

@@ -19,6 +19,7 @@ import {
   setAccountSecret,
 } from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
+import { setHostRevoked } from './sso-ca-store.js'
 import { resolveStore } from './store-spec.js'
 
 type StoreOpts = { data?: string; store?: string }
@@ -356,10 +357,30 @@ export async function accountRevokeHost(user: string, host: string, o: StoreOpts
   }
   const { pgRevokeHost } = await import('./pg/accounts.js')
   if (await withPg(o, async (pool, zone) => say(await pgRevokeHost(pool, zone, user, host)))) return
-  const { db, zone } = open(sqliteDir(o), o.zone)
+  const dir = sqliteDir(o)
+  const { db, zone } = open(dir, o.zone)
   try {
     say(revokeHostInDb(db, zone, user, host))
+    // SSO (docs/sso.md): the server issues the host no more certificates.
+    setHostRevoked(dir, user, host)
+    out('  no more SSO certificates for it (undo: autotunnel account unrevoke-host)')
   } finally {
     db.close()
   }
+}
+
+/** `account unrevoke-host USER HOST`: lets a revoked host name enrol for SSO certificates again. */
+export async function accountUnrevokeHost(user: string, host: string, o: StoreOpts & { zone?: string }): Promise<void> {
+  checkUser(user)
+  const h = host.toLowerCase()
+  if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
+  const dir = sqliteDir(o)
+  const { db } = open(dir, o.zone)
+  try {
+    if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
+  } finally {
+    db.close()
+  }
+  const changed = setHostRevoked(dir, user, h, false)
+  out(changed ? `host ${h} of ${user} may enrol for SSO certificates again` : `host ${h} of ${user} was not revoked`)
 }

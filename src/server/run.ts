@@ -16,6 +16,7 @@ import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { PgStore } from './pg/store.js'
 import { DnsService } from './service.js'
+import { SsoService } from './sso-service.js'
 import { Store } from './store.js'
 import { redact, resolveStore } from './store-spec.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
@@ -327,6 +328,11 @@ export async function startServer(
     // notify (LLQ + DNS Push), src/server/notify-service.ts
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
     service.use(notify.handler)
+    // SSO enrolment (docs/sso.md): the per-account CA, certificates for TSIG-signed CSRs.
+    // The CA keys are files in the data directory (like the TLS key); a PostgreSQL node without --data has none
+    // (a CA shared by the nodes of a cluster is not built yet: docs/sso.md).
+    if (dataDir) service.use(new SsoService({ log }, { zone: cfg.zone, dataDir }).handler)
+    else log.warn('sso.disabled', { why: 'no --data directory for the per-account CA keys beside --store postgres://' })
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
     notify.registerMetrics(metrics.registry)
     closers.push(() => notify.close())

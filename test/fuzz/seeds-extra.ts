@@ -1,4 +1,7 @@
 // Seeds of the IKE and ESP targets (see seeds.ts): messages our encoders produce, framed as the targets expect.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   AuthMethod,
   ExchangeType,
@@ -12,9 +15,13 @@ import { encodeMessage, encodePayloads } from '../../src/ike/message.js'
 import type { Payload } from '../../src/ike/payloads.js'
 import { tsForHost } from '../../src/ike/payloads.js'
 import { childProposal, DEFAULT_CHILD_POLICY, DEFAULT_IKE_POLICY, ikeProposal } from '../../src/ike/proposals.js'
+import { CertKindCode, encodeCertRdata, encodeEnrolRdata } from '../../src/sso/enrol-codec.js'
+import { encodeKrb5PrincipalName, encodeSubjectAltName, NameType } from '../../src/sso/krb5-name.js'
 import { encodeStun, encodeXorAddress, StunAttr } from '../../src/traversal/stun.js'
 import { encodeChannelData, StunClass, TurnMethod } from '../../src/traversal/turn-wire.js'
 import { NON_ESP_MARKER_LEN } from '../../src/tunnel/udp-encap.js'
+
+const FIXTURES = fileURLToPath(new URL('../../../test/fuzz/fixtures/', import.meta.url))
 
 const SPI_I = Buffer.alloc(8, 0x11)
 const SPI_R = Buffer.alloc(8, 0x22)
@@ -117,4 +124,27 @@ function espSeeds(): Record<string, Buffer> {
   }
 }
 
-export const extraSeeds: Record<string, () => Record<string, Buffer>> = { ike: ikeSeeds, esp: espSeeds }
+/** SSO enrolment: CSRs our encoder made (test/fuzz/fixtures), in ATENROL RDATA and alone as their SAN pieces. */
+function ssoSeeds(): Record<string, Buffer> {
+  const fixture = (f: string) => readFileSync(join(FIXTURES, f))
+  const at = (sel: number, b: Buffer) => Buffer.concat([Buffer.from([sel]), b])
+  const kdc = fixture('sso-kdc-csr.der')
+  const client = fixture('sso-client-csr.der')
+  const alice = { nameType: NameType.NT_PRINCIPAL, components: ['alice'], realm: 'LAPTOP.ALICE.MEMBERS.EXAMPLE' }
+  return {
+    'enrol-kdc': at(0, encodeEnrolRdata({ kind: CertKindCode.KDC, csr: kdc })),
+    'enrol-client': at(0, encodeEnrolRdata({ kind: CertKindCode.CLIENT, csr: client })),
+    san: at(
+      1,
+      encodeSubjectAltName([
+        { kind: 'principal', principal: alice },
+        { kind: 'dns', name: 'laptop.x' },
+      ]),
+    ),
+    principal: at(2, encodeKrb5PrincipalName(alice)),
+    'cert-rdata': at(3, encodeCertRdata({ kind: CertKindCode.CLIENT, der: client })),
+    name: at(3, Buffer.from('_autotunnel-enrol.laptop.alice.members.example.')),
+  }
+}
+
+export const extraSeeds: Record<string, () => Record<string, Buffer>> = { ike: ikeSeeds, esp: espSeeds, sso: ssoSeeds }

@@ -39,7 +39,17 @@ export async function startTunnelAgent(
     lab,
     srv,
     host,
-    ['--tun', 'autotun0', '--resolver', `${LAB_RESOLVER}:53`, '--log-level', 'info', ...extra],
+    [
+      '--tun',
+      'autotun0',
+      '--resolver',
+      `${LAB_RESOLVER}:53`,
+      '--log-level',
+      'info',
+      // Single sign-on writes /etc: only where a test gives the host its own /etc (test/lab/sso.test.ts).
+      ...(extra.includes('--sso-user') ? [] : ['--no-sso']),
+      ...extra,
+    ],
     false,
     reuseState,
   )
