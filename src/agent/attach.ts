@@ -97,6 +97,12 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       return r
     })
   await dp.start()
+  // `ping`, `ip`, `whois` (everyday.ts).
+  const [{ registerEverydayCommands }, { parsePublicKeyRecord }] = await Promise.all([
+    import('./everyday.js'),
+    import('../ike/hostkey.js'),
+  ])
+  registerEverydayCommands({ agent, dp, parseKey: parsePublicKeyRecord, ...(hostKey ? { hostKey } : {}) })
   dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))
   agent.onSelfNatChange(() => dp.selfNatChanged())

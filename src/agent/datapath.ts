@@ -170,6 +170,11 @@ export class Datapath {
     return this.#t?.tunnel
   }
 
+  /** The IKE engine (with the tunnel): `autotunnel ping` runs its liveness checks on it (ping.ts). */
+  get ike(): IkeEngine | undefined {
+    return this.#t?.engine
+  }
+
   async start(): Promise<void> {
     const { log } = this.#d
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)

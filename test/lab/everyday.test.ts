@@ -1,0 +1,189 @@
+// The everyday commands in the lab (issue 17, docs/commands.md): `autotunnel ping`, `ip`, `whois` and `netcheck`
+// run as a user would, in the hosts' namespaces, against real agents. desktop (home, miniupnpd: PCP, NAT-PMP, UPnP)
+// and laptop (cafe, miniupnpd) map their port: direct; hotel-guest (EIM NAT, no mapping protocol) is punched to;
+// phone (symmetric NAT) reaches hotel-guest through its TURN allocation on coturn: relay.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { turnConfig } from '../../lab/daemons.js'
+import { type Lab, type Topology, withLab } from '../../lab/index.js'
+import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
+import { startTunnelAgent, type TunnelAgent, waitPeer } from './tunnel-helpers.js'
+
+const TURN_ADDR = '198.51.100.20'
+const TOPOLOGY: Topology = {
+  core: { router: '192.0.2.254', stun: ['192.0.2.1', '192.0.2.2'] },
+  internet: [
+    { name: 'server', address: '198.51.100.10' },
+    { name: 'turn', address: TURN_ADDR },
+  ],
+  sites: [
+    { name: 'home', nat: 'upnp', wan: '203.0.113.11', lan: '192.168.1.0/24', hosts: ['desktop'] },
+    { name: 'cafe', nat: 'upnp', wan: '203.0.113.12', lan: '10.20.0.0/24', hosts: ['laptop'] },
+    { name: 'hotel', nat: 'eim', wan: '203.0.113.13', lan: '10.30.0.0/24', hosts: ['hotel-guest'] },
+    { name: 'mobile', nat: 'symmetric', wan: '203.0.113.14', lan: '10.40.0.0/24', hosts: ['phone'] },
+  ],
+}
+
+/** `autotunnel ARGS --state DIR` in the agent's host. */
+function cli(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
+  return lab.exec(a.host, ['node', MAIN, ...args, '--state', a.state], { timeoutMs })
+}
+
+const PONG = /^pong from (\S+) \((\S+)\) via (direct|punched|relay) (\S+), seq (\d+), in ([\d.]+) ms/
+
+/** Pong lines of `autotunnel ping` output, parsed. */
+function pongs(out: string): { host: string; ula: string; path: string; endpoint: string; ms: number }[] {
+  return out.split('\n').flatMap((l) => {
+    const m = PONG.exec(l)
+    return m ? [{ host: m[1]!, ula: m[2]!, path: m[3]!, endpoint: m[4]!, ms: Number(m[6]) }] : []
+  })
+}
+
+test('everyday commands: ping (direct, punched, relay, down), ip, whois', { timeout: 240_000 }, async (t) => {
+  await withLab(t, { topology: TOPOLOGY }, async (lab) => {
+    const agents: TunnelAgent[] = []
+    let srv: LabServer | undefined
+    const dir = await mkdtemp(join(tmpdir(), 'at-everyday-'))
+    try {
+      const pwFile = join(dir, 'turn-password')
+      await writeFile(pwFile, 'relay-secret\n', { mode: 0o600 })
+      await writeFile(
+        join(dir, 'turnserver.conf'),
+        turnConfig(dir, { listen: TURN_ADDR, user: 'alice', password: 'relay-secret', realm: 'members.example' }),
+      )
+      const turn = lab.spawn('turn', ['turnserver', '-c', join(dir, 'turnserver.conf')], { logName: 'coturn' })
+      t.after(() => turn.stop())
+      await lab.waitListening('turn', 3478, { proto: 'udp' })
+      srv = await startServer(lab, { leaseMin: 30, extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`] })
+      const relayArgs = ['--relay-user', 'alice', '--relay-password-file', pwFile]
+      const [desktop, laptop, guest, phone] = await Promise.all([
+        startTunnelAgent(lab, srv, 'desktop'),
+        startTunnelAgent(lab, srv, 'laptop'),
+        startTunnelAgent(lab, srv, 'hotel-guest'),
+        startTunnelAgent(lab, srv, 'phone', relayArgs),
+      ])
+      agents.push(desktop, laptop, guest, phone)
+      await waitPeer(laptop, 'desktop', desktop.ula, 30_000)
+      await waitPeer(laptop, 'hotel-guest', guest.ula, 30_000)
+      await waitPeer(phone, 'hotel-guest', guest.ula, 30_000)
+
+      // 1. laptop -> desktop, both mapped: three replies, direct, to the home gateway's mapped port; exit 0.
+      await waitFor(
+        'the desktop to publish its mapped endpoint',
+        async () => (await laptop.peers()).find((p) => p.name === 'desktop' && p.endpoint?.startsWith('203.0.113.11:')),
+        30_000,
+        200,
+      )
+      const direct = await cli(lab, laptop, ['ping', 'desktop', '-c', '3', '-i', '0.2'])
+      t.diagnostic(`laptop$ autotunnel ping desktop -c 3\n${direct.stdout}`)
+      assert.equal(direct.code, 0, direct.stdout + direct.stderr)
+      const dp = pongs(direct.stdout)
+      assert.equal(dp.length, 3, direct.stdout)
+      for (const p of dp) {
+        assert.equal(p.host, 'desktop')
+        assert.equal(p.ula, desktop.ula)
+        assert.equal(p.path, 'direct')
+        assert.match(p.endpoint, /^203\.0\.113\.11:\d+$/)
+        assert.ok(p.ms > 0 && p.ms < 1000, String(p.ms))
+      }
+      assert.match(direct.stdout, /3 sent, 3 answered, 0 lost/)
+
+      // 2. laptop -> hotel-guest (EIM NAT, no mapping protocol): punched, to its STUN-learned endpoint.
+      const punched = await cli(lab, laptop, ['ping', 'hotel-guest', '-c', '2', '-i', '0.2'])
+      t.diagnostic(`laptop$ autotunnel ping hotel-guest -c 2\n${punched.stdout}`)
+      assert.equal(punched.code, 0, punched.stdout + punched.stderr)
+      const pp = pongs(punched.stdout)
+      assert.equal(pp.length, 2, punched.stdout)
+      for (const p of pp) {
+        assert.equal(p.path, 'punched')
+        assert.match(p.endpoint, /^203\.0\.113\.13:\d+$/)
+      }
+
+      // 3. phone (symmetric) -> hotel-guest (EIM): relay, the guest's endpoint seen through our allocation.
+      await waitFor(
+        'the phone to hold a TURN allocation',
+        async () =>
+          ((await phone.status()) as unknown as { datapath: { relay: { allocation: unknown } | null } }).datapath.relay
+            ?.allocation,
+        30_000,
+        200,
+      )
+      const relayed = await cli(lab, phone, ['ping', 'hotel-guest', '-c', '3', '-i', '0.2', '--json'])
+      assert.equal(relayed.code, 0, relayed.stdout + relayed.stderr)
+      const rj = JSON.parse(relayed.stdout) as {
+        transmitted: number
+        received: number
+        answers: { reply: boolean; path: string; endpoint: string; rttMs: number }[]
+      }
+      t.diagnostic(`phone$ autotunnel ping hotel-guest -c 3 --json\n${relayed.stdout}`)
+      assert.equal(rj.transmitted, 3)
+      assert.equal(rj.received, 3)
+      for (const a of rj.answers) assert.equal(a.path, 'relay', JSON.stringify(a))
+      const relayedText = await cli(lab, phone, ['ping', 'hotel-guest', '-c', '1'])
+      assert.equal(pongs(relayedText.stdout)[0]?.path, 'relay', relayedText.stdout)
+
+      // 4. ip, ip HOST, whois ULA (a peer's, our own), whois by outer address.
+      const ip = await cli(lab, laptop, ['ip'])
+      assert.equal(ip.code, 0, ip.stderr)
+      assert.equal(ip.stdout.trim(), laptop.ula)
+      const ipd = await cli(lab, laptop, ['ip', 'desktop'])
+      assert.equal(ipd.stdout.trim(), desktop.ula, ipd.stderr)
+      const ipl = JSON.parse((await cli(lab, desktop, ['ip', 'laptop', '--json'])).stdout) as Record<string, unknown>
+      assert.equal(ipl.ula, laptop.ula)
+      assert.equal(ipl.fqdn, 'laptop.alice.members.example')
+      const who = await cli(lab, desktop, ['whois', laptop.ula])
+      t.diagnostic(`desktop$ autotunnel whois ${laptop.ula}\n${who.stdout}`)
+      assert.equal(who.code, 0, who.stderr)
+      assert.match(who.stdout, /^host {8}laptop\.alice\.members\.example$/m)
+      assert.match(who.stdout, /^account {5}alice \(alice\.members\.example\)$/m)
+      assert.match(who.stdout, /^key {9}ed25519 SHA256:[A-Za-z0-9+/]{43}$/m)
+      const wj = JSON.parse((await cli(lab, desktop, ['whois', laptop.ula, '--json'])).stdout) as {
+        host: string
+        keys: { fingerprint: string }[]
+        path: string
+      }
+      const mine = JSON.parse((await cli(lab, laptop, ['whois', laptop.ula, '--json'])).stdout) as typeof wj & {
+        self: boolean
+      }
+      assert.equal(mine.self, true)
+      assert.equal(mine.keys[0]?.fingerprint, wj.keys[0]?.fingerprint, 'the key the desktop sees is the laptop’s own')
+      const byAddr = JSON.parse((await cli(lab, laptop, ['whois', '203.0.113.11', '--json'])).stdout) as {
+        host: string
+        matched: string
+      }
+      assert.equal(byAddr.host, 'desktop')
+      const stranger = await cli(lab, laptop, ['whois', 'fd00::1'])
+      assert.notEqual(stranger.code, 0)
+      assert.match(stranger.stderr, /not an address of any of alice\.members\.example's hosts/)
+
+      // 5. A host that is down: hotel-guest killed (no clean-up, its records stay until their lease ends).
+      process.kill(guest.proc.pid, 'SIGKILL')
+      const down = await cli(lab, laptop, ['ping', 'hotel-guest', '-c', '2', '-i', '0', '-W', '1'])
+      t.diagnostic(`laptop$ autotunnel ping hotel-guest -c 2 -W 1  (hotel-guest killed)\n${down.stdout}`)
+      assert.equal(down.code, 1, down.stdout + down.stderr)
+      assert.equal(pongs(down.stdout).length, 0)
+      assert.match(down.stdout, /hotel-guest is down or unreachable: no reply to 2 ping\(s\)/)
+      const unknown = await cli(lab, laptop, ['ping', 'nosuchhost', '-c', '1'])
+      assert.equal(unknown.code, 1)
+      assert.match(unknown.stderr, /no host nosuchhost in alice\.members\.example/)
+    } catch (e) {
+      for (const a of agents)
+        t.diagnostic(
+          `${a.host}:\n${(await agentLog(a))
+            .split('\n')
+            .filter((l) => /relay|turn|ike\.|punch|error|warn/.test(l))
+            .slice(-30)
+            .map((l) => l.slice(0, 300))
+            .join('\n')}`,
+        )
+      throw e
+    } finally {
+      await Promise.allSettled(agents.map((a) => a.stop()))
+      await srv?.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
