@@ -202,6 +202,16 @@ export async function runUp(o: UpOptions): Promise<void> {
       serverInfo: () => updates.status(),
     },
   )
+  // `autotunnel netcheck` measures the servers this agent uses (src/agent/netcheck.ts).
+  agent.addCommand('servers', async () => {
+    const { parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+    const zone = labels.slice(1).join('.')
+    const [stunList, relays] = await Promise.all([
+      srvServers(updates, `_stun._udp.${zone}.`, (o.stun ?? []).map(parseStunServer), STUN_DEFAULT_PORT),
+      relay.servers().catch(() => []),
+    ])
+    return { dns: server, zone, stun: stunList, relays }
+  })
   const stop = (sig: string): void => {
     log.info('agent.signal', { signal: sig })
     void agent?.shutdown({ clean: true })

@@ -4,11 +4,12 @@ import * as agent from './agent.js'
 import * as demo from './demo.js'
 import * as ip from './ip.js'
 import * as lab from './lab.js'
+import * as netcheck from './netcheck.js'
 import * as ping from './ping.js'
 import * as server from './server.js'
 import * as tunnel from './tunnel.js'
 
 // One line per subcommand file; each exports `register(program)` and owns its options and help text.
 export function registerCommands(program: Command): void {
-  for (const m of [server, account, agent, ping, ip, tunnel, lab, demo]) m.register(program)
+  for (const m of [server, account, agent, ping, ip, netcheck, tunnel, lab, demo]) m.register(program)
 }

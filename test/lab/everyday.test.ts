@@ -27,6 +27,21 @@ const TOPOLOGY: Topology = {
   ],
 }
 
+interface NetcheckJson {
+  nat: {
+    nat: boolean
+    type: string
+    mapping: string | null
+    filtering: string | null
+    otherAddress: { address: string } | null
+  } | null
+  portMapping: Record<'pcp' | 'natpmp' | 'upnp', { answers: boolean; externalAddress?: string }> | null
+  publicIPv4: string | null
+  ipv6: { addresses: string[] }
+  dns: { server: string; ms: number | null } | null
+  relays: { server: string; ms: number | null }[]
+}
+
 /** `autotunnel ARGS --state DIR` in the agent's host. */
 function cli(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
   return lab.exec(a.host, ['node', MAIN, ...args, '--state', a.state], { timeoutMs })
@@ -159,7 +174,42 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois', { time
       assert.notEqual(stranger.code, 0)
       assert.match(stranger.stderr, /not an address of any of alice\.members\.example's hosts/)
 
-      // 5. A host that is down: hotel-guest killed (no clean-up, its records stay until their lease ends).
+      // 5. netcheck on the desktop (home: miniupnpd answers PCP, NAT-PMP and UPnP) and on the phone (symmetric NAT,
+      // no mapping protocol), with the servers their agents found by SRV (DNS service, STUN, TURN).
+      const ncd = await cli(lab, desktop, ['netcheck', '--json'])
+      t.diagnostic(`desktop$ autotunnel netcheck --json\n${ncd.stdout}`)
+      assert.equal(ncd.code, 0, ncd.stderr)
+      const nd = JSON.parse(ncd.stdout) as NetcheckJson
+      assert.equal(nd.portMapping?.pcp.answers, true)
+      assert.equal(nd.portMapping?.natpmp.answers, true)
+      assert.equal(nd.portMapping?.upnp.answers, true)
+      assert.equal(nd.portMapping?.natpmp.externalAddress, '203.0.113.11')
+      assert.equal(nd.publicIPv4, '203.0.113.11')
+      assert.equal(nd.nat?.nat, true)
+      assert.equal(nd.nat?.mapping, 'endpoint-independent', JSON.stringify(nd.nat))
+      assert.ok(nd.nat?.filtering, JSON.stringify(nd.nat))
+      assert.equal(nd.nat?.otherAddress?.address, '192.0.2.2', 'coturn in the core names its second address')
+      assert.equal(nd.dns?.server, '198.51.100.10:53')
+      assert.ok((nd.dns?.ms ?? -1) > 0, JSON.stringify(nd.dns))
+      assert.deepEqual(
+        nd.relays.map((r) => r.server),
+        [`${TURN_ADDR}:3478`],
+      )
+      assert.ok((nd.relays[0]?.ms ?? -1) > 0, JSON.stringify(nd.relays))
+      assert.deepEqual(nd.ipv6.addresses, [])
+      const ncp = await cli(lab, phone, ['netcheck', '--json'])
+      t.diagnostic(`phone$ autotunnel netcheck --json\n${ncp.stdout}`)
+      const np = JSON.parse(ncp.stdout) as NetcheckJson
+      assert.equal(np.nat?.type, 'symmetric', JSON.stringify(np.nat))
+      assert.notEqual(np.nat?.mapping, 'endpoint-independent')
+      assert.equal(np.publicIPv4, '203.0.113.14')
+      assert.equal(np.portMapping?.pcp.answers, false)
+      assert.equal(np.portMapping?.natpmp.answers, false)
+      assert.equal(np.portMapping?.upnp.answers, false)
+      const text = await cli(lab, phone, ['netcheck'])
+      assert.match(text.stdout, /^NAT {9}symmetric: mapping address(-and-port)?-dependent/m)
+
+      // 6. A host that is down: hotel-guest killed (no clean-up, its records stay until their lease ends).
       process.kill(guest.proc.pid, 'SIGKILL')
       const down = await cli(lab, laptop, ['ping', 'hotel-guest', '-c', '2', '-i', '0', '-W', '1'])
       t.diagnostic(`laptop$ autotunnel ping hotel-guest -c 2 -W 1  (hotel-guest killed)\n${down.stdout}`)
