@@ -11,7 +11,7 @@ DEBS=(
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
-  g++
+  g++ systemd
 )
 
 missing=()

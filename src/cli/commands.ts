@@ -7,9 +7,10 @@ import * as lab from './lab.js'
 import * as netcheck from './netcheck.js'
 import * as ping from './ping.js'
 import * as server from './server.js'
+import * as service from './service.js'
 import * as tunnel from './tunnel.js'
 
 // One line per subcommand file; each exports `register(program)` and owns its options and help text.
 export function registerCommands(program: Command): void {
-  for (const m of [server, account, agent, ping, ip, netcheck, tunnel, lab, demo]) m.register(program)
+  for (const m of [server, account, agent, ping, ip, netcheck, service, tunnel, lab, demo]) m.register(program)
 }
