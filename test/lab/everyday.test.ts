@@ -3,14 +3,14 @@
 // and laptop (cafe, miniupnpd) map their port: direct; hotel-guest (EIM NAT, no mapping protocol) is punched to;
 // phone (symmetric NAT) reaches hotel-guest through its TURN allocation on coturn: relay.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { turnConfig } from '../../lab/daemons.js'
 import { type Lab, type Topology, withLab } from '../../lab/index.js'
 import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
-import { startTunnelAgent, type TunnelAgent, waitPeer } from './tunnel-helpers.js'
+import { startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from './tunnel-helpers.js'
 
 const TURN_ADDR = '198.51.100.20'
 const TOPOLOGY: Topology = {
@@ -41,6 +41,22 @@ interface NetcheckJson {
   dns: { server: string; ms: number | null } | null
   relays: { server: string; ms: number | null }[]
 }
+
+const NOBODY = 65534
+const CAPS = '-all,+net_admin,+net_bind_service'
+const UNPRIVILEGED = [
+  'setpriv',
+  '--reuid',
+  String(NOBODY),
+  '--regid',
+  String(NOBODY),
+  '--clear-groups',
+  `--inh-caps=${CAPS}`,
+  `--ambient-caps=${CAPS}`,
+  `--bounding-set=${CAPS}`,
+  '--no-new-privs',
+  '--',
+]
 
 /** `autotunnel ARGS --state DIR` in the agent's host. */
 function cli(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
@@ -74,13 +90,25 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois', { time
       await lab.waitListening('turn', 3478, { proto: 'udp' })
       srv = await startServer(lab, { leaseMin: 30, extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`] })
       const relayArgs = ['--relay-user', 'alice', '--relay-password-file', pwFile]
+      // The desktop runs as install-service's unit would: not root, with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only
+      // (ambient and bounding sets, no new privileges); its state, key and CA readable by that user alone.
+      const deskState = join(dir, 'desktop-state')
+      await mkdir(deskState, { mode: 0o700 })
+      await copyFile(srv.keyFile, join(dir, 'alice.key.json'))
+      await copyFile(join(srv.data, 'tls.crt'), join(dir, 'tls.crt'))
+      for (const f of [deskState, join(dir, 'alice.key.json'), join(dir, 'tls.crt')]) await chown(f, NOBODY, NOBODY)
+      await chmod(dir, 0o711)
+      const deskArgs = ['--key-file', join(dir, 'alice.key.json'), '--ca', join(dir, 'tls.crt')]
       const [desktop, laptop, guest, phone] = await Promise.all([
-        startTunnelAgent(lab, srv, 'desktop'),
+        startTunnelAgent(lab, srv, 'desktop', deskArgs, deskState, UNPRIVILEGED),
         startTunnelAgent(lab, srv, 'laptop'),
         startTunnelAgent(lab, srv, 'hotel-guest'),
         startTunnelAgent(lab, srv, 'phone', relayArgs),
       ])
       agents.push(desktop, laptop, guest, phone)
+      const caps = await readFile(`/proc/${desktop.proc.pid}/status`, 'utf8')
+      assert.match(caps, /^Uid:\s+65534\s/m)
+      assert.match(caps, /^CapEff:\s+0000000000001400$/m, 'CAP_NET_ADMIN + CAP_NET_BIND_SERVICE only')
       await waitPeer(laptop, 'desktop', desktop.ula, 30_000)
       await waitPeer(laptop, 'hotel-guest', guest.ula, 30_000)
       await waitPeer(phone, 'hotel-guest', guest.ula, 30_000)
@@ -105,6 +133,10 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois', { time
         assert.ok(p.ms > 0 && p.ms < 1000, String(p.ms))
       }
       assert.match(direct.stdout, /3 sent, 3 answered, 0 lost/)
+      // The unprivileged desktop set its TUN device up (ICMPv6 through it) and bound its resolver to port 53.
+      await waitPing(lab, 'laptop', desktop.ula)
+      const dst = (await desktop.status()) as unknown as { datapath: { resolver: { port: number } | null } }
+      assert.equal(dst.datapath.resolver?.port, 53)
 
       // 2. laptop -> hotel-guest (EIM NAT, no mapping protocol): punched, to its STUN-learned endpoint.
       const punched = await cli(lab, laptop, ['ping', 'hotel-guest', '-c', '2', '-i', '0.2'])

@@ -34,6 +34,7 @@ export async function startTunnelAgent(
   host: string,
   extra: readonly string[] = [],
   reuseState?: string,
+  wrap: readonly string[] = [],
 ): Promise<TunnelAgent> {
   const a = await startAgent(
     lab,
@@ -42,6 +43,7 @@ export async function startTunnelAgent(
     ['--tun', 'autotun0', '--resolver', `${LAB_RESOLVER}:53`, '--log-level', 'info', ...extra],
     false,
     reuseState,
+    wrap,
   )
   const s = await a.status()
   return {
