@@ -11,7 +11,7 @@ DEBS=(
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
-  g++ systemd
+  g++ systemd python3-prometheus-client chromium tesseract-ocr tesseract-ocr-eng
 )
 
 missing=()

@@ -32,4 +32,8 @@ export interface UpOptions {
   relayUser?: string
   /** The TURN password is read from this file (never on the command line). */
   relayPasswordFile?: string
+  /** --metrics ADDR:PORT: Prometheus /metrics (http.ts). */
+  metrics?: string
+  /** --status-page [ADDR:]PORT: the status page on loopback (http.ts, status-page.ts). */
+  statusPage?: string
 }

@@ -90,6 +90,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  const { planAgentHttp, startAgentHttp } = await import('./http.js')
+  const httpPlan = planAgentHttp(o)
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -249,7 +251,18 @@ export async function runUp(o: UpOptions): Promise<void> {
     updates.close()
     throw e
   }
+  // --metrics, --status-page (http.ts): after the data path, so the first scrape already has the peer table.
+  const http = await startAgentHttp(httpPlan, { status: () => agent?.status(), log: log.child({ c: 'http' }) }).catch(
+    async (e: Error) => {
+      await agent?.shutdown({ clean: true }).catch(() => {})
+      await datapath?.close()
+      await hostList.close()
+      updates.close()
+      throw e
+    },
+  )
   await agent.done
+  await Promise.allSettled(http.map((h) => h.close()))
   await datapath.close()
   await hostList.close()
   updates.close()

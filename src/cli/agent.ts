@@ -27,6 +27,11 @@ export function register(program: Command): void {
     .option('--no-tun', 'run without a TUN device')
     .option('--resolver <addr:port>', "local DNS resolver for the user's host names (ULAs)", RESOLVER_DEFAULT)
     .option('--no-resolver', 'do not run the local resolver')
+    .option('--metrics <addr:port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)')
+    .option(
+      '--status-page <[addr:]port>',
+      'serve a live status page at http://127.0.0.1:PORT/ (loopback only; off by default)',
+    )
     .option('--service <type:port>', 'advertise a DNS-SD service, e.g. _ssh._tcp:22 (repeatable)', collect, [])
     .option('--lease <seconds>', 'update lease asked for (RFC 9664); the server clamps it', '5400')
     .option('--ttl <seconds>', 'TTL of the published records', '60')
