@@ -81,7 +81,11 @@ export class AgentHttp {
     }
     try {
       if (path === '/metrics')
-        this.#send(res, 'text/plain; version=0.0.4; charset=utf-8', renderAgentMetrics(this.#status()))
+        this.#send(
+          res,
+          'text/plain; version=0.0.4; charset=utf-8',
+          renderAgentMetrics(this.#status(), { statusPageClients: this.#clients.size }),
+        )
       else if (!this.opts.statusPage) res.writeHead(404).end()
       else if (path === '/') this.#send(res, 'text/html; charset=utf-8', STATUS_PAGE_HTML)
       else if (path === '/status.json') this.#send(res, 'application/json', JSON.stringify(this.#status()))

@@ -26,10 +26,14 @@ class Out {
 const processRegistry = new Metrics()
 registerProcessGauges(processRegistry)
 
-/** Renders the metrics of one status snapshot (Agent.status()). */
-export function renderAgentMetrics(status: unknown): string {
+/** Renders the metrics of one status snapshot (Agent.status()); `http` adds the listener's own figures. */
+export function renderAgentMetrics(status: unknown, http?: { readonly statusPageClients: number }): string {
   const s = obj(status)
   const o = new Out()
+  if (http)
+    o.family('autotunnel_agent_status_page_clients', 'gauge', 'Status pages open (Server-Sent Event streams)', [
+      [undefined, http.statusPageClients],
+    ])
   o.family('autotunnel_agent_info', 'gauge', 'Agent version and identity (value 1)', [
     [{ version: String(s.version ?? ''), hostname: String(s.hostname ?? ''), domain: String(s.domain ?? '') }, 1],
   ])

@@ -10,6 +10,7 @@ import { test } from 'node:test'
 import { turnConfig } from '../../lab/daemons.js'
 import { type Lab, type Topology, withLab } from '../../lab/index.js'
 import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
+import { Browser } from './cdp.js'
 import { startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from './tunnel-helpers.js'
 
 const TURN_ADDR = '198.51.100.20'
@@ -58,6 +59,36 @@ const UNPRIVILEGED = [
   '--',
 ]
 
+const PAGE_PORT = 8088
+const METRICS_PORT = 9188
+
+/** Fetches URL in the host's namespace and prints prometheus_client's parse: {family: [[name, labels, value]]}. */
+const PARSE_METRICS = `
+import sys, json, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+print(json.dumps({f.name: [[s.name, s.labels, s.value] for s in f.samples] for f in text_string_to_metric_families(text)}))
+`
+
+async function fetchIn(lab: Lab, host: string, url: string): Promise<string> {
+  const r = await lab.exec(host, [
+    '/usr/bin/python3',
+    '-c',
+    'import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=5).read().decode())',
+    url,
+  ])
+  return r.stdout
+}
+
+/** Text of a screenshot (tesseract, English), spaces collapsed. */
+async function ocr(png: string): Promise<string> {
+  const { execFile } = await import('node:child_process')
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile('tesseract', [png, '-'], (e, stdout) => (e ? reject(e) : resolve(stdout))),
+  )
+  return out.replace(/[ \t]+/g, ' ')
+}
+
 /** `autotunnel ARGS --state DIR` in the agent's host. */
 function cli(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
   return lab.exec(a.host, ['node', MAIN, ...args, '--state', a.state], { timeoutMs })
@@ -98,7 +129,16 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois', { time
       await copyFile(join(srv.data, 'tls.crt'), join(dir, 'tls.crt'))
       for (const f of [deskState, join(dir, 'alice.key.json'), join(dir, 'tls.crt')]) await chown(f, NOBODY, NOBODY)
       await chmod(dir, 0o711)
-      const deskArgs = ['--key-file', join(dir, 'alice.key.json'), '--ca', join(dir, 'tls.crt')]
+      const deskArgs = [
+        '--key-file',
+        join(dir, 'alice.key.json'),
+        '--ca',
+        join(dir, 'tls.crt'),
+        '--status-page',
+        `127.0.0.1:${PAGE_PORT}`,
+        '--metrics',
+        `127.0.0.1:${METRICS_PORT}`,
+      ]
       const [desktop, laptop, guest, phone] = await Promise.all([
         startTunnelAgent(lab, srv, 'desktop', deskArgs, deskState, UNPRIVILEGED),
         startTunnelAgent(lab, srv, 'laptop'),
@@ -241,7 +281,79 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois', { time
       const text = await cli(lab, phone, ['netcheck'])
       assert.match(text.stdout, /^NAT {9}symmetric: mapping address(-and-port)?-dependent/m)
 
-      // 6. A host that is down: hotel-guest killed (no clean-up, its records stay until their lease ends).
+      // 6. The desktop's /metrics (a real agent, three peers) parses with prometheus_client.
+      const prom = await lab.exec('desktop', [
+        '/usr/bin/python3',
+        '-c',
+        PARSE_METRICS,
+        `http://127.0.0.1:${METRICS_PORT}/metrics`,
+      ])
+      assert.equal(prom.code, 0, prom.stderr)
+      const fams = JSON.parse(prom.stdout) as Record<string, [string, Record<string, string>, number][]>
+      const up = fams.autotunnel_peer_up ?? []
+      assert.deepEqual(up.map((x) => x[1].peer).sort(), ['hotel-guest', 'laptop', 'phone'])
+      assert.ok(
+        up.some((x) => x[1].peer === 'laptop' && x[1].path === 'direct' && x[2] === 1),
+        JSON.stringify(up),
+      )
+      assert.ok((fams.autotunnel_peer_receive_bytes?.find((x) => x[1].peer === 'laptop')?.[2] ?? 0) > 0)
+
+      // 7. The status page in headless Chromium: both of the desktop's peers named (OCR of the screenshot) with
+      // their path; then, with one page left open, the laptop roams to the hotel (EIM NAT, no mapping): the same page,
+      // never reloaded, shows its new endpoint and path (Server-Sent Events).
+      const browser = await Browser.launch(lab.netnsOf('desktop'))
+      try {
+        await browser.open(`http://127.0.0.1:${PAGE_PORT}/`)
+        await waitFor(
+          'the page to draw the three peers from its event stream',
+          async () =>
+            (await browser.eval('document.querySelectorAll("#peers tbody tr").length')) === 3 &&
+            String(await browser.eval('document.getElementById("live").textContent')).startsWith('live'),
+          10_000,
+          100,
+        )
+        const shot1 = join(dir, 'page-1.png')
+        await writeFile(shot1, await browser.screenshot())
+        const ocr1 = await ocr(shot1)
+        t.diagnostic(`status page (OCR):\n${ocr1}`)
+        for (const host of ['laptop', 'hotel-guest', 'phone']) assert.match(ocr1, new RegExp(`^${host} `, 'm'), ocr1)
+        assert.match(ocr1, /^laptop direct 203\.0\.113\.12:\d+/m, ocr1)
+        assert.match(
+          await fetchIn(lab, 'desktop', `http://127.0.0.1:${PAGE_PORT}/metrics`),
+          /^autotunnel_agent_status_page_clients 1$/m,
+        )
+        const loads = await browser.eval(
+          'performance.getEntriesByType("navigation").length + ":" + performance.timeOrigin',
+        )
+        await lab.move('laptop', 'hotel')
+        await waitFor(
+          'the open page to show the laptop at the hotel',
+          async () =>
+            /^203\.0\.113\.13:/.test(
+              String(
+                await browser.eval(
+                  '[...document.querySelectorAll("#peers tbody tr")].find((r) => r.cells[0].textContent === "laptop")?.cells[2].textContent',
+                ),
+              ),
+            ),
+          30_000,
+          200,
+        )
+        assert.equal(
+          await browser.eval('performance.getEntriesByType("navigation").length + ":" + performance.timeOrigin'),
+          loads,
+          'not reloaded',
+        )
+        const shot2 = join(dir, 'page-2.png')
+        await writeFile(shot2, await browser.screenshot())
+        const ocr2 = await ocr(shot2)
+        t.diagnostic(`status page after the roam, same page (OCR):\n${ocr2}`)
+        assert.match(ocr2, /^laptop \S+ 203\.0\.113\.13:\d+/m, ocr2)
+      } finally {
+        await browser.close()
+      }
+
+      // 8. A host that is down: hotel-guest killed (no clean-up, its records stay until their lease ends).
       process.kill(guest.proc.pid, 'SIGKILL')
       const down = await cli(lab, laptop, ['ping', 'hotel-guest', '-c', '2', '-i', '0', '-W', '1'])
       t.diagnostic(`laptop$ autotunnel ping hotel-guest -c 2 -W 1  (hotel-guest killed)\n${down.stdout}`)
