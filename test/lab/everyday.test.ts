@@ -104,7 +104,9 @@ function pongs(out: string): { host: string; ula: string; path: string; endpoint
   })
 }
 
-test('everyday commands: ping (direct, punched, relay, down), ip, whois', { timeout: 240_000 }, async (t) => {
+test('everyday commands: ping (direct, punched, relay, down), ip, whois, netcheck, /metrics, the status page across a roam', {
+  timeout: 300_000,
+}, async (t) => {
   await withLab(t, { topology: TOPOLOGY }, async (lab) => {
     const agents: TunnelAgent[] = []
     let srv: LabServer | undefined
