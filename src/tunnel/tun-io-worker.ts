@@ -57,7 +57,14 @@ const writer = consumeRing(
 )
 
 const stats = (): TunIoStats => ({ op: 'tunStats', toTxDropped, writeErrors })
-const timer = setInterval(() => port.postMessage(stats()), init.statsIntervalMs)
+let lastKey = ''
+// Only when a figure changed (an idle tunnel does not wake the main thread: issue 17's idle cost).
+const timer = setInterval(() => {
+  const key = `${toTxDropped}/${writeErrors}`
+  if (key === lastKey) return
+  lastKey = key
+  port.postMessage(stats())
+}, init.statsIntervalMs)
 
 port.postMessage({ op: 'ready' })
 
