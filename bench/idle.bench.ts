@@ -3,7 +3,8 @@
 // device; the desktop's tunnels to both peers are brought up (a ping each), then nothing is sent for
 // IDLE_SECONDS (60). Measured from /proc, every second: the RSS of the node process (VmRSS) and, over the whole
 // window, its CPU time (utime + stime of all its threads, the tunnel's worker threads included) as a share of one
-// core; the agent's `ip monitor` child is reported apart. Per --tunnel-threads mode (IDLE_MODES, default on,off).
+// core; the agent's `ip monitor` child is reported apart. Per --tunnel-threads mode (IDLE_MODES, default on,off; an
+// entry MODE:OPTS also gives the agents NODE_OPTIONS=OPTS, e.g. "on:--max-semi-space-size=1").
 // Needs root. Prints one JSON line per process and mode, then a table.
 import { readFile } from 'node:fs/promises'
 import { Lab } from '../lab/index.js'
@@ -91,9 +92,13 @@ async function main(): Promise<void> {
   const results: Sample[] = []
   try {
     srv = await startServer(lab, { leaseMin: 30 })
-    for (const mode of MODES) {
+    for (const entry of MODES) {
+      const [mode = 'on', nodeOptions] = entry.split(/:(.*)/s)
       const agents: TunnelAgent[] = []
       try {
+        // Spawned agents inherit this process's environment (the server was started before: unaffected).
+        if (nodeOptions) process.env.NODE_OPTIONS = nodeOptions
+        else delete process.env.NODE_OPTIONS
         for (const h of ['desktop', 'laptop', 'hotel-guest'])
           agents.push(await startTunnelAgent(lab, srv, h, ['--tunnel-threads', mode, '--log-level', 'warn']))
         const [desktop, laptop, guest] = agents as [TunnelAgent, TunnelAgent, TunnelAgent]
@@ -108,7 +113,7 @@ async function main(): Promise<void> {
             { who: 'agent (desktop)', pid: await nodePid(desktop.proc.pid) },
             { who: 'server', pid: await nodePid(srv.proc.pid) },
           ],
-          mode,
+          entry,
         )
         for (const x of s) process.stdout.write(`${JSON.stringify({ idleSeconds: IDLE_SECONDS, ...x })}\n`)
         results.push(...s)
