@@ -12,6 +12,7 @@ DEBS=(
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
   g++ systemd python3-prometheus-client chromium tesseract-ocr tesseract-ocr-eng
+  postgresql-15
 )
 
 missing=()

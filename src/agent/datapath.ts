@@ -24,8 +24,15 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from '../traversal/punch.js'
-import { type RelayConfig, RelayManager } from '../traversal/relay.js'
+import {
+  choosePath,
+  type NatView,
+  type PathDecision,
+  Puncher,
+  pathLabel,
+  type RelayConfig,
+  RelayManager,
+} from '../traversal/index.js'
 import type { StunDemux } from '../tunnel/receive.js'
 import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
@@ -69,22 +76,23 @@ export interface DatapathOptions {
 }
 
 /**
- * `--tunnel-threads`: 'on' = send thread + TUN I/O thread (the default), 'send' = the send thread reads the TUN
- * device itself, 'off' = everything on the main thread.
+ * `--tunnel-threads`: 'off' = everything on the main thread (the default since the TUN offloads), 'on' = send
+ * thread + TUN I/O thread, 'send' = the send thread reads the TUN device itself.
  */
 export type TunnelThreads = 'on' | 'send' | 'off'
 
 /**
  * The mode the tunnel runs in: the option, else AUTOTUNNEL_TUNNEL_THREADS (set by `up --tunnel-threads`), else
- * the older AUTOTUNNEL_TX_THREAD=0|1, else 'on'. Figures behind the default: docs/tunnel.md "Thread modes in
- * the agent" (bench/agent-tunnel.bench.ts).
+ * the older AUTOTUNNEL_TX_THREAD=0|1, else 'off'. Figures behind the default: docs/tunnel.md "Thread modes in
+ * the agent" (with the TUN offloads one thread has the most TCP throughput and the least latency in bench/tunnel;
+ * the threads keep more small-packet throughput).
  */
 export function tunnelThreadsMode(opt?: TunnelThreads, env: NodeJS.ProcessEnv = process.env): TunnelThreads {
   if (opt) return opt
   const e = env.AUTOTUNNEL_TUNNEL_THREADS
   if (e === 'on' || e === 'send' || e === 'off') return e
-  if (env.AUTOTUNNEL_TX_THREAD === '0') return 'off'
-  return 'on'
+  if (env.AUTOTUNNEL_TX_THREAD === '1') return 'on'
+  return 'off'
 }
 
 /** --ike-auth: signatures with the per-host key (default), or the PSK from the account secret (interop/fallback). */

@@ -11,12 +11,12 @@ import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
-import { type PortMapChangeReason, PortMapper } from '../portmap/mapper.js'
+import { type PortMapChangeReason, PortMapper } from '../portmap/index.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
-import { ipReader, NetMonitor } from './netmon.js'
+import { NetMonitor, systemReader } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
@@ -99,7 +99,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
-  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
+  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: systemReader(tunName ? [tunName] : []) })
   const updates = new UpdateClient(
     { clock, log: log.child({ c: 'update' }), random },
     {
@@ -277,7 +277,7 @@ export async function runUp(o: UpOptions): Promise<void> {
 async function relayConfig(
   o: UpOptions,
   d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
-): Promise<import('../traversal/relay.js').RelayConfig> {
+): Promise<import('../traversal/index.js').RelayConfig> {
   if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
   let fixed: { username: string; password: string } | undefined
   if (o.relayUser && o.relayPasswordFile) {
@@ -285,7 +285,7 @@ async function relayConfig(
     if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
     fixed = { username: o.relayUser, password }
   }
-  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/turn-wire.js')
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/index.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
@@ -349,7 +349,7 @@ async function makeStun(
   },
   configured: readonly string[],
 ): Promise<AgentStun> {
-  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/index.js')
   const log = d.log.child({ c: 'stun' })
   const client = new StunClient({
     clock: d.clock,

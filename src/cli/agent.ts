@@ -72,7 +72,8 @@ export function register(program: Command): void {
     .addOption(
       new Option(
         '--tunnel-threads <mode>',
-        'tunnel threads: on (send and TUN I/O threads), send (TUN read on the send thread), off (one thread)',
+        'tunnel threads: off (one thread, the default), on (send and TUN I/O threads: more small-packet ' +
+          'throughput, more latency), send (TUN read on the send thread)',
       ).choices(['on', 'send', 'off']),
     )
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))

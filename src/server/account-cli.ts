@@ -18,6 +18,47 @@ import {
   setAccountSecret,
 } from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
+import { resolveStore } from './store-spec.js'
+
+type StoreOpts = { data?: string; store?: string }
+
+/**
+ * With a PostgreSQL store: runs `fn` on a pool to it (the schema created or migrated, the zone checked or, without
+ * --zone, read from the database); undefined for a SQLite store, which the callers handle as before.
+ */
+async function withPg<T>(
+  o: StoreOpts & { zone?: string },
+  fn: (pool: import('pg').Pool, zone: string) => Promise<T>,
+): Promise<{ value: T } | undefined> {
+  const spec = resolveStore(o)
+  if (spec.kind !== 'postgres') return undefined
+  const { default: pg } = await import('pg')
+  const { migrate } = await import('./pg/schema.js')
+  const pool = new pg.Pool({ connectionString: spec.url, max: 1, connectionTimeoutMillis: 5000 })
+  pool.on('error', () => {})
+  try {
+    const c = await pool.connect()
+    let zone: string | undefined
+    try {
+      zone = await migrate(c, o.zone ? fqdn(o.zone) : undefined)
+    } finally {
+      c.release()
+    }
+    if (!zone)
+      throw new StoreError(
+        'the database holds no zone yet: create the first account with `autotunnel account add USER --store URL --zone ZONE`',
+      )
+    return { value: await fn(pool, zone) }
+  } finally {
+    await pool.end()
+  }
+}
+
+function sqliteDir(o: StoreOpts): string {
+  const spec = resolveStore(o)
+  if (spec.kind !== 'sqlite') throw new StoreError('not a SQLite store')
+  return spec.dir
+}
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`)
@@ -78,12 +119,17 @@ function checkUser(user: string, creating = false): void {
 
 export async function accountAdd(
   user: string,
-  o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
 ): Promise<void> {
   checkUser(user, true)
   const zone = fqdn(o.zone)
   const key = await makeKey(user, zone, o)
-  const db = openDb(o.data, zone)
+  const { pgAddAccount } = await import('./pg/accounts.js')
+  const done = await withPg(o, async (pool, z) =>
+    show(await pgAddAccount(pool, z, { user, ...key, nowMs: Date.now() }), o.json),
+  )
+  if (done) return
+  const db = openDb(sqliteDir(o), zone)
   try {
     show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json)
   } finally {
@@ -91,10 +137,12 @@ export async function accountAdd(
   }
 }
 
-export async function accountList(o: { data: string; zone?: string; json?: boolean }): Promise<void> {
-  const { db } = open(o.data, o.zone)
+export async function accountList(o: StoreOpts & { zone?: string; json?: boolean }): Promise<void> {
+  const { pgListAccounts } = await import('./pg/accounts.js')
+  const pgAll = await withPg(o, (pool) => pgListAccounts(pool))
+  const { db } = pgAll ? { db: undefined } : open(sqliteDir(o), o.zone)
   try {
-    const all = listAccounts(db)
+    const all = pgAll ? pgAll.value : listAccounts(db!)
     if (o.json)
       out(
         JSON.stringify(
@@ -114,13 +162,19 @@ export async function accountList(o: { data: string; zone?: string; json?: boole
           `${a.user}\t${a.keyName}\t${a.algorithm}\t${a.derived ? 'password' : 'random'}\t${new Date(a.createdMs).toISOString()}`,
         )
   } finally {
-    db.close()
+    db?.close()
   }
 }
 
-export async function accountRemove(user: string, o: { data: string; zone?: string }): Promise<void> {
+export async function accountRemove(user: string, o: StoreOpts & { zone?: string }): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
+  const { pgRemoveAccount } = await import('./pg/accounts.js')
+  const done = await withPg(o, async (pool, zone) => {
+    const n = await pgRemoveAccount(pool, zone, user)
+    out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
+  })
+  if (done) return
+  const { db, zone } = open(sqliteDir(o), o.zone)
   try {
     const n = removeAccount(db, zone, user)
     out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
@@ -129,17 +183,17 @@ export async function accountRemove(user: string, o: { data: string; zone?: stri
   }
 }
 
-export async function accountLimit(
-  user: string,
-  o: { data: string; zone?: string; maxRecords?: number },
-): Promise<void> {
+export async function accountLimit(user: string, o: StoreOpts & { zone?: string; maxRecords?: number }): Promise<void> {
   checkUser(user)
-  const { db } = open(o.data, o.zone)
-  try {
-    const a = setAccountLimit(db, user, o.maxRecords, Date.now())
+  const say = (a: Account): void =>
     out(
       `account ${user}: ${a.maxRecords === undefined ? 'the server default number of' : `at most ${a.maxRecords}`} records`,
     )
+  const { pgSetAccountLimit } = await import('./pg/accounts.js')
+  if (await withPg(o, async (pool) => say(await pgSetAccountLimit(pool, user, o.maxRecords, Date.now())))) return
+  const { db } = open(sqliteDir(o), o.zone)
+  try {
+    say(setAccountLimit(db, user, o.maxRecords, Date.now()))
   } finally {
     db.close()
   }
@@ -147,10 +201,16 @@ export async function accountLimit(
 
 export async function accountPasswd(
   user: string,
-  o: { data: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
 ): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
+  const { pgSetAccountSecret } = await import('./pg/accounts.js')
+  const done = await withPg(o, async (pool, zone) => {
+    const key = await makeKey(user, zone, o)
+    show(await pgSetAccountSecret(pool, user, { ...key, nowMs: Date.now() }), o.json)
+  })
+  if (done) return
+  const { db, zone } = open(sqliteDir(o), o.zone)
   try {
     const key = await makeKey(user, zone, o)
     show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json)
@@ -211,13 +271,17 @@ export function revokeHostInDb(db: Db, zone: string, user: string, host: string)
   return revoke.immediate()
 }
 
-export async function accountRevokeHost(user: string, host: string, o: { data: string; zone?: string }): Promise<void> {
+export async function accountRevokeHost(user: string, host: string, o: StoreOpts & { zone?: string }): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
-  try {
-    const touched = revokeHostInDb(db, zone, user, host)
+  const say = (touched: string[]): void => {
     out(`revoked host ${host.toLowerCase()} of ${user}: ${touched.length ? 'deleted' : 'nothing published'}`)
     for (const t of touched) out(`  ${t}`)
+  }
+  const { pgRevokeHost } = await import('./pg/accounts.js')
+  if (await withPg(o, async (pool, zone) => say(await pgRevokeHost(pool, zone, user, host)))) return
+  const { db, zone } = open(sqliteDir(o), o.zone)
+  try {
+    say(revokeHostInDb(db, zone, user, host))
   } finally {
     db.close()
   }

@@ -6,6 +6,14 @@ export interface AddrPort {
   readonly port: number
 }
 
+/** Another live server node sharing the store (PostgreSQL heartbeats, docs/cluster.md). */
+export interface PeerNode {
+  readonly nsName: string
+  readonly nsAddrs: readonly string[]
+  readonly dnsPort: number
+  readonly tlsPort: number | undefined
+}
+
 export interface ServiceConfig {
   /** The provider zone, e.g. "members.example." */
   readonly zone: string
@@ -49,6 +57,11 @@ export interface ServiceConfig {
   readonly turnSecret?: Buffer
   /** Lifetime of those credentials. @default 86400 */
   readonly turnCredentialTtlSec?: number
+  /**
+   * The other live nodes of a cluster (none on SQLite): the discovery SRV records list them after this one, and
+   * their names' A/AAAA records are answered, so a client can try the next target (RFC 2782).
+   */
+  readonly peers?: () => readonly PeerNode[]
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

@@ -7,7 +7,7 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { isPossibleUser } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import {
-  discoveryRR,
+  discoveryRRs,
   discoveryService,
   stunRecords,
   TURN_CREDENTIAL_TTL_SEC,
@@ -81,6 +81,22 @@ export class ZoneAnswerer {
     return out
   }
 
+  /** Address records of the other live nodes (cluster): SRV additional data, and answers for their names. */
+  #peerAddrs(name?: string): RR[] {
+    const out: RR[] = []
+    const cfg = this.#cfg
+    for (const p of cfg.peers?.() ?? []) {
+      if (p.nsName === cfg.nsName || (name !== undefined && p.nsName !== name)) continue
+      if (!isAtOrBelow(p.nsName, cfg.zone)) continue
+      for (const a of p.nsAddrs) {
+        const type = a.includes(':') ? RRType.AAAA : RRType.A
+        if (!out.some((r) => r.name === p.nsName && (r.data as { address: string }).address === a))
+          out.push({ name: p.nsName, type, class: RRClass.IN, ttl: cfg.infraTtlSec, data: { address: a } })
+      }
+    }
+    return out
+  }
+
   soa(): RR {
     const c = this.#cfg
     return {
@@ -112,6 +128,7 @@ export class ZoneAnswerer {
     const zone = this.#cfg.zone
     if (!isAtOrBelow(name, zone)) return { kind: 'outside' }
     if (name === zone || name === this.#cfg.nsName) return { kind: 'public' }
+    if (this.#cfg.peers?.().some((p) => p.nsName === name)) return { kind: 'public' }
     // Whether or not the account exists: the same answer either way (issue 16 finding 9), and nobody watches a
     // name before its owner exists (finding 3). Labels are wire labels (escaped dots do not split, finding 8).
     const label = labelBelow(name, zone)!
@@ -135,9 +152,9 @@ export class ZoneAnswerer {
       if (qtype !== RRType.SRV && qtype !== RRType.ANY) return this.#negative(Rcode.NOERROR)
       return {
         rcode: Rcode.NOERROR,
-        answers: [fromZoneRR(discoveryRR(cfg, qname, disc.service.tls), owner)],
+        answers: discoveryRRs(cfg, qname, disc.service.tls).map((z) => fromZoneRR(z, owner)),
         authorities: [],
-        additionals: this.glue(),
+        additionals: cfg.peers ? [...this.glue(), ...this.#peerAddrs()] : this.glue(),
       }
     }
     // The user's ephemeral TURN credentials (docs/relay.md): private (REFUSED above unless signed by the user).
@@ -164,6 +181,11 @@ export class ZoneAnswerer {
       exists = true
       for (const [t, list] of synth)
         if (t === qtype || qtype === RRType.ANY) for (const z of list) answers.push(fromZoneRR(z, owner))
+    }
+    if (cfg.peers && !synth && qname !== cfg.nsName) {
+      const peer = this.#peerAddrs(qname)
+      if (peer.length) exists = true
+      for (const r of peer) if (r.type === qtype || qtype === RRType.ANY) answers.push({ ...r, name: owner })
     }
     const node = this.#index.node(qname)
     if (node) {

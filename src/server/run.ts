@@ -13,17 +13,23 @@ import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
 import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
+import { PgStore } from './pg/store.js'
 import { DnsService } from './service.js'
 import { Store } from './store.js'
+import { redact, resolveStore } from './store-spec.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
 import { MIN_REPLAY_CACHE_ENTRIES } from './tsig-replay.js'
 import { UdpListener } from './udp-listener.js'
+import type { ZoneStore } from './zone-tx.js'
 
 /** `autotunnel server` options as commander parses them: names follow the flags, so units are in the comments. */
 export interface ServerOptions extends NotifyCliOptions {
   zone: string
-  data: string
+  /** --data DIR: the SQLite store and the self-signed certificate (with a PostgreSQL store: the certificate only). */
+  data?: string
+  /** --store URL: postgres://... (a cluster of nodes, docs/cluster.md) or sqlite:DIR; else AUTOTUNNEL_STORE. */
+  store?: string
   listen: string[]
   tlsListen: string[]
   tlsCert?: string
@@ -133,20 +139,45 @@ export async function startServer(
     }
   }
 
-  const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
+  const spec = resolveStore(o)
+  const dataDir = spec.dir
+  if (tlsListens.length && !(o.tlsCert && o.tlsKey) && dataDir === undefined)
+    throw new TypeError('--tls-listen without --tls-cert/--tls-key needs --data DIR for the self-signed certificate')
+  let store: ZoneStore
+  let keys: KeyRing
+  let closeStore: () => void | Promise<void>
+  let pgStore: PgStore | undefined
+  if (spec.kind === 'sqlite') {
+    const s = new Store({ clock, log }, { dir: spec.dir, zone, sync: o.sync })
+    store = s
+    closeStore = () => s.close()
+    keys = new KeyRing({ db: s.db, clock, checkExternal: () => s.checkExternal() })
+  } else {
+    log.info('server.store', { store: redact(spec.url) })
+    const s = await PgStore.open(
+      { clock, log },
+      { url: spec.url, zone, nodeInfo: { pid: process.pid, listen: o.listen, tlsListen: o.tlsListen } },
+    )
+    store = s
+    pgStore = s
+    closeStore = () => s.close()
+    const ring = new KeyRing({ list: () => s.accounts(), clock, checkExternal: () => s.takeAccountsChanged() })
+    // An account changed through any node or the CLI is in force here as soon as the feed brings it.
+    s.onAccounts(() => ring.refresh(true, 0))
+    keys = ring
+  }
   // The secret files in it are 0600 (db.ts); a directory others can enter still lets them see names and sizes,
   // and a later file created by hand there would be readable: warn, do not refuse (systemd's StateDirectory=
   // defaults to 0755; docs/security.md).
-  if (openToOthers(o.data))
+  if (dataDir !== undefined && openToOthers(dataDir))
     log.warn('server.data_dir_mode', {
-      dir: o.data,
-      mode: (statSync(o.data).mode & 0o777).toString(8),
+      dir: dataDir,
+      mode: (statSync(dataDir).mode & 0o777).toString(8),
       hint: 'group or others can enter the data directory: chmod 700 it (or StateDirectoryMode=0700)',
     })
   for (const f of [o.tlsKey, o.turnSecretFile])
     if (f && openToOthers(f) & 0o044)
       log.warn('server.secret_file_mode', { file: f, hint: 'group or others can read this secret: chmod 600 it' })
-  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
   const metrics = new ServerMetrics()
   const streams: StreamListener[] = []
   metrics.registry.gauge('autotunnel_stream_connections', 'Open TCP and TLS connections', () =>
@@ -205,7 +236,7 @@ export async function startServer(
       }
     }
     if (tlsListens.length) {
-      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
+      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(dataDir!, nsName, nsAddrs)
       if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
       for (const l of tlsListens) {
         const t = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout, tls })
@@ -252,8 +283,14 @@ export async function startServer(
         if (!isIP(a.host)) throw new TypeError(`--turn wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
         return a
       }),
+      ...(pgStore ? { peers: () => pgStore!.peers() } : {}),
     }
     service = new DnsService({ store, keys, clock, log, metrics }, cfg)
+    if (pgStore) {
+      const svc = service
+      pgStore.onPeers(() => svc.invalidateAnswers())
+      pgStore.setNodeInfo({ nsName, nsAddrs, dnsPort: cfg.dnsPort, tlsPort: cfg.tlsPort })
+    }
     service.start()
     // notify (LLQ + DNS Push), src/server/notify-service.ts
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
@@ -289,7 +326,7 @@ export async function startServer(
     })
   } catch (e) {
     for (const c of closers.reverse()) await c()
-    store.close()
+    await closeStore()
     throw e
   }
   const svc = service
@@ -303,7 +340,7 @@ export async function startServer(
       clock.clearTimeout(extTimer)
       for (const c of closers.reverse()) await c()
       svc.stop()
-      store.close()
+      await closeStore()
       log.info('server.stopped', {})
     },
   }

@@ -9,6 +9,7 @@ import type { DatagramSocket } from '../io/datagram.js'
 import { nullLogger } from '../io/log.js'
 import { newCounters } from './counters.js'
 import { EspCrypto } from './esp.js'
+import { Segmenter } from './offload/segment.js'
 import { SlabPool } from './pool.js'
 import { consumeRing, PacketRing } from './ring.js'
 import { newPeer, type Peer } from './sa-table.js'
@@ -115,7 +116,16 @@ port.on('message', (m: TxToWorker) => {
     case 'go':
       if (init.readTunFd !== undefined) {
         // This thread reads the TUN device itself: one thread wake-up less per packet.
-        const reader = new TunReader(dupFd(init.readTunFd), (b, off, len) => sender.fromTun(b, off, len))
+        const fromTun = (b: Buffer, off: number, len: number): void => sender.fromTun(b, off, len)
+        const seg = init.vnetHdr ? new Segmenter() : undefined
+        const reader = new TunReader(
+          dupFd(init.readTunFd),
+          seg
+            ? (b, off, len) => {
+                if (seg.segment(b, off, len, fromTun) !== undefined) counters.drops.bad_vnet_hdr++
+              }
+            : fromTun,
+        )
         consumer = new Promise<void>((resolve) => {
           stopReader = () => void reader.close().then(resolve)
         })

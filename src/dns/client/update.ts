@@ -17,7 +17,7 @@ import { Opcode, Rcode } from '../wire/header.js'
 import { emptyMessage, type Message } from '../wire/message.js'
 import { nameEqual } from '../wire/name.js'
 import { type RR, RRClass, RRType } from '../wire/rr-table.js'
-import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
 
 export interface UpdateRequest {
   /** The zone section (RFC 2136 2.3): the provider zone the user's domain sits in. */
@@ -70,6 +70,8 @@ export class UpdateError extends Error {
 
 export const UPDATE_TLS_SERVICE = '_dnsupdate-tls._udp'
 export const UPDATE_SERVICE = '_dns-update._udp'
+/** A target whose UPDATE failed is skipped this long when another one is listed. */
+const FAILED_TARGET_MS = 30_000
 /** RFC 1035 4.1.1: the message ID is 16 bits. */
 const DNS_ID_SPACE = 0x10000
 
@@ -81,6 +83,10 @@ export class UpdateClient implements UpdateSink {
   readonly #domain: string
   #server: (ServerAddr & { readonly via: string }) | undefined
   #discovering: Promise<ServerAddr & { readonly via: string }> | undefined
+  /** Servers (by `via`) whose UPDATE failed, skipped until the monotonic time given (RFC 2782: the next target). */
+  readonly #failed = new Map<string, number>()
+  /** DNS servers learned from the plain update SRV answer, asked when the bootstrap does not answer (a cluster). */
+  #lookupServers: ServerAddr[] = []
   updates = 0
   failures = 0
   /** Answers dropped because their TSIG did not verify. */
@@ -109,22 +115,42 @@ export class UpdateClient implements UpdateSink {
     return this.#discovering
   }
 
+  async #srv(name: string, opts: { timeoutMs: number; attempts: number }): Promise<SrvTarget[]> {
+    let last: unknown
+    const others = this.#lookupServers
+    for (const server of [this.#bootstrap(), ...others]) {
+      try {
+        return await lookupSrv(server, name, others.length ? { ...opts, attempts: 1 } : opts)
+      } catch (e) {
+        last = e
+      }
+    }
+    throw last
+  }
+
   async #discover(): Promise<ServerAddr & { readonly via: string }> {
     this.discoveries++
     const boot = this.#bootstrap()
     const opts = { timeoutMs: this.#o.timeoutMs ?? 2000, attempts: 2 }
     const tls = this.#o.tls
-    const [tlsSrv, plainSrv] = await Promise.all([
-      tls ? lookupSrv(boot, `${UPDATE_TLS_SERVICE}.${this.#domain}`, opts).then((r) => r[0]) : undefined,
-      lookupSrv(boot, `${UPDATE_SERVICE}.${this.#domain}`, opts).then((r) => r[0]),
+    const [tlsAll, plainAll] = await Promise.all([
+      tls ? this.#srv(`${UPDATE_TLS_SERVICE}.${this.#domain}`, opts) : [],
+      this.#srv(`${UPDATE_SERVICE}.${this.#domain}`, opts),
     ])
     const hostOf = (srv: { addrs: readonly string[] }): string =>
       srv.addrs.find((a) => !a.includes(':')) ?? srv.addrs[0] ?? boot.host
-    const sameAsPlain = tlsSrv !== undefined && isPlainStandIn(tlsSrv, plainSrv)
-    let found: (ServerAddr & { via: string }) | undefined
-    if (tls && tlsSrv && tlsSrv.port !== 0 && !sameAsPlain) {
+    this.#lookupServers = plainAll
+      .filter((t) => t.port !== 0 && t.addrs.length > 0)
+      .map((t) => ({ host: hostOf(t), port: t.port, transport: 'udp' as const }))
+      .filter((a) => a.host !== boot.host || a.port !== boot.port)
+    const now = this.#clock.monotonic()
+    for (const [via, until] of this.#failed) if (until <= now) this.#failed.delete(via)
+    const candidates: (ServerAddr & { via: string })[] = []
+    for (const tlsSrv of tlsAll) {
+      const plainSrv = plainAll.find((p) => p.target.toLowerCase() === tlsSrv.target.toLowerCase())
+      if (!tls || tlsSrv.port === 0 || isPlainStandIn(tlsSrv, plainSrv)) continue
       const host = hostOf(tlsSrv)
-      found = {
+      candidates.push({
         host,
         port: tlsSrv.port,
         transport: 'tls',
@@ -135,13 +161,18 @@ export class UpdateClient implements UpdateSink {
         },
         ...(tls.fingerprint256 ? { fingerprint256: tls.fingerprint256 } : {}),
         via: `tls:${host}:${tlsSrv.port}`,
-      }
-    } else if (plainSrv && plainSrv.port !== 0) {
-      const host = hostOf(plainSrv)
-      found = { host, port: plainSrv.port, transport: 'udp', via: `udp:${host}:${plainSrv.port}` }
+      })
     }
-    found ??= { ...boot, via: `udp:${boot.host}:${boot.port}` }
-    this.#log.info('update.server', { via: found.via })
+    if (candidates.length === 0)
+      for (const plainSrv of plainAll) {
+        if (plainSrv.port === 0) continue
+        const host = hostOf(plainSrv)
+        candidates.push({ host, port: plainSrv.port, transport: 'udp', via: `udp:${host}:${plainSrv.port}` })
+      }
+    // The first target that has not failed lately; when all have, the first (a retry beats giving up).
+    const found = candidates.find((c) => !this.#failed.has(c.via)) ??
+      candidates[0] ?? { ...boot, via: `udp:${boot.host}:${boot.port}` }
+    this.#log.info('update.server', { via: found.via, targets: candidates.length })
     this.#server = found
     return found
   }
@@ -202,6 +233,7 @@ export class UpdateClient implements UpdateSink {
     } catch (e) {
       this.failures++
       this.#server = undefined
+      this.#failed.set(server.via, this.#clock.monotonic() + FAILED_TARGET_MS)
       throw new UpdateError(`UPDATE via ${server.via} failed: ${(e as Error).message}`, -1, { cause: e })
     }
     if (res.rcode !== Rcode.NOERROR) {

@@ -17,7 +17,7 @@ import { encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRType } from '../wire/rr-table.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
-import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
 import type { StreamTarget } from './stream.js'
 
 const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
@@ -74,6 +74,8 @@ export class Watcher {
   readonly #clock: Clock
   readonly #random: Random
   readonly #rrset = new Map<string, RR>()
+  /** DNS servers learned from the plain-LLQ SRV answer, tried for look-ups when the bootstrap does not answer. */
+  #lookupServers: ServerAddr[] = []
   readonly #handlers = new Set<(e: WatchEvent) => void>()
   readonly #wakers = new Set<() => void>()
   #mechanism: WatchMechanism | undefined
@@ -191,35 +193,81 @@ export class Watcher {
     this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: m })
   }
 
-  async #target(srv: string, tls: boolean): Promise<StreamTarget | undefined> {
+  /**
+   * SRV look-up through the bootstrap server, else through the nodes the last plain-LLQ SRV answer named: a
+   * cluster lists every live node (docs/cluster.md), so losing the bootstrap node does not lose discovery.
+   */
+  async #srv(name: string): Promise<SrvTarget[]> {
+    let last: unknown
+    const others = this.#lookupServers
+    for (const server of [this.opts.server, ...others]) {
+      try {
+        // With other nodes to ask, one unanswered attempt per server is enough to move on.
+        return await lookupSrv(server, name, others.length ? { ...this.#xopts(), attempts: 1 } : this.#xopts())
+      } catch (e) {
+        last = e
+      }
+    }
+    throw last
+  }
+
+  #learn(plain: readonly SrvTarget[]): void {
+    const b = this.opts.server
+    this.#lookupServers = plain
+      .filter((t) => t.addrs[0] !== undefined && t.port !== 0)
+      .map((t) => ({ host: t.addrs[0]!, port: t.port, transport: 'udp' as const }))
+      .filter((s) => s.host !== b.host || s.port !== b.port)
+  }
+
+  /** Every usable target of the service, in the SRV answer's order (RFC 2782: the next one on failure). */
+  async #targets(srv: string, tls: boolean): Promise<StreamTarget[]> {
     const domain = fqdn(this.opts.domain)
-    const [targets, plain] = await Promise.all([
-      lookupSrv(this.opts.server, `${srv}.${domain}`, this.#xopts()),
+    const [targets, plainAll] = await Promise.all([
+      this.#srv(`${srv}.${domain}`),
       // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
       // rather than wait for a TLS handshake that never completes.
-      tls
-        ? lookupSrv(this.opts.server, `${LLQ_PLAIN_SERVICE}.${domain}`, this.#xopts()).then(
-            (r) => r[0],
-            () => undefined,
-          )
-        : undefined,
+      srv === LLQ_PLAIN_SERVICE ? undefined : this.#srv(`${LLQ_PLAIN_SERVICE}.${domain}`).catch(() => undefined),
     ])
+    const plainList = srv === LLQ_PLAIN_SERVICE ? targets : (plainAll ?? [])
+    if (plainList.length) this.#learn(plainList)
+    const out: StreamTarget[] = []
     for (const t of targets) {
       const host = t.addrs[0] ?? (t.target === domain ? this.opts.server.host : undefined)
-      if (!host || t.port === 0 || (tls && isPlainStandIn(t, plain))) continue
-      return {
+      if (!host || t.port === 0) continue
+      if (
+        tls &&
+        isPlainStandIn(
+          t,
+          plainList.find((p) => p.target.toLowerCase() === t.target.toLowerCase()),
+        )
+      )
+        continue
+      out.push({
         host,
         port: t.port,
         ...(tls ? { tls: this.opts.tls ?? {} } : {}),
         ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
-      }
+      })
     }
-    return undefined
+    return out
   }
 
   async #tryPush(gen: number): Promise<boolean> {
-    const t = await this.#target('_dns-push-tls._tcp', true)
-    if (!t) return false
+    const targets = await this.#targets('_dns-push-tls._tcp', true)
+    let last: unknown
+    for (const t of targets) {
+      try {
+        return await this.#pushVia(gen, t)
+      } catch (e) {
+        last = e
+        this.#log.info('watch.target_failed', { mechanism: 'push', target: `${t.host}:${t.port}`, err: String(e) })
+      }
+    }
+    if (last !== undefined) throw last
+    return false
+  }
+
+  async #pushVia(gen: number, t: StreamTarget): Promise<boolean> {
     const c = new PushClient(
       t,
       {
@@ -249,38 +297,37 @@ export class Watcher {
   }
 
   async #tryLlq(gen: number): Promise<boolean> {
-    for (const tr of this.opts.llqTransports ?? ['tls', 'udp']) {
-      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')
-      if (!t) continue
-      const c = new LlqClient(
-        { ...t, transport: tr },
-        {
-          name: this.opts.name,
-          type: this.opts.type,
-          leaseSec: this.opts.llqLeaseSec ?? 3600,
-          ...(this.opts.key ? { key: this.opts.key } : {}),
-          ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
-        },
-        { clock: this.#clock, random: this.#random },
-      )
-      c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
-      c.onLost((why) => this.#lost(gen, why))
-      let answers: RR[]
-      try {
-        answers = await c.start()
-      } catch (e) {
-        this.#log.debug('watch.llq_failed', { transport: tr, err: String(e) })
-        continue
-      }
-      if (gen !== this.#generation || this.#closed) {
-        await c.close()
+    for (const tr of this.opts.llqTransports ?? ['tls', 'udp'])
+      for (const t of await this.#targets(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')) {
+        const c = new LlqClient(
+          { ...t, transport: tr },
+          {
+            name: this.opts.name,
+            type: this.opts.type,
+            leaseSec: this.opts.llqLeaseSec ?? 3600,
+            ...(this.opts.key ? { key: this.opts.key } : {}),
+            ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+          },
+          { clock: this.#clock, random: this.#random },
+        )
+        c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
+        c.onLost((why) => this.#lost(gen, why))
+        let answers: RR[]
+        try {
+          answers = await c.start()
+        } catch (e) {
+          this.#log.debug('watch.llq_failed', { transport: tr, target: `${t.host}:${t.port}`, err: String(e) })
+          continue
+        }
+        if (gen !== this.#generation || this.#closed) {
+          await c.close()
+          return true
+        }
+        this.#llq = c
+        this.#using('llq')
+        this.#replace(answers, 'llq')
         return true
       }
-      this.#llq = c
-      this.#using('llq')
-      this.#replace(answers, 'llq')
-      return true
-    }
     return false
   }
 
