@@ -92,7 +92,8 @@ async function main(): Promise<void> {
   let srv: LabServer | undefined
   const results: Sample[] = []
   try {
-    srv = await startServer(lab, { leaseMin: 30 })
+    // STUN in the core (SRV _stun._udp): the hotel guest (EIM NAT, no mapping protocol) is reached by punching.
+    srv = await startServer(lab, { leaseMin: 30, extra: ['--stun', '192.0.2.1:3478'] })
     for (const entry of MODES) {
       const [mode = 'on', nodeOptions] = entry.split(/:(.*)/s)
       const agents: TunnelAgent[] = []
