@@ -19,6 +19,7 @@ TEST_DEBS=(
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
   libstrongswan-standard-plugins strongswan-pki
   iperf3 wireguard-go wireguard-tools openssh-server openssh-client
+  systemd python3-prometheus-client chromium tesseract-ocr tesseract-ocr-eng
   postgresql-15
   # MIT Kerberos: what single sign-on runs on a host (an optional runtime dependency: the agent turns SSO off
   # without it, docs/sso.md) and the KDC/kinit the SSO tests use. kadmin.local is in krb5-admin-server.

@@ -118,6 +118,12 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
   // The machine's DNS is put back before anything else stops (and by the next start after a crash).
   agent.onStopping(() => dns.stop())
   await dns.start((h) => (h === self ? agent.identity.ula : dp.peers.get(h)?.ula))
+  // `ping`, `ip`, `whois` (everyday.ts).
+  const [{ registerEverydayCommands }, { parsePublicKeyRecord }] = await Promise.all([
+    import('./everyday.js'),
+    import('../ike/hostkey.js'),
+  ])
+  registerEverydayCommands({ agent, dp, parseKey: parsePublicKeyRecord, ...(hostKey ? { hostKey } : {}) })
   dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))
   agent.onSelfNatChange(() => dp.selfNatChanged())

@@ -174,6 +174,11 @@ export class Datapath {
     return this.#t?.tunnel
   }
 
+  /** The IKE engine (with the tunnel): `autotunnel ping` runs its liveness checks on it (ping.ts). */
+  get ike(): IkeEngine | undefined {
+    return this.#t?.engine
+  }
+
   async start(): Promise<void> {
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
     if (this.#relay) {

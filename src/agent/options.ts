@@ -41,4 +41,8 @@ export interface UpOptions {
   ssoUser?: string
   /** false with --no-sso. */
   sso?: boolean
+  /** --metrics ADDR:PORT: Prometheus /metrics (http.ts). */
+  metrics?: string
+  /** --status-page [ADDR:]PORT: the status page on loopback (http.ts, status-page.ts). */
+  statusPage?: string
 }

@@ -143,6 +143,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   const ssoUser = await resolveSso(o, labels[0] ?? '', log).catch((e: unknown) => {
     throw e instanceof SsoUsageError ? new UsageError(e.message) : e
   })
+  const { planAgentHttp, startAgentHttp } = await import('./http.js')
+  const httpPlan = planAgentHttp(o)
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
@@ -153,7 +155,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     log: (msg) => log.info('agent.lock_wait', { msg }),
   })
   try {
-    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser })
+    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser, httpPlan })
   } finally {
     await locks.release()
   }
@@ -174,9 +176,11 @@ async function upLocked(
     locks: AgentLocks
     /** The local account single sign-on maps the owner to; undefined: SSO off (resolveSso). */
     ssoUser: Awaited<ReturnType<typeof import('./sso.js').resolveSso>>
+    /** --metrics and --status-page, checked before anything was touched (http.ts). */
+    httpPlan: ReturnType<typeof import('./http.js').planAgentHttp>
   },
 ): Promise<void> {
-  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser } = c
+  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser, httpPlan } = c
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
@@ -290,6 +294,16 @@ async function upLocked(
       serverInfo: () => updates.status(),
     },
   )
+  // `autotunnel netcheck` measures the servers this agent uses (src/agent/netcheck.ts).
+  agent.addCommand('servers', async () => {
+    const { parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+    const zone = labels.slice(1).join('.')
+    const [stunList, relays] = await Promise.all([
+      srvServers(updates, `_stun._udp.${zone}.`, (o.stun ?? []).map(parseStunServer), STUN_DEFAULT_PORT),
+      relay.servers().catch(() => []),
+    ])
+    return { dns: server, zone, stun: stunList, relays }
+  })
   const stop = (sig: string): void => {
     log.info('agent.signal', { signal: sig })
     void agent?.shutdown({ clean: true })
@@ -354,7 +368,19 @@ async function upLocked(
       host: o.hostname.toLowerCase(),
     })
   }
+  // --metrics, --status-page (http.ts): after the data path, so the first scrape already has the peer table.
+  const { startAgentHttp } = await import('./http.js')
+  const http = await startAgentHttp(httpPlan, { status: () => agent?.status(), log: log.child({ c: 'http' }) }).catch(
+    async (e: Error) => {
+      await agent?.shutdown({ clean: true }).catch(() => {})
+      await datapath?.close()
+      await hostList.close()
+      updates.close()
+      throw e
+    },
+  )
   await agent.done
+  await Promise.allSettled(http.map((h) => h.close()))
   await datapath.close()
   await hostList.close()
   updates.close()

@@ -47,6 +47,11 @@ export function register(program: Command): void {
         .choices(['auto', 'resolved', 'resolv.conf', 'off'])
         .default('auto'),
     )
+    .option('--metrics <addr:port>', 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)')
+    .option(
+      '--status-page <[addr:]port>',
+      'serve a live status page at http://127.0.0.1:PORT/ (loopback only; off by default)',
+    )
     .option('--service <type:port>', 'advertise a DNS-SD service, e.g. _ssh._tcp:22 (repeatable)', collect, [])
     .option('--lease <seconds>', 'update lease asked for (RFC 9664); the server clamps it', '5400')
     .option('--ttl <seconds>', 'TTL of the published records', '60')

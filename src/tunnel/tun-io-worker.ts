@@ -106,7 +106,15 @@ const stats = (): TunIoStats => ({
   coalescedWrites: co?.superPackets ?? 0,
   merged: co?.merged ?? 0,
 })
-const timer = setInterval(() => port.postMessage(stats()), init.statsIntervalMs)
+let lastKey = ''
+// Only when a figure changed (an idle tunnel does not wake the main thread: issue 17's idle cost).
+const timer = setInterval(() => {
+  const s = stats()
+  const key = `${s.toTxDropped}/${s.writeErrors}/${s.vnetDrops}/${s.segmentedReads}/${s.segments}/${s.coalescedWrites}/${s.merged}`
+  if (key === lastKey) return
+  lastKey = key
+  port.postMessage(s)
+}, init.statsIntervalMs)
 
 port.postMessage({ op: 'ready' })
 

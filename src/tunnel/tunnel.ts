@@ -446,7 +446,7 @@ export class Tunnel {
 
   /**
    * Traffic and drop counters. With the send thread, its share (tx, send-side drops) is the snapshot it
-   * posts every 200 ms (TX_STATS_INTERVAL_MS).
+   * posts every 200 ms (TX_STATS_INTERVAL_MS) when a figure changed.
    */
   counters(): TunnelCounters {
     const c = copyCounters(this.#counters)

@@ -70,7 +70,19 @@ function stats(): TxStats {
     })),
   }
 }
-const timer = setInterval(() => port.postMessage(stats()), init.statsIntervalMs)
+/** What a stats message says that can change (txAgoMs follows from the unchanged send time). */
+const statsKey = (s: TxStats): string =>
+  JSON.stringify([s.counters, s.peers.map((p) => [p.key, p.txPackets, p.txBytes, p.queued])])
+let lastKey = ''
+// Only when something changed: an idle tunnel then wakes neither the main thread nor its event loop 5 times a second
+// (issue 17's idle cost); the main thread already holds the last figures.
+const timer = setInterval(() => {
+  const s = stats()
+  const key = statsKey(s)
+  if (key === lastKey) return
+  lastKey = key
+  port.postMessage(s)
+}, init.statsIntervalMs)
 
 port.on('message', (m: TxToWorker) => {
   switch (m.op) {

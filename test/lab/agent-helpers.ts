@@ -180,13 +180,19 @@ export async function startAgent(
   extra: string[] = [],
   asBob = false,
   reuseState?: string,
+  /** argv put before the agent's (e.g. setpriv dropping root, test/lab/everyday.test.ts). */
+  wrap: readonly string[] = [],
 ): Promise<LabAgent> {
   const state = reuseState ?? (await mkdtemp(join(tmpdir(), `at-agent-${host}-`)))
   const argv = agentArgv(srv, host, state, extra, asBob)
-  const proc = lab.spawn(host, asBob ? ['sh', '-c', 'printf "%s\\n" "$AT_PW" | exec "$@"', 'sh', ...argv] : argv, {
-    logName: `agent-${host}`,
-    ...(asBob ? { env: { ...process.env, AT_PW: BOB_PASSWORD } } : {}),
-  })
+  const proc = lab.spawn(
+    host,
+    asBob ? ['sh', '-c', 'printf "%s\\n" "$AT_PW" | exec "$@"', 'sh', ...argv] : [...wrap, ...argv],
+    {
+      logName: `agent-${host}`,
+      ...(asBob ? { env: { ...process.env, AT_PW: BOB_PASSWORD } } : {}),
+    },
+  )
   const status = async (): Promise<AgentStatusView> =>
     (await controlRequest(controlSocketPath(state), 'status', {}, 3000)) as AgentStatusView
   const a = {

@@ -34,6 +34,7 @@ export async function startTunnelAgent(
   host: string,
   extra: readonly string[] = [],
   reuseState?: string,
+  wrap: readonly string[] = [],
 ): Promise<TunnelAgent> {
   const a = await startAgent(
     lab,
@@ -52,6 +53,7 @@ export async function startTunnelAgent(
     ],
     false,
     reuseState,
+    wrap,
   )
   const s = await a.status()
   return {
