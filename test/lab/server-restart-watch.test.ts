@@ -109,10 +109,8 @@ describe('watchers after a server restart', { timeout: 120_000 }, () => {
         .filter((l) => l.includes('"c":"watch"') && l.includes('_autotunnel._udp.alice'))
         .join('\n')
         .slice(-3000)
-    // While the server is away the Push agent's SRV look-ups time out; when the server returns during the LLQ step
-    // it may settle on LLQ over TLS, which also sees the next restart at once (the connection closes). It does not
-    // go back to Push by itself (docs/notify.md).
-    assert.ok(['push', 'llq'].includes(known[0]!.via), await watchLog(push))
+    // While the server is away the SRV look-ups time out; the watcher then starts again from Push (not LLQ).
+    assert.equal(known[0]!.via, 'push', await watchLog(push))
     assert.equal(known[1]!.via, 'llq', await watchLog(llq))
   })
 })

@@ -18,7 +18,15 @@ import { type RR, RRType } from '../wire/rr-table.js'
 import { explainTransport } from './explain.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
-import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
+import {
+  DnsTimeoutError,
+  exchange,
+  isPlainStandIn,
+  lookupSrv,
+  queryMessage,
+  type ServerAddr,
+  type SrvTarget,
+} from './query.js'
 import type { StreamTarget } from './stream.js'
 
 const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
@@ -28,6 +36,11 @@ const JITTER_STEPS = 1000
 const RETRY_MAX_MS = 4000
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
+
+/** The SRV look-up of a mechanism got no answer at all: the server is away, not the mechanism. */
+class ServerSilentError extends Error {
+  override readonly name = 'ServerSilentError'
+}
 
 export interface WatchEvent {
   readonly kind: 'add' | 'remove'
@@ -203,12 +216,17 @@ export class Watcher {
         }
       } catch (e) {
         failed = true
+        // The discovery server did not answer (it is restarting): the other mechanisms would ask it too. Start
+        // again from the preferred one on the back-off, so a watcher that lost Push comes back on Push.
         // Say why at info level once per distinct cause (a TLS certificate that is not trusted must not hide at
         // debug level while the watcher silently falls back: issue 13 findings 1 and 3).
         const why = explainTransport(e, { via: m }).message
         if (why !== this.#lastError)
           this.#log.info('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: why })
         this.#lastError = why
+        // The discovery server did not answer (it is restarting): the other mechanisms would ask it too. Start
+        // again from the preferred one on the back-off, so a watcher that lost Push comes back on Push.
+        if (e instanceof ServerSilentError) break
       }
     }
     this.#mechanism = undefined
@@ -252,7 +270,9 @@ export class Watcher {
   async #targets(srv: string, tls: boolean): Promise<StreamTarget[]> {
     const domain = fqdn(this.opts.domain)
     const [targets, plainAll] = await Promise.all([
-      this.#srv(`${srv}.${domain}`),
+      this.#srv(`${srv}.${domain}`).catch((e: unknown) => {
+        throw e instanceof DnsTimeoutError ? new ServerSilentError(e.message) : e
+      }),
       // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
       // rather than wait for a TLS handshake that never completes.
       srv === LLQ_PLAIN_SERVICE ? undefined : this.#srv(`${LLQ_PLAIN_SERVICE}.${domain}`).catch(() => undefined),
