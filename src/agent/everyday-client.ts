@@ -2,13 +2,11 @@
 // (the agent's side is everyday.ts). Output is one line per fact for people, or one JSON document with --json.
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { PING_DEFAULT_TIMEOUT_MS, PING_MAX_TIMEOUT_MS, type PingAnswer } from './everyday.js'
+import { defaultStateDir } from './state-dir.js'
 
-/** Where the agent runs when --state is not given (the state directory `install-service` sets up). */
-export const DEFAULT_STATE_DIR = '/var/lib/autotunnel'
-
-/** --state, else $AUTOTUNNEL_STATE, else DEFAULT_STATE_DIR. */
+/** --state, else the default every agent command shares (state-dir.ts: $AUTOTUNNEL_STATE_DIR, else by user). */
 export function stateDirOf(state: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return state || env.AUTOTUNNEL_STATE || DEFAULT_STATE_DIR
+  return state || defaultStateDir(env)
 }
 
 /** A control request whose "no agent" error says where we looked and how to point elsewhere. */

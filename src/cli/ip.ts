@@ -5,7 +5,10 @@ export function register(program: Command): void {
   program
     .command('ip [host]')
     .description("print this host's ULA, or another of your hosts' (as the running agent knows it)")
-    .option('--state <dir>', "the agent's state directory (default $AUTOTUNNEL_STATE, else /var/lib/autotunnel)")
+    .option(
+      '--state <dir>',
+      "the agent's state directory (default: $AUTOTUNNEL_STATE_DIR, else /var/lib/autotunnel-agent as root, else $XDG_STATE_HOME/autotunnel-agent; docs/agent.md)",
+    )
     .option('--json', 'print JSON: host, FQDN, ULA, outer endpoint')
     .addHelpText(
       'after',
@@ -27,7 +30,10 @@ Examples:
     .description(
       'which of your hosts and which account an address belongs to (a ULA, or a peer outer address), its key and path',
     )
-    .option('--state <dir>', "the agent's state directory (default $AUTOTUNNEL_STATE, else /var/lib/autotunnel)")
+    .option(
+      '--state <dir>',
+      "the agent's state directory (default: $AUTOTUNNEL_STATE_DIR, else /var/lib/autotunnel-agent as root, else $XDG_STATE_HOME/autotunnel-agent; docs/agent.md)",
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',

@@ -9,7 +9,10 @@ export function register(program: Command): void {
     .description(
       'report the network this host is on: NAT behaviour (RFC 5780), PCP/NAT-PMP/UPnP, public IPv4/IPv6, times',
     )
-    .option('--state <dir>', "the agent's state directory, whose servers are measured (default $AUTOTUNNEL_STATE)")
+    .option(
+      '--state <dir>',
+      "the agent's state directory, whose servers are measured (default: as for status, docs/agent.md)",
+    )
     .option('--stun <host[:port]>', 'STUN server to use (repeatable; default: the running agent’s)', collect, [])
     .option('--relay <host[:port]>', 'TURN relay to time (repeatable; default: the running agent’s)', collect, [])
     .option('--server <host[:port]>', 'DNS service to time (default: the running agent’s)')

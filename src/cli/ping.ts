@@ -11,7 +11,10 @@ export function register(program: Command): void {
     .option('-c, --count <n>', 'pings to send', '3')
     .option('-i, --interval <seconds>', 'time between pings', '1')
     .option('-W, --timeout <seconds>', 'how long each ping waits for its reply (tunnel set-up included)', '3')
-    .option('--state <dir>', "the agent's state directory (default $AUTOTUNNEL_STATE, else /var/lib/autotunnel)")
+    .option(
+      '--state <dir>',
+      "the agent's state directory (default: $AUTOTUNNEL_STATE_DIR, else /var/lib/autotunnel-agent as root, else $XDG_STATE_HOME/autotunnel-agent; docs/agent.md)",
+    )
     .option('--json', 'print one JSON document with every answer at the end')
     .addHelpText(
       'after',

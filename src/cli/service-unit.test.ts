@@ -34,12 +34,12 @@ test('agent unit: least capabilities, state directory, key file as a credential'
   assert.deepEqual(directives(u, 'CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE'])
   assert.deepEqual(directives(u, 'AmbientCapabilities'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE'])
   assert.deepEqual(directives(u, 'ProtectSystem'), ['strict'])
-  assert.deepEqual(directives(u, 'StateDirectory'), ['autotunnel'])
+  assert.deepEqual(directives(u, 'StateDirectory'), ['autotunnel-agent'])
   assert.deepEqual(directives(u, 'DynamicUser'), ['yes'])
   assert.deepEqual(directives(u, 'LoadCredential'), ['key-file:/etc/autotunnel/alice.key.json'])
   assert.deepEqual(directives(u, 'DeviceAllow'), ['/dev/net/tun rw'])
   assert.deepEqual(directives(u, 'ExecStart'), [
-    '/usr/bin/node /opt/autotunnel/dist/src/cli/main.js up --state /var/lib/autotunnel --server ns.example.net ' +
+    '/usr/bin/node /opt/autotunnel/dist/src/cli/main.js up --state /var/lib/autotunnel-agent --server ns.example.net ' +
       `--domain alice.members.example --hostname desktop --key-file ${CRED}/key-file ` +
       '--service _ssh._tcp:22',
   ])

@@ -29,9 +29,9 @@ export class ServiceUsageError extends Error {
   override readonly name = 'ServiceUsageError'
 }
 
-/** Unit names and directories (the agent's state directory is the CLI's default, everyday-client.ts). */
+/** Unit names and directories (the agent's is root's default state directory, state-dir.ts, so `status` finds it). */
 export const SERVICE = {
-  agent: { unit: 'autotunnel-agent.service', state: 'autotunnel', stateOption: '--state', subcommand: 'up' },
+  agent: { unit: 'autotunnel-agent.service', state: 'autotunnel-agent', stateOption: '--state', subcommand: 'up' },
   server: {
     unit: 'autotunnel-server.service',
     state: 'autotunnel-server',

@@ -14,7 +14,7 @@ export function register(program: Command): void {
       'after',
       `
 Everything after --agent is given to \`autotunnel up\`, everything after --server to \`autotunnel server\`; the
-state directory is the unit's (/var/lib/autotunnel, /var/lib/autotunnel-server), so leave out --state/--data.
+state directory is the unit's (/var/lib/autotunnel-agent, /var/lib/autotunnel-server), so leave out --state/--data.
 Secret files (--key-file, --relay-password-file, --ca; --tls-key, --tls-cert, --turn-secret-file) are passed as
 systemd credentials. Before --agent/--server:
   --dry-run        print the unit instead of writing it
