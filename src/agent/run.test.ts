@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { deriveTsigKey } from '../dns/account-key.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
-import { downMessage, loadKey, parseHostPort, resolveDomain, UsageError } from './run.js'
+import { downMessage } from './commands.js'
+import { loadKey, parseHostPort, resolveDomain, UsageError } from './run.js'
 
 failOnLeakedResources()
 

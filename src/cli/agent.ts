@@ -127,7 +127,7 @@ export function register(program: Command): void {
     .addOption(stateOption("the agent's state directory"))
     .option('--json', 'print JSON')
     .action(async (o: { state: string; json?: boolean }) => {
-      const m = await import('../agent/run.js')
+      const m = await import('../agent/commands.js')
       await m.runStatus(o)
     })
 
@@ -137,7 +137,7 @@ export function register(program: Command): void {
     .addOption(stateOption("the agent's state directory"))
     .option('--timeout <seconds>', 'how long to wait for the agent to finish', '20')
     .action(async (o: { state: string; timeout: string }) => {
-      const m = await import('../agent/run.js')
+      const m = await import('../agent/commands.js')
       await m.runDown(o)
     })
 
@@ -157,7 +157,7 @@ export function register(program: Command): void {
         host: string,
         o: { state: string; server?: string; domain?: string; keyFile?: string; json?: boolean },
       ) => {
-        const m = await import('../agent/run.js')
+        const m = await import('../agent/commands.js')
         await m.runRevoke(host, o)
       },
     )
@@ -168,7 +168,7 @@ export function register(program: Command): void {
     .addOption(stateOption("the agent's state directory"))
     .option('--json', 'print JSON')
     .action(async (type: string | undefined, o: { state: string; json?: boolean }) => {
-      const m = await import('../agent/run.js')
+      const m = await import('../agent/commands.js')
       await m.runBrowse(type, o)
     })
 }
