@@ -1,10 +1,14 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
-.PHONY: all deps build typecheck lint test test-unit demo bench soak fuzz clean fmt
+.PHONY: all deps deps-test build typecheck lint test test-unit demo bench soak fuzz clean fmt install uninstall
 
 all: build
 
+# What building and running need (scripts/deps.sh --runtime); deps-test adds the test peers and lab tools.
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh --runtime
+
+deps-test:
+	@scripts/deps.sh --test
 
 build: deps
 	@npx --no-install tsc -p tsconfig.json
@@ -19,23 +23,31 @@ fmt: deps
 	@npx --no-install biome check --write .
 
 # typecheck (tsc), lint (biome), then every test with Node's built-in runner.
-test: build lint
+test: build deps-test lint
 	@scripts/run-tests.sh
 
-demo: build
+demo: build deps-test
 	@bin/autotunnel demo
 
-bench: build
+bench: build deps-test
 	@scripts/run-bench.sh
 
 # The long fault run (docs/soak.md): SOAK_SECONDS (default 600), SOAK_SEED, SOAK_REPORT (default soak-report.json).
-soak: build
+soak: build deps-test
 	@node dist/test/soak/main.js
 
 # Coverage-guided fuzzing (Jazzer.js) of every network decoder, FUZZ_SECONDS (default 60) per target, one core;
 # the corpus it grows under test/fuzz/corpus/ is replayed by `make test`. See test/fuzz/README.md.
 fuzz: build
 	@scripts/fuzz.sh
+
+# Installs the built program to run (no test peers): PREFIX/lib/autotunnel and the command PREFIX/bin/autotunnel.
+PREFIX ?= /usr/local
+install: build
+	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh
+
+uninstall:
+	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh --uninstall
 
 clean:
 	rm -rf dist

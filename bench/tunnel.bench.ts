@@ -5,12 +5,15 @@
 // Setup as in BASELINES.md section 3. Needs root. Everything it starts is stopped and removed at the end.
 //
 // Our tunnel runs in each of its thread modes at once (one daemon pair per mode, own TUN devices, ports and ULAs):
-// `ours` is the mode `autotunnel up` ships (--tunnel-threads on: send thread + TUN I/O thread), `ours-send` the TUN
-// read on the send thread (--tunnel-threads send), `ours-off` one thread (--tunnel-threads off).
+// `ours` is the mode `autotunnel up` ships (--tunnel-threads off: one thread, with the TUN offloads and UDP GRO),
+// `ours-on` the send thread + TUN I/O thread (--tunnel-threads on, the default before the offloads), `ours-send` the
+// TUN read on the send thread (--tunnel-threads send).
 // Also ping round-trip times through each path, before the load.
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_ALG (aes128gcm16 | chacha20poly1305),
 // BENCH_PROFILE=DIR (run our daemons under node --cpu-prof, profiles written to DIR),
-// BENCH_ONLY=raw6,ours,ours-send,ours-off,ss,wg (the default), also ours-norb (ours without recvmmsg).
+// BENCH_ONLY=raw6,ours,ours-on,ours-send,ss,wg (the default), also ours-norb (ours without recvmmsg),
+// ours-nooff (ours with the TUN offloads off: AUTOTUNNEL_TUN_OFFLOAD=0), ours-base (the shipped mode of another
+// build: BENCH_BASE=DIR, a directory with that build's dist/ and node_modules/, for before/after in one run).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -24,7 +27,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ALG = process.env.BENCH_ALG ?? 'aes128gcm16'
 const PROFILE = process.env.BENCH_PROFILE
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'raw6,ours,ours-send,ours-off,ss,wg').split(','))
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'raw6,ours,ours-on,ours-send,ss,wg').split(','))
 const CHARON = '/usr/lib/ipsec/charon'
 
 const prefix = `tb${process.pid.toString(36)}`
@@ -39,11 +42,20 @@ const RAW_A = 'fd00:51::1'
 const RAW_B = 'fd00:51::2'
 /** Our thread modes: path name, daemon environment, TUN device, UDP port, ULAs (A side, B side). */
 const OUR_MODES = [
-  { path: 'ours', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'io' }, tun: 'autotun0', port: 4600 },
+  { path: 'ours', env: { AUTOTUNNEL_TX_THREAD: '0' }, tun: 'autotun0', port: 4600 },
   { path: 'ours-send', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'send' }, tun: 'autotun1', port: 4601 },
-  { path: 'ours-off', env: { AUTOTUNNEL_TX_THREAD: '0' }, tun: 'autotun2', port: 4602 },
-  // Not in the default set: the shipped mode without receive batching (recvmmsg), for A/B runs.
-  { path: 'ours-norb', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_RECVMMSG: '0' }, tun: 'autotun3', port: 4603 },
+  { path: 'ours-on', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'io' }, tun: 'autotun2', port: 4602 },
+  // Not in the default set: the shipped mode without receive batching (recvmmsg and GRO), for A/B runs.
+  { path: 'ours-norb', env: { AUTOTUNNEL_TX_THREAD: '0', AUTOTUNNEL_RECVMMSG: '0' }, tun: 'autotun3', port: 4603 },
+  // The shipped mode without the TUN offloads and UDP GRO (as before them, on one thread).
+  {
+    path: 'ours-nooff',
+    env: { AUTOTUNNEL_TX_THREAD: '0', AUTOTUNNEL_TUN_OFFLOAD: '0', AUTOTUNNEL_UDP_GRO: '0' },
+    tun: 'autotun4',
+    port: 4604,
+  },
+  // What shipped before (threads on) from another build (BENCH_BASE), for before/after in one run.
+  { path: 'ours-base', env: { AUTOTUNNEL_TX_THREAD: '1', AUTOTUNNEL_TUN_READ: 'io' }, tun: 'autotun5', port: 4605 },
 ].map((m, i) => ({ ...m, ulaA: `fd51:c:${i}::1`, ulaB: `fd51:d:${i}::1` }))
 type OurMode = (typeof OUR_MODES)[number]
 const SS_A = 'fd51:a::1'
@@ -132,7 +144,9 @@ async function startOurs(m: OurMode): Promise<{ a: ChildProcess; b: ChildProcess
     })
   writeFileSync(join(dir, `${m.path}-a.json`), cfg(m.ulaA, m.ulaB, OUTER_B, 0xa001, 0xb001, kBA, kAB))
   writeFileSync(join(dir, `${m.path}-b.json`), cfg(m.ulaB, m.ulaA, OUTER_A, 0xb001, 0xa001, kAB, kBA))
-  const main = join(repo, 'dist', 'src', 'cli', 'main.js')
+  const base = process.env.BENCH_BASE
+  if (m.path === 'ours-base' && !base) throw new Error('ours-base needs BENCH_BASE=DIR (a build with dist/)')
+  const main = join(m.path === 'ours-base' && base ? base : repo, 'dist', 'src', 'cli', 'main.js')
   const node = (side: string): string[] => [
     process.execPath,
     ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, m.path, side)}`] : []),
@@ -456,7 +470,7 @@ async function main(): Promise<void> {
     if (ONLY.has(a) && ONLY.has(b))
       console.log(`ratio ${a}/${b}: TCP ${(tcp(a) / tcp(b)).toFixed(3)}  UDP-64 pkt/s ${(pps(a) / pps(b)).toFixed(3)}`)
   }
-  console.log('ours = the mode autotunnel up ships (--tunnel-threads on)')
+  console.log('ours = the mode autotunnel up ships (--tunnel-threads off, with the TUN offloads and UDP GRO)')
   for (const m of OUR_MODES) {
     ratio(m.path, 'ss')
     ratio(m.path, 'wg')

@@ -160,8 +160,8 @@ deny 0-65535 0.0.0.0/0 0-65535
 }
 
 /**
- * Starts miniupnpd in the gateway namespace and waits for its STUN verdict: port forwarding enabled (or, behind a
- * carrier NAT, disabled).
+ * Starts miniupnpd in the gateway namespace and waits for its STUN verdict (port forwarding enabled or, behind a
+ * carrier NAT, disabled) and for its sockets (HTTP for UPnP, 5351 for NAT-PMP/PCP) to be open.
  */
 export async function startMiniupnpd(dir: string, ns: string, m: MiniupnpdSpec): Promise<ProcState> {
   const timeoutMs = m.behindNat ? 25_000 : 10_000
@@ -174,8 +174,13 @@ export async function startMiniupnpd(dir: string, ns: string, m: MiniupnpdSpec):
     const text = readFileSync(f.log).subarray(start).toString()
     const enabled = text.includes('Port forwarding is now enabled')
     const disabled = text.includes('Port forwarding is now disabled')
-    if (m.behindNat ? disabled : enabled) return proc
-    if (disabled || enabled || text.includes('EXITING')) {
+    // The STUN verdict comes from init(), before miniupnpd opens its HTTP and NAT-PMP/PCP sockets: a client that
+    // asks in between gets ICMP port unreachable ("connection refused" from natpmpc), which made cli-gateway's
+    // set-public-ip case fail now and then on a loaded machine. Ready means listening too.
+    const listening =
+      (!m.natpmp || text.includes('Listening for NAT-PMP/PCP traffic')) && (!m.upnp || text.includes('HTTP listening'))
+    if ((m.behindNat ? disabled : enabled) && listening) return proc
+    if ((m.behindNat ? enabled : disabled) || text.includes('EXITING')) {
       throw new LabDaemonError(`miniupnpd ${m.site} failed; see ${f.log}`)
     }
     if (!pidAlive(proc.pid)) throw new LabDaemonError(`miniupnpd ${m.site} exited; see ${f.log}`)

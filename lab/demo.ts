@@ -11,7 +11,6 @@ import {
   DOMAIN,
   LAB_RESOLVER,
   ping,
-  pointResolver,
   startSshd,
   startTunnelAgent,
   type TunnelAgent,
@@ -106,8 +105,7 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
 
     step('ssh from the laptop to the desktop by name: `ssh root@desktop` (OpenSSH, over the ULAs)')
     const sshd = await startSshd(lab, 'desktop', desktop.ula)
-    temp.push(sshd.dir, `/etc/netns/${lab.netnsOf('laptop')}`)
-    const unpoint = await pointResolver(lab, 'laptop')
+    temp.push(sshd.dir)
     const ticks = opts.ticks ?? 60
     const remote = `for i in $(seq 1 ${ticks}); do echo "tick $i at $(date +%T.%3N)"; sleep 0.1; done`
     const [cmd, ...args] = lab.argv('laptop', [...sshd.ssh, 'root@desktop', remote])
@@ -144,7 +142,6 @@ export async function runDemo(opts: { ticks?: number } = {}): Promise<number> {
     const rows = st.stdout.split('\n')
     const at = rows.findIndex((l) => l.startsWith('peers'))
     for (const l of rows.slice(at, at + 4).filter(Boolean)) note(l)
-    await unpoint()
     await sshd.stop()
     return code === 0 ? 0 : 1
   } finally {

@@ -3,7 +3,9 @@
 // on a run persisted in its run directory, so one process may build a lab and another operate or remove it.
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { STATE_DIR_ENV } from '../src/agent/state-dir.js'
 import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
+import { writeEtcOverlays } from './etc.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
 import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
 import { dev, hostBatch, linkBatch, nsScripts, planState, type Site, siteOf, uplinkNode } from './plan.js'
@@ -143,6 +145,7 @@ export class Lab {
         .map((n) => `netns add ${n.ns}`)
         .join('\n')}\n`,
     })
+    writeEtcOverlays(s)
     await runOk(['ip', '-batch', '-'], { input: linkBatch(s) })
     const scripts = nsScripts(s)
     const core = s.nodes.core!.ns
@@ -234,9 +237,18 @@ export class Lab {
     return h
   }
 
-  /** argv that runs `argv` inside `node`: for callers that spawn with their own stdio. */
+  /**
+   * The node's default agent state directory (AUTOTUNNEL_STATE_DIR, src/agent/state-dir.ts): the lab's hosts share
+   * the machine's disk, where a machine has its own /var/lib, so `autotunnel up` and `status` without --state find
+   * the node's own agent. Inside the run directory: removed with the run.
+   */
+  stateDirOf(node: string): string {
+    return join(this.#s.dir, 'state', node)
+  }
+
+  /** argv that runs `argv` inside `node` (with the node's state directory): for callers with their own stdio. */
   argv(node: string, argv: string[]): string[] {
-    return inNs(this.netnsOf(node), argv)
+    return inNs(this.netnsOf(node), ['env', `${STATE_DIR_ENV}=${this.stateDirOf(node)}`, ...argv])
   }
 
   /** Runs a command in `node` and collects its output; never throws for a non-zero exit. */
@@ -270,7 +282,8 @@ export class Lab {
     const base = opts.logName ?? `${node}-${argv[0]?.split('/').pop() ?? 'proc'}`
     let logName = base
     for (let i = 2; s.procs.some((p) => p.name === logName); i++) logName = `${base}-${i}`
-    const p = spawnLogged(this.netnsOf(node), argv, logName, join(s.dir, `${logName}.log`), opts.env)
+    const env = { ...(opts.env ?? process.env), [STATE_DIR_ENV]: this.stateDirOf(node) }
+    const p = spawnLogged(this.netnsOf(node), argv, logName, join(s.dir, `${logName}.log`), env)
     s.procs.push(p)
     saveState(s)
     return { pid: p.pid, log: p.log, stop: () => stopProcess(p.pid) }

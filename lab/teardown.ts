@@ -3,6 +3,7 @@
 // (which deletes every veth and bridge in them), then remove the run directory unless logs are to be kept.
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { removeEtcOverlays } from './etc.js'
 import { pidAlive, runSync, sleepSync } from './sh.js'
 import type { RunState } from './state.js'
 
@@ -60,6 +61,7 @@ export function teardown(s: RunState, keepLogs = false): void {
     }
   }
   if (ours.length) runSync(['ip', '-force', '-batch', '-'], `${ours.map((ns) => `netns del ${ns}`).join('\n')}\n`)
+  removeEtcOverlays(s)
   if (!existsSync(s.dir)) return
   if (keepLogs) {
     const f = join(s.dir, 'state.json')

@@ -3,7 +3,7 @@
 # interop (real peers on loopback) and lab (network namespaces, needs root). One runner invocation, so one closing summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t unit < <(find dist/src dist/lab dist/test/soak dist/test/fuzz -name '*.test.js' 2>/dev/null | sort)
+mapfile -t unit < <(find dist/src dist/lab dist/test/soak dist/test/fuzz dist/test/install -name '*.test.js' 2>/dev/null | sort)
 mapfile -t interop < <(find dist/test/interop -name '*.test.js' 2>/dev/null | sort)
 mapfile -t security < <(find dist/test/security -name '*.test.js' 2>/dev/null | sort)
 mapfile -t labt < <(find dist/test/lab -name '*.test.js' 2>/dev/null | sort)

@@ -11,8 +11,8 @@ import type { DatagramHandler, DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import { processStats } from '../io/process-stats.js'
 import type { Random } from '../io/random.js'
-import type { PortMapState } from '../portmap/mapper.js'
-import type { NatProbe, StunDemux } from '../traversal/stun.js'
+import type { PortMapState } from '../portmap/index.js'
+import type { NatProbe, StunDemux } from '../traversal/index.js'
 import { type ControlContext, ControlError, type ControlRequest, ControlServer, controlSocketPath } from './control.js'
 import { createIdentity, type Identity, saveIdentity } from './identity.js'
 import type { NetMonitor, NetState } from './netmon.js'
@@ -122,6 +122,7 @@ export class Agent {
   #stopping: Promise<ShutdownResult> | undefined
   #closing: Promise<void> | undefined
   #downRequested: (() => void) | undefined
+  #fatal: string | undefined
   readonly #netListeners: NetworkChangeListener[] = []
   readonly #natListeners: ((s: SelfNat) => void)[] = []
   /** The last STUN result and the local address it was taken from (stale once the address changes). */
@@ -146,6 +147,16 @@ export class Agent {
       },
     )
     this.done = new Promise((resolve) => (this.#downRequested = resolve))
+    this.publisher.onFatal((message) => {
+      this.#fatal ??= message
+      deps.log.error('agent.fatal', { error: message })
+      void this.shutdown({ clean: true })
+    })
+  }
+
+  /** The configuration error that stopped the agent (wrong key, domain not in the account), if one did. */
+  get fatalError(): string | undefined {
+    return this.#fatal
   }
 
   get identity(): Identity {

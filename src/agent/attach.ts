@@ -7,11 +7,13 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import type { RelayConfig } from '../traversal/relay.js'
+import type { RelayConfig } from '../traversal/index.js'
 import type { Agent } from './agent.js'
 import { Datapath, type IkeAuth, type Primary } from './datapath.js'
+import { LocalDns } from './local-dns.js'
 import type { SignedQuery, WatchLike } from './peers.js'
 import { parseResolverAddress } from './resolver.js'
+import type { SystemResolverMode } from './system-resolver.js'
 
 export interface AttachOptions {
   readonly clock: Clock
@@ -24,6 +26,10 @@ export interface AttachOptions {
   readonly tun: string | undefined
   /** "ADDR:PORT", or false for no resolver. */
   readonly resolver: string | false
+  /** How the system resolver is pointed at it (system-resolver.ts). @default 'auto' */
+  readonly systemResolver?: SystemResolverMode
+  /** The file managed in resolv.conf mode. @default '/etc/resolv.conf' */
+  readonly resolvConf?: string
   /** The agent's update client: publishes the key record, sends `revoke`. */
   readonly sink?: UpdateSink
   /** @default 'signature' */
@@ -62,7 +68,6 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       udp: shared,
       query: o.query,
       watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
-      resolverSocket: () => new UdpSocket(),
       ...(o.sink ? { sink: o.sink } : {}),
     },
     {
@@ -70,7 +75,6 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       hostname: cfg.hostname,
       localUla: agent.identity.ula,
       tun: o.tun,
-      resolver: o.resolver === false ? undefined : parseResolverAddress(o.resolver),
       key: o.key,
       local: () => ({ address: agent.reach?.local ?? '0.0.0.0', port: cfg.port }),
       ikeAuth,
@@ -97,6 +101,29 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       return r
     })
   await dp.start()
+  const self = cfg.hostname.toLowerCase()
+  const dns = new LocalDns(
+    { log: o.log, socket: () => new UdpSocket() },
+    {
+      domain: cfg.domain,
+      stateDir: cfg.stateDir,
+      resolver: o.resolver === false ? undefined : parseResolverAddress(o.resolver),
+      systemResolver: o.systemResolver ?? 'auto',
+      tun: o.tun,
+      ula: agent.identity.ula,
+      ...(o.resolvConf ? { resolvConf: o.resolvConf } : {}),
+    },
+  )
+  dp.resolverStatus = () => dns.status()
+  // The machine's DNS is put back before anything else stops (and by the next start after a crash).
+  agent.onStopping(() => dns.stop())
+  await dns.start((h) => (h === self ? agent.identity.ula : dp.peers.get(h)?.ula))
+  // `ping`, `ip`, `whois` (everyday.ts).
+  const [{ registerEverydayCommands }, { parsePublicKeyRecord }] = await Promise.all([
+    import('./everyday.js'),
+    import('../ike/hostkey.js'),
+  ])
+  registerEverydayCommands({ agent, dp, parseKey: parsePublicKeyRecord, ...(hostKey ? { hostKey } : {}) })
   dp.notePrimary((agent.status() as { network?: { primary?: Primary } }).network?.primary)
   agent.onNetworkChange((net) => dp.networkChanged(net.primary))
   agent.onSelfNatChange(() => dp.selfNatChanged())

@@ -41,6 +41,8 @@ export class ControlServer {
   readonly #path: string
   readonly #server: net.Server
   readonly #conns = new Set<net.Socket>()
+  /** Only a server that bound the path removes it: a refused listen() must leave another agent's socket alone. */
+  #listening = false
   dropped = 0
 
   constructor(deps: { log: Logger }, path: string, handler: ControlHandler) {
@@ -65,12 +67,15 @@ export class ControlServer {
         resolve()
       })
     })
+    this.#listening = true
     await chmod(this.#path, 0o600)
   }
 
   async close(): Promise<void> {
     for (const c of this.#conns) c.destroy()
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    if (!this.#listening) return
+    this.#listening = false
     await unlink(this.#path).catch(() => {})
   }
 

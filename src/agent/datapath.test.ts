@@ -21,9 +21,9 @@ test('dnsEndpointDecision: DNS moves the endpoint, except to the LAN address of 
     assert.equal(dnsEndpointDecision(current, dns, nat), want, JSON.stringify({ current, dns, nat }))
 })
 
-test('tunnelThreadsMode: the option, else AUTOTUNNEL_TUNNEL_THREADS, else AUTOTUNNEL_TX_THREAD=0, else on', () => {
+test('tunnelThreadsMode: the option, else AUTOTUNNEL_TUNNEL_THREADS, else AUTOTUNNEL_TX_THREAD=0|1, else off', () => {
   const cases: [TunnelThreads | undefined, NodeJS.ProcessEnv, TunnelThreads][] = [
-    [undefined, {}, 'on'],
+    [undefined, {}, 'off'],
     ['off', {}, 'off'],
     ['send', {}, 'send'],
     ['on', { AUTOTUNNEL_TUNNEL_THREADS: 'off' }, 'on'],
@@ -31,12 +31,13 @@ test('tunnelThreadsMode: the option, else AUTOTUNNEL_TUNNEL_THREADS, else AUTOTU
     [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'off' }, 'off'],
     [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'send' }, 'send'],
     [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'on', AUTOTUNNEL_TX_THREAD: '0' }, 'on'],
-    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus' }, 'on'],
-    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'OFF' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus' }, 'off'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'ON' }, 'off'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus', AUTOTUNNEL_TX_THREAD: '1' }, 'on'],
     [undefined, { AUTOTUNNEL_TUNNEL_THREADS: 'bogus', AUTOTUNNEL_TX_THREAD: '0' }, 'off'],
     [undefined, { AUTOTUNNEL_TX_THREAD: '0' }, 'off'],
     [undefined, { AUTOTUNNEL_TX_THREAD: '1' }, 'on'],
-    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: '' }, 'on'],
+    [undefined, { AUTOTUNNEL_TUNNEL_THREADS: '' }, 'off'],
   ]
   for (const [opt, env, want] of cases) assert.equal(tunnelThreadsMode(opt, env), want, JSON.stringify({ opt, env }))
 })

@@ -24,15 +24,21 @@ import type { Clock } from '../io/clock.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from '../traversal/punch.js'
-import { type RelayConfig, RelayManager } from '../traversal/relay.js'
+import {
+  choosePath,
+  type NatView,
+  type PathDecision,
+  Puncher,
+  pathLabel,
+  type RelayConfig,
+  RelayManager,
+} from '../traversal/index.js'
 import type { StunDemux } from '../tunnel/receive.js'
 import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory } from './peers.js'
 import { Publisher } from './publisher.js'
 import { fq, hostKeyRecord } from './records.js'
-import { LocalResolver } from './resolver.js'
 
 export interface DatapathOptions {
   readonly domain: string
@@ -40,8 +46,6 @@ export interface DatapathOptions {
   readonly localUla: string
   /** TUN device name; undefined: no tunnel (peers and resolver only). */
   readonly tun: string | undefined
-  /** Resolver address; undefined: no resolver. */
-  readonly resolver: { address: string; port: number } | undefined
   /** The account's TSIG key: the IKE PSK is derived from its secret (src/ike/auth.ts derivePsk). */
   readonly key: TsigKey
   /** Our local IPv4 address and UDP port (IKE NAT detection). */
@@ -69,22 +73,23 @@ export interface DatapathOptions {
 }
 
 /**
- * `--tunnel-threads`: 'on' = send thread + TUN I/O thread (the default), 'send' = the send thread reads the TUN
- * device itself, 'off' = everything on the main thread.
+ * `--tunnel-threads`: 'off' = everything on the main thread (the default since the TUN offloads), 'on' = send
+ * thread + TUN I/O thread, 'send' = the send thread reads the TUN device itself.
  */
 export type TunnelThreads = 'on' | 'send' | 'off'
 
 /**
  * The mode the tunnel runs in: the option, else AUTOTUNNEL_TUNNEL_THREADS (set by `up --tunnel-threads`), else
- * the older AUTOTUNNEL_TX_THREAD=0|1, else 'on'. Figures behind the default: docs/tunnel.md "Thread modes in
- * the agent" (bench/agent-tunnel.bench.ts).
+ * the older AUTOTUNNEL_TX_THREAD=0|1, else 'off'. Figures behind the default: docs/tunnel.md "Thread modes in
+ * the agent" (with the TUN offloads one thread has the most TCP throughput and the least latency in bench/tunnel;
+ * the threads keep more small-packet throughput).
  */
 export function tunnelThreadsMode(opt?: TunnelThreads, env: NodeJS.ProcessEnv = process.env): TunnelThreads {
   if (opt) return opt
   const e = env.AUTOTUNNEL_TUNNEL_THREADS
   if (e === 'on' || e === 'send' || e === 'off') return e
-  if (env.AUTOTUNNEL_TX_THREAD === '0') return 'off'
-  return 'on'
+  if (env.AUTOTUNNEL_TX_THREAD === '1') return 'on'
+  return 'off'
 }
 
 /** --ike-auth: signatures with the per-host key (default), or the PSK from the account secret (interop/fallback). */
@@ -98,8 +103,6 @@ export interface DatapathDeps {
   readonly udp: DatagramSocket
   readonly query: SignedQuery
   readonly watch: WatchFactory
-  /** A fresh socket for the resolver. */
-  readonly resolverSocket: () => DatagramSocket
   /** Where the key record is published (the agent's update client); none: not published. */
   readonly sink?: UpdateSink
 }
@@ -138,7 +141,8 @@ export class Datapath {
   readonly peers: PeerManager
   readonly #d: DatapathDeps
   readonly #o: DatapathOptions
-  #resolver: LocalResolver | undefined
+  /** The agent's name service (local-dns.ts, started beside the data path): shown in status as `resolver`. */
+  resolverStatus: () => unknown = () => null
   #t: TunnelParts | undefined
   /** ULAs routed into the TUN, by host. */
   readonly #routed = new Map<string, string>()
@@ -170,8 +174,12 @@ export class Datapath {
     return this.#t?.tunnel
   }
 
+  /** The IKE engine (with the tunnel): `autotunnel ping` runs its liveness checks on it (ping.ts). */
+  get ike(): IkeEngine | undefined {
+    return this.#t?.engine
+  }
+
   async start(): Promise<void> {
-    const { log } = this.#d
     if (this.#o.tun) this.#t = await this.#startTunnel(this.#o.tun)
     if (this.#relay) {
       const self = this.#o.selfNat?.()
@@ -182,22 +190,6 @@ export class Datapath {
     this.peers.onKeys((p) => this.#keysChanged(p))
     this.#publishKey()
     void this.peers.watchHostList()
-    if (this.#o.resolver) {
-      const self = this.#o.hostname.toLowerCase()
-      const r = new LocalResolver(
-        { log: log.child({ c: 'resolver' }) },
-        {
-          domain: this.#o.domain,
-          ulaOf: (h) => (h === self ? this.#o.localUla : this.peers.get(h)?.ula),
-        },
-      )
-      try {
-        await r.listen(this.#d.resolverSocket(), this.#o.resolver.address, this.#o.resolver.port)
-        this.#resolver = r
-      } catch (e) {
-        log.warn('resolver.listen_failed', { ...this.#o.resolver, err: (e as Error).message })
-      }
-    }
   }
 
   async #startTunnel(name: string): Promise<TunnelParts> {
@@ -484,7 +476,7 @@ export class Datapath {
       hostKey: this.#o.hostKey ? { alg: this.#o.hostKey.alg, published: this.#keyPublisher?.status() ?? null } : null,
       tun: this.#t ? { name: this.#t.tun.name, mtu: this.#t.tun.mtu, counters: this.#t.tunnel.counters() } : null,
       ike: this.#t ? this.#t.engine.stats : null,
-      resolver: this.#resolver ? { ...this.#resolver.address, counters: this.#resolver.counters } : null,
+      resolver: this.resolverStatus(),
       peerCounters: this.peers.counters,
       punch: this.#puncher ? { ...this.#puncher.counters, active: this.#puncher.active } : null,
       relay: this.#relay ? this.#relay.status() : null,
@@ -497,7 +489,6 @@ export class Datapath {
     this.#puncher?.close()
     await this.#relay?.close()
     await this.peers.close()
-    await this.#resolver?.close()
     const t = this.#t
     this.#t = undefined
     if (t) {

@@ -1,9 +1,21 @@
 import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { MemoryLogger } from '../io/log.js'
-import { ipReader, isRfc1918, type NetEventSource, NetMonitor, type NetState, parseNetState } from './netmon.js'
+import {
+  ipReader,
+  isRfc1918,
+  linksFromInterfaces,
+  type NetEventSource,
+  NetMonitor,
+  type NetState,
+  parseNetState,
+  procReader,
+  routesFromProc,
+} from './netmon.js'
 
 failOnLeakedResources()
 
@@ -49,6 +61,92 @@ test('parseNetState without a default route falls back to the first interface wi
   assert.equal(s.primary?.ifname, 'eth0')
   assert.equal(s.primary?.gateway, undefined)
   assert.deepEqual(parseNetState('[]', '[]'), { primary: undefined, addrs: [] })
+})
+
+// /proc/net/route of a lab host: a default route via 10.0.1.1 (flags UP|GATEWAY), a dev-only default route on a
+// point-to-point link with a higher metric, the LAN route, and a default route that is not up.
+const PROC_ROUTE = `Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0
+ppp0\t00000000\t00000000\t0001\t0\t0\t50\t00000000\t0\t0\t0
+eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth1\t00000000\t0102000A\t0002\t0\t0\t0\t00000000\t0\t0\t0
+`
+
+test('routesFromProc reads the default routes of /proc/net/route as ip -j route show default does', () => {
+  assert.deepEqual(routesFromProc(PROC_ROUTE), [
+    { dst: 'default', dev: 'eth0', metric: 0, gateway: '10.0.1.1' },
+    { dst: 'default', dev: 'ppp0', metric: 50 },
+  ])
+  assert.deepEqual(routesFromProc(''), [])
+  assert.deepEqual(routesFromProc('Iface\tDestination\ngarbage line\n'), [])
+})
+
+test('linksFromInterfaces + routesFromProc give the same NetState as the ip -j capture', () => {
+  const ifs = {
+    lo: [
+      {
+        address: '127.0.0.1',
+        netmask: '255.0.0.0',
+        family: 'IPv4',
+        mac: '00:00:00:00:00:00',
+        internal: true,
+        cidr: '127.0.0.1/8',
+      },
+    ],
+    autotun0: [
+      {
+        address: 'fd12::1',
+        netmask: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+        family: 'IPv6',
+        mac: '00:00:00:00:00:00',
+        internal: false,
+        cidr: 'fd12::1/128',
+        scopeid: 0,
+      },
+    ],
+    eth0: [
+      {
+        address: '10.0.1.10',
+        netmask: '255.255.255.0',
+        family: 'IPv4',
+        mac: '02:11:22:33:44:55',
+        internal: false,
+        cidr: '10.0.1.10/24',
+      },
+      {
+        address: 'fe80::11:22ff:fe33:4455',
+        netmask: 'ffff:ffff:ffff:ffff::',
+        family: 'IPv6',
+        mac: '02:11:22:33:44:55',
+        internal: false,
+        cidr: 'fe80::11:22ff:fe33:4455/64',
+        scopeid: 7,
+      },
+    ],
+  } as const
+  const links = linksFromInterfaces(ifs as unknown as Parameters<typeof linksFromInterfaces>[0])
+  const fromProc = parseNetState(JSON.stringify(links), JSON.stringify(routesFromProc(PROC_ROUTE)), ['autotun0'])
+  assert.deepEqual(fromProc, parseNetState(ADDR, ROUTE, ['autotun0']))
+})
+
+test('procReader agrees with ipReader on this machine (interfaces with a carrier)', async (t) => {
+  let running: string[]
+  try {
+    const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as {
+      ifname: string
+      flags: string[]
+    }[]
+    running = links.filter((l) => l.flags.includes('LOWER_UP')).map((l) => l.ifname)
+  } catch {
+    t.skip('no iproute2 here')
+    return
+  }
+  // getifaddrs as libuv filters it lists only interfaces that are up and running; ip -j also lists one that is up
+  // without a carrier. Compare on the running ones.
+  const all = (await ipReader()()).addrs.map((a) => a.ifname)
+  const notRunning = [...new Set(all)].filter((n) => !running.includes(n))
+  const [viaIp, viaProc] = await Promise.all([ipReader(notRunning)(), procReader(notRunning)()])
+  assert.deepEqual(viaProc, viaIp)
 })
 
 test('isRfc1918', () => {
@@ -131,6 +229,54 @@ test('NetMonitor debounces a burst of events into one snapshot and reports only 
   mon.stop()
   assert.equal(events.running, false)
   assert.equal(clock.pending, 0)
+})
+
+test('an agent killed with SIGKILL leaves no ip monitor behind', async () => {
+  const script = `
+    import { IpMonitor } from ${JSON.stringify(new URL('./netmon.js', import.meta.url).href)}
+    import { SystemClock } from ${JSON.stringify(new URL('../io/clock.js', import.meta.url).href)}
+    const log = { info() {}, warn() {}, debug() {}, error() {}, child() { return log } }
+    new IpMonitor({ clock: new SystemClock(), log }).start(() => {})
+    setInterval(() => {}, 1000)
+  `
+  const agent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' })
+  const children = (pid: number): number[] => {
+    try {
+      return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+    } catch {
+      return []
+    }
+  }
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  try {
+    let monitor: number | undefined
+    for (let i = 0; i < 100 && monitor === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      for (const sh of children(agent.pid!)) {
+        for (const c of [sh, ...children(sh)]) {
+          if (readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('ip\0-o\0monitor')) monitor = c
+        }
+      }
+    }
+    assert.ok(monitor, 'the ip monitor started')
+    await new Promise((r) => setTimeout(r, 300))
+    assert.ok(alive(monitor), 'the monitor keeps running while the agent lives')
+    agent.kill('SIGKILL')
+    for (let i = 0; i < 40 && alive(monitor); i++) await new Promise((r) => setTimeout(r, 50))
+    assert.ok(!alive(monitor), 'the monitor ended with the agent')
+  } finally {
+    agent.kill('SIGKILL')
+  }
 })
 
 test('ipReader reads this machine with iproute2', async () => {

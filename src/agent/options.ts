@@ -4,7 +4,8 @@
 
 export interface UpOptions {
   server: string
-  domain: string
+  /** Default: the key file's domain (run.ts resolveDomain). */
+  domain?: string
   hostname: string
   state: string
   keyFile?: string
@@ -22,6 +23,8 @@ export interface UpOptions {
   portmap: boolean
   logLevel?: string
   resolver: string | false
+  /** How `up` points the system resolver at the local one (docs/resolver.md). */
+  systemResolver?: 'auto' | 'resolved' | 'resolv.conf' | 'off'
   ikeAuth: 'signature' | 'psk'
   mobike: boolean
   tunnelThreads?: 'on' | 'send' | 'off'
@@ -32,8 +35,14 @@ export interface UpOptions {
   relayUser?: string
   /** The TURN password is read from this file (never on the command line). */
   relayPasswordFile?: string
+  /** --allow-second-agent: start even though another agent runs on this machine (src/agent/lock.ts). */
+  allowSecondAgent?: boolean
   /** --sso-user USER: the local account of the owner's principal (docs/sso.md). */
   ssoUser?: string
   /** false with --no-sso. */
   sso?: boolean
+  /** --metrics ADDR:PORT: Prometheus /metrics (http.ts). */
+  metrics?: string
+  /** --status-page [ADDR:]PORT: the status page on loopback (http.ts, status-page.ts). */
+  statusPage?: string
 }

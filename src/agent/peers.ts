@@ -44,6 +44,8 @@ export { LOOKUP_BURST, LOOKUP_CACHE_SIZE, LOOKUP_CACHE_TTL_MS, LOOKUP_RATE_PER_S
 export interface WatchLike {
   readonly rrset: readonly RR[]
   readonly mechanism: WatchMechanism | undefined
+  /** Why the last attempt failed, explained (status shows it while connecting). */
+  readonly lastError?: string | undefined
   onEvent(h: (e: { readonly kind: 'add' | 'remove'; readonly rrset: readonly RR[] }) => void): () => void
   start(): Promise<WatchMechanism | undefined>
   close(): Promise<void>

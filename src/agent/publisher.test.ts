@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { UpdateRequest, UpdateResult, UpdateSink } from '../dns/client/update.js'
+import { UpdateError, type UpdateRequest, type UpdateResult, type UpdateSink } from '../dns/client/update.js'
+import { Rcode } from '../dns/wire/header.js'
 import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
@@ -266,4 +267,55 @@ test('stepPublisher: the transitions of the diagram, withdrawn is final, a late 
     ['withdrawn + failed', withdrawn, failed, withdrawn],
   ]
   for (const [name, from, event, want] of cases) assert.deepEqual(stepPublisher(from, event), want, name)
+})
+
+test('a configuration error (wrong key) is not retried: onFatal fires once with the message (issue 13 finding 3)', async () => {
+  const clock = new FakeClock()
+  const log = new MemoryLogger()
+  const requests: UpdateRequest[] = []
+  const sink: UpdateSink = {
+    update: async (req) => {
+      requests.push(req)
+      throw new UpdateError('wrong key or key secret: ...', Rcode.BADKEY, {
+        explained: { kind: 'key', fatal: true, message: 'wrong key or key secret: ...' },
+      })
+    },
+  }
+  const pub = new Publisher({ clock, log, sink }, {})
+  const fatal: string[] = []
+  pub.onFatal((m) => fatal.push(m))
+  pub.set('members.example.', hostRecords(base))
+  await pub.settled()
+  clock.advance(120_000)
+  await flush()
+  await pub.settled()
+  assert.deepEqual(fatal, ['wrong key or key secret: ...'])
+  assert.equal(requests.length, 1, 'no retry')
+  pub.stop()
+})
+
+test('a transient error (no answer) keeps retrying and never calls onFatal', async () => {
+  const clock = new FakeClock()
+  const log = new MemoryLogger()
+  let n = 0
+  const sink: UpdateSink = {
+    update: async () => {
+      n++
+      throw new UpdateError('no answer', -1, {
+        explained: { kind: 'unreachable', fatal: false, message: 'no answer from udp:192.0.2.1:53' },
+      })
+    },
+  }
+  const pub = new Publisher({ clock, log, sink }, {})
+  const fatal: string[] = []
+  pub.onFatal((m) => fatal.push(m))
+  pub.set('members.example.', hostRecords(base))
+  for (let i = 0; i < 40; i++) {
+    clock.advance(1000)
+    await flush()
+    await pub.settled()
+  }
+  assert.ok(n >= 4, `retried (${n} attempts)`)
+  assert.deepEqual(fatal, [])
+  pub.stop()
 })

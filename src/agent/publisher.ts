@@ -96,6 +96,7 @@ export class Publisher {
   #lastError: string | undefined
   #via: string | undefined
   #listeners: ((records: readonly PublishedRR[]) => void)[] = []
+  readonly #fatalListeners: ((message: string) => void)[] = []
   updates = 0
   failures = 0
 
@@ -120,6 +121,11 @@ export class Publisher {
   /** Called after each successful UPDATE that changed the record set (not after plain refreshes). */
   onPublished(fn: (records: readonly PublishedRR[]) => void): void {
     this.#listeners.push(fn)
+  }
+
+  /** Called once when an UPDATE failed with a configuration error that retrying cannot fix (no retry follows). */
+  onFatal(fn: (message: string) => void): void {
+    this.#fatalListeners.push(fn)
   }
 
   /** The records that should be in DNS now; an UPDATE goes out at once (or right after one in flight). */
@@ -207,6 +213,14 @@ export class Publisher {
       if (this.#state.kind !== 'backoff') return
       this.failures++
       this.#lastError = error
+      // A configuration error (wrong key, domain not in the account: src/dns/client/explain.ts) is not retried:
+      // the agent stops and `up` exits non-zero with the message (issue 13 finding 3).
+      const explained = (e as { explained?: { fatal: boolean; message: string } }).explained
+      if (explained?.fatal) {
+        this.#log.error('publish.fatal', { error })
+        for (const fn of this.#fatalListeners) fn(explained.message)
+        return
+      }
       this.#log.warn('publish.failed', { error, retryInMs: this.#retryMs })
       this.#timer = this.#clock.setTimeout(() => this.#kick(), this.#retryMs)
       this.#retryMs = Math.min(this.#retryMs * 2, this.#retryMaxMs)

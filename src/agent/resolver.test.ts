@@ -10,7 +10,8 @@ import { RRType } from '../dns/wire/rr-table.js'
 import { UdpSocket } from '../io/datagram.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
-import { LocalResolver, parseResolverAddress, RESOLVER_TTL_SEC } from './resolver.js'
+import { Forwarder } from './forwarder.js'
+import { LocalResolver, parseResolverAddress, RESOLVER_DEFAULT, RESOLVER_TTL_SEC } from './resolver.js'
 
 failOnLeakedResources()
 
@@ -109,7 +110,46 @@ test('dig over UDP and TCP against the listening resolver', async (t) => {
 
 test('parseResolverAddress', () => {
   assert.deepEqual(parseResolverAddress('127.0.0.53:53'), { address: '127.0.0.53', port: 53 })
-  assert.deepEqual(parseResolverAddress('127.0.0.1'), { address: '127.0.0.1', port: 5353 })
+  assert.deepEqual(parseResolverAddress('127.0.0.1'), { address: '127.0.0.1', port: 53 })
   assert.deepEqual(parseResolverAddress('[::1]:5300'), { address: '::1', port: 5300 })
   assert.throws(() => parseResolverAddress('x:99999'), RangeError)
+})
+
+test('the default address is port 53 of a loopback address of its own, not the mDNS port (issue 13 finding 5)', () => {
+  const a = parseResolverAddress(RESOLVER_DEFAULT)
+  assert.equal(a.port, 53, 'resolv.conf has no port: a resolver it names listens on 53')
+  assert.notEqual(a.port, 5353)
+  assert.match(a.address, /^127\./)
+  assert.ok(!['127.0.0.1', '127.0.0.53', '127.0.0.54'].includes(a.address), 'not dnsmasq/BIND or resolved stubs')
+})
+
+test('names outside the domain are forwarded to the upstreams (UDP and TCP); SERVFAIL when none answers', async (t) => {
+  const run = promisify(execFile)
+  // The upstream: a resolver for another domain (a LAN's), on a random loopback port.
+  const lan = new LocalResolver(
+    { log: nullLogger },
+    { domain: 'lan.example', ulaOf: (h) => (h === 'printer' ? 'fd99::9' : undefined) },
+  )
+  const up = await lan.listen(new UdpSocket(), '127.0.0.1', 0)
+  t.after(() => lan.close())
+  const upstreams = [{ address: '127.0.0.1', port: up.port }]
+  const r = new LocalResolver(
+    { log: nullLogger },
+    { domain: D, ulaOf: (h) => HOSTS[h], forwarder: new Forwarder({ upstreams: () => upstreams, timeoutMs: 300 }) },
+  )
+  const { port } = await r.listen(new UdpSocket(), '127.0.0.1', 0)
+  t.after(() => r.close())
+  const dig = async (name: string, extra: string[] = []) =>
+    (await run('dig', ['@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', ...extra, name, 'AAAA'])).stdout
+  for (const extra of [[], ['+tcp']]) {
+    assert.match(await dig('printer.lan.example', extra), /IN\s+AAAA\s+fd99::9/, `forwarded ${extra}`)
+    assert.match(await dig('printer', extra), /IN\s+AAAA\s+fd99::9/, 'an unknown short name goes upstream too')
+    assert.match(await dig('desktop', extra), new RegExp(`IN\\s+AAAA\\s+${HOSTS.desktop}`), 'ours stay ours')
+    assert.match(await dig(`nosuch.${D}`, extra), /status: NXDOMAIN/, 'never forwarded: our domain')
+  }
+  assert.equal(r.counters.forwarded, 4)
+  assert.equal(lan.counters.queries, 4)
+  upstreams.splice(0, 1, { address: '127.0.0.1', port: 9 })
+  assert.match(await dig('printer.lan.example'), /status: SERVFAIL/)
+  assert.equal(r.counters.servfail, 1)
 })

@@ -3,22 +3,33 @@
 //
 //   NAME.D  AAAA  -> the host's ULA (this host's own name too)        D = the user's domain (USER.ZONE)
 //   NAME    AAAA  -> the same (a short name: one label)
-//   other types for those names (A, MX, ...)  -> NOERROR with no answer (NODATA): the hosts have no IPv4 here
-//   unknown NAME.D, unknown NAME                -> NXDOMAIN
-//   anything else (other domains)               -> REFUSED: this is not a recursive resolver
+//   other types for those names (A, MX, ...)  -> NOERROR with no answer (NODATA) at once: the hosts have no IPv4
+//                                                through the tunnel, and an immediate authoritative "no A" lets
+//                                                getaddrinfo use the AAAA without waiting (docs/resolver.md)
+//   unknown NAME.D                              -> NXDOMAIN
+//   anything else (other domains, unknown NAME) -> forwarded to the machine's previous nameservers when the agent
+//                                                manages /etc/resolv.conf (forwarder.ts), else REFUSED (NXDOMAIN
+//                                                for an unknown short name): this is not a recursive resolver
 //
-// UDP and TCP (RFC 7766 two-octet length framing) on one address, 127.0.0.1:5353 by default. Point the system
-// resolver at it for D only (docs/agent.md). Malformed queries get FORMERR when the header is readable, else are
-// dropped; everything is counted.
+// UDP and TCP (RFC 7766 two-octet length framing) on one address, 127.0.0.153:53 by default: /etc/resolv.conf has
+// no port, so a resolver it names must listen on port 53 (docs/resolver.md). Malformed queries get FORMERR when
+// the header is readable, else are dropped; everything is counted.
 import net from 'node:net'
 import { Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, encodeMessage, type Message, tryDecode } from '../dns/wire/message.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
+import type { Forwarder } from './forwarder.js'
 import { fq } from './records.js'
 
-export const RESOLVER_DEFAULT = '127.0.0.1:5353'
+/**
+ * Port 53 of a loopback address of its own: resolv.conf can name it (it has no port), it is not the mDNS port
+ * (avahi holds 5353), and neither systemd-resolved's stubs (127.0.0.53, 127.0.0.54) nor a local dnsmasq or BIND
+ * on 127.0.0.1:53 is in its way. docs/resolver.md.
+ */
+export const RESOLVER_DEFAULT = '127.0.0.153:53'
+export const RESOLVER_DEFAULT_PORT = 53
 /** TTL of our answers: short, a peer's ULA changes when it restarts. */
 export const RESOLVER_TTL_SEC = 5
 /** UDP answers without EDNS fit 512 octets (RFC 1035 4.2.1); ours are one AAAA, far below. */
@@ -34,6 +45,8 @@ export interface ResolverOptions {
   readonly ulaOf: (host: string) => string | undefined
   /** TTL of the answers. @default 5 */
   readonly ttlSec?: number
+  /** Where names outside the user's domain go; none: REFUSED. */
+  readonly forwarder?: Forwarder
 }
 
 export interface ResolverCounters {
@@ -45,6 +58,9 @@ export interface ResolverCounters {
   formerr: number
   notimp: number
   dropped: number
+  /** Queries for other names handed to the forwarder, and those no upstream answered. */
+  forwarded: number
+  servfail: number
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
@@ -54,6 +70,7 @@ export class LocalResolver {
   readonly #domain: string
   readonly #ulaOf: (host: string) => string | undefined
   readonly #ttlSec: number
+  readonly #forwarder: Forwarder | undefined
   readonly counters: ResolverCounters = {
     queries: 0,
     answered: 0,
@@ -63,6 +80,8 @@ export class LocalResolver {
     formerr: 0,
     notimp: 0,
     dropped: 0,
+    forwarded: 0,
+    servfail: 0,
   }
   #udp: DatagramSocket | undefined
   #tcp: net.Server | undefined
@@ -74,6 +93,11 @@ export class LocalResolver {
     this.#domain = fq(opts.domain).toLowerCase()
     this.#ulaOf = opts.ulaOf
     this.#ttlSec = opts.ttlSec ?? RESOLVER_TTL_SEC
+    this.#forwarder = opts.forwarder
+  }
+
+  get forwarder(): Forwarder | undefined {
+    return this.#forwarder
   }
 
   get address(): { address: string; port: number } | undefined {
@@ -83,10 +107,14 @@ export class LocalResolver {
   /** Binds `udp` (a fresh socket) and a TCP listener to address:port (port 0: the UDP port, for both). */
   async listen(udp: DatagramSocket, address: string, port: number): Promise<{ address: string; port: number }> {
     udp.onMessage((msg, from) => {
-      const out = this.answer(msg)
-      if (out) udp.send(out, 0, out.length, from.port, from.address)
+      void this.respond(msg, true).then((out) => {
+        if (out) udp.send(out, 0, out.length, from.port, from.address)
+      })
     })
-    const b = await udp.bind(port, address)
+    const b = await udp.bind(port, address).catch(async (e: unknown) => {
+      await udp.close().catch(() => {})
+      throw e
+    })
     this.#udp = udp
     const tcp = net.createServer((s) => this.#serveTcp(s))
     await new Promise<void>((resolve, reject) => {
@@ -107,6 +135,7 @@ export class LocalResolver {
   }
 
   async close(): Promise<void> {
+    this.#forwarder?.close()
     for (const c of this.#conns) c.destroy()
     await Promise.all([this.#udp?.close(), new Promise<void>((r) => (this.#tcp ? this.#tcp.close(() => r()) : r()))])
     this.#udp = undefined
@@ -124,15 +153,56 @@ export class LocalResolver {
       while (buf.length >= TCP_LEN) {
         const len = buf.readUInt16BE(0)
         if (buf.length < TCP_LEN + len) break
-        const out = this.answer(buf.subarray(TCP_LEN, TCP_LEN + len), false)
+        const query = Buffer.from(buf.subarray(TCP_LEN, TCP_LEN + len))
         buf = buf.subarray(TCP_LEN + len)
-        if (!out) continue
-        const framed = Buffer.alloc(TCP_LEN + out.length)
-        framed.writeUInt16BE(out.length, 0)
-        out.copy(framed, TCP_LEN)
-        s.write(framed)
+        void this.respond(query, false).then((out) => {
+          if (!out || s.destroyed) return
+          const framed = Buffer.alloc(TCP_LEN + out.length)
+          framed.writeUInt16BE(out.length, 0)
+          out.copy(framed, TCP_LEN)
+          s.write(framed)
+        })
       }
     })
+  }
+
+  /**
+   * The response to one query: ours (answer()), or, for a name outside the user's domain and a forwarder with
+   * upstreams, the upstream's; SERVFAIL when no upstream answered (RFC 2308 2.1: the client may try another).
+   */
+  async respond(wire: Buffer, udp: boolean): Promise<Buffer | undefined> {
+    const f = this.#forwarder
+    if (f?.enabled) {
+      const d = tryDecode(wire)
+      const question = d.ok ? d.msg.questions[0] : undefined
+      if (d.ok && !d.msg.qr && d.msg.opcode === Opcode.QUERY && question && !this.#ours(question.name)) {
+        this.counters.queries++
+        this.counters.forwarded++
+        const r = await f.forward(wire, !udp)
+        if (r) return r
+        this.counters.servfail++
+        return encodeMessage(
+          emptyMessage({
+            id: d.msg.id,
+            qr: true,
+            opcode: d.msg.opcode,
+            rd: d.msg.rd,
+            ra: true,
+            rcode: Rcode.SERVFAIL,
+            questions: [question],
+          }),
+        )
+      }
+    }
+    return this.answer(wire, udp)
+  }
+
+  /** Whether `name` is ours to answer: the domain, a name under it, or one of the user's hosts by its short name. */
+  #ours(name: string): boolean {
+    const n = fq(name.toLowerCase())
+    if (n === this.#domain || n.endsWith(`.${this.#domain}`)) return true
+    const label = n.slice(0, -1)
+    return LABEL.test(label) && this.#ulaOf(label) !== undefined
   }
 
   /** The response to one query in wire form, or undefined when it must be dropped. */
@@ -215,10 +285,10 @@ export class LocalResolver {
   }
 }
 
-/** "ADDR:PORT", "[v6]:PORT" or "ADDR" (port 5353). */
+/** "ADDR:PORT", "[v6]:PORT" or "ADDR" (port 53). */
 export function parseResolverAddress(s: string): { address: string; port: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s)
-  const port = m?.[2] === undefined ? 5353 : Number(m[2])
+  const port = m?.[2] === undefined ? RESOLVER_DEFAULT_PORT : Number(m[2])
   if (!m?.[1] || !(port >= 0 && port <= 0xffff)) throw new RangeError(`bad resolver address ${JSON.stringify(s)}`)
   return { address: m[1], port }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { deriveTsigKey } from '../dns/account-key.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
-import { downMessage, loadKey, parseHostPort, UsageError } from './run.js'
+import { downMessage, loadKey, parseHostPort, resolveDomain, UsageError } from './run.js'
 
 failOnLeakedResources()
 
@@ -60,4 +60,34 @@ test('loadKey: the key file of `account add --json`, or the same key derived fro
     loadKey({ passwordStdin: true }, 'alice.members.example', async () => ''),
     UsageError,
   )
+})
+
+test("resolveDomain: --domain defaults to the key file's; a different --domain is an error that names both", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'at-dom-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'alice.key.json')
+  await writeFile(
+    file,
+    JSON.stringify({
+      user: 'alice',
+      domain: 'alice.members.example',
+      keyName: 'alice.members.example.',
+      algorithm: 'hmac-sha256',
+      secret: 'AAAA',
+    }),
+  )
+  assert.equal(await resolveDomain({ keyFile: file }), 'alice.members.example')
+  assert.equal(await resolveDomain({ keyFile: file, domain: 'Alice.Members.Example.' }), 'alice.members.example')
+  await assert.rejects(
+    resolveDomain({ keyFile: file, domain: 'alcie.members.example' }),
+    (e: Error) =>
+      e instanceof UsageError &&
+      /--domain alcie\.members\.example does not match the key file's domain alice\.members\.example/.test(e.message),
+  )
+  // Older key files without "domain": the key name is the domain.
+  const old = join(dir, 'old.json')
+  await writeFile(old, JSON.stringify({ keyName: 'bob.members.example.', algorithm: 'hmac-sha256', secret: 'AAAA' }))
+  assert.equal(await resolveDomain({ keyFile: old }), 'bob.members.example')
+  assert.equal(await resolveDomain({ passwordStdin: true, domain: 'bob.members.example' }), 'bob.members.example')
+  await assert.rejects(resolveDomain({ passwordStdin: true }), /--domain USER\.ZONE is needed with --password-stdin/)
 })

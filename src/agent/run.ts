@@ -11,18 +11,27 @@ import { splitHostPort } from '../io/host-port.js'
 import { jsonLogger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
-import { type PortMapChangeReason, PortMapper } from '../portmap/mapper.js'
+import { type PortMapChangeReason, PortMapper } from '../portmap/index.js'
 import { Agent, type AgentStun } from './agent.js'
 import { browseServices } from './browse.js'
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { loadIdentity } from './identity.js'
-import { ipReader, NetMonitor } from './netmon.js'
+import { type AgentLocks, acquireAgentLocks } from './lock.js'
+import { NetMonitor, systemReader } from './netmon.js'
 import type { UpOptions } from './options.js'
 import { AUTOTUNNEL_SERVICE, parseServiceSpec, presentRR } from './records.js'
 import { formatStatus } from './status-format.js'
 
 export class UsageError extends Error {
   override readonly name = 'UsageError'
+}
+
+/**
+ * A configuration error the server reported (wrong key, domain not in the account: src/dns/client/explain.ts): `up`
+ * exits 1 with the message at once, without waiting for retries still under way (src/cli/agent.ts).
+ */
+export class FatalConfigError extends Error {
+  override readonly name = 'FatalConfigError'
 }
 
 const HOST_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i
@@ -77,12 +86,47 @@ export async function loadKey(
   }
 }
 
+/**
+ * The user's domain: --domain, else the key file's (`domain`, or its key name, which is the domain: docs/server.md).
+ * A --domain that differs from the key file's is an error: every UPDATE would be refused (issue 13 finding 3).
+ */
+export async function resolveDomain(o: {
+  domain?: string
+  keyFile?: string
+  passwordStdin?: boolean
+}): Promise<string> {
+  const norm = (d: string): string => d.toLowerCase().replace(/\.$/, '')
+  if (!!o.keyFile === !!o.passwordStdin) throw new UsageError('give exactly one of --key-file and --password-stdin')
+  if (!o.keyFile) {
+    if (!o.domain)
+      throw new UsageError('--domain USER.ZONE is needed with --password-stdin (the key is derived from it)')
+    return norm(o.domain)
+  }
+  let j: Record<string, unknown>
+  try {
+    j = JSON.parse(await readFile(o.keyFile, 'utf8')) as Record<string, unknown>
+  } catch (e) {
+    throw new UsageError(`${o.keyFile}: ${(e as Error).message}; want the JSON of \`autotunnel account add --json\``)
+  }
+  const fromKey = typeof j.domain === 'string' ? j.domain : typeof j.keyName === 'string' ? j.keyName : undefined
+  if (!fromKey) {
+    if (o.domain) return norm(o.domain)
+    throw new UsageError(`${o.keyFile}: no domain in it; want the JSON of \`autotunnel account add --json\``)
+  }
+  if (o.domain && norm(o.domain) !== norm(fromKey))
+    throw new UsageError(
+      `--domain ${o.domain} does not match the key file's domain ${norm(fromKey)} (${o.keyFile}): this key can only ` +
+        `update ${norm(fromKey)}; drop --domain, or use the key file of ${norm(o.domain)}`,
+    )
+  return norm(fromKey)
+}
+
 export async function runUp(o: UpOptions): Promise<void> {
   const log = jsonLogger(o.logLevel ? { level: o.logLevel as LogLevel } : {})
-  const domain = o.domain.toLowerCase().replace(/\.$/, '')
+  const domain = await resolveDomain(o)
   const labels = domain.split('.')
   if (labels.length < 2 || !labels.every((l) => HOST_LABEL.test(l)))
-    throw new UsageError(`--domain ${o.domain}: want USER.ZONE, e.g. alice.members.example`)
+    throw new UsageError(`--domain ${domain}: want USER.ZONE, e.g. alice.members.example`)
   if (!HOST_LABEL.test(o.hostname)) throw new UsageError(`--hostname ${o.hostname}: want one DNS label`)
   const port = intOption('port', o.port, 1, 0xffff)
   const leaseSec = intOption('lease', o.lease, 1, 0x7fffffff)
@@ -90,18 +134,57 @@ export async function runUp(o: UpOptions): Promise<void> {
   const services = o.service.map(parseServiceSpec)
   const server = parseHostPort(o.server, 53)
   const key = await loadKey(o, domain)
+  // Without CAP_NET_ADMIN the TUN device cannot be made: say so and stop before anything is published.
+  if (o.tun !== false) {
+    const problem = (await import('../tunnel/tun/linux-tun.js')).tunPermissionProblem(o.tun)
+    if (problem) throw new UsageError(problem)
+  }
   const { resolveSso, SsoUsageError } = await import('./sso.js')
   const ssoUser = await resolveSso(o, labels[0] ?? '', log).catch((e: unknown) => {
     throw e instanceof SsoUsageError ? new UsageError(e.message) : e
   })
+  const { planAgentHttp, startAgentHttp } = await import('./http.js')
+  const httpPlan = planAgentHttp(o)
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
   await mkdir(o.state, { recursive: true, mode: 0o700 })
+  // Before anything in the state directory or on the network is touched (issue 13 finding 4): a refused start
+  // changes nothing.
+  const locks = await acquireAgentLocks(o.state, {
+    allowSecond: o.allowSecondAgent === true,
+    log: (msg) => log.info('agent.lock_wait', { msg }),
+  })
+  try {
+    await upLocked(o, { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser, httpPlan })
+  } finally {
+    await locks.release()
+  }
+}
 
+async function upLocked(
+  o: UpOptions,
+  c: {
+    log: ReturnType<typeof jsonLogger>
+    domain: string
+    labels: string[]
+    port: number
+    leaseSec: number
+    ttlSec: number
+    services: ReturnType<typeof parseServiceSpec>[]
+    server: { host: string; port: number }
+    key: TsigKey
+    locks: AgentLocks
+    /** The local account single sign-on maps the owner to; undefined: SSO off (resolveSso). */
+    ssoUser: Awaited<ReturnType<typeof import('./sso.js').resolveSso>>
+    /** --metrics and --status-page, checked before anything was touched (http.ts). */
+    httpPlan: ReturnType<typeof import('./http.js').planAgentHttp>
+  },
+): Promise<void> {
+  const { log, domain, labels, port, leaseSec, ttlSec, services, server, key, locks, ssoUser, httpPlan } = c
   const clock = new SystemClock()
   const random = new SystemRandom()
   const tunName = o.tun === false ? undefined : o.tun
-  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: ipReader(tunName ? [tunName] : []) })
+  const net = new NetMonitor({ clock, log: log.child({ c: 'netmon' }), read: systemReader(tunName ? [tunName] : []) })
   const updates = new UpdateClient(
     { clock, log: log.child({ c: 'update' }), random },
     {
@@ -192,6 +275,7 @@ export async function runUp(o: UpOptions): Promise<void> {
             type: 'PTR',
             purpose: "the user's host list",
             via: w?.mechanism ?? 'connecting',
+            ...(w?.lastError ? { lastError: w.lastError } : {}),
             records: (w?.rrset ?? []).map(presentRR),
           },
         ]
@@ -210,10 +294,21 @@ export async function runUp(o: UpOptions): Promise<void> {
       serverInfo: () => updates.status(),
     },
   )
+  // `autotunnel netcheck` measures the servers this agent uses (src/agent/netcheck.ts).
+  agent.addCommand('servers', async () => {
+    const { parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+    const zone = labels.slice(1).join('.')
+    const [stunList, relays] = await Promise.all([
+      srvServers(updates, `_stun._udp.${zone}.`, (o.stun ?? []).map(parseStunServer), STUN_DEFAULT_PORT),
+      relay.servers().catch(() => []),
+    ])
+    return { dns: server, zone, stun: stunList, relays }
+  })
   const stop = (sig: string): void => {
     log.info('agent.signal', { signal: sig })
     void agent?.shutdown({ clean: true })
   }
+  agent.onStopping(async () => locks.setStopping())
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
   try {
@@ -226,21 +321,32 @@ export async function runUp(o: UpOptions): Promise<void> {
   // (status shows that one).
   // Issue 7: peers from DNS, the tunnel on the agent's port (unless --no-tun), the local resolver (datapath.ts).
   const dp = await import('./attach.js')
+  const attaching = dp.attachDatapath(agent, {
+    clock,
+    random,
+    log,
+    query: updates,
+    hostList,
+    key,
+    tun: tunName,
+    resolver: o.resolver,
+    systemResolver: o.systemResolver ?? 'auto',
+    sink: updates,
+    ikeAuth: o.ikeAuth ?? 'signature',
+    mobike: o.mobike ?? true,
+    relay,
+  })
   try {
-    datapath = await dp.attachDatapath(agent, {
-      clock,
-      random,
-      log,
-      query: updates,
-      hostList,
-      key,
-      tun: tunName,
-      resolver: o.resolver,
-      sink: updates,
-      ikeAuth: o.ikeAuth ?? 'signature',
-      mobike: o.mobike ?? true,
-      relay,
-    })
+    // A configuration error found by the first UPDATE stops the agent while the data path may still be starting
+    // (its watchers retry for seconds with a key the server refuses): exit at once rather than after them.
+    const first = await Promise.race([attaching, agent.done.then(() => undefined)])
+    if (!first && agent.fatalError) {
+      attaching.then((d) => d.close()).catch(() => {})
+      void hostList.close()
+      updates.close()
+      throw new FatalConfigError(agent.fatalError)
+    }
+    datapath = first ?? (await attaching)
   } catch (e) {
     await agent.shutdown({ clean: true }).catch(() => {})
     await hostList.close()
@@ -262,10 +368,24 @@ export async function runUp(o: UpOptions): Promise<void> {
       host: o.hostname.toLowerCase(),
     })
   }
+  // --metrics, --status-page (http.ts): after the data path, so the first scrape already has the peer table.
+  const { startAgentHttp } = await import('./http.js')
+  const http = await startAgentHttp(httpPlan, { status: () => agent?.status(), log: log.child({ c: 'http' }) }).catch(
+    async (e: Error) => {
+      await agent?.shutdown({ clean: true }).catch(() => {})
+      await datapath?.close()
+      await hostList.close()
+      updates.close()
+      throw e
+    },
+  )
   await agent.done
+  await Promise.allSettled(http.map((h) => h.close()))
   await datapath.close()
   await hostList.close()
   updates.close()
+  // A configuration error is fatal: exit non-zero with the message, so a service manager shows it.
+  if (agent.fatalError) throw new FatalConfigError(agent.fatalError)
 }
 
 /**
@@ -277,7 +397,7 @@ export async function runUp(o: UpOptions): Promise<void> {
 async function relayConfig(
   o: UpOptions,
   d: { log: ReturnType<typeof jsonLogger>; query: UpdateClient; zone: string; domain: string },
-): Promise<import('../traversal/relay.js').RelayConfig> {
+): Promise<import('../traversal/index.js').RelayConfig> {
   if (!o.relayUser !== !o.relayPasswordFile) throw new UsageError('--relay-user and --relay-password-file go together')
   let fixed: { username: string; password: string } | undefined
   if (o.relayUser && o.relayPasswordFile) {
@@ -285,7 +405,7 @@ async function relayConfig(
     if (!password) throw new UsageError(`${o.relayPasswordFile}: empty TURN password`)
     fixed = { username: o.relayUser, password }
   }
-  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/turn-wire.js')
+  const { parseTurnServer, TURN_DEFAULT_PORT } = await import('../traversal/index.js')
   const specs = (o.relay ?? []).map(parseTurnServer)
   return {
     servers: () => srvServers(d.query, `_turn._udp.${d.zone}.`, specs, TURN_DEFAULT_PORT),
@@ -349,7 +469,7 @@ async function makeStun(
   },
   configured: readonly string[],
 ): Promise<AgentStun> {
-  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/stun.js')
+  const { StunClient, probeNat, parseStunServer, STUN_DEFAULT_PORT } = await import('../traversal/index.js')
   const log = d.log.child({ c: 'stun' })
   const client = new StunClient({
     clock: d.clock,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { formatPeerRow } from './status-format.js'
+import { formatPeerRow, serverState } from './status-format.js'
 
 test('formatPeerRow: one readable line per peer', () => {
   const row = formatPeerRow({
@@ -20,4 +20,20 @@ test('formatPeerRow: one readable line per peer', () => {
   assert.match(formatPeerRow({ name: 'tv', lastError: 'no SRV' }), /handshake never {2}auth - .*\(no SRV\)$/)
   assert.match(formatPeerRow({ name: 'tv', auth: 'psk', lastHandshake: '2026-11-21T13:30:10Z' }), / {2}auth psk {2}/)
   assert.match(formatPeerRow({ name: 'tv', auth: null }), / {2}auth - {2}/)
+})
+
+test('serverState: a server found whose TLS failed is not "not found yet" (issue 13 finding 3)', () => {
+  assert.equal(serverState({}), 'not found yet')
+  assert.equal(serverState({ updateServer: 'tls:198.51.100.10:853', lastError: null }), 'tls:198.51.100.10:853')
+  assert.equal(
+    serverState({
+      updateServer: 'tls:198.51.100.10:853',
+      lastError: { kind: 'tls', message: 'TLS failed: certificate not trusted (self-signed certificate) at tls:...' },
+    }),
+    'tls:198.51.100.10:853 found, TLS failed: certificate not trusted (self-signed certificate) at tls:...',
+  )
+  assert.equal(
+    serverState({ lastError: { message: 'no answer from udp:192.0.2.1:53' } }),
+    'not found: no answer from udp:192.0.2.1:53',
+  )
 })

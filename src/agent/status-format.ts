@@ -26,6 +26,25 @@ function relayLine(r: Obj): string {
 }
 
 /**
+ * The local resolver and the system resolver pointed at it (docs/resolver.md): where it listens and how many
+ * queries it answered, or why it does not run; then whether names resolve system-wide, and how, or why not.
+ */
+export function resolverLines(r: Obj): string[] {
+  const c = obj(r.counters)
+  const f = r.forwarder ? obj(r.forwarder) : undefined
+  const sys = obj(r.system)
+  const main = r.error
+    ? `resolver    NOT RUNNING: ${r.error}`
+    : r.counters
+      ? `resolver    ${r.address}:${r.port}, ${c.queries ?? 0} queries, ${c.answered ?? 0} answered, ${c.nxdomain ?? 0} NXDOMAIN${f ? `, ${f.forwarded} forwarded (${f.timeouts} timeouts)` : ''}`
+      : 'resolver    off (--no-resolver)'
+  const state = sys.state === 'set' ? '' : sys.state === 'failed' ? 'FAILED: ' : `${sys.state}`
+  const system =
+    sys.state === 'off' ? 'system DNS  not changed (--system-resolver off)' : `system DNS  ${state}${sys.detail ?? ''}`
+  return [main, system]
+}
+
+/**
  * One row of `autotunnel status`'s peer table (the rows Datapath.status() returns): the peer's IKE auth method
  * (signature, psk, none) follows its last handshake, '-' with no IKE SA.
  */
@@ -37,6 +56,15 @@ export function formatPeerRow(p: Record<string, unknown>): string {
     `${String(p.path ?? '-')}  handshake ${hs}  auth ${typeof p.auth === 'string' ? p.auth : '-'}  in ${kb(p.bytesIn)} out ${kb(p.bytesOut)}` +
     `${p.lastError ? `  (${p.lastError})` : ''}`
   )
+}
+
+/** The update server: found or not, and what went wrong last (a TLS failure is not "not found"). */
+export function serverState(srv: Obj): string {
+  const err = srv.lastError ? obj(srv.lastError) : undefined
+  const via = typeof srv.updateServer === 'string' ? srv.updateServer : undefined
+  const adv = typeof srv.advertised === 'string' ? ` (advertised ${srv.advertised} unreachable)` : ''
+  if (!via) return err ? `not found: ${err.message}` : 'not found yet'
+  return err ? `${via} found${adv}, ${err.message}` : `${via}${adv}`
 }
 
 export function formatStatus(s: Obj): string {
@@ -62,9 +90,10 @@ export function formatStatus(s: Obj): string {
     `reachable   ${s.reachability ? `${ep.address}:${ep.port} (${reach.nat})` : 'not yet'}`,
     ...(s.stun ? [stunLine(obj(s.stun))] : []),
     ...(obj(s.datapath).relay ? [relayLine(obj(obj(s.datapath).relay))] : []),
+    ...(obj(s.datapath).resolver ? resolverLines(obj(obj(s.datapath).resolver)) : []),
     ...(obj(s.datapath).sso ? [ssoLine(obj(obj(s.datapath).sso))] : []),
     `udp         port ${udp.port}, ${udp.rxDatagrams} datagrams received${udp.lastFrom ? `, last from ${udp.lastFrom}` : ''}`,
-    `server      ${srv.updateServer ?? 'not found yet'} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
+    `server      ${serverState(srv)} (bootstrap ${srv.bootstrap ?? '-'}, key ${srv.keyName ?? '-'}), ${srv.updates ?? 0} updates, ${srv.failures ?? 0} failures`,
     `published   ${pub.state}, lease ${pub.leaseSec ?? '-'} s, ${pub.updates} updates, ${pub.failures} failures${pub.lastError ? ` (last error: ${pub.lastError})` : ''}`,
   ]
   for (const r of (pub.records as Obj[] | undefined) ?? []) lines.push(`  ${r.text}   [lease ${r.leaseLeftSec} s left]`)
@@ -72,7 +101,9 @@ export function formatStatus(s: Obj): string {
   lines.push(`watchers    ${watchers.length ? '' : 'none'}`)
   for (const w of watchers) {
     const recs = (w.records as string[] | undefined) ?? []
-    lines.push(`  ${w.name} ${w.type} via ${w.via} (${w.purpose}): ${recs.length} records`)
+    lines.push(
+      `  ${w.name} ${w.type} via ${w.via} (${w.purpose}): ${recs.length} records${w.lastError ? ` (last error: ${w.lastError})` : ''}`,
+    )
     for (const r of recs) lines.push(`    ${r}`)
   }
   const peers = (s.peers as unknown[] | undefined) ?? []

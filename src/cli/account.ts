@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander'
 
-// `autotunnel account add|list|remove|passwd|revoke-host`: accounts live in the server's store (DIR/autotunnel.sqlite) and a
+// `autotunnel account add|list|remove|passwd|revoke-host`: accounts live in the server's store (DIR/autotunnel.sqlite, or --store postgres://...) and a
 // running server sees changes without a restart. The implementation is imported lazily inside each action.
 export function register(program: Command): void {
   const account = program
@@ -14,18 +14,28 @@ export function register(program: Command): void {
   account
     .command('add <user>')
     .description('create USER.ZONE and its TSIG key (from a password on stdin, else a random 256-bit key)')
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .requiredOption('--zone <zone>', 'the provider zone, e.g. members.example')
     .option(
       '--password-stdin',
       'derive the key from a password read from stdin (PBKDF2-HMAC-SHA256, see docs/server.md)',
     )
     .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .option('-o, --output <file>', 'write that JSON to FILE with mode 0600 (the key file `up --key-file` reads)')
     .addOption(algorithm())
     .action(
       async (
         user: string,
-        o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+        o: {
+          data?: string
+          store?: string
+          zone: string
+          passwordStdin?: boolean
+          json?: boolean
+          algorithm: string
+          output?: string
+        },
       ) => {
         const m = await import('../server/account-cli.js')
         await m.accountAdd(user, o)
@@ -35,10 +45,11 @@ export function register(program: Command): void {
   account
     .command('list')
     .description('list accounts')
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .option('--json', 'print a JSON array')
-    .action(async (o: { data: string; zone?: string; json?: boolean }) => {
+    .action(async (o: { data?: string; store?: string; zone?: string; json?: boolean }) => {
       const m = await import('../server/account-cli.js')
       await m.accountList(o)
     })
@@ -46,9 +57,10 @@ export function register(program: Command): void {
   account
     .command('remove <user>')
     .description("remove an account and every record under the user's domain")
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
-    .action(async (user: string, o: { data: string; zone?: string }) => {
+    .action(async (user: string, o: { data?: string; store?: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')
       await m.accountRemove(user, o)
     })
@@ -58,9 +70,10 @@ export function register(program: Command): void {
     .description(
       "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified); no more SSO certificates",
     )
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
-    .action(async (user: string, hostname: string, o: { data: string; zone?: string }) => {
+    .action(async (user: string, hostname: string, o: { data?: string; store?: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')
       await m.accountRevokeHost(user, hostname, o)
     })
@@ -68,9 +81,13 @@ export function register(program: Command): void {
   account
     .command('unrevoke-host <user> <hostname>')
     .description('let a revoked host name enrol for SSO certificates again (docs/sso.md)')
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store; also where the SSO CA keys are)')
+    .option(
+      '--store <url>',
+      'sqlite:DIR (the SSO CA keys are files in the data directory) (default: $AUTOTUNNEL_STORE)',
+    )
     .option('--zone <zone>', 'the provider zone (checked against the store)')
-    .action(async (user: string, hostname: string, o: { data: string; zone?: string }) => {
+    .action(async (user: string, hostname: string, o: { data?: string; store?: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')
       await m.accountUnrevokeHost(user, hostname, o)
     })
@@ -78,14 +95,15 @@ export function register(program: Command): void {
   account
     .command('limit <user>')
     .description('set how many records the user may hold (the server default without --max-records)')
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .option('--max-records <n>', 'records at or below USER.ZONE; more is REFUSED', (v: string) => {
       const n = Number(v)
       if (!Number.isInteger(n) || n < 0) throw new TypeError(`not a non-negative integer: ${v}`)
       return n
     })
-    .action(async (user: string, o: { data: string; zone?: string; maxRecords?: number }) => {
+    .action(async (user: string, o: { data?: string; store?: string; zone?: string; maxRecords?: number }) => {
       const m = await import('../server/account-cli.js')
       await m.accountLimit(user, o)
     })
@@ -93,15 +111,25 @@ export function register(program: Command): void {
   account
     .command('passwd <user>')
     .description("replace the user's key: derived from a password on stdin, or random without --password-stdin")
-    .requiredOption('--data <dir>', 'server data directory')
+    .option('--data <dir>', 'server data directory (SQLite store)')
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .option('--password-stdin', 'derive the key from a password read from stdin')
     .option('--json', 'print {"user","domain","keyName","algorithm","secret"}')
+    .option('-o, --output <file>', 'write that JSON to FILE with mode 0600 (the key file `up --key-file` reads)')
     .addOption(algorithm())
     .action(
       async (
         user: string,
-        o: { data: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+        o: {
+          data?: string
+          store?: string
+          zone?: string
+          passwordStdin?: boolean
+          json?: boolean
+          algorithm: string
+          output?: string
+        },
       ) => {
         const m = await import('../server/account-cli.js')
         await m.accountPasswd(user, o)

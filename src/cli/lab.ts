@@ -1,7 +1,17 @@
 import type { Command } from 'commander'
 
 // `autotunnel lab ...`: the network lab (docs/lab.md). Implementations live in lab/cli.ts, imported lazily.
-const impl = () => import('../../lab/cli.js')
+const impl = () => import('../../lab/cli.js').catch(notInstalled)
+
+/** `make install` ships the program, not the lab (lab/ and test/ stay in the source tree). */
+export function notInstalled(e: unknown): never {
+  if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND')
+    throw new Error(
+      'the lab and the demo are part of the source tree and are not installed: run them from a checkout ' +
+        '(`make build`, then bin/autotunnel lab ... or make demo)',
+    )
+  throw e
+}
 
 export function register(program: Command): void {
   const lab = program

@@ -13,7 +13,12 @@ export function register(program: Command): void {
     .command('server')
     .description('run the DNS service: authoritative zone, TSIG-signed UPDATE with leases, UDP/TCP/TLS')
     .requiredOption('--zone <zone>', 'the provider zone, e.g. members.example')
-    .requiredOption('--data <dir>', 'data directory (SQLite store, self-signed certificate)')
+    .option('--data <dir>', 'data directory (SQLite store, self-signed certificate); the default store')
+    .option(
+      '--store <url>',
+      'postgres://USER:PASSWORD@HOST[:PORT]/DB: share one PostgreSQL database with other server nodes ' +
+        '(docs/cluster.md); or sqlite:DIR (as --data DIR). Default: $AUTOTUNNEL_STORE, else --data',
+    )
     .option('--listen <addr:port>', 'serve UDP and TCP here (repeatable; default 127.0.0.1:5300)', collect, [])
     .option('--tls-listen <addr:port>', 'serve DNS over TLS here (repeatable)', collect, [])
     .option('--tls-cert <file>', 'PEM certificate for --tls-listen (default: self-signed, created in DIR)')
@@ -114,6 +119,8 @@ export function register(program: Command): void {
     )
     .action(async (o) => {
       const m = await import('../server/run.js')
+      if (o.data === undefined && o.store === undefined && !process.env.AUTOTUNNEL_STORE)
+        throw new Error('autotunnel server needs --data DIR (SQLite) or --store postgres://... (or AUTOTUNNEL_STORE)')
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
         throw new Error('--tls-cert and --tls-key go together')
       await m.runServer(o)

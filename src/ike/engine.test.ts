@@ -388,6 +388,22 @@ const HDR_EXCHANGE_TYPE = MARKED + 18
 const HDR_FLAGS = MARKED + 19
 const HDR_MESSAGE_ID = MARKED + 20
 
+/** A promise and how it ended so far ('resolved', 'rejected: ...', or undefined while it is pending). */
+function tracked<T>(p: Promise<T>): { promise: Promise<T>; ended: string | undefined } {
+  const t: { promise: Promise<T>; ended: string | undefined } = { promise: p, ended: undefined }
+  t.promise = p.then(
+    (v) => {
+      t.ended = 'resolved'
+      return v
+    },
+    (err: unknown) => {
+      t.ended = `rejected: ${String(err)}`
+      throw err
+    },
+  )
+  return t
+}
+
 test('TEMPORARY_FAILURE to a Child SA rekey (RFC 7296 2.25): the initiator waits, retries, and gets its new SA', async (t) => {
   const net = new FakeNetwork()
   const { a, b, clock } = await pair(t, { net })
@@ -410,20 +426,10 @@ test('TEMPORARY_FAILURE to a Child SA rekey (RFC 7296 2.25): the initiator waits
     })
     return true
   }
-  let ended: string | undefined
-  const rekey = a.engine.rekeyChild(B.id).then(
-    (keys) => {
-      ended = 'resolved'
-      return keys
-    },
-    (err: unknown) => {
-      ended = `rejected: ${String(err)}`
-      throw err
-    },
-  )
+  const rekey = tracked(a.engine.rekeyChild(B.id))
   await settle()
   assert.equal(requestsAtMs.length, 1)
-  assert.equal(ended, undefined, 'the rekey ended on TEMPORARY_FAILURE instead of waiting to retry')
+  assert.equal(rekey.ended, undefined, 'the rekey ended on TEMPORARY_FAILURE instead of waiting to retry')
   // "MUST NOT immediately retry ... MUST wait": nothing before the first retry delay.
   clock.advance(CHILD_REKEY_RETRY_MS - 1)
   await settle()
@@ -431,7 +437,7 @@ test('TEMPORARY_FAILURE to a Child SA rekey (RFC 7296 2.25): the initiator waits
   clock.advance(CHILD_REKEY_RETRY_MS / 2 + 1)
   await settle()
   assert.equal(requestsAtMs.length, 2, 'no retry after the delay (plus jitter)')
-  const k2 = await rekey
+  const k2 = await rekey.promise
   await settle()
   assert.equal(k2.replaces, k1.spiIn)
   assertMirror(k2, b.up[1]!)
@@ -463,25 +469,15 @@ test("CHILD_SA_NOT_FOUND for the SA the peer's own rekey just made: the initiato
   assert.ok(held, "A answered B's rekey")
   const made = a.up[1]!
   assert.equal(made.replaces, k1.spiIn)
-  let ended: string | undefined
-  const rekey = a.engine.rekeyChild(B.id).then(
-    (keys) => {
-      ended = 'resolved'
-      return keys
-    },
-    (err: unknown) => {
-      ended = `rejected: ${String(err)}`
-      throw err
-    },
-  )
+  const rekey = tracked(a.engine.rekeyChild(B.id))
   await settle()
-  assert.equal(ended, undefined, 'the rekey ended on CHILD_SA_NOT_FOUND instead of waiting for the peer')
+  assert.equal(rekey.ended, undefined, 'the rekey ended on CHILD_SA_NOT_FOUND instead of waiting for the peer')
   net.deliver({ address: A.addr, port: PORT, family: 'IPv4' }, B.addr, PORT, held)
   await settle()
   await bRekey
   clock.advance(CHILD_REKEY_RETRY_MS * 2)
   await settle()
-  const k3 = await rekey
+  const k3 = await rekey.promise
   await settle()
   assert.equal(k3.replaces, made.spiIn)
   assertMirror(k3, b.up.at(-1)!)

@@ -1,5 +1,5 @@
 // The `autotunnel account ...` actions (src/cli/account.ts parses the options).
-
+import { closeSync, existsSync, fchmodSync, fstatSync, openSync, rmSync, writeSync } from 'node:fs'
 import {
   type AccountAlgorithm,
   deriveTsigKeyAsync,
@@ -20,9 +20,102 @@ import {
 } from './accounts.js'
 import { type Db, getMeta, nextSerial, openDb, StoreError, setMeta, storedZone } from './db.js'
 import { setHostRevoked } from './sso-ca-store.js'
+import { resolveStore } from './store-spec.js'
+
+type StoreOpts = { data?: string; store?: string }
+
+/**
+ * With a PostgreSQL store: runs `fn` on a pool to it (the schema created or migrated, the zone checked or, without
+ * --zone, read from the database); undefined for a SQLite store, which the callers handle as before.
+ */
+async function withPg<T>(
+  o: StoreOpts & { zone?: string },
+  fn: (pool: import('pg').Pool, zone: string) => Promise<T>,
+): Promise<{ value: T } | undefined> {
+  const spec = resolveStore(o)
+  if (spec.kind !== 'postgres') return undefined
+  const { default: pg } = await import('pg')
+  const { migrate } = await import('./pg/schema.js')
+  const pool = new pg.Pool({ connectionString: spec.url, max: 1, connectionTimeoutMillis: 5000 })
+  pool.on('error', () => {})
+  try {
+    const c = await pool.connect()
+    let zone: string | undefined
+    try {
+      zone = await migrate(c, o.zone ? fqdn(o.zone) : undefined)
+    } finally {
+      c.release()
+    }
+    if (!zone)
+      throw new StoreError(
+        'the database holds no zone yet: create the first account with `autotunnel account add USER --store URL --zone ZONE`',
+      )
+    return { value: await fn(pool, zone) }
+  } finally {
+    await pool.end()
+  }
+}
+
+function sqliteDir(o: StoreOpts): string {
+  const spec = resolveStore(o)
+  if (spec.kind !== 'sqlite') throw new StoreError('not a SQLite store')
+  return spec.dir
+}
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`)
+}
+
+const GROUP_OTHER = 0o077
+
+/**
+ * Where a key goes: --output FILE, created (or truncated) with mode 0600 before the store changes, so a path that
+ * cannot be written loses no key; else stdout, with a warning when stdout is a file that group or others can read
+ * (`account add --json > alice.key.json` under the usual umask 022: issue 13 finding 6).
+ */
+export class KeyOutput {
+  readonly #fd: number | undefined
+  readonly #file: string | undefined
+  #created = false
+
+  constructor(file: string | undefined) {
+    this.#file = file
+    if (!file) return
+    this.#created = !existsSync(file)
+    this.#fd = openSync(file, 'w', 0o600)
+    fchmodSync(this.#fd, 0o600)
+  }
+
+  write(json: string): void {
+    if (this.#fd === undefined) {
+      warnIfStdoutOpen()
+      out(json)
+      return
+    }
+    writeSync(this.#fd, `${json}\n`)
+    closeSync(this.#fd)
+    process.stderr.write(`autotunnel: key written to ${this.#file} (mode 0600)\n`)
+  }
+
+  /** The store refused the change: no key file is left behind that we made. */
+  abandon(): void {
+    if (this.#fd === undefined) return
+    closeSync(this.#fd)
+    if (this.#created && this.#file) rmSync(this.#file, { force: true })
+  }
+}
+
+function warnIfStdoutOpen(): void {
+  try {
+    const st = fstatSync(1)
+    if (st.isFile() && st.mode & GROUP_OTHER)
+      process.stderr.write(
+        `autotunnel: warning: the key goes to a file that group or others can read (mode ${(st.mode & 0o777).toString(8)}): ` +
+          'chmod 600 it, or use --output FILE (written with mode 0600)\n',
+      )
+  } catch {
+    // stdout closed or not a file: nothing to say
+  }
 }
 
 async function readPassword(): Promise<string> {
@@ -42,7 +135,7 @@ function open(dir: string, zone: string | undefined): { db: Db; zone: string } {
   return { db: openDb(dir, z), zone: z }
 }
 
-function show(a: Account, json: boolean | undefined): void {
+function show(a: Account, json: boolean | undefined, dest?: KeyOutput): void {
   const o = {
     user: a.user,
     domain: a.keyName.replace(/\.$/, ''),
@@ -50,8 +143,11 @@ function show(a: Account, json: boolean | undefined): void {
     algorithm: a.algorithm,
     secret: a.secret.toString('base64'),
   }
-  if (json) out(JSON.stringify(o))
-  else {
+  if (dest) dest.write(JSON.stringify(o))
+  else if (json) {
+    warnIfStdoutOpen()
+    out(JSON.stringify(o))
+  } else {
     out(
       `account ${o.user}: domain ${o.domain} key ${o.keyName} ${o.algorithm}${a.derived ? ' (derived from the password)' : ''}`,
     )
@@ -80,23 +176,39 @@ function checkUser(user: string, creating = false): void {
 
 export async function accountAdd(
   user: string,
-  o: { data: string; zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone: string; passwordStdin?: boolean; json?: boolean; algorithm: string; output?: string },
 ): Promise<void> {
   checkUser(user, true)
   const zone = fqdn(o.zone)
   const key = await makeKey(user, zone, o)
-  const db = openDb(o.data, zone)
+  const dest = o.output ? new KeyOutput(o.output) : undefined
+  const { pgAddAccount } = await import('./pg/accounts.js')
   try {
-    show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json)
+    const done = await withPg(o, async (pool, z) =>
+      show(await pgAddAccount(pool, z, { user, ...key, nowMs: Date.now() }), o.json, dest),
+    )
+    if (done) return
+  } catch (e) {
+    dest?.abandon()
+    throw e
+  }
+  const db = openDb(sqliteDir(o), zone)
+  try {
+    show(addAccount(db, zone, { user, ...key, nowMs: Date.now() }), o.json, dest)
+  } catch (e) {
+    dest?.abandon()
+    throw e
   } finally {
     db.close()
   }
 }
 
-export async function accountList(o: { data: string; zone?: string; json?: boolean }): Promise<void> {
-  const { db } = open(o.data, o.zone)
+export async function accountList(o: StoreOpts & { zone?: string; json?: boolean }): Promise<void> {
+  const { pgListAccounts } = await import('./pg/accounts.js')
+  const pgAll = await withPg(o, (pool) => pgListAccounts(pool))
+  const { db } = pgAll ? { db: undefined } : open(sqliteDir(o), o.zone)
   try {
-    const all = listAccounts(db)
+    const all = pgAll ? pgAll.value : listAccounts(db!)
     if (o.json)
       out(
         JSON.stringify(
@@ -116,13 +228,19 @@ export async function accountList(o: { data: string; zone?: string; json?: boole
           `${a.user}\t${a.keyName}\t${a.algorithm}\t${a.derived ? 'password' : 'random'}\t${new Date(a.createdMs).toISOString()}`,
         )
   } finally {
-    db.close()
+    db?.close()
   }
 }
 
-export async function accountRemove(user: string, o: { data: string; zone?: string }): Promise<void> {
+export async function accountRemove(user: string, o: StoreOpts & { zone?: string }): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
+  const { pgRemoveAccount } = await import('./pg/accounts.js')
+  const done = await withPg(o, async (pool, zone) => {
+    const n = await pgRemoveAccount(pool, zone, user)
+    out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
+  })
+  if (done) return
+  const { db, zone } = open(sqliteDir(o), o.zone)
   try {
     const n = removeAccount(db, zone, user)
     out(`removed account ${user} and ${n} record(s) under ${user}.${zone}`)
@@ -131,17 +249,17 @@ export async function accountRemove(user: string, o: { data: string; zone?: stri
   }
 }
 
-export async function accountLimit(
-  user: string,
-  o: { data: string; zone?: string; maxRecords?: number },
-): Promise<void> {
+export async function accountLimit(user: string, o: StoreOpts & { zone?: string; maxRecords?: number }): Promise<void> {
   checkUser(user)
-  const { db } = open(o.data, o.zone)
-  try {
-    const a = setAccountLimit(db, user, o.maxRecords, Date.now())
+  const say = (a: Account): void =>
     out(
       `account ${user}: ${a.maxRecords === undefined ? 'the server default number of' : `at most ${a.maxRecords}`} records`,
     )
+  const { pgSetAccountLimit } = await import('./pg/accounts.js')
+  if (await withPg(o, async (pool) => say(await pgSetAccountLimit(pool, user, o.maxRecords, Date.now())))) return
+  const { db } = open(sqliteDir(o), o.zone)
+  try {
+    say(setAccountLimit(db, user, o.maxRecords, Date.now()))
   } finally {
     db.close()
   }
@@ -149,13 +267,31 @@ export async function accountLimit(
 
 export async function accountPasswd(
   user: string,
-  o: { data: string; zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string },
+  o: StoreOpts & { zone?: string; passwordStdin?: boolean; json?: boolean; algorithm: string; output?: string },
 ): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
+  const { pgSetAccountSecret } = await import('./pg/accounts.js')
+  let pgDest: KeyOutput | undefined
+  try {
+    const done = await withPg(o, async (pool, zone) => {
+      const key = await makeKey(user, zone, o)
+      pgDest = o.output ? new KeyOutput(o.output) : undefined
+      show(await pgSetAccountSecret(pool, user, { ...key, nowMs: Date.now() }), o.json, pgDest)
+    })
+    if (done) return
+  } catch (e) {
+    pgDest?.abandon()
+    throw e
+  }
+  const { db, zone } = open(sqliteDir(o), o.zone)
+  let dest: KeyOutput | undefined
   try {
     const key = await makeKey(user, zone, o)
-    show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json)
+    dest = o.output ? new KeyOutput(o.output) : undefined
+    show(setAccountSecret(db, user, { ...key, nowMs: Date.now() }), o.json, dest)
+  } catch (e) {
+    dest?.abandon()
+    throw e
   } finally {
     db.close()
   }
@@ -213,15 +349,20 @@ export function revokeHostInDb(db: Db, zone: string, user: string, host: string)
   return revoke.immediate()
 }
 
-export async function accountRevokeHost(user: string, host: string, o: { data: string; zone?: string }): Promise<void> {
+export async function accountRevokeHost(user: string, host: string, o: StoreOpts & { zone?: string }): Promise<void> {
   checkUser(user)
-  const { db, zone } = open(o.data, o.zone)
-  try {
-    const touched = revokeHostInDb(db, zone, user, host)
-    // SSO (docs/sso.md): the server issues the host no more certificates.
-    setHostRevoked(o.data, user, host)
+  const say = (touched: string[]): void => {
     out(`revoked host ${host.toLowerCase()} of ${user}: ${touched.length ? 'deleted' : 'nothing published'}`)
     for (const t of touched) out(`  ${t}`)
+  }
+  const { pgRevokeHost } = await import('./pg/accounts.js')
+  if (await withPg(o, async (pool, zone) => say(await pgRevokeHost(pool, zone, user, host)))) return
+  const dir = sqliteDir(o)
+  const { db, zone } = open(dir, o.zone)
+  try {
+    say(revokeHostInDb(db, zone, user, host))
+    // SSO (docs/sso.md): the server issues the host no more certificates.
+    setHostRevoked(dir, user, host)
     out('  no more SSO certificates for it (undo: autotunnel account unrevoke-host)')
   } finally {
     db.close()
@@ -229,20 +370,17 @@ export async function accountRevokeHost(user: string, host: string, o: { data: s
 }
 
 /** `account unrevoke-host USER HOST`: lets a revoked host name enrol for SSO certificates again. */
-export async function accountUnrevokeHost(
-  user: string,
-  host: string,
-  o: { data: string; zone?: string },
-): Promise<void> {
+export async function accountUnrevokeHost(user: string, host: string, o: StoreOpts & { zone?: string }): Promise<void> {
   checkUser(user)
   const h = host.toLowerCase()
   if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
-  const { db } = open(o.data, o.zone)
+  const dir = sqliteDir(o)
+  const { db } = open(dir, o.zone)
   try {
     if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
   } finally {
     db.close()
   }
-  const changed = setHostRevoked(o.data, user, h, false)
+  const changed = setHostRevoked(dir, user, h, false)
   out(changed ? `host ${h} of ${user} may enrol for SSO certificates again` : `host ${h} of ${user} was not revoked`)
 }

@@ -149,7 +149,7 @@ export interface AccountChange {
 
 /** The server's view of the account keys, refreshed when another process commits. */
 export class KeyRing {
-  readonly #db: Db
+  readonly #list: () => Account[]
   readonly #clock: Clock
   readonly #onExternal: () => boolean
   readonly #listeners = new Set<(c: AccountChange) => void>()
@@ -159,9 +159,15 @@ export class KeyRing {
   /** Incremented on every reload, so caches that depend on the account set can tell. */
   generation = 0
 
-  /** `checkExternal` reports whether another connection committed since the last call (Store.checkExternal). */
-  constructor(deps: { db: Db; clock: Clock; checkExternal: () => boolean }) {
-    this.#db = deps.db
+  /**
+   * `checkExternal` reports whether another connection committed since the last call (Store.checkExternal); the
+   * accounts come from `db` (SQLite) or `list` (the PostgreSQL store's copy, kept current by its change feed).
+   */
+  constructor(deps: { db?: Db; list?: () => Account[]; clock: Clock; checkExternal: () => boolean }) {
+    const db = deps.db
+    const list = deps.list ?? (db ? () => listAccounts(db) : undefined)
+    if (!list) throw new TypeError('KeyRing needs db or list')
+    this.#list = list
     this.#clock = deps.clock
     this.#onExternal = deps.checkExternal
     this.reload()
@@ -189,7 +195,7 @@ export class KeyRing {
   reload(): void {
     const byKey = new Map<string, Account>()
     const byUser = new Map<string, Account>()
-    for (const a of listAccounts(this.#db)) {
+    for (const a of this.#list()) {
       byKey.set(a.keyName, a)
       byUser.set(a.user, a)
     }

@@ -6,13 +6,26 @@ export interface AddrPort {
   readonly port: number
 }
 
+/** Another live server node sharing the store (PostgreSQL heartbeats, docs/cluster.md). */
+export interface PeerNode {
+  readonly nsName: string
+  readonly nsAddrs: readonly string[]
+  readonly dnsPort: number
+  readonly tlsPort: number | undefined
+}
+
 export interface ServiceConfig {
   /** The provider zone, e.g. "members.example." */
   readonly zone: string
   /** The server's own name: SOA MNAME, the NS record and the target of the discovery SRV records. */
   readonly nsName: string
-  /** Addresses published as A/AAAA for nsName. */
+  /** Addresses published as A/AAAA for nsName (with advertiseLocal: the machine's addresses, advertise.ts). */
   readonly nsAddrs: readonly string[]
+  /**
+   * Wildcard listeners and no --advertise: each answer gives the address its query arrived on (advertise.ts),
+   * never a loopback address to a client that is not on loopback (issue 13 finding 1).
+   */
+  readonly advertiseLocal?: boolean
   /** SOA RNAME. */
   readonly hostmaster: string
   /** Port of the plain DNS listener advertised in _dns-update._udp / _dns-llq._udp. */
@@ -49,6 +62,11 @@ export interface ServiceConfig {
   readonly turnSecret?: Buffer
   /** Lifetime of those credentials. @default 86400 */
   readonly turnCredentialTtlSec?: number
+  /**
+   * The other live nodes of a cluster (none on SQLite): the discovery SRV records list them after this one, and
+   * their names' A/AAAA records are answered, so a client can try the next target (RFC 2782).
+   */
+  readonly peers?: () => readonly PeerNode[]
 }
 
 export function parseAddrPort(s: string, defaultPort?: number): AddrPort {

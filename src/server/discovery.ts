@@ -91,8 +91,37 @@ export function turnCredentials(
 }
 
 export function discoveryRR(cfg: ServiceConfig, name: string, tls: boolean): ZoneRR {
-  const port = tls ? (cfg.tlsPort ?? cfg.dnsPort) : cfg.dnsPort
-  const data = { priority: 0, weight: 0, port, target: cfg.nsName }
-  const rdata = canonicalRData(RRType.SRV, data)
-  return { name, type: RRType.SRV, class: RRClass.IN, ttl: cfg.infraTtlSec, rdata, text: `0 0 ${port} ${cfg.nsName}` }
+  return discoveryRRs(cfg, name, tls)[0]!
+}
+
+/**
+ * The discovery SRV records of `name`: this node, then every other live node of a cluster (ServiceConfig.peers),
+ * all at priority 0 with weight 1 (RFC 2782: clients spread over them and try the next on failure); one node alone
+ * keeps weight 0. Nodes that advertise the same target and port appear once.
+ */
+export function discoveryRRs(cfg: ServiceConfig, name: string, tls: boolean): ZoneRR[] {
+  const nodes = [
+    { nsName: cfg.nsName, dnsPort: cfg.dnsPort, tlsPort: cfg.tlsPort },
+    ...(cfg.peers?.() ?? []).filter((p) => p.nsName !== cfg.nsName || p.dnsPort !== cfg.dnsPort),
+  ]
+  const weight = nodes.length > 1 ? 1 : 0
+  const seen = new Set<string>()
+  const out: ZoneRR[] = []
+  for (const n of nodes) {
+    const port = tls ? (n.tlsPort ?? n.dnsPort) : n.dnsPort
+    const k = `${n.nsName} ${port}`
+    if (seen.has(k)) continue
+    seen.add(k)
+    const data = { priority: 0, weight, port, target: n.nsName }
+    const rdata = canonicalRData(RRType.SRV, data)
+    out.push({
+      name,
+      type: RRType.SRV,
+      class: RRClass.IN,
+      ttl: cfg.infraTtlSec,
+      rdata,
+      text: `0 ${weight} ${port} ${n.nsName}`,
+    })
+  }
+  return out
 }

@@ -7,7 +7,7 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { isPossibleUser } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import {
-  discoveryRR,
+  discoveryRRs,
   discoveryService,
   stunRecords,
   TURN_CREDENTIAL_TTL_SEC,
@@ -65,18 +65,35 @@ export class ZoneAnswerer {
       m.set(type, list)
     }
     add(cfg.zone, RRType.NS, { nsdname: cfg.nsName } as never, cfg.nsName)
-    if (isAtOrBelow(cfg.nsName, cfg.zone))
+    // With advertiseLocal the server name's addresses depend on the query (advertise.ts): answer() adds them.
+    if (isAtOrBelow(cfg.nsName, cfg.zone) && !cfg.advertiseLocal)
       for (const a of cfg.nsAddrs) add(cfg.nsName, a.includes(':') ? RRType.AAAA : RRType.A, { address: a } as never, a)
     for (const r of stunRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
     for (const r of turnRecords(cfg)) add(r.name, r.type, r.data as never, r.text)
   }
 
-  /** The server's own address records, used as additional data for NS and SRV answers. */
-  glue(): RR[] {
+  /** The server's own address records (`addrs`: for this query, advertise.ts), additional data of NS and SRV answers. */
+  glue(addrs: readonly string[] = this.#cfg.nsAddrs): RR[] {
     const out: RR[] = []
-    for (const a of this.#cfg.nsAddrs) {
+    for (const a of addrs) {
       const type = a.includes(':') ? RRType.AAAA : RRType.A
       out.push({ name: this.#cfg.nsName, type, class: RRClass.IN, ttl: this.#cfg.infraTtlSec, data: { address: a } })
+    }
+    return out
+  }
+
+  /** Address records of the other live nodes (cluster): SRV additional data, and answers for their names. */
+  #peerAddrs(name?: string): RR[] {
+    const out: RR[] = []
+    const cfg = this.#cfg
+    for (const p of cfg.peers?.() ?? []) {
+      if (p.nsName === cfg.nsName || (name !== undefined && p.nsName !== name)) continue
+      if (!isAtOrBelow(p.nsName, cfg.zone)) continue
+      for (const a of p.nsAddrs) {
+        const type = a.includes(':') ? RRType.AAAA : RRType.A
+        if (!out.some((r) => r.name === p.nsName && (r.data as { address: string }).address === a))
+          out.push({ name: p.nsName, type, class: RRClass.IN, ttl: cfg.infraTtlSec, data: { address: a } })
+      }
     }
     return out
   }
@@ -112,6 +129,7 @@ export class ZoneAnswerer {
     const zone = this.#cfg.zone
     if (!isAtOrBelow(name, zone)) return { kind: 'outside' }
     if (name === zone || name === this.#cfg.nsName) return { kind: 'public' }
+    if (this.#cfg.peers?.().some((p) => p.nsName === name)) return { kind: 'public' }
     // Whether or not the account exists: the same answer either way (issue 16 finding 9), and nobody watches a
     // name before its owner exists (finding 3). Labels are wire labels (escaped dots do not split, finding 8).
     const label = labelBelow(name, zone)!
@@ -124,7 +142,13 @@ export class ZoneAnswerer {
    * Answers (qname, qtype) for a reader who authenticated as `signer` (an account user) or nobody.
    * `qname` is a lower-case FQDN; the caller echoes the question's own spelling in the owner names.
    */
-  answer(qname: string, qtype: number, signer: string | undefined, owner = qname): Answer {
+  answer(
+    qname: string,
+    qtype: number,
+    signer: string | undefined,
+    owner = qname,
+    nsAddrs: readonly string[] = this.#cfg.nsAddrs,
+  ): Answer {
     const aud = this.audience(qname)
     if (aud.kind === 'outside') return REFUSED
     if (aud.kind === 'user' && aud.user !== signer) return REFUSED
@@ -135,9 +159,9 @@ export class ZoneAnswerer {
       if (qtype !== RRType.SRV && qtype !== RRType.ANY) return this.#negative(Rcode.NOERROR)
       return {
         rcode: Rcode.NOERROR,
-        answers: [fromZoneRR(discoveryRR(cfg, qname, disc.service.tls), owner)],
+        answers: discoveryRRs(cfg, qname, disc.service.tls).map((z) => fromZoneRR(z, owner)),
         authorities: [],
-        additionals: this.glue(),
+        additionals: cfg.peers ? [...this.glue(nsAddrs), ...this.#peerAddrs()] : this.glue(nsAddrs),
       }
     }
     // The user's ephemeral TURN credentials (docs/relay.md): private (REFUSED above unless signed by the user).
@@ -165,6 +189,16 @@ export class ZoneAnswerer {
       for (const [t, list] of synth)
         if (t === qtype || qtype === RRType.ANY) for (const z of list) answers.push(fromZoneRR(z, owner))
     }
+    if (cfg.advertiseLocal && qname === cfg.nsName && isAtOrBelow(cfg.nsName, cfg.zone)) {
+      exists = true
+      for (const g of this.glue(nsAddrs))
+        if (g.type === qtype || qtype === RRType.ANY) answers.push({ ...g, name: owner })
+    }
+    if (cfg.peers && !synth && qname !== cfg.nsName) {
+      const peer = this.#peerAddrs(qname)
+      if (peer.length) exists = true
+      for (const r of peer) if (r.type === qtype || qtype === RRType.ANY) answers.push({ ...r, name: owner })
+    }
     const node = this.#index.node(qname)
     if (node) {
       exists = true
@@ -179,7 +213,7 @@ export class ZoneAnswerer {
     // An account's domain exists even when empty: its discovery names sit below it.
     if (!exists) exists = this.#userDomainExists(qname)
     if (answers.length > 0) {
-      const additionals = qname === cfg.zone && (qtype === RRType.NS || qtype === RRType.ANY) ? this.glue() : []
+      const additionals = qname === cfg.zone && (qtype === RRType.NS || qtype === RRType.ANY) ? this.glue(nsAddrs) : []
       return { rcode: Rcode.NOERROR, answers, authorities: [], additionals }
     }
     return this.#negative(exists ? Rcode.NOERROR : Rcode.NXDOMAIN)

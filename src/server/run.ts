@@ -9,22 +9,29 @@ import { jsonLogger, type Logger, type LogLevel } from '../io/log.js'
 import { SystemRandom } from '../io/random.js'
 import { openToOthers } from '../io/secret-file.js'
 import { KeyRing } from './accounts.js'
+import { isLoopback, localAddresses, WILDCARDS } from './advertise.js'
 import { type AddrPort, parseAddrPort, type ServiceConfig } from './config.js'
 import type { SyncMode } from './db.js'
 import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
+import { PgStore } from './pg/store.js'
 import { DnsService } from './service.js'
 import { SsoService } from './sso-service.js'
 import { Store } from './store.js'
+import { redact, resolveStore } from './store-spec.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
 import { ensureSelfSigned, loadTls } from './tls-cert.js'
 import { MIN_REPLAY_CACHE_ENTRIES } from './tsig-replay.js'
 import { UdpListener } from './udp-listener.js'
+import type { ZoneStore } from './zone-tx.js'
 
 /** `autotunnel server` options as commander parses them: names follow the flags, so units are in the comments. */
 export interface ServerOptions extends NotifyCliOptions {
   zone: string
-  data: string
+  /** --data DIR: the SQLite store and the self-signed certificate (with a PostgreSQL store: the certificate only). */
+  data?: string
+  /** --store URL: postgres://... (a cluster of nodes, docs/cluster.md) or sqlite:DIR; else AUTOTUNNEL_STORE. */
+  store?: string
   listen: string[]
   tlsListen: string[]
   tlsCert?: string
@@ -79,7 +86,6 @@ export interface RunningServer {
   stop(): Promise<void>
 }
 
-const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
 const EXTERNAL_CHECK_MS = 1000
 const PORT_ATTEMPTS = 10
 
@@ -126,28 +132,60 @@ export async function startServer(
   const adv = parseAdvertise(o.advertise, zone)
   const nsName = adv.host ?? `ns.${zone}`
   let nsAddrs = adv.addrs
+  // Wildcard listeners without --advertise: answer with the address each query arrived on (advertise.ts), never
+  // 127.0.0.1 to everyone (issue 13 finding 1).
+  const wildcards = [...listens, ...tlsListens].map((l) => l.host).filter((h) => WILDCARDS.has(h))
+  const advertiseLocal = nsAddrs.length === 0 && wildcards.length > 0
   if (nsAddrs.length === 0) {
-    nsAddrs = [...new Set([...listens, ...tlsListens].map((l) => l.host).filter((h) => !WILDCARDS.has(h)))]
-    if (nsAddrs.length === 0) {
-      nsAddrs = ['127.0.0.1']
-      log.warn('server.advertise_default', { msg: 'listening on a wildcard address; pass --advertise HOST:ADDR' })
-    }
+    const fixed = [...listens, ...tlsListens].map((l) => l.host).filter((h) => !WILDCARDS.has(h))
+    const local = wildcards.flatMap((w) => localAddresses(w))
+    nsAddrs = [...new Set([...fixed, ...local.filter((a) => !isLoopback(a)), ...local.filter(isLoopback)])]
+    if (advertiseLocal)
+      log.info('server.advertise_local', {
+        msg: 'listening on a wildcard address without --advertise: each answer gives the address its query arrived on',
+        addresses: nsAddrs,
+      })
   }
 
-  const store = new Store({ clock, log }, { dir: o.data, zone, sync: o.sync })
+  const spec = resolveStore(o)
+  const dataDir = spec.dir
+  if (tlsListens.length && !(o.tlsCert && o.tlsKey) && dataDir === undefined)
+    throw new TypeError('--tls-listen without --tls-cert/--tls-key needs --data DIR for the self-signed certificate')
+  let store: ZoneStore
+  let keys: KeyRing
+  let closeStore: () => void | Promise<void>
+  let pgStore: PgStore | undefined
+  if (spec.kind === 'sqlite') {
+    const s = new Store({ clock, log }, { dir: spec.dir, zone, sync: o.sync })
+    store = s
+    closeStore = () => s.close()
+    keys = new KeyRing({ db: s.db, clock, checkExternal: () => s.checkExternal() })
+  } else {
+    log.info('server.store', { store: redact(spec.url) })
+    const s = await PgStore.open(
+      { clock, log },
+      { url: spec.url, zone, nodeInfo: { pid: process.pid, listen: o.listen, tlsListen: o.tlsListen } },
+    )
+    store = s
+    pgStore = s
+    closeStore = () => s.close()
+    const ring = new KeyRing({ list: () => s.accounts(), clock, checkExternal: () => s.takeAccountsChanged() })
+    // An account changed through any node or the CLI is in force here as soon as the feed brings it.
+    s.onAccounts(() => ring.refresh(true, 0))
+    keys = ring
+  }
   // The secret files in it are 0600 (db.ts); a directory others can enter still lets them see names and sizes,
   // and a later file created by hand there would be readable: warn, do not refuse (systemd's StateDirectory=
   // defaults to 0755; docs/security.md).
-  if (openToOthers(o.data))
+  if (dataDir !== undefined && openToOthers(dataDir))
     log.warn('server.data_dir_mode', {
-      dir: o.data,
-      mode: (statSync(o.data).mode & 0o777).toString(8),
+      dir: dataDir,
+      mode: (statSync(dataDir).mode & 0o777).toString(8),
       hint: 'group or others can enter the data directory: chmod 700 it (or StateDirectoryMode=0700)',
     })
   for (const f of [o.tlsKey, o.turnSecretFile])
     if (f && openToOthers(f) & 0o044)
       log.warn('server.secret_file_mode', { file: f, hint: 'group or others can read this secret: chmod 600 it' })
-  const keys = new KeyRing({ db: store.db, clock, checkExternal: () => store.checkExternal() })
   const metrics = new ServerMetrics()
   const streams: StreamListener[] = []
   metrics.registry.gauge('autotunnel_stream_connections', 'Open TCP and TLS connections', () =>
@@ -186,7 +224,8 @@ export async function startServer(
       // With port 0 the UDP port is picked first and TCP must get the same number: retry if it is taken.
       for (let attempt = 1; ; attempt++) {
         const udp = new UdpListener({ log, sink })
-        const addr = await udp.listen(l.host, l.port)
+        const wild = advertiseLocal && WILDCARDS.has(l.host)
+        const addr = await udp.listen(l.host, l.port, { reuseAddr: wild })
         const tcp = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout })
         let taddr: string
         try {
@@ -202,12 +241,35 @@ export async function startServer(
           () => tcp.close(),
         )
         bound.push({ kind: 'udp', addr, port: udp.port }, { kind: 'tcp', addr: taddr, port: udp.port })
+        // One socket per local address beside the wildcard one: its datagrams say where they arrived (no
+        // IP_PKTINFO in node's dgram). Addresses added later reach the wildcard socket.
+        if (wild)
+          for (const a of localAddresses(l.host)) {
+            const one = new UdpListener({ log, sink })
+            try {
+              await one.listen(a, udp.port, { reuseAddr: true })
+              closers.push(() => one.close())
+            } catch (e) {
+              log.warn('server.udp_per_address_failed', { address: a, err: String(e) })
+            }
+          }
         break
       }
     }
     if (tlsListens.length) {
-      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(o.data, nsName, nsAddrs)
-      if (tls.created) log.info('tls.self_signed_created', { cert: tls.certFile, sha256: tls.fingerprint256 })
+      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : ensureSelfSigned(dataDir!, nsName, nsAddrs)
+      if (tls.created)
+        log.info(tls.replaced ? 'tls.self_signed_remade' : 'tls.self_signed_created', {
+          cert: tls.certFile,
+          sha256: tls.fingerprint256,
+          names: [nsName, ...nsAddrs],
+          ...(tls.replaced
+            ? {
+                previous: tls.replaced,
+                hint: 'the old certificate did not cover the advertised names: give agents the new DIR/tls.crt (--ca) or fingerprint',
+              }
+            : {}),
+        })
       for (const l of tlsListens) {
         const t = new StreamListener({ log, sink }, { ...streamOpts, idleTimeoutMs: o.tcpIdleTimeout, tls })
         const addr = await t.listen(l.host, l.port)
@@ -225,6 +287,7 @@ export async function startServer(
       zone,
       nsName,
       nsAddrs,
+      advertiseLocal,
       hostmaster: o.hostmaster ? fqdn(o.hostmaster.replace('@', '.')) : `hostmaster.${zone}`,
       dnsPort: bound.find((b) => b.kind === 'udp')!.port,
       tlsPort: bound.find((b) => b.kind === 'tls')?.port,
@@ -253,14 +316,23 @@ export async function startServer(
         if (!isIP(a.host)) throw new TypeError(`--turn wants ADDR[:PORT] with an IP address, got ${JSON.stringify(s)}`)
         return a
       }),
+      ...(pgStore ? { peers: () => pgStore!.peers() } : {}),
     }
     service = new DnsService({ store, keys, clock, log, metrics }, cfg)
+    if (pgStore) {
+      const svc = service
+      pgStore.onPeers(() => svc.invalidateAnswers())
+      pgStore.setNodeInfo({ nsName, nsAddrs, dnsPort: cfg.dnsPort, tlsPort: cfg.tlsPort })
+    }
     service.start()
     // notify (LLQ + DNS Push), src/server/notify-service.ts
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
     service.use(notify.handler)
     // SSO enrolment (docs/sso.md): the per-account CA, certificates for TSIG-signed CSRs.
-    service.use(new SsoService({ log }, { zone: cfg.zone, dataDir: o.data }).handler)
+    // The CA keys are files in the data directory (like the TLS key); a PostgreSQL node without --data has none
+    // (a CA shared by the nodes of a cluster is not built yet: docs/sso.md).
+    if (dataDir) service.use(new SsoService({ log }, { zone: cfg.zone, dataDir }).handler)
+    else log.warn('sso.disabled', { why: 'no --data directory for the per-account CA keys beside --store postgres://' })
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
     notify.registerMetrics(metrics.registry)
     closers.push(() => notify.close())
@@ -292,7 +364,7 @@ export async function startServer(
     })
   } catch (e) {
     for (const c of closers.reverse()) await c()
-    store.close()
+    await closeStore()
     throw e
   }
   const svc = service
@@ -306,7 +378,7 @@ export async function startServer(
       clock.clearTimeout(extTimer)
       for (const c of closers.reverse()) await c()
       svc.stop()
-      store.close()
+      await closeStore()
       log.info('server.stopped', {})
     },
   }

@@ -18,11 +18,11 @@ import { RRClass, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type Account, isPossibleUser, type KeyRing } from './accounts.js'
+import { advertisedFor } from './advertise.js'
 import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import type { ServerMetrics } from './metrics.js'
 import { ZoneAnswerer } from './query.js'
-import type { Store } from './store.js'
 import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
 import { type ReplayResult, type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
@@ -35,6 +35,7 @@ import {
 } from './update.js'
 import { UpdateQueue } from './update-queue.js'
 import { labelBelow, type ZoneRR } from './zone-index.js'
+import type { ZoneStore } from './zone-tx.js'
 
 /** Our UDP payload size in responses (RFC 6891 6.2.5; 1232 per DNS Flag Day 2020). */
 export const SERVER_UDP_PAYLOAD = 1232
@@ -73,7 +74,7 @@ export type WatchVerdict = 'ok' | 'refused' | 'notauth' | 'static'
 
 export class DnsService {
   readonly cfg: ServiceConfig
-  readonly store: Store
+  readonly store: ZoneStore
   readonly keys: KeyRing
   readonly answerer: ZoneAnswerer
   readonly queue: UpdateQueue
@@ -99,7 +100,7 @@ export class DnsService {
   #stopped = false
 
   constructor(
-    deps: { store: Store; keys: KeyRing; clock: Clock; log: Logger; metrics: ServerMetrics },
+    deps: { store: ZoneStore; keys: KeyRing; clock: Clock; log: Logger; metrics: ServerMetrics },
     cfg: ServiceConfig,
   ) {
     this.cfg = cfg
@@ -142,6 +143,11 @@ export class DnsService {
     this.#dso = fn
   }
   // --- end notify hook
+
+  /** Drops the encoded answers (what they depend on changed outside the store: the live nodes of a cluster). */
+  invalidateAnswers(): void {
+    this.#cache.clear()
+  }
 
   /** Registers a handler that sees every decoded message before the core (see the file comment). */
   use(handler: MessageHandler): void {
@@ -230,7 +236,11 @@ export class DnsService {
         this.#cache.clear()
         this.#cacheAccounts = this.keys.generation
       }
-      cacheKey = (ctx.peer.transport === 'udp' ? 'u' : 's') + raw.latin1Slice(ID_SIZE, raw.length)
+      cacheKey =
+        (ctx.peer.transport === 'udp' ? 'u' : 's') +
+        // The server's own addresses in the answer depend on where the query arrived (advertise.ts).
+        (this.cfg.advertiseLocal ? `${advertisedFor(ctx.peer, this.cfg).join(',')}|` : '') +
+        raw.latin1Slice(ID_SIZE, raw.length)
       const hit = this.#cache.get(cacheKey)
       if (hit) {
         const out = Buffer.allocUnsafe(hit.length)
@@ -387,7 +397,13 @@ export class DnsService {
     } else if (q.type === RRType.AXFR || q.type === RRType.IXFR) {
       res.rcode = Rcode.REFUSED
     } else {
-      const a = this.answerer.answer(nameToLowerCanonical(q.name), q.type, req.signer?.user, q.name)
+      const a = this.answerer.answer(
+        nameToLowerCanonical(q.name),
+        q.type,
+        req.signer?.user,
+        q.name,
+        advertisedFor(req.ctx.peer, this.cfg),
+      )
       res.aa = a.rcode !== Rcode.REFUSED
       res.rcode = a.rcode
       res.answers = a.answers
@@ -510,6 +526,7 @@ export class DnsService {
   }
 
   #expireLeases(): void {
+    if (this.store.leaseExpiry !== 'local') return
     const now = this.#clock.now()
     const next = this.store.leases.nextExpiryMs()
     if (next === undefined || next > now) return
@@ -534,7 +551,8 @@ export class DnsService {
   }
 
   #armLeaseTimer(): void {
-    if (this.#stopped) return
+    // PostgreSQL: the store expires leases by the database's clock, once across all nodes (pg/store.ts).
+    if (this.#stopped || this.store.leaseExpiry !== 'local') return
     const next = this.store.leases.nextExpiryMs()
     if (next === undefined) {
       this.#clock.clearTimeout(this.#leaseTimer)

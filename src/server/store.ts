@@ -9,41 +9,12 @@
 // batch first and fans the change out to LLQ/Push watchers afterwards (still after the COMMIT, in commit order).
 import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
-import { type Db, getMeta, nextSerial, openDb, type SyncMode, setMeta } from './db.js'
+import { type Db, getMeta, openDb, type SyncMode, setMeta } from './db.js'
 import { LeaseTable } from './lease-table.js'
 import { isAtOrBelow, type Rec, rdataKey, ZoneIndex, type ZoneRR } from './zone-index.js'
+import { beginZoneTx, type ChangeListener, type RRsetChange, type ZoneStore, type ZoneTx } from './zone-tx.js'
 
-/** Net change of one RRset, delivered after the transaction that made it committed. */
-export interface RRsetChange {
-  readonly name: string
-  readonly type: number
-  readonly added: ZoneRR[]
-  readonly removed: ZoneRR[]
-}
-
-export type ChangeListener = (changes: RRsetChange[], serial: number) => void
-
-/** Edits made inside Store.write(); each call updates the index at once and queues its SQL. */
-export interface ZoneTx {
-  readonly nowMs: number
-  /** Adds `rr` or refreshes it (TTL and lease); returns true when the RRset's content changed. */
-  add(rr: ZoneRR, expiresAtMs: number | null): boolean
-  /** Removes one record; returns true when it existed. */
-  remove(rec: Rec): boolean
-  /** Increments the SOA serial (once per UPDATE that changed something, RFC 2136 section 3.7). */
-  bumpSerial(): void
-  /**
-   * Marks the edits made so far; the function returned undoes every edit made after the mark (index, leases,
-   * queued SQL, change feed, serial): an UPDATE refused by a check after applying it (a quota) leaves no trace.
-   */
-  savepoint(): () => void
-}
-
-interface SqlOp {
-  readonly kind: 'put' | 'del'
-  readonly rr: ZoneRR
-  readonly expiresAtMs: number | null
-}
+export type { ChangeListener, RRsetChange, ZoneStore, ZoneTx }
 
 export interface StoreOptions {
   readonly dir: string
@@ -52,8 +23,10 @@ export interface StoreOptions {
   readonly sync?: SyncMode
 }
 
-export class Store {
+export class Store implements ZoneStore {
   readonly zone: string
+  /** Leases run out by DnsService's timer (one process owns the file). */
+  readonly leaseExpiry = 'local' as const
   readonly db: Db
   readonly index: ZoneIndex
   readonly leases = new LeaseTable<Rec>()
@@ -127,125 +100,27 @@ export class Store {
    * returns, and listeners see the net change afterwards. Throws (with the index restored) if the COMMIT fails.
    */
   write<T>(fn: (tx: ZoneTx) => T, opts: { deferChanges?: boolean } = {}): T {
-    const ops: SqlOp[] = []
-    const undo: (() => void)[] = []
-    const net = new Map<
-      string,
-      { name: string; type: number; added: Map<string, ZoneRR>; removed: Map<string, ZoneRR> }
-    >()
-    const serialBefore = this.#serial
-    let serial = this.#serial
-    const nowMs = this.#clock.now()
-    const idx = this.index
-    const leases = this.leases
-    const track = (rr: ZoneRR, added: boolean): void => {
-      const k = `${rr.name}\u0000${rr.type}`
-      let e = net.get(k)
-      if (!e) {
-        e = { name: rr.name, type: rr.type, added: new Map(), removed: new Map() }
-        net.set(k, e)
-      }
-      const rk = rdataKey(rr.rdata)
-      if (added) {
-        if (!e.removed.delete(rk)) e.added.set(rk, rr)
-      } else if (!e.added.delete(rk)) e.removed.set(rk, rr)
-    }
-    const setLease = (rec: Rec, exp: number | null): void => {
-      rec.expiresAtMs = exp
-      if (exp === null) leases.delete(rec)
-      else leases.set(rec, exp)
-    }
-    const tx: ZoneTx = {
-      nowMs,
-      add(rr, expiresAtMs) {
-        const set = idx.rrset(rr.name, rr.type)
-        const old = set?.records.get(rdataKey(rr.rdata))
-        let changed = false
-        if (old) {
-          const prevRR = old.rr
-          const prevExp = old.expiresAtMs
-          // Same record (case-insensitively equal): a new TTL or a new spelling replaces the stored one.
-          if (prevRR.ttl !== rr.ttl || prevRR.text !== rr.text || prevRR.owner !== rr.owner) idx.replaceRR(old, rr)
-          setLease(old, expiresAtMs)
-          undo.push(() => {
-            idx.replaceRR(old, prevRR)
-            setLease(old, prevExp)
-          })
-        } else {
-          const rec: Rec = { rr, expiresAtMs }
-          idx.insert(rec)
-          setLease(rec, expiresAtMs)
-          undo.push(() => {
-            idx.delete(rec)
-            leases.delete(rec)
-            track(rr, false)
-          })
-          track(rr, true)
-          changed = true
-        }
-        ops.push({ kind: 'put', rr, expiresAtMs })
-        // RFC 2181 section 5.2: all RRs of an RRset share one TTL; an add with a new TTL sets it for the set.
-        if (set) {
-          for (const other of set.records.values()) {
-            if (other.rr.ttl === rr.ttl) continue
-            const prev = other.rr
-            const next = { ...prev, ttl: rr.ttl }
-            idx.replaceRR(other, next)
-            undo.push(() => idx.replaceRR(other, prev))
-            ops.push({ kind: 'put', rr: next, expiresAtMs: other.expiresAtMs })
-          }
-        }
-        return changed
-      },
-      remove(rec) {
-        if (!idx.delete(rec)) return false
-        leases.delete(rec)
-        const exp = rec.expiresAtMs
-        undo.push(() => {
-          idx.insert(rec)
-          setLease(rec, exp)
-          track(rec.rr, true)
-        })
-        track(rec.rr, false)
-        ops.push({ kind: 'del', rr: rec.rr, expiresAtMs: null })
-        return true
-      },
-      bumpSerial() {
-        serial = nextSerial(serial)
-      },
-      savepoint() {
-        const nUndo = undo.length
-        const nOps = ops.length
-        const serialAt = serial
-        return () => {
-          for (let i = undo.length - 1; i >= nUndo; i--) undo[i]!()
-          undo.length = nUndo
-          ops.length = nOps
-          serial = serialAt
-        }
-      },
-    }
+    const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now())
     let result: T
     try {
-      result = fn(tx)
-      if (ops.length > 0 || serial !== serialBefore) {
+      result = fn(w.tx)
+      if (w.ops.length > 0 || w.serial !== this.#serial) {
         const sql = this.#sql
+        const serial = w.serial
+        const changedSerial = serial !== this.#serial
         this.db.transaction(() => {
-          for (const op of ops) op.kind === 'put' ? sql.put(op.rr, op.expiresAtMs) : sql.del(op.rr)
-          if (serial !== serialBefore) sql.serial(serial)
+          for (const op of w.ops) op.kind === 'put' ? sql.put(op.rr, op.expiresAtMs) : sql.del(op.rr)
+          if (changedSerial) sql.serial(serial)
         })()
       }
     } catch (e) {
-      for (let i = undo.length - 1; i >= 0; i--) undo[i]!()
+      w.rollback()
       throw e
     }
-    this.#serial = serial
-    const changes: RRsetChange[] = []
-    for (const e of net.values())
-      if (e.added.size || e.removed.size)
-        changes.push({ name: e.name, type: e.type, added: [...e.added.values()], removed: [...e.removed.values()] })
+    this.#serial = w.serial
+    const changes = w.changes()
     if (changes.length) {
-      if (opts.deferChanges) this.#deferred.push({ changes, serial })
+      if (opts.deferChanges) this.#deferred.push({ changes, serial: this.#serial })
       else this.#emit(changes)
     }
     return result

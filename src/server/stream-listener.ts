@@ -142,7 +142,11 @@ export class StreamListener {
       transport: this.#kind,
       address: sock.remoteAddress ?? '',
       port: sock.remotePort ?? 0,
-      local: this.#local,
+      // The address this connection arrived on (not the listener's, which may be a wildcard): the server answers
+      // with it when it advertises no fixed address (src/server/advertise.ts).
+      local: sock.localAddress
+        ? `${isIPv6(sock.localAddress) ? `[${sock.localAddress}]` : sock.localAddress}:${sock.localPort}`
+        : this.#local,
     }
     const deframer = new TcpDeframer()
     let outstanding = 0

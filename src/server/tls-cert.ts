@@ -15,6 +15,8 @@ export interface TlsMaterial {
   /** SHA-256 of the DER certificate, colon-separated hex (as `openssl x509 -fingerprint -sha256` prints). */
   readonly fingerprint256: string
   readonly created: boolean
+  /** Set when a self-signed certificate was remade because it did not cover the names: the old fingerprint. */
+  readonly replaced?: string
 }
 
 export function loadTls(certFile: string, keyFile: string, created = false): TlsMaterial {
@@ -23,12 +25,24 @@ export function loadTls(certFile: string, keyFile: string, created = false): Tls
   return { cert, key, certFile, keyFile, fingerprint256: new X509Certificate(cert).fingerprint256, created }
 }
 
-/** Returns DIR/tls.crt and DIR/tls.key, creating them on first use. */
+/**
+ * Returns DIR/tls.crt and DIR/tls.key, creating them on first use, and making them again when the certificate
+ * (self-signed, ours) does not cover the server name and every advertised address: a certificate made when the
+ * server advertised other addresses would fail every client's check (issue 13 finding 1).
+ */
 export function ensureSelfSigned(dir: string, hostName: string, addresses: readonly string[]): TlsMaterial {
   const certFile = join(dir, 'tls.crt')
   const keyFile = join(dir, 'tls.key')
-  if (existsSync(certFile) && existsSync(keyFile)) return loadTls(certFile, keyFile)
   const host = hostName.replace(/\.$/, '')
+  let replaced: string | undefined
+  if (existsSync(certFile) && existsSync(keyFile)) {
+    const tls = loadTls(certFile, keyFile)
+    const x = new X509Certificate(tls.cert)
+    const selfSigned = x.issuer === x.subject
+    if (!selfSigned || (x.checkHost(host) !== undefined && addresses.every((a) => x.checkIP(a) !== undefined)))
+      return tls
+    replaced = tls.fingerprint256
+  }
   const san = [`DNS:${host}`, ...addresses.map((a) => `IP:${a}`)].join(',')
   execFileSync(
     'openssl',
@@ -54,5 +68,6 @@ export function ensureSelfSigned(dir: string, hostName: string, addresses: reado
     { stdio: ['ignore', 'ignore', 'pipe'] },
   )
   chmodSync(keyFile, 0o600)
-  return loadTls(certFile, keyFile, true)
+  const made = loadTls(certFile, keyFile, true)
+  return replaced ? { ...made, replaced } : made
 }

@@ -60,10 +60,13 @@ export class UdpListener {
   }
 
   /** Binds; resolves with the bound "ADDR:PORT" (the real port when 0 was asked). */
-  listen(host: string, port: number): Promise<string> {
+  listen(host: string, port: number, opts: { reuseAddr?: boolean } = {}): Promise<string> {
     const family = isIPv6(host) ? 6 : 4
     const sock = createSocket({
       type: family === 6 ? 'udp6' : 'udp4',
+      // A wildcard socket and one socket per local address on the same port (run.ts, advertising the address a
+      // query arrived on): Linux delivers each datagram to the most specific bound socket.
+      ...(opts.reuseAddr ? { reuseAddr: true } : {}),
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
       // Destinations are always the IP literals a datagram came from: resolve them synchronously instead of

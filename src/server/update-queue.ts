@@ -2,11 +2,12 @@
 // while the previous commit was running (the event loop is blocked during a better-sqlite3 COMMIT, so datagrams
 // pile up in the socket buffer meanwhile) run in one Store.write: one SQLite transaction and one fsync for the
 // lot. Jobs run in arrival order, each against the zone as the jobs before it left it, so the result is the
-// same as committing them one by one; only the fsyncs are shared. Answers go out after the COMMIT, and the
+// same as committing them one by one; only the fsyncs are shared. A store that commits asynchronously (PostgreSQL)
+// has one batch in flight at a time: what arrives meanwhile waits and goes into the next batch, as above. Answers go out after the COMMIT, and the
 // change feed (LLQ and DNS Push fan-out, which may mean 10,000 sends) runs after the answers: an updater does not
 // wait for the watchers, and no watcher hears of a change before it is durable.
 import type { Logger } from '../io/log.js'
-import type { Store, ZoneTx } from './store.js'
+import type { ZoneStore, ZoneTx } from './zone-tx.js'
 
 export type Job<R> = (tx: ZoneTx) => R
 
@@ -16,17 +17,19 @@ interface Queued {
 }
 
 export class UpdateQueue {
-  readonly #store: Store
+  readonly #store: ZoneStore
   readonly #log: Logger
   readonly #maxBatch: number
   #queue: Queued[] = []
   #scheduled = false
   #closed = false
+  /** An asynchronous commit is running (PostgreSQL): the next batch waits for it. */
+  #inFlight = false
   /** Batches and jobs committed so far (metrics, tests). */
   batches = 0
   jobs = 0
 
-  constructor(deps: { store: Store; log: Logger }, opts: { maxBatch?: number } = {}) {
+  constructor(deps: { store: ZoneStore; log: Logger }, opts: { maxBatch?: number } = {}) {
     this.#store = deps.store
     this.#log = deps.log
     this.#maxBatch = opts.maxBatch ?? 1000
@@ -49,9 +52,9 @@ export class UpdateQueue {
     }
   }
 
-  /** Commits whatever is queued now (shutdown, tests). */
+  /** Commits whatever is queued now (shutdown, tests); with an asynchronous store, starts the next commit. */
   flush(): void {
-    while (this.#queue.length) this.#runBatch()
+    while (this.#queue.length && !this.#inFlight) this.#runBatch()
   }
 
   close(): void {
@@ -61,6 +64,7 @@ export class UpdateQueue {
 
   #flush(): void {
     this.#scheduled = false
+    if (this.#inFlight) return
     this.#runBatch()
     if (this.#queue.length && !this.#scheduled) {
       this.#scheduled = true
@@ -73,19 +77,51 @@ export class UpdateQueue {
     this.#queue = this.#queue.length <= this.#maxBatch ? [] : this.#queue.slice(this.#maxBatch)
     if (batch.length === 0) return
     const results: unknown[] = []
+    let pending: unknown
     try {
-      this.#store.write(
+      pending = this.#store.write(
         (tx) => {
           for (const q of batch) results.push(q.job(tx))
         },
         { deferChanges: true },
       )
     } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e))
-      this.#log.error('store.commit_failed', { jobs: batch.length, err: err.message })
-      for (const q of batch) q.done(undefined, err)
+      this.#failed(batch, e)
       return
     }
+    if (pending instanceof Promise) {
+      this.#inFlight = true
+      pending.then(
+        () => {
+          this.#inFlight = false
+          this.#committed(batch, results)
+          this.#next()
+        },
+        (e: unknown) => {
+          this.#inFlight = false
+          this.#failed(batch, e)
+          this.#next()
+        },
+      )
+      return
+    }
+    this.#committed(batch, results)
+  }
+
+  #next(): void {
+    if (this.#queue.length && !this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(() => this.#flush())
+    }
+  }
+
+  #failed(batch: Queued[], e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e))
+    this.#log.error('store.commit_failed', { jobs: batch.length, err: err.message })
+    for (const q of batch) q.done(undefined, err)
+  }
+
+  #committed(batch: Queued[], results: unknown[]): void {
     this.batches++
     this.jobs += batch.length
     try {

@@ -4,9 +4,16 @@
 // (RFC 8656), its requests under the long-term credentials, and its wire pieces; relay.ts (RelayManager) holds an
 // allocation while our NAT is symmetric. stun-transactions.ts is the retransmission schedule both clients share.
 // Everything here runs on the tunnel's shared UDP port; the agent (src/agent/datapath.ts) wires it in and publishes
-// what it learns (docs/punch.md, docs/relay.md).
+// what it learns (docs/punch.md, docs/relay.md). This file is its public API: the agent imports only from here.
 
 export { choosePath, type NatView, type PathDecision, Puncher, pathLabel } from './punch.js'
 export { type RelayConfig, RelayManager } from './relay.js'
-export { type AddrPort, type MappingKind, type NatProbe, probeNat, StunClient, type StunDemux } from './stun.js'
-export { TurnClient } from './turn.js'
+export {
+  type NatProbe,
+  parseStunServer,
+  probeNat,
+  STUN_DEFAULT_PORT,
+  StunClient,
+  type StunDemux,
+} from './stun.js'
+export { parseTurnServer, TURN_DEFAULT_PORT } from './turn-wire.js'

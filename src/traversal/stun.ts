@@ -47,6 +47,8 @@ export const StunType = { BINDING_REQUEST: 0x0001, BINDING_SUCCESS: 0x0101, BIND
 /** Attribute types (RFC 8489 18.3, RFC 5780 9.1). */
 export const StunAttr = {
   MAPPED_ADDRESS: 0x0001,
+  /** RFC 5780 7.2 (NAT behaviour discovery, nat-behaviour.ts). */
+  CHANGE_REQUEST: 0x0003,
   USERNAME: 0x0006,
   MESSAGE_INTEGRITY: 0x0008,
   ERROR_CODE: 0x0009,

@@ -27,6 +27,7 @@ export const DROP_REASONS = [
   'pool_exhausted', // every slab is in flight in the socket
   'seq_exhausted', // the SA's sequence space is used up; rekey needed (RFC 4303 section 3.3.3)
   'send_error',
+  'bad_vnet_hdr', // a TUN read with offloads whose virtio header or headers are malformed (offload/segment.ts)
 ] as const
 
 export type DropReason = (typeof DROP_REASONS)[number]

@@ -170,8 +170,24 @@ export async function runManual(
   tunnel.start()
   await tunnel.ready()
   const snapshot = (event: string): string =>
-    JSON.stringify({ event, counters: tunnel.counters(), peers: tunnel.peers(), pool: tunnel.poolStats() })
-  out(JSON.stringify({ event: 'ready', tun: tun.name, mtu: tun.mtu, listen: bound, localUla: tunnel.localUla }))
+    JSON.stringify({
+      event,
+      counters: tunnel.counters(),
+      peers: tunnel.peers(),
+      pool: tunnel.poolStats(),
+      offload: tunnel.offloadStats(),
+      recv: tunnel.recvBatchStats(),
+    })
+  out(
+    JSON.stringify({
+      event: 'ready',
+      tun: tun.name,
+      mtu: tun.mtu,
+      listen: bound,
+      localUla: tunnel.localUla,
+      offload: tun.offload,
+    }),
+  )
   await new Promise<void>((resolve) => {
     const onUsr1 = (): void => out(snapshot('counters'))
     const stop = (): void => {

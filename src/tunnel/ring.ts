@@ -91,8 +91,12 @@ export class PacketRing {
 
   // --- consumer ---
 
-  /** Hands up to `max` packets to `fn` (a view valid during the call); returns how many. */
-  drain(fn: (buf: Buffer, off: number, len: number) => void, max: number): number {
+  /**
+   * Hands up to `max` packets to `fn` (a view valid during the call); returns how many. With `publish` false the
+   * producer does not see them consumed until publishHead() (the TUN thread publishes only after the coalescer
+   * has written what it kept, so the main thread's direct write cannot pass a packet still held there).
+   */
+  drain(fn: (buf: Buffer, off: number, len: number) => void, max: number, publish = true): number {
     const tail = Atomics.load(this.#hdr, TAIL)
     let n = 0
     while (this.#head !== tail && n < max) {
@@ -101,8 +105,13 @@ export class PacketRing {
       this.#head = (this.#head + 1) | 0
       n++
     }
-    if (n > 0) Atomics.store(this.#hdr, HEAD, this.#head)
+    if (n > 0 && publish) Atomics.store(this.#hdr, HEAD, this.#head)
     return n
+  }
+
+  /** Makes every packet drained so far count as consumed (after drain with `publish` false). */
+  publishHead(): void {
+    Atomics.store(this.#hdr, HEAD, this.#head)
   }
 
   /** Resolves when packets are (or become) available; the event loop keeps running meanwhile. */
@@ -157,9 +166,11 @@ async function consumeLoop(
   // flush) wait for at most `batch` packets.
   let since = 0
   while (!stopped()) {
-    const n = ring.drain(fn, batch - since)
+    const n = ring.drain(fn, batch - since, false)
     if (n > 0) {
       afterBatch()
+      // Consumed only now: what afterBatch wrote (a coalescer's runs) is out before the producer sees an empty ring.
+      ring.publishHead()
       since += n
       if (since >= batch) {
         since = 0

@@ -6,7 +6,7 @@ import type { DatagramSocket } from '../io/datagram.js'
 import type { Logger } from '../io/log.js'
 import type { Random } from '../io/random.js'
 import type { TunDevice } from '../io/tun.js'
-import type { EspAlg } from './esp.js'
+import { type EspAlg, EspCrypto } from './esp.js'
 import type { Endpoint } from './sa-table.js'
 
 export interface TunnelDeps {
@@ -57,6 +57,12 @@ export interface TunnelOptions {
    * @default true
    */
   readonly recvBatch?: boolean
+  /**
+   * With recvBatch: UDP_GRO on the socket, read only by recvmmsg whenever it is readable (needs the fdpoll addon,
+   * src/tunnel/native/fdpoll.cc); one read then takes a peer's whole GSO send. AUTOTUNNEL_UDP_GRO=0 turns it off.
+   * @default true
+   */
+  readonly udpGro?: boolean
   /** Fill released slabs with 0xdb (tests). @default false */
   readonly poisonSlabs?: boolean
 }
@@ -107,4 +113,48 @@ export class TunnelError extends Error {
 /** Optional TUN read that lends a view of a reused buffer (LinuxTun): the tunnel copies it into a slab. */
 export interface ViewTun {
   onPacketView(handler: (buf: Buffer, off: number, len: number) => void): void
+}
+
+/** A TUN device with offloads (LinuxTun opened with IFF_VNET_HDR): its reads are cut, its writes may be merged. */
+export interface OffloadTun {
+  readonly vnetHdr: boolean
+  /** TUN_F_* flags the device accepted (USO decides whether UDP is merged too). */
+  readonly offload: { readonly flags: number }
+  /** Reads its own reader refused (malformed virtio header). */
+  readonly vnetDrops: number
+  /** Writes a packet that starts with its virtio header. */
+  writeVnet(buf: Buffer, off: number, len: number): void
+  segmentStats(): { superPackets: number; segments: number }
+}
+
+/** What the offloads did (all 0 without them). */
+export interface OffloadStats {
+  readonly vnetHdr: boolean
+  /** TSO/USO super-packets read from the device, and the packets cut from them (plain reads included). */
+  readonly segmentedReads: number
+  readonly segments: number
+  /** Super-packets written to the device, and the packets merged into them beyond each one's first. */
+  readonly coalescedWrites: number
+  readonly merged: number
+}
+
+/** `e` checked as an outer endpoint; bad_param otherwise. */
+export function checkEndpoint(e: Endpoint): Endpoint {
+  if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
+    throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
+  return { address: e.address, port: e.port }
+}
+
+/** An ESP context, with a bad key or algorithm reported as the API's bad_param. */
+export function espCrypto(alg: EspAlg, spi: number, key: Buffer, esn: boolean): EspCrypto {
+  try {
+    return new EspCrypto(alg, spi, key, esn)
+  } catch (e) {
+    throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
+  }
+}
+
+/** An SPI as 8 hex digits, for logs and errors. */
+export function hex(spi: number): string {
+  return spi.toString(16).padStart(8, '0')
 }

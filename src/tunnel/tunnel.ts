@@ -7,8 +7,18 @@
 import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
-import { type EspAlg, EspCrypto, isEspAlg } from './esp.js'
-import { rawUdpSocket, receiveFromUdp, type StartTun, sendFromTun, startTxThread } from './packet-io.js'
+import { type EspAlg, type EspCrypto, isEspAlg } from './esp.js'
+import type { Coalescer } from './offload/coalesce.js'
+import {
+  coalesceOnMain,
+  offloadStatsOf,
+  rawUdpSocket,
+  receiveFromUdp,
+  type StartTun,
+  sendFromTun,
+  startTxThread,
+  usoOn,
+} from './packet-io.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
@@ -25,6 +35,10 @@ import {
 import { type NoSaHook, type SaExpiringHook, Sender, type SenderOptions } from './send.js'
 import {
   type ChildSaParams,
+  checkEndpoint,
+  espCrypto,
+  hex,
+  type OffloadStats,
   type PeerStatus,
   type TunnelDeps,
   TunnelError,
@@ -62,11 +76,15 @@ export class Tunnel {
   readonly #udpGso: boolean
   readonly #recvBatchWanted: boolean
   #recvBatch: UdpRecvBatch | undefined
+  readonly #udpGroWanted: boolean
+  #stopRecv: () => void = () => {}
   readonly #txThreadWanted: boolean
   readonly #tunReadIn: 'send' | 'io'
   readonly #maxSlabs: number
   readonly #senderOpts: SenderOptions
   #tx: TxThread | undefined
+  /** Merges received TCP segments without the threads (a device with offloads). */
+  #coalescer: Coalescer | undefined
   /** Outbound key material per peer, kept only to hand it to the send thread. */
   readonly #outboundKeys = new Map<string, Buffer>()
   #endpointHook: EndpointChangeHook = () => {}
@@ -87,6 +105,7 @@ export class Tunnel {
     this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
     this.#udpGso = opts.udpGso ?? true
     this.#recvBatchWanted = (opts.recvBatch ?? true) && process.env.AUTOTUNNEL_RECVMMSG !== '0'
+    this.#udpGroWanted = (opts.udpGro ?? true) && process.env.AUTOTUNNEL_UDP_GRO !== '0'
     this.#txThreadWanted = opts.txThread ?? false
     const envRead = process.env.AUTOTUNNEL_TUN_READ
     this.#tunReadIn = envRead === 'send' || envRead === 'io' ? envRead : (opts.tunReadIn ?? 'io')
@@ -173,18 +192,27 @@ export class Tunnel {
     const tun = this.#deps.tun as StartTun
     const raw = rawUdpSocket(this.#deps.socket)
     const udp = raw ? udpSocketFd(raw) : undefined
-    const rb = receiveFromUdp(
+    const threads = this.#txThreadWanted && typeof tun.fd === 'number' && udp !== undefined
+    // Without threads the main thread writes the device: it merges what one receive batch brought.
+    const co = threads ? undefined : coalesceOnMain(tun, this.#receiver, this.#counters.drops)
+    this.#coalescer = co
+    const { rb, stop } = receiveFromUdp(
       this.#deps.socket,
       this.#recvBatchWanted ? raw : undefined,
       this.#receiver.fromUdp,
       this.#counters.drops,
+      co ? () => co.flush() : undefined,
+      this.#udpGroWanted,
     )
     this.#recvBatch = rb
-    if (this.#txThreadWanted && typeof tun.fd === 'number' && udp) {
+    this.#stopRecv = stop
+    if (threads && typeof tun.fd === 'number' && udp) {
       this.#tx = startTxThread(
         {
           tunFd: tun.fd,
           tunReadIn: this.#tunReadIn,
+          vnetHdr: tun.vnetHdr === true,
+          uso: usoOn(tun.offload?.flags ?? 0),
           udpFd: udp.fd,
           udpV6: udp.v6,
           mtu: this.mtu,
@@ -218,6 +246,8 @@ export class Tunnel {
       tunReadIn: this.#tx ? this.#tunReadIn : 'main',
       udpGso: this.#tx ? 'worker' : !!this.#sender.gso,
       recvBatch: !!rb,
+      udpGro: rb?.gro === true,
+      tunOffload: tun.vnetHdr === true,
     })
     this.#scheduleKeepalive()
   }
@@ -416,7 +446,7 @@ export class Tunnel {
 
   /**
    * Traffic and drop counters. With the send thread, its share (tx, send-side drops) is the snapshot it
-   * posts every 200 ms (TX_STATS_INTERVAL_MS).
+   * posts every 200 ms (TX_STATS_INTERVAL_MS) when a figure changed.
    */
   counters(): TunnelCounters {
     const c = copyCounters(this.#counters)
@@ -430,13 +460,21 @@ export class Tunnel {
     if (io) {
       c.drops.tx_queue_full += io.toTxDropped
       c.drops.tun_write_error += io.writeErrors
+      c.drops.bad_vnet_hdr += io.vnetDrops
     }
+    c.drops.bad_vnet_hdr += (this.#deps.tun as StartTun).vnetDrops ?? 0
     return c
   }
 
-  /** recvmmsg calls and the datagrams they took (0/0 without receive batching). */
-  recvBatchStats(): { calls: number; datagrams: number } {
-    return { calls: this.#recvBatch?.calls ?? 0, datagrams: this.#recvBatch?.datagrams ?? 0 }
+  /** What the TUN offloads did: reads cut, writes merged (zeros without offloads). */
+  offloadStats(): OffloadStats {
+    return offloadStatsOf(this.#deps.tun as StartTun, this.#tx?.lastIo, this.#coalescer)
+  }
+
+  /** recvmmsg calls, the datagrams they took, and GRO runs among them (0/0/0 without receive batching). */
+  recvBatchStats(): { calls: number; datagrams: number; groRuns: number; gro: boolean } {
+    const rb = this.#recvBatch
+    return { calls: rb?.calls ?? 0, datagrams: rb?.datagrams ?? 0, groRuns: rb?.groRuns ?? 0, gro: rb?.gro === true }
   }
 
   /** Pool figures, for tests and the benchmark. */
@@ -461,6 +499,7 @@ export class Tunnel {
     this.#closed = true
     this.#deps.clock.clearTimeout(this.#keepaliveTimer)
     this.#sender.close()
+    this.#stopRecv()
     if (this.#tx) await this.#tx.close()
     await Promise.allSettled([this.#deps.tun.close(), this.#deps.socket.close()])
   }
@@ -473,25 +512,6 @@ export class Tunnel {
     if (!p && required) throw new TunnelError(`unknown peer ${ula}`, 'unknown_peer')
     return p
   }
-}
-
-function checkEndpoint(e: Endpoint): Endpoint {
-  if (typeof e?.address !== 'string' || !Number.isInteger(e.port) || e.port < 1 || e.port > 65535)
-    throw new TunnelError(`bad endpoint ${JSON.stringify(e)}`, 'bad_param')
-  return { address: e.address, port: e.port }
-}
-
-/** An ESP context, with a bad key or algorithm reported as the API's bad_param. */
-function espCrypto(alg: EspAlg, spi: number, key: Buffer, esn: boolean): EspCrypto {
-  try {
-    return new EspCrypto(alg, spi, key, esn)
-  } catch (e) {
-    throw new TunnelError((e as Error).message, 'bad_param', { cause: e })
-  }
-}
-
-function hex(spi: number): string {
-  return spi.toString(16).padStart(8, '0')
 }
 
 export type { RemoteInfo }

@@ -20,6 +20,8 @@ export interface TxInit {
   readonly fromTun: RingInit
   /** When set, the send thread reads the TUN device (a dup of this fd) instead of the ring. */
   readonly readTunFd?: number
+  /** Reads carry a virtio_net_hdr (offloads): the send thread, when it reads, cuts them (offload/segment.ts). */
+  readonly vnetHdr: boolean
   readonly udpFd: number
   readonly udpV6: boolean
   readonly mtu: number
@@ -84,7 +86,7 @@ export class TxThread {
   #readyIo: () => void = () => {}
 
   constructor(
-    init: Omit<TxInit, 'fromTun' | 'readTunFd'> & { tunFd: number; tunReadIn: 'send' | 'io' },
+    init: Omit<TxInit, 'fromTun' | 'readTunFd'> & { tunFd: number; tunReadIn: 'send' | 'io'; uso: boolean },
     hooks: TxHooks,
     log: Logger,
   ) {
@@ -93,7 +95,7 @@ export class TxThread {
     const fromTun = createRing(RING_SLOTS, slotSize)
     const toTun = createRing(RING_SLOTS, slotSize)
     this.#toTun = new PacketRing(toTun)
-    const { tunFd, tunReadIn, ...rest } = init
+    const { tunFd, tunReadIn, uso, ...rest } = init
     const readInTx = tunReadIn === 'send'
     const txInit: TxInit = { ...rest, fromTun, ...(readInTx ? { readTunFd: tunFd } : {}) }
     this.#w = new Worker(new URL('./tx-worker.js', import.meta.url), { workerData: txInit })
@@ -103,6 +105,8 @@ export class TxThread {
       fromRx: toTun,
       statsIntervalMs: init.statsIntervalMs,
       read: !readInTx,
+      vnetHdr: init.vnetHdr,
+      uso,
     }
     this.#io = new Worker(new URL('./tun-io-worker.js', import.meta.url), { workerData: ioInit })
     this.#io.on('error', (e) => log.error('tunnel.tun_io_worker_failed', { err: String(e) }))

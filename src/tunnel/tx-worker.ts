@@ -9,6 +9,7 @@ import type { DatagramSocket } from '../io/datagram.js'
 import { nullLogger } from '../io/log.js'
 import { newCounters } from './counters.js'
 import { EspCrypto } from './esp.js'
+import { Segmenter } from './offload/segment.js'
 import { SlabPool } from './pool.js'
 import { consumeRing, PacketRing } from './ring.js'
 import { newPeer, type Peer } from './sa-table.js'
@@ -69,7 +70,19 @@ function stats(): TxStats {
     })),
   }
 }
-const timer = setInterval(() => port.postMessage(stats()), init.statsIntervalMs)
+/** What a stats message says that can change (txAgoMs follows from the unchanged send time). */
+const statsKey = (s: TxStats): string =>
+  JSON.stringify([s.counters, s.peers.map((p) => [p.key, p.txPackets, p.txBytes, p.queued])])
+let lastKey = ''
+// Only when something changed: an idle tunnel then wakes neither the main thread nor its event loop 5 times a second
+// (issue 17's idle cost); the main thread already holds the last figures.
+const timer = setInterval(() => {
+  const s = stats()
+  const key = statsKey(s)
+  if (key === lastKey) return
+  lastKey = key
+  port.postMessage(s)
+}, init.statsIntervalMs)
 
 port.on('message', (m: TxToWorker) => {
   switch (m.op) {
@@ -103,7 +116,16 @@ port.on('message', (m: TxToWorker) => {
     case 'go':
       if (init.readTunFd !== undefined) {
         // This thread reads the TUN device itself: one thread wake-up less per packet.
-        const reader = new TunReader(dupFd(init.readTunFd), (b, off, len) => sender.fromTun(b, off, len))
+        const fromTun = (b: Buffer, off: number, len: number): void => sender.fromTun(b, off, len)
+        const seg = init.vnetHdr ? new Segmenter() : undefined
+        const reader = new TunReader(
+          dupFd(init.readTunFd),
+          seg
+            ? (b, off, len) => {
+                if (seg.segment(b, off, len, fromTun) !== undefined) counters.drops.bad_vnet_hdr++
+              }
+            : fromTun,
+        )
         consumer = new Promise<void>((resolve) => {
           stopReader = () => void reader.close().then(resolve)
         })

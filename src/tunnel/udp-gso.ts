@@ -62,6 +62,20 @@ export function udpSocketFd(sock: dgram.Socket): { fd: number; v6: boolean } | u
   }
 }
 
+/** Stops node:dgram's own reading of a bound socket (its libuv recv); false when that is not possible. */
+export function stopDgramReading(sock: dgram.Socket): boolean {
+  try {
+    const state = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol')
+    const handle = state
+      ? (sock as unknown as Record<symbol, { handle?: { recvStop?: () => number } }>)[state]?.handle
+      : undefined
+    if (typeof handle?.recvStop !== 'function') return false
+    return handle.recvStop() === 0
+  } catch {
+    return false
+  }
+}
+
 export class UdpGso {
   readonly #fd: number
   readonly #v6: boolean

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
 import { test } from 'node:test'
+import { stopDgramReading, UdpGso } from './udp-gso.js'
 import { RECV_BATCH, RECV_SLOT, UdpRecvBatch } from './udp-recv.js'
 
 const bound = (type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> =>
@@ -84,4 +85,41 @@ test('recvmmsg batch: an empty socket gives 0 without blocking; a 60,000-octet d
   assert.equal(await first, 'first')
   assert.ok(RECV_SLOT >= 65_507)
   assert.deepEqual(seen, [{ len: 60_000, truncated: false, sum: 7 * 60_000 }])
+})
+
+test('UDP_GRO: a peer GSO send arrives as one run, cut back into its datagrams with their sizes, in order', {
+  skip: process.platform !== 'linux',
+}, async (t) => {
+  const rx = await bound('udp4', '127.0.0.1')
+  const tx = await bound('udp4', '127.0.0.1')
+  t.after(() => {
+    rx.close()
+    tx.close()
+  })
+  // Only our reads from here on (node's recvmsg would take runs without their segment size).
+  assert.ok(stopDgramReading(rx))
+  const rb = UdpRecvBatch.forSocket(rx)!
+  assert.ok(rb.enableGro(), 'Linux >= 5.0 has UDP_GRO')
+  const gso = UdpGso.forSocket(tx)!
+  const seg = 1200
+  const sizes = [seg, seg, seg, seg, 700]
+  let at = 0
+  for (const [i, n] of sizes.entries()) {
+    gso.batch.fill(i + 1, at, at + n)
+    at += n
+  }
+  assert.ok(gso.send(at, seg, '127.0.0.1', rx.address().port))
+  tx.send(Buffer.from('plain'), rx.address().port, '127.0.0.1')
+  const got: string[] = []
+  const deadline = Date.now() + 5000
+  while (got.length < sizes.length + 1 && Date.now() < deadline) {
+    rb.drain((b, off, len, from, truncated) => {
+      assert.equal(truncated, false)
+      assert.equal(from.port, tx.address().port)
+      got.push(len === 5 ? b.toString('latin1', off, off + len) : `${b[off]}x${len}`)
+    })
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  assert.deepEqual(got, ['1x1200', '2x1200', '3x1200', '4x1200', '5x700', 'plain'])
+  assert.equal(rb.groRuns, 1, 'the GSO send came as one run')
 })

@@ -24,6 +24,7 @@ import { encodePcpRequest, encodePcpResponse } from '../../src/portmap/pcp.js'
 import { encodeBindingRequest, encodeStun, encodeXorAddress, StunAttr } from '../../src/traversal/stun.js'
 import { encodeChannelData, longTermKey, StunClass, TurnMethod } from '../../src/traversal/turn-wire.js'
 import { extraSeeds } from './seeds-extra.js'
+import { offloadSeeds } from './seeds-offload.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const CORPUS = join(ROOT, 'test/fuzz/corpus')
@@ -230,6 +231,7 @@ const SEEDS: Record<string, () => Record<string, Buffer>> = {
   'stun-turn': stunSeeds,
   upnp: upnpSeeds,
   ...extraSeeds,
+  ...offloadSeeds,
 }
 
 for (const [target, make] of Object.entries(SEEDS)) {

@@ -79,6 +79,8 @@ export class ServerProcess {
   stderr = ''
   /** SHA-256 fingerprint of the DoT certificate, from the "listening tls" line. */
   fingerprint = ''
+  /** --store URL (a PostgreSQL store shared with other nodes); --data DIR then holds only the certificate. */
+  store: string | undefined
   #owned: boolean
 
   constructor(dir?: string) {
@@ -87,7 +89,7 @@ export class ServerProcess {
   }
 
   async addAccount(user: string, opts: { algorithm?: string; password?: string } = {}): Promise<AccountJson> {
-    const args = ['account', 'add', user, '--data', this.dir, '--zone', ZONE, '--json']
+    const args = ['account', 'add', user, ...this.#storeArgs(), '--zone', ZONE, '--json']
     if (opts.algorithm) args.push('--algorithm', opts.algorithm)
     if (opts.password !== undefined) args.push('--password-stdin')
     const r = await run(BIN, args, opts.password ?? undefined)
@@ -101,7 +103,7 @@ export class ServerProcess {
    */
   async start(extra: string[] = [], opts: StartOptions = {}): Promise<Ports> {
     const at = (port: number | undefined): string => `127.0.0.1:${port ?? 0}`
-    const args = ['server', '--zone', ZONE, '--data', this.dir, '--listen', at(opts.ports?.dns), ...extra]
+    const args = ['server', '--zone', ZONE, ...this.#storeArgs(), '--listen', at(opts.ports?.dns), ...extra]
     let want = 2
     if (opts.tls !== false) {
       args.push('--tls-listen', at(opts.ports?.tls))
@@ -148,6 +150,10 @@ export class ServerProcess {
     if (metrics) this.ports.metrics = metrics
     this.fingerprint = /sha256=(\S+)/.exec(lines.find((l) => l.startsWith('listening tls')) ?? '')?.[1] ?? ''
     return this.ports
+  }
+
+  #storeArgs(): string[] {
+    return this.store ? ['--store', this.store, '--data', this.dir] : ['--data', this.dir]
   }
 
   /** One value from the Prometheus text on --metrics. */

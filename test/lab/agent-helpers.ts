@@ -127,6 +127,30 @@ export function serverArgv(data: string, opts: { leaseMin?: number; extra?: stri
   ]
 }
 
+/** argv of `autotunnel up` as alice (key file) or bob (--password-stdin) on `host` with state directory `state`. */
+export function agentArgv(srv: LabServer, host: string, state: string, extra: string[] = [], asBob = false): string[] {
+  return [
+    'node',
+    MAIN,
+    'up',
+    '--server',
+    `${SERVER_ADDR}:53`,
+    '--domain',
+    `${asBob ? 'bob' : 'alice'}.${ZONE}`,
+    '--hostname',
+    host,
+    '--state',
+    state,
+    ...(asBob ? ['--password-stdin'] : ['--key-file', srv.keyFile]),
+    '--ca',
+    join(srv.data, 'tls.crt'),
+    '--no-tun',
+    '--log-level',
+    'debug',
+    ...extra,
+  ]
+}
+
 export interface LabAgent {
   readonly host: string
   readonly state: string
@@ -156,32 +180,19 @@ export async function startAgent(
   extra: string[] = [],
   asBob = false,
   reuseState?: string,
+  /** argv put before the agent's (e.g. setpriv dropping root, test/lab/everyday.test.ts). */
+  wrap: readonly string[] = [],
 ): Promise<LabAgent> {
   const state = reuseState ?? (await mkdtemp(join(tmpdir(), `at-agent-${host}-`)))
-  const argv = [
-    'node',
-    MAIN,
-    'up',
-    '--server',
-    `${SERVER_ADDR}:53`,
-    '--domain',
-    `${asBob ? 'bob' : 'alice'}.${ZONE}`,
-    '--hostname',
+  const argv = agentArgv(srv, host, state, extra, asBob)
+  const proc = lab.spawn(
     host,
-    '--state',
-    state,
-    ...(asBob ? ['--password-stdin'] : ['--key-file', srv.keyFile]),
-    '--ca',
-    join(srv.data, 'tls.crt'),
-    '--no-tun',
-    '--log-level',
-    'debug',
-    ...extra,
-  ]
-  const proc = lab.spawn(host, asBob ? ['sh', '-c', 'printf "%s\\n" "$AT_PW" | exec "$@"', 'sh', ...argv] : argv, {
-    logName: `agent-${host}`,
-    ...(asBob ? { env: { ...process.env, AT_PW: BOB_PASSWORD } } : {}),
-  })
+    asBob ? ['sh', '-c', 'printf "%s\\n" "$AT_PW" | exec "$@"', 'sh', ...argv] : [...wrap, ...argv],
+    {
+      logName: `agent-${host}`,
+      ...(asBob ? { env: { ...process.env, AT_PW: BOB_PASSWORD } } : {}),
+    },
+  )
   const status = async (): Promise<AgentStatusView> =>
     (await controlRequest(controlSocketPath(state), 'status', {}, 3000)) as AgentStatusView
   const a = {

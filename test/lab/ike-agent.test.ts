@@ -85,11 +85,19 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
       agents.push(laptop)
 
       // 1. No manual keys: each host publishes its key at H.D; the first ping keys the tunnel with signatures.
-      const keyTxt = await dig(lab, srv, 'desktop.alice.members.example', 'TXT')
-      assert.ok(
-        keyTxt.some((l) => l.includes('v=at-ike1; k=ed25519; p=')),
-        `key record at the host name: ${keyTxt.join(' | ')}`,
-      )
+      // `up` returns once its control socket answers; its first UPDATE may still be on its way (it was, once, on a
+      // loaded CI machine), so wait for the record rather than read it once.
+      const s0 = srv
+      let keyTxt: string[] = []
+      await waitFor(
+        'the desktop key record at its host name',
+        async () => {
+          keyTxt = await dig(lab, s0, 'desktop.alice.members.example', 'TXT')
+          return keyTxt.some((l) => l.includes('v=at-ike1; k=ed25519; p='))
+        },
+        15_000,
+        200,
+      ).catch((e: Error) => assert.fail(`${e.message}; key record at the host name: ${keyTxt.join(' | ')}`))
       await waitPeer(laptop, 'desktop', desktop.ula)
       await waitPeer(desktop, 'laptop', laptop.ula)
       await waitPing(lab, 'laptop', desktop.ula)

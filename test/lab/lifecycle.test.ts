@@ -77,7 +77,17 @@ describe('lab: life cycle', () => {
     const strayExit = new Promise((r) => stray.on('exit', r))
     await new Promise((r) => setTimeout(r, 100))
     const all = [...lab.state.procs.map((x) => x.pid), p.pid]
+    // Each node has its own resolv.conf (lab/etc.ts), seen in the node as /etc/resolv.conf.
+    const overlays = Object.values(lab.state.nodes).map((n) => `/etc/netns/${n.ns}`)
+    assert.ok(overlays.every((d) => existsSync(`${d}/resolv.conf`)))
+    const seen = await lab.execOk('hotel-guest', ['cat', '/etc/resolv.conf'])
+    assert.match(seen.stdout, /^nameserver 198\.51\.100\.10$/m)
     await lab.down()
+    assert.deepEqual(
+      overlays.filter((d) => existsSync(d)),
+      [],
+      "the nodes' /etc/netns overlays are removed with the run",
+    )
     await strayExit
     assert.deepEqual(namespacesOf(lab.name), [])
     assert.deepEqual(

@@ -1,6 +1,6 @@
-// Helpers for the tunnel's lab scenarios and `autotunnel demo`: agents with a TUN device and the local resolver,
-// an OpenSSH server on a host's ULA with throwaway keys, the system resolver of a lab host pointed at the agent's
-// resolver, iperf3 runs and their interruption, and a capture on a gateway.
+// Helpers for the tunnel's lab scenarios and `autotunnel demo`: agents with a TUN device and the local resolver (the
+// agent points its lab host's own resolv.conf at it, /etc/netns/NS/resolv.conf, see lab/etc.ts), an OpenSSH server
+// on a host's ULA with throwaway keys, iperf3 runs and their interruption, and a capture on a gateway.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,6 +34,7 @@ export async function startTunnelAgent(
   host: string,
   extra: readonly string[] = [],
   reuseState?: string,
+  wrap: readonly string[] = [],
 ): Promise<TunnelAgent> {
   const a = await startAgent(
     lab,
@@ -52,6 +53,7 @@ export async function startTunnelAgent(
     ],
     false,
     reuseState,
+    wrap,
   )
   const s = await a.status()
   return {
@@ -69,17 +71,6 @@ export async function waitPeer(a: TunnelAgent, peer: string, ula: string, timeou
     timeoutMs,
     100,
   )
-}
-
-/**
- * Makes `getaddrinfo` in `host` use the agent's resolver: /etc/netns/<netns>/resolv.conf, which `ip netns exec`
- * bind-mounts over /etc/resolv.conf, with `search DOMAIN` so a short name works. Returns the clean-up.
- */
-export async function pointResolver(lab: Lab, host: string): Promise<() => Promise<void>> {
-  const dir = join('/etc/netns', lab.netnsOf(host))
-  await mkdir(dir, { recursive: true })
-  await writeFile(join(dir, 'resolv.conf'), `nameserver ${LAB_RESOLVER}\nsearch ${DOMAIN}\noptions timeout:1\n`)
-  return () => rm(dir, { recursive: true, force: true })
 }
 
 export interface Sshd {

@@ -36,39 +36,54 @@ async function lostWithin(p: { onLost(h: (why: string) => void): void }, ms: num
   })
 }
 
-test('account passwd ends a DNS Push session bound with the old key; it receives no later change', async (t) => {
-  const old = tsigKey((await account(srv, ['passwd', 'alice', '--json'])) as AccountJson)
-  const name = `laptop.alice.${ZONE}.`
+/**
+ * Opens a DNS Push session for `name` with `old`, runs `revoke` (which returns the key now in force), then updates
+ * `name` with that key: the session must have been ended by the server and must have seen no change.
+ */
+async function pushEndsOnRevoke(
+  t: { after(fn: () => void): void },
+  name: string,
+  old: ReturnType<typeof tsigKey>,
+  revoke: () => Promise<AccountJson>,
+  address: string,
+): Promise<void> {
   const push = pushClient(srv, name, old)
   t.after(() => push.close())
   await push.start()
   const seen: unknown[] = []
   push.onChanges((c) => seen.push(c))
   const lost = lostWithin(push, REVOKE_WITHIN_MS + 1000)
-  const fresh = (await account(srv, ['passwd', 'alice', '--json'])) as AccountJson
+  const inForce = await revoke()
   await sleep(REVOKE_WITHIN_MS)
-  assert.equal((await srv.nsupdate(fresh, [`update add ${name} 60 AAAA fd00::1`])).code, 0)
+  assert.equal((await srv.nsupdate(inForce, [`update add ${name} 60 AAAA ${address}`])).code, 0)
   await sleep(300)
   assert.deepEqual(seen, [], 'no change reaches the holder of the old key')
   assert.ok(await lost, 'the server ended the session')
+}
+
+test('account passwd ends a DNS Push session bound with the old key; it receives no later change', async (t) => {
+  const old = tsigKey((await account(srv, ['passwd', 'alice', '--json'])) as AccountJson)
+  await pushEndsOnRevoke(
+    t,
+    `laptop.alice.${ZONE}.`,
+    old,
+    async () => (await account(srv, ['passwd', 'alice', '--json'])) as AccountJson,
+    'fd00::1',
+  )
 })
 
 test('account remove + add (a new owner) ends the old owner’s DNS Push session', async (t) => {
   const old = tsigKey((await account(srv, ['passwd', 'carol', '--json'])) as AccountJson)
-  const name = `phone.carol.${ZONE}.`
-  const push = pushClient(srv, name, old)
-  t.after(() => push.close())
-  await push.start()
-  const seen: unknown[] = []
-  push.onChanges((c) => seen.push(c))
-  const lost = lostWithin(push, REVOKE_WITHIN_MS + 1000)
-  await account(srv, ['remove', 'carol'])
-  const owner = (await account(srv, ['add', 'carol', '--zone', ZONE, '--json'])) as AccountJson
-  await sleep(REVOKE_WITHIN_MS)
-  assert.equal((await srv.nsupdate(owner, [`update add ${name} 60 AAAA fd00::2`])).code, 0)
-  await sleep(300)
-  assert.deepEqual(seen, [])
-  assert.ok(await lost, 'the server ended the session')
+  await pushEndsOnRevoke(
+    t,
+    `phone.carol.${ZONE}.`,
+    old,
+    async () => {
+      await account(srv, ['remove', 'carol'])
+      return (await account(srv, ['add', 'carol', '--zone', ZONE, '--json'])) as AccountJson
+    },
+    'fd00::2',
+  )
 })
 
 test('account passwd ends an LLQ set up with the old key: no event (signed or not) reaches its holder', async (t) => {

@@ -18,6 +18,9 @@ import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../wir
 import { type RR, RRClass } from '../wire/rr-table.js'
 import { DnsStream, type StreamTarget } from './stream.js'
 
+/** How often an LLQ over UDP is refreshed to learn that the server forgot it (LlqClientOptions.probeMs). */
+export const LLQ_UDP_PROBE_MS = 3000
+
 /** TTL marking a removed record in an LLQ event (RFC 8764 §6.2). */
 export const LLQ_REMOVED_TTL = 0xffffffff
 
@@ -44,6 +47,13 @@ export interface LlqClientOptions {
   readonly attempts?: number
   /** Refresh when this fraction of the lease has passed. @default 0.8 */
   readonly refreshAt?: number
+  /**
+   * Over UDP, refresh at least this often (ms; 0: only at `refreshAt`). A server that restarted has forgotten the
+   * LLQ and answers NO-SUCH-LLQ, which nothing else would tell a UDP client; the same traffic keeps a NAT's mapping
+   * for the server's events open (issue 13 finding 2). Over TCP/TLS the closed connection says it at once.
+   * @default 3000
+   */
+  readonly probeMs?: number
   /** Tests only: stop acknowledging events (the server must give up after 3 transmissions). */
   readonly ackEvents?: boolean
 }
@@ -324,7 +334,9 @@ export class LlqClient {
 
   #scheduleRefresh(): void {
     this.#clock.clearTimeout(this.#refreshTimer)
-    const ms = Math.max(500, this.#leaseSec * 1000 * (this.opts.refreshAt ?? 0.8))
+    const probe = (this.target.transport ?? 'udp') === 'udp' ? (this.opts.probeMs ?? LLQ_UDP_PROBE_MS) : 0
+    const atLease = this.#leaseSec * 1000 * (this.opts.refreshAt ?? 0.8)
+    const ms = Math.max(500, probe > 0 ? Math.min(probe, atLease) : atLease)
     this.#refreshTimer = this.#clock.setTimeout(() => {
       this.#request(LlqOpcode.REFRESH, this.#id, this.opts.leaseSec ?? 3600).then(
         (m) => {

@@ -17,7 +17,8 @@ import { Opcode, Rcode } from '../wire/header.js'
 import { emptyMessage, type Message } from '../wire/message.js'
 import { nameEqual } from '../wire/name.js'
 import { type RR, RRClass, RRType } from '../wire/rr-table.js'
-import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { type Explained, explainRcode, explainTransport } from './explain.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
 
 export interface UpdateRequest {
   /** The zone section (RFC 2136 2.3): the provider zone the user's domain sits in. */
@@ -62,14 +63,19 @@ export interface UpdateClientOptions {
 export class UpdateError extends Error {
   override readonly name = 'UpdateError'
   readonly code: number
-  constructor(message: string, code: number, options?: { cause?: unknown }) {
+  /** What the failure means and whether retrying can help (explain.ts). */
+  readonly explained: Explained | undefined
+  constructor(message: string, code: number, options?: { cause?: unknown; explained?: Explained }) {
     super(message, options)
     this.code = code
+    this.explained = options?.explained
   }
 }
 
 export const UPDATE_TLS_SERVICE = '_dnsupdate-tls._udp'
 export const UPDATE_SERVICE = '_dns-update._udp'
+/** A target whose UPDATE failed is skipped this long when another one is listed. */
+const FAILED_TARGET_MS = 30_000
 /** RFC 1035 4.1.1: the message ID is 16 bits. */
 const DNS_ID_SPACE = 0x10000
 
@@ -81,11 +87,21 @@ export class UpdateClient implements UpdateSink {
   readonly #domain: string
   #server: (ServerAddr & { readonly via: string }) | undefined
   #discovering: Promise<ServerAddr & { readonly via: string }> | undefined
+  /** Servers (by `via`) whose UPDATE failed, skipped until the monotonic time given (RFC 2782: the next target). */
+  readonly #failed = new Map<string, number>()
+  /** DNS servers learned from the plain update SRV answer, asked when the bootstrap does not answer (a cluster). */
+  #lookupServers: ServerAddr[] = []
   updates = 0
   failures = 0
   /** Answers dropped because their TSIG did not verify. */
   badResponses = 0
   discoveries = 0
+  /** The last failure, explained (cleared by a successful UPDATE); status shows it. */
+  #lastError: (Explained & { readonly at: 'discovery' | 'update' }) | undefined
+  /** The update server the SRV records named, when we fell back to the bootstrap address instead. */
+  #advertised: string | undefined
+  /** The last update server discovery found (kept after a failure, so status can say "found, TLS failed"). */
+  #found: string | undefined
 
   /** `deps.random` supplies the UPDATE message IDs; it defaults to SystemRandom. */
   constructor(deps: { clock: Clock; log: Logger; random?: Random }, opts: UpdateClientOptions) {
@@ -109,22 +125,42 @@ export class UpdateClient implements UpdateSink {
     return this.#discovering
   }
 
+  async #srv(name: string, opts: { timeoutMs: number; attempts: number }): Promise<SrvTarget[]> {
+    let last: unknown
+    const others = this.#lookupServers
+    for (const server of [this.#bootstrap(), ...others]) {
+      try {
+        return await lookupSrv(server, name, others.length ? { ...opts, attempts: 1 } : opts)
+      } catch (e) {
+        last = e
+      }
+    }
+    throw last
+  }
+
   async #discover(): Promise<ServerAddr & { readonly via: string }> {
     this.discoveries++
     const boot = this.#bootstrap()
     const opts = { timeoutMs: this.#o.timeoutMs ?? 2000, attempts: 2 }
     const tls = this.#o.tls
-    const [tlsSrv, plainSrv] = await Promise.all([
-      tls ? lookupSrv(boot, `${UPDATE_TLS_SERVICE}.${this.#domain}`, opts).then((r) => r[0]) : undefined,
-      lookupSrv(boot, `${UPDATE_SERVICE}.${this.#domain}`, opts).then((r) => r[0]),
+    const [tlsAll, plainAll] = await Promise.all([
+      tls ? this.#srv(`${UPDATE_TLS_SERVICE}.${this.#domain}`, opts) : [],
+      this.#srv(`${UPDATE_SERVICE}.${this.#domain}`, opts),
     ])
     const hostOf = (srv: { addrs: readonly string[] }): string =>
       srv.addrs.find((a) => !a.includes(':')) ?? srv.addrs[0] ?? boot.host
-    const sameAsPlain = tlsSrv !== undefined && isPlainStandIn(tlsSrv, plainSrv)
-    let found: (ServerAddr & { via: string }) | undefined
-    if (tls && tlsSrv && tlsSrv.port !== 0 && !sameAsPlain) {
+    this.#lookupServers = plainAll
+      .filter((t) => t.port !== 0 && t.addrs.length > 0)
+      .map((t) => ({ host: hostOf(t), port: t.port, transport: 'udp' as const }))
+      .filter((a) => a.host !== boot.host || a.port !== boot.port)
+    const now = this.#clock.monotonic()
+    for (const [via, until] of this.#failed) if (until <= now) this.#failed.delete(via)
+    const candidates: (ServerAddr & { via: string })[] = []
+    for (const tlsSrv of tlsAll) {
+      const plainSrv = plainAll.find((p) => p.target.toLowerCase() === tlsSrv.target.toLowerCase())
+      if (!tls || tlsSrv.port === 0 || isPlainStandIn(tlsSrv, plainSrv)) continue
       const host = hostOf(tlsSrv)
-      found = {
+      candidates.push({
         host,
         port: tlsSrv.port,
         transport: 'tls',
@@ -135,14 +171,20 @@ export class UpdateClient implements UpdateSink {
         },
         ...(tls.fingerprint256 ? { fingerprint256: tls.fingerprint256 } : {}),
         via: `tls:${host}:${tlsSrv.port}`,
-      }
-    } else if (plainSrv && plainSrv.port !== 0) {
-      const host = hostOf(plainSrv)
-      found = { host, port: plainSrv.port, transport: 'udp', via: `udp:${host}:${plainSrv.port}` }
+      })
     }
-    found ??= { ...boot, via: `udp:${boot.host}:${boot.port}` }
-    this.#log.info('update.server', { via: found.via })
+    if (candidates.length === 0)
+      for (const plainSrv of plainAll) {
+        if (plainSrv.port === 0) continue
+        const host = hostOf(plainSrv)
+        candidates.push({ host, port: plainSrv.port, transport: 'udp', via: `udp:${host}:${plainSrv.port}` })
+      }
+    // The first target that has not failed lately; when all have, the first (a retry beats giving up).
+    const found = candidates.find((c) => !this.#failed.has(c.via)) ??
+      candidates[0] ?? { ...boot, via: `udp:${boot.host}:${boot.port}` }
+    this.#log.info('update.server', { via: found.via, targets: candidates.length })
     this.#server = found
+    this.#found = found.via
     return found
   }
 
@@ -184,7 +226,10 @@ export class UpdateClient implements UpdateSink {
       server = await this.discover()
     } catch (e) {
       this.failures++
-      throw new UpdateError(`no update server found: ${(e as Error).message}`, -1, { cause: e })
+      const boot = this.#bootstrap()
+      const x = explainTransport(e, { via: `udp:${boot.host}:${boot.port}` })
+      this.#lastError = { ...x, at: 'discovery' }
+      throw new UpdateError(`no update server found: ${x.message}`, -1, { cause: e, explained: x })
     }
     const msg = emptyMessage({
       id: this.#random.int(DNS_ID_SPACE),
@@ -200,18 +245,56 @@ export class UpdateClient implements UpdateSink {
     try {
       res = await this.#exchange(server, msg)
     } catch (e) {
-      this.failures++
-      this.#server = undefined
-      throw new UpdateError(`UPDATE via ${server.via} failed: ${(e as Error).message}`, -1, { cause: e })
+      // The advertised server cannot be reached (e.g. a server on a wildcard address that advertised an address
+      // only it can reach): the bootstrap address the user gave reaches the same service (issue 13 finding 1).
+      const x = explainTransport(e, { via: server.via })
+      this.#failed.set(server.via, this.#clock.monotonic() + FAILED_TARGET_MS)
+      const fb = x.kind === 'unreachable' ? this.#fallback(server) : undefined
+      if (fb) {
+        this.#log.warn('update.server_fallback', { advertised: server.via, fallback: fb.via, why: x.message })
+        try {
+          res = await this.#exchange(fb, msg)
+          this.#server = fb
+          this.#advertised = server.via
+          server = fb
+        } catch (e2) {
+          return this.#fail(fb, e2)
+        }
+      } else return this.#fail(server, e)
     }
     if (res.rcode !== Rcode.NOERROR) {
       this.failures++
-      throw new UpdateError(`UPDATE via ${server.via} answered rcode ${res.rcode}`, res.rcode)
+      const tsigError = res.tsig?.data.error || undefined
+      const x = explainRcode(res.rcode, tsigError, {
+        domain: this.#domain.replace(/\.$/, ''),
+        keyName: this.#o.key.name,
+        via: server.via,
+        neverSucceeded: this.updates === 0,
+      })
+      this.#lastError = { ...x, at: 'update' }
+      throw new UpdateError(x.message, tsigError ?? res.rcode, { explained: x })
     }
     this.updates++
+    this.#lastError = undefined
     const opt = findOption(res.edns, EdnsOptionCode.UPDATE_LEASE)
     const leaseSec = opt ? decodeUpdateLease(opt.data).leaseSec : undefined
     return { rcode: res.rcode, leaseSec, via: server.via }
+  }
+
+  #fail(server: ServerAddr & { readonly via: string }, e: unknown): never {
+    this.failures++
+    this.#server = undefined
+    const x = explainTransport(e, { via: server.via })
+    this.#lastError = { ...x, at: 'update' }
+    throw new UpdateError(`UPDATE via ${server.via} failed: ${x.message}`, -1, { cause: e, explained: x })
+  }
+
+  /** The discovered server with the bootstrap host instead of the advertised one (same port, transport, TLS name). */
+  #fallback(server: ServerAddr & { readonly via: string }): (ServerAddr & { readonly via: string }) | undefined {
+    const boot = this.#o.bootstrap.host
+    if (server.host === boot) return undefined
+    const tr = server.transport ?? 'udp'
+    return { ...server, host: boot, via: `${tr}:${boot}:${server.port}` }
   }
 
   /** A TSIG-signed query to the bootstrap server (the user's names are private, seed 002 section 7.2). */
@@ -222,7 +305,11 @@ export class UpdateClient implements UpdateSink {
   status(): unknown {
     return {
       bootstrap: `${this.#o.bootstrap.host}:${this.#o.bootstrap.port}`,
-      updateServer: this.#server?.via ?? null,
+      updateServer: this.#server?.via ?? this.#found ?? null,
+      ...(this.#advertised && this.#server ? { advertised: this.#advertised } : {}),
+      lastError: this.#lastError
+        ? { kind: this.#lastError.kind, at: this.#lastError.at, message: this.#lastError.message }
+        : null,
       keyName: this.#o.key.name,
       updates: this.updates,
       failures: this.failures,

@@ -15,15 +15,17 @@ import type { TsigKey } from '../tsig.js'
 import { signMessage } from '../tsig.js'
 import { encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRType } from '../wire/rr-table.js'
+import { explainTransport } from './explain.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
-import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr } from './query.js'
+import { exchange, isPlainStandIn, lookupSrv, queryMessage, type ServerAddr, type SrvTarget } from './query.js'
 import type { StreamTarget } from './stream.js'
 
 const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
 /** Back-off delays vary by ±20% (in 1000 steps) so that watchers that lost the same server do not return together. */
 const JITTER = 0.2
 const JITTER_STEPS = 1000
+const RETRY_MAX_MS = 4000
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
 
@@ -56,7 +58,11 @@ export interface WatcherOptions {
   readonly llqLeaseSec?: number
   /** Polling interval when neither Push nor LLQ is available. @default 30000 */
   readonly pollIntervalMs?: number
-  /** Back-off after a loss: from retryMinMs doubling to retryMaxMs (with ±20% jitter). @default 500 / 60000 */
+  /**
+   * Back-off after a loss: from retryMinMs doubling to retryMaxMs (with ±20% jitter). The small maximum brings a
+   * watcher back within 5 s of a server that restarted, however long it was away (issue 13 finding 2).
+   * @default 500 / 4000
+   */
   readonly retryMinMs?: number
   readonly retryMaxMs?: number
   readonly timeoutMs?: number
@@ -74,6 +80,8 @@ export class Watcher {
   readonly #clock: Clock
   readonly #random: Random
   readonly #rrset = new Map<string, RR>()
+  /** DNS servers learned from the plain-LLQ SRV answer, tried for look-ups when the bootstrap does not answer. */
+  #lookupServers: ServerAddr[] = []
   readonly #handlers = new Set<(e: WatchEvent) => void>()
   readonly #wakers = new Set<() => void>()
   #mechanism: WatchMechanism | undefined
@@ -83,6 +91,7 @@ export class Watcher {
   #retryMs: number
   #closed = false
   #generation = 0
+  #lastError: string | undefined
 
   /** `deps.clock` runs the retry and polling timers, `deps.random` the back-off jitter; both default to the system's. */
   constructor(deps: { log?: Logger; clock?: Clock; random?: Random }, opts: WatcherOptions) {
@@ -96,6 +105,10 @@ export class Watcher {
   /** The mechanism in use now (undefined while (re)connecting). */
   get mechanism(): WatchMechanism | undefined {
     return this.#mechanism
+  }
+  /** Why the last attempt at a mechanism failed (cleared once one works). */
+  get lastError(): string | undefined {
+    return this.#lastError
   }
   get rrset(): RR[] {
     return [...this.#rrset.values()]
@@ -166,6 +179,7 @@ export class Watcher {
   async #connect(): Promise<void> {
     const gen = ++this.#generation
     const mechs = this.opts.mechanisms ?? ['push', 'llq', 'poll']
+    let failed = false
     for (const m of mechs) {
       if (this.#closed || gen !== this.#generation) return
       try {
@@ -173,12 +187,28 @@ export class Watcher {
         if (m === 'llq' && (await this.#tryLlq(gen))) return
         if (m === 'poll') {
           await this.#poll()
-          this.#using('poll')
-          this.#schedule(this.opts.pollIntervalMs ?? 30_000, true)
+          if (!failed) {
+            this.#using('poll')
+            this.#schedule(this.opts.pollIntervalMs ?? 30_000, true)
+            return
+          }
+          // Push or LLQ is offered but failed (e.g. a server still starting after a restart): poll now, and try
+          // them again on the back-off schedule, not after a whole polling interval.
+          const retry = this.#lastError
+          this.#mechanism = 'poll'
+          this.#lastError = retry
+          this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: 'poll', retry })
+          this.#retryLater()
           return
         }
       } catch (e) {
-        this.#log.debug('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: String(e) })
+        failed = true
+        // Say why at info level once per distinct cause (a TLS certificate that is not trusted must not hide at
+        // debug level while the watcher silently falls back: issue 13 findings 1 and 3).
+        const why = explainTransport(e, { via: m }).message
+        if (why !== this.#lastError)
+          this.#log.info('watch.mechanism_failed', { mechanism: m, name: this.opts.name, err: why })
+        this.#lastError = why
       }
     }
     this.#mechanism = undefined
@@ -187,39 +217,114 @@ export class Watcher {
 
   #using(m: WatchMechanism): void {
     this.#mechanism = m
+    this.#lastError = undefined
     this.#retryMs = this.opts.retryMinMs ?? 500
     this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: m })
   }
 
-  async #target(srv: string, tls: boolean): Promise<StreamTarget | undefined> {
-    const domain = fqdn(this.opts.domain)
-    const [targets, plain] = await Promise.all([
-      lookupSrv(this.opts.server, `${srv}.${domain}`, this.#xopts()),
-      // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
-      // rather than wait for a TLS handshake that never completes.
-      tls
-        ? lookupSrv(this.opts.server, `${LLQ_PLAIN_SERVICE}.${domain}`, this.#xopts()).then(
-            (r) => r[0],
-            () => undefined,
-          )
-        : undefined,
-    ])
-    for (const t of targets) {
-      const host = t.addrs[0] ?? (t.target === domain ? this.opts.server.host : undefined)
-      if (!host || t.port === 0 || (tls && isPlainStandIn(t, plain))) continue
-      return {
-        host,
-        port: t.port,
-        ...(tls ? { tls: this.opts.tls ?? {} } : {}),
-        ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
+  /**
+   * SRV look-up through the bootstrap server, else through the nodes the last plain-LLQ SRV answer named: a
+   * cluster lists every live node (docs/cluster.md), so losing the bootstrap node does not lose discovery.
+   */
+  async #srv(name: string): Promise<SrvTarget[]> {
+    let last: unknown
+    const others = this.#lookupServers
+    for (const server of [this.opts.server, ...others]) {
+      try {
+        // With other nodes to ask, one unanswered attempt per server is enough to move on.
+        return await lookupSrv(server, name, others.length ? { ...this.#xopts(), attempts: 1 } : this.#xopts())
+      } catch (e) {
+        last = e
       }
     }
-    return undefined
+    throw last
+  }
+
+  #learn(plain: readonly SrvTarget[]): void {
+    const b = this.opts.server
+    this.#lookupServers = plain
+      .filter((t) => t.addrs[0] !== undefined && t.port !== 0)
+      .map((t) => ({ host: t.addrs[0]!, port: t.port, transport: 'udp' as const }))
+      .filter((s) => s.host !== b.host || s.port !== b.port)
+  }
+
+  /** Every usable target of the service, in the SRV answer's order (RFC 2782: the next one on failure). */
+  async #targets(srv: string, tls: boolean): Promise<StreamTarget[]> {
+    const domain = fqdn(this.opts.domain)
+    const [targets, plainAll] = await Promise.all([
+      this.#srv(`${srv}.${domain}`),
+      // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
+      // rather than wait for a TLS handshake that never completes.
+      srv === LLQ_PLAIN_SERVICE ? undefined : this.#srv(`${LLQ_PLAIN_SERVICE}.${domain}`).catch(() => undefined),
+    ])
+    const plainList = srv === LLQ_PLAIN_SERVICE ? targets : (plainAll ?? [])
+    if (plainList.length) this.#learn(plainList)
+    const out: StreamTarget[] = []
+    for (const t of targets) {
+      const host = t.addrs[0] ?? (t.target === domain ? this.opts.server.host : undefined)
+      if (!host || t.port === 0) continue
+      if (
+        tls &&
+        isPlainStandIn(
+          t,
+          plainList.find((p) => p.target.toLowerCase() === t.target.toLowerCase()),
+        )
+      )
+        continue
+      out.push({
+        host,
+        port: t.port,
+        // The certificate is checked against the server's name (as the update client does), so a fall-back to the
+        // bootstrap address below, or a certificate that names no addresses, still verifies.
+        ...(tls ? { tls: { servername: t.target.replace(/\.$/, ''), ...(this.opts.tls ?? {}) } } : {}),
+        ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
+      })
+    }
+    return out
+  }
+
+  /**
+   * Runs `attempt` on the advertised target; when that cannot be reached and the bootstrap server is another
+   * address, once more on the bootstrap address (the address the user gave reaches the same service: issue 13
+   * finding 1, a server that advertised an address only it can reach).
+   */
+  async #withFallback<T>(t: StreamTarget, what: string, attempt: (t: StreamTarget) => Promise<T>): Promise<T> {
+    try {
+      return await attempt(t)
+    } catch (e) {
+      const boot = this.opts.server.host
+      const x = explainTransport(e, { via: `${what}:${t.host}:${t.port}` })
+      if (x.kind !== 'unreachable' || t.host === boot) throw e
+      this.#log.warn('watch.server_fallback', {
+        name: this.opts.name,
+        advertised: `${t.host}:${t.port}`,
+        fallback: `${boot}:${t.port}`,
+        why: x.message,
+      })
+      return attempt({ ...t, host: boot })
+    }
   }
 
   async #tryPush(gen: number): Promise<boolean> {
-    const t = await this.#target('_dns-push-tls._tcp', true)
-    if (!t) return false
+    const targets = await this.#targets('_dns-push-tls._tcp', true)
+    let last: unknown
+    for (const target of targets) {
+      try {
+        return await this.#withFallback(target, 'push', (t) => this.#pushOn(gen, t))
+      } catch (e) {
+        last = e
+        this.#log.info('watch.target_failed', {
+          mechanism: 'push',
+          target: `${target.host}:${target.port}`,
+          err: String(e),
+        })
+      }
+    }
+    if (last !== undefined) throw last
+    return false
+  }
+
+  async #pushOn(gen: number, t: StreamTarget): Promise<boolean> {
     const c = new PushClient(
       t,
       {
@@ -249,39 +354,51 @@ export class Watcher {
   }
 
   async #tryLlq(gen: number): Promise<boolean> {
-    for (const tr of this.opts.llqTransports ?? ['tls', 'udp']) {
-      const t = await this.#target(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')
-      if (!t) continue
-      const c = new LlqClient(
-        { ...t, transport: tr },
-        {
-          name: this.opts.name,
-          type: this.opts.type,
-          leaseSec: this.opts.llqLeaseSec ?? 3600,
-          ...(this.opts.key ? { key: this.opts.key } : {}),
-          ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
-        },
-        { clock: this.#clock, random: this.#random },
-      )
-      c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
-      c.onLost((why) => this.#lost(gen, why))
-      let answers: RR[]
-      try {
-        answers = await c.start()
-      } catch (e) {
-        this.#log.debug('watch.llq_failed', { transport: tr, err: String(e) })
-        continue
-      }
-      if (gen !== this.#generation || this.#closed) {
-        await c.close()
+    let failure: unknown
+    for (const tr of this.opts.llqTransports ?? ['tls', 'udp'])
+      for (const target of await this.#targets(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')) {
+        let c: LlqClient
+        let answers: RR[]
+        try {
+          ;[c, answers] = await this.#withFallback(target, `llq-${tr}`, (t) => this.#llqOn(gen, t, tr))
+        } catch (e) {
+          this.#log.debug('watch.llq_failed', {
+            transport: tr,
+            target: `${target.host}:${target.port}`,
+            err: String(e),
+          })
+          failure ??= e
+          continue
+        }
+        if (gen !== this.#generation || this.#closed) {
+          await c.close()
+          return true
+        }
+        this.#llq = c
+        this.#using('llq')
+        this.#replace(answers, 'llq')
         return true
       }
-      this.#llq = c
-      this.#using('llq')
-      this.#replace(answers, 'llq')
-      return true
-    }
+    // Offered but failed (not merely absent): the caller retries it on the back-off schedule.
+    if (failure !== undefined) throw failure
     return false
+  }
+
+  async #llqOn(gen: number, t: StreamTarget, tr: 'udp' | 'tls'): Promise<[LlqClient, RR[]]> {
+    const c = new LlqClient(
+      { ...t, transport: tr },
+      {
+        name: this.opts.name,
+        type: this.opts.type,
+        leaseSec: this.opts.llqLeaseSec ?? 3600,
+        ...(this.opts.key ? { key: this.opts.key } : {}),
+        ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+      },
+      { clock: this.#clock, random: this.#random },
+    )
+    c.onEvent((ev) => this.#applyDelta(ev.added, ev.removed, 'llq'))
+    c.onLost((why) => this.#lost(gen, why))
+    return [c, await c.start()]
   }
 
   async #poll(): Promise<void> {
@@ -309,7 +426,7 @@ export class Watcher {
 
   #retryLater(delayMs?: number): void {
     const base = delayMs ?? this.#retryMs
-    this.#retryMs = Math.min(this.opts.retryMaxMs ?? 60_000, this.#retryMs * 2)
+    this.#retryMs = Math.min(this.opts.retryMaxMs ?? RETRY_MAX_MS, this.#retryMs * 2)
     this.#schedule(base * (1 - JITTER + (2 * JITTER * this.#random.int(JITTER_STEPS + 1)) / JITTER_STEPS), false)
   }
 

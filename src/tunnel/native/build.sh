@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Builds dist/native/aead.node (in-place AEAD with reusable OpenSSL contexts, see aead.cc) with g++ against the
-# node headers; OpenSSL symbols resolve from the node binary at load time. Optional: without it (no g++, no
-# headers) the tunnel uses node:crypto. Quiet and idempotent: rebuilds only when aead.cc is newer.
+# Builds the optional native addons with g++ against the node headers (OpenSSL and libuv symbols resolve from the
+# node binary at load time):
+#   dist/native/aead.node    in-place AEAD with reusable OpenSSL contexts (aead.cc); without it: node:crypto
+#   dist/native/fdpoll.node  fd readiness on the event loop (fdpoll.cc), for UDP GRO receives; without it: no GRO
+#   dist/native/csum.node    the Internet checksum sum (csum.cc) for the TUN offloads; without it: a JS loop
+# Quiet and idempotent: rebuilds an addon only when its source is newer.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-src=src/tunnel/native/aead.cc
-out=dist/native/aead.node
-[ -f "$out" ] && [ "$out" -nt "$src" ] && exit 0
 inc=""
 for d in "$(dirname "$(dirname "$(command -v node)")")/include/node" /usr/include/node /usr/local/include/node; do
-  if [ -f "$d/node_api.h" ] && [ -f "$d/openssl/evp.h" ]; then inc="$d"; break; fi
+  if [ -f "$d/node_api.h" ] && [ -f "$d/openssl/evp.h" ] && [ -f "$d/uv.h" ]; then inc="$d"; break; fi
 done
-if [ -z "$inc" ] || ! command -v g++ >/dev/null; then
-  echo "native: no node headers or g++; the tunnel uses node:crypto (slower)" >&2
-  exit 0
-fi
-mkdir -p dist/native
-g++ -O2 -std=c++17 -shared -fPIC -fvisibility=hidden -DNODE_GYP_MODULE_NAME=aead -I"$inc" "$src" -o "$out.tmp" \
-  && mv "$out.tmp" "$out" \
-  || { rm -f "$out.tmp"; echo "native: aead.node build failed; the tunnel uses node:crypto" >&2; }
+for name in aead fdpoll csum; do
+  src=src/tunnel/native/$name.cc
+  out=dist/native/$name.node
+  [ -f "$out" ] && [ "$out" -nt "$src" ] && continue
+  if [ -z "$inc" ] || ! command -v g++ >/dev/null; then
+    echo "native: no node headers or g++; $name.node not built (the tunnel falls back, slower)" >&2
+    continue
+  fi
+  mkdir -p dist/native
+  g++ -O2 -std=c++17 -shared -fPIC -fvisibility=hidden -DNODE_GYP_MODULE_NAME="$name" -I"$inc" "$src" -o "$out.tmp" \
+    && mv "$out.tmp" "$out" \
+    || { rm -f "$out.tmp"; echo "native: $name.node build failed; the tunnel falls back" >&2; }
+done

@@ -1,0 +1,114 @@
+// The change feed's doorbell (docs/cluster.md): NOTIFY after a data COMMIT, never inside it (a notifying COMMIT
+// takes a database-wide lock), on its own connection with synchronous_commit off (the NOTIFY's own transaction then
+// costs no fsync); and a LISTEN connection that reconnects while the database is away. A ring only says "read the
+// feed": the rows are the data, so a NOTIFY lost while disconnected costs latency (the feed is also polled), never
+// a change.
+import pg from 'pg'
+import type { Logger } from '../../io/log.js'
+import { FEED_CHANNEL } from './accounts.js'
+
+const RECONNECT_MS = 500
+const CONNECT_TIMEOUT_MS = 3000
+
+export class Doorbell {
+  readonly #url: string
+  readonly #nodeId: string
+  readonly #log: Logger
+  readonly #onRing: () => void
+  readonly #bell: pg.Pool
+  #ringing = false
+  #ringAgain = false
+  #closed = false
+  #listener: pg.Client | undefined
+  /** The listener is connected and LISTENing (safe to end()). */
+  #ready = false
+  #listening: Promise<void> | undefined
+  #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined
+
+  /** `onRing` runs when another node (or the CLI) rang, and after every (re)connection of the listener. */
+  constructor(
+    deps: { log: Logger; onRing: () => void },
+    opts: { url: string; nodeId: string; connect: pg.PoolConfig },
+  ) {
+    this.#url = opts.url
+    this.#nodeId = opts.nodeId
+    this.#log = deps.log
+    this.#onRing = deps.onRing
+    this.#bell = new pg.Pool({ ...opts.connect, max: 1, options: '-c synchronous_commit=off' })
+    this.#bell.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
+  }
+
+  start(): void {
+    this.#listening ??= this.#listen()
+  }
+
+  /** NOTIFY, coalesced: at most one in flight and one more queued. */
+  ring(): void {
+    if (this.#closed) return
+    if (this.#ringing) {
+      this.#ringAgain = true
+      return
+    }
+    this.#ringing = true
+    this.#bell
+      .query('SELECT pg_notify($1, $2)', [FEED_CHANNEL, this.#nodeId])
+      .catch(() => {})
+      .finally(() => {
+        this.#ringing = false
+        if (this.#ringAgain) {
+          this.#ringAgain = false
+          this.ring()
+        }
+      })
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#sleep) {
+      clearTimeout(this.#sleep.timer)
+      this.#sleep.wake()
+    }
+    // A listening connection is ended; one still connecting is left to finish (pg's end() during a connect can leave
+    // that connect unsettled for ever): the loop sees #closed after it and stops. Bounded either way.
+    if (this.#ready) await this.#listener?.end().catch(() => {})
+    await Promise.race([this.#listening, new Promise((r) => setTimeout(r, CONNECT_TIMEOUT_MS + 1000).unref())])
+    await this.#bell.end().catch(() => {})
+  }
+
+  async #listen(): Promise<void> {
+    while (!this.#closed) {
+      const c = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+      this.#listener = c
+      const ended = new Promise<void>((resolve) => {
+        c.on('error', (e) => {
+          if (!this.#closed) this.#log.warn('pg.listener_error', { err: e.message })
+          resolve()
+        })
+        c.on('end', () => resolve())
+      })
+      c.on('notification', (n) => {
+        if (n.payload !== this.#nodeId) this.#onRing()
+      })
+      try {
+        await c.connect()
+        if (this.#closed) break
+        await c.query(`LISTEN ${FEED_CHANNEL}`)
+        this.#ready = true
+        // Whatever was rung while not listening.
+        this.#onRing()
+        if (!this.#closed) await ended
+      } catch (e) {
+        if (!this.#closed) this.#log.warn('pg.listener_connect_failed', { err: (e as Error).message })
+      } finally {
+        this.#ready = false
+        this.#listener = undefined
+        await c.end().catch(() => {})
+      }
+      if (!this.#closed)
+        await new Promise<void>((wake) => {
+          this.#sleep = { timer: setTimeout(wake, RECONNECT_MS), wake }
+        })
+    }
+  }
+}

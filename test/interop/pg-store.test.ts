@@ -1,0 +1,145 @@
+// The PostgreSQL store (src/server/pg/) against a throwaway PostgreSQL 15: schema creation by nodes starting
+// together, a newer schema or another zone refused with a clear message, the change feed not skipping a transaction
+// that commits after a later-numbered one, and `autotunnel account ... --store postgres://...`.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import pg from 'pg'
+import { SystemClock } from '../../src/io/clock.js'
+import { PgStore } from '../../src/server/pg/store.js'
+import { PgCluster } from './pg-cluster.js'
+import { BIN, run } from './server-harness.js'
+
+const ZONE = 'members.example.'
+let cluster: PgCluster
+
+before(async () => {
+  cluster = await PgCluster.start()
+})
+after(() => cluster?.destroy())
+
+/** A fresh database in the cluster, so each test starts from an empty schema. */
+async function freshDb(): Promise<string> {
+  const name = `t${Math.random().toString(36).slice(2, 10)}`
+  await cluster.query(`CREATE DATABASE ${name}`)
+  return cluster.url.replace(/\/postgres$/, `/${name}`)
+}
+
+async function waitUntil(ms: number, what: string, fn: () => boolean): Promise<void> {
+  const t0 = performance.now()
+  while (!fn()) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+test('nodes starting together on an empty database create the schema once', async (t) => {
+  const url = await freshDb()
+  const stores = await Promise.all([1, 2, 3].map(() => PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })))
+  t.after(() => Promise.all(stores.map((s) => s.close())))
+  const c = new pg.Client(url)
+  await c.connect()
+  t.after(() => c.end())
+  const m = await c.query('SELECT version FROM autotunnel.schema_migrations')
+  assert.deepEqual(
+    m.rows.map((r) => r.version),
+    [1],
+  )
+  const n = await c.query('SELECT count(*)::int AS n FROM autotunnel.node')
+  assert.equal(n.rows[0].n, 3, 'three heartbeats')
+})
+
+test('a database migrated by a newer autotunnel, or holding another zone, is refused with a clear message', async () => {
+  const url = await freshDb()
+  await (await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })).close()
+  await assert.rejects(
+    PgStore.open({ clock: new SystemClock() }, { url, zone: 'other.example.' }),
+    /holds zone members\.example\., not other\.example\./,
+  )
+  const c = new pg.Client(url)
+  await c.connect()
+  try {
+    await c.query("INSERT INTO autotunnel.schema_migrations (version, name) VALUES (99, 'from the future')")
+  } finally {
+    await c.end()
+  }
+  await assert.rejects(
+    PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE }),
+    /schema is version 99, newer than this autotunnel knows \(1\)/,
+  )
+  // The command line says the same and exits non-zero.
+  const r = await run(BIN, ['server', '--zone', ZONE, '--store', url, '--listen', '127.0.0.1:0'], undefined, 20_000)
+  assert.notEqual(r.code, 0)
+  assert.match(r.stderr, /newer than this autotunnel knows/)
+  assert.doesNotMatch(r.stderr, new RegExp(url.split('@')[0]!.split(':')[2]!), 'the password is not printed')
+})
+
+test('the feed does not skip a transaction that commits after a later-numbered one', async (t) => {
+  const url = await freshDb()
+  const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+  t.after(() => store.close())
+  const early = new pg.Client(url)
+  const late = new pg.Client(url)
+  await Promise.all([early.connect(), late.connect()])
+  t.after(() => Promise.all([early.end(), late.end()]))
+  const put = (c: pg.Client, name: string, addr: number[]) =>
+    c.query(
+      `WITH p AS (INSERT INTO autotunnel.rr (name, type, class, ttl, rdata, text) VALUES ($1, 1, 1, 60, $2, $3))
+       INSERT INTO autotunnel.change (node, kind, name, type) VALUES ('other', 'rr', $1, 1)`,
+      [name, Buffer.from(addr), addr.join('.')],
+    )
+  const has = (name: string): boolean => store.index.rrset(name, 1) !== undefined
+  // `early` takes its transaction id and its change id first, but commits last.
+  await early.query('BEGIN')
+  await put(early, `early.${ZONE}`, [192, 0, 2, 1])
+  await late.query('BEGIN')
+  await put(late, `late.${ZONE}`, [192, 0, 2, 2])
+  await late.query('COMMIT')
+  await late.query("SELECT pg_notify('autotunnel_change', '')")
+  // Held back while `early` runs (its xid is the snapshot's xmin): several polls and the doorbell pass.
+  await new Promise((r) => setTimeout(r, 700))
+  assert.equal(has(`late.${ZONE}`), false, 'a change above the oldest running transaction waits')
+  const changes: string[] = []
+  store.onChange((cs) => {
+    for (const c of cs) changes.push(c.name)
+  })
+  await early.query('COMMIT')
+  await waitUntil(2000, 'both changes applied', () => has(`early.${ZONE}`) && has(`late.${ZONE}`))
+  assert.deepEqual(changes.sort(), [`early.${ZONE}`, `late.${ZONE}`])
+  assert.ok(store.serial >= 2, `serial ${store.serial} follows the feed position`)
+})
+
+test('autotunnel account ... --store postgres://: add, list, passwd, limit, remove', async () => {
+  const url = await freshDb()
+  const cli = (args: string[], input?: string) => run(BIN, ['account', ...args, '--store', url], input)
+  let r = await cli(['list'])
+  assert.notEqual(r.code, 0)
+  assert.match(r.stderr, /holds no zone yet/)
+  r = await cli(['add', 'alice', '--zone', 'members.example', '--json'])
+  assert.equal(r.code, 0, r.stderr)
+  const a = JSON.parse(r.stdout) as { secret: string; keyName: string }
+  assert.equal(a.keyName, 'alice.members.example.')
+  r = await cli(['add', 'alice', '--zone', 'members.example'])
+  assert.match(r.stderr, /account alice exists/)
+  r = await cli(['passwd', 'alice', '--password-stdin', '--json'], 'correct horse\n')
+  assert.equal(r.code, 0, r.stderr)
+  assert.notEqual((JSON.parse(r.stdout) as { secret: string }).secret, a.secret)
+  r = await cli(['limit', 'alice', '--max-records', '5'])
+  assert.match(r.stdout, /at most 5 records/)
+  r = await cli(['list', '--json'])
+  assert.deepEqual(
+    (JSON.parse(r.stdout) as { user: string; derived: boolean }[]).map((x) => [x.user, x.derived]),
+    [['alice', true]],
+  )
+  r = await cli(['remove', 'alice'])
+  assert.match(r.stdout, /removed account alice and 0 record/)
+  r = await cli(['list', '--json'])
+  assert.deepEqual(JSON.parse(r.stdout), [])
+  const c = new pg.Client(url)
+  await c.connect()
+  try {
+    const feed = await c.query("SELECT count(*)::int AS n FROM autotunnel.change WHERE kind = 'account'")
+    assert.equal(feed.rows[0].n, 4, 'add, passwd, limit and remove each wrote an account change')
+  } finally {
+    await c.end()
+  }
+})
