@@ -143,7 +143,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   const ssoUser = await resolveSso(o, labels[0] ?? '', log).catch((e: unknown) => {
     throw e instanceof SsoUsageError ? new UsageError(e.message) : e
   })
-  const { planAgentHttp, startAgentHttp } = await import('./http.js')
+  const { planAgentHttp } = await import('./http.js')
   const httpPlan = planAgentHttp(o)
   if (o.keyFile && openToOthers(o.keyFile) & 0o044)
     log.warn('agent.key_file_mode', { file: o.keyFile, hint: 'group or others can read the account key: chmod 600 it' })
