@@ -312,6 +312,8 @@ test('refusals: foreign name, foreign key, unsigned, malformed or bad CSR, revok
   assert.equal(res.rcode, Rcode.REFUSED, "bob cannot revoke alice's host")
   res = await send(svc, up(revoke), ALICE, clock)
   assert.equal(res.rcode, Rcode.NOERROR)
+  res = await send(svc, up(revoke), ALICE, clock)
+  assert.equal(res.rcode, Rcode.NOERROR, 'revoking again is not an error')
   res = await send(
     svc,
     up(enrolRR(enrolName('desktop', D), CertKindCode.CLIENT, await csrFor(`desktop.${D}`))),

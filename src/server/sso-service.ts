@@ -124,7 +124,12 @@ export class SsoService {
   }
 
   /** Who may act on PREFIX.HOST.USER.ZONE: the signer must be USER and HOST not revoked. */
-  #authorise(req: DnsRequest, name: string, prefix: string): { host: string; user: string; domain: string } {
+  #authorise(
+    req: DnsRequest,
+    name: string,
+    prefix: string,
+    revokedOk = false,
+  ): { host: string; user: string; domain: string } {
     const parsed = parseSsoName(name, prefix, this.#zone)
     if (!parsed)
       throw new EnrolError(
@@ -137,7 +142,7 @@ export class SsoService {
         'foreign-key',
         `${name} belongs to account ${parsed.user}, but the request is signed with ${req.signer.user}'s key`,
       )
-    if (revokedHosts(this.#dataDir, parsed.user).has(parsed.host))
+    if (!revokedOk && revokedHosts(this.#dataDir, parsed.user).has(parsed.host))
       throw new EnrolError(
         'revoked',
         `host ${parsed.host} of ${parsed.user} was revoked: no certificates (the operator can undo it: autotunnel account unrevoke-host ${parsed.user} ${parsed.host})`,
@@ -153,7 +158,8 @@ export class SsoService {
     if (rr.class !== RRClass.IN) throw new EnrolError('malformed', 'ATENROL/ATREVOKE must be class IN')
     const raw = rr.data && 'raw' in rr.data ? rr.data.raw : undefined
     if (!raw) throw new EnrolError('malformed', 'empty RDATA')
-    const who = this.#authorise(req, rr.name, ENROL_LABEL)
+    // Revoking a revoked host again is not an error (the mark is idempotent).
+    const who = this.#authorise(req, rr.name, ENROL_LABEL, rr.type === SsoRRType.ATREVOKE)
     const key = `${who.user}/${who.host}`
     if (rr.type === SsoRRType.ATREVOKE) {
       decodeRevokeRdata(raw)
