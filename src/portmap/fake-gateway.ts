@@ -80,10 +80,11 @@ export class FakeGateway {
     return Math.floor((this.#clock.monotonic() - this.#epochStartMs) / MS_PER_SEC)
   }
 
-  /** Forgets every mapping, restarts the epoch, multicasts a PCP ANNOUNCE and an SSDP alive. */
+  /** Forgets every mapping, restarts the epoch, multicasts a PCP ANNOUNCE and an SSDP alive with a new BOOTID. */
   restart(): void {
     this.mappings.clear()
     this.#epochStartMs = this.#clock.monotonic()
+    this.#bootId++
     this.#announcePcp()
     this.#notifyAlive()
   }
@@ -119,12 +120,20 @@ export class FakeGateway {
     this.#pxp.send(b, 0, b.length, to.port, to.address)
   }
 
+  /** The ssdp:alive an IGD repeats every notify interval while it runs (same BOOTID.UPNP.ORG). */
+  repeatAlive(): void {
+    this.#notifyAlive()
+  }
+
+  #bootId = 1
+
   #notifyAlive(): void {
     const to = this.notifyTo
     if (!to || !this.enabled.has('upnp')) return
     const b = Buffer.from(
       `NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n` +
-        `NTS: ssdp:alive\r\nLOCATION: ${this.httpBase}/rootDesc.xml\r\nUSN: uuid:fake::IGD\r\n\r\n`,
+        `NTS: ssdp:alive\r\nLOCATION: ${this.httpBase}/rootDesc.xml\r\nUSN: uuid:fake::IGD\r\n` +
+        `BOOTID.UPNP.ORG: ${this.#bootId}\r\n\r\n`,
     )
     this.#ssdp.send(b, 0, b.length, to.port, to.address)
   }

@@ -120,6 +120,28 @@ describe('PortMapper orchestration (FakeClock)', () => {
     await gwSock.close()
   })
 
+  test('SSDP: a repeated ssdp:alive (same BOOTID.UPNP.ORG) is not a restart; a new BOOTID is', async (t) => {
+    const env = await fakeEnv(['upnp'])
+    t.after(() => env.close())
+    const m = env.mapper({ announceJitterMaxMs: 0 })
+    await m.start()
+    assert.equal(m.state.kind, 'mapped')
+    const gw = env.gateway as unknown as { repeatAlive(): void; restart(): void; requests: { upnp: number } }
+    // The first alive heard is acted on (we cannot know whether it is a repeat); later repeats are not.
+    gw.repeatAlive()
+    await driveFakeClock(env.clock as never, 1000, 1)
+    const afterFirst = gw.requests.upnp
+    for (let i = 0; i < 5; i++) {
+      gw.repeatAlive()
+      await driveFakeClock(env.clock as never, 1000, 1)
+    }
+    assert.equal(gw.requests.upnp, afterFirst, 'repeats of one boot renewed the mapping')
+    gw.restart()
+    await driveFakeClock(env.clock as never, 2000, 1)
+    assert.ok(gw.requests.upnp > afterFirst, 'the restart (new BOOTID) was not acted on')
+    assert.equal(m.state.kind, 'mapped')
+  })
+
   test('a gateway that restarts seconds after it mapped is seen as restarted from its ANNOUNCE, not missed by the renewal epoch', async (t) => {
     // A young gateway (epoch 0 when it mapped) restarts 1 s later and announces epoch 0: no epoch can tell that
     // from a gateway that kept running (RFC 6887 8.5 allows 2 s of slack). The ANNOUNCE itself says it (14.1.3).

@@ -128,6 +128,8 @@ export class PortMapper {
   #gen = 0
   #queue: Promise<void> = Promise.resolve()
   #stopped = false
+  /** The last ssdp:alive acted on: its location and BOOTID.UPNP.ORG. */
+  #lastAlive: string | undefined
   #net: PrimaryNetwork | undefined
   #client: MappingClient | undefined
   /** Clients being probed (cancelled by stop/refresh). */
@@ -415,6 +417,15 @@ export class PortMapper {
 
   #onAnnouncement(a: GatewayAnnouncement): void {
     if (this.#stopped || a.kind === 'ssdp-byebye') return
+    if (a.kind === 'ssdp-alive') {
+      // An IGD repeats ssdp:alive every notify interval (miniupnpd: 30 s, several datagrams each time) while it
+      // runs; acting on each one renewed the mapping (and, for UPnP, fetched the description again) every 30 s
+      // on an idle host. UDA 1.1 BOOTID.UPNP.ORG changes only when the device restarts: act on a new one (and on
+      // the first one heard, and on every alive without one, as before).
+      const key = `${a.location} ${a.bootId ?? ''}`
+      if (a.bootId !== undefined && key === this.#lastAlive) return
+      this.#lastAlive = key
+    }
     if (a.kind === 'ssdp-alive' && this.#client instanceof UpnpClient) this.#client.forget(a.location)
     const ours =
       (a.kind === 'pcp-announce' && this.#client?.protocol === 'pcp') ||

@@ -62,7 +62,10 @@ export function parseSearchResponse(buf: Buffer): SsdpSearchResult | undefined {
   return { location, searchTarget: st, server: m.headers.get('server') ?? '' }
 }
 
-/** A NOTIFY from an IGD: alive (sent on start, so after a restart) or byebye. */
+/**
+ * A NOTIFY from an IGD: alive (sent on start, so after a restart, and again every notify interval) or byebye. The
+ * alive's BOOTID.UPNP.ORG tells a restart from a repeat.
+ */
 export function parseNotify(buf: Buffer): GatewayAnnouncement | undefined {
   const m = parseSsdpMessage(buf)
   if (!m.startLine.startsWith('NOTIFY')) return undefined
@@ -71,7 +74,8 @@ export function parseNotify(buf: Buffer): GatewayAnnouncement | undefined {
   const nts = m.headers.get('nts')
   if (nts === 'ssdp:byebye') return { kind: 'ssdp-byebye' }
   const location = m.headers.get('location')
-  if (nts === 'ssdp:alive' && location) return { kind: 'ssdp-alive', location }
+  const bootId = m.headers.get('bootid.upnp.org')
+  if (nts === 'ssdp:alive' && location) return { kind: 'ssdp-alive', location, ...(bootId ? { bootId } : {}) }
   return undefined
 }
 

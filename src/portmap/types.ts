@@ -34,7 +34,12 @@ export interface MapResult {
 export type GatewayAnnouncement =
   | { readonly kind: 'natpmp-address'; readonly epochSec: number; readonly address: string }
   | { readonly kind: 'pcp-announce'; readonly epochSec: number }
-  | { readonly kind: 'ssdp-alive'; readonly location: string }
+  | {
+      readonly kind: 'ssdp-alive'
+      readonly location: string
+      /** BOOTID.UPNP.ORG (UDA 1.1 1.2.2): the same for every alive until the device restarts. */
+      readonly bootId?: string
+    }
   | { readonly kind: 'ssdp-byebye' }
 
 /** One protocol's client, bound to one gateway. Requests are serialized by the caller (PortMapper). */
