@@ -8,7 +8,9 @@ import type { UpdateSink } from '../dns/client/update.js'
 import type { Clock } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import type { SignedQuery } from '../sso/enrol-client.js'
-import { SsoHost, type SsoPaths, type SsoUser } from '../sso/host.js'
+// Types only: the SSO host (certificates, the KDC) is loaded when SSO starts. @peculiar/x509 and its dependencies
+// cost an agent 15 MiB of RSS, which one with SSO off (no Kerberos, --no-sso) should not carry (bench/idle).
+import type { SsoHost, SsoPaths, SsoUser } from '../sso/host.js'
 import type { Agent } from './agent.js'
 import type { Datapath } from './datapath.js'
 
@@ -92,6 +94,7 @@ export async function attachSso(
   },
 ): Promise<SsoHost> {
   const account = d.domain.split('.')[0] ?? ''
+  const { SsoHost } = await import('../sso/host.js')
   const sso = new SsoHost(
     { log: d.log.child({ c: 'sso' }), clock: d.clock, sink: d.sink, query: d.query },
     {
