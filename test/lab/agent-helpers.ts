@@ -51,7 +51,7 @@ export const BOB_PASSWORD = 'correct horse battery staple'
  * Creates the store with users alice (random key, written to DATA/alice.key.json) and bob (key derived from
  * BOB_PASSWORD), then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS).
  */
-export async function startServer(lab: Lab, opts: { leaseMin?: number; extra?: string[] } = {}): Promise<LabServer> {
+export async function startServer(lab: Lab, opts: ServerOptions = {}): Promise<LabServer> {
   const data = await mkdtemp(join(tmpdir(), 'at-srv-'))
   const bob = await lab.execOk(
     'server',
@@ -107,8 +107,16 @@ export async function startServer(lab: Lab, opts: { leaseMin?: number; extra?: s
   }
 }
 
-/** argv of `autotunnel server` on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS) with the store in `data`. */
-export function serverArgv(data: string, opts: { leaseMin?: number; extra?: string[] } = {}): string[] {
+export interface ServerOptions {
+  leaseMin?: number
+  extra?: string[]
+  /** Listen on 0.0.0.0:53 and 0.0.0.0:853, as a VPS user would, instead of SERVER_ADDR (never with --advertise here). */
+  wildcard?: boolean
+}
+
+/** argv of `autotunnel server` on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS) (or the wildcard) with the store in `data`. */
+export function serverArgv(data: string, opts: ServerOptions = {}): string[] {
+  const at = opts.wildcard ? '0.0.0.0' : SERVER_ADDR
   return [
     'node',
     MAIN,
@@ -118,9 +126,9 @@ export function serverArgv(data: string, opts: { leaseMin?: number; extra?: stri
     '--data',
     data,
     '--listen',
-    `${SERVER_ADDR}:53`,
+    `${at}:53`,
     '--tls-listen',
-    `${SERVER_ADDR}:853`,
+    `${at}:853`,
     '--lease-min',
     String(opts.leaseMin ?? 2),
     ...(opts.extra ?? []),

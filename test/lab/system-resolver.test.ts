@@ -4,65 +4,16 @@
 // the nameserver the host had), `down` leaves /etc/resolv.conf byte-identical, and after a SIGKILL the next start
 // puts it back. Each lab host's /etc/resolv.conf is its own (/etc/netns/NS/resolv.conf, lab/etc.ts).
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { test } from 'node:test'
 import { type Lab, type LabProcess, withLab } from '../../lab/index.js'
-import { pidAlive } from '../../lab/sh.js'
-import { type LabServer, MAIN, SERVER_ADDR, startServer, waitFor, ZONE } from './agent-helpers.js'
+import { type LabServer, MAIN, startServer, waitFor, ZONE } from './agent-helpers.js'
+import { resolvConf, hostStatus as status, upAsReadme, waitGone } from './readme-agent.js'
 import { startSshd } from './tunnel-helpers.js'
 
 const DOMAIN = `alice.${ZONE}`
 
-interface Peer {
-  name: string
-  ula: string | null
-}
-interface Status {
-  identity: { ula: string }
-  peers: Peer[]
-  datapath: { resolver: { error: string | null; system: { state: string; mode: string; detail: string } } }
-}
-
-/** `autotunnel up` as the README has it: no --state (the lab gives each host its own default), no resolver flags. */
-function up(lab: Lab, srv: LabServer, host: string, extra: string[] = []): LabProcess {
-  return lab.spawn(
-    host,
-    [
-      'node',
-      MAIN,
-      'up',
-      '--server',
-      SERVER_ADDR,
-      '--domain',
-      DOMAIN,
-      '--hostname',
-      host,
-      '--key-file',
-      srv.keyFile,
-      '--ca',
-      join(srv.data, 'tls.crt'),
-      '--log-level',
-      'info',
-      ...extra,
-    ],
-    { logName: `agent-${host}` },
-  )
-}
-
-async function status(lab: Lab, host: string): Promise<Status | undefined> {
-  const r = await lab.exec(host, ['node', MAIN, 'status', '--json'])
-  if (r.code !== 0) return undefined
-  const s = JSON.parse(r.stdout) as Status & { running?: boolean }
-  return s.running === false ? undefined : s
-}
-
-const resolvConf = (lab: Lab, host: string): Promise<Buffer> =>
-  readFile(join('/etc/netns', lab.netnsOf(host), 'resolv.conf'))
-
-async function waitGone(p: LabProcess): Promise<void> {
-  await waitFor(`pid ${p.pid} to exit`, async () => !pidAlive(p.pid), 10_000, 50)
-}
+const up = (lab: Lab, srv: LabServer, host: string, extra: string[] = []): LabProcess =>
+  upAsReadme(lab, srv, host, { domain: DOMAIN, extra })
 
 test('up sets the system resolver: getent hosts and ssh by name; down and a crash leave resolv.conf as it was', {
   timeout: 150_000,
