@@ -62,12 +62,16 @@ export interface UpdateClientOptions {
 
 export class UpdateError extends Error {
   override readonly name = 'UpdateError'
+  /** The response's RCODE (e.g. 9 NOTAUTH), or -1 when there was no response. */
   readonly code: number
+  /** The TSIG error of the response (RFC 8945: 16 BADSIG, 17 BADKEY, 18 BADTIME), when it carried one. */
+  readonly tsigError: number | undefined
   /** What the failure means and whether retrying can help (explain.ts). */
   readonly explained: Explained | undefined
-  constructor(message: string, code: number, options?: { cause?: unknown; explained?: Explained }) {
+  constructor(message: string, code: number, options?: { cause?: unknown; explained?: Explained; tsigError?: number }) {
     super(message, options)
     this.code = code
+    this.tsigError = options?.tsigError
     this.explained = options?.explained
   }
 }
@@ -272,7 +276,7 @@ export class UpdateClient implements UpdateSink {
         neverSucceeded: this.updates === 0,
       })
       this.#lastError = { ...x, at: 'update' }
-      throw new UpdateError(x.message, tsigError ?? res.rcode, { explained: x })
+      throw new UpdateError(x.message, res.rcode, { explained: x, ...(tsigError ? { tsigError } : {}) })
     }
     this.updates++
     this.#lastError = undefined
