@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { STATE_DIR_ENV } from '../src/agent/state-dir.js'
+import { SSO_DEFAULT_ENV, SSO_SHARE_DIR_ENV } from '../src/sso/share-dir.js'
 import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
 import { writeEtcOverlays } from './etc.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
@@ -246,9 +247,26 @@ export class Lab {
     return join(this.#s.dir, 'state', node)
   }
 
+  /**
+   * Where the node's agent puts what single sign-on shares with the SSO user (SSO_SHARE_DIR_ENV, src/sso/host.ts;
+   * /var/lib/autotunnel/sso on a machine): per node, as the hosts share one disk. Inside the run directory.
+   */
+  ssoShareDirOf(node: string): string {
+    return join(this.#s.dir, 'sso', node)
+  }
+
+  #env(node: string): Record<string, string> {
+    return {
+      [STATE_DIR_ENV]: this.stateDirOf(node),
+      [SSO_SHARE_DIR_ENV]: this.ssoShareDirOf(node),
+      [SSO_DEFAULT_ENV]: 'off',
+    }
+  }
+
   /** argv that runs `argv` inside `node` (with the node's state directory): for callers with their own stdio. */
   argv(node: string, argv: string[]): string[] {
-    return inNs(this.netnsOf(node), ['env', `${STATE_DIR_ENV}=${this.stateDirOf(node)}`, ...argv])
+    const env = Object.entries(this.#env(node)).map(([k, v]) => `${k}=${v}`)
+    return inNs(this.netnsOf(node), ['env', ...env, ...argv])
   }
 
   /** Runs a command in `node` and collects its output; never throws for a non-zero exit. */
@@ -282,7 +300,7 @@ export class Lab {
     const base = opts.logName ?? `${node}-${argv[0]?.split('/').pop() ?? 'proc'}`
     let logName = base
     for (let i = 2; s.procs.some((p) => p.name === logName); i++) logName = `${base}-${i}`
-    const env = { ...(opts.env ?? process.env), [STATE_DIR_ENV]: this.stateDirOf(node) }
+    const env = { ...(opts.env ?? process.env), ...this.#env(node) }
     const p = spawnLogged(this.netnsOf(node), argv, logName, join(s.dir, `${logName}.log`), env)
     s.procs.push(p)
     saveState(s)

@@ -11,6 +11,7 @@ import type { SignedQuery } from '../sso/enrol-client.js'
 // Types only: the SSO host (certificates, the KDC) is loaded when SSO starts. @peculiar/x509 and its dependencies
 // cost an agent 15 MiB of RSS, which one with SSO off (no Kerberos, --no-sso) should not carry (bench/idle).
 import type { SsoHost, SsoPaths, SsoUser } from '../sso/host.js'
+import { SSO_DEFAULT_ENV, ssoShareDir } from '../sso/share-dir.js'
 import type { Agent } from './agent.js'
 import type { Datapath } from './datapath.js'
 
@@ -62,6 +63,11 @@ export async function resolveSso(
     return undefined
   }
   if (o.tun === false) return off('--sso-user needs the tunnel (the KDC listens on the ULA): drop --no-tun')
+  // The lab's hosts share the machine's /etc/ssh and /etc/krb5.conf unless a test gives them overlays: there the
+  // default is off, and only an explicit --sso-user turns SSO on (test/lab/sso.test.ts). A README walkthrough run in
+  // the lab while a local user named like the account existed once wrote the machine's own /etc.
+  if (!explicit && process.env[SSO_DEFAULT_ENV] === 'off')
+    return off(`${SSO_DEFAULT_ENV}=off (the lab): --sso-user turns single sign-on on`)
   const name = o.ssoUser ?? account
   const user = await lookupUser(name)
   if (!user)
@@ -105,7 +111,7 @@ export async function attachSso(
       account,
       ssoUser: d.user,
       ula: agent.identity.ula,
-      ...(d.paths ? { paths: d.paths } : {}),
+      paths: { shareDir: ssoShareDir(), ...d.paths },
     },
   )
   const peers = () =>

@@ -30,6 +30,7 @@ import {
 import { type Enrolled, enrol, type SignedQuery } from './enrol-client.js'
 import { LocalKdc } from './kdc.js'
 import { decodeSubjectAltName } from './krb5-name.js'
+import { DEFAULT_SSO_SHARE_DIR } from './share-dir.js'
 import { certLine, p256SshBlob, parsePublicKeyLine } from './ssh-cert.js'
 import { SystemFiles } from './system-files.js'
 
@@ -51,7 +52,7 @@ export const DEFAULT_SSO_PATHS: SsoPaths = {
   keytab: '/etc/krb5.keytab',
   sshdDropIn: '/etc/ssh/sshd_config.d/autotunnel-sso.conf',
   sshDropIn: '/etc/ssh/ssh_config.d/autotunnel-sso.conf',
-  shareDir: '/var/lib/autotunnel/sso',
+  shareDir: DEFAULT_SSO_SHARE_DIR,
   sshHostKey: '/etc/ssh/ssh_host_ed25519_key.pub',
   knownHosts: '/etc/ssh/ssh_known_hosts',
 }

@@ -127,7 +127,7 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
           const v = await lab.exec('laptop', asAlice(['ssh', '-vvv', ...SSH_OPTS, 'desktop', 'id', '-un']), {
             timeoutMs: 30_000,
           })
-          const hook = `/var/lib/autotunnel/sso/laptop.${DOMAIN}`
+          const hook = `${lab.ssoShareDirOf('laptop')}/laptop.${DOMAIN}`
           const x = await lab.exec('laptop', asAlice(['sh', '-x', `${hook}/ticket-hook`, 'desktop']))
           const k = await lab.exec(
             'laptop',
@@ -246,7 +246,7 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
             { timeoutMs: 15_000 },
           )
         // The client is given bob's CA too, so it sends his chain and the refusal is the desktop KDC's own.
-        const aliceCa = `/var/lib/autotunnel/sso/laptop.${DOMAIN}/ca.pem`
+        const aliceCa = `${lab.ssoShareDirOf('laptop')}/laptop.${DOMAIN}/ca.pem`
         const bob = await kinitIn('laptop', join(bobDir, 'c.pem'), join(bobDir, 'k.pem'), [
           aliceCa,
           join(bobDir, 'ca.pem'),
@@ -261,7 +261,7 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
 
         // Revocation: the desktop revokes the laptop; within 60 s the desktop's KDC refuses the laptop's certificate
         // (tried from the desktop itself, which still reaches its KDC) and the laptop gets no ticket.
-        const share = `/var/lib/autotunnel/sso/laptop.${DOMAIN}`
+        const share = `${lab.ssoShareDirOf('laptop')}/laptop.${DOMAIN}`
         const laptopCert = [join(share, 'client.pem'), join(share, 'client-key.pem')] as const
         assert.equal((await kinitIn('desktop', ...laptopCert)).code, 0, 'the laptop certificate works before')
         assert.equal((await kinitIn('laptop', ...laptopCert)).code, 0, 'from the laptop too')
@@ -280,8 +280,8 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         assert.match(refused.stderr, /mismatch|Pre-?authentication failed/i)
         const own = await kinitIn(
           'desktop',
-          `/var/lib/autotunnel/sso/desktop.${DOMAIN}/client.pem`,
-          `/var/lib/autotunnel/sso/desktop.${DOMAIN}/client-key.pem`,
+          `${lab.ssoShareDirOf('desktop')}/desktop.${DOMAIN}/client.pem`,
+          `${lab.ssoShareDirOf('desktop')}/desktop.${DOMAIN}/client-key.pem`,
         )
         assert.equal(own.code, 0, `the desktop's own certificate keeps working: ${own.stderr}`)
         await waitFor(
@@ -307,7 +307,7 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
         }
         for (const h of ['desktop', 'laptop'])
           assert.deepEqual(await tree(ov[h] as string), before[h], `${h}: /etc restored`)
-        assert.equal(existsSync(`/var/lib/autotunnel/sso/desktop.${DOMAIN}`), false)
+        assert.equal(existsSync(`${lab.ssoShareDirOf('desktop')}/desktop.${DOMAIN}`), false)
         assert.equal(existsSync(share), false)
       } catch (e) {
         for (const a of agents) t.diagnostic(`--- ${a.host} log tail ---\n${(await agentLog(a)).slice(-6000)}`)
