@@ -67,7 +67,16 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       log: o.log,
       udp: shared,
       query: o.query,
-      watch: (name, type) => new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type }),
+      watch: (name, type) => {
+        const w = new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type })
+        // The watch's server went away (a killed cluster node, docs/cluster.md): re-publish through the next SRV
+        // target now rather than when the lease is due (issue 12); one UPDATE however many watchers noticed.
+        w.onLost(() => {
+          agent.publisher.refreshNow()
+          dp.refreshPublications()
+        })
+        return w
+      },
       ...(o.sink ? { sink: o.sink } : {}),
     },
     {

@@ -373,6 +373,11 @@ export class Datapath {
     })
   }
 
+  /** Refreshes the key record's lease now (the agent's server went away: see Publisher.refreshNow). */
+  refreshPublications(): void {
+    this.#keyPublisher?.refreshNow()
+  }
+
   /** A peer's key records changed: revocation takes effect now rather than at the next 30 s revalidation. */
   #keysChanged(p: Peer): void {
     this.#d.log.info('datapath.peer_keys', { host: p.host, keys: p.publicKeys.length })

@@ -319,3 +319,39 @@ test('a transient error (no answer) keeps retrying and never calls onFatal', asy
   assert.deepEqual(fatal, [])
   pub.stop()
 })
+
+test('refreshNow sends the refresh at once when published, and not while an UPDATE is in flight', async () => {
+  const { zone, pub, clock } = setup({ leaseSec: 5400 })
+  zone.grant = () => 3600
+  pub.refreshNow()
+  await flush()
+  assert.equal(zone.requests.length, 0, 'nothing published yet: nothing to refresh')
+  pub.set('members.example.', hostRecords(base))
+  await pub.settled()
+  assert.equal(zone.requests.length, 1)
+  pub.refreshNow()
+  await pub.settled()
+  await flush()
+  assert.equal(zone.requests.length, 2, 'the refresh went out before its time')
+  assert.ok(
+    zone.requests[1]!.updates.every((u) => u.class === RRClass.IN),
+    'a refresh deletes nothing',
+  )
+  assert.equal(pub.status().state, 'published')
+  // The next refresh is timed from this one: nothing more until 75% of the lease has passed again.
+  clock.advance(2700 * 1000 - 1)
+  await flush()
+  assert.equal(zone.requests.length, 2)
+  zone.hold = true
+  clock.advance(1)
+  await flush()
+  assert.equal(zone.requests.length, 3)
+  pub.refreshNow()
+  await flush()
+  assert.equal(zone.requests.length, 3, 'no second UPDATE beside the one in flight')
+  zone.hold = false
+  zone.pending?.()
+  await pub.settled()
+  pub.stop()
+  assert.equal(clock.pending, 0)
+})

@@ -140,6 +140,16 @@ export class Publisher {
   }
 
   /** Resolves when no UPDATE is in flight and none is pending (tests, and `down`). */
+  /**
+   * Refreshes the lease now instead of at its time: the server this agent used went away (its watch was lost), so
+   * the records should be taken by the next SRV target (RFC 2782) at once rather than when the lease is due (issue
+   * 12: killing a node costs its agents a re-publication within 5 s). Only when published: a send in flight or a
+   * back-off retry is already under way.
+   */
+  refreshNow(): void {
+    if (this.#state.kind === 'published') this.#kick()
+  }
+
   async settled(): Promise<void> {
     while (this.#inflight) await this.#inflight
   }

@@ -208,12 +208,16 @@ test('a Push watcher whose node is killed re-subscribes through another node (RF
   assert.match((await upd('fd00::e1')).via, new RegExp(`:${n1.dnsPort}$`))
   const pushes = () => log.entries.filter((e) => e.event === 'watch.mechanism' && e.fields.mechanism === 'push').length
   assert.equal(pushes(), 1)
+  // Watcher.onLost: the agent re-publishes when it fires (src/agent/attach.ts).
+  const lost: string[] = []
+  w.onLost((why) => lost.push(why))
   await n1.stop('SIGKILL')
   const killed = performance.now()
   const { ms } = await within(5000, 'watch re-established on another node', async () =>
     pushes() >= 2 ? true : undefined,
   )
   t.diagnostic(`Push watch re-established ${ms.toFixed(0)} ms after node 1 (its node and its bootstrap) was killed`)
+  assert.ok(lost.length >= 1, "onLost fired for the killed node's session")
   const seen = waitFor<WatchEvent, true>(
     (h) => w.onEvent(h),
     (e) => (e.kind === 'add' && addrs(e.records).includes('fd00::f0') ? true : undefined),

@@ -97,6 +97,7 @@ export class Watcher {
   #lookupServers: ServerAddr[] = []
   readonly #handlers = new Set<(e: WatchEvent) => void>()
   readonly #wakers = new Set<() => void>()
+  readonly #lostHandlers = new Set<(why: string) => void>()
   #mechanism: WatchMechanism | undefined
   #push: PushClient | undefined
   #llq: LlqClient | undefined
@@ -130,6 +131,12 @@ export class Watcher {
   onEvent(h: (e: WatchEvent) => void): () => void {
     this.#handlers.add(h)
     return () => this.#handlers.delete(h)
+  }
+
+  /** Called when a Push or LLQ session is lost (its server closed it or went away); the watcher retries by itself. */
+  onLost(h: (why: string) => void): () => void {
+    this.#lostHandlers.add(h)
+    return () => this.#lostHandlers.delete(h)
   }
 
   /** Events as an async iterator, buffered from the moment of this call; it ends when the watcher is closed. */
@@ -442,6 +449,7 @@ export class Watcher {
     this.#llq = undefined
     this.#mechanism = undefined
     this.#retryLater(retryDelayMs)
+    for (const h of this.#lostHandlers) h(why)
   }
 
   #retryLater(delayMs?: number): void {
