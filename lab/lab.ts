@@ -168,6 +168,14 @@ export class Lab {
 
   async #startMiniupnpd(site: Site): Promise<void> {
     const s = this.#s
+    // miniupnpd's BOOTID.UPNP.ORG is the second it started in. UDA 1.1 wants a new BOOTID on every restart, and an
+    // agent ignores an ssdp:alive whose BOOTID it has already acted on (src/portmap/mapper.ts), so a restart within
+    // the second of the last start (restart-gateway then set-public-ip in one test: 200 ms apart) looked like no
+    // restart at all to a UPnP client, which then missed the new address. No real gateway restarts that fast:
+    // start in a later second than the last start.
+    const last = s.sites[site.name]?.miniupnpdStartSec
+    const wait = last === undefined ? 0 : (last + 1) * 1000 - Date.now()
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
     const p = await startMiniupnpd(s.dir, this.netnsOf(site.name), {
       site: site.name,
       wan: dev.wan(s.tag),
@@ -180,6 +188,9 @@ export class Lab {
       behindNat: site.nat === 'double',
     })
     s.procs = s.procs.filter((x) => x.name !== p.name).concat(p)
+    // Read after it is ready, so its own clock reading (its BOOTID) is at or before this second.
+    const st = s.sites[site.name]
+    if (st) st.miniupnpdStartSec = Math.floor(Date.now() / 1000)
     saveState(s)
   }
 
