@@ -97,6 +97,8 @@ test('server unit: CAP_NET_BIND_SERVICE only, --data is the state directory, --o
     / server --data \/var\/lib\/autotunnel-server --zone members\.example /,
   )
   assert.deepEqual(directives(u, 'PrivateDevices'), ['yes'])
+  // os.networkInterfaces() (getifaddrs) on a wildcard listener needs a netlink socket: without it the server died.
+  assert.deepEqual(directives(u, 'RestrictAddressFamilies'), ['AF_UNIX AF_INET AF_INET6 AF_NETLINK'])
 })
 
 test('agent unit without --domain: the key file names it (README step 4)', () => {

@@ -193,7 +193,10 @@ export function renderUnit(o: UnitOptions): string {
     'LockPersonality=yes',
     'RemoveIPC=yes',
     'KeyringMode=private',
-    `RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6${o.kind === 'agent' ? ' AF_NETLINK' : ''}`,
+    // AF_NETLINK for both: the agent's `ip` and netmon, and getifaddrs(3) behind node's os.networkInterfaces(),
+    // which the server calls on a wildcard listener to bind one socket per local address (advertise.ts). Without
+    // CAP_NET_ADMIN a netlink socket only reads.
+    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
     'SystemCallArchitectures=native',
     'SystemCallFilter=@system-service',
     'SystemCallFilter=~@mount @swap @reboot @obsolete @cpu-emulation @debug @raw-io',
