@@ -165,7 +165,7 @@ echo "     $(in_ct systemctl --version | head -n1)"
 set +e
 
 # 3. The DNS service, as docs/server.md and `install-service --help` have it.
-in_ct autotunnel install-service --server --zone "$ZONE" --listen 0.0.0.0:53 >/dev/null
+in_ct autotunnel install-service --server --zone "$ZONE" --listen 0.0.0.0:53 --tls-listen 0.0.0.0:853 >/dev/null
 in_ct install -d -m 700 /etc/autotunnel
 in_ct systemctl daemon-reload
 check "autotunnel-server.service starts" in_ct systemctl start autotunnel-server.service
@@ -177,9 +177,8 @@ check "the server runs as a dynamic user (uid $srv_uid)" test "$srv_uid" -ge 611
 check "the server holds only CAP_NET_BIND_SERVICE" \
   test "$(in_ct awk '/^CapEff:/{print $2}' "/proc/$srv_pid/status")" = 0000000000000400
 # An account added beside the running server (docs/server.md), by root, in the dynamic user's state directory.
-in_ct autotunnel account add alice --data /var/lib/autotunnel-server --zone "$ZONE" --json \
-  >"$root/etc/autotunnel/alice.key.json"
-chmod 600 "$root/etc/autotunnel/alice.key.json"
+check "account add alice beside the running server (key file written 0600)" in_ct autotunnel account add alice \
+  --data /var/lib/autotunnel-server --zone "$ZONE" -o /etc/autotunnel/alice.key.json
 key="$(node -e 'const k=require(process.argv[1]);console.log(`${k.algorithm}:${k.keyName}:${k.secret}`)' \
   "$root/etc/autotunnel/alice.key.json")"
 check "the server stays up after account add" in_ct systemctl is-active --quiet autotunnel-server.service
@@ -189,9 +188,10 @@ check "the server restarts on its state (SOA answered)" wait_for 20 soa
 # 4. The agent: first with --system-resolver off (a dynamic user), then as installed by default (/etc/resolv.conf).
 AGENT=(--server "$ADDR" --hostname desktop --key-file /etc/autotunnel/alice.key.json
   --ca /var/lib/autotunnel-server/tls.crt --service _ssh._tcp:22)
-aaaa() { in_ct dig +time=1 +tries=1 @"$ADDR" -y "hmac-$key" "desktop.alice.$ZONE" AAAA +short; }
+aaaa() { in_ct dig +time=1 +tries=1 @"$ADDR" -y "$key" "desktop.alice.$ZONE" AAAA +short; }
 published() { aaaa | grep -q '^fd'; }
 unpublished() { [ -z "$(aaaa)" ]; }
+tun_up() { in_ct ip -o link show dev autotun0 | grep -qE '[<,]UP[,>]'; }
 status_json() { in_ct autotunnel status --json; }
 agent_running() { status_json | node -e 'const s=JSON.parse(require("fs").readFileSync(0));process.exit(s.identity?.ula?0:1)'; }
 resolver_set() {
@@ -218,7 +218,7 @@ run_agent() { # run_agent LABEL EXPECT_ROOT(yes|no) EXTRA-OPTIONS...
     test "$caps" = 0000000000001400
   check "[$label] the agent's bounding set is the same two" \
     test "$(in_ct awk '/^CapBnd:/{print $2}' "/proc/$pid/status")" = 0000000000001400
-  check "[$label] its TUN device autotun0 is up" wait_for 15 in_ct ip link show dev autotun0 up
+  check "[$label] its TUN device autotun0 is up" wait_for 15 tun_up
   check "[$label] its resolver listens on 127.0.0.153:53" \
     wait_for 15 in_ct dig +time=1 +tries=1 @127.0.0.153 "desktop.alice.$ZONE" AAAA +short
   check "[$label] its records are published (dig AAAA desktop.alice.$ZONE: $(aaaa | head -n1))" wait_for 30 published
