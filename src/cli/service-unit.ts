@@ -3,6 +3,9 @@
 //   - DynamicUser (no root, a UID that exists only while the unit runs) and, as ambient capabilities and the whole
 //     bounding set: the agent CAP_NET_ADMIN (TUN device, its address and routes) + CAP_NET_BIND_SERVICE (a resolver
 //     on port 53), the server CAP_NET_BIND_SERVICE only (ports 53 and 853);
+//   - but an agent that manages /etc/resolv.conf (the default) or runs single sign-on (--sso-user) runs as UID 0
+//     with the same capabilities and no others (noroot securebits), and ReadWritePaths= for what it writes
+//     (agentIntegration); without --sso-user the unit adds --no-sso;
 //   - StateDirectory= for --state/--data (0700), everything else read-only (ProtectSystem=strict, ProtectHome);
 //   - secrets named by options (--key-file, --relay-password-file, --tls-key, --turn-secret-file) passed with
 //     LoadCredential=, so the dynamic user reads them from $CREDENTIALS_DIRECTORY and never from /etc directly;
@@ -11,7 +14,7 @@
 //     pages), PrivateUsers and PrivateNetwork (the capabilities must act on the host's network), and for the agent
 //     PrivateDevices (it needs /dev/net/tun: DevicePolicy=closed with that one device instead) and
 //     ProtectKernelTunables (it sets its TUN device's sysctls).
-// `systemd-analyze security` scores are in docs/commands.md.
+// `systemd-analyze security` scores, and what `make systemd-check` ran under a real systemd: docs/agent.md.
 
 import { dirname } from 'node:path'
 import { RESOLV_CONF } from '../agent/resolv-conf.js'
