@@ -51,6 +51,31 @@ if [ ! -f "$BASE/.autotunnel-complete" ]; then
   touch "$BASE/.autotunnel-complete"
 fi
 
+# The single sign-on layer, once: MIT Kerberos and OpenSSH (docs/sso.md) over the base, in an overlay of its own so
+# the base stays as debootstrap made it. Their daemons must not start in the chroot: a policy-rc.d for the install.
+SSO_LAYER="$CACHE/sso"
+SSO_PKGS=(krb5-kdc krb5-admin-server krb5-pkinit krb5-user openssh-server)
+if [ ! -f "$SSO_LAYER/.autotunnel-complete" ]; then
+  echo "systemd-check: adding ${SSO_PKGS[*]} in $SSO_LAYER (once)"
+  rm -rf "$SSO_LAYER.tmp" "$CACHE/sso-work" "$CACHE/sso-merged"
+  mkdir -p "$SSO_LAYER.tmp" "$CACHE/sso-work" "$CACHE/sso-merged"
+  m="$CACHE/sso-merged"
+  mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$SSO_LAYER.tmp,workdir=$CACHE/sso-work" "$m"
+  mount --bind /proc "$m/proc"
+  printf '#!/bin/sh\nexit 101\n' >"$m/usr/sbin/policy-rc.d"
+  chmod 755 "$m/usr/sbin/policy-rc.d"
+  rc=0
+  { chroot "$m" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$m" apt-get install -y -qq \
+    --no-install-recommends "${SSO_PKGS[@]}" && chroot "$m" apt-get clean; } >"$CACHE/sso-apt.log" 2>&1 || rc=$?
+  rm -f "$m/usr/sbin/policy-rc.d"
+  umount "$m/proc"
+  umount "$m"
+  rm -rf "$CACHE/sso-work" "$m"
+  [ "$rc" -eq 0 ] || { rm -rf "$SSO_LAYER.tmp"; echo "systemd-check: apt-get failed, see $CACHE/sso-apt.log" >&2; exit 1; }
+  mv "$SSO_LAYER.tmp" "$SSO_LAYER"
+  touch "$SSO_LAYER/.autotunnel-complete"
+fi
+
 # 2. This run: an overlay on the cached root, a network namespace, the container.
 run="$(mktemp -d /var/tmp/autotunnel-systemd.XXXXXX)"
 name="at-sd-$(basename "$run" | tr -dc 'a-zA-Z0-9' | tail -c 6)"
@@ -83,7 +108,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$run/upper" "$run/work" "$run/merged"
-mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$run/upper,workdir=$run/work" "$run/merged"
+mount -t overlay overlay -o "lowerdir=$SSO_LAYER:$BASE,upperdir=$run/upper,workdir=$run/work" "$run/merged"
 mounted=1
 root="$run/merged"
 # autotunnel as `make install PREFIX=/usr/local` puts it, and node 20 beside it (Debian 12's nodejs is 18).
@@ -242,6 +267,35 @@ run_agent() { # run_agent LABEL EXPECT_ROOT(yes|no) EXTRA-OPTIONS...
 }
 run_agent dynamic-user no --system-resolver off
 run_agent resolv.conf yes
+
+# 5. Single sign-on (--sso-user): the agent writes /etc/krb5.conf, /etc/krb5.keytab, /etc/ssh drop-ins and the host
+# certificate, runs krb5kdc on port 88, and on stop puts every file back as it was.
+SSO_FILES=(/etc/krb5.conf /etc/krb5.keytab /etc/ssh/sshd_config.d/autotunnel-sso.conf
+  /etc/ssh/ssh_config.d/autotunnel-sso.conf /etc/ssh/ssh_known_hosts /etc/ssh/ssh_host_ed25519_key-cert.pub)
+sso_snapshot() { for f in "${SSO_FILES[@]}"; do echo "$f $(sha256sum <"$root$f" 2>/dev/null || echo absent)"; done; }
+sso_written() { grep -q 'BEGIN autotunnel sso' "$root/etc/krb5.conf" 2>/dev/null && [ -s "$root/etc/krb5.keytab" ] &&
+  [ -f "$root/etc/ssh/sshd_config.d/autotunnel-sso.conf" ]; }
+kdc_listens() { in_ct ss -Hln 'sport = :88' | grep -q .; }
+in_ct useradd -m alice
+sso_before="$(sso_snapshot)"
+in_ct autotunnel install-service --agent "${AGENT[@]}" --sso-user alice >/dev/null
+in_ct systemctl daemon-reload
+cursor="$(in_ct journalctl -n 0 --show-cursor -o cat | sed -n 's/^-- cursor: //p')"
+check "[sso] autotunnel-agent.service starts" in_ct systemctl start autotunnel-agent.service
+check "[sso] autotunnel status finds the agent" wait_for 30 agent_running
+check "[sso] krb5.conf block, keytab and sshd drop-in written" wait_for 60 sso_written
+check "[sso] krb5kdc listens on port 88" wait_for 30 kdc_listens
+pid="$(in_ct systemctl show -P MainPID autotunnel-agent.service)"
+check "[sso] the agent holds CAP_NET_ADMIN, CAP_NET_BIND_SERVICE and CAP_CHOWN only" \
+  test "$(in_ct awk '/^CapEff:/{print $2}' "/proc/$pid/status")" = 0000000000001401
+check "[sso] systemctl stop" in_ct systemctl stop autotunnel-agent.service
+check "[sso] every SSO file is as before (or absent again)" test "$(sso_snapshot)" = "$sso_before"
+check "[sso] krb5kdc is gone" bash -c "! ip netns exec $netns ss -Hln 'sport = :88' | grep -q ."
+check "[sso] /etc/resolv.conf is byte for byte as before" cmp -s "$root/etc/resolv.conf" <(printf '%s' "$ORIG_RESOLV")
+errs="$(in_ct journalctl -u autotunnel-agent.service --after-cursor="$cursor" -o cat --no-pager | grep -E '"level":(50|60)|Failed with result|[Ff]ailed to' || true)"
+if [ -z "$errs" ]; then ok "[sso] the journal has no error"; else bad "[sso] the journal has errors:"; echo "$errs" | head -n 20; fi
+echo "     [sso] warnings: $(in_ct journalctl -u autotunnel-agent.service --after-cursor="$cursor" -o cat --no-pager | grep -oE '"level":40,[^}]*"msg":"[^"]*"' | grep -oE '"msg":"[^"]*"' | sort | uniq -c | tr -s ' \n' ' ')"
+in_ct systemd-analyze security autotunnel-agent.service --no-pager 2>/dev/null | tail -n1 | sed 's/^/     [sso] /'
 
 in_ct systemd-analyze security autotunnel-server.service --no-pager 2>/dev/null | tail -n1 | sed 's/^/     [server] /'
 check "systemctl stop autotunnel-server" in_ct systemctl stop autotunnel-server.service
