@@ -246,7 +246,8 @@ run_agent() { # run_agent LABEL EXPECT_ROOT(yes|no) EXTRA-OPTIONS...
   check "[$label] its TUN device autotun0 is up" wait_for 15 tun_up
   check "[$label] its resolver listens on 127.0.0.153:53" \
     wait_for 15 in_ct dig +time=1 +tries=1 @127.0.0.153 "desktop.alice.$ZONE" AAAA +short
-  check "[$label] its records are published (dig AAAA desktop.alice.$ZONE: $(aaaa | head -n1))" wait_for 30 published
+  check "[$label] its records are published (dig -y ... AAAA desktop.alice.$ZONE)" wait_for 30 published
+  echo "     [$label] AAAA $(aaaa | head -n1), TUN: $(in_ct ip -brief addr show dev autotun0 2>/dev/null | tr -s ' ')"
   if [ "$as_root" = yes ]; then
     check "[$label] /etc/resolv.conf names the agent's resolver" wait_for 15 grep -q '^nameserver 127.0.0.153' "$root/etc/resolv.conf"
     check "[$label] status says the system resolver is set" wait_for 15 resolver_set
