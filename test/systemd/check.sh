@@ -5,7 +5,7 @@
 # A Debian 12 root file system (debootstrap, kept in $AUTOTUNNEL_SYSTEMD_ROOT, default
 # /var/cache/autotunnel-systemd-root, reused across runs) is booted with `systemd-nspawn --boot` on a throwaway
 # overlay, in a network namespace of its own (a veth pair inside it, documentation addresses: nothing leaves it),
-# with /dev/net/tun bound in. Inside, autotunnel is installed as `make install` does (scripts/install.sh into the
+# with /dev/net/tun bound in and CAP_NET_ADMIN kept (nspawn drops it unless it makes the network itself). Inside, autotunnel is installed as `make install` does (scripts/install.sh into the
 # overlay, node 20 beside it), then, as a user would: install-service --server, account add, install-service --agent,
 # systemctl start/stop; each step is checked from inside the container (dig, /proc, ip, autotunnel status, the
 # journal). The machine's own /etc and systemd are never touched; the container, the overlay and the namespace go
@@ -66,7 +66,9 @@ if [ ! -f "$SSO_LAYER/.autotunnel-complete" ]; then
   chmod 755 "$m/usr/sbin/policy-rc.d"
   rc=0
   { chroot "$m" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$m" apt-get install -y -qq \
-    --no-install-recommends "${SSO_PKGS[@]}" && chroot "$m" apt-get clean; } >"$CACHE/sso-apt.log" 2>&1 || rc=$?
+    --no-install-recommends "${SSO_PKGS[@]}" && chroot "$m" apt-get clean &&
+    # The packages' own KDC and kadmind have no realm here (they fail at boot): the agent runs its own krb5kdc.
+    chroot "$m" systemctl mask krb5-kdc.service krb5-admin-server.service; } >"$CACHE/sso-apt.log" 2>&1 || rc=$?
   rm -f "$m/usr/sbin/policy-rc.d"
   umount "$m/proc"
   umount "$m"
@@ -129,7 +131,7 @@ ip -n "$netns" link set eth0 up
 ip -n "$netns" route add default via 198.51.100.1 dev eth0
 
 launch=(systemd-nspawn --boot --quiet --register=no -D "$root" -M "$name" --network-namespace-path="/run/netns/$netns"
-  --bind=/dev/net/tun --resolv-conf=off --timezone=off --link-journal=no --console=pipe)
+  --bind=/dev/net/tun --capability=CAP_NET_ADMIN --resolv-conf=off --timezone=off --link-journal=no --console=pipe)
 if [ -d /run/systemd/system ]; then
   # A machine run by systemd: nspawn puts the container in a transient scope of its own.
   "${launch[@]}" >"$run/console.log" 2>&1 </dev/null &
