@@ -46,6 +46,7 @@ test('agent unit: least capabilities, state directory, key file as a credential'
       '--service _ssh._tcp:22 --system-resolver off --no-sso',
   ])
   assert.equal(directives(u, 'ProtectKernelTunables').length, 0, 'the agent sets its TUN sysctls')
+  assert.deepEqual(directives(u, 'KillMode'), ['mixed'], 'SIGTERM to the agent only: it stops its children')
 })
 
 test('agent unit managing /etc/resolv.conf: UID 0 with the same two capabilities, that one file writable', () => {
@@ -76,7 +77,7 @@ test('agent unit managing /etc/resolv.conf: UID 0 with the same two capabilities
 test('agent unit with --sso-user: /etc and the share directory writable, CAP_CHOWN, no --no-sso added', () => {
   const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--sso-user', 'alice'] })
   assert.deepEqual(directives(u, 'User'), ['root'])
-  assert.deepEqual(directives(u, 'ReadWritePaths'), ['/etc/resolv.conf /etc /var/lib/autotunnel'])
+  assert.deepEqual(directives(u, 'ReadWritePaths'), ['/etc/resolv.conf /etc -/var/lib/autotunnel'])
   assert.deepEqual(directives(u, 'ExecStartPre'), ['+/bin/mkdir -p -m 0755 /var/lib/autotunnel'])
   assert.deepEqual(directives(u, 'CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN'])
   assert.doesNotMatch(directives(u, 'ExecStart')[0] ?? '', /--no-sso/)

@@ -137,7 +137,8 @@ export function renderUnit(o: UnitOptions): string {
     ...(integ.resolvConf ? [RESOLV_CONF_PATH] : []),
     // SSO makes files that may not exist yet (/etc/krb5.keytab, /etc/ssh/ssh_known_hosts, the host certificate):
     // a new file needs its directory writable, so /etc is (the rest of the system stays read-only).
-    ...(integ.sso ? ['/etc', SSO_SHARE_PARENT] : []),
+    // '-': systemd sets up the mount namespace for ExecStartPre= too, '+' or not, before that has made the directory.
+    ...(integ.sso ? ['/etc', `-${SSO_SHARE_PARENT}`] : []),
   ]
   const cmd = [...o.exec, s.subcommand, s.stateOption, `/var/lib/${s.state}`, ...exec].map(quoteWord).join(' ')
   const lines = [
@@ -157,6 +158,10 @@ export function renderUnit(o: UnitOptions): string {
     'Restart=on-failure',
     'RestartSec=5s',
     'TimeoutStopSec=30s',
+    // SIGTERM to the agent alone: it stops its children itself (`ip monitor`, SSO's krb5kdc) after withdrawing its
+    // records; with the default control-group mode they got SIGTERM at the same moment (netmon.monitor_exit warned
+    // on every stop under systemd). Whatever is left after it exits gets SIGKILL.
+    ...(o.kind === 'agent' ? ['KillMode=mixed'] : []),
     ...(asRoot
       ? [
           `# Root (UID 0) for ${integ.sso ? '/etc/resolv.conf, /etc/krb5.conf, /etc/krb5.keytab and /etc/ssh' : '/etc/resolv.conf'}, with no capability but those below;`,
