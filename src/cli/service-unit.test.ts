@@ -74,12 +74,14 @@ test('agent unit managing /etc/resolv.conf: UID 0 with the same two capabilities
   assert.deepEqual(directives(fixed, 'User'), ['autotunnel'])
 })
 
-test('agent unit with --sso-user: /etc and the share directory writable, CAP_CHOWN, no --no-sso added', () => {
+test('agent unit with --sso-user: /etc and the share directory writable, CAP_CHOWN/FOWNER/DAC_READ_SEARCH, no --no-sso', () => {
   const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--sso-user', 'alice'] })
   assert.deepEqual(directives(u, 'User'), ['root'])
   assert.deepEqual(directives(u, 'ReadWritePaths'), ['/etc/resolv.conf /etc -/var/lib/autotunnel'])
   assert.deepEqual(directives(u, 'ExecStartPre'), ['+/bin/mkdir -p -m 0755 /var/lib/autotunnel'])
-  assert.deepEqual(directives(u, 'CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN'])
+  assert.deepEqual(directives(u, 'CapabilityBoundingSet'), [
+    'CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN CAP_FOWNER CAP_DAC_READ_SEARCH',
+  ])
   assert.doesNotMatch(directives(u, 'ExecStart')[0] ?? '', /--no-sso/)
   const off = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--sso-user', 'alice', '--no-sso'] })
   assert.deepEqual(directives(off, 'ReadWritePaths'), ['/etc/resolv.conf'])

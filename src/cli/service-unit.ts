@@ -130,9 +130,12 @@ export function renderUnit(o: UnitOptions): string {
   // Single sign-on is on by default where a local user is named like the account; a unit turns it on only with
   // --sso-user (its sandbox is wider), so without that it says --no-sso rather than fail on a read-only /etc.
   if (o.kind === 'agent' && !integ.sso && !args.includes('--no-sso')) exec.push('--no-sso')
-  // CAP_CHOWN: SSO gives the SSO user its certificate, key and ticket hook (src/sso/host.ts).
+  // SSO gives the SSO user its certificate, key and ticket hook (src/sso/host.ts, system-files.ts): CAP_CHOWN to give
+  // them, CAP_FOWNER to chmod them once they are the user's, CAP_DAC_READ_SEARCH to read them back (mode 0600) for
+  // the restore journal. Under systemd without the last two SSO failed (EPERM on chmod, EACCES on the read).
+  const ssoCaps = ' CAP_CHOWN CAP_FOWNER CAP_DAC_READ_SEARCH'
   const caps =
-    o.kind === 'agent' ? `CAP_NET_ADMIN CAP_NET_BIND_SERVICE${integ.sso ? ' CAP_CHOWN' : ''}` : 'CAP_NET_BIND_SERVICE'
+    o.kind === 'agent' ? `CAP_NET_ADMIN CAP_NET_BIND_SERVICE${integ.sso ? ssoCaps : ''}` : 'CAP_NET_BIND_SERVICE'
   const writable = [
     ...(integ.resolvConf ? [RESOLV_CONF_PATH] : []),
     // SSO makes files that may not exist yet (/etc/krb5.keytab, /etc/ssh/ssh_known_hosts, the host certificate):
