@@ -4,8 +4,9 @@
 //     bounding set: the agent CAP_NET_ADMIN (TUN device, its address and routes) + CAP_NET_BIND_SERVICE (a resolver
 //     on port 53), the server CAP_NET_BIND_SERVICE only (ports 53 and 853);
 //   - but an agent that manages /etc/resolv.conf (the default) or runs single sign-on (--sso-user) runs as UID 0
-//     with the same capabilities and no others (noroot securebits), and ReadWritePaths= for what it writes
-//     (agentIntegration); without --sso-user the unit adds --no-sso;
+//     with the same capabilities and no others (noroot securebits; SSO adds CAP_CHOWN, CAP_FOWNER and
+//     CAP_DAC_READ_SEARCH), and ReadWritePaths= for what it writes (agentIntegration); without --sso-user the unit
+//     adds --no-sso; test/systemd/check.sh runs all of them under a real systemd (`make systemd-check`);
 //   - StateDirectory= for --state/--data (0700), everything else read-only (ProtectSystem=strict, ProtectHome);
 //   - secrets named by options (--key-file, --relay-password-file, --tls-key, --turn-secret-file) passed with
 //     LoadCredential=, so the dynamic user reads them from $CREDENTIALS_DIRECTORY and never from /etc directly;
