@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make test` and `make demo`. Both install what they need first.
-.PHONY: all deps deps-test build typecheck lint test test-unit demo bench soak fuzz clean fmt install uninstall
+.PHONY: all deps deps-test build typecheck lint test test-unit demo bench soak fuzz clean fmt install uninstall \
+	systemd-check
 
 all: build
 
@@ -48,6 +49,13 @@ install: build
 
 uninstall:
 	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh --uninstall
+
+# The install-service units under a real systemd (test/systemd/check.sh): boots Debian 12 with systemd-nspawn,
+# runs the server and agent units there and checks them. Not part of `make test`: the first run debootstraps from
+# the Debian mirror into /var/cache/autotunnel-systemd-root (AUTOTUNNEL_SYSTEMD_ROOT), later runs reuse it.
+systemd-check: build
+	@scripts/deps.sh --systemd-check
+	@test/systemd/check.sh
 
 clean:
 	rm -rf dist

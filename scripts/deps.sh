@@ -5,6 +5,7 @@
 #                               certificate), g++ (the optional native AEAD addon), and the npm packages
 #   scripts/deps.sh --test      that plus the test peers and lab tools (`make test`, `make demo`, `make bench`):
 #                               BIND, Knot, strongSwan, coturn, miniupnpd, OpenSSH, tshark, ...
+#   scripts/deps.sh --systemd-check  --runtime plus debootstrap and systemd-nspawn (`make systemd-check`)
 # Nothing outlives the run but the packages: daemons the test peers bring must not start in the machine's own
 # namespace (the lab starts its own copies), so a policy-rc.d that forbids it is put in place for the duration of
 # `apt-get install` only, and only when the machine has none; it is removed afterwards, also on failure.
@@ -30,7 +31,8 @@ mode="${1:---test}"
 case "$mode" in
   --runtime) DEBS=("${RUNTIME_DEBS[@]}") ;;
   --test) DEBS=("${RUNTIME_DEBS[@]}" "${TEST_DEBS[@]}") ;;
-  *) echo "usage: $0 [--runtime|--test]" >&2; exit 2 ;;
+  --systemd-check) DEBS=("${RUNTIME_DEBS[@]}" debootstrap systemd-container) ;;
+  *) echo "usage: $0 [--runtime|--test|--systemd-check]" >&2; exit 2 ;;
 esac
 
 node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"

@@ -30,20 +30,62 @@ const directives = (unit: string, key: string): string[] =>
     .map((l) => l.slice(key.length + 1))
 
 test('agent unit: least capabilities, state directory, key file as a credential', () => {
-  const u = renderUnit({ kind: 'agent', exec: EXEC, args: AGENT })
+  const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--system-resolver', 'off'] })
   assert.deepEqual(directives(u, 'CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE'])
   assert.deepEqual(directives(u, 'AmbientCapabilities'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE'])
   assert.deepEqual(directives(u, 'ProtectSystem'), ['strict'])
+  assert.deepEqual(directives(u, 'ReadWritePaths'), [], 'nothing of the system is written')
   assert.deepEqual(directives(u, 'StateDirectory'), ['autotunnel-agent'])
   assert.deepEqual(directives(u, 'DynamicUser'), ['yes'])
+  assert.deepEqual(directives(u, 'User'), [])
   assert.deepEqual(directives(u, 'LoadCredential'), ['key-file:/etc/autotunnel/alice.key.json'])
   assert.deepEqual(directives(u, 'DeviceAllow'), ['/dev/net/tun rw'])
   assert.deepEqual(directives(u, 'ExecStart'), [
     '/usr/bin/node /opt/autotunnel/dist/src/cli/main.js up --state /var/lib/autotunnel-agent --server ns.example.net ' +
       `--domain alice.members.example --hostname desktop --key-file ${CRED}/key-file ` +
-      '--service _ssh._tcp:22',
+      '--service _ssh._tcp:22 --system-resolver off --no-sso',
   ])
   assert.equal(directives(u, 'ProtectKernelTunables').length, 0, 'the agent sets its TUN sysctls')
+  assert.deepEqual(directives(u, 'KillMode'), ['mixed'], 'SIGTERM to the agent only: it stops its children')
+})
+
+test('agent unit managing /etc/resolv.conf: UID 0 with the same two capabilities, that one file writable', () => {
+  // The default --system-resolver (auto) and resolv.conf write /etc/resolv.conf, in place (resolv-conf.ts).
+  for (const extra of [[], ['--system-resolver', 'resolv.conf'], ['--system-resolver=auto']]) {
+    const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, ...extra] })
+    assert.deepEqual(directives(u, 'User'), ['root'], extra.join(' '))
+    assert.deepEqual(directives(u, 'DynamicUser'), [])
+    assert.deepEqual(directives(u, 'ReadWritePaths'), ['/etc/resolv.conf'])
+    assert.deepEqual(directives(u, 'CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_NET_BIND_SERVICE'])
+    assert.deepEqual(directives(u, 'SecureBits'), ['noroot-locked'], 'root gets no capability from its UID')
+    assert.match(directives(u, 'ExecStart')[0] ?? '', / --no-sso$/)
+  }
+  // resolved (D-Bus, CAP_NET_ADMIN) and no resolver at all leave /etc alone: a dynamic user.
+  for (const extra of [['--system-resolver', 'resolved'], ['--no-resolver'], ['--system-resolver=off']]) {
+    const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, ...extra] })
+    assert.deepEqual(directives(u, 'DynamicUser'), ['yes'], extra.join(' '))
+    assert.deepEqual(directives(u, 'ReadWritePaths'), [])
+  }
+  assert.throws(
+    () => renderUnit({ kind: 'agent', exec: EXEC, args: AGENT, user: 'autotunnel' }),
+    /--user autotunnel cannot write \/etc\/resolv\.conf.*--system-resolver off/,
+  )
+  const fixed = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--no-resolver'], user: 'autotunnel' })
+  assert.deepEqual(directives(fixed, 'User'), ['autotunnel'])
+})
+
+test('agent unit with --sso-user: /etc and the share directory writable, CAP_CHOWN/FOWNER/DAC_READ_SEARCH, no --no-sso', () => {
+  const u = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--sso-user', 'alice'] })
+  assert.deepEqual(directives(u, 'User'), ['root'])
+  assert.deepEqual(directives(u, 'ReadWritePaths'), ['/etc/resolv.conf /etc -/var/lib/autotunnel'])
+  assert.deepEqual(directives(u, 'ExecStartPre'), ['+/bin/mkdir -p -m 0755 /var/lib/autotunnel'])
+  assert.deepEqual(directives(u, 'CapabilityBoundingSet'), [
+    'CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_CHOWN CAP_FOWNER CAP_DAC_READ_SEARCH',
+  ])
+  assert.doesNotMatch(directives(u, 'ExecStart')[0] ?? '', /--no-sso/)
+  const off = renderUnit({ kind: 'agent', exec: EXEC, args: [...AGENT, '--sso-user', 'alice', '--no-sso'] })
+  assert.deepEqual(directives(off, 'ReadWritePaths'), ['/etc/resolv.conf'])
+  assert.equal((directives(off, 'ExecStart')[0] ?? '').match(/--no-sso/g)?.length, 1, 'given once, not added')
 })
 
 test('server unit: CAP_NET_BIND_SERVICE only, --data is the state directory, --opt=value split', () => {
@@ -58,6 +100,13 @@ test('server unit: CAP_NET_BIND_SERVICE only, --data is the state directory, --o
     / server --data \/var\/lib\/autotunnel-server --zone members\.example /,
   )
   assert.deepEqual(directives(u, 'PrivateDevices'), ['yes'])
+  // os.networkInterfaces() (getifaddrs) on a wildcard listener needs a netlink socket: without it the server died.
+  assert.deepEqual(directives(u, 'RestrictAddressFamilies'), ['AF_UNIX AF_INET AF_INET6 AF_NETLINK'])
+})
+
+test('agent unit without --domain: the key file names it (README step 4)', () => {
+  const args = AGENT.filter((a) => a !== '--domain' && a !== 'alice.members.example')
+  assert.doesNotMatch(directives(renderUnit({ kind: 'agent', exec: EXEC, args }), 'ExecStart')[0] ?? '', /--domain/)
 })
 
 test('units refuse what a service cannot run with', () => {
@@ -65,6 +114,7 @@ test('units refuse what a service cannot run with', () => {
     [['--password-stdin', ...AGENT], /no stdin/],
     [['--state', '/tmp/x', ...AGENT], /drop --state/],
     [AGENT.filter((a) => a !== '--hostname' && a !== 'desktop'), /needs --hostname/],
+    [AGENT.slice(0, 6), /needs --key-file/],
     [[...AGENT.slice(0, 6), '--key-file', 'relative.json'], /absolute path/],
   ]
   for (const [args, re] of bad)
@@ -101,9 +151,13 @@ test('install-service arguments: ours before --agent/--server, the service optio
 test('systemd-analyze verify accepts both units without a warning; security scores them', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'at-unit-'))
   try {
-    for (const [kind, args] of [
-      ['agent', AGENT],
-      ['server', SERVER],
+    // Every variant: the agent that manages /etc/resolv.conf (the default), the one that leaves /etc alone, the one
+    // with single sign-on, and the server.
+    for (const [kind, variant, args, limit] of [
+      ['agent', 'resolv.conf', AGENT, 3.5],
+      ['agent', 'off', [...AGENT, '--system-resolver', 'off'], 3],
+      ['agent', 'sso', [...AGENT, '--sso-user', 'alice'], 4.5],
+      ['server', '', SERVER, 3],
     ] as const) {
       // ExecStart must name an executable file that exists for verify: use node itself with a real script path.
       const unit = join(dir, `autotunnel-${kind}.service`)
@@ -114,8 +168,8 @@ test('systemd-analyze verify accepts both units without a warning; security scor
       const sec = execFileSync('systemd-analyze', ['security', '--offline=yes', unit], { encoding: 'utf8', cwd: dir })
       const score = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(sec)
       assert.ok(score, sec.slice(-300))
-      t.diagnostic(`systemd-analyze security ${kind}: ${score[1]} ${score[2]}`)
-      assert.ok(Number(score[1]) <= 3, `${kind} exposure ${score[1]}`)
+      t.diagnostic(`systemd-analyze security ${kind} ${variant}: ${score[1]} ${score[2]}`)
+      assert.ok(Number(score[1]) <= limit, `${kind} ${variant} exposure ${score[1]}`)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

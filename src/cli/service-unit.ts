@@ -3,6 +3,10 @@
 //   - DynamicUser (no root, a UID that exists only while the unit runs) and, as ambient capabilities and the whole
 //     bounding set: the agent CAP_NET_ADMIN (TUN device, its address and routes) + CAP_NET_BIND_SERVICE (a resolver
 //     on port 53), the server CAP_NET_BIND_SERVICE only (ports 53 and 853);
+//   - but an agent that manages /etc/resolv.conf (the default) or runs single sign-on (--sso-user) runs as UID 0
+//     with the same capabilities and no others (noroot securebits; SSO adds CAP_CHOWN, CAP_FOWNER and
+//     CAP_DAC_READ_SEARCH), and ReadWritePaths= for what it writes (agentIntegration); without --sso-user the unit
+//     adds --no-sso; test/systemd/check.sh runs all of them under a real systemd (`make systemd-check`);
 //   - StateDirectory= for --state/--data (0700), everything else read-only (ProtectSystem=strict, ProtectHome);
 //   - secrets named by options (--key-file, --relay-password-file, --tls-key, --turn-secret-file) passed with
 //     LoadCredential=, so the dynamic user reads them from $CREDENTIALS_DIRECTORY and never from /etc directly;
@@ -11,7 +15,11 @@
 //     pages), PrivateUsers and PrivateNetwork (the capabilities must act on the host's network), and for the agent
 //     PrivateDevices (it needs /dev/net/tun: DevicePolicy=closed with that one device instead) and
 //     ProtectKernelTunables (it sets its TUN device's sysctls).
-// `systemd-analyze security` scores are in docs/commands.md.
+// `systemd-analyze security` scores, and what `make systemd-check` ran under a real systemd: docs/agent.md.
+
+import { dirname } from 'node:path'
+import { RESOLV_CONF } from '../agent/resolv-conf.js'
+import { DEFAULT_SSO_SHARE_DIR } from '../sso/share-dir.js'
 
 export type ServiceKind = 'agent' | 'server'
 
@@ -45,9 +53,29 @@ const CREDENTIAL_OPTIONS: Record<ServiceKind, readonly string[]> = {
   agent: ['--key-file', '--relay-password-file', '--ca'],
   server: ['--tls-key', '--tls-cert', '--turn-secret-file'],
 }
+// The agent's --domain comes from its --key-file (a unit has no stdin for --password-stdin, so the key file is a must).
 const REQUIRED: Record<ServiceKind, readonly string[]> = {
-  agent: ['--server', '--domain', '--hostname'],
+  agent: ['--server', '--hostname', '--key-file'],
   server: ['--zone'],
+}
+
+/** What the agent writes in place (resolv-conf.ts), and the parent of SSO's share directory (made by the agent). */
+const RESOLV_CONF_PATH = RESOLV_CONF
+const SSO_SHARE_PARENT = dirname(DEFAULT_SSO_SHARE_DIR)
+
+/**
+ * What of the system outside its state directory the agent will change with these options (docs/agent.md, "Running
+ * it as a service"): /etc/resolv.conf unless its resolver or the system-resolver step is off or systemd-resolved is
+ * asked for by name (auto picks resolv.conf on a machine without resolved); single sign-on only with --sso-user.
+ */
+export function agentIntegration(args: readonly string[]): { resolvConf: boolean; sso: boolean } {
+  const a = splitEquals(args)
+  const i = a.lastIndexOf('--system-resolver')
+  const mode = i >= 0 ? a[i + 1] : 'auto'
+  return {
+    resolvConf: !a.includes('--no-resolver') && (mode === 'auto' || mode === 'resolv.conf'),
+    sso: a.includes('--sso-user') && !a.includes('--no-sso'),
+  }
 }
 
 /** One ExecStart= word (systemd.service(5) "Command lines"): quoted when needed, $ and % escaped. */
@@ -77,6 +105,16 @@ export function renderUnit(o: UnitOptions): string {
     )
   for (const r of REQUIRED[o.kind])
     if (!args.includes(r)) throw new ServiceUsageError(`autotunnel ${s.subcommand} needs ${r} in the service options`)
+  const integ = o.kind === 'agent' ? agentIntegration(args) : { resolvConf: false, sso: false }
+  // /etc/resolv.conf and the SSO files are root's: the agent writes them as UID 0, holding no capability but its own
+  // (no CAP_DAC_OVERRIDE), so it can change root's files only where ReadWritePaths= lets it.
+  const asRoot = integ.resolvConf || integ.sso
+  if (asRoot && o.user && o.user !== 'root')
+    throw new ServiceUsageError(
+      `--user ${o.user} cannot write ${integ.sso ? '/etc/krb5.conf and /etc/ssh (--sso-user)' : '/etc/resolv.conf'}: ` +
+        'drop --user (the unit then runs as root with only its two capabilities), or give the agent ' +
+        `${integ.sso ? '--no-sso' : '--system-resolver off (or resolved)'}`,
+    )
   const creds: string[] = []
   const exec: string[] = []
   for (let i = 0; i < args.length; i++) {
@@ -90,7 +128,22 @@ export function renderUnit(o: UnitOptions): string {
     creds.push(`LoadCredential=${id}:${file}`)
     exec.push(`\${CREDENTIALS_DIRECTORY}/${id}`)
   }
-  const caps = o.kind === 'agent' ? 'CAP_NET_ADMIN CAP_NET_BIND_SERVICE' : 'CAP_NET_BIND_SERVICE'
+  // Single sign-on is on by default where a local user is named like the account; a unit turns it on only with
+  // --sso-user (its sandbox is wider), so without that it says --no-sso rather than fail on a read-only /etc.
+  if (o.kind === 'agent' && !integ.sso && !args.includes('--no-sso')) exec.push('--no-sso')
+  // SSO gives the SSO user its certificate, key and ticket hook (src/sso/host.ts, system-files.ts): CAP_CHOWN to give
+  // them, CAP_FOWNER to chmod them once they are the user's, CAP_DAC_READ_SEARCH to read them back (mode 0600) for
+  // the restore journal. Under systemd without the last two SSO failed (EPERM on chmod, EACCES on the read).
+  const ssoCaps = ' CAP_CHOWN CAP_FOWNER CAP_DAC_READ_SEARCH'
+  const caps =
+    o.kind === 'agent' ? `CAP_NET_ADMIN CAP_NET_BIND_SERVICE${integ.sso ? ssoCaps : ''}` : 'CAP_NET_BIND_SERVICE'
+  const writable = [
+    ...(integ.resolvConf ? [RESOLV_CONF_PATH] : []),
+    // SSO makes files that may not exist yet (/etc/krb5.keytab, /etc/ssh/ssh_known_hosts, the host certificate):
+    // a new file needs its directory writable, so /etc is (the rest of the system stays read-only).
+    // '-': systemd sets up the mount namespace for ExecStartPre= too, '+' or not, before that has made the directory.
+    ...(integ.sso ? ['/etc', `-${SSO_SHARE_PARENT}`] : []),
+  ]
   const cmd = [...o.exec, s.subcommand, s.stateOption, `/var/lib/${s.state}`, ...exec].map(quoteWord).join(' ')
   const lines = [
     '# Written by `autotunnel install-service`; see docs/commands.md. Edit the options with',
@@ -109,7 +162,20 @@ export function renderUnit(o: UnitOptions): string {
     'Restart=on-failure',
     'RestartSec=5s',
     'TimeoutStopSec=30s',
-    ...(o.user ? [`User=${o.user}`] : ['DynamicUser=yes']),
+    // SIGTERM to the agent alone: it stops its children itself (`ip monitor`, SSO's krb5kdc) after withdrawing its
+    // records; with the default control-group mode they got SIGTERM at the same moment (netmon.monitor_exit warned
+    // on every stop under systemd). Whatever is left after it exits gets SIGKILL.
+    ...(o.kind === 'agent' ? ['KillMode=mixed'] : []),
+    ...(asRoot
+      ? [
+          `# Root (UID 0) for ${integ.sso ? '/etc/resolv.conf, /etc/krb5.conf, /etc/krb5.keytab and /etc/ssh' : '/etc/resolv.conf'}, with no capability but those below;`,
+          '# `--system-resolver off` (and no --sso-user) gives a dynamic user instead.',
+          'User=root',
+        ]
+      : o.user
+        ? [`User=${o.user}`]
+        : ['DynamicUser=yes']),
+    ...(integ.sso ? [`ExecStartPre=+/bin/mkdir -p -m 0755 ${SSO_SHARE_PARENT}`] : []),
     `StateDirectory=${s.state}`,
     'StateDirectoryMode=0700',
     'UMask=0077',
@@ -119,6 +185,7 @@ export function renderUnit(o: UnitOptions): string {
     'NoNewPrivileges=yes',
     'SecureBits=noroot-locked',
     'ProtectSystem=strict',
+    ...(writable.length ? [`ReadWritePaths=${writable.join(' ')}`] : []),
     'ProtectHome=yes',
     'PrivateTmp=yes',
     ...(o.kind === 'agent' ? ['DevicePolicy=closed', 'DeviceAllow=/dev/net/tun rw'] : ['PrivateDevices=yes']),
@@ -138,7 +205,10 @@ export function renderUnit(o: UnitOptions): string {
     'LockPersonality=yes',
     'RemoveIPC=yes',
     'KeyringMode=private',
-    `RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6${o.kind === 'agent' ? ' AF_NETLINK' : ''}`,
+    // AF_NETLINK for both: the agent's `ip` and netmon, and getifaddrs(3) behind node's os.networkInterfaces(),
+    // which the server calls on a wildcard listener to bind one socket per local address (advertise.ts). Without
+    // CAP_NET_ADMIN a netlink socket only reads.
+    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
     'SystemCallArchitectures=native',
     'SystemCallFilter=@system-service',
     'SystemCallFilter=~@mount @swap @reboot @obsolete @cpu-emulation @debug @raw-io',
