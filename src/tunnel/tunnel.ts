@@ -4,7 +4,6 @@
 // The packet path lives in send.ts and receive.ts, and how start() connects it to the TUN device and the socket
 // (receive batching, the send thread) in packet-io.ts; this file is the SA table's public face.
 
-import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, type EspCrypto, isEspAlg } from './esp.js'

@@ -118,6 +118,7 @@ export class NatKeepaliveTimer {
           this.#intervalMs,
           this.#d.socket,
           this.#d.counters,
+          KEEPALIVE_SLACK_MS,
         )
         this.changed()
       },
