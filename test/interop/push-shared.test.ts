@@ -4,8 +4,10 @@
 // every watcher back (on one new session) after a server restart.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { PushSessionPool } from '../../src/dns/client/push.js'
+import { PushClient, PushSessionPool } from '../../src/dns/client/push.js'
 import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
+import { signMessage } from '../../src/dns/tsig.js'
+import type { Message } from '../../src/dns/wire/message.js'
 import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
 import { type AccountJson, NotifyServer, tsigKey, waitFor, ZONE } from './notify-harness.js'
 
@@ -119,4 +121,22 @@ test('watchers sharing a session all come back, on one new session, after a serv
   }
   assert.equal(pool.size, 1)
   assert.equal(await sessions(), 1, 'one session after the restart, for three watchers')
+})
+
+test('a subscription closed while its SUBSCRIBE is on the way is unsubscribed when it lands (no session left behind)', async () => {
+  const pool = new PushSessionPool()
+  const base = await sessions()
+  const o = opts(hostName('early'), pool)
+  const sign = (m: Message): Buffer => signMessage(m, tsigKey(alice)).wire
+  const c = new PushClient(
+    { host: '127.0.0.1', port: srv.tlsPort, tls: { rejectUnauthorized: false } },
+    { name: o.name, type: RRType.AAAA, sign, authId: tsigKey(alice).name, authName: `alice.${ZONE}.` },
+    { sessions: pool },
+  )
+  const started = c.start()
+  c.close()
+  assert.deepEqual(await started, [])
+  assert.equal(pool.size, 0, 'the session closed with its only subscription')
+  for (let i = 0; i < 50 && (await sessions()) !== base; i++) await new Promise((r) => setTimeout(r, 100))
+  assert.equal(await sessions(), base)
 })

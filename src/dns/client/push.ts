@@ -86,12 +86,16 @@ export class PushClient {
       ? this.#sessions.session(this.target, this.opts.sign ? `tsig:${this.opts.authId ?? ''}` : 'anonymous', opts, deps)
       : new PushSession(this.target, opts, deps)
     this.#session = s
+    let rrs: RR[]
     try {
-      return await s.subscribe(this.opts.name, this.opts.type, this.#listener)
+      rrs = await s.subscribe(this.opts.name, this.opts.type, this.#listener)
     } catch (e) {
       this.#closed = true
       throw e
     }
+    // close() while SUBSCRIBE was on its way found nothing to unsubscribe yet: do it now.
+    if (this.#closed) s.unsubscribe(this.opts.name, this.opts.type, this.#listener)
+    return rrs
   }
 
   close(): void {
