@@ -395,6 +395,15 @@ export class PushSessionPool {
     return s
   }
 
+  /**
+   * Subscribers from now on get new sessions; the current ones stay with the subscribers they have until those leave.
+   * For a network change: a session on the old address may be dead without knowing it (no FIN or RST crosses a NAT
+   * that forgot it), and the watchers opened again must not join it.
+   */
+  renew(): void {
+    this.#sessions.clear()
+  }
+
   /** Open sessions (for status and tests). */
   get size(): number {
     return this.#sessions.size
