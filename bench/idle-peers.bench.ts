@@ -6,6 +6,10 @@
 // window, its CPU time (utime + stime of all its threads, the tunnel's worker threads included) as a share of one
 // core; the agent's `ip monitor` child is reported apart. Per --tunnel-threads mode (IDLE_MODES, default on,off; an
 // entry MODE:OPTS also gives the agents NODE_OPTIONS=OPTS, e.g. "on:--max-semi-space-size=1").
+// Per thread (and per child process), CPU time and wake-ups over the window (proc-threads.ts). BENCH_AGENT_WRAP (a
+// command prefix for the agents) and BENCH_MARK_SIGNAL (sent to the agent at the start and end of the window) let a
+// tracer be attached to attribute wake-ups, e.g. a wrapper running node with --cpu-prof, or an --import preload
+// that dumps its counters on SIGUSR2 (docs/commands.md "Idle cost").
 // Needs root. Prints one JSON line per process and mode, then a table.
 import { readFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
