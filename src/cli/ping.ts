@@ -33,8 +33,8 @@ Examples:
   pong from desktop (fd9a:...:1) via direct 203.0.113.11:4500, seq 3, in 0.58 ms
   3 sent, 3 answered, 0 lost; rtt min/avg/max 0.58/0.70/0.91 ms
   $ autotunnel ping phone -c 2 --json
-  {"type":"reply","seq":1,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"198.51.100.20:49152","rttMs":4.12,"setupMs":null,"probe":"ike-liveness"}
-  {"type":"reply","seq":2,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"198.51.100.20:49152","rttMs":3.87,"setupMs":null,"probe":"ike-liveness"}
+  {"type":"reply","seq":1,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"203.0.113.13:4500","rttMs":4.12,"setupMs":null,"probe":"ike-liveness"}
+  {"type":"reply","seq":2,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"203.0.113.13:4500","rttMs":3.87,"setupMs":null,"probe":"ike-liveness"}
   {"type":"summary","host":"phone","ula":"fd9a:...:3","transmitted":2,"received":2,"lost":0,"rttMs":{"min":3.87,"avg":3.995,"max":4.12}}
   $ autotunnel ping laptop -c 3 --json | jq -r 'select(.type == "reply") | "\\(.seq) \\(.path) \\(.rttMs)"'`,
     )
