@@ -6,15 +6,25 @@
 // window, its CPU time (utime + stime of all its threads, the tunnel's worker threads included) as a share of one
 // core; the agent's `ip monitor` child is reported apart. Per --tunnel-threads mode (IDLE_MODES, default on,off; an
 // entry MODE:OPTS also gives the agents NODE_OPTIONS=OPTS, e.g. "on:--max-semi-space-size=1").
+// Per thread (and per child process), CPU time and wake-ups over the window (proc-threads.ts). BENCH_AGENT_WRAP (a
+// command prefix for the agents) and BENCH_MARK_SIGNAL (sent to the agent at the start and end of the window) let a
+// tracer be attached to attribute wake-ups, e.g. a wrapper running node with --cpu-prof, or an --import preload
+// that dumps its counters on SIGUSR2 (docs/commands.md "Idle cost").
 // Needs root. Prints one JSON line per process and mode, then a table.
 import { readFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { Lab } from '../lab/index.js'
 import { type LabServer, startServer } from '../test/lab/agent-helpers.js'
 import { startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from '../test/lab/tunnel-helpers.js'
+import { formatDeltas, threadDeltas, threadSnapshot } from './proc-threads.js'
 
 const IDLE_SECONDS = Number(process.env.IDLE_SECONDS ?? 60)
 const MODES = (process.env.IDLE_MODES ?? 'on,off').split(',')
 const CLK_TCK = 100
+/** A command prefix for the agents, e.g. "env NODE_OPTIONS=--import=/tmp/tracer.mjs" to attribute wake-ups. */
+const AGENT_WRAP = (process.env.BENCH_AGENT_WRAP ?? '').split(' ').filter(Boolean)
+/** A signal sent to the agents at the start and the end of the window (for such a tracer to dump), e.g. SIGUSR2. */
+const MARK_SIGNAL = process.env.BENCH_MARK_SIGNAL as NodeJS.Signals | undefined
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** utime + stime (clock ticks) of a process, all threads (proc(5) fields 14 and 15). */
@@ -59,6 +69,9 @@ interface Sample {
 async function measure(pids: { who: string; pid: number }[], mode: string): Promise<Sample[]> {
   const t0 = performance.now()
   const c0 = await Promise.all(pids.map((p) => cpuTicks(p.pid)))
+  const th0 = await Promise.all(pids.map((p) => threadSnapshot(p.pid)))
+  const load0 = loadavg()
+  if (MARK_SIGNAL) for (const p of pids.slice(0, -1)) process.kill(p.pid, MARK_SIGNAL)
   const max = pids.map(() => 0)
   for (let s = 0; s < IDLE_SECONDS; s++) {
     await sleep(1000)
@@ -69,6 +82,15 @@ async function measure(pids: { who: string; pid: number }[], mode: string): Prom
   }
   const secs = (performance.now() - t0) / 1000
   const c1 = await Promise.all(pids.map((p) => cpuTicks(p.pid)))
+  const th1 = await Promise.all(pids.map((p) => threadSnapshot(p.pid)))
+  if (MARK_SIGNAL) for (const p of pids.slice(0, -1)) process.kill(p.pid, MARK_SIGNAL)
+  const load1 = loadavg()
+  process.stdout.write(
+    `load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${load1.map((x) => x.toFixed(2)).join(' ')}\n`,
+  )
+  pids.forEach((p, i) => {
+    process.stdout.write(`${formatDeltas(`${p.who} [${mode}]`, threadDeltas(th0[i]!, th1[i]!, secs))}\n`)
+  })
   return Promise.all(
     pids.map(async (p, i) => {
       const threads = Number(/^Threads:\s+(\d+)/m.exec(await readFile(`/proc/${p.pid}/status`, 'utf8'))?.[1])
@@ -102,7 +124,16 @@ async function main(): Promise<void> {
         if (nodeOptions) process.env.NODE_OPTIONS = nodeOptions
         else delete process.env.NODE_OPTIONS
         for (const h of ['desktop', 'laptop', 'hotel-guest'])
-          agents.push(await startTunnelAgent(lab, srv, h, ['--tunnel-threads', mode, '--log-level', 'warn']))
+          agents.push(
+            await startTunnelAgent(
+              lab,
+              srv,
+              h,
+              ['--tunnel-threads', mode, '--log-level', 'warn'],
+              undefined,
+              AGENT_WRAP,
+            ),
+          )
         const [desktop, laptop, guest] = agents as [TunnelAgent, TunnelAgent, TunnelAgent]
         await waitPeer(desktop, 'laptop', laptop.ula, 30_000)
         await waitPeer(desktop, 'hotel-guest', guest.ula, 30_000)

@@ -3,15 +3,18 @@
 // with the tunnel keyed by IKEv2, each knowing the other (two peers: each other and, for the desktop, nothing else;
 // the watch of the user's domain, the port mapping, the lease and the SAs all live). After a warm-up, nothing is sent
 // for BENCH_IDLE_SECONDS; over that window we read each process's CPU time (/proc/PID/stat utime + stime) and its
-// RSS, heap and handles (the agent's `status --json` process field; /proc for the server), at the start and the end.
+// RSS (every sample, from /proc) and heap and handles (the agent's `status --json` process field, at the start and the
+// end only: asking every sample woke the agent we measure), and per thread its CPU time and wake-ups (proc-threads.ts).
 // Then BENCH_BUSY_SECONDS of a ping every 50 ms through the tunnel, to see what steady light traffic adds and
 // whether the heap settles (it should not keep growing from one sample to the next).
 // Environment: BENCH_IDLE_SECONDS (60), BENCH_BUSY_SECONDS (60), BENCH_SAMPLE_SECONDS (10), BENCH_AGENT_ARGS (extra
 // `up` arguments for both agents, e.g. "--tunnel-threads off"). Needs root.
 import { readdirSync, readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { Lab } from '../lab/index.js'
 import { type LabServer, startServer } from '../test/lab/agent-helpers.js'
 import { startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from '../test/lab/tunnel-helpers.js'
+import { formatDeltas, threadDeltas, threadSnapshot } from './proc-threads.js'
 
 const IDLE_S = Number(process.env.BENCH_IDLE_SECONDS ?? 60)
 const BUSY_S = Number(process.env.BENCH_BUSY_SECONDS ?? 60)
@@ -57,28 +60,42 @@ const cpuPercent = (a: Sample, b: Sample): number =>
 async function watch(
   what: string,
   seconds: number,
-  procs: Record<string, () => Promise<Sample> | Sample>,
+  procs: Record<string, { pid: number; full: () => Promise<Sample> | Sample }>,
 ): Promise<Record<string, Sample[]>> {
   const out: Record<string, Sample[]> = {}
-  const take = async (): Promise<void> => {
-    for (const [name, f] of Object.entries(procs)) (out[name] ??= []).push(await f())
+  const take = async (full: boolean): Promise<void> => {
+    for (const [name, p] of Object.entries(procs))
+      (out[name] ??= []).push(full ? await p.full() : { ...procSample(p.pid), heapMiB: null })
   }
-  await take()
+  const load0 = loadavg()
+  await take(true)
+  const th0 = await Promise.all(Object.values(procs).map((p) => threadSnapshot(p.pid)))
+  const t0 = performance.now()
   const end = Date.now() + seconds * 1000
   while (Date.now() < end) {
     await sleep(Math.min(SAMPLE_S * 1000, end - Date.now()))
-    await take()
+    if (Date.now() < end) await take(false)
   }
+  const th1 = await Promise.all(Object.values(procs).map((p) => threadSnapshot(p.pid)))
+  const secs = (performance.now() - t0) / 1000
+  await take(true)
+  const load1 = loadavg()
   console.log(`\n${what}: ${seconds} s`)
-  console.log('process   CPU % of a core   RSS MiB start -> end (max)   heap MiB per sample')
+  console.log(
+    `load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${load1.map((x) => x.toFixed(2)).join(' ')}`,
+  )
+  console.log('process   CPU % of a core   RSS MiB start -> end (max)   heap MiB start -> end')
   for (const [name, xs] of Object.entries(out)) {
     const first = xs[0]!
     const last = xs.at(-1)!
-    const heaps = xs.map((x) => (x.heapMiB === null ? '-' : x.heapMiB.toFixed(1))).join(' ')
+    const heap = (x: Sample): string => (x.heapMiB === null ? '-' : x.heapMiB.toFixed(1))
     console.log(
-      `${name.padEnd(9)} ${cpuPercent(first, last).toFixed(3).padStart(15)}   ${`${first.rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} (${Math.max(...xs.map((x) => x.rssMiB)).toFixed(1)})`.padStart(27)}   ${heaps}`,
+      `${name.padEnd(9)} ${cpuPercent(first, last).toFixed(3).padStart(15)}   ${`${first.rssMiB.toFixed(1)} -> ${last.rssMiB.toFixed(1)} (${Math.max(...xs.map((x) => x.rssMiB)).toFixed(1)})`.padStart(27)}   ${heap(first)} -> ${heap(last)}`,
     )
   }
+  Object.keys(procs).forEach((name, i) => {
+    console.log(formatDeltas(name, threadDeltas(th0[i]!, th1[i]!, secs)))
+  })
   return out
 }
 
@@ -105,9 +122,9 @@ async function main(): Promise<void> {
     await sleep(10_000)
     const s = srv
     const procs = {
-      desktop: () => agentSample(desktop),
-      laptop: () => agentSample(laptop),
-      server: () => serverSample(s),
+      desktop: { pid: desktop.proc.pid, full: () => agentSample(desktop) },
+      laptop: { pid: laptop.proc.pid, full: () => agentSample(laptop) },
+      server: { pid: s.proc.pid, full: () => serverSample(s) },
     }
     const idle = await watch('idle (nothing sent through the tunnel)', IDLE_S, procs)
     const ping = lab.spawn('laptop', ['ping', '-6', '-q', '-i', '0.05', desktop.ula], { logName: 'idle-bench-ping' })

@@ -67,16 +67,20 @@ export async function attachDatapath(agent: Agent, o: AttachOptions): Promise<Da
       log: o.log,
       udp: shared,
       query: o.query,
-      watch: (name, type) => {
-        const w = new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type })
-        // The watch's server went away (a killed cluster node, docs/cluster.md): re-publish through the next SRV
-        // target now rather than when the lease is due (issue 12); one UPDATE however many watchers noticed.
-        w.onLost(() => {
-          agent.publisher.refreshNow()
-          dp.refreshPublications()
-        })
-        return w
-      },
+      watch: Object.assign(
+        (name: string, type: number) => {
+          const w = new Watcher({ log: o.log.child({ c: 'watch' }) }, { ...o.hostList.opts, name, type })
+          // The watch's server went away (a killed cluster node, docs/cluster.md): re-publish through the next SRV
+          // target now rather than when the lease is due (issue 12); one UPDATE however many watchers noticed.
+          w.onLost(() => {
+            agent.publisher.refreshNow()
+            dp.refreshPublications()
+          })
+          return w
+        },
+        // rewatch (our address or the gateway's state changed): the shared DNS Push sessions may be dead.
+        { renew: () => o.hostList.opts.pushSessions?.renew() },
+      ),
       ...(o.sink ? { sink: o.sink } : {}),
     },
     {

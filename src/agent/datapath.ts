@@ -7,7 +7,7 @@
 //   IKE authentication (issue 8): RFC 7427 signatures with the host key (loadOrCreateHostKey in the state dir),
 //        whose public half we publish as TXT at H.D (hostKeyRecord, own Publisher: leased, refreshed, withdrawn);
 //        peers' keys come from their H.D TXT (PeerManager); --ike-auth psk: the PSK derived from the account secret
-//   a peer's key record changes (revocation) -> IkeEngine.revalidate() at once (and every 30 s anyway)
+//   a peer's key record changes (revocation) -> IkeEngine.revalidate() at once (and every 5 min anyway)
 //   stopping -> IKE Deletes to every peer while the socket works, key record withdrawn (Agent.onStopping)
 //   our network changed -> IKE MOBIKE UPDATE_SA_ADDRESSES to every peer (the DNS path is the fallback)
 //   authenticated ESP from a new address -> the tunnel moves the endpoint (NAT rebinding), IKE follows
@@ -267,7 +267,7 @@ export class Datapath {
     this.#keyPublisher?.refreshNow()
   }
 
-  /** A peer's key records changed: revocation takes effect now rather than at the next 30 s revalidation. */
+  /** A peer's key records changed: revocation takes effect now rather than at the next periodic revalidation (5 min). */
   #keysChanged(p: Peer): void {
     this.#d.log.info('datapath.peer_keys', { host: p.host, keys: p.publicKeys.length })
     void this.#t?.engine.revalidate().catch(() => {})

@@ -1,5 +1,6 @@
 // `autotunnel ping|ip|whois` (src/cli/ping.ts, ip.ts, whois.ts): clients of the running agent's control socket
-// (the agent's side is everyday.ts). Output is one line per fact for people, or one JSON document with --json.
+// (the agent's side is everyday.ts). Output is one line per fact for people, or JSON with --json: one document for
+// ip and whois; for ping one object per reply as it arrives, then a summary (NDJSON).
 import { ControlError, controlRequest, controlSocketPath } from './control.js'
 import { PING_DEFAULT_TIMEOUT_MS, PING_MAX_TIMEOUT_MS, type PingAnswer } from './everyday.js'
 import { defaultStateDir } from './state-dir.js'
@@ -49,41 +50,87 @@ export function formatPing(a: PingAnswer, seq: number): string {
   return `pong from ${a.host} (${a.ula}) via ${a.path} ${a.endpoint ?? '-'}, seq ${seq}, in ${a.rttMs.toFixed(2)} ms${setup}`
 }
 
+/** The last line of `ping --json` (NDJSON): what the human summary line says. */
+export interface PingSummary {
+  readonly type: 'summary'
+  readonly host: string
+  readonly ula: string | null
+  readonly transmitted: number
+  readonly received: number
+  readonly lost: number
+  /** min/avg/max round-trip time of the answered pings (null when none was). */
+  readonly rttMs: { readonly min: number; readonly avg: number; readonly max: number } | null
+}
+
+/** How runPing reaches the agent and its output (the defaults: the control socket and stdout; tests give fakes). */
+export interface PingIo {
+  readonly ask: (host: string, timeoutMs: number) => Promise<PingAnswer>
+  readonly write: (s: string) => void
+  readonly sleep: (ms: number) => Promise<void>
+}
+
 /**
- * `autotunnel ping HOST`: -c pings, --interval s apart, each waiting --timeout s. Exit 0 when any was answered,
- * 1 when none was (the host is down or unreachable), and the reason.
+ * `autotunnel ping HOST`: -c pings, --interval s apart, each waiting --timeout s. Each reply is printed as it
+ * arrives: a line for people, or with --json one JSON object per line (NDJSON: `{"type":"reply","seq":N,...}`, then
+ * one `{"type":"summary",...}`), so a script sees each reply at once. Exit 0 when any was answered, 1 when none was
+ * (the host is down or unreachable), and the reason. Figures are kept as running totals: -c 1000000 holds no list.
  */
-export async function runPing(host: string, o: PingOptions): Promise<void> {
+export async function runPing(host: string, o: PingOptions, io?: PingIo): Promise<void> {
   const count = intOpt('count', o.count, 3, 1, 1_000_000)
   const intervalMs = intOpt('interval', o.interval, 1, 0, 3600) * 1000
   const timeoutMs = Math.round(
     intOpt('timeout', o.timeout, PING_DEFAULT_TIMEOUT_MS / 1000, 0.001, PING_MAX_TIMEOUT_MS / 1000) * 1000,
   )
-  const answers: PingAnswer[] = []
+  const {
+    ask: askPing,
+    write,
+    sleep,
+  } = io ?? {
+    ask: async (h: string, t: number) =>
+      (await ask(o.state, 'ping', { host: h, timeoutMs: t }, t + 5000)) as PingAnswer,
+    write: (s: string) => void process.stdout.write(s),
+    sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)),
+  }
+  let first: PingAnswer | undefined
+  let received = 0
+  let sum = 0
+  let min = Number.POSITIVE_INFINITY
+  let max = 0
   for (let seq = 1; seq <= count; seq++) {
     const started = performance.now()
-    const a = (await ask(o.state, 'ping', { host, timeoutMs }, timeoutMs + 5000)) as PingAnswer
-    answers.push(a)
-    if (!o.json) process.stdout.write(`${formatPing(a, seq)}\n`)
+    const a = await askPing(host, timeoutMs)
+    first ??= a
+    if (a.reply) {
+      received++
+      sum += a.rttMs
+      min = Math.min(min, a.rttMs)
+      max = Math.max(max, a.rttMs)
+    }
+    write(o.json ? `${JSON.stringify({ type: 'reply', seq, ...a })}\n` : `${formatPing(a, seq)}\n`)
     const wait = intervalMs - (performance.now() - started)
-    if (seq < count && wait > 0) await new Promise((r) => setTimeout(r, wait))
+    if (seq < count && wait > 0) await sleep(wait)
   }
-  const rtts = answers.flatMap((a) => (a.reply ? [a.rttMs] : []))
-  const first = answers[0]
+  const name = first?.host ?? host
   if (o.json) {
-    process.stdout.write(
-      `${JSON.stringify({ host: first?.host ?? host, ula: first?.ula ?? null, transmitted: count, received: rtts.length, answers }, null, 2)}\n`,
-    )
-  } else if (rtts.length === 0) {
-    process.stdout.write(`${first?.host ?? host} is down or unreachable: no reply to ${count} ping(s)\n`)
+    const summary: PingSummary = {
+      type: 'summary',
+      host: name,
+      ula: first?.ula ?? null,
+      transmitted: count,
+      received,
+      lost: count - received,
+      rttMs: received ? { min, avg: sum / received, max } : null,
+    }
+    write(`${JSON.stringify(summary)}\n`)
+  } else if (received === 0) {
+    write(`${name} is down or unreachable: no reply to ${count} ping(s)\n`)
   } else {
-    const avg = rtts.reduce((s, x) => s + x, 0) / rtts.length
-    process.stdout.write(
-      `${count} sent, ${rtts.length} answered, ${count - rtts.length} lost; ` +
-        `rtt min/avg/max ${Math.min(...rtts).toFixed(2)}/${avg.toFixed(2)}/${Math.max(...rtts).toFixed(2)} ms\n`,
+    write(
+      `${count} sent, ${received} answered, ${count - received} lost; ` +
+        `rtt min/avg/max ${min.toFixed(2)}/${(sum / received).toFixed(2)}/${max.toFixed(2)} ms\n`,
     )
   }
-  if (rtts.length === 0) process.exitCode = 1
+  if (received === 0) process.exitCode = 1
 }
 
 interface IpAnswer {

@@ -6,7 +6,7 @@ import type { Agent } from './agent.js'
 import type { ControlRequest } from './control.js'
 import type { Datapath } from './datapath.js'
 import { keyFingerprint, type PingAnswer, registerEverydayCommands } from './everyday.js'
-import { formatPing, formatWhois } from './everyday-client.js'
+import { formatPing, formatWhois, runPing } from './everyday-client.js'
 import { normUla } from './peers.js'
 
 const DOMAIN = 'alice.members.example'
@@ -178,4 +178,75 @@ test('whois: a peer by ULA (any spelling) or outer address, ourselves, strangers
     /not an address of any of alice\.members\.example's hosts/,
   )
   await assert.rejects(call('whois', { address: 'desktop' }), /is not an IP address/)
+})
+
+test('ping --json streams: each reply is written before the next ping is asked, then a summary; none answered: exit 1', async () => {
+  const answer = (seq: number): PingAnswer =>
+    seq === 2
+      ? { reply: false, host: 'desktop', ula: 'fd00:2::1', path: 'direct', endpoint: null, reason: 'no reply' }
+      : {
+          reply: true,
+          host: 'desktop',
+          ula: 'fd00:2::1',
+          path: 'direct',
+          endpoint: '203.0.113.11:4500',
+          rttMs: seq,
+          setupMs: null,
+          probe: 'ike-liveness',
+        }
+  const out: string[] = []
+  const asked: number[] = []
+  const linesWhenAsked: number[] = []
+  await runPing(
+    'desktop',
+    { count: '3', interval: '0', json: true },
+    {
+      ask: async () => {
+        linesWhenAsked.push(out.length)
+        asked.push(asked.length + 1)
+        return answer(asked.length)
+      },
+      write: (s) => out.push(s),
+      sleep: async () => {},
+    },
+  )
+  assert.deepEqual(linesWhenAsked, [0, 1, 2], 'each reply line is out before the next ping')
+  const lines = out.map((l) => {
+    assert.ok(l.endsWith('\n') && !l.slice(0, -1).includes('\n'), 'one object per line')
+    return JSON.parse(l) as Record<string, unknown>
+  })
+  assert.deepEqual(
+    lines.map((l) => [l.type, l.seq, l.reply]),
+    [
+      ['reply', 1, true],
+      ['reply', 2, false],
+      ['reply', 3, true],
+      ['summary', undefined, undefined],
+    ],
+  )
+  assert.deepEqual(lines[3], {
+    type: 'summary',
+    host: 'desktop',
+    ula: 'fd00:2::1',
+    transmitted: 3,
+    received: 2,
+    lost: 1,
+    rttMs: { min: 1, avg: 2, max: 3 },
+  })
+  assert.equal(process.exitCode, undefined)
+
+  const human: string[] = []
+  const down = { ...answer(2), host: 'laptop' }
+  try {
+    await runPing(
+      'laptop',
+      { count: '2', interval: '0' },
+      { ask: async () => down, write: (s) => human.push(s), sleep: async () => {} },
+    )
+    assert.equal(process.exitCode, 1)
+  } finally {
+    process.exitCode = undefined
+  }
+  assert.equal(human.length, 3)
+  assert.match(human[2]!, /^laptop is down or unreachable: no reply to 2 ping\(s\)\n$/)
 })

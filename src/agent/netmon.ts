@@ -267,7 +267,11 @@ export class IpMonitor implements NetEventSource {
 export interface NetMonitorOptions {
   /** Quiet time after a netlink event before the snapshot. @default 50 */
   readonly debounceMs?: number
-  /** Snapshot period when no event arrives. @default 10000 */
+  /**
+   * Snapshot period when no event arrives: only a safety net, since `ip monitor` reports every link, address and
+   * route change within the debounce (and a monitor that exits triggers a snapshot and is restarted). 10 s woke an
+   * idle agent 6 times a minute to find nothing changed (issue 17's idle cost). @default 60000
+   */
   readonly pollMs?: number
 }
 
@@ -303,7 +307,7 @@ export class NetMonitor {
     this.#read = deps.read ?? systemReader()
     this.#events = deps.events ?? new IpMonitor(deps)
     this.#debounceMs = opts.debounceMs ?? 50
-    this.#pollMs = opts.pollMs ?? 10_000
+    this.#pollMs = opts.pollMs ?? 60_000
   }
 
   get state(): NetState {

@@ -334,8 +334,11 @@ test('rewatch after a move: every watcher is opened again and every peer resolve
   assert.equal(pm.get('desktop')?.ula, 'fd00::1')
   const before = zone.watchers.filter((w) => !w.closed)
   const resolutions = pm.counters.resolutions
+  let renewed = 0
+  Object.assign(zone.watch, { renew: () => renewed++ })
   await pm.rewatch()
   await settle(clock)
+  assert.equal(renewed, 1, 'new connections for the new watchers (shared DNS Push sessions renewed)')
   assert.ok(
     before.every((w) => w.closed),
     'old watchers closed',

@@ -51,7 +51,11 @@ export interface WatchLike {
   close(): Promise<void>
 }
 
-export type WatchFactory = (name: string, type: number) => WatchLike
+/**
+ * Makes a watcher. `renew`, when given, makes the watchers made from now on use new connections (the shared DNS Push
+ * sessions, push-session.ts): rewatch() calls it first, so the new watchers do not join a session on the old address.
+ */
+export type WatchFactory = ((name: string, type: number) => WatchLike) & { renew?: () => void }
 
 /** A peer: its names, what its records say (target, ULA, endpoint, nat, stun, relay: peer-records.ts), its keys. */
 export interface Peer extends PeerRecords {
@@ -184,6 +188,7 @@ export class PeerManager {
    */
   async rewatch(): Promise<void> {
     if (this.#closed) return
+    this.#d.watch.renew?.()
     for (const [host, e] of this.#entries) {
       for (const off of e.offs) off()
       e.offs = []

@@ -2,6 +2,7 @@
 // node:dgram, the PortMapper, the UPDATE client) around Agent, and the three control-socket clients.
 import { mkdir, readFile } from 'node:fs/promises'
 import { accountKeyName, deriveTsigKeyAsync, isAccountAlgorithm } from '../dns/account-key.js'
+import { PushSessionPool } from '../dns/client/push-session.js'
 import { type TsigKey, UpdateClient } from '../dns/client/update.js'
 import { Watcher } from '../dns/client/watcher.js'
 import { RRType } from '../dns/wire/rr-table.js'
@@ -213,6 +214,9 @@ async function upLocked(
       domain,
       server: { host: server.host, port: server.port },
       key,
+      // Every watcher of this agent (the host list's and, through attach.ts, each peer's) subscribes on one DNS Push
+      // session per server (push-session.ts): one TLS connection and keepalive instead of one per watched name.
+      pushSessions: new PushSessionPool(),
       ...(tlsOpts ? { tls: tlsOpts } : { llqTransports: ['udp'] as const, mechanisms: ['llq', 'poll'] as const }),
       ...(o.tlsFingerprint ? { fingerprint256: o.tlsFingerprint } : {}),
     },

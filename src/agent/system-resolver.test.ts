@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -102,4 +102,37 @@ test('resolv.conf mode: upstreams from the file, port 53 required, a write error
   assert.equal((await ok.install({ address: '127.0.0.153', port: 53 })).state, 'set')
   await ok.restore()
   assert.deepEqual(await readFile(conf), before)
+})
+
+test('resolv.conf rewritten by another program (in place, or replaced by a rename) is set up again at once', async (t) => {
+  const d = await dir(t)
+  const conf = join(d, 'resolv.conf')
+  await writeFile(conf, 'nameserver 192.0.2.53\n')
+  const s = new SystemResolver(
+    { log: nullLogger, resolvedRuns: () => false },
+    { mode: 'resolv.conf', stateDir: d, domain: D, tun: undefined, resolvConf: conf },
+  )
+  await s.prepare({ address: '127.0.0.153', port: 53 })
+  assert.equal((await s.install({ address: '127.0.0.153', port: 53 })).state, 'set')
+  t.after(() => s.restore())
+  const ours = async (): Promise<boolean> => /^nameserver 127\.0\.0\.153$/m.test(await readFile(conf, 'utf8'))
+  /** Within 3 s: the safety re-read comes only every 60 s, so this is the file watch. */
+  const backWithin = async (what: string, upstream?: string): Promise<void> => {
+    const end = Date.now() + 3000
+    while (!(await ours()) || (upstream && s.upstreams[0]?.address !== upstream)) {
+      if (Date.now() > end) assert.fail(`${what}: resolv.conf not set up again within 3 s`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  assert.equal(await ours(), true)
+  await writeFile(conf, 'nameserver 198.51.100.1\n')
+  await backWithin('written in place', '198.51.100.1')
+  assert.deepEqual(s.upstreams, [{ address: '198.51.100.1', port: 53 }], 'the new upstream is forwarded to')
+  await writeFile(join(d, 'resolv.conf.dhcp'), 'nameserver 198.51.100.2\n')
+  await rename(join(d, 'resolv.conf.dhcp'), conf)
+  await backWithin('replaced by a rename', '198.51.100.2')
+  assert.deepEqual(s.upstreams, [{ address: '198.51.100.2', port: 53 }])
+  // and again on the new file (the watch moved to it)
+  await writeFile(conf, 'nameserver 198.51.100.3\n')
+  await backWithin('written in place after the rename', '198.51.100.3')
 })

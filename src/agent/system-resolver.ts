@@ -9,6 +9,7 @@
 // Whatever fails is shown by `autotunnel status`, with what to do, and the agent runs on without it.
 import { execFile } from 'node:child_process'
 import { existsSync, readlinkSync } from 'node:fs'
+import { type FileWatch, watchFile } from '../io/file-watch.js'
 import type { Logger } from '../io/log.js'
 import type { Upstream } from './forwarder.js'
 import { RESOLV_CONF, ResolvConfManager, upstreamsOf } from './resolv-conf.js'
@@ -51,7 +52,11 @@ export function resolvedRuns(): boolean {
   return true
 }
 
-const RECHECK_MS = 5000
+/**
+ * resolv.conf is watched (io/file-watch.ts: inotify on the file and its directory), so another program's rewrite is
+ * undone within about 100 ms; this re-read is only the safety net where inotify does not work.
+ */
+const RECHECK_SAFETY_MS = 60_000
 
 export class SystemResolver {
   readonly #log: Logger
@@ -63,7 +68,7 @@ export class SystemResolver {
   #upstreams: Upstream[] = []
   #self: { address: string; port: number } | undefined
   #status: SystemResolverStatus
-  #timer: NodeJS.Timeout | undefined
+  #watch: FileWatch | undefined
   #linkSet = false
 
   constructor(
@@ -150,8 +155,7 @@ export class SystemResolver {
       state: 'set',
       detail: `${this.#conf.path}: nameserver ${resolver.address}, search ${this.#domain}; other names forwarded to ${this.#upstreams.map((u) => u.address).join(' ') || 'none (REFUSED)'}`,
     }
-    this.#timer = setInterval(() => void this.#recheck(o), RECHECK_MS)
-    this.#timer.unref()
+    this.#watch = watchFile(this.#conf.path, () => void this.#recheck(o), { safetyMs: RECHECK_SAFETY_MS })
   }
 
   async #recheck(o: { nameserver: string; domain: string }): Promise<void> {
@@ -190,8 +194,8 @@ export class SystemResolver {
 
   /** On stop: the original resolv.conf back, or the link's settings reverted. */
   async restore(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer)
-    this.#timer = undefined
+    this.#watch?.close()
+    this.#watch = undefined
     if (this.mode === 'resolv.conf') await this.#conf.restore()
     if (this.mode === 'resolved' && this.#linkSet && this.#tun) {
       this.#linkSet = false

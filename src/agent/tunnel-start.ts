@@ -9,6 +9,9 @@ import type { Tunnel } from '../tunnel/tunnel.js'
 import type { DatapathDeps, DatapathOptions, IkeAuth } from './datapath.js'
 import type { Peer, PeerManager } from './peers.js'
 
+/** IKE revalidation period in the agent (the engine's safety net; revocation itself comes through the watch). */
+const IKE_REVALIDATE_MS = 300_000
+
 /**
  * `--tunnel-threads`: 'off' = everything on the main thread (the default since the TUN offloads), 'on' = send
  * thread + TUN I/O thread, 'send' = the send thread reads the TUN device itself.
@@ -114,6 +117,10 @@ export async function startTunnel(
       ...(c.ikeAuth === 'signature' && o.hostKey ? { hostKey: o.hostKey } : {}),
       ...(c.ikeAuth === 'psk' ? { psk: derivePsk(o.key.secret, user) } : {}),
       mobike: o.mobike ?? true,
+      // A peer's key record change (revocation) reaches us through its watch and revalidates at once
+      // (datapath.ts #keysChanged); the periodic look-up of every SA's peer is only the safety net, and looks up
+      // the table the watches keep. 5 min, not the engine's 30 s: an idle agent need not wake for it.
+      revalidateMs: IKE_REVALIDATE_MS,
       lookupPeer: async (id) => {
         const p = await c.peers.lookup(id)
         if (!p?.ula) return undefined

@@ -15,7 +15,10 @@ export function register(program: Command): void {
       '--state <dir>',
       "the agent's state directory (default: $AUTOTUNNEL_STATE_DIR, else /var/lib/autotunnel-agent as root, else $XDG_STATE_HOME/autotunnel-agent; docs/agent.md)",
     )
-    .option('--json', 'print one JSON document with every answer at the end')
+    .option(
+      '--json',
+      'one JSON object per line (NDJSON): each reply as it arrives ({"type":"reply",...}), then {"type":"summary",...}',
+    )
     .addHelpText(
       'after',
       `
@@ -29,7 +32,11 @@ Examples:
   pong from desktop (fd9a:...:1) via direct 203.0.113.11:4500, seq 2, in 0.62 ms
   pong from desktop (fd9a:...:1) via direct 203.0.113.11:4500, seq 3, in 0.58 ms
   3 sent, 3 answered, 0 lost; rtt min/avg/max 0.58/0.70/0.91 ms
-  $ autotunnel ping phone -c 1 --json`,
+  $ autotunnel ping phone -c 2 --json
+  {"type":"reply","seq":1,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"203.0.113.13:4500","rttMs":4.12,"setupMs":null,"probe":"ike-liveness"}
+  {"type":"reply","seq":2,"reply":true,"host":"phone","ula":"fd9a:...:3","path":"relay","endpoint":"203.0.113.13:4500","rttMs":3.87,"setupMs":null,"probe":"ike-liveness"}
+  {"type":"summary","host":"phone","ula":"fd9a:...:3","transmitted":2,"received":2,"lost":0,"rttMs":{"min":3.87,"avg":3.995,"max":4.12}}
+  $ autotunnel ping laptop -c 3 --json | jq -r 'select(.type == "reply") | "\\(.seq) \\(.path) \\(.rttMs)"'`,
     )
     .action(async (host: string, o: import('../agent/everyday-client.js').PingOptions) => {
       const m = await import('../agent/everyday-client.js')

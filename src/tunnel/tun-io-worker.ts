@@ -13,6 +13,7 @@ import { Coalescer } from './offload/coalesce.js'
 import { Segmenter } from './offload/segment.js'
 import { VNET_HDR_LEN } from './offload/virtio.js'
 import { consumeRing, PacketRing, type RingInit } from './ring.js'
+import { statsTimer } from './stats-timer.js'
 import { closeFd, dupFd, TunReader } from './tun/linux-tun.js'
 
 export interface TunIoInit {
@@ -53,6 +54,16 @@ let toTxDropped = 0
 let writeErrors = 0
 let vnetDrops = 0
 let stopping = false
+let lastKey = ''
+// Only after work and only when a figure changed (stats-timer.ts): an idle tunnel wakes neither this thread nor the
+// main thread (issue 17's idle cost).
+const timer = statsTimer(init.statsIntervalMs, () => {
+  const s = stats()
+  const key = `${s.toTxDropped}/${s.writeErrors}/${s.vnetDrops}/${s.segmentedReads}/${s.segments}/${s.coalescedWrites}/${s.merged}`
+  if (key === lastKey) return
+  lastKey = key
+  port.postMessage(s)
+})
 
 const toTxOne = (b: Buffer, off: number, len: number): void => {
   if (!toTx.push(b, off, len)) toTxDropped++
@@ -64,6 +75,7 @@ const reader = init.read
         if (seg.segment(b, off, len, toTxOne) !== undefined) vnetDrops++
       } else toTxOne(b, off, len)
       toTx.publish()
+      timer.mark()
     })
   : undefined
 
@@ -86,13 +98,16 @@ const writer = co
   ? consumeRing(
       fromRx,
       (b, off, len) => co.push(b, off, len),
-      () => co.flush(),
+      () => {
+        co.flush()
+        timer.mark()
+      },
       () => stopping,
     )
   : consumeRing(
       fromRx,
       writeRaw,
-      () => {},
+      () => timer.mark(),
       () => stopping,
     )
 
@@ -106,22 +121,12 @@ const stats = (): TunIoStats => ({
   coalescedWrites: co?.superPackets ?? 0,
   merged: co?.merged ?? 0,
 })
-let lastKey = ''
-// Only when a figure changed (an idle tunnel does not wake the main thread: issue 17's idle cost).
-const timer = setInterval(() => {
-  const s = stats()
-  const key = `${s.toTxDropped}/${s.writeErrors}/${s.vnetDrops}/${s.segmentedReads}/${s.segments}/${s.coalescedWrites}/${s.merged}`
-  if (key === lastKey) return
-  lastKey = key
-  port.postMessage(s)
-}, init.statsIntervalMs)
-
 port.postMessage({ op: 'ready' })
 
 port.on('message', (m: { op: string }) => {
   if (m.op !== 'stop') return
   stopping = true
-  clearInterval(timer)
+  timer.stop()
   fromRx.wake()
   void Promise.all([reader?.close(), writer]).then(() => {
     closeFd(wfd)

@@ -246,6 +246,30 @@ test('NAT keepalives: one 0xFF octet every 20 s to keepalive peers, only when no
   assert.equal(a.tunnel.counters().keepaliveTx, 2)
 })
 
+test('NAT keepalives go one interval after the last packet (not at the next fixed tick); no keepalive peer, no timer', async (t) => {
+  const clock = new FakeClock()
+  const { net, a } = await pair(t, { clock })
+  const ka: number[] = []
+  net.dropIf = (_f, _to, m) => {
+    if (m.length === 1) ka.push(clock.monotonic())
+    return false
+  }
+  const t0 = clock.monotonic()
+  a.tunnel.setKeepalive(ULA_B, true)
+  clock.advance(15_000)
+  a.tun.inject(ipv6(ULA_A, ULA_B, Buffer.from('data')))
+  await settle()
+  clock.advance(19_999)
+  assert.deepEqual(ka, [], 'data 19.999 s ago: not yet')
+  clock.advance(1)
+  assert.deepEqual(ka, [t0 + 35_000], '20 s after the data, not at a 20 s tick (40 s)')
+  clock.advance(20_000)
+  assert.deepEqual(ka, [t0 + 35_000, t0 + 55_000])
+  a.tunnel.setKeepalive(ULA_B, false)
+  clock.advance(100_000)
+  assert.equal(ka.length, 2, 'off: none')
+})
+
 test('API errors are typed: unknown peer, SPI in use, bad key length, bad ULA, bad endpoint', async (t) => {
   const { a, keys } = await pair(t)
   assert.throws(() => a.tunnel.setPeerEndpoint('fd00::77', ADDR_B), { name: 'TunnelError', code: 'unknown_peer' })

@@ -4,7 +4,6 @@
 // The packet path lives in send.ts and receive.ts, and how start() connects it to the TUN device and the socket
 // (receive batching, the send thread) in packet-io.ts; this file is the SA table's public face.
 
-import type { Clock } from '../io/clock.js'
 import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, type EspCrypto, isEspAlg } from './esp.js'
@@ -36,7 +35,7 @@ import {
   type TunnelOptions,
 } from './tunnel-types.js'
 import type { TxThread } from './tx-thread.js'
-import { NAT_KEEPALIVE_INTERVAL_MS, sendNatKeepalives, withNonEspMarker } from './udp-encap.js'
+import { NAT_KEEPALIVE_INTERVAL_MS, NatKeepaliveTimer, withNonEspMarker } from './udp-encap.js'
 import type { UdpRecvBatch } from './udp-recv.js'
 
 export type { TunnelCounters } from './counters.js'
@@ -50,7 +49,7 @@ export class Tunnel {
   readonly mtu: number
   readonly #deps: TunnelDeps
   readonly #localBytes: Buffer
-  readonly #keepaliveMs: number
+  readonly #keepalives: NatKeepaliveTimer
   readonly #replayBlocks: number
   readonly #counters = newCounters()
   readonly #peersByKey = new Map<string, Peer>()
@@ -58,7 +57,6 @@ export class Tunnel {
   readonly #pool: SlabPool
   readonly #sender: Sender
   readonly #receiver: Receiver
-  #keepaliveTimer: ReturnType<Clock['setTimeout']> | undefined
   #started = false
   #closed = false
   readonly #udpGso: boolean
@@ -89,7 +87,10 @@ export class Tunnel {
     this.#localBytes = local.bytes
     this.#deps = deps
     this.mtu = deps.tun.mtu
-    this.#keepaliveMs = opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS
+    this.#keepalives = new NatKeepaliveTimer(
+      { ...deps, counters: this.#counters, peers: () => this.#peersByKey.values() },
+      opts.keepaliveIntervalMs ?? NAT_KEEPALIVE_INTERVAL_MS,
+    )
     this.#replayBlocks = opts.replayBlocks ?? REPLAY_DEFAULT_BLOCKS
     this.#udpGso = opts.udpGso ?? true
     this.#recvBatchWanted = (opts.recvBatch ?? true) && process.env.AUTOTUNNEL_RECVMMSG !== '0'
@@ -201,7 +202,8 @@ export class Tunnel {
           const now = this.#deps.clock.monotonic()
           for (const ps of st.peers) {
             const p = this.#peersByKey.get(ps.key)
-            if (p && ps.txAgoMs >= 0) p.lastTxMonoMs = now - ps.txAgoMs
+            // max: an IKE message sent since (sendIke) is newer than the send thread's last packet.
+            if (p && ps.txAgoMs >= 0) p.lastTxMonoMs = Math.max(p.lastTxMonoMs, now - ps.txAgoMs)
           }
         },
       },
@@ -225,7 +227,7 @@ export class Tunnel {
       udpGro: rb?.gro === true,
       tunOffload: tun.vnetHdr === true,
     })
-    this.#scheduleKeepalive()
+    this.#keepalives.start()
   }
 
   /** Resolves when the packet path runs (with threads: once both have started; else at once). */
@@ -257,11 +259,13 @@ export class Tunnel {
       if (p.endpoint) existing.endpoint = this.#route(p.endpoint)
       if (p.keepalive !== undefined) existing.keepalive = p.keepalive
       this.#tx?.peer(existing)
+      this.#keepalives.changed()
       return
     }
     const peer = newPeer(canonical, bytes, p.endpoint ? this.#route(p.endpoint) : undefined, p.keepalive ?? false)
     this.#peersByKey.set(key, peer)
     this.#tx?.peer(peer)
+    this.#keepalives.changed()
   }
 
   /** Removes the peer and all its SAs. */
@@ -280,11 +284,13 @@ export class Tunnel {
     const peer = this.#peer(ula, true)
     peer.endpoint = this.#route(endpoint)
     this.#tx?.peer(peer)
+    this.#keepalives.changed()
   }
 
   /** Send RFC 3948 NAT keepalives to this peer (when a NAT is between us; IKE's NAT detection knows). */
   setKeepalive(ula: string, on: boolean): void {
     this.#peer(ula, true).keepalive = on
+    this.#keepalives.changed()
   }
 
   peers(): PeerStatus[] {
@@ -396,6 +402,11 @@ export class Tunnel {
   /** Sends an IKE message on the shared port, with the non-ESP marker (RFC 3948 section 2.2). */
   sendIke(msg: Buffer, to: Endpoint): void {
     this.#counters.ikeTx++
+    // An IKE message (a DPD or liveness check every 30 s on an idle SA) keeps the NAT binding of this 5-tuple just as
+    // a keepalive does: RFC 3948 section 4 sends keepalives only when nothing else was sent in the interval.
+    const now = this.#deps.clock.monotonic()
+    for (const p of this.#peersByKey.values())
+      if (p.endpoint && p.endpoint.port === to.port && p.endpoint.address === to.address) p.lastTxMonoMs = now
     try {
       this.#deps.socket.send(withNonEspMarker(msg), 0, msg.length + 4, to.port, to.address, (err) => {
         if (err) this.#counters.drops.send_error++
@@ -460,20 +471,11 @@ export class Tunnel {
 
   // --- keepalives and shutdown --------------------------------------------------------------------------
 
-  #scheduleKeepalive(): void {
-    if (this.#closed) return
-    this.#keepaliveTimer = this.#deps.clock.setTimeout(() => {
-      const now = this.#deps.clock.monotonic()
-      sendNatKeepalives(this.#peersByKey.values(), now, this.#keepaliveMs, this.#deps.socket, this.#counters)
-      this.#scheduleKeepalive()
-    }, this.#keepaliveMs)
-  }
-
   /** Stops the timer and the packet path, then closes the TUN device and the socket. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.#deps.clock.clearTimeout(this.#keepaliveTimer)
+    this.#keepalives.close()
     this.#sender.close()
     this.#stopRecv()
     if (this.#tx) await this.#tx.close()

@@ -14,6 +14,7 @@ import { SlabPool } from './pool.js'
 import { consumeRing, PacketRing } from './ring.js'
 import { newPeer, type Peer } from './sa-table.js'
 import { Sender } from './send.js'
+import { statsTimer } from './stats-timer.js'
 import { dupFd, TunReader } from './tun/linux-tun.js'
 import type { TxInit, TxStats, TxToWorker } from './tx-thread.js'
 import { UdpGso } from './udp-gso.js'
@@ -74,17 +75,23 @@ function stats(): TxStats {
 const statsKey = (s: TxStats): string =>
   JSON.stringify([s.counters, s.peers.map((p) => [p.key, p.txPackets, p.txBytes, p.queued])])
 let lastKey = ''
-// Only when something changed: an idle tunnel then wakes neither the main thread nor its event loop 5 times a second
-// (issue 17's idle cost); the main thread already holds the last figures.
-const timer = setInterval(() => {
+// Only after work and only when something changed (stats-timer.ts): an idle tunnel wakes neither this thread nor the
+// main thread (issue 17's idle cost); the main thread already holds the last figures.
+const timer = statsTimer(init.statsIntervalMs, () => {
   const s = stats()
   const key = statsKey(s)
   if (key === lastKey) return
   lastKey = key
   port.postMessage(s)
-}, init.statsIntervalMs)
+})
+const fromTun = (b: Buffer, off: number, len: number): void => {
+  sender.fromTun(b, off, len)
+  timer.mark()
+}
 
 port.on('message', (m: TxToWorker) => {
+  // A peer or SA change may flush queued packets (counters change): post the figures after it too.
+  if (m.op === 'peer' || m.op === 'outbound') timer.mark()
   switch (m.op) {
     case 'peer': {
       let p = peersByKey.get(m.key)
@@ -116,13 +123,15 @@ port.on('message', (m: TxToWorker) => {
     case 'go':
       if (init.readTunFd !== undefined) {
         // This thread reads the TUN device itself: one thread wake-up less per packet.
-        const fromTun = (b: Buffer, off: number, len: number): void => sender.fromTun(b, off, len)
         const seg = init.vnetHdr ? new Segmenter() : undefined
         const reader = new TunReader(
           dupFd(init.readTunFd),
           seg
             ? (b, off, len) => {
-                if (seg.segment(b, off, len, fromTun) !== undefined) counters.drops.bad_vnet_hdr++
+                if (seg.segment(b, off, len, fromTun) !== undefined) {
+                  counters.drops.bad_vnet_hdr++
+                  timer.mark()
+                }
               }
             : fromTun,
         )
@@ -132,7 +141,7 @@ port.on('message', (m: TxToWorker) => {
       } else
         consumer = consumeRing(
           new PacketRing(init.fromTun),
-          (b, off, len) => sender.fromTun(b, off, len),
+          fromTun,
           () => {},
           () => stopping,
         )
@@ -140,7 +149,7 @@ port.on('message', (m: TxToWorker) => {
       return
     case 'stop':
       stopping = true
-      clearInterval(timer)
+      timer.stop()
       new PacketRing(init.fromTun).wake()
       stopReader()
       void consumer.then(() => {

@@ -95,6 +95,39 @@ function cli(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
   return lab.exec(a.host, ['node', MAIN, ...args, '--state', a.state], { timeoutMs })
 }
 
+/**
+ * `autotunnel ping ARGS` in the agent's host, its stdout read line by line as it comes: how long before the command
+ * ended its first line arrived (about (N - 1) intervals when replies stream, about 0 when printed at the end), every
+ * line, and the exit code.
+ */
+async function pingStream(lab: Lab, a: TunnelAgent, args: string[], timeoutMs = 30_000) {
+  const { spawn } = await import('node:child_process')
+  const { createInterface } = await import('node:readline')
+  const argv = lab.argv(a.host, ['node', MAIN, 'ping', ...args, '--state', a.state])
+  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  p.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  let exitAt = 0
+  const exited = new Promise<number | null>((resolve) =>
+    p.once('exit', (code) => {
+      exitAt = performance.now()
+      resolve(code)
+    }),
+  )
+  const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs)
+  const lines: string[] = []
+  let firstAt: number | undefined
+  for await (const l of createInterface({ input: p.stdout })) {
+    firstAt ??= performance.now()
+    if (l.trim()) lines.push(l)
+  }
+  const code = await exited
+  clearTimeout(timer)
+  return { lines, code, stderr, firstLineBeforeEndMs: firstAt === undefined ? 0 : exitAt - firstAt }
+}
+
 const PONG = /^pong from (\S+) \((\S+)\) via (direct|punched|relay) (\S+), seq (\d+), in ([\d.]+) ms/
 
 /** Pong lines of `autotunnel ping` output, parsed. */
@@ -194,17 +227,30 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois, netchec
         30_000,
         200,
       )
-      const relayed = await cli(lab, phone, ['ping', 'hotel-guest', '-c', '3', '-i', '0.2', '--json'])
-      assert.equal(relayed.code, 0, relayed.stdout + relayed.stderr)
-      const rj = JSON.parse(relayed.stdout) as {
-        transmitted: number
-        received: number
-        answers: { reply: boolean; path: string; endpoint: string; rttMs: number }[]
+      // --json streams (NDJSON): each reply is on stdout while the later pings are still being sent.
+      const relayed = await pingStream(lab, phone, ['hotel-guest', '-c', '3', '-i', '1', '--json'])
+      t.diagnostic(`phone$ autotunnel ping hotel-guest -c 3 --json\n${relayed.lines.join('\n')}`)
+      assert.equal(relayed.code, 0, relayed.lines.join('\n') + relayed.stderr)
+      // Two more pings 1 s apart follow the first reply: it must be out well before the end.
+      assert.ok(
+        relayed.firstLineBeforeEndMs > 1500,
+        `the first reply line came ${relayed.firstLineBeforeEndMs.toFixed(0)} ms before ping ended (not streamed)`,
+      )
+      const rj = relayed.lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+      assert.equal(rj.length, 4, relayed.lines.join('\n'))
+      for (const [i, a] of rj.slice(0, 3).entries()) {
+        assert.equal(a.type, 'reply', JSON.stringify(a))
+        assert.equal(a.seq, i + 1)
+        assert.equal(a.reply, true, JSON.stringify(a))
+        assert.equal(a.path, 'relay', JSON.stringify(a))
+        assert.equal(typeof a.rttMs, 'number')
       }
-      t.diagnostic(`phone$ autotunnel ping hotel-guest -c 3 --json\n${relayed.stdout}`)
-      assert.equal(rj.transmitted, 3)
-      assert.equal(rj.received, 3)
-      for (const a of rj.answers) assert.equal(a.path, 'relay', JSON.stringify(a))
+      const sum = rj[3] as { type: string; transmitted: number; received: number; lost: number; rttMs: unknown }
+      assert.equal(sum.type, 'summary')
+      assert.equal(sum.transmitted, 3)
+      assert.equal(sum.received, 3)
+      assert.equal(sum.lost, 0)
+      assert.ok(sum.rttMs, JSON.stringify(sum))
       const relayedText = await cli(lab, phone, ['ping', 'hotel-guest', '-c', '1'])
       assert.equal(pongs(relayedText.stdout)[0]?.path, 'relay', relayedText.stdout)
 

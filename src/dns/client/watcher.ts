@@ -18,7 +18,7 @@ import { type RR, RRType } from '../wire/rr-table.js'
 import { LLQ_PLAIN_SERVICE, ServerSilentError, ServiceDiscovery } from './discovery.js'
 import { explainTransport } from './explain.js'
 import { LlqClient } from './llq.js'
-import { type PushChange, PushClient } from './push.js'
+import { type PushChange, PushClient, type PushSessionPool } from './push.js'
 import { exchange, queryMessage, type ServerAddr } from './query.js'
 import type { StreamTarget } from './stream.js'
 
@@ -66,6 +66,11 @@ export interface WatcherOptions {
   readonly retryMinMs?: number
   readonly retryMaxMs?: number
   readonly timeoutMs?: number
+  /**
+   * DNS Push sessions to share with the other watchers given the same pool (push-session.ts: one DSO session per
+   * server and key carries all their subscriptions). Without it each watcher has a session of its own.
+   */
+  readonly pushSessions?: PushSessionPool
 }
 
 function rrKey(rr: RR): string {
@@ -260,11 +265,15 @@ export class Watcher {
       {
         name: this.opts.name,
         type: this.opts.type,
-        ...(this.opts.key ? { sign: this.#sign } : {}),
+        ...(this.opts.key ? { sign: this.#sign, authId: this.opts.key.name } : {}),
         authName: fqdn(this.opts.domain),
         ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
       },
-      { clock: this.#clock, random: this.#random },
+      {
+        clock: this.#clock,
+        random: this.#random,
+        ...(this.opts.pushSessions ? { sessions: this.opts.pushSessions } : {}),
+      },
     )
     const buffered: PushChange[][] = []
     let ready = false
