@@ -400,6 +400,8 @@ async function fanOutSpread(kind: 'push' | 'llq', watchers: number): Promise<str
     )
   } finally {
     for (const kid of kids) kid.kill('SIGKILL')
+    // SIGTERM first: a server run with --cpu-prof (NODE_OPTIONS) writes its profile when it exits normally.
+    await srv.stop().catch(() => {})
     await srv.cleanup()
   }
 }
