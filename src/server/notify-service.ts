@@ -38,6 +38,10 @@ export { type NotifyCliOptions, type NotifyHost, type NotifyOptions, notifyOptio
 
 /** Fan-outs to this many watchers are logged at info, with how long they took. */
 const LOG_FANOUT_AT = 1000
+/** How the fan-out log waits for the last octets to leave the process (#fanOut). */
+const FLUSH_POLL_FAST_MS = 200
+const FLUSH_POLL_MS = 10
+const FLUSH_WAIT_MAX_MS = 10_000
 const SESSION_KEY = 'push.session'
 const LLQ_HOOK_KEY = 'llq.hooked'
 const TSIG_USER_KEY = 'tsig.user'
@@ -125,17 +129,24 @@ export class NotifyService {
     const ms = performance.now() - t0
     const level = delivered >= LOG_FANOUT_AT ? 'info' : 'debug'
     const round = (x: number): number => Math.round(x * 1000) / 1000
+    // Diagnostics only, so plain timers, not the Clock: checked once per event-loop turn for the first
+    // FLUSH_POLL_FAST_MS, then every FLUSH_POLL_MS; a watcher that does not read (its socket buffer full) ends the
+    // wait after FLUSH_WAIT_MAX_MS, logged with flushedMs null and how many were still queued.
     const check = (): void => {
-      if (unflushed.some((c) => !c.closed && (c.queued ?? 0) > 0)) {
-        setImmediate(check)
+      const elapsed = performance.now() - t0
+      const pending = unflushed.filter((c) => !c.closed && (c.queued ?? 0) > 0).length
+      if (pending > 0 && elapsed < FLUSH_WAIT_MAX_MS) {
+        if (elapsed < FLUSH_POLL_FAST_MS) setImmediate(check)
+        else setTimeout(check, FLUSH_POLL_MS).unref()
         return
       }
       this.#log[level]('notify.fanout', {
         rrsets: changes.length,
         delivered,
         ms: round(ms),
-        flushedMs: round(performance.now() - t0),
+        flushedMs: pending > 0 ? null : round(elapsed),
         queuedConnections: unflushed.length,
+        ...(pending > 0 ? { stillQueued: pending } : {}),
       })
     }
     setImmediate(check)
