@@ -411,7 +411,9 @@ async function fanOutSpread(kind: 'push' | 'llq', watchers: number): Promise<str
     await Promise.all(done)
     await sleep(300) // the server's log line is written when its last octet left
     const fans = [
-      ...srv.stderr.matchAll(/"delivered":(\d+),"ms":([\d.]+)(?:,"cpuMs":([\d.]+))?(?:,"flushedMs":([\d.]+))?/g),
+      ...srv.stderr.matchAll(
+        /"delivered":(\d+),"ms":([\d.]+)(?:,"cpuMs":([\d.]+))?(?:,"sysMs":([\d.]+))?(?:,"flushedMs":([\d.]+))?/g,
+      ),
     ]
     const transport = kind === 'push' ? (PUSH_TLS ? 'TLS' : 'plain TCP') : 'UDP, TSIG-signed events'
     const lines = rounds.map((r, round) => {
@@ -424,8 +426,8 @@ async function fanOutSpread(kind: 'push' | 'llq', watchers: number): Promise<str
         `${PIN ? `, server on CPU ${SERVER_CPU}, clients on CPU ${CLIENT_CPU}` : ''}), round ${round} (${round === 0 ? 'cold' : 'warm'}): ` +
         (fan
           ? `SERVER commit -> last message written ${Number(fan[2]).toFixed(1)} ms` +
-            `${fan[3] !== undefined ? ` (CPU ${Number(fan[3]).toFixed(1)} ms)` : ''}, ` +
-            `-> all ${fan[1]} messages out of the process ${fan[4] !== undefined ? `${Number(fan[4]).toFixed(1)} ms` : 'n/a'}; `
+            `${fan[3] !== undefined ? ` (CPU ${Number(fan[3]).toFixed(1)} ms${fan[4] !== undefined ? `, of it in the kernel ${Number(fan[4]).toFixed(1)} ms` : ''})` : ''}, ` +
+            `-> all ${fan[1]} messages out of the process ${fan[5] !== undefined ? `${Number(fan[5]).toFixed(1)} ms` : 'n/a'}; `
           : 'SERVER: no notify.fanout line; ') +
         (last === undefined
           ? 'CLIENTS: none received'

@@ -147,7 +147,7 @@ export class NotifyService {
         rrsets: changes.length,
         delivered,
         ms: round(ms),
-        ...(cpu ? { cpuMs: round((cpu.user + cpu.system) / 1000) } : {}),
+        ...(cpu ? { cpuMs: round((cpu.user + cpu.system) / 1000), sysMs: round(cpu.system / 1000) } : {}),
         flushedMs: pending > 0 ? null : round(elapsed),
         queuedConnections: unflushed.length,
         ...(pending > 0 ? { stillQueued: pending } : {}),
