@@ -5,12 +5,13 @@ import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { STATE_DIR_ENV } from '../src/agent/state-dir.js'
 import { SSO_DEFAULT_ENV, SSO_SHARE_DIR_ENV } from '../src/sso/share-dir.js'
-import { miniupnpdFiles, spawnLogged, startCoturn, startMiniupnpd, waitCoturn } from './daemons.js'
+import { spawnLogged, startCoturn, waitCoturn } from './daemons.js'
 import { writeEtcOverlays } from './etc.js'
+import { startSiteMiniupnpd, stopSiteMiniupnpd } from './gateway.js'
 import { ensureTools, loadTopology, track, untrack } from './guard.js'
-import { linkRules, MINIUPNPD_FLUSH } from './nft.js'
-import { dev, hostBatch, linkBatch, nsScripts, planState, type Site, siteOf, uplinkNode } from './plan.js'
-import { type ExecResult, inNs, LabCommandError, pidAlive, type RunOptions, run, runOk } from './sh.js'
+import { linkRules } from './nft.js'
+import { dev, hostBatch, linkBatch, nsScripts, planState, siteOf, uplinkNode } from './plan.js'
+import { type ExecResult, inNs, LabCommandError, LabError, pidAlive, type RunOptions, run, runOk } from './sh.js'
 import {
   type LossDirection,
   listRuns,
@@ -34,9 +35,7 @@ import {
   type Topology,
 } from './topology.js'
 
-export class LabError extends Error {
-  override name = 'LabError'
-}
+export { LabError }
 
 export interface LabUpOptions {
   /** Run name (namespaces are `atl-<name>-<node>`); default a fresh random one. */
@@ -159,28 +158,9 @@ export class Lab {
     })()
     const others = [...scripts].filter(([n]) => n !== 'core')
     await Promise.all([coreReady, ...others.map(([n, sc]) => runOk(inNs(s.nodes[n]!.ns, ['sh', '-s']), { input: sc }))])
-    await Promise.all(s.topology.sites.filter((x) => this.#hasMiniupnpd(x)).map((x) => this.#startMiniupnpd(x)))
-  }
-
-  #hasMiniupnpd(site: Site): boolean {
-    return site.miniupnpd
-  }
-
-  async #startMiniupnpd(site: Site): Promise<void> {
-    const s = this.#s
-    const p = await startMiniupnpd(s.dir, this.netnsOf(site.name), {
-      site: site.name,
-      wan: dev.wan(s.tag),
-      lan: dev.bridge(s.tag),
-      lanCidr: site.lan,
-      stunHost: s.topology.core.stun[0],
-      natpmp: site.upnp.natpmp || site.upnp.pcp,
-      upnp: site.upnp.upnp,
-      minLifetimeSec: site.upnp.minLifetimeSec,
-      behindNat: site.nat === 'double',
-    })
-    s.procs = s.procs.filter((x) => x.name !== p.name).concat(p)
-    saveState(s)
+    await Promise.all(
+      s.topology.sites.filter((x) => x.miniupnpd).map((x) => startSiteMiniupnpd(s, this.netnsOf(x.name), x)),
+    )
   }
 
   get name(): string {
@@ -361,29 +341,13 @@ export class Lab {
   async restartGateway(site: string): Promise<void> {
     const x = siteOf(this.#s, site)
     const gwNs = this.netnsOf(site)
-    if (this.#hasMiniupnpd(x)) {
-      await this.#stopMiniupnpd(x)
+    if (x.miniupnpd) {
+      await stopSiteMiniupnpd(this.#s, this.netnsOf(x.name), x)
       rmSync(join(this.#s.dir, `miniupnpd-${site}.leases`), { force: true })
     }
     await runOk(inNs(gwNs, ['conntrack', '-F']))
     if (x.nat === 'double') await runOk(inNs(this.netnsOf(`${site}-cgn`), ['conntrack', '-F']))
-    if (this.#hasMiniupnpd(x)) await this.#startMiniupnpd(x)
-  }
-
-  async #stopMiniupnpd(x: Site): Promise<void> {
-    const s = this.#s
-    const p = s.procs.find((q) => q.name === `miniupnpd-${x.name}`)
-    if (p) stopProcess(p.pid, 0)
-    if (p && pidAlive(p.pid)) throw new LabError(`miniupnpd of ${x.name} (pid ${p.pid}) did not exit`)
-    // Killed, miniupnpd leaves its pid file, and the next one refuses to start ("MiniUPnPd is already running.
-    // EXITING") while that pid still exists, which a zombie does: stopProcess returns once the daemon has exited,
-    // but only its parent reaps it. That is us when the lab was made in this process; after `autotunnel lab up`
-    // it is init (here reaping orphans every ~2 s) or a subreaper, so `lab restart-gateway` from the command line
-    // failed. The exited daemon holds no socket or rule any more; only the file is stale.
-    rmSync(miniupnpdFiles(s.dir, x.name).pid, { force: true })
-    s.procs = s.procs.filter((q) => q !== p)
-    saveState(s)
-    await runOk(inNs(this.netnsOf(x.name), ['nft', '-f', '-']), { input: MINIUPNPD_FLUSH })
+    if (x.miniupnpd) await startSiteMiniupnpd(this.#s, this.netnsOf(x.name), x)
   }
 
   /** Changes a site's public address: the uplink's address, the core's route, and miniupnpd (restarted, keeping leases). */
@@ -407,8 +371,8 @@ export class Lab {
     const upNs = this.netnsOf(uplinkNode(x))
     const wan = dev.wan(s.tag)
     const coreDev = s.coreDevs[site]!
-    const mini = this.#hasMiniupnpd(x)
-    if (mini) await this.#stopMiniupnpd(x)
+    const mini = x.miniupnpd
+    if (mini) await stopSiteMiniupnpd(this.#s, this.netnsOf(x.name), x)
     await runOk(inNs(upNs, ['ip', '-batch', '-']), {
       input: `addr add ${addr}/32 dev ${wan}\naddr del ${old}/32 dev ${wan}\nroute replace default via ${s.topology.core.router} dev ${wan} onlink\n`,
     })
@@ -418,7 +382,7 @@ export class Lab {
     await runOk(inNs(upNs, ['conntrack', '-F']))
     s.sites[site]!.publicIp = addr
     saveState(s)
-    if (mini) await this.#startMiniupnpd(x)
+    if (mini) await startSiteMiniupnpd(this.#s, this.netnsOf(x.name), x)
   }
 
   /** Drops `percent` % of the packets crossing a link (site name: its uplink; host name: its access link). */

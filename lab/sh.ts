@@ -16,6 +16,11 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv
 }
 
+/** A lab operation that cannot be done as asked (a bad name or address, a daemon that did not exit). */
+export class LabError extends Error {
+  override name = 'LabError'
+}
+
 export class LabCommandError extends Error {
   override name = 'LabCommandError'
   constructor(

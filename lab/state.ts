@@ -45,7 +45,11 @@ export interface RunState {
   /** Device in the core for each uplink (an internet host or a site). */
   coreDevs: Record<string, string>
   hosts: Record<string, HostState>
-  sites: Record<string, { publicIp: string }>
+  /**
+   * Per site: its public address, and the second its miniupnpd last started in (the daemon's BOOTID.UPNP.ORG;
+   * see Lab.#startMiniupnpd).
+   */
+  sites: Record<string, { publicIp: string; miniupnpdStartSec?: number }>
   links: Record<string, LinkState>
   procs: ProcState[]
 }

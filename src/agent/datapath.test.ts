@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { dnsEndpointDecision, type TunnelThreads, tunnelThreadsMode } from './datapath.js'
+import { dnsEndpointDecision } from './datapath.js'
+import { type TunnelThreads, tunnelThreadsMode } from './tunnel-start.js'
 
 test('dnsEndpointDecision: DNS moves the endpoint, except to the LAN address of an unmapped peer', () => {
   const home = { address: '203.0.113.11', port: 4500 }

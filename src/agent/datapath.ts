@@ -28,17 +28,17 @@ import {
   choosePath,
   type NatView,
   type PathDecision,
-  Puncher,
+  type Puncher,
   pathLabel,
   type RelayConfig,
-  RelayManager,
+  type RelayManager,
 } from '../traversal/index.js'
 import type { StunDemux } from '../tunnel/receive.js'
-import type { LinuxTun } from '../tunnel/tun/linux-tun.js'
 import type { Tunnel } from '../tunnel/tunnel.js'
 import { normUla, type Peer, PeerManager, type SignedQuery, type WatchFactory } from './peers.js'
 import { Publisher } from './publisher.js'
 import { fq, hostKeyRecord } from './records.js'
+import { startTunnel, type TunnelParts, type TunnelThreads } from './tunnel-start.js'
 
 export interface DatapathOptions {
   readonly domain: string
@@ -60,7 +60,7 @@ export interface DatapathOptions {
   readonly ttlSec?: number
   /** MOBIKE (RFC 4555). @default true */
   readonly mobike?: boolean
-  /** The tunnel's threads (docs/tunnel.md); undefined: AUTOTUNNEL_TUNNEL_THREADS, else the default 'on'. */
+  /** The tunnel's threads (docs/tunnel.md); undefined: AUTOTUNNEL_TUNNEL_THREADS, else the default 'off'. */
   readonly tunnelThreads?: TunnelThreads
   /** Our own NAT view (nat=, and the STUN result when unmapped): the agent's selfNat. */
   readonly selfNat?: () => NatView | undefined
@@ -70,26 +70,6 @@ export interface DatapathOptions {
   readonly relay?: RelayConfig
   /** Our relayed address changed: the agent publishes it (TXT relay=) or withdraws it. */
   readonly onRelay?: (relayed: { address: string; port: number } | undefined) => void
-}
-
-/**
- * `--tunnel-threads`: 'off' = everything on the main thread (the default since the TUN offloads), 'on' = send
- * thread + TUN I/O thread, 'send' = the send thread reads the TUN device itself.
- */
-export type TunnelThreads = 'on' | 'send' | 'off'
-
-/**
- * The mode the tunnel runs in: the option, else AUTOTUNNEL_TUNNEL_THREADS (set by `up --tunnel-threads`), else
- * the older AUTOTUNNEL_TX_THREAD=0|1, else 'off'. Figures behind the default: docs/tunnel.md "Thread modes in
- * the agent" (with the TUN offloads one thread has the most TCP throughput and the least latency in bench/tunnel;
- * the threads keep more small-packet throughput).
- */
-export function tunnelThreadsMode(opt?: TunnelThreads, env: NodeJS.ProcessEnv = process.env): TunnelThreads {
-  if (opt) return opt
-  const e = env.AUTOTUNNEL_TUNNEL_THREADS
-  if (e === 'on' || e === 'send' || e === 'off') return e
-  if (env.AUTOTUNNEL_TX_THREAD === '1') return 'on'
-  return 'off'
 }
 
 /** --ike-auth: signatures with the per-host key (default), or the PSK from the account secret (interop/fallback). */
@@ -129,12 +109,6 @@ export function dnsEndpointDecision(
   if (current && current.address === dns.address && current.port === dns.port) return 'same'
   if (nat === 'unmapped' && current) return 'keep'
   return 'set'
-}
-
-interface TunnelParts {
-  readonly tun: LinuxTun
-  readonly tunnel: Tunnel
-  readonly engine: IkeEngine
 }
 
 export class Datapath {
@@ -193,100 +167,15 @@ export class Datapath {
   }
 
   async #startTunnel(name: string): Promise<TunnelParts> {
-    const { clock, random, log, udp } = this.#d
-    const [{ LinuxTun }, { Tunnel }, { IkeEngine }, glue, { derivePsk }, { publicKeysFromTxt }] = await Promise.all([
-      import('../tunnel/tun/linux-tun.js'),
-      import('../tunnel/tunnel.js'),
-      import('../ike/engine.js'),
-      import('../ike/tunnel-glue.js'),
-      import('../ike/auth.js'),
-      import('../ike/hostkey.js'),
-    ])
-    const tun = LinuxTun.open({ name, localUla: this.#o.localUla })
-    const { NAT_KEEPALIVE } = await import('../tunnel/udp-encap.js')
-    let udpOut = udp
-    if (this.#o.relay) {
-      const onRelay = this.#o.onRelay
-      this.#relay = new RelayManager(
-        {
-          clock,
-          random,
-          log: log.child({ c: 'relay' }),
-          udp,
-          tunnel: () => this.#t?.tunnel,
-          onRelay: (r) => onRelay?.(r),
-        },
-        this.#o.relay,
-      )
-      // IKE, keepalives and punches to relayed peers leave wrapped for the TURN server (ESP: the Sender itself).
-      udpOut = this.#relay.socket()
-    }
-    this.#puncher = new Puncher({
-      clock,
-      log: log.child({ c: 'punch' }),
-      send: (ep) => udpOut.send(NAT_KEEPALIVE, 0, 1, ep.port, ep.address),
+    const parts = await startTunnel(name, this.#d, this.#o, {
+      peers: this.peers,
+      tunnel: () => this.#t?.tunnel,
+      endpointOf: (p) => this.#path(p).endpoint,
+      ikeAuth: this.ikeAuth,
     })
-    // Threads by default ('on'): between two agents in the lab (bench/agent-tunnel.bench.ts, medians of 3
-    // alternating rounds) 'on' carried 558 Mbit/s of iperf3 TCP against 313 for one thread and 324 for 'send';
-    // the roaming interruption was the same in every mode (50-90 ms of a 10 ms ping stream); the cost is ping
-    // RTT: +0.4 ms under traffic, +1-1.5 ms on an idle tunnel on this VM. In the netns bench 'on' is 1.4-1.6x
-    // strongSwan's TCP, one thread about 0.9x (docs/tunnel.md, "Thread modes in the agent").
-    const mode = tunnelThreadsMode(this.#o.tunnelThreads)
-    const tunnel = new Tunnel(
-      { tun, socket: udpOut, clock, random, log: log.child({ c: 'tunnel' }) },
-      {
-        localUla: this.#o.localUla,
-        txThread: mode !== 'off',
-        ...(mode === 'send' ? { tunReadIn: 'send' as const } : { tunReadIn: 'io' as const }),
-      },
-    )
-    const user = this.#o.domain.split('.')[0] ?? ''
-    const ikeLog = log.child({ c: 'ike' })
-    const ulaOf = (id: string): string | undefined => this.peers.get(id)?.ula
-    const engine: IkeEngine = new IkeEngine(
-      { transport: glue.tunnelTransport(tunnel, this.#o.local), clock, random, log: ikeLog },
-      {
-        localId: `${this.#o.hostname}.${this.#o.domain}`.toLowerCase(),
-        localUla: this.#o.localUla,
-        // Signature mode accepts signatures only: a PSK anyone with the account secret can compute would
-        // let a revoked host back in. PSK mode signs nothing but accepts both.
-        auth: this.ikeAuth,
-        ...(this.ikeAuth === 'signature' && this.#o.hostKey ? { hostKey: this.#o.hostKey } : {}),
-        ...(this.ikeAuth === 'psk' ? { psk: derivePsk(this.#o.key.secret, user) } : {}),
-        mobike: this.#o.mobike ?? true,
-        lookupPeer: async (id) => {
-          const p = await this.peers.lookup(id)
-          if (!p?.ula) return undefined
-          const ep = this.#path(p).endpoint
-          return {
-            id: p.fqdn,
-            ula: p.ula,
-            publicKeys: publicKeysFromTxt(p.publicKeys),
-            ...(ep ? { endpoint: ep } : {}),
-          }
-        },
-      },
-      {
-        ...glue.tunnelEvents(tunnel, ulaOf),
-        ikeUp: (s) => {
-          glue.tunnelEvents(tunnel, ulaOf).ikeUp?.(s)
-          ikeLog.info('ike.up', {
-            peer: s.peerId,
-            initiator: s.initiator,
-            suite: s.suite,
-            nat: s.natLocal,
-            auth: this.ikeAuth,
-            peerAuth: s.peerAuth,
-            mobike: s.mobike,
-          })
-        },
-      },
-    )
-    glue.attachTunnel(engine, tunnel, (ula) => this.peers.byUla(ula)?.fqdn, ikeLog)
-    tunnel.setStunDemux(this.#o.stunDemux)
-    tunnel.start()
-    log.info('datapath.tunnel', { tun: tun.name, mtu: tun.mtu, ula: this.#o.localUla, ikeAuth: this.ikeAuth })
-    return { tun, tunnel, engine }
+    this.#relay = parts.relay
+    this.#puncher = parts.puncher
+    return parts
   }
 
   #peerChanged(p: Peer, prev: Peer | undefined): void {

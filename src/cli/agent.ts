@@ -108,7 +108,7 @@ export function register(program: Command): void {
     .option('--no-sso', 'no single sign-on: no KDC, no certificates, no krb5/ssh drop-ins')
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(async (o: UpOptions) => {
-      // Read by the data path (src/agent/datapath.ts, tunnelThreadsMode).
+      // Read by the data path (src/agent/tunnel-start.ts, tunnelThreadsMode).
       if (o.tunnelThreads) process.env.AUTOTUNNEL_TUNNEL_THREADS = o.tunnelThreads
       const m = await import('../agent/run.js')
       try {

@@ -23,7 +23,7 @@ import type { TunDevice } from '../io/tun.js'
 import type { TunnelCounters } from './counters.js'
 import { Coalescer } from './offload/coalesce.js'
 import type { Receiver } from './receive.js'
-import type { Sender } from './send.js'
+import type { Sender, SenderOptions } from './send.js'
 import { closeFd, dupFd, TUN_F_USO4, TUN_F_USO6 } from './tun/linux-tun.js'
 import type { TunIoStats } from './tun-io-worker.js'
 import type { OffloadStats, OffloadTun, ViewTun } from './tunnel-types.js'
@@ -219,4 +219,81 @@ export function sendFromTun(tun: StartTun, sender: Sender, gsoFrom: dgram.Socket
   if (typeof tun.onPacketView === 'function') tun.onPacketView((b, off, len) => sender.fromTun(b, off, len))
   else tun.onPacket((p) => sender.fromTun(p, 0, p.length))
   if (gsoFrom) sender.gso = UdpGso.forSocket(gsoFrom)
+}
+
+/** How often the send thread reports its counters. */
+export const TX_STATS_INTERVAL_MS = 200
+
+/** What Tunnel.start() hands to startPacketPath. */
+export interface PacketPathInit {
+  tun: StartTun
+  socket: DatagramSocket
+  log: Logger
+  receiver: Receiver
+  sender: Sender
+  drops: TunnelCounters['drops']
+  /** The send and TUN threads wanted (used only with a real TUN fd and a real UDP socket). */
+  threads: boolean
+  tunReadIn: 'send' | 'io'
+  recvBatch: boolean
+  udpGro: boolean
+  udpGso: boolean
+  mtu: number
+  maxSlabs: number
+  localUla: Buffer
+  senderOpts: SenderOptions
+  hooks: TxHooks
+}
+
+/** The running packet path: the threads (if any), the main-thread coalescer, the receive batcher. */
+export interface PacketPath {
+  tx: TxThread | undefined
+  coalescer: Coalescer | undefined
+  recvBatch: UdpRecvBatch | undefined
+  stopRecv: () => void
+}
+
+/**
+ * Connects the TUN device and the socket to the send and receive paths: receive batching (and GRO) on the UDP
+ * side; on the TUN side either the threads (returned not yet going: the caller mirrors its peers and SAs into
+ * them, then calls go()) or the main thread's reads into the Sender.
+ */
+export function startPacketPath(i: PacketPathInit): PacketPath {
+  const raw = rawUdpSocket(i.socket)
+  const udp = raw ? udpSocketFd(raw) : undefined
+  const tunFd = typeof i.tun.fd === 'number' ? i.tun.fd : undefined
+  const threads = i.threads && tunFd !== undefined && udp !== undefined
+  // Without threads the main thread writes the device: it merges what one receive batch brought.
+  const coalescer = threads ? undefined : coalesceOnMain(i.tun, i.receiver, i.drops)
+  const { rb, stop } = receiveFromUdp(
+    i.socket,
+    i.recvBatch ? raw : undefined,
+    i.receiver.fromUdp,
+    i.drops,
+    coalescer ? () => coalescer.flush() : undefined,
+    i.udpGro,
+  )
+  let tx: TxThread | undefined
+  if (threads && tunFd !== undefined && udp) {
+    tx = startTxThread(
+      {
+        tunFd,
+        tunReadIn: i.tunReadIn,
+        vnetHdr: i.tun.vnetHdr === true,
+        uso: usoOn(i.tun.offload?.flags ?? 0),
+        udpFd: udp.fd,
+        udpV6: udp.v6,
+        mtu: i.mtu,
+        maxSlabs: i.maxSlabs,
+        localUla: i.localUla.toString('latin1'),
+        sender: i.senderOpts,
+        statsIntervalMs: TX_STATS_INTERVAL_MS,
+      },
+      i.hooks,
+      i.receiver,
+      i.tun,
+      i.log,
+    )
+  } else sendFromTun(i.tun, i.sender, i.udpGso ? raw : undefined)
+  return { tx, coalescer, recvBatch: rb, stopRecv: stop }
 }

@@ -9,16 +9,7 @@ import type { RemoteInfo } from '../io/datagram.js'
 import { copyCounters, DROP_REASONS, newCounters, type TunnelCounters } from './counters.js'
 import { type EspAlg, type EspCrypto, isEspAlg } from './esp.js'
 import type { Coalescer } from './offload/coalesce.js'
-import {
-  coalesceOnMain,
-  offloadStatsOf,
-  rawUdpSocket,
-  receiveFromUdp,
-  type StartTun,
-  sendFromTun,
-  startTxThread,
-  usoOn,
-} from './packet-io.js'
+import { offloadStatsOf, type StartTun, startPacketPath } from './packet-io.js'
 import { SlabPool } from './pool.js'
 import { type EndpointChangeHook, type IkeHandler, Receiver, type RelayDemux, type StunDemux } from './receive.js'
 import { REPLAY_DEFAULT_BLOCKS, ReplayWindow } from './replay.js'
@@ -46,14 +37,11 @@ import {
 } from './tunnel-types.js'
 import type { TxThread } from './tx-thread.js'
 import { NAT_KEEPALIVE_INTERVAL_MS, sendNatKeepalives, withNonEspMarker } from './udp-encap.js'
-import { udpSocketFd } from './udp-gso.js'
 import type { UdpRecvBatch } from './udp-recv.js'
-
-/** How often the send thread reports its counters. */
-export const TX_STATS_INTERVAL_MS = 200
 
 export type { TunnelCounters } from './counters.js'
 export type { EspAlg } from './esp.js'
+export { TX_STATS_INTERVAL_MS } from './packet-io.js'
 export type { Endpoint, RelayRoute } from './sa-table.js'
 export * from './tunnel-types.js'
 
@@ -190,55 +178,43 @@ export class Tunnel {
     if (this.#started) return
     this.#started = true
     const tun = this.#deps.tun as StartTun
-    const raw = rawUdpSocket(this.#deps.socket)
-    const udp = raw ? udpSocketFd(raw) : undefined
-    const threads = this.#txThreadWanted && typeof tun.fd === 'number' && udp !== undefined
-    // Without threads the main thread writes the device: it merges what one receive batch brought.
-    const co = threads ? undefined : coalesceOnMain(tun, this.#receiver, this.#counters.drops)
-    this.#coalescer = co
-    const { rb, stop } = receiveFromUdp(
-      this.#deps.socket,
-      this.#recvBatchWanted ? raw : undefined,
-      this.#receiver.fromUdp,
-      this.#counters.drops,
-      co ? () => co.flush() : undefined,
-      this.#udpGroWanted,
-    )
-    this.#recvBatch = rb
-    this.#stopRecv = stop
-    if (threads && typeof tun.fd === 'number' && udp) {
-      this.#tx = startTxThread(
-        {
-          tunFd: tun.fd,
-          tunReadIn: this.#tunReadIn,
-          vnetHdr: tun.vnetHdr === true,
-          uso: usoOn(tun.offload?.flags ?? 0),
-          udpFd: udp.fd,
-          udpV6: udp.v6,
-          mtu: this.mtu,
-          maxSlabs: this.#maxSlabs,
-          localUla: this.#localBytes.toString('latin1'),
-          sender: this.#senderOpts,
-          statsIntervalMs: TX_STATS_INTERVAL_MS,
+    const path = startPacketPath({
+      tun,
+      socket: this.#deps.socket,
+      log: this.#deps.log,
+      receiver: this.#receiver,
+      sender: this.#sender,
+      drops: this.#counters.drops,
+      threads: this.#txThreadWanted,
+      tunReadIn: this.#tunReadIn,
+      recvBatch: this.#recvBatchWanted,
+      udpGro: this.#udpGroWanted,
+      udpGso: this.#udpGso,
+      mtu: this.mtu,
+      maxSlabs: this.#maxSlabs,
+      localUla: this.#localBytes,
+      senderOpts: this.#senderOpts,
+      hooks: {
+        onNoSa: (ula, pkt) => this.#noSaHook(ula, pkt),
+        onSaExpiring: (ula, spi) => this.#saExpiringHook(ula, spi),
+        onStats: (st) => {
+          const now = this.#deps.clock.monotonic()
+          for (const ps of st.peers) {
+            const p = this.#peersByKey.get(ps.key)
+            if (p && ps.txAgoMs >= 0) p.lastTxMonoMs = now - ps.txAgoMs
+          }
         },
-        {
-          onNoSa: (ula, pkt) => this.#noSaHook(ula, pkt),
-          onSaExpiring: (ula, spi) => this.#saExpiringHook(ula, spi),
-          onStats: (st) => {
-            const now = this.#deps.clock.monotonic()
-            for (const ps of st.peers) {
-              const p = this.#peersByKey.get(ps.key)
-              if (p && ps.txAgoMs >= 0) p.lastTxMonoMs = now - ps.txAgoMs
-            }
-          },
-        },
-        this.#receiver,
-        tun,
-        this.#deps.log,
-      )
+      },
+    })
+    this.#coalescer = path.coalescer
+    this.#recvBatch = path.recvBatch
+    this.#stopRecv = path.stopRecv
+    this.#tx = path.tx
+    if (this.#tx) {
       for (const p of this.#peersByKey.values()) this.#syncTx(p)
       this.#tx.go()
-    } else sendFromTun(tun, this.#sender, this.#udpGso ? raw : undefined)
+    }
+    const rb = path.recvBatch
     this.#deps.log.info('tunnel.started', {
       localUla: this.localUla,
       mtu: this.mtu,

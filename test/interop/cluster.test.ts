@@ -3,14 +3,13 @@
 // account added with the CLI is in force on every node within 1 s; a lease granted by node 1 expires exactly once
 // (one 'expire' row in the change feed) while node 1 is down.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { after, before, test } from 'node:test'
 import { UpdateClient } from '../../src/dns/client/update.js'
 import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
 import { type AAAAData, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
-import { type AccountJson, NotifyServer, tsigArg, tsigKey, waitFor, ZONE } from './notify-harness.js'
+import { type AccountJson, NotifyServer, runPython, tsigArg, tsigKey, waitFor, ZONE } from './notify-harness.js'
 import { PgCluster } from './pg-cluster.js'
 
 const EXTRA = ['--lease-min', '1', '--lease-max', '2', '--llq-lease-min', '60', '--llq-lease-max', '60']
@@ -282,18 +281,3 @@ print(r.rcode())
   assert.match(d.stdout, /status: NXDOMAIN/)
   t.diagnostic('one expire row per RRset; node 1 restarted without the records')
 })
-
-function runPython(code: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/python3', ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-    })
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString()
-    })
-    p.once('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`python failed: ${err}`))))
-  })
-}

@@ -1,6 +1,7 @@
 // The real `bin/autotunnel server` for the notify interop tests and bench/notify: ServerProcess on fixed
 // loopback ports, so it can be restarted in place (a watcher must survive that), with TLS and metrics; plus
 // watcher helpers.
+import { spawn } from 'node:child_process'
 import type { TsigKey } from '../../src/dns/tsig.js'
 import { retryOnAddrInUse } from './ports.js'
 import { type AccountJson, freePorts, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
@@ -67,5 +68,21 @@ export function waitFor<E, T>(
       off()
       resolve(v)
     })
+  })
+}
+
+/** Runs `python3 -c CODE` (dnspython and psycopg checks); resolves with its stdout, rejects with its stderr. */
+export function runPython(code: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/python3', ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
+    p.once('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`python failed: ${err}`))))
   })
 }

@@ -48,6 +48,32 @@ export async function waitFor<T>(
 export const BOB_PASSWORD = 'correct horse battery staple'
 
 /**
+ * `autotunnel account add USER --json` on the server host into the SQLite store at `data`; the key JSON (what
+ * `up --key-file` reads) is also written, 0600, to DATA/USER.key.json.
+ */
+export async function addAccountKeyFile(
+  lab: Lab,
+  data: string,
+  user: string,
+): Promise<{ key: { keyName: string; secret: string; algorithm: string }; keyFile: string }> {
+  const add = await lab.execOk('server', [
+    'node',
+    MAIN,
+    'account',
+    'add',
+    user,
+    '--data',
+    data,
+    '--zone',
+    ZONE,
+    '--json',
+  ])
+  const keyFile = join(data, `${user}.key.json`)
+  await lab.execOk('server', ['sh', '-c', `umask 077; cat > ${keyFile}`], { input: add.stdout })
+  return { key: JSON.parse(add.stdout) as { keyName: string; secret: string; algorithm: string }, keyFile }
+}
+
+/**
  * Creates the store with users alice (random key, written to DATA/alice.key.json) and bob (key derived from
  * BOB_PASSWORD), then runs the server on SERVER_ADDR:53 (UDP/TCP) and :853 (TLS).
  */
@@ -59,21 +85,7 @@ export async function startServer(lab: Lab, opts: ServerOptions = {}): Promise<L
     { input: `${BOB_PASSWORD}\n` },
   )
   const bobKey = JSON.parse(bob.stdout) as { keyName: string; secret: string; algorithm: string }
-  const add = await lab.execOk('server', [
-    'node',
-    MAIN,
-    'account',
-    'add',
-    'alice',
-    '--data',
-    data,
-    '--zone',
-    ZONE,
-    '--json',
-  ])
-  const key = JSON.parse(add.stdout) as { keyName: string; secret: string; algorithm: string }
-  const keyFile = join(data, 'alice.key.json')
-  await lab.execOk('server', ['sh', '-c', `cat > ${keyFile}`], { input: add.stdout })
+  const { key, keyFile } = await addAccountKeyFile(lab, data, 'alice')
   const proc = lab.spawn('server', serverArgv(data, opts), { logName: 'autotunnel-server' })
   const stop = async (): Promise<void> => {
     proc.stop()
@@ -224,6 +236,16 @@ export async function startAgent(
 
 export async function agentLog(a: LabAgent): Promise<string> {
   return readFile(a.proc.log, 'utf8').catch(() => '')
+}
+
+/** The last `n` lines of an agent's log that match `re`, each cut to 300 characters: a failed test's diagnostics. */
+export async function agentLogLines(a: LabAgent, re: RegExp, n: number): Promise<string> {
+  return (await agentLog(a))
+    .split('\n')
+    .filter((l) => re.test(l))
+    .slice(-n)
+    .map((l) => l.slice(0, 300))
+    .join('\n')
 }
 
 /** `dig -y` from the server namespace: answer lines without the TTL, names in lower case, TSIG lines dropped. */

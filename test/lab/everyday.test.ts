@@ -7,11 +7,10 @@ import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { turnConfig } from '../../lab/daemons.js'
 import { type Lab, type Topology, withLab } from '../../lab/index.js'
-import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
+import { agentLogLines, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
 import { Browser } from './cdp.js'
-import { startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from './tunnel-helpers.js'
+import { relayArgs, startLabCoturn, startTunnelAgent, type TunnelAgent, waitPeer, waitPing } from './tunnel-helpers.js'
 
 const TURN_ADDR = '198.51.100.20'
 const TOPOLOGY: Topology = {
@@ -114,17 +113,10 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois, netchec
     let srv: LabServer | undefined
     const dir = await mkdtemp(join(tmpdir(), 'at-everyday-'))
     try {
-      const pwFile = join(dir, 'turn-password')
-      await writeFile(pwFile, 'relay-secret\n', { mode: 0o600 })
-      await writeFile(
-        join(dir, 'turnserver.conf'),
-        turnConfig(dir, { listen: TURN_ADDR, user: 'alice', password: 'relay-secret', realm: 'members.example' }),
-      )
-      const turn = lab.spawn('turn', ['turnserver', '-c', join(dir, 'turnserver.conf')], { logName: 'coturn' })
+      const turn = await startLabCoturn(lab, dir, 'turn', { listen: TURN_ADDR })
       t.after(() => turn.stop())
-      await lab.waitListening('turn', 3478, { proto: 'udp' })
       srv = await startServer(lab, { leaseMin: 30, extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`] })
-      const relayArgs = ['--relay-user', 'alice', '--relay-password-file', pwFile]
+      const relayOpts = await relayArgs(dir)
       // The desktop runs as install-service's unit would: not root, with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only
       // (ambient and bounding sets, no new privileges); its state, key and CA readable by that user alone.
       const deskState = join(dir, 'desktop-state')
@@ -147,7 +139,7 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois, netchec
         startTunnelAgent(lab, srv, 'desktop', deskArgs, deskState, UNPRIVILEGED),
         startTunnelAgent(lab, srv, 'laptop'),
         startTunnelAgent(lab, srv, 'hotel-guest'),
-        startTunnelAgent(lab, srv, 'phone', relayArgs),
+        startTunnelAgent(lab, srv, 'phone', relayOpts),
       ])
       agents.push(desktop, laptop, guest, phone)
       const caps = await readFile(`/proc/${desktop.proc.pid}/status`, 'utf8')
@@ -384,14 +376,7 @@ test('everyday commands: ping (direct, punched, relay, down), ip, whois, netchec
       assert.match(unknown.stderr, /no host nosuchhost in alice\.members\.example/)
     } catch (e) {
       for (const a of agents)
-        t.diagnostic(
-          `${a.host}:\n${(await agentLog(a))
-            .split('\n')
-            .filter((l) => /relay|turn|ike\.|punch|error|warn/.test(l))
-            .slice(-30)
-            .map((l) => l.slice(0, 300))
-            .join('\n')}`,
-        )
+        t.diagnostic(`${a.host}:\n${await agentLogLines(a, /relay|turn|ike\.|punch|error|warn/, 30)}`)
       throw e
     } finally {
       await Promise.allSettled(agents.map((a) => a.stop()))

@@ -5,14 +5,22 @@
 // second coturn in the REST scheme with ephemeral credentials from the autotunnel server (a signed TXT query).
 // Hosts that can punch are unaffected (test/lab/punch.test.ts).
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { turnConfig } from '../../lab/daemons.js'
 import { type Topology, withLab } from '../../lab/index.js'
-import { agentLog, dig, type LabServer, startServer, waitFor } from './agent-helpers.js'
-import { DOMAIN, ping, startIperfServer, startTunnelAgent, type TunnelAgent, waitPeer } from './tunnel-helpers.js'
+import { agentLog, agentLogLines, dig, type LabServer, startServer, waitFor } from './agent-helpers.js'
+import {
+  DOMAIN,
+  ping,
+  relayArgs,
+  startIperfServer,
+  startLabCoturn,
+  startTunnelAgent,
+  type TunnelAgent,
+  waitPeer,
+} from './tunnel-helpers.js'
 
 const TURN_ADDR = '198.51.100.20'
 const TOPOLOGY: Topology = {
@@ -62,25 +70,16 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
     let srv: LabServer | undefined
     const dir = await mkdtemp(join(tmpdir(), 'at-relay-'))
     try {
-      const pwFile = join(dir, 'turn-password')
-      await writeFile(pwFile, 'relay-secret\n', { mode: 0o600 })
       const secretFile = join(dir, 'turn-secret')
       await writeFile(secretFile, 'rest-secret\n', { mode: 0o600 })
       // coturn 1: static long-term user (port 3478, SRV); coturn 2: REST scheme (port 3479, given with --relay).
-      const turnSpec = { listen: TURN_ADDR, user: 'alice', password: 'relay-secret', realm: 'members.example' }
       for (const [sub, extra] of [
         ['static', { ports: [49152, 55000] as const }],
         ['rest', { port: 3479, secret: 'rest-secret', ports: [55001, 60000] as const }],
       ] as const) {
-        await mkdir(join(dir, sub))
-        await writeFile(join(dir, sub, 'turnserver.conf'), turnConfig(join(dir, sub), { ...turnSpec, ...extra }))
-        const p = lab.spawn('turn', ['turnserver', '-c', join(dir, sub, 'turnserver.conf')], {
-          logName: `coturn-${sub}`,
-        })
+        const p = await startLabCoturn(lab, dir, sub, { listen: TURN_ADDR, ...extra })
         t.after(() => p.stop())
       }
-      await lab.waitListening('turn', 3478, { proto: 'udp' })
-      await lab.waitListening('turn', 3479, { proto: 'udp' })
       srv = await startServer(lab, {
         leaseMin: 30,
         extra: ['--stun', '192.0.2.1:3478', '--turn', `${TURN_ADDR}:3478`, '--turn-secret-file', secretFile],
@@ -90,11 +89,11 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
         srvRows.some((l) => /SRV 0 0 3478 t1\._turn\._udp\.members\.example\.$/.test(l)),
         srvRows.join('|'),
       )
-      const relayArgs = ['--relay-user', 'alice', '--relay-password-file', pwFile]
+      const relayOpts = await relayArgs(dir)
       const [hotel, phone, laptop] = await Promise.all([
         startTunnelAgent(lab, srv, 'hotel-guest'),
         startTunnelAgent(lab, srv, 'phone', [
-          ...relayArgs,
+          ...relayOpts,
           ...(process.env.RELAY_DEBUG ? ['--log-level', 'debug'] : []),
         ]),
         // The laptop runs the tunnel on one thread (the main thread's Sender and its GSO batches); the others with
@@ -213,14 +212,7 @@ test('relay: a symmetric NAT reaches an EIM NAT and another symmetric NAT throug
         )
     } catch (e) {
       for (const a of agents)
-        t.diagnostic(
-          `${a.host}:\n${(await agentLog(a))
-            .split('\n')
-            .filter((l) => /relay|turn|ike\.|punch|error|warn/.test(l))
-            .slice(-40)
-            .map((l) => l.slice(0, 300))
-            .join('\n')}`,
-        )
+        t.diagnostic(`${a.host}:\n${await agentLogLines(a, /relay|turn|ike\.|punch|error|warn/, 40)}`)
       throw e
     } finally {
       await Promise.allSettled(agents.map((a) => a.stop()))

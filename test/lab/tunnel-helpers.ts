@@ -4,6 +4,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type TurnSpec, turnConfig } from '../../lab/daemons.js'
 import type { Lab, LabProcess } from '../../lab/index.js'
 import { type LabAgent, type LabServer, startAgent, waitFor, ZONE } from './agent-helpers.js'
 
@@ -265,4 +266,38 @@ export async function waitPing(lab: Lab, host: string, ula: string, timeoutMs = 
     timeoutMs,
     100,
   )
+}
+
+/** alice's long-term TURN password in the relay scenarios (coturn's `user=` line and `--relay-password-file`). */
+export const RELAY_PASSWORD = 'relay-secret'
+
+/**
+ * A coturn for the relay scenarios on the lab host `turn` (docs/relay.md): alice with RELAY_PASSWORD unless the
+ * spec says otherwise, its config and database in DIR/SUB; resolves once it listens. The caller stops it.
+ */
+export async function startLabCoturn(
+  lab: Lab,
+  dir: string,
+  sub: string,
+  spec: Partial<TurnSpec> & { listen: string },
+): Promise<LabProcess> {
+  const at = join(dir, sub)
+  await mkdir(at, { recursive: true })
+  const full: TurnSpec = { user: 'alice', password: RELAY_PASSWORD, realm: ZONE, ...spec }
+  await writeFile(join(at, 'turnserver.conf'), turnConfig(at, full))
+  const p = lab.spawn('turn', ['turnserver', '-c', join(at, 'turnserver.conf')], { logName: `coturn-${sub}` })
+  try {
+    await lab.waitListening('turn', full.port ?? 3478, { proto: 'udp' })
+  } catch (e) {
+    p.stop()
+    throw e
+  }
+  return p
+}
+
+/** Writes RELAY_PASSWORD to DIR/turn-password (0600) and returns the `up` options that use it. */
+export async function relayArgs(dir: string): Promise<string[]> {
+  const pwFile = join(dir, 'turn-password')
+  await writeFile(pwFile, `${RELAY_PASSWORD}\n`, { mode: 0o600 })
+  return ['--relay-user', 'alice', '--relay-password-file', pwFile]
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { Lab, type LabProcess } from '../../lab/index.js'
 import { controlRequest, controlSocketPath } from '../../src/agent/control.js'
-import { agentLog, type LabAgent, MAIN, SERVER_ADDR, waitFor, ZONE } from './agent-helpers.js'
+import { addAccountKeyFile, agentLog, type LabAgent, MAIN, SERVER_ADDR, waitFor, ZONE } from './agent-helpers.js'
 
 const UNREACHABLE = '192.0.2.99'
 
@@ -105,20 +105,7 @@ describe('a server on a wildcard address without --advertise', { timeout: 150_00
   before(async () => {
     lab = await Lab.up({ topology })
     data = await mkdtemp(join(tmpdir(), 'at-wild-'))
-    const add = await lab.execOk('server', [
-      'node',
-      MAIN,
-      'account',
-      'add',
-      'alice',
-      '--data',
-      data,
-      '--zone',
-      ZONE,
-      '--json',
-    ])
-    keyFile = join(data, 'alice.key.json')
-    await lab.execOk('server', ['sh', '-c', `umask 077; cat > ${keyFile}`], { input: add.stdout })
+    keyFile = (await addAccountKeyFile(lab, data, 'alice')).keyFile
   })
   after(async () => {
     for (const a of agents) await a.stop().catch(() => {})

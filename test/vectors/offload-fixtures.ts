@@ -58,3 +58,25 @@ export function unforward(p: Buffer): Buffer {
   }
   return q
 }
+
+/** The coalescer's notion of a flow: TCP or UDP with room for the ports -> protocol, addresses and ports. */
+export function flowOf(p: Buffer): string {
+  const v = p[0]! >> 4
+  if (p.length < 20 || (v !== 4 && v !== 6)) return 'other'
+  const iphl = v === 6 ? 40 : (p[0]! & 15) * 4
+  const proto = p[v === 6 ? 6 : 9]
+  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || (proto !== 6 && proto !== 17)) return 'other'
+  return `${proto}:${p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20)}${p.toString('hex', iphl, iphl + 4)}`
+}
+
+/** Packets (hex) per flow, in order: what coalescing and cutting back into segments must keep. */
+export function perFlow(ps: Buffer[]): Map<string, string[]> {
+  const m = new Map<string, string[]>()
+  for (const p of ps) {
+    const k = flowOf(p)
+    const l = m.get(k) ?? []
+    l.push(p.toString('hex'))
+    m.set(k, l)
+  }
+  return m
+}

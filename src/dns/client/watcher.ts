@@ -2,7 +2,7 @@
 // Finds the notification server by SRV: `_dns-push-tls._tcp.DOMAIN` (DNS Push, RFC 8765), else
 // `_dns-llq-tls._udp.DOMAIN` (LLQ over TLS) or `_dns-llq._udp.DOMAIN` (LLQ over UDP, RFC 8764), else polls.
 // After a connection loss or a server restart it re-subscribes with exponential back-off and re-reads the
-// answer, reporting the difference, so nothing is missed.
+// answer, reporting the difference, so nothing is missed. Which server, and the fall-backs: discovery.ts.
 //
 //   idle ──start──► connecting ──push ok / llq ok──► watching(push|llq) ──lost──► backoff ──timer──► connecting
 //                       │ nothing works                                                  ▲
@@ -15,32 +15,19 @@ import type { TsigKey } from '../tsig.js'
 import { signMessage } from '../tsig.js'
 import { encodeMessage, type Message } from '../wire/message.js'
 import { type RR, RRType } from '../wire/rr-table.js'
+import { LLQ_PLAIN_SERVICE, ServerSilentError, ServiceDiscovery } from './discovery.js'
 import { explainTransport } from './explain.js'
 import { LlqClient } from './llq.js'
 import { type PushChange, PushClient } from './push.js'
-import {
-  DnsTimeoutError,
-  exchange,
-  isPlainStandIn,
-  lookupSrv,
-  queryMessage,
-  type ServerAddr,
-  type SrvTarget,
-} from './query.js'
+import { exchange, queryMessage, type ServerAddr } from './query.js'
 import type { StreamTarget } from './stream.js'
 
-const LLQ_PLAIN_SERVICE = '_dns-llq._udp'
 /** Back-off delays vary by ±20% (in 1000 steps) so that watchers that lost the same server do not return together. */
 const JITTER = 0.2
 const JITTER_STEPS = 1000
 const RETRY_MAX_MS = 4000
 
 export type WatchMechanism = 'push' | 'llq' | 'poll'
-
-/** The SRV look-up of a mechanism got no answer at all: the server is away, not the mechanism. */
-class ServerSilentError extends Error {
-  override readonly name = 'ServerSilentError'
-}
 
 export interface WatchEvent {
   readonly kind: 'add' | 'remove'
@@ -93,8 +80,8 @@ export class Watcher {
   readonly #clock: Clock
   readonly #random: Random
   readonly #rrset = new Map<string, RR>()
-  /** DNS servers learned from the plain-LLQ SRV answer, tried for look-ups when the bootstrap does not answer. */
-  #lookupServers: ServerAddr[] = []
+  /** Finds the notification servers (SRV, RFC 2782 order, fall-backs). */
+  readonly #find: ServiceDiscovery
   readonly #handlers = new Set<(e: WatchEvent) => void>()
   readonly #wakers = new Set<() => void>()
   readonly #lostHandlers = new Set<(why: string) => void>()
@@ -114,6 +101,7 @@ export class Watcher {
     this.#random = deps.random ?? new SystemRandom()
     this.opts = opts
     this.#retryMs = opts.retryMinMs ?? 500
+    this.#find = new ServiceDiscovery(opts, this.#log)
   }
 
   /** The mechanism in use now (undefined while (re)connecting). */
@@ -247,97 +235,12 @@ export class Watcher {
     this.#log.info('watch.mechanism', { name: this.opts.name, type: this.opts.type, mechanism: m })
   }
 
-  /**
-   * SRV look-up through the bootstrap server, else through the nodes the last plain-LLQ SRV answer named: a
-   * cluster lists every live node (docs/cluster.md), so losing the bootstrap node does not lose discovery.
-   */
-  async #srv(name: string): Promise<SrvTarget[]> {
-    let last: unknown
-    const others = this.#lookupServers
-    for (const server of [this.opts.server, ...others]) {
-      try {
-        // With other nodes to ask, one unanswered attempt per server is enough to move on.
-        return await lookupSrv(server, name, others.length ? { ...this.#xopts(), attempts: 1 } : this.#xopts())
-      } catch (e) {
-        last = e
-      }
-    }
-    throw last
-  }
-
-  #learn(plain: readonly SrvTarget[]): void {
-    const b = this.opts.server
-    this.#lookupServers = plain
-      .filter((t) => t.addrs[0] !== undefined && t.port !== 0)
-      .map((t) => ({ host: t.addrs[0]!, port: t.port, transport: 'udp' as const }))
-      .filter((s) => s.host !== b.host || s.port !== b.port)
-  }
-
-  /** Every usable target of the service, in the SRV answer's order (RFC 2782: the next one on failure). */
-  async #targets(srv: string, tls: boolean): Promise<StreamTarget[]> {
-    const domain = fqdn(this.opts.domain)
-    const [targets, plainAll] = await Promise.all([
-      this.#srv(`${srv}.${domain}`).catch((e: unknown) => {
-        throw e instanceof DnsTimeoutError ? new ServerSilentError(e.message) : e
-      }),
-      // A -tls name that only repeats the plain LLQ service's target and port names no TLS listener: skip it
-      // rather than wait for a TLS handshake that never completes.
-      srv === LLQ_PLAIN_SERVICE ? undefined : this.#srv(`${LLQ_PLAIN_SERVICE}.${domain}`).catch(() => undefined),
-    ])
-    const plainList = srv === LLQ_PLAIN_SERVICE ? targets : (plainAll ?? [])
-    if (plainList.length) this.#learn(plainList)
-    const out: StreamTarget[] = []
-    for (const t of targets) {
-      const host = t.addrs[0] ?? (t.target === domain ? this.opts.server.host : undefined)
-      if (!host || t.port === 0) continue
-      if (
-        tls &&
-        isPlainStandIn(
-          t,
-          plainList.find((p) => p.target.toLowerCase() === t.target.toLowerCase()),
-        )
-      )
-        continue
-      out.push({
-        host,
-        port: t.port,
-        // The certificate is checked against the server's name (as the update client does), so a fall-back to the
-        // bootstrap address below, or a certificate that names no addresses, still verifies.
-        ...(tls ? { tls: { servername: t.target.replace(/\.$/, ''), ...(this.opts.tls ?? {}) } } : {}),
-        ...(this.opts.fingerprint256 ? { fingerprint256: this.opts.fingerprint256 } : {}),
-      })
-    }
-    return out
-  }
-
-  /**
-   * Runs `attempt` on the advertised target; when that cannot be reached and the bootstrap server is another
-   * address, once more on the bootstrap address (the address the user gave reaches the same service: issue 13
-   * finding 1, a server that advertised an address only it can reach).
-   */
-  async #withFallback<T>(t: StreamTarget, what: string, attempt: (t: StreamTarget) => Promise<T>): Promise<T> {
-    try {
-      return await attempt(t)
-    } catch (e) {
-      const boot = this.opts.server.host
-      const x = explainTransport(e, { via: `${what}:${t.host}:${t.port}` })
-      if (x.kind !== 'unreachable' || t.host === boot) throw e
-      this.#log.warn('watch.server_fallback', {
-        name: this.opts.name,
-        advertised: `${t.host}:${t.port}`,
-        fallback: `${boot}:${t.port}`,
-        why: x.message,
-      })
-      return attempt({ ...t, host: boot })
-    }
-  }
-
   async #tryPush(gen: number): Promise<boolean> {
-    const targets = await this.#targets('_dns-push-tls._tcp', true)
+    const targets = await this.#find.targets('_dns-push-tls._tcp', true)
     let last: unknown
     for (const target of targets) {
       try {
-        return await this.#withFallback(target, 'push', (t) => this.#pushOn(gen, t))
+        return await this.#find.withFallback(target, 'push', (t) => this.#pushOn(gen, t))
       } catch (e) {
         last = e
         this.#log.info('watch.target_failed', {
@@ -383,11 +286,14 @@ export class Watcher {
   async #tryLlq(gen: number): Promise<boolean> {
     let failure: unknown
     for (const tr of this.opts.llqTransports ?? ['tls', 'udp'])
-      for (const target of await this.#targets(tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE, tr === 'tls')) {
+      for (const target of await this.#find.targets(
+        tr === 'tls' ? '_dns-llq-tls._udp' : LLQ_PLAIN_SERVICE,
+        tr === 'tls',
+      )) {
         let c: LlqClient
         let answers: RR[]
         try {
-          ;[c, answers] = await this.#withFallback(target, `llq-${tr}`, (t) => this.#llqOn(gen, t, tr))
+          ;[c, answers] = await this.#find.withFallback(target, `llq-${tr}`, (t) => this.#llqOn(gen, t, tr))
         } catch (e) {
           this.#log.debug('watch.llq_failed', {
             transport: tr,

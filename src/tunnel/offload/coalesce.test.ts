@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
-import { loadOffloadFixtures, transportChecksumValid, unforward } from '../../../test/vectors/offload-fixtures.js'
+import {
+  loadOffloadFixtures,
+  perFlow,
+  transportChecksumValid,
+  unforward,
+} from '../../../test/vectors/offload-fixtures.js'
 import { COALESCE_MAX_FLOWS, Coalescer } from './coalesce.js'
 import { Segmenter } from './segment.js'
 import { VNET_HDR_LEN } from './virtio.js'
@@ -34,25 +39,6 @@ function resegment(w: Buffer): Buffer[] {
   )
   assert.equal(err, undefined, 'the coalescer wrote something the segmenter refuses')
   return out
-}
-
-/** Flow of a packet as the coalescer sees it: TCP or UDP with room for the ports -> 5-tuple, else 'other'. */
-function flow(p: Buffer): string {
-  const v = p[0]! >> 4
-  if (p.length < 20 || (v !== 4 && v !== 6)) return 'other'
-  const iphl = v === 6 ? 40 : (p[0]! & 15) * 4
-  const proto = p[v === 6 ? 6 : 9]
-  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || (proto !== 6 && proto !== 17)) return 'other'
-  return `${proto}:${p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20)}${p.toString('hex', iphl, iphl + 4)}`
-}
-
-function perFlow(ps: Buffer[]): Map<string, string[]> {
-  const m = new Map<string, string[]>()
-  for (const p of ps) {
-    const k = flow(p)
-    m.set(k, [...(m.get(k) ?? []), p.toString('hex')])
-  }
-  return m
 }
 
 for (const f of tcpGso) {

@@ -5,29 +5,9 @@
 // order within each flow.
 import { Coalescer } from '../../../src/tunnel/offload/coalesce.js'
 import { Segmenter } from '../../../src/tunnel/offload/segment.js'
+import { perFlow } from '../../vectors/offload-fixtures.js'
 
 const VNET = 10
-
-/** The coalescer's notion of a flow: TCP or UDP with room for the ports -> protocol, addresses and ports. */
-export function flowOf(p: Buffer): string {
-  const v = p[0]! >> 4
-  if (p.length < 20 || (v !== 4 && v !== 6)) return 'other'
-  const iphl = v === 6 ? 40 : (p[0]! & 15) * 4
-  const proto = p[v === 6 ? 6 : 9]
-  if ((v === 4 && iphl < 20) || p.length < iphl + 4 || (proto !== 6 && proto !== 17)) return 'other'
-  return `${proto}:${p.toString('hex', v === 6 ? 8 : 12, v === 6 ? 40 : 20)}${p.toString('hex', iphl, iphl + 4)}`
-}
-
-function perFlow(ps: Buffer[]): Map<string, string[]> {
-  const m = new Map<string, string[]>()
-  for (const p of ps) {
-    const k = flowOf(p)
-    const l = m.get(k) ?? []
-    l.push(p.toString('hex'))
-    m.set(k, l)
-  }
-  return m
-}
 
 export function fuzz(data: Buffer): void {
   const every = data[0] ?? 0
