@@ -560,6 +560,13 @@ for (const [kind, n] of only === 'fanout'
   console.log(l)
   lines.push(l)
 }
+if (only !== 'hold')
+  console.log(
+    'fan-out: SERVER = measured inside the server (its notify.fanout log line): from the change feed call after the ' +
+      'COMMIT to the last message written, and to every octet out of the process (on loopback: in the watcher ' +
+      "sockets); CPU = the server's CPU time for that pass. CLIENTS = watchers in separate client processes, each " +
+      "socket stamped when its first octets reach the handler; includes the clients' own reading, an upper bound.",
+  )
 /** NOTIFY_FANOUT_KINDS=push (or llq): only those fan-outs. */
 const kinds = (process.env.NOTIFY_FANOUT_KINDS ?? 'llq,push').split(',')
 for (const [kind, n] of only === 'hold'
