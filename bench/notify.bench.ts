@@ -1,9 +1,11 @@
 // bench/notify: the real `autotunnel server` holding 10,000 and 100,000 live subscriptions (DNS Push over TLS,
 // LLQ over UDP): server RSS and CPU to set them up and to hold them; then the time from a committed UPDATE to
-// the last of 10,000 watchers of that name receiving the change: LLQ (TSIG-signed events; the per-watcher signing
-// cost is also timed alone, in this process) and DNS Push (10,000 DSO sessions, one per watcher,
-// on plain TCP with --push-plain-tcp so that TLS set-up does not dominate the run, or on TLS with NOTIFY_PUSH_TLS=1;
-// --max-connections raised).
+// the last of 10,000 watchers of that name having the change (fanOutSpread: measured in the server, and as the
+// watchers, in separate client processes, read it): LLQ (TSIG-signed events; the per-watcher signing cost is also
+// timed alone, in this process) and DNS Push (10,000 DSO sessions, one per watcher, on plain TCP with
+// --push-plain-tcp, or on TLS with NOTIFY_PUSH_TLS=1; --max-connections raised).
+// NOTIFY_BENCH=hold|fanout runs one half; NOTIFY_FANOUT=N watchers (default 10,000); NOTIFY_FANOUT_KINDS=llq,push;
+// NOTIFY_CLIENT_PROCS=K client processes for the fan-out (default 4).
 // Each connection is a file descriptor in this process and in the server: `ulimit -n` must exceed the watchers.
 // Drives the protocols with raw messages (no per-watcher client objects) so the load generator stays light.
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
@@ -17,10 +19,25 @@ import { signMessage, type TsigKey } from '../src/dns/tsig.js'
 import { Opcode } from '../src/dns/wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../src/dns/wire/message.js'
 import { RRClass, RRType } from '../src/dns/wire/rr-table.js'
+import { LlqEventWire } from '../src/server/llq-event-wire.js'
 import { type AccountJson, NotifyServer, tsigKey, ZONE } from '../test/interop/notify-harness.js'
 
 const CLK_TCK = 100
 const FANOUT_WATCHERS = Number(process.env.NOTIFY_FANOUT ?? 10_000)
+/** NOTIFY_ROUNDS: UPDATEs per fan-out case (round 0 finds the server's code cold, the others warm). */
+const ROUNDS = Math.max(1, Number(process.env.NOTIFY_ROUNDS ?? 3))
+/**
+ * NOTIFY_PIN=1: the server on CPU 0, the client processes (and this one) on CPU 1 (taskset), so the watchers that
+ * wake up to read do not take the server's core: the server's figure without its load generator beside it.
+ */
+const PIN = process.env.NOTIFY_PIN === '1'
+const SERVER_CPU = 0
+const CLIENT_CPU = 1
+function pin(pid: number, cpu: number): void {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' })
+  if (r.status !== 0)
+    throw new Error(`taskset -a -p -c ${cpu} ${pid} failed (util-linux's taskset needed for NOTIFY_PIN=1)`)
+}
 /** NOTIFY_PUSH_TLS=1: the Push fan-out sessions use the TLS listener, as real clients must (RFC 8765 §6). */
 const PUSH_TLS = process.env.NOTIFY_PUSH_TLS === '1'
 /** Loopback source addresses per this many sockets: one ephemeral port range (32768-60999) each. */
@@ -279,197 +296,243 @@ function llqSigningCost(n: number): string {
     }
     return performance.now() - t0
   }
+  // What the server does now (src/server/llq-event-wire.ts): the change encoded once, each copy patched and
+  // signed with one HMAC over it and TSIG variables built once per key and second.
+  const fields = {
+    question: { name, type: RRType.AAAA, class: RRClass.IN },
+    added: [{ name, type: RRType.AAAA, class: RRClass.IN, ttl: 60, rdata: Buffer.alloc(16, 0xfd), text: 'fd00::' }],
+    removed: [],
+  }
+  const wireRun = (): number => {
+    const w = new LlqEventWire()
+    const t0 = performance.now()
+    for (let i = 0; i < n; i++)
+      w.event(
+        { ...fields, msgId: i & 0xffff, opt: { version: 1, opcode: 3, error: 0, id: BigInt(i + 1), leaseSec: 7200 } },
+        key,
+        1_800_000_000,
+        300,
+      )
+    return performance.now() - t0
+  }
   run(true)
+  wireRun()
   const plain = run(false)
   const signed = run(true)
+  const wire = wireRun()
   return (
-    `llq  event signing (hmac-sha256, ${template.length}-octet event): ${(((signed - plain) * 1000) / n).toFixed(2)} µs/watcher ` +
-    `(${n} copies: ${plain.toFixed(1)} ms unsigned, ${signed.toFixed(1)} ms signed)`
+    `llq  event signing (hmac-sha256, ${template.length}-octet event): signMessage ${(((signed - plain) * 1000) / n).toFixed(2)} µs/watcher ` +
+    `(${n} copies: ${plain.toFixed(1)} ms unsigned, ${signed.toFixed(1)} ms signed); ` +
+    `server's LlqEventWire (patch + sign) ${((wire * 1000) / n).toFixed(2)} µs/watcher (${wire.toFixed(1)} ms)`
   )
 }
 
-async function fanOut(kind: 'push' | 'llq', watchers: number): Promise<string> {
-  if (openFilesLimit() < watchers + 200)
-    return `${kind} fan-out to ${watchers}: skipped, ulimit -n is ${openFilesLimit()} (run as root or with ulimit -n ${watchers + 1000})`
-  const srv = new NotifyServer([...LIMITS, '--max-connections', String(watchers + 100)])
-  const acct = await srv.addAccount('bench')
-  await srv.start()
-  const key = tsigKey(acct)
-  const name = `fan.bench.${ZONE}.`
-  try {
-    const arrivals: number[] = []
-    const seen = new Set<number>()
-    let armed = false
-    const record = (i: number): void => {
-      if (!armed || seen.has(i)) return
-      seen.add(i)
-      arrivals.push(performance.now())
-    }
-    let handles: { close(): void }[]
-    if (kind !== 'push') {
-      handles = await llqSetup(srv.dnsPort, Array(watchers).fill(name), watchers, key, (i) => record(i))
-    } else {
-      // The watched name is the user's: each session authenticates with one TSIG-signed query first.
-      const streams: DnsStream[] = []
-      let ok = 0
-      for (let si = 0; si < watchers; si++) {
-        const s = await DnsStream.connect(
-          PUSH_TLS
-            ? { host: '127.0.0.1', port: srv.tlsPort, localAddress: srcAddr(si), tls: { rejectUnauthorized: false } }
-            : { host: '127.0.0.1', port: srv.dnsPort, localAddress: srcAddr(si) },
-          30_000,
-        )
-        s.onMessage((b) => {
-          if ((b[2]! & 0x78) >> 3 !== Opcode.DSO) return
-          const m = decodeDso(b)
-          if (m.qr && m.rcode === 0 && m.id === 2) ok++
-          if (!m.qr && m.tlvs[0]?.type === DsoType.PUSH) record(si)
-        })
-        // A distinct ID per connection: the same signed bytes twice are a replay and bind nothing (docs/security.md).
-        const auth = emptyMessage({
-          id: 1 + (si % 0xfffe),
-          questions: [{ name: `bench.${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
-        })
-        s.send(signMessage(auth, key).wire)
-        s.send(encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv({ name, type: RRType.AAAA, class: 1 })] }))
-        streams.push(s)
-      }
-      for (let t = 0; t < 1200 && ok < watchers; t++) await sleep(50)
-      if (ok !== watchers) throw new Error(`push fan-out: ${ok}/${watchers} subscribed`)
-      handles = streams
-    }
-    await sleep(500)
-    armed = true
-    const before = procStats(srv.proc!.pid!)
-    const cpu0 = before.cpuSec
-    const sent = performance.now()
-    const committed = await signedUpdate(srv.dnsPort, key, name, 'fd00::f')
-    for (let t = 0; t < 2400 && arrivals.length < watchers; t++) await sleep(25)
-    const cpu = procStats(srv.proc!.pid!).cpuSec - cpu0
-    for (const h of handles) h.close()
-    if (arrivals.length === 0) return `${kind}: no watcher received the change`
-    await sleep(300) // the server's log line may still be on its way
-    const fan = /"delivered":(\d+),"ms":([\d.]+)/.exec(srv.stderr)
-    arrivals.sort((a, b) => a - b)
-    const last = arrivals.at(-1)!
-    const p50 = arrivals[arrivals.length >> 1]!
-    return (
-      `${kind.padEnd(4)} fan-out to ${watchers} watchers of one name${kind === 'push' ? (PUSH_TLS ? ' (TLS)' : ' (plain TCP)') : ''}: ${arrivals.length} received; ` +
-      `UPDATE answered ${(committed - sent).toFixed(1)} ms after it was sent; ` +
-      `last watcher ${(last - committed).toFixed(1)} ms after the answer (${(last - sent).toFixed(1)} ms after the send), ` +
-      `median ${(p50 - sent).toFixed(1)} ms after send; server CPU ${(cpu * 1000).toFixed(0)} ms (incl. the acks), ` +
-      `server RSS ${before.rssMiB.toFixed(0)} MiB holding them` +
-      (fan ? `; server side: ${fan[1]} events handed to the kernel ${fan[2]} ms after the commit` : '')
-    )
-  } finally {
-    await srv.cleanup()
-  }
-}
-
 /**
- * LLQ fan-out beyond one process's open-files limit: the watchers' UDP sockets are spread over child processes
- * (each with its own limit and its own loopback source address); the server needs one socket whatever the count.
- * Arrival times are wall-clock (performance.timeOrigin + now), comparable across processes on one machine.
+ * Fan-out: one TSIG-signed UPDATE of a name that `watchers` watchers watch; the time from the commit until the
+ * last watcher has the change. The watchers live in NOTIFY_CLIENT_PROCS child processes (default 4), not in this
+ * one and not in the server: each child holds its share of sockets (LLQ: one UDP socket per watcher; Push: one
+ * TCP or TLS connection per watcher, each a DSO session authenticated with a signed query) and stamps the
+ * wall-clock time (performance.timeOrigin + now) when a socket's first octets after arming reach its 'data' or
+ * 'message' handler, before any decoding; LLQ acknowledgements wait 500 ms, so they do not compete with the
+ * fan-out. Two figures are reported:
+ *  - server: from the server's own `notify.fanout` log line, measured in the server from the change feed's call
+ *    (right after the COMMIT and the UPDATE's answer) until the last message was written (`ms`) and until every
+ *    octet had left the server process (`flushedMs`: stream writes the kernel did not take at once, the sendmmsg
+ *    batch of LLQ datagrams). On loopback the kernel queues a message on the watcher's socket inside the sending
+ *    system call, so this is "commit until the last watcher's socket has the bytes": the issue's goal. Also the
+ *    CPU time of the server's synchronous pass (`cpuMs`): on this shared 2-core machine the wall time includes
+ *    waiting for a core, the CPU time is what the pass costs on a core of its own.
+ *  - clients: from this process receiving the UPDATE's answer (after the commit) until the last child read its
+ *    message. It adds the children's own time to wake up and read 10,000 sockets on the same two cores, so it is an
+ *    upper bound of the server's latency, not the server's figure.
  */
-async function llqFanOutSpread(watchers: number): Promise<string> {
-  const perChild = Math.min(SOCKETS_PER_SOURCE, openFilesLimit() - 500)
-  const children = Math.ceil(watchers / perChild)
-  const srv = new NotifyServer(LIMITS)
+async function fanOutSpread(kind: 'push' | 'llq', watchers: number): Promise<string> {
+  const procs = Math.max(1, Number(process.env.NOTIFY_CLIENT_PROCS ?? 4))
+  const perChild = Math.ceil(watchers / procs)
+  if (perChild + 200 > openFilesLimit())
+    return `${kind} fan-out to ${watchers}: skipped, ${perChild} sockets per client process exceed ulimit -n ${openFilesLimit()}`
+  const srv = new NotifyServer([...LIMITS, '--max-connections', String(watchers + 100)])
   const acct = await srv.addAccount('bench')
   await srv.start()
   const name = `fan.bench.${ZONE}.`
   const kids: ChildProcess[] = []
   try {
-    const arrived = new Array<number>(children).fill(0)
-    const reports: number[][] = []
-    const ready: Promise<void>[] = []
-    for (let k = 0; k < children; k++) {
+    const arrived = new Array<number>(procs).fill(0)
+    const reports: number[][][] = []
+    for (let k = 0; k < procs; k++) {
       const count = Math.min(perChild, watchers - k * perChild)
-      const job: ChildJob = { port: srv.dnsPort, name, count, src: `127.0.1.${1 + k}`, account: acct }
+      if (count <= 0) break
+      const job: ChildJob = {
+        kind,
+        tls: PUSH_TLS,
+        port: kind === 'push' && PUSH_TLS ? srv.tlsPort : srv.dnsPort,
+        name,
+        count,
+        first: k * perChild,
+        src: `127.0.1.${1 + k}`,
+        account: acct,
+      }
       const kid = fork(process.argv[1]!, [], {
         env: { ...process.env, NOTIFY_BENCH_CHILD: JSON.stringify(job), NOTIFY_BENCH_REEXEC: '1' },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       })
       kids.push(kid)
-      ready.push(
-        new Promise((resolve, reject) => {
-          kid.on('message', (m: ChildMessage) => {
-            if (m.kind === 'ready') resolve()
-            else if (m.kind === 'arrived') arrived[k] = m.n
-            else if (m.kind === 'report') reports.push(m.arrivals)
-          })
-          kid.once('exit', (code) => reject(new Error(`child ${k} exited with ${code}`)))
-        }),
-      )
-      // One child's handshakes at a time: the server's socket buffer is the bottleneck of the set-up.
-      await ready[k]
+      if (PIN) pin(kid.pid!, CLIENT_CPU)
+      // One child's set-up at a time: the server's accept queue and socket buffer are the bottleneck of the set-up.
+      await new Promise<void>((resolve, reject) => {
+        kid.on('message', (m: ChildMessage) => {
+          if (m.kind === 'ready') resolve()
+          else if (m.kind === 'arrived') arrived[k] = m.n
+          else if (m.kind === 'report') reports.push(m.arrivals)
+        })
+        kid.once('exit', (code) => reject(new Error(`child ${k} exited with ${code}`)))
+      })
     }
-    await Promise.all(ready)
-    for (const kid of kids) kid.send('arm')
-    await sleep(500)
+    if (PIN) pin(srv.proc!.pid!, SERVER_CPU)
+    const rounds: string[] = []
     const before = procStats(srv.proc!.pid!)
-    const sent = performance.timeOrigin + performance.now()
-    const committed = performance.timeOrigin + (await signedUpdate(srv.dnsPort, tsigKey(acct), name, 'fd00::f'))
-    const total = (): number => arrived.reduce((a, b) => a + b, 0)
-    for (let t = 0; t < 2400 && total() < watchers; t++) await sleep(25)
+    for (let round = 0; round < ROUNDS; round++) {
+      arrived.fill(0)
+      for (const kid of kids) kid.send({ arm: round })
+      // Round 0 finds the server's fan-out code cold (never run); later rounds find it compiled, as in a server
+      // that has been running. 1.5 s apart: the LLQ acknowledgements (500 ms after an event) are in first.
+      await sleep(1500)
+      const sent = performance.timeOrigin + performance.now()
+      const committed =
+        performance.timeOrigin +
+        (await signedUpdate(srv.dnsPort, tsigKey(acct), name, `fd00::${(round + 1).toString(16)}`))
+      const total = (): number => arrived.reduce((a, b) => a + b, 0)
+      for (let t = 0; t < 2400 && total() < watchers; t++) await sleep(25)
+      rounds.push(`${committed}|${sent}`)
+    }
     const cpu = procStats(srv.proc!.pid!).cpuSec - before.cpuSec
     const done = kids.map((kid) => new Promise<void>((r) => kid.once('exit', () => r())))
     for (const kid of kids) kid.send('report')
     await Promise.all(done)
-    const arrivals = reports.flat().sort((a, b) => a - b)
-    if (arrivals.length === 0) return `llq fan-out to ${watchers}: no watcher received the change`
-    await sleep(300)
-    const fan = /"delivered":(\d+),"ms":([\d.]+)/.exec(srv.stderr)
-    const last = arrivals.at(-1)!
-    return (
-      `llq  fan-out to ${watchers} watchers of one name (${children} client processes): ${arrivals.length} received; ` +
-      `UPDATE answered ${(committed - sent).toFixed(1)} ms after it was sent; ` +
-      `last watcher ${(last - committed).toFixed(1)} ms after the answer, median ${(arrivals[arrivals.length >> 1]! - sent).toFixed(1)} ms after send; ` +
-      `server CPU ${(cpu * 1000).toFixed(0)} ms (incl. the acks), server RSS ${before.rssMiB.toFixed(0)} MiB holding them` +
-      (fan ? `; server side: ${fan[1]} events handed to the kernel ${fan[2]} ms after the commit` : '')
+    await sleep(300) // the server's log line is written when its last octet left
+    const fans = [
+      ...srv.stderr.matchAll(
+        /"delivered":(\d+),"ms":([\d.]+)(?:,"cpuMs":([\d.]+))?(?:,"sysMs":([\d.]+))?(?:,"flushedMs":([\d.]+))?/g,
+      ),
+    ]
+    const transport = kind === 'push' ? (PUSH_TLS ? 'TLS' : 'plain TCP') : 'UDP, TSIG-signed events'
+    const lines = rounds.map((r, round) => {
+      const [committed, sent] = r.split('|').map(Number) as [number, number]
+      const arrivals = reports.flatMap((k) => k[round] ?? []).sort((a, b) => a - b)
+      const fan = fans[round]
+      const last = arrivals.at(-1)
+      return (
+        `${kind.padEnd(4)} fan-out to ${watchers} watchers of one name (${transport}; ${kids.length} client processes` +
+        `${PIN ? `, server on CPU ${SERVER_CPU}, clients on CPU ${CLIENT_CPU}` : ''}), round ${round} (${round === 0 ? 'cold' : 'warm'}): ` +
+        (fan
+          ? `SERVER commit -> last message written ${Number(fan[2]).toFixed(1)} ms` +
+            `${fan[3] !== undefined ? ` (CPU ${Number(fan[3]).toFixed(1)} ms${fan[4] !== undefined ? `, of it in the kernel ${Number(fan[4]).toFixed(1)} ms` : ''})` : ''}, ` +
+            `-> all ${fan[1]} messages out of the process ${fan[5] !== undefined ? `${Number(fan[5]).toFixed(1)} ms` : 'n/a'}; `
+          : 'SERVER: no notify.fanout line; ') +
+        (last === undefined
+          ? 'CLIENTS: none received'
+          : `CLIENTS: ${arrivals.length} received, last ${(last - committed).toFixed(1)} ms after the UPDATE answer ` +
+            `(median ${(arrivals[arrivals.length >> 1]! - committed).toFixed(1)} ms; answer ${(committed - sent).toFixed(1)} ms after the send)`)
+      )
+    })
+    lines.push(
+      `${kind.padEnd(4)} ${ROUNDS} rounds: server CPU ${(cpu * 1000).toFixed(0)} ms in all (incl. the acks), RSS ${before.rssMiB.toFixed(0)} MiB`,
     )
+    return lines.join('\n')
   } finally {
     for (const kid of kids) kid.kill('SIGKILL')
+    // SIGTERM first: a server run with --cpu-prof (NODE_OPTIONS) writes its profile when it exits normally.
+    await srv.stop().catch(() => {})
     await srv.cleanup()
   }
 }
 
 interface ChildJob {
+  readonly kind: 'push' | 'llq'
+  readonly tls: boolean
   readonly port: number
   readonly name: string
   readonly count: number
+  /** Index of this child's first watcher over all children (distinct authentication message IDs). */
+  readonly first: number
   readonly src: string
   readonly account: AccountJson
 }
 type ChildMessage =
   | { readonly kind: 'ready' }
   | { readonly kind: 'arrived'; readonly n: number }
-  | { readonly kind: 'report'; readonly arrivals: number[] }
+  | { readonly kind: 'report'; readonly arrivals: number[][] }
 
-/** A child of llqFanOutSpread: sets up its LLQs, reports arrivals. */
-async function llqChild(job: ChildJob): Promise<void> {
-  const arrivals: number[] = []
-  const seen = new Set<number>()
-  let armed = false
-  const socks = await llqSetup(
-    job.port,
-    Array(job.count).fill(job.name),
-    job.count,
-    tsigKey(job.account),
-    (i) => {
-      if (!armed || seen.has(i)) return
-      seen.add(i)
-      arrivals.push(performance.timeOrigin + performance.now())
-    },
-    () => job.src,
-  )
+/** Push watchers of a child: one authenticated DSO session per watcher, subscribed to `job.name`. */
+async function pushWatchers(job: ChildJob, onArrival: (i: number) => void): Promise<DnsStream[]> {
+  const key = tsigKey(job.account)
+  const streams: DnsStream[] = []
+  let ok = 0
+  for (let si = 0; si < job.count; si++) {
+    const s = await DnsStream.connect(
+      job.tls
+        ? { host: '127.0.0.1', port: job.port, localAddress: job.src, tls: { rejectUnauthorized: false } }
+        : { host: '127.0.0.1', port: job.port, localAddress: job.src },
+      30_000,
+    )
+    s.onMessage((b) => {
+      if (((b[2]! >> 3) & 0xf) !== Opcode.DSO) return
+      // Time first; the only DSO unidirectional (QR 0) the server sends after the SUBSCRIBE answer is the PUSH.
+      if ((b[2]! & 0x80) === 0) {
+        onArrival(si)
+        return
+      }
+      const m = decodeDso(b)
+      if (m.rcode === 0 && m.id === 2) ok++
+    })
+    // A distinct ID per connection: the same signed bytes twice are a replay and bind nothing (docs/security.md).
+    const auth = emptyMessage({
+      id: 1 + ((job.first + si) % 0xfffe),
+      questions: [{ name: `bench.${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
+    })
+    s.send(signMessage(auth, key).wire)
+    s.send(
+      encodeDso({ id: 2, qr: false, rcode: 0, tlvs: [subscribeTlv({ name: job.name, type: RRType.AAAA, class: 1 })] }),
+    )
+    streams.push(s)
+  }
+  for (let t = 0; t < 1200 && ok < job.count; t++) await sleep(50)
+  if (ok !== job.count) throw new Error(`push fan-out: ${ok}/${job.count} subscribed`)
+  return streams
+}
+
+/** A child of fanOutSpread: sets up its watchers, reports arrivals. */
+async function fanOutChild(job: ChildJob): Promise<void> {
+  const arrivals: number[][] = []
+  let seen = new Uint8Array(job.count)
+  let round = -1
+  const onArrival = (i: number): void => {
+    if (round < 0 || seen[i]) return
+    seen[i] = 1
+    arrivals[round]!.push(performance.timeOrigin + performance.now())
+  }
+  const handles: { close(): void }[] =
+    job.kind === 'llq'
+      ? await llqSetup(
+          job.port,
+          Array(job.count).fill(job.name),
+          job.count,
+          tsigKey(job.account),
+          onArrival,
+          () => job.src,
+        )
+      : await pushWatchers(job, onArrival)
   const send = (m: ChildMessage): void => void process.send!(m)
-  const tick = setInterval(() => send({ kind: 'arrived', n: arrivals.length }), 100)
+  const tick = setInterval(() => send({ kind: 'arrived', n: arrivals[round]?.length ?? 0 }), 50)
   process.on('message', (m) => {
-    if (m === 'arm') armed = true
+    if (typeof m === 'object' && m !== null && 'arm' in m) {
+      round = (m as { arm: number }).arm
+      arrivals[round] = []
+      seen = new Uint8Array(job.count)
+    }
     if (m === 'report') {
       clearInterval(tick)
-      for (const s of socks) s.close()
+      for (const h of handles) h.close()
       process.send!({ kind: 'report', arrivals } satisfies ChildMessage, () => process.exit(0))
     }
   })
@@ -478,10 +541,11 @@ async function llqChild(job: ChildJob): Promise<void> {
 
 if (process.env.NOTIFY_BENCH_CHILD) {
   process.on('disconnect', () => process.exit(0))
-  await llqChild(JSON.parse(process.env.NOTIFY_BENCH_CHILD) as ChildJob)
+  await fanOutChild(JSON.parse(process.env.NOTIFY_BENCH_CHILD) as ChildJob)
   await new Promise(() => {})
 }
 
+if (PIN) pin(process.pid, CLIENT_CPU)
 const only = process.env.NOTIFY_BENCH ?? 'all'
 const lines: string[] = []
 for (const [kind, n] of only === 'fanout'
@@ -496,13 +560,24 @@ for (const [kind, n] of only === 'fanout'
   console.log(l)
   lines.push(l)
 }
+if (only !== 'hold')
+  console.log(
+    'fan-out: SERVER = measured inside the server (its notify.fanout log line): from the change feed call after the ' +
+      'COMMIT to the last message written, and to every octet out of the process (on loopback: in the watcher ' +
+      "sockets); CPU = the server's CPU time for that pass. CLIENTS = watchers in separate client processes, each " +
+      "socket stamped when its first octets reach the handler; includes the clients' own reading, an upper bound.",
+  )
+/** NOTIFY_FANOUT_KINDS=push (or llq): only those fan-outs. */
+const kinds = (process.env.NOTIFY_FANOUT_KINDS ?? 'llq,push').split(',')
 for (const [kind, n] of only === 'hold'
   ? []
-  : ([
-      ['llq', FANOUT_WATCHERS],
-      ['push', FANOUT_WATCHERS],
-    ] as const)) {
-  const l = kind === 'llq' && openFilesLimit() < n + 200 ? await llqFanOutSpread(n) : await fanOut(kind, n)
+  : (
+      [
+        ['llq', FANOUT_WATCHERS],
+        ['push', FANOUT_WATCHERS],
+      ] as const
+    ).filter(([k]) => kinds.includes(k))) {
+  const l = await fanOutSpread(kind, n)
   console.log(l)
   lines.push(l)
 }

@@ -1,12 +1,13 @@
 // RFC 8764 (DNS Long-Lived Queries), server side: the set of live LLQs. Routes decoded LLQ requests and
-// event acknowledgements to the per-LLQ state machine (llq.ts), keeps one Clock timer per LLQ at its next
-// deadline, registers established LLQs in the subscription index and turns the actions of `step` into
+// event acknowledgements to the per-LLQ state machine (llq.ts), keeps each LLQ's next deadline in one
+// DeadlineSweep (one Clock timer for all of them, not one per LLQ: a fan-out moves them all at once), registers established LLQs in the subscription index and turns the actions of `step` into
 // replies and outgoing events. Privacy (seed 002 §7.2) is the server's NotifyPolicy, given the TSIG user.
 // Encoding is the caller's: requests come in decoded, events go out through `sendEvent`.
 
-import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import { type DeadlineSlot, DeadlineSweep } from './deadline-sweep.js'
 import {
   DEFAULT_LLQ_CONFIG,
   LLQ_VERSION,
@@ -88,7 +89,7 @@ interface Entry<R> {
   readonly user: string | undefined
   readonly binding: unknown
   readonly handshakeKey: string
-  timer: TimerHandle | undefined
+  slot: DeadlineSlot<Entry<R>> | undefined
   readonly subscriber: NotifySubscriber<R>
   indexed: boolean
 }
@@ -120,11 +121,16 @@ export class LlqService<R> {
   /** peer key + question -> LLQ: a repeated Initial Request gets the same Challenge. */
   readonly #byHandshake = new Map<string, Entry<R>>()
   readonly #byPeer = new Map<string, Set<Entry<R>>>()
+  readonly #deadlines: DeadlineSweep<Entry<R>>
 
   constructor(deps: LlqServiceDeps<R>, opts: Partial<LlqConfig> = {}) {
     this.#d = deps
     this.#log = deps.log ?? nullLogger
     this.config = { ...DEFAULT_LLQ_CONFIG, ...opts }
+    this.#deadlines = new DeadlineSweep(deps.clock, (e) => {
+      e.slot = undefined
+      this.#apply(e, { kind: 'timer', now: this.#d.clock.monotonic() })
+    })
   }
 
   get size(): number {
@@ -191,6 +197,7 @@ export class LlqService<R> {
 
   close(): void {
     for (const e of [...this.#byId.values()]) this.#remove(e, 'cancelled')
+    this.#deadlines.close()
   }
 
   /**
@@ -227,7 +234,7 @@ export class LlqService<R> {
       user: req.user,
       binding: req.binding,
       handshakeKey: hk,
-      timer: undefined,
+      slot: undefined,
       subscriber: { deliver: (c) => this.#deliver(e, c) },
       indexed: false,
     }
@@ -319,8 +326,8 @@ export class LlqService<R> {
   }
 
   #remove(e: Entry<R>, reason: LlqGoneReason): void {
-    this.#d.clock.clearTimeout(e.timer)
-    e.timer = undefined
+    this.#deadlines.cancel(e.slot)
+    e.slot = undefined
     if (this.#byId.get(e.state.id) !== e) return
     if (e.state.kind !== 'gone') e.state = { kind: 'gone', id: e.state.id, reason }
     this.#byId.delete(e.state.id)
@@ -337,16 +344,14 @@ export class LlqService<R> {
   }
 
   #schedule(e: Entry<R>): void {
-    this.#d.clock.clearTimeout(e.timer)
     const at = llqDeadline(e.state)
+    if (at === e.slot?.at) return
     if (at === undefined) {
-      e.timer = undefined
+      this.#deadlines.cancel(e.slot)
+      e.slot = undefined
       return
     }
-    e.timer = this.#d.clock.setTimeout(() => {
-      e.timer = undefined
-      this.#apply(e, { kind: 'timer', now: this.#d.clock.monotonic() })
-    }, at - this.#d.clock.monotonic())
+    e.slot = this.#deadlines.schedule(e, at, e.slot)
   }
 }
 

@@ -18,6 +18,7 @@ import { Opcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, type Message } from '../dns/wire/message.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
+import { type Logger, MemoryLogger } from '../io/log.js'
 import { FakeRandom } from '../io/random.fake.js'
 import { NotifyService } from './notify-service.js'
 import type { RRsetChange } from './notify-types.js'
@@ -36,7 +37,7 @@ const aaaa = (name: string, last: number): ZoneRR => {
   return { name, type: 28, class: 1, ttl: 60, rdata, text: `fd00::${last}` }
 }
 
-function setup(opts: { pushPlainTcp?: boolean } = {}) {
+function setup(opts: { pushPlainTcp?: boolean; log?: Logger } = {}) {
   const clock = new FakeClock()
   const zone = new Map<string, ZoneRR[]>([[`pub.${ZONE}|28`, [aaaa(`pub.${ZONE}`, 1)]]])
   let listener: (c: RRsetChange<ZoneRR>[]) => void = () => {}
@@ -58,7 +59,7 @@ function setup(opts: { pushPlainTcp?: boolean } = {}) {
     cfg: { fudgeSec: 300 },
   } as const
   const notify = new NotifyService(
-    { host, clock, random: new FakeRandom(7) },
+    { host, clock, random: new FakeRandom(7), ...(opts.log ? { log: opts.log } : {}) },
     { llq: { resendMs: 100 }, pushPlainTcp: opts.pushPlainTcp ?? false },
   )
   const change = (c: RRsetChange<ZoneRR>[]): void => {
@@ -327,4 +328,52 @@ test('DNS Push is TLS only (RFC 8765 §6): on plain TCP, Keepalive works and SUB
     c.conn.close()
     s.notify.close()
   }
+})
+
+test('a Push fan-out writes one shared framed Buffer to every session and logs when the last octets left', async () => {
+  const log = new MemoryLogger()
+  const s = setup({ log })
+  const frames: Buffer[] = []
+  let held = 3
+  const conns = Array.from({ length: 1000 }, (_, i) => {
+    const c = connection()
+    c.conn.sendFramed = (f) => {
+      frames.push(f)
+      return true
+    }
+    // The first connection's write is not taken by the kernel at once: the log waits for it.
+    Object.defineProperty(c.conn, 'queued', { get: () => (i === 0 && held-- > 0 ? 60 : 0) })
+    s.notify.handleDso(
+      encodeDso({ id: 1, qr: false, rcode: 0, tlvs: [subscribeTlv({ name: `pub.${ZONE}`, type: 28, class: 1 })] }),
+      c.ctx,
+    )
+    return c
+  })
+  s.change([{ name: `pub.${ZONE}`, type: 28, added: [aaaa(`pub.${ZONE}`, 2)], removed: [aaaa(`pub.${ZONE}`, 1)] }])
+  assert.equal(frames.length, 1000)
+  assert.ok(
+    frames.every((f) => f === frames[0]),
+    'one Buffer for every session',
+  )
+  const msg = frames[0]!.subarray(2)
+  assert.equal(frames[0]!.readUInt16BE(0), msg.length, 'length-prefixed (RFC 1035 4.2.2)')
+  assert.deepEqual(
+    decodePushTlv(decodeDso(msg).tlvs[0]!.data).map((r) => [r.ttl, r.rdata[15]]),
+    [
+      [0xffffffff, 1],
+      [60, 2],
+    ],
+  )
+  for (let t = 0; t < 200 && !log.entries.some((e) => e.event === 'notify.fanout'); t++)
+    await new Promise((r) => setImmediate(r))
+  const entry = log.entries.find((e) => e.event === 'notify.fanout')
+  assert.ok(entry, 'the fan-out is logged')
+  assert.equal(entry.level, 'info')
+  assert.equal(entry.fields.delivered, 1000)
+  assert.equal(entry.fields.queuedConnections, 1)
+  assert.equal(typeof entry.fields.flushedMs, 'number')
+  assert.ok((entry.fields.flushedMs as number) >= (entry.fields.ms as number))
+  for (const c of conns) c.conn.close()
+  s.notify.close()
+  assert.equal(s.clock.pending, 0)
 })

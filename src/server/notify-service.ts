@@ -1,119 +1,47 @@
 // Change notification for the DNS service: wires LLQ (RFC 8764, llq.ts + notify-llq-service.ts) and DNS Push
-// (RFC 8765 over RFC 8490, push.ts) to the listeners and to the store's change feed, and does their wire
-// encoding. Plugged in by run.ts:
+// (RFC 8765 over RFC 8490, push.ts) to the listeners and to the store's change feed, and runs the fan-out of a
+// committed change to every watcher of its name. Wire encoding is in llq-event-wire.ts and push-wire.ts (each
+// change encoded once for all its watchers), options in notify-config.ts. Plugged in by run.ts:
 //   service.use(notify.handler)          LLQ requests (queries with the LLQ option) and event ACKs (responses)
 //   DSO messages (opcode 6) on TCP/TLS   -> notify.handleDso(raw, ctx)
 // The TSIG user of a connection is what DnsService recorded under connection.state 'tsig.user' (docs/notify.md).
 
-import {
-  DsoType,
-  decodeDso,
-  decodeKeepaliveTlv,
-  decodeReconfirmTlv,
-  decodeSubscribeTlv,
-  decodeUnsubscribeTlv,
-  encodeDso,
-  keepaliveTlv,
-  pushTlv,
-  retryDelayTlv,
-} from '../dns/dso.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
-import { decodeLlq, encodeLlq, LLQ_OPTION_LEN } from '../dns/llq.js'
-import { signMessage, type TsigKey } from '../dns/tsig.js'
-import { HEADER_SIZE, Opcode, Rcode } from '../dns/wire/header.js'
-import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
-import { type RR, RRClass } from '../dns/wire/rr-table.js'
+import { decodeLlq } from '../dns/llq.js'
+import type { TsigKey } from '../dns/tsig.js'
+import { Opcode } from '../dns/wire/header.js'
 import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import type { Random } from '../io/random.js'
-import { LLQ_REMOVED_TTL, LLQ_VERSION, type LlqConfig, LlqError, LlqOpcode } from './llq.js'
+import { LLQ_VERSION, LlqError, LlqOpcode } from './llq.js'
+import { LlqEventWire, llqResponse } from './llq-event-wire.js'
+import type { NotifyHost, NotifyOptions } from './notify-config.js'
 import { type LlqOutboundEvent, type LlqPeer, LlqService } from './notify-llq-service.js'
+import { fanOut, type NotifySubscriber, type RRsetChange } from './notify-types.js'
+import { type PushConfig, type PushOutbound, PushSession } from './push.js'
 import {
-  fanOut,
-  type NotifyQuestion,
-  type NotifySubscriber,
-  type NotifyVerdict,
-  type RRsetChange,
-} from './notify-types.js'
-import {
-  PUSH_REMOVE_RR_TTL,
-  PUSH_REMOVE_SET_TTL,
-  type PushConfig,
-  type PushInbound,
-  type PushOutbound,
-  PushSession,
-} from './push.js'
-import { canonicalRData, decodeRData, fromZoneRR, ownerOf } from './rdata.js'
+  decodePushInbound,
+  encodePush,
+  encodePushResponse,
+  encodeRetryDelay,
+  FRAME_PREFIX,
+  PushFrames,
+  withoutPush,
+} from './push-wire.js'
+import { canonicalRData, decodeRData, fromZoneRR } from './rdata.js'
 import type { DnsRequest, MessageHandler } from './service.js'
-import { SubscriptionIndex, type SubscriptionLimits } from './subscriptions.js'
+import { SubscriptionIndex } from './subscriptions.js'
 import type { InboundContext, StreamConnection } from './transport.js'
 import type { ZoneRR } from './zone-index.js'
 
-/** What the notify services need from the DNS service (DnsService satisfies it). */
-export interface NotifyHost {
-  lookup(name: string, type: number): ZoneRR[]
-  canWatch(q: NotifyQuestion, user: string | undefined): NotifyVerdict
-  /** The user's current TSIG key (LLQ events of an LLQ set up with TSIG are signed with it), if the account exists. */
-  tsigKey(user: string): TsigKey | undefined
-  /** TSIG fudge written in signed events (RFC 8945 5.2.3). */
-  readonly cfg: { readonly fudgeSec: number }
-  readonly store: { onChange(fn: (changes: RRsetChange<ZoneRR>[]) => void): () => void }
-  /**
-   * Whether the key a connection or an LLQ was bound with (the Account DnsService recorded) is still the user's
-   * key: false after `account passwd`, `account remove` or a re-created account. Without it, bindings never expire.
-   */
-  keyIsCurrent?(binding: unknown): boolean
-  /** Called after the account set changed, with the users whose key changed or whose account went. */
-  onAccountsChange?(fn: (revoked: ReadonlySet<string>) => void): () => void
-}
+export { type NotifyCliOptions, type NotifyHost, type NotifyOptions, notifyOptions } from './notify-config.js'
 
-export interface NotifyOptions {
-  readonly llq?: Partial<LlqConfig>
-  readonly push?: Partial<PushConfig>
-  readonly limits?: Partial<SubscriptionLimits>
-  /**
-   * Serve DNS Push SUBSCRIBE on plain TCP too (tests and benchmarks only: RFC 8765 §6, clients MUST use TLS).
-   * @default false
-   */
-  readonly pushPlainTcp?: boolean
-}
-
-/** The `autotunnel server` options this component adds (src/cli/server.ts). */
-export interface NotifyCliOptions {
-  llqLeaseMin?: number
-  llqLeaseMax?: number
-  llqResendMs?: number
-  watchLimitClient?: number
-  watchLimitUser?: number
-  watchLimitAnonymous?: number
-  watchLimitTotal?: number
-  pushKeepaliveMs?: number
-  pushPlainTcp?: boolean
-}
-
-export function notifyOptions(o: NotifyCliOptions): NotifyOptions {
-  const llqLeaseMinSec = o.llqLeaseMin ?? 900
-  const llqLeaseMaxSec = o.llqLeaseMax ?? 7200
-  if (!(llqLeaseMinSec > 0 && llqLeaseMaxSec >= llqLeaseMinSec))
-    throw new TypeError('need 0 < --llq-lease-min <= --llq-lease-max')
-  return {
-    llq: { leaseMinSec: llqLeaseMinSec, leaseMaxSec: llqLeaseMaxSec, resendMs: o.llqResendMs ?? 2000 },
-    limits: {
-      perClient: o.watchLimitClient ?? 1000,
-      perUser: o.watchLimitUser ?? 1000,
-      total: o.watchLimitTotal ?? 200_000,
-      ...(o.watchLimitAnonymous !== undefined ? { anonymous: o.watchLimitAnonymous } : {}),
-    },
-    push: { keepaliveMs: o.pushKeepaliveMs ?? 60_000 },
-    pushPlainTcp: o.pushPlainTcp === true,
-  }
-}
-
-const RESPONSE_UDP_PAYLOAD = 1232
+/** Fan-outs to this many watchers are logged at info, with how long they took. */
 const LOG_FANOUT_AT = 1000
-/** Offsets inside the 18-octet LLQ option data (RFC 8764 §3.2). */
-const LLQ_ID_OFFSET = 6
-const LLQ_LEASE_OFFSET = 14
+/** How the fan-out log waits for the last octets to leave the process (#fanOut). */
+const FLUSH_POLL_FAST_MS = 200
+const FLUSH_POLL_MS = 10
+const FLUSH_WAIT_MAX_MS = 10_000
 const SESSION_KEY = 'push.session'
 const LLQ_HOOK_KEY = 'llq.hooked'
 const TSIG_USER_KEY = 'tsig.user'
@@ -135,11 +63,15 @@ export class NotifyService {
     llqEventsUnsignable: 0,
     pushMessages: 0,
     dsoMalformed: 0,
+    /** PUSH messages not sent because the change does not fit in one DSO message. */
+    pushUnencodable: 0,
     fanOuts: 0,
     deliveries: 0,
   }
-  /** One encoded event per change and question: every LLQ of it gets a copy with its own ID patched in. */
-  #eventTemplate: { added: readonly ZoneRR[]; removed: readonly ZoneRR[]; qkey: string; wire: Buffer } | undefined
+  readonly #llqWire = new LlqEventWire()
+  readonly #pushFrames = new PushFrames()
+  /** During a fan-out that is timed: the connections whose PUSH the kernel did not take at once. */
+  #unflushed: StreamConnection[] | undefined
   readonly #host: NotifyHost
   readonly #clock: Clock
   readonly #log: Logger
@@ -169,19 +101,59 @@ export class NotifyService {
       opts.llq,
     )
     this.#unsubscribeAccounts = deps.host.onAccountsChange?.((revoked) => this.#accountsChanged(revoked)) ?? (() => {})
-    this.#unsubscribe = deps.host.store.onChange((changes) => {
-      const t0 = performance.now()
-      const delivered = fanOut(this.index, changes)
-      this.stats.fanOuts++
-      this.stats.deliveries += delivered
-      // Large fan-outs are logged at info: their duration is the commit-to-last-send latency.
-      if (delivered >= LOG_FANOUT_AT || (delivered > 0 && this.#log.enabled('debug')))
-        this.#log[delivered >= LOG_FANOUT_AT ? 'info' : 'debug']('notify.fanout', {
-          rrsets: changes.length,
-          delivered,
-          ms: Math.round((performance.now() - t0) * 1000) / 1000,
-        })
-    })
+    this.#unsubscribe = deps.host.store.onChange((changes) => this.#fanOut(changes))
+  }
+
+  /**
+   * Hands each change to every watcher of its RRset, synchronously (the store calls this after the COMMIT and
+   * after the UPDATE's answer). Large fan-outs are logged at info with `ms`, the time until the last watcher's
+   * message was written, and `flushedMs`, until every octet had left this process: stream writes the kernel did
+   * not take at once, and the batch of LLQ datagrams, flushed when this run of JavaScript ends. On loopback the
+   * kernel puts a message in the watcher's socket while the write returns, so `flushedMs` is the server's part
+   * of commit-to-watcher latency (bench/notify).
+   */
+  #fanOut(changes: RRsetChange<ZoneRR>[]): void {
+    const t0 = performance.now()
+    const timed = this.index.size >= LOG_FANOUT_AT || this.#log.enabled('debug')
+    const cpu0 = timed ? process.cpuUsage() : undefined
+    const unflushed: StreamConnection[] = []
+    if (timed) this.#unflushed = unflushed
+    let delivered: number
+    try {
+      delivered = fanOut(this.index, changes)
+    } finally {
+      this.#unflushed = undefined
+    }
+    this.stats.fanOuts++
+    this.stats.deliveries += delivered
+    if (delivered < LOG_FANOUT_AT && !(delivered > 0 && this.#log.enabled('debug'))) return
+    const ms = performance.now() - t0
+    // CPU time of the synchronous pass: what it takes on a core of its own (wall time also counts waiting for one).
+    const cpu = cpu0 ? process.cpuUsage(cpu0) : undefined
+    const level = delivered >= LOG_FANOUT_AT ? 'info' : 'debug'
+    const round = (x: number): number => Math.round(x * 1000) / 1000
+    // Diagnostics only, so plain timers, not the Clock: checked once per event-loop turn for the first
+    // FLUSH_POLL_FAST_MS, then every FLUSH_POLL_MS; a watcher that does not read (its socket buffer full) ends the
+    // wait after FLUSH_WAIT_MAX_MS, logged with flushedMs null and how many were still queued.
+    const check = (): void => {
+      const elapsed = performance.now() - t0
+      const pending = unflushed.filter((c) => !c.closed && (c.queued ?? 0) > 0).length
+      if (pending > 0 && elapsed < FLUSH_WAIT_MAX_MS) {
+        if (elapsed < FLUSH_POLL_FAST_MS) setImmediate(check)
+        else setTimeout(check, FLUSH_POLL_MS).unref()
+        return
+      }
+      this.#log[level]('notify.fanout', {
+        rrsets: changes.length,
+        delivered,
+        ms: round(ms),
+        ...(cpu ? { cpuMs: round((cpu.user + cpu.system) / 1000), sysMs: round(cpu.system / 1000) } : {}),
+        flushedMs: pending > 0 ? null : round(elapsed),
+        queuedConnections: unflushed.length,
+        ...(pending > 0 ? { stillQueued: pending } : {}),
+      })
+    }
+    setImmediate(check)
   }
 
   get sessions(): number {
@@ -254,7 +226,7 @@ export class NotifyService {
       if (msg.qr) req.drop()
       else
         req.respond(
-          this.#llqResponse(msg, { version: LLQ_VERSION, opcode: 0, error: LlqError.FORMAT_ERR, id: 0n, leaseSec: 0 }),
+          llqResponse(msg, { version: LLQ_VERSION, opcode: 0, error: LlqError.FORMAT_ERR, id: 0n, leaseSec: 0 }),
         )
       return true
     }
@@ -269,16 +241,16 @@ export class NotifyService {
     }
     const q = msg.questions[0]
     if (msg.questions.length !== 1 || !q) {
-      req.respond(this.#llqResponse(msg, { ...llq, error: LlqError.FORMAT_ERR }))
+      req.respond(llqResponse(msg, { ...llq, error: LlqError.FORMAT_ERR }))
       return true
     }
     const reply = this.llq.handle({ question: q, opt: llq, peer, user: req.signer?.user, binding: req.signer })
     if (reply.kind === 'rcode') {
-      const res = this.#llqResponse(msg, undefined)
+      const res = llqResponse(msg, undefined)
       res.rcode = reply.rcode
       req.respond(res)
     } else {
-      const res = this.#llqResponse(msg, reply.opt)
+      const res = llqResponse(msg, reply.opt)
       res.answers = reply.answers.map((z) => fromZoneRR(z))
       req.respond(res)
     }
@@ -314,43 +286,12 @@ export class NotifyService {
     }
     conn.state.set('push.reply', reply)
     try {
-      const m = this.#inbound(raw)
+      const { m, malformed } = decodePushInbound(raw)
+      if (malformed) this.stats.dsoMalformed++
       session.receive(conn.peer.transport === 'tcp' && !this.#pushPlainTcp ? withoutPush(m) : m)
     } finally {
       conn.state.delete('push.reply')
       reply(undefined)
-    }
-  }
-
-  #inbound(raw: Buffer): PushInbound {
-    let m: ReturnType<typeof decodeDso>
-    try {
-      m = decodeDso(raw)
-    } catch {
-      this.stats.dsoMalformed++
-      return { kind: 'malformed', msgId: raw.length >= HEADER_SIZE ? raw.readUInt16BE(0) : 0 }
-    }
-    if (m.qr) return { kind: 'other' }
-    const primary = m.tlvs[0]
-    try {
-      if (m.id !== 0) {
-        if (!primary) return { kind: 'malformed', msgId: m.id }
-        if (primary.type === DsoType.KEEPALIVE)
-          return { kind: 'keepalive', msgId: m.id, ...decodeKeepaliveTlv(primary.data) }
-        if (primary.type === DsoType.SUBSCRIBE)
-          return { kind: 'subscribe', msgId: m.id, question: decodeSubscribeTlv(primary.data) }
-        return { kind: 'unknown-request', msgId: m.id, tlvType: primary.type }
-      }
-      if (primary?.type === DsoType.UNSUBSCRIBE)
-        return { kind: 'unsubscribe', subscribeId: decodeUnsubscribeTlv(primary.data) }
-      if (primary?.type === DsoType.RECONFIRM) {
-        const r = decodeReconfirmTlv(primary.data)
-        return { kind: 'reconfirm', question: r.q, rdata: Buffer.from(r.rdata) }
-      }
-      return { kind: 'other' }
-    } catch {
-      this.stats.dsoMalformed++
-      return { kind: 'malformed', msgId: m.id }
     }
   }
 
@@ -387,36 +328,34 @@ export class NotifyService {
 
   #sendPush(conn: StreamConnection, out: PushOutbound<ZoneRR>): void {
     switch (out.kind) {
+      case 'change': {
+        let f: Buffer
+        try {
+          f = this.#pushFrames.frame(out.change)
+        } catch (e) {
+          this.stats.pushUnencodable++
+          this.#log.warn('push.encode_failed', { err: String(e) })
+          return
+        }
+        this.stats.pushMessages++
+        if (conn.sendFramed) conn.sendFramed(f)
+        else conn.send(f.subarray(FRAME_PREFIX))
+        if (this.#unflushed && (conn.queued ?? 0) > 0) this.#unflushed.push(conn)
+        return
+      }
       case 'response': {
-        const tlvs = []
-        if (out.keepalive) tlvs.push(keepaliveTlv(out.keepalive.inactivityMs, out.keepalive.keepaliveMs))
-        if (out.retryDelayMs !== undefined) tlvs.push(retryDelayTlv(out.retryDelayMs))
-        const buf = encodeDso({ id: out.msgId, qr: true, rcode: out.rcode, tlvs })
+        const buf = encodePushResponse(out)
         const reply = conn.state.get('push.reply') as ((b: Buffer) => void) | undefined
         if (reply) reply(buf)
         else conn.send(buf)
         return
       }
-      case 'push': {
-        const rrs = out.records.map((r) => {
-          if (r.op === 'remove-rrset')
-            return { name: r.name, type: r.type, class: RRClass.ANY, ttl: PUSH_REMOVE_SET_TTL, rdata: Buffer.alloc(0) }
-          const z = r.rr
-          return {
-            name: ownerOf(z),
-            type: z.type,
-            class: z.class,
-            ttl: r.op === 'add' ? z.ttl : PUSH_REMOVE_RR_TTL,
-            rdata: z.wire ?? z.rdata,
-          }
-        })
+      case 'push':
         this.stats.pushMessages++
-        conn.send(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [pushTlv(rrs)] }))
+        conn.send(encodePush(out.records))
         return
-      }
       case 'close':
-        if (out.retryDelayMs !== undefined)
-          conn.send(encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [retryDelayTlv(out.retryDelayMs)] }))
+        if (out.retryDelayMs !== undefined) conn.send(encodeRetryDelay(out.retryDelayMs))
         conn.close()
         return
     }
@@ -434,19 +373,6 @@ export class NotifyService {
     return { key: `udp:${ctx.peer.address}:${ctx.peer.port}`, client: ctx.peer.address, send: (b) => ctx.send(b) }
   }
 
-  #llqResponse(req: Message, opt: Parameters<typeof encodeLlq>[0] | undefined): Message {
-    return emptyMessage({
-      id: req.id,
-      qr: true,
-      opcode: Opcode.QUERY,
-      aa: true,
-      rd: req.rd,
-      rcode: Rcode.NOERROR,
-      questions: req.questions.slice(0, 1),
-      edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: opt ? [encodeLlq(opt)] : [] },
-    })
-  }
-
   /**
    * An LLQ event: a gratuitous response listing added records, and removed ones with TTL -1 (RFC 8764 §6.2).
    * The unsigned message ends with the LLQ option, so the copies for the other LLQs of the same change differ
@@ -455,29 +381,6 @@ export class NotifyService {
    * not chained to any request MAC (the event is unsolicited), the client verifies it as such.
    */
   #sendLlqEvent(ev: LlqOutboundEvent<ZoneRR>): void {
-    const qkey = `${ev.question.name.toLowerCase()}|${ev.question.type}`
-    let t = this.#eventTemplate
-    if (!t || t.added !== ev.added || t.removed !== ev.removed || t.qkey !== qkey) {
-      const answers: RR[] = []
-      for (const z of ev.removed) answers.push({ ...fromZoneRR(z), ttl: LLQ_REMOVED_TTL })
-      for (const z of ev.added) answers.push(fromZoneRR(z))
-      const msg = emptyMessage({
-        id: ev.msgId,
-        qr: true,
-        opcode: Opcode.QUERY,
-        aa: true,
-        questions: [ev.question],
-        answers,
-        edns: { udpSize: RESPONSE_UDP_PAYLOAD, version: 0, do: false, options: [encodeLlq(ev.opt)] },
-      })
-      try {
-        t = { added: ev.added, removed: ev.removed, qkey, wire: encodeMessage(msg) }
-      } catch (e) {
-        this.#log.warn('llq.event_encode_failed', { err: String(e) })
-        return
-      }
-      this.#eventTemplate = t
-    }
     let key: TsigKey | undefined
     if (ev.user !== undefined) {
       key = this.#host.tsigKey(ev.user)
@@ -486,29 +389,17 @@ export class NotifyService {
         return
       }
     }
-    const wire = Buffer.from(t.wire)
-    wire.writeUInt16BE(ev.msgId, 0)
-    const opt = wire.length - LLQ_OPTION_LEN
-    wire.writeBigUInt64BE(ev.opt.id, opt + LLQ_ID_OFFSET)
-    wire.writeUInt32BE(ev.opt.leaseSec, opt + LLQ_LEASE_OFFSET)
-    const out = key
-      ? signMessage(wire, key, { timeSigned: Math.floor(this.#clock.now() / 1000), fudge: this.#host.cfg.fudgeSec })
-          .wire
-      : wire
-    ;(ev.peer as Peer).send(out)
+    let wire: Buffer
+    try {
+      wire = key
+        ? this.#llqWire.event(ev, key, Math.floor(this.#clock.now() / 1000), this.#host.cfg.fudgeSec)
+        : this.#llqWire.event(ev)
+    } catch (e) {
+      this.#log.warn('llq.event_encode_failed', { err: String(e) })
+      return
+    }
+    ;(ev.peer as Peer).send(wire)
   }
-}
-
-/**
- * DSO on plain TCP without DNS Push (RFC 8765 §6: clients MUST use TLS). The session itself (Keepalive, RFC 8490)
- * works, but SUBSCRIBE is a request whose primary TLV this transport does not implement: DSOTYPENI (RFC 8490
- * §5.1.1; RFC 8765 §6.2 "SUBSCRIBE operation not supported"). Closing instead would look like a server fault and
- * make the client retry; DSOTYPENI tells it to look elsewhere. The Push unidirectionals are ignored.
- */
-function withoutPush(m: PushInbound): PushInbound {
-  if (m.kind === 'subscribe') return { kind: 'unknown-request', msgId: m.msgId, tlvType: DsoType.SUBSCRIBE }
-  if (m.kind === 'unsubscribe' || m.kind === 'reconfirm') return { kind: 'other' }
-  return m
 }
 
 /** RECONFIRM RDATA in canonical form (names compare case-insensitively, RFC 4343); as given if it does not parse. */

@@ -50,7 +50,20 @@ export type PushOutbound<R> =
       readonly retryDelayMs?: number
     }
   | { readonly kind: 'push'; readonly records: readonly PushRecordOp<R>[] }
+  /**
+   * A committed change for one of the session's subscriptions: its PUSH is `changeRecords(change)`. Handed over
+   * as the change itself, so the encoder can build that message once for every session of the same change.
+   */
+  | { readonly kind: 'change'; readonly change: RRsetChange<R> }
   | { readonly kind: 'close'; readonly reason: string; readonly retryDelayMs?: number }
+
+/** The PUSH records of a change (RFC 8765 §6.3.1): the removed records, then the added ones. */
+export function changeRecords<R>(c: RRsetChange<R>): PushRecordOp<R>[] {
+  const records: PushRecordOp<R>[] = []
+  for (const rr of c.removed) records.push({ op: 'remove', rr })
+  for (const rr of c.added) records.push({ op: 'add', rr })
+  return records
+}
 
 export interface PushConfig {
   /** Server's inactivity timeout for a session without subscriptions (RFC 8490 §6.2). @default 30000 */
@@ -264,7 +277,7 @@ export class PushSession<R> {
       this.#respond(msgId, verdict === 'notauth' ? RCODE.NOTAUTH : RCODE.REFUSED, false)
       return
     }
-    const sub: Subscription<R> = { msgId, question: q, key, subscriber: { deliver: (c) => this.#deliver(sub, c) } }
+    const sub: Subscription<R> = { msgId, question: q, key, subscriber: { deliver: (c) => this.#deliver(c) } }
     const added = this.#d.index.add(q.name, q.type, this.client, sub.subscriber, this.#user)
     if (!added.ok) {
       if (added.reason === 'total-full' || added.reason === 'anonymous-full')
@@ -296,12 +309,9 @@ export class PushSession<R> {
     this.#d.send({ kind: 'push', records: [{ op: 'remove', rr: this.#d.removal(q, rdata) }] })
   }
 
-  #deliver(_sub: Subscription<R>, c: RRsetChange<R>): void {
+  #deliver(c: RRsetChange<R>): void {
     if (this.#state.kind === 'closed') return
-    const records: PushRecordOp<R>[] = []
-    for (const rr of c.removed) records.push({ op: 'remove', rr })
-    for (const rr of c.added) records.push({ op: 'add', rr })
-    this.#d.send({ kind: 'push', records })
+    this.#d.send({ kind: 'change', change: c })
   }
 
   #event(ev: SessionEvent): void {

@@ -20,6 +20,13 @@ export interface StreamConnection {
   readonly state: Map<string, unknown>
   /** Writes one message with its length prefix; false when the connection is closed. */
   send(msg: Buffer): boolean
+  /**
+   * Writes a message already framed with its 2-octet length prefix, as it is: one Buffer shared by many
+   * connections (a DNS Push fan-out) is written to each, never copied or changed. False when closed.
+   */
+  sendFramed?(frame: Buffer): boolean
+  /** Octets written but still held by this process (not yet taken by the kernel); 0 when everything went out. */
+  readonly queued?: number
   /** Milliseconds without traffic and without outstanding requests before the server closes it; 0 = never. */
   setIdleTimeout(ms: number): void
   close(): void
