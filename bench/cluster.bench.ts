@@ -9,22 +9,36 @@
 // Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DnsStream } from '../src/dns/client/stream.js'
+import { UpdateClient } from '../src/dns/client/update.js'
+import { Watcher } from '../src/dns/client/watcher.js'
 import { DsoType, decodeDso, encodeDso, subscribeTlv } from '../src/dns/dso.js'
 import { signMessage, type TsigKey } from '../src/dns/tsig.js'
 import { Opcode } from '../src/dns/wire/header.js'
 import { emptyMessage } from '../src/dns/wire/message.js'
 import { RRClass, RRType } from '../src/dns/wire/rr-table.js'
-import { tsigKey } from '../test/interop/notify-harness.js'
+import { SystemClock } from '../src/io/clock.js'
+import { MemoryLogger } from '../src/io/log.js'
+import { NotifyServer, tsigKey } from '../test/interop/notify-harness.js'
 import { PgCluster } from '../test/interop/pg-cluster.js'
 import { type AccountJson, ServerProcess, ZONE } from '../test/interop/server-harness.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const WATCHERS = Number(process.env.BENCH_PUSH_WATCHERS ?? 1000)
+/** Which parts to run (BENCH_PARTS=updates,queries,push,failover; default all). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'updates,queries,push,failover').split(','))
+const FAILOVER_REPS = Number(process.env.BENCH_FAILOVER_REPS ?? 5)
+/**
+ * BENCH_PG_STATS=1: PostgreSQL loads pg_stat_statements (PGOPTS for scripts/pg-cluster.sh) and the statements
+ * the nodes ran are printed after the update runs (calls, rows, time): where the database's work goes.
+ */
+const PG_STATS = process.env.BENCH_PG_STATS === '1'
+if (PG_STATS)
+  process.env.PGOPTS = `${process.env.PGOPTS ?? ''} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all`
 const LEASE_OPT = '2:00000e10' // RFC 9664 LEASE = 3600 s
 /** Outstanding updates in all, whatever the number of nodes (dnsperf -q), and client threads (-c). */
 const UPDATE_Q = 60
@@ -64,10 +78,44 @@ function sh(cmd: string, args: string[], timeoutMs: number): Promise<string> {
   })
 }
 
-function cpuSec(pid: number): number {
+/** /proc/PID/stat after the command name: [0] state, [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime. */
+function statOf(pid: number | 'self'): string[] {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
+  return f.slice(f.lastIndexOf(')') + 2).split(' ')
+}
+
+function cpuSec(pid: number): number {
+  const rest = statOf(pid)
   return (Number(rest[11]) + Number(rest[12])) / 100
+}
+
+/** CPU seconds of the PostgreSQL cluster: the postmaster and every process it forked (backends, WAL writer...). */
+function pgCpuSec(pg: PgCluster): number {
+  const master = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0])
+  let sum = cpuSec(master)
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const st = statOf(Number(d))
+      if (Number(st[1]) === master) sum += (Number(st[11]) + Number(st[12])) / 100
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return sum
+}
+
+/** CPU seconds of this process's children that exited and were waited for (the dnsperf runs). */
+function reapedChildrenCpuSec(): number {
+  const st = statOf('self')
+  return (Number(st[13]) + Number(st[14])) / 100
+}
+
+/** Busy CPU seconds of the whole machine (all cores; everything but idle and iowait). */
+function machineBusySec(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const hz = 100
+  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / hz
 }
 
 async function dnsperf(port: number, args: string[]): Promise<{ rate: number; codes: string }> {
@@ -85,6 +133,15 @@ interface Setup {
   readonly label: string
   readonly nodes: ServerProcess[]
   readonly key: AccountJson
+  readonly pg?: PgCluster
+}
+
+/** CPU cores used during one measurement, by part: the nodes, PostgreSQL, dnsperf, and everything else. */
+interface Cpu {
+  cpu: number
+  pg: number
+  gen: number
+  other: number
 }
 
 /** Runs one dnsperf per node at once, the load split evenly; returns the summed rate and the nodes' CPU. */
@@ -93,9 +150,14 @@ async function spread(
   file: (i: number) => string,
   extra: string[],
   q: number,
-): Promise<{ rate: number; cpu: number; codes: string[] }> {
+): Promise<{ rate: number; codes: string[] } & Cpu> {
   const n = s.nodes.length
   const c0 = s.nodes.map((x) => cpuSec(x.proc!.pid!))
+  const pg0 = s.pg ? pgCpuSec(s.pg) : 0
+  const gen0 = reapedChildrenCpuSec()
+  const self0 = cpuSec(process.pid)
+  const m0 = machineBusySec()
+  const t0 = performance.now()
   const rs = await Promise.all(
     s.nodes.map((x, i) =>
       dnsperf(x.ports.dns, [
@@ -111,8 +173,30 @@ async function spread(
       ]),
     ),
   )
-  const cpu = s.nodes.reduce((sum, x, i) => sum + cpuSec(x.proc!.pid!) - c0[i]!, 0) / SECONDS
-  return { rate: rs.reduce((a, r) => a + r.rate, 0), cpu, codes: rs.map((r) => r.codes) }
+  const wall = (performance.now() - t0) / 1000
+  const nodes = s.nodes.reduce((sum, x, i) => sum + cpuSec(x.proc!.pid!) - c0[i]!, 0)
+  const pg = s.pg ? pgCpuSec(s.pg) - pg0 : 0
+  const gen = reapedChildrenCpuSec() - gen0
+  const self = cpuSec(process.pid) - self0
+  const busy = machineBusySec() - m0
+  return {
+    rate: rs.reduce((a, r) => a + r.rate, 0),
+    // Per second of the dnsperf runs (the rates are too); 'other' is the rest of the machine (other work, CI).
+    cpu: nodes / SECONDS,
+    pg: pg / SECONDS,
+    gen: gen / SECONDS,
+    other: Math.max(0, busy - nodes - pg - gen - self) / wall,
+    codes: rs.map((r) => r.codes),
+  }
+}
+
+/** Cores (CPU seconds per second) and CPU microseconds per operation, by part. */
+function cpuLine(c: Cpu & { rate: number }): string {
+  const us = (x: number): string => ((x * 1e6) / c.rate).toFixed(0)
+  return (
+    `cores: nodes ${c.cpu.toFixed(2)} pg ${c.pg.toFixed(2)} dnsperf ${c.gen.toFixed(2)} other ${c.other.toFixed(2)}; ` +
+    `us/op: nodes ${us(c.cpu)} pg ${us(c.pg)} dnsperf ${us(c.gen)}`
+  )
 }
 
 function updateFile(path: string, tag: string, n: number): string {
@@ -185,8 +269,139 @@ async function crossNodePush(a: ServerProcess, b: ServerProcess, acct: AccountJs
   )
 }
 
+/**
+ * Failover: three nodes (TLS, each advertising its own name); an agent's watcher (DNS Push) and update client both
+ * use node V (their bootstrap, first in V's SRV answers); V is SIGKILLed. As the agent does (src/agent/attach.ts),
+ * the watcher's onLost re-publishes through the update client. Measured from the SIGKILL: the watch re-established
+ * through another node, the records refreshed (an UPDATE with its lease accepted by another node), and the later of
+ * the two. V is restarted between repetitions, and each repetition kills another node.
+ */
+async function failoverBench(pg: PgCluster, acct: AccountJson): Promise<string> {
+  const nodes = [1, 2, 3].map(
+    (i) => new NotifyServer(['--log-level', 'warn', '--advertise', `ns${i}:127.0.0.1`]),
+  ) as NotifyServer[]
+  const watchMs: number[] = []
+  const publishMs: number[] = []
+  const bothMs: number[] = []
+  try {
+    for (const n of nodes) n.store = pg.url
+    await Promise.all(nodes.map((n) => n.start()))
+    const key = tsigKey(acct)
+    const domain = `bench.${ZONE}`
+    const srvPorts = async (n: NotifyServer): Promise<string> =>
+      (await n.dig(['+short', `_dns-update._udp.${domain}.`, 'SRV'])).stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[2])
+        .sort()
+        .join(',')
+    const allPorts = nodes
+      .map((n) => String(n.dnsPort))
+      .sort()
+      .join(',')
+    const everyNodeListed = async (): Promise<void> => {
+      for (let t = 0; t < 300; t++) {
+        const seen = await Promise.all(nodes.map(srvPorts))
+        if (seen.every((x) => x === allPorts)) return
+        await sleep(50)
+      }
+      throw new Error(
+        `failover: the nodes do not all list each other (${allPorts}: ${await Promise.all(nodes.map(srvPorts))})`,
+      )
+    }
+    for (let rep = 0; rep < FAILOVER_REPS; rep++) {
+      await everyNodeListed()
+      const victim = nodes[rep % nodes.length]!
+      const name = `fo${rep}-${process.pid}.${domain}.`
+      const log = new MemoryLogger()
+      const w = new Watcher(
+        { log },
+        {
+          name,
+          type: RRType.AAAA,
+          domain,
+          server: { host: '127.0.0.1', port: victim.dnsPort },
+          key,
+          tls: { rejectUnauthorized: false },
+          mechanisms: ['push'],
+        },
+      )
+      const uc = new UpdateClient(
+        { clock: new SystemClock(), log },
+        { bootstrap: { host: '127.0.0.1', port: victim.dnsPort }, domain, key },
+      )
+      const publish = (addr: string) =>
+        uc.update({
+          zone: ZONE,
+          updates: [{ name, type: RRType.AAAA, class: RRClass.IN, ttl: 60, data: { address: addr } }],
+          leaseSec: 3600,
+        })
+      try {
+        const first = await publish('fd00::1')
+        if (!first.via.endsWith(`:${victim.dnsPort}`)) throw new Error(`failover: published via ${first.via}`)
+        if ((await w.start()) !== 'push') throw new Error('failover: no Push watch')
+        const pushes = () =>
+          log.entries.filter((e) => e.event === 'watch.mechanism' && e.fields.mechanism === 'push').length
+        let killedAt = 0
+        let published = 0
+        let publishing = false
+        // The agent: when a watch is lost, re-publish now (it retries until an UPDATE is accepted).
+        w.onLost(() => {
+          if (publishing || published) return
+          publishing = true
+          void (async () => {
+            for (let i = 0; i < 20 && !published; i++) {
+              try {
+                const r = await publish('fd00::1')
+                if (!r.via.endsWith(`:${victim.dnsPort}`)) published = performance.now()
+              } catch {
+                // The dead node's timeout; the client skips it from now on.
+              }
+            }
+          })()
+        })
+        await victim.stop('SIGKILL')
+        killedAt = performance.now()
+        let watched = 0
+        while ((!watched || !published) && performance.now() - killedAt < 15_000) {
+          if (!watched && pushes() >= 2) watched = performance.now()
+          await sleep(5)
+        }
+        if (!watched || !published) throw new Error(`failover: rep ${rep} not recovered within 15 s`)
+        watchMs.push(watched - killedAt)
+        publishMs.push(published - killedAt)
+        bothMs.push(Math.max(watched, published) - killedAt)
+        console.log(
+          `  failover rep=${rep + 1} killed node ${nodes.indexOf(victim) + 1}: watch re-established ${(watched - killedAt).toFixed(0)} ms, ` +
+            `records refreshed ${(published - killedAt).toFixed(0)} ms`,
+        )
+      } finally {
+        await w.close()
+      }
+      await victim.start()
+    }
+  } finally {
+    await Promise.all(nodes.map((n) => n.cleanup()))
+  }
+  const f = (xs: number[]): string => `p50 ${median(xs).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms`
+  return (
+    `failover (${FAILOVER_REPS} SIGKILLs of the node a watcher and an update client use): watch re-established ` +
+    `${f(watchMs)}; records refreshed through another node ${f(publishMs)}; both ${f(bothMs)}`
+  )
+}
+
+async function pgStats(pg: PgCluster): Promise<void> {
+  const rows = await pg.query<{ calls: string; rows: string; ms: string; query: string }>(
+    `SELECT calls::text, rows::text, round(total_exec_time)::text AS ms, regexp_replace(query, '\\s+', ' ', 'g') AS query
+     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`,
+  )
+  console.log('  pg_stat_statements (all set-ups), by total time:')
+  for (const r of rows) console.log(`    calls=${r.calls} rows=${r.rows} ms=${r.ms} ${r.query.slice(0, 110)}`)
+}
+
 async function main(): Promise<void> {
   const pg = await PgCluster.start()
+  if (PG_STATS) await pg.query('CREATE EXTENSION pg_stat_statements')
   const all: ServerProcess[] = []
   const dir = tmpdir()
   const files: string[] = []
@@ -205,66 +420,83 @@ async function main(): Promise<void> {
     await pgNodes[0]!.start(EXTRA, { tls: false })
     const setups: Setup[] = [
       { label: 'sqlite x1', nodes: [sqlite], key: sqlKey },
-      { label: 'postgres x1', nodes: [pgNodes[0]!], key: pgKey },
-      { label: 'postgres x3', nodes: pgNodes, key: pgKey },
+      { label: 'postgres x1', nodes: [pgNodes[0]!], key: pgKey, pg },
+      { label: 'postgres x3', nodes: pgNodes, key: pgKey, pg },
     ]
     // Nodes 2 and 3 run only for the three-node set-up (they would otherwise follow the feed during 'postgres x1').
     const others = pgNodes.slice(1)
     console.log(
       `cluster bench: ${ROUNDS} rounds x ${SECONDS} s; PostgreSQL 15 (fsync on, synchronous_commit on) on loopback; ` +
-        `updates: TSIG hmac-sha256 + update lease, ${UPDATE_Q} outstanding in all; queries: ${QUERY_Q} outstanding`,
+        `updates: TSIG hmac-sha256 + update lease, ${UPDATE_Q} outstanding in all; queries: ${QUERY_Q} outstanding; ` +
+        `parts: ${[...PARTS].join(',')}`,
     )
-    const ups = new Map<string, { rate: number[]; cpu: number[] }>()
-    for (let r = 1; r <= ROUNDS; r++)
-      for (const s of setups) {
-        const k = `hmac-sha256:${s.key.keyName}:${s.key.secret}`
-        const f = (i: number): string => {
-          const p = join(dir, `cluster-bench-${process.pid}-${r}-${s.label.replace(/\W/g, '')}-${i}.txt`)
-          files.push(p)
-          return updateFile(p, `r${r}${s.label.replace(/\W/g, '')}n${i}`, 100_000)
+    const ups = new Map<string, (Cpu & { rate: number })[]>()
+    if (PARTS.has('updates'))
+      for (let r = 1; r <= ROUNDS; r++)
+        for (const s of setups) {
+          const k = `hmac-sha256:${s.key.keyName}:${s.key.secret}`
+          const f = (i: number): string => {
+            const p = join(dir, `cluster-bench-${process.pid}-${r}-${s.label.replace(/\W/g, '')}-${i}.txt`)
+            files.push(p)
+            return updateFile(p, `r${r}${s.label.replace(/\W/g, '')}n${i}`, 100_000)
+          }
+          if (s.nodes.length > 1) await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+          const res = await spread(s, f, ['-u', '-y', k, '-E', LEASE_OPT], UPDATE_Q)
+          if (s.nodes.length > 1) await Promise.all(others.map((n) => n.stop()))
+          ups.set(s.label, [...(ups.get(s.label) ?? []), res])
+          console.log(
+            `  updates round=${r} ${s.label.padEnd(12)} ups=${res.rate.toFixed(0)} ${cpuLine(res)} [${res.codes.join(' | ')}]`,
+          )
         }
-        if (s.nodes.length > 1) await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
-        const res = await spread(s, f, ['-u', '-y', k, '-E', LEASE_OPT], UPDATE_Q)
-        if (s.nodes.length > 1) await Promise.all(others.map((n) => n.stop()))
-        const e = ups.get(s.label) ?? { rate: [], cpu: [] }
-        e.rate.push(res.rate)
-        e.cpu.push(res.cpu)
-        ups.set(s.label, e)
-        console.log(
-          `  updates round=${r} ${s.label.padEnd(12)} ups=${res.rate.toFixed(0)} nodes_cpu_cores=${res.cpu.toFixed(2)} [${res.codes.join(' | ')}]`,
-        )
-      }
-    const qfile = join(dir, `cluster-bench-${process.pid}-queries.txt`)
-    files.push(qfile)
-    writeFileSync(qfile, `${ZONE} SOA\nns.${ZONE} A\n${ZONE} NS\n`)
-    await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
-    const qps = new Map<string, { rate: number[]; cpu: number[] }>()
-    for (let r = 1; r <= ROUNDS; r++)
-      for (const s of setups) {
-        const res = await spread(s, () => qfile, [], QUERY_Q)
-        const e = qps.get(s.label) ?? { rate: [], cpu: [] }
-        e.rate.push(res.rate)
-        e.cpu.push(res.cpu)
-        qps.set(s.label, e)
-        console.log(
-          `  queries round=${r} ${s.label.padEnd(12)} qps=${res.rate.toFixed(0)} nodes_cpu_cores=${res.cpu.toFixed(2)}`,
-        )
-      }
-    const push = await crossNodePush(pgNodes[0]!, pgNodes[1]!, pgKey)
+    const qps = new Map<string, (Cpu & { rate: number })[]>()
+    if (PARTS.has('queries')) {
+      const qfile = join(dir, `cluster-bench-${process.pid}-queries.txt`)
+      files.push(qfile)
+      writeFileSync(qfile, `${ZONE} SOA\nns.${ZONE} A\n${ZONE} NS\n`)
+      await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+      for (let r = 1; r <= ROUNDS; r++)
+        for (const s of setups) {
+          const res = await spread(s, () => qfile, [], QUERY_Q)
+          qps.set(s.label, [...(qps.get(s.label) ?? []), res])
+          console.log(`  queries round=${r} ${s.label.padEnd(12)} qps=${res.rate.toFixed(0)} ${cpuLine(res)}`)
+        }
+      await Promise.all(others.map((n) => n.stop()))
+    }
+    let push = ''
+    if (PARTS.has('push')) {
+      await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+      push = await crossNodePush(pgNodes[0]!, pgNodes[1]!, pgKey)
+      await Promise.all(others.map((n) => n.stop()))
+    }
+    if (PG_STATS) await pgStats(pg)
+    let failover = ''
+    if (PARTS.has('failover')) {
+      // Its own three nodes (TLS, advertised names): the others would be listed in the SRV answers too.
+      await Promise.all(all.map((n) => n.stop()))
+      failover = await failoverBench(pg, pgKey)
+    }
     console.log('\nmedians')
-    for (const [label, e] of ups)
+    const med = (rs: (Cpu & { rate: number })[]): string => {
+      const m: Cpu & { rate: number } = {
+        rate: median(rs.map((r) => r.rate)),
+        cpu: median(rs.map((r) => r.cpu)),
+        pg: median(rs.map((r) => r.pg)),
+        gen: median(rs.map((r) => r.gen)),
+        other: median(rs.map((r) => r.other)),
+      }
+      return `${m.rate.toFixed(0).padStart(6)}  ${cpuLine(m)}`
+    }
+    for (const [label, rs] of ups) console.log(`  durable signed updates with lease/s  ${label.padEnd(12)} ${med(rs)}`)
+    for (const [label, rs] of qps) console.log(`  queries/s                            ${label.padEnd(12)} ${med(rs)}`)
+    if (ups.size) {
+      const rate = (l: string): number => median(ups.get(l)!.map((r) => r.rate))
+      const base = rate('sqlite x1')
       console.log(
-        `  durable signed updates with lease/s  ${label.padEnd(12)} ${median(e.rate).toFixed(0).padStart(6)}  nodes CPU ${median(e.cpu).toFixed(2)} cores`,
+        `  ratio updates/s postgres x3 : sqlite x1 = ${(rate('postgres x3') / base).toFixed(2)}; postgres x1 : sqlite x1 = ${(rate('postgres x1') / base).toFixed(2)}`,
       )
-    for (const [label, e] of qps)
-      console.log(
-        `  queries/s                            ${label.padEnd(12)} ${median(e.rate).toFixed(0).padStart(6)}  nodes CPU ${median(e.cpu).toFixed(2)} cores`,
-      )
-    const base = median(ups.get('sqlite x1')!.rate)
-    console.log(
-      `  ratio updates/s postgres x3 : sqlite x1 = ${(median(ups.get('postgres x3')!.rate) / base).toFixed(2)}; postgres x1 : sqlite x1 = ${(median(ups.get('postgres x1')!.rate) / base).toFixed(2)}`,
-    )
-    console.log(`  ${push}`)
+    }
+    if (push) console.log(`  ${push}`)
+    if (failover) console.log(`  ${failover}`)
   } finally {
     await Promise.all(all.map((s) => s.cleanup()))
     await pg.destroy()
