@@ -56,7 +56,8 @@ SELECT id::text AS fid, xid::text AS xid, node, kind, name, type, NULL::int AS c
 FROM f
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, r.name, r.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner, r.wire
-FROM ${SCHEMA}.rr r JOIN k ON r.name = k.name AND r.type = k.type`
+FROM k CROSS JOIN LATERAL (
+  SELECT * FROM ${SCHEMA}.rr WHERE rr.name = k.name AND rr.type = k.type OFFSET 0) r`
 
 /** A row of FEED_SQL: a feed row (fid set) or a record row. */
 export type FeedReadRow = Row & { fid: string | null; xid: string | null; node: string | null; kind: string | null }
@@ -65,7 +66,7 @@ export type FeedReadRow = Row & { fid: string | null; xid: string | null; node: 
 export const SWEEP_SQL = `
 WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms),
 due AS (
-  SELECT r.name, r.type, r.class, r.rdata FROM ${SCHEMA}.rr r, now WHERE r.expires_ms <= now.ms
+  SELECT r.name, r.type, r.class, r.rdata FROM ${SCHEMA}.rr r WHERE r.expires_ms <= (SELECT ms FROM now)
   ORDER BY r.expires_ms LIMIT ${SWEEP_BATCH} FOR UPDATE OF r SKIP LOCKED),
 del AS (
   DELETE FROM ${SCHEMA}.rr r USING due
