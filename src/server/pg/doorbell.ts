@@ -9,11 +9,6 @@ import { FEED_CHANNEL } from './accounts.js'
 
 const RECONNECT_MS = 500
 const CONNECT_TIMEOUT_MS = 3000
-/**
- * At most one NOTIFY starts in this time; a ring within it is sent at its end (never dropped). Every NOTIFY is a
- * transaction and wakes every other node; under load a node commits a batch every few ms.
- */
-const RING_GAP_MS = Number(process.env.AUTOTUNNEL_PG_RING_GAP_MS ?? 0)
 
 export class Doorbell {
   readonly #url: string
@@ -23,8 +18,6 @@ export class Doorbell {
   readonly #bell: pg.Pool
   #ringing = false
   #ringAgain = false
-  #rungAt = -Infinity
-  #gapTimer: NodeJS.Timeout | undefined
   #closed = false
   #listener: pg.Client | undefined
   /** The listener is connected and LISTENing (safe to end()). */
@@ -49,24 +42,14 @@ export class Doorbell {
     this.#listening ??= this.#listen()
   }
 
-  /** NOTIFY, coalesced: at most one in flight and one more queued, at most one per RING_GAP_MS. */
+  /** NOTIFY, coalesced: at most one in flight and one more queued. */
   ring(): void {
     if (this.#closed) return
-    if (this.#ringing || this.#gapTimer) {
+    if (this.#ringing) {
       this.#ringAgain = true
       return
     }
-    const wait = this.#rungAt + RING_GAP_MS - performance.now()
-    if (wait > 0) {
-      this.#gapTimer = setTimeout(() => {
-        this.#gapTimer = undefined
-        this.#ringAgain = false
-        this.ring()
-      }, wait)
-      return
-    }
     this.#ringing = true
-    this.#rungAt = performance.now()
     this.#bell
       .query('SELECT pg_notify($1, $2)', [FEED_CHANNEL, this.#nodeId])
       .catch(() => {})
@@ -82,7 +65,6 @@ export class Doorbell {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#gapTimer)
     if (this.#sleep) {
       clearTimeout(this.#sleep.timer)
       this.#sleep.wake()

@@ -62,7 +62,7 @@ const FEED_POLL_MS = 250
  * and reading once per ring costs the database and the node a round trip each; rings within the gap share one
  * read. The gap is added to the cross-node latency only when another read ran just before.
  */
-const FEED_GAP_MS = Number(process.env.AUTOTUNNEL_PG_FEED_GAP_MS ?? 5)
+const FEED_GAP_MS = 5
 const CONNECT_TIMEOUT_MS = 3000
 /** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
 const STATEMENT_TIMEOUT_MS = 10_000
