@@ -138,11 +138,15 @@ interface Setup {
   readonly nodes: ServerProcess[]
   readonly key: AccountJson
   readonly pg?: PgCluster
+  /** dnsperf loads only the first `loaded` nodes (the others only follow the feed); default all. */
+  readonly loaded?: number
 }
 
 /** CPU cores used during one measurement, by part: the nodes, PostgreSQL, dnsperf, and everything else. */
 interface Cpu {
   cpu: number
+  /** Each node's cores (node 1 first). */
+  perNode?: number[]
   pg: number
   gen: number
   other: number
@@ -155,7 +159,8 @@ async function spread(
   extra: string[],
   q: number,
 ): Promise<{ rate: number; codes: string[] } & Cpu> {
-  const n = s.nodes.length
+  const n = s.loaded ?? s.nodes.length
+  const targets = s.nodes.slice(0, n)
   // Files i >= n: the warm-up adds other names than the measured run.
   const args = (i: number): string[] => [
     '-d',
@@ -169,16 +174,17 @@ async function spread(
     ...extra,
   ]
   // Unmeasured: nodes started for this run have cold code (V8 compiles and optimizes it in the first second).
-  if (WARMUP_SECONDS > 0) await Promise.all(s.nodes.map((x, i) => dnsperf(x.ports.dns, args(i + n), WARMUP_SECONDS)))
+  if (WARMUP_SECONDS > 0) await Promise.all(targets.map((x, i) => dnsperf(x.ports.dns, args(i + n), WARMUP_SECONDS)))
   const c0 = s.nodes.map((x) => cpuSec(x.proc!.pid!))
   const pg0 = s.pg ? pgCpuSec(s.pg) : 0
   const gen0 = reapedChildrenCpuSec()
   const self0 = cpuSec(process.pid)
   const m0 = machineBusySec()
   const t0 = performance.now()
-  const rs = await Promise.all(s.nodes.map((x, i) => dnsperf(x.ports.dns, args(i))))
+  const rs = await Promise.all(targets.map((x, i) => dnsperf(x.ports.dns, args(i))))
   const wall = (performance.now() - t0) / 1000
-  const nodes = s.nodes.reduce((sum, x, i) => sum + cpuSec(x.proc!.pid!) - c0[i]!, 0)
+  const perNode = s.nodes.map((x, i) => cpuSec(x.proc!.pid!) - c0[i]!)
+  const nodes = perNode.reduce((a, b) => a + b, 0)
   const pg = s.pg ? pgCpuSec(s.pg) - pg0 : 0
   const gen = reapedChildrenCpuSec() - gen0
   const self = cpuSec(process.pid) - self0
@@ -187,6 +193,7 @@ async function spread(
     rate: rs.reduce((a, r) => a + r.rate, 0),
     // Per second of the dnsperf runs (the rates are too); 'other' is the rest of the machine (other work, CI).
     cpu: nodes / SECONDS,
+    perNode: perNode.map((c) => c / SECONDS),
     pg: pg / SECONDS,
     gen: gen / SECONDS,
     other: Math.max(0, busy - nodes - pg - gen - self) / wall,
@@ -199,7 +206,8 @@ function cpuLine(c: Cpu & { rate: number }): string {
   const us = (x: number): string => ((x * 1e6) / c.rate).toFixed(0)
   return (
     `cores: nodes ${c.cpu.toFixed(2)} pg ${c.pg.toFixed(2)} dnsperf ${c.gen.toFixed(2)} other ${c.other.toFixed(2)}; ` +
-    `us/op: nodes ${us(c.cpu)} pg ${us(c.pg)} dnsperf ${us(c.gen)}`
+    `us/op: nodes ${us(c.cpu)} pg ${us(c.pg)} dnsperf ${us(c.gen)}` +
+    (c.perNode && c.perNode.length > 1 ? ` (per node ${c.perNode.map(us).join('/')})` : '')
   )
 }
 
@@ -477,6 +485,8 @@ async function main(): Promise<void> {
       { label: 'sqlite x1', nodes: [sqlite], key: sqlKey },
       { label: 'postgres x1', nodes: [pgNodes[0]!], key: pgKey, pg },
       { label: 'postgres x3', nodes: pgNodes, key: pgKey, pg },
+      // Only node 1 takes updates: nodes 2 and 3 spend what following the feed costs (the brief's question).
+      { label: 'postgres x3, updates to node 1', nodes: pgNodes, key: pgKey, pg, loaded: 1 },
     ]
     // Nodes 2 and 3 run only for the three-node set-up (they would otherwise follow the feed during 'postgres x1').
     const others = pgNodes.slice(1)
@@ -513,6 +523,7 @@ async function main(): Promise<void> {
       await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
       for (let r = 1; r <= ROUNDS; r++)
         for (const s of setups) {
+          if (s.loaded) continue
           const res = await spread(s, () => qfile, [], QUERY_Q)
           qps.set(s.label, [...(qps.get(s.label) ?? []), res])
           console.log(`  queries round=${r} ${s.label.padEnd(12)} qps=${res.rate.toFixed(0)} ${cpuLine(res)}`)
