@@ -93,10 +93,12 @@ function cpuSec(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / 100
 }
 
-/** CPU seconds of the PostgreSQL cluster: the postmaster and every process it forked (backends, WAL writer...). */
+/** CPU seconds of the PostgreSQL cluster: the postmaster and every process it forked (backends, WAL writer...), live or reaped. */
 function pgCpuSec(pg: PgCluster): number {
   const master = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0])
-  let sum = cpuSec(master)
+  // With the children it reaped (autovacuum workers, backends of closed connections come and go).
+  const st = statOf(master)
+  let sum = (Number(st[11]) + Number(st[12]) + Number(st[13]) + Number(st[14])) / 100
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue
     try {
