@@ -2,11 +2,15 @@
 // throwaway PostgreSQL 15 (scripts/pg-cluster.sh, fsync on), in one run on this machine (the nodes, PostgreSQL
 // and dnsperf share its cores):
 // - durable TSIG-signed updates with an update lease per second (dnsperf -u -E 2:...), the same total load spread
-//   over the nodes, rounds alternating between the set-ups;
+//   over the nodes (and once all to node 1 of three, so the others only follow the feed), rounds alternating
+//   between the set-ups, each after an unmeasured warm-up run; CPU per update of the nodes (each), PostgreSQL,
+//   dnsperf and the rest of the machine;
 // - queries per second (dnsperf, UDP), spread the same way;
-// - cross-node notification: 1,000 DNS Push sessions watching one name on node B, 100 updates through node A:
-//   time from each UPDATE answer to the last watcher's PUSH, p50 and p99.
-// Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000).
+// - cross-node notification: 1,000 DNS Push sessions watching one name on node B, 100 updates through node A, then
+//   100 through B: time from each UPDATE answer to the first and the last watcher's PUSH, p50 and p99;
+// - failover: SIGKILL of the node a watcher and an update client use, time to both recovered on another node.
+// Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000),
+// BENCH_PARTS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS (see below).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
