@@ -13,22 +13,30 @@
 // BENCH_PARTS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS (see below).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DnsStream } from '../src/dns/client/stream.js'
-import { UpdateClient } from '../src/dns/client/update.js'
-import { Watcher } from '../src/dns/client/watcher.js'
 import { DsoType, encodeDso, subscribeTlv } from '../src/dns/dso.js'
 import { signMessage, type TsigKey } from '../src/dns/tsig.js'
 import { Opcode } from '../src/dns/wire/header.js'
 import { emptyMessage } from '../src/dns/wire/message.js'
 import { RRClass, RRType } from '../src/dns/wire/rr-table.js'
-import { SystemClock } from '../src/io/clock.js'
-import { MemoryLogger } from '../src/io/log.js'
-import { NotifyServer, tsigKey } from '../test/interop/notify-harness.js'
+import { tsigKey } from '../test/interop/notify-harness.js'
 import { PgCluster } from '../test/interop/pg-cluster.js'
 import { type AccountJson, ServerProcess, ZONE } from '../test/interop/server-harness.js'
+import {
+  type Cpu,
+  cpuLine,
+  cpuSec,
+  machineBusySec,
+  median,
+  pgCpuSec,
+  pgStats,
+  reapedChildrenCpuSec,
+  statementsPerUpdate,
+} from './cluster-accounting.js'
+import { failoverBench } from './cluster-failover.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -68,11 +76,6 @@ const EXTRA = [
 /** The first TLV of a DSO message follows the 12-octet DNS header (RFC 8490 5.4). */
 const DSO_TLV_OFFSET = 12
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
@@ -84,48 +87,6 @@ function sh(cmd: string, args: string[], timeoutMs: number): Promise<string> {
       resolve(`${stdout}${stderr}`),
     )
   })
-}
-
-/** /proc/PID/stat after the command name: [0] state, [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime. */
-function statOf(pid: number | 'self'): string[] {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return f.slice(f.lastIndexOf(')') + 2).split(' ')
-}
-
-function cpuSec(pid: number): number {
-  const rest = statOf(pid)
-  return (Number(rest[11]) + Number(rest[12])) / 100
-}
-
-/** CPU seconds of the PostgreSQL cluster: the postmaster and every process it forked (backends, WAL writer...), live or reaped. */
-function pgCpuSec(pg: PgCluster): number {
-  const master = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0])
-  // With the children it reaped (autovacuum workers, backends of closed connections come and go).
-  const st = statOf(master)
-  let sum = (Number(st[11]) + Number(st[12]) + Number(st[13]) + Number(st[14])) / 100
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue
-    try {
-      const st = statOf(Number(d))
-      if (Number(st[1]) === master) sum += (Number(st[11]) + Number(st[12])) / 100
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return sum
-}
-
-/** CPU seconds of this process's children that exited and were waited for (the dnsperf runs). */
-function reapedChildrenCpuSec(): number {
-  const st = statOf('self')
-  return (Number(st[13]) + Number(st[14])) / 100
-}
-
-/** Busy CPU seconds of the whole machine (all cores; everything but idle and iowait). */
-function machineBusySec(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
-  const hz = 100
-  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / hz
 }
 
 async function dnsperf(port: number, args: string[], seconds = SECONDS): Promise<{ rate: number; codes: string }> {
@@ -146,16 +107,6 @@ interface Setup {
   readonly pg?: PgCluster
   /** dnsperf loads only the first `loaded` nodes (the others only follow the feed); default all. */
   readonly loaded?: number
-}
-
-/** CPU cores used during one measurement, by part: the nodes, PostgreSQL, dnsperf, and everything else. */
-interface Cpu {
-  cpu: number
-  /** Each node's cores (node 1 first). */
-  perNode?: number[]
-  pg: number
-  gen: number
-  other: number
 }
 
 /** Runs one dnsperf per node at once, the load split evenly; returns the summed rate and the nodes' CPU. */
@@ -205,16 +156,6 @@ async function spread(
     other: Math.max(0, busy - nodes - pg - gen - self) / wall,
     codes: rs.map((r) => r.codes),
   }
-}
-
-/** Cores (CPU seconds per second) and CPU microseconds per operation, by part. */
-function cpuLine(c: Cpu & { rate: number }): string {
-  const us = (x: number): string => ((x * 1e6) / c.rate).toFixed(0)
-  return (
-    `cores: nodes ${c.cpu.toFixed(2)} pg ${c.pg.toFixed(2)} dnsperf ${c.gen.toFixed(2)} other ${c.other.toFixed(2)}; ` +
-    `us/op: nodes ${us(c.cpu)} pg ${us(c.pg)} dnsperf ${us(c.gen)}` +
-    (c.perNode && c.perNode.length > 1 ? ` (per node ${c.perNode.map(us).join('/')})` : '')
-  )
 }
 
 function updateFile(path: string, tag: string, n: number): string {
@@ -314,160 +255,6 @@ async function crossNodePush(a: ServerProcess, b: ServerProcess, acct: AccountJs
   }
 }
 
-/**
- * Failover: three nodes (TLS, each advertising its own name); an agent's watcher (DNS Push) and update client (DNS
- * over TLS, the agent's default) both use node V (their bootstrap, first in V's SRV answers); V is SIGKILLed. As the agent does (src/agent/attach.ts),
- * the watcher's onLost re-publishes through the update client. Measured from the SIGKILL: the watch re-established
- * through another node, the records refreshed (an UPDATE with its lease accepted by another node), and the later of
- * the two. V is restarted between repetitions, and each repetition kills another node.
- */
-async function failoverBench(pg: PgCluster, acct: AccountJson): Promise<string> {
-  const nodes = [1, 2, 3].map(
-    (i) => new NotifyServer(['--log-level', 'warn', '--advertise', `ns${i}:127.0.0.1`]),
-  ) as NotifyServer[]
-  const watchMs: number[] = []
-  const publishMs: number[] = []
-  const bothMs: number[] = []
-  try {
-    for (const n of nodes) n.store = pg.url
-    await Promise.all(nodes.map((n) => n.start()))
-    const key = tsigKey(acct)
-    const domain = `bench.${ZONE}`
-    const srvPorts = async (n: NotifyServer): Promise<string> =>
-      (await n.dig(['+short', `_dns-update._udp.${domain}.`, 'SRV'])).stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split(' ')[2])
-        .sort()
-        .join(',')
-    const allPorts = nodes
-      .map((n) => String(n.dnsPort))
-      .sort()
-      .join(',')
-    const everyNodeListed = async (): Promise<void> => {
-      for (let t = 0; t < 300; t++) {
-        const seen = await Promise.all(nodes.map(srvPorts))
-        if (seen.every((x) => x === allPorts)) return
-        await sleep(50)
-      }
-      throw new Error(
-        `failover: the nodes do not all list each other (${allPorts}: ${await Promise.all(nodes.map(srvPorts))})`,
-      )
-    }
-    for (let rep = 0; rep < FAILOVER_REPS; rep++) {
-      await everyNodeListed()
-      const victim = nodes[rep % nodes.length]!
-      const name = `fo${rep}-${process.pid}.${domain}.`
-      const log = new MemoryLogger()
-      const w = new Watcher(
-        { log },
-        {
-          name,
-          type: RRType.AAAA,
-          domain,
-          server: { host: '127.0.0.1', port: victim.dnsPort },
-          key,
-          tls: { rejectUnauthorized: false },
-          mechanisms: ['push'],
-        },
-      )
-      const uc = new UpdateClient(
-        { clock: new SystemClock(), log },
-        // TLS, as the agent by default (each node has its own self-signed certificate here: not pinned).
-        { bootstrap: { host: '127.0.0.1', port: victim.dnsPort }, domain, key, tls: { insecure: true } },
-      )
-      const viaVictim = (via: string): boolean =>
-        via.endsWith(`:${victim.dnsPort}`) || via.endsWith(`:${victim.tlsPort}`)
-      const publish = (addr: string) =>
-        uc.update({
-          zone: ZONE,
-          updates: [{ name, type: RRType.AAAA, class: RRClass.IN, ttl: 60, data: { address: addr } }],
-          leaseSec: 3600,
-        })
-      try {
-        const first = await publish('fd00::1')
-        if (!viaVictim(first.via)) throw new Error(`failover: published via ${first.via}`)
-        if ((await w.start()) !== 'push') throw new Error('failover: no Push watch')
-        const pushes = () =>
-          log.entries.filter((e) => e.event === 'watch.mechanism' && e.fields.mechanism === 'push').length
-        let killedAt = 0
-        let published = 0
-        let publishing = false
-        // The agent: when a watch is lost, re-publish now (it retries until an UPDATE is accepted).
-        w.onLost(() => {
-          if (publishing || published) return
-          publishing = true
-          void (async () => {
-            for (let i = 0; i < 20 && !published; i++) {
-              try {
-                const r = await publish('fd00::1')
-                if (!viaVictim(r.via)) published = performance.now()
-              } catch {
-                // The dead node's timeout; the client skips it from now on.
-              }
-            }
-          })()
-        })
-        await victim.stop('SIGKILL')
-        killedAt = performance.now()
-        let watched = 0
-        while ((!watched || !published) && performance.now() - killedAt < 15_000) {
-          if (!watched && pushes() >= 2) watched = performance.now()
-          await sleep(5)
-        }
-        if (!watched || !published) throw new Error(`failover: rep ${rep} not recovered within 15 s`)
-        watchMs.push(watched - killedAt)
-        publishMs.push(published - killedAt)
-        bothMs.push(Math.max(watched, published) - killedAt)
-        console.log(
-          `  failover rep=${rep + 1} killed node ${nodes.indexOf(victim) + 1}: watch re-established ${(watched - killedAt).toFixed(0)} ms, ` +
-            `records refreshed ${(published - killedAt).toFixed(0)} ms`,
-        )
-      } finally {
-        await w.close()
-      }
-      await victim.start()
-    }
-  } finally {
-    await Promise.all(nodes.map((n) => n.cleanup()))
-  }
-  const f = (xs: number[]): string => `p50 ${median(xs).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms`
-  return (
-    `failover (${FAILOVER_REPS} SIGKILLs of the node a watcher and an update client use): watch re-established ` +
-    `${f(watchMs)}; records refreshed through another node ${f(publishMs)}; both ${f(bothMs)}`
-  )
-}
-
-/** The statements of the nodes' main kinds since the last reset (warm-up included), per update at `rate`. */
-async function statementsPerUpdate(pg: PgCluster, rate: number): Promise<string> {
-  const rows = await pg.query<{ calls: string; ms: string; query: string }>(
-    `SELECT calls::text, total_exec_time::text AS ms, query FROM pg_stat_statements`,
-  )
-  const kinds: [string, RegExp][] = [
-    ['commit', /^\s*WITH d AS/],
-    ['feed', /WITH f AS|FROM autotunnel\.change\s+WHERE \(xid, id\)/],
-    ['rrsets', /FROM autotunnel\.rr WHERE \(name, type\) IN/],
-    ['notify', /pg_notify/],
-  ]
-  const updates = rate * (SECONDS + WARMUP_SECONDS)
-  const out = kinds.map(([label, re]) => {
-    const hit = rows.filter((r) => re.test(r.query))
-    const calls = hit.reduce((a, r) => a + Number(r.calls), 0)
-    const ms = hit.reduce((a, r) => a + Number(r.ms), 0)
-    return `${label} ${calls} (${(updates / Math.max(1, calls)).toFixed(1)} updates each, ${((ms * 1000) / Math.max(1, calls)).toFixed(0)} us)`
-  })
-  return `    statements (about ${updates.toFixed(0)} updates): ${out.join('; ')}`
-}
-
-async function pgStats(pg: PgCluster): Promise<void> {
-  const rows = await pg.query<{ calls: string; rows: string; ms: string; query: string }>(
-    `SELECT calls::text, rows::text, round(total_exec_time)::text AS ms, regexp_replace(query, '\\s+', ' ', 'g') AS query
-     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`,
-  )
-  console.log('  pg_stat_statements (all set-ups), by total time:')
-  for (const r of rows) console.log(`    calls=${r.calls} rows=${r.rows} ms=${r.ms} ${r.query.slice(0, 110)}`)
-}
-
 async function main(): Promise<void> {
   const pg = await PgCluster.start()
   if (PG_STATS) await pg.query('CREATE EXTENSION pg_stat_statements')
@@ -514,7 +301,7 @@ async function main(): Promise<void> {
           if (s.nodes.length > 1) await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
           if (PG_STATS && s.pg) await s.pg.query('SELECT pg_stat_statements_reset()')
           const res = await spread(s, f, ['-u', '-y', k, '-E', LEASE_OPT], UPDATE_Q)
-          if (PG_STATS && s.pg) console.log(await statementsPerUpdate(s.pg, res.rate))
+          if (PG_STATS && s.pg) console.log(await statementsPerUpdate(s.pg, res.rate * (SECONDS + WARMUP_SECONDS)))
           if (s.nodes.length > 1) await Promise.all(others.map((n) => n.stop()))
           ups.set(s.label, [...(ups.get(s.label) ?? []), res])
           console.log(
@@ -547,7 +334,7 @@ async function main(): Promise<void> {
     if (PARTS.has('failover')) {
       // Its own three nodes (TLS, advertised names): the others would be listed in the SRV answers too.
       await Promise.all(all.map((n) => n.stop()))
-      failover = await failoverBench(pg, pgKey)
+      failover = await failoverBench(pg, pgKey, FAILOVER_REPS)
     }
     console.log('\nmedians')
     const med = (rs: (Cpu & { rate: number })[]): string => {
