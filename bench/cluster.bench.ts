@@ -2,18 +2,22 @@
 // throwaway PostgreSQL 15 (scripts/pg-cluster.sh, fsync on), in one run on this machine (the nodes, PostgreSQL
 // and dnsperf share its cores):
 // - durable TSIG-signed updates with an update lease per second (dnsperf -u -E 2:...), the same total load spread
-//   over the nodes, rounds alternating between the set-ups;
+//   over the nodes (and once all to node 1 of three, so the others only follow the feed), rounds alternating
+//   between the set-ups, each after an unmeasured warm-up run; CPU per update of the nodes (each), PostgreSQL,
+//   dnsperf and the rest of the machine;
 // - queries per second (dnsperf, UDP), spread the same way;
-// - cross-node notification: 1,000 DNS Push sessions watching one name on node B, 100 updates through node A:
-//   time from each UPDATE answer to the last watcher's PUSH, p50 and p99.
-// Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000).
+// - cross-node notification: 1,000 DNS Push sessions watching one name on node B, 100 updates through node A, then
+//   100 through B: time from each UPDATE answer to the first and the last watcher's PUSH, p50 and p99;
+// - failover: SIGKILL of the node a watcher and an update client use, time to both recovered on another node.
+// Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000),
+// BENCH_PARTS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS (see below).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DnsStream } from '../src/dns/client/stream.js'
-import { DsoType, decodeDso, encodeDso, subscribeTlv } from '../src/dns/dso.js'
+import { DsoType, encodeDso, subscribeTlv } from '../src/dns/dso.js'
 import { signMessage, type TsigKey } from '../src/dns/tsig.js'
 import { Opcode } from '../src/dns/wire/header.js'
 import { emptyMessage } from '../src/dns/wire/message.js'
@@ -21,13 +25,37 @@ import { RRClass, RRType } from '../src/dns/wire/rr-table.js'
 import { tsigKey } from '../test/interop/notify-harness.js'
 import { PgCluster } from '../test/interop/pg-cluster.js'
 import { type AccountJson, ServerProcess, ZONE } from '../test/interop/server-harness.js'
+import {
+  type Cpu,
+  cpuLine,
+  cpuSec,
+  machineBusySec,
+  median,
+  pgCpuSec,
+  pgStats,
+  reapedChildrenCpuSec,
+  statementsPerUpdate,
+} from './cluster-accounting.js'
+import { failoverBench } from './cluster-failover.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const WATCHERS = Number(process.env.BENCH_PUSH_WATCHERS ?? 1000)
+/** Which parts to run (BENCH_PARTS=updates,queries,push,failover; default all). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'updates,queries,push,failover').split(','))
+const FAILOVER_REPS = Number(process.env.BENCH_FAILOVER_REPS ?? 5)
+/** An unmeasured dnsperf run before each measured one (BENCH_WARMUP_SECONDS, default 1; 0 = none). */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 1)
+/**
+ * BENCH_PG_STATS=1: PostgreSQL loads pg_stat_statements (PGOPTS for scripts/pg-cluster.sh) and the statements
+ * the nodes ran are printed after the update runs (calls, rows, time): where the database's work goes.
+ */
+const PG_STATS = process.env.BENCH_PG_STATS === '1'
+if (PG_STATS)
+  process.env.PGOPTS = `${process.env.PGOPTS ?? ''} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all`
 const LEASE_OPT = '2:00000e10' // RFC 9664 LEASE = 3600 s
 /** Outstanding updates in all, whatever the number of nodes (dnsperf -q), and client threads (-c). */
-const UPDATE_Q = 60
+const UPDATE_Q = Number(process.env.BENCH_UPDATE_Q ?? 60)
 const QUERY_Q = 200
 const EXTRA = [
   '--log-level',
@@ -45,12 +73,9 @@ const EXTRA = [
   '100000',
 ]
 
+/** The first TLV of a DSO message follows the 12-octet DNS header (RFC 8490 5.4). */
+const DSO_TLV_OFFSET = 12
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
@@ -64,17 +89,11 @@ function sh(cmd: string, args: string[], timeoutMs: number): Promise<string> {
   })
 }
 
-function cpuSec(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
-  return (Number(rest[11]) + Number(rest[12])) / 100
-}
-
-async function dnsperf(port: number, args: string[]): Promise<{ rate: number; codes: string }> {
+async function dnsperf(port: number, args: string[], seconds = SECONDS): Promise<{ rate: number; codes: string }> {
   const out = await sh(
     'dnsperf',
-    ['-s', '127.0.0.1', '-p', String(port), '-l', String(SECONDS), ...args],
-    (SECONDS + 30) * 1000,
+    ['-s', '127.0.0.1', '-p', String(port), '-l', String(seconds), ...args],
+    (seconds + 30) * 1000,
   )
   const m = /(Queries|Updates) per second:\s+([\d.]+)/.exec(out)
   if (!m) throw new Error(`dnsperf failed: ${out}`)
@@ -85,6 +104,9 @@ interface Setup {
   readonly label: string
   readonly nodes: ServerProcess[]
   readonly key: AccountJson
+  readonly pg?: PgCluster
+  /** dnsperf loads only the first `loaded` nodes (the others only follow the feed); default all. */
+  readonly loaded?: number
 }
 
 /** Runs one dnsperf per node at once, the load split evenly; returns the summed rate and the nodes' CPU. */
@@ -93,26 +115,47 @@ async function spread(
   file: (i: number) => string,
   extra: string[],
   q: number,
-): Promise<{ rate: number; cpu: number; codes: string[] }> {
-  const n = s.nodes.length
+): Promise<{ rate: number; codes: string[] } & Cpu> {
+  const n = s.loaded ?? s.nodes.length
+  const targets = s.nodes.slice(0, n)
+  // Files i >= n: the warm-up adds other names than the measured run.
+  const args = (i: number): string[] => [
+    '-d',
+    file(i),
+    '-c',
+    String(Math.max(1, Math.round(6 / n))),
+    '-q',
+    String(Math.round(q / n)),
+    '-t',
+    '2',
+    ...extra,
+  ]
+  // Unmeasured: nodes started for this run have cold code (V8 compiles and optimizes it in the first second).
+  if (WARMUP_SECONDS > 0) await Promise.all(targets.map((x, i) => dnsperf(x.ports.dns, args(i + n), WARMUP_SECONDS)))
   const c0 = s.nodes.map((x) => cpuSec(x.proc!.pid!))
-  const rs = await Promise.all(
-    s.nodes.map((x, i) =>
-      dnsperf(x.ports.dns, [
-        '-d',
-        file(i),
-        '-c',
-        String(Math.max(1, Math.round(6 / n))),
-        '-q',
-        String(Math.round(q / n)),
-        '-t',
-        '2',
-        ...extra,
-      ]),
-    ),
-  )
-  const cpu = s.nodes.reduce((sum, x, i) => sum + cpuSec(x.proc!.pid!) - c0[i]!, 0) / SECONDS
-  return { rate: rs.reduce((a, r) => a + r.rate, 0), cpu, codes: rs.map((r) => r.codes) }
+  const pg0 = s.pg ? pgCpuSec(s.pg) : 0
+  const gen0 = reapedChildrenCpuSec()
+  const self0 = cpuSec(process.pid)
+  const m0 = machineBusySec()
+  const t0 = performance.now()
+  const rs = await Promise.all(targets.map((x, i) => dnsperf(x.ports.dns, args(i))))
+  const wall = (performance.now() - t0) / 1000
+  const perNode = s.nodes.map((x, i) => cpuSec(x.proc!.pid!) - c0[i]!)
+  const nodes = perNode.reduce((a, b) => a + b, 0)
+  const pg = s.pg ? pgCpuSec(s.pg) - pg0 : 0
+  const gen = reapedChildrenCpuSec() - gen0
+  const self = cpuSec(process.pid) - self0
+  const busy = machineBusySec() - m0
+  return {
+    rate: rs.reduce((a, r) => a + r.rate, 0),
+    // Per second of the dnsperf runs (the rates are too); 'other' is the rest of the machine (other work, CI).
+    cpu: nodes / SECONDS,
+    perNode: perNode.map((c) => c / SECONDS),
+    pg: pg / SECONDS,
+    gen: gen / SECONDS,
+    other: Math.max(0, busy - nodes - pg - gen - self) / wall,
+    codes: rs.map((r) => r.codes),
+  }
 }
 
 function updateFile(path: string, tag: string, n: number): string {
@@ -138,20 +181,31 @@ async function signedUpdate(port: number, key: TsigKey, name: string, addr: stri
   return t
 }
 
-/** 1,000 Push sessions on node B watching one name; 100 updates through node A; answer -> last PUSH. */
+/**
+ * 1,000 Push sessions on node B watching one name; 100 updates through node A (cross-node), then 100 through B
+ * itself (the same fan-out without the feed): UPDATE answer -> first and last watcher's PUSH. The watchers count
+ * PUSH messages from their header and first TLV type (RFC 8490 5.4) rather than decoding them: the bench's own
+ * receive work is part of what it measures, so it is kept small.
+ */
 async function crossNodePush(a: ServerProcess, b: ServerProcess, acct: AccountJson): Promise<string> {
   const key = tsigKey(acct)
   const name = `fan.bench.${ZONE}.`
   let ok = 0
   let got = 0
+  let firstAt = 0
+  let lastAt = 0
   const streams: DnsStream[] = []
   for (let si = 0; si < WATCHERS; si++) {
     const s = await DnsStream.connect({ host: '127.0.0.1', port: b.ports.dns }, 30_000)
     s.onMessage((buf) => {
-      if ((buf[2]! & 0x78) >> 3 !== Opcode.DSO) return
-      const m = decodeDso(buf)
-      if (m.qr && m.rcode === 0 && m.id === 2) ok++
-      if (!m.qr && m.tlvs[0]?.type === DsoType.PUSH) got++
+      if (buf.length < DSO_TLV_OFFSET || (buf[2]! & 0x78) >> 3 !== Opcode.DSO) return
+      if (buf[2]! & 0x80) {
+        if (buf.readUInt16BE(0) === 2 && (buf[3]! & 0xf) === 0) ok++
+      } else if (buf.length >= DSO_TLV_OFFSET + 2 && buf.readUInt16BE(DSO_TLV_OFFSET) === DsoType.PUSH) {
+        const now = performance.now()
+        if (got === 0) firstAt = now
+        if (++got === WATCHERS) lastAt = now
+      }
     })
     const auth = emptyMessage({
       id: 1 + (si % 0xfffe),
@@ -163,30 +217,47 @@ async function crossNodePush(a: ServerProcess, b: ServerProcess, acct: AccountJs
   }
   for (let t = 0; t < 1200 && ok < WATCHERS; t++) await sleep(25)
   if (ok !== WATCHERS) throw new Error(`push: ${ok}/${WATCHERS} subscribed`)
-  const lat: number[] = []
-  let lost = 0
-  try {
+  const run = async (via: ServerProcess, base: number) => {
+    const first: number[] = []
+    const last: number[] = []
+    let lost = 0
     for (let u = 0; u < 100; u++) {
       got = 0
-      const answered = await signedUpdate(a.ports.dns, key, name, `fd00::${(u + 1).toString(16)}`, 100 + u)
+      lastAt = 0
+      const answered = await signedUpdate(via.ports.dns, key, name, `fd00::${(base + u).toString(16)}`, base + u)
       const t0 = performance.now()
-      while (got < WATCHERS && performance.now() - t0 < 5000) await sleep(1)
-      if (got < WATCHERS) lost++
-      lat.push(performance.now() - answered)
+      while (got < WATCHERS && performance.now() - t0 < 5000) await sleep(2)
+      if (got < WATCHERS) {
+        lost++
+        continue
+      }
+      // A PUSH read before the UPDATE answer (same node: the fan-out may start first) counts as 0.
+      first.push(Math.max(0, firstAt - answered))
+      last.push(Math.max(0, lastAt - answered))
       await sleep(20)
     }
+    const f = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms`
+    return (
+      `last watcher ${f(last)}, max ${Math.max(...last).toFixed(1)} ms; first watcher ${f(first)}` +
+      (lost ? ` (${lost} updates not seen by every watcher within 5 s)` : '')
+    )
+  }
+  try {
+    const cross = await run(a, 0x100)
+    const same = await run(b, 0x200)
+    return (
+      `Push, ${WATCHERS} watchers on node B, UPDATE answer -> PUSH read:\n` +
+      `    100 updates through node A (cross-node): ${cross}\n` +
+      `    100 updates through node B (same node):  ${same}`
+    )
   } finally {
     for (const s of streams) s.close()
   }
-  return (
-    `cross-node Push: ${WATCHERS} watchers on node B, 100 updates through node A: UPDATE answer -> last watcher ` +
-    `p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, max ${Math.max(...lat).toFixed(1)} ms` +
-    (lost ? ` (${lost} updates not seen by every watcher within 5 s)` : '')
-  )
 }
 
 async function main(): Promise<void> {
   const pg = await PgCluster.start()
+  if (PG_STATS) await pg.query('CREATE EXTENSION pg_stat_statements')
   const all: ServerProcess[] = []
   const dir = tmpdir()
   const files: string[] = []
@@ -205,66 +276,88 @@ async function main(): Promise<void> {
     await pgNodes[0]!.start(EXTRA, { tls: false })
     const setups: Setup[] = [
       { label: 'sqlite x1', nodes: [sqlite], key: sqlKey },
-      { label: 'postgres x1', nodes: [pgNodes[0]!], key: pgKey },
-      { label: 'postgres x3', nodes: pgNodes, key: pgKey },
+      { label: 'postgres x1', nodes: [pgNodes[0]!], key: pgKey, pg },
+      { label: 'postgres x3', nodes: pgNodes, key: pgKey, pg },
+      // Only node 1 takes updates: nodes 2 and 3 spend what following the feed costs (the brief's question).
+      { label: 'postgres x3, updates to node 1', nodes: pgNodes, key: pgKey, pg, loaded: 1 },
     ]
     // Nodes 2 and 3 run only for the three-node set-up (they would otherwise follow the feed during 'postgres x1').
     const others = pgNodes.slice(1)
     console.log(
       `cluster bench: ${ROUNDS} rounds x ${SECONDS} s; PostgreSQL 15 (fsync on, synchronous_commit on) on loopback; ` +
-        `updates: TSIG hmac-sha256 + update lease, ${UPDATE_Q} outstanding in all; queries: ${QUERY_Q} outstanding`,
+        `updates: TSIG hmac-sha256 + update lease, ${UPDATE_Q} outstanding in all; queries: ${QUERY_Q} outstanding; ` +
+        `parts: ${[...PARTS].join(',')}`,
     )
-    const ups = new Map<string, { rate: number[]; cpu: number[] }>()
-    for (let r = 1; r <= ROUNDS; r++)
-      for (const s of setups) {
-        const k = `hmac-sha256:${s.key.keyName}:${s.key.secret}`
-        const f = (i: number): string => {
-          const p = join(dir, `cluster-bench-${process.pid}-${r}-${s.label.replace(/\W/g, '')}-${i}.txt`)
-          files.push(p)
-          return updateFile(p, `r${r}${s.label.replace(/\W/g, '')}n${i}`, 100_000)
+    const ups = new Map<string, (Cpu & { rate: number })[]>()
+    if (PARTS.has('updates'))
+      for (let r = 1; r <= ROUNDS; r++)
+        for (const s of setups) {
+          const k = `hmac-sha256:${s.key.keyName}:${s.key.secret}`
+          const f = (i: number): string => {
+            const p = join(dir, `cluster-bench-${process.pid}-${r}-${s.label.replace(/\W/g, '')}-${i}.txt`)
+            files.push(p)
+            return updateFile(p, `r${r}${s.label.replace(/\W/g, '')}n${i}`, 100_000)
+          }
+          if (s.nodes.length > 1) await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+          if (PG_STATS && s.pg) await s.pg.query('SELECT pg_stat_statements_reset()')
+          const res = await spread(s, f, ['-u', '-y', k, '-E', LEASE_OPT], UPDATE_Q)
+          if (PG_STATS && s.pg) console.log(await statementsPerUpdate(s.pg, res.rate * (SECONDS + WARMUP_SECONDS)))
+          if (s.nodes.length > 1) await Promise.all(others.map((n) => n.stop()))
+          ups.set(s.label, [...(ups.get(s.label) ?? []), res])
+          console.log(
+            `  updates round=${r} ${s.label.padEnd(12)} ups=${res.rate.toFixed(0)} ${cpuLine(res)} [${res.codes.join(' | ')}]`,
+          )
         }
-        if (s.nodes.length > 1) await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
-        const res = await spread(s, f, ['-u', '-y', k, '-E', LEASE_OPT], UPDATE_Q)
-        if (s.nodes.length > 1) await Promise.all(others.map((n) => n.stop()))
-        const e = ups.get(s.label) ?? { rate: [], cpu: [] }
-        e.rate.push(res.rate)
-        e.cpu.push(res.cpu)
-        ups.set(s.label, e)
-        console.log(
-          `  updates round=${r} ${s.label.padEnd(12)} ups=${res.rate.toFixed(0)} nodes_cpu_cores=${res.cpu.toFixed(2)} [${res.codes.join(' | ')}]`,
-        )
-      }
-    const qfile = join(dir, `cluster-bench-${process.pid}-queries.txt`)
-    files.push(qfile)
-    writeFileSync(qfile, `${ZONE} SOA\nns.${ZONE} A\n${ZONE} NS\n`)
-    await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
-    const qps = new Map<string, { rate: number[]; cpu: number[] }>()
-    for (let r = 1; r <= ROUNDS; r++)
-      for (const s of setups) {
-        const res = await spread(s, () => qfile, [], QUERY_Q)
-        const e = qps.get(s.label) ?? { rate: [], cpu: [] }
-        e.rate.push(res.rate)
-        e.cpu.push(res.cpu)
-        qps.set(s.label, e)
-        console.log(
-          `  queries round=${r} ${s.label.padEnd(12)} qps=${res.rate.toFixed(0)} nodes_cpu_cores=${res.cpu.toFixed(2)}`,
-        )
-      }
-    const push = await crossNodePush(pgNodes[0]!, pgNodes[1]!, pgKey)
+    const qps = new Map<string, (Cpu & { rate: number })[]>()
+    if (PARTS.has('queries')) {
+      const qfile = join(dir, `cluster-bench-${process.pid}-queries.txt`)
+      files.push(qfile)
+      writeFileSync(qfile, `${ZONE} SOA\nns.${ZONE} A\n${ZONE} NS\n`)
+      await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+      for (let r = 1; r <= ROUNDS; r++)
+        for (const s of setups) {
+          if (s.loaded) continue
+          const res = await spread(s, () => qfile, [], QUERY_Q)
+          qps.set(s.label, [...(qps.get(s.label) ?? []), res])
+          console.log(`  queries round=${r} ${s.label.padEnd(12)} qps=${res.rate.toFixed(0)} ${cpuLine(res)}`)
+        }
+      await Promise.all(others.map((n) => n.stop()))
+    }
+    let push = ''
+    if (PARTS.has('push')) {
+      await Promise.all(others.map((n) => n.start(EXTRA, { tls: false })))
+      push = await crossNodePush(pgNodes[0]!, pgNodes[1]!, pgKey)
+      await Promise.all(others.map((n) => n.stop()))
+    }
+    if (PG_STATS) await pgStats(pg)
+    let failover = ''
+    if (PARTS.has('failover')) {
+      // Its own three nodes (TLS, advertised names): the others would be listed in the SRV answers too.
+      await Promise.all(all.map((n) => n.stop()))
+      failover = await failoverBench(pg, pgKey, FAILOVER_REPS)
+    }
     console.log('\nmedians')
-    for (const [label, e] of ups)
+    const med = (rs: (Cpu & { rate: number })[]): string => {
+      const m: Cpu & { rate: number } = {
+        rate: median(rs.map((r) => r.rate)),
+        cpu: median(rs.map((r) => r.cpu)),
+        pg: median(rs.map((r) => r.pg)),
+        gen: median(rs.map((r) => r.gen)),
+        other: median(rs.map((r) => r.other)),
+      }
+      return `${m.rate.toFixed(0).padStart(6)}  ${cpuLine(m)}`
+    }
+    for (const [label, rs] of ups) console.log(`  durable signed updates with lease/s  ${label.padEnd(12)} ${med(rs)}`)
+    for (const [label, rs] of qps) console.log(`  queries/s                            ${label.padEnd(12)} ${med(rs)}`)
+    if (ups.size) {
+      const rate = (l: string): number => median(ups.get(l)!.map((r) => r.rate))
+      const base = rate('sqlite x1')
       console.log(
-        `  durable signed updates with lease/s  ${label.padEnd(12)} ${median(e.rate).toFixed(0).padStart(6)}  nodes CPU ${median(e.cpu).toFixed(2)} cores`,
+        `  ratio updates/s postgres x3 : sqlite x1 = ${(rate('postgres x3') / base).toFixed(2)}; postgres x1 : sqlite x1 = ${(rate('postgres x1') / base).toFixed(2)}`,
       )
-    for (const [label, e] of qps)
-      console.log(
-        `  queries/s                            ${label.padEnd(12)} ${median(e.rate).toFixed(0).padStart(6)}  nodes CPU ${median(e.cpu).toFixed(2)} cores`,
-      )
-    const base = median(ups.get('sqlite x1')!.rate)
-    console.log(
-      `  ratio updates/s postgres x3 : sqlite x1 = ${(median(ups.get('postgres x3')!.rate) / base).toFixed(2)}; postgres x1 : sqlite x1 = ${(median(ups.get('postgres x1')!.rate) / base).toFixed(2)}`,
-    )
-    console.log(`  ${push}`)
+    }
+    if (push) console.log(`  ${push}`)
+    if (failover) console.log(`  ${failover}`)
   } finally {
     await Promise.all(all.map((s) => s.cleanup()))
     await pg.destroy()

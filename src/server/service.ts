@@ -1,5 +1,5 @@
 // The DNS service's message path: decode, TSIG (RFC 8945), extension handlers, then the core opcodes: QUERY
-// (query.ts) and UPDATE (update.ts through the group-commit queue). Every answer is encoded here, sized for its
+// (query.ts) and UPDATE (update-handler.ts: update.ts through the group-commit queue). Every answer is encoded here, sized for its
 // transport (512 octets, or the EDNS payload size for UDP, RFC 6891 6.2.5; TC set when answer data was dropped)
 // and TSIG-signed when the request was.
 //
@@ -8,14 +8,12 @@
 // handler returns true when it took the message; it must then call req.respond() or req.drop().
 
 import { randomBytes } from 'node:crypto'
-import { EdnsOptionCode, findOption } from '../dns/edns.js'
-import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { fail, type TsigKey } from '../dns/tsig.js'
-import { HEADER_SIZE, Opcode, Rcode, rcodeName } from '../dns/wire/header.js'
-import { type Edns, emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
+import { HEADER_SIZE, Opcode, Rcode } from '../dns/wire/header.js'
+import { emptyMessage, type Message, tryDecode } from '../dns/wire/message.js'
 import { nameToLowerCanonical } from '../dns/wire/name.js'
 import { RRClass, RRType } from '../dns/wire/rr-table.js'
-import type { Clock, TimerHandle } from '../io/clock.js'
+import type { Clock } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { type Account, isPossibleUser, type KeyRing } from './accounts.js'
 import { advertisedFor } from './advertise.js'
@@ -23,36 +21,27 @@ import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import type { ServerMetrics } from './metrics.js'
 import { ZoneAnswerer } from './query.js'
+import { baseResponse } from './response.js'
 import type { InboundContext } from './transport.js'
 import { accountTsigKey, type TsigCheck, tsigEncode, tsigVerify } from './tsig-adapter.js'
-import { type ReplayResult, type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
-import {
-  applyUpdate,
-  checkUpdate,
-  DEFAULT_MAX_ACCOUNT_RECORDS,
-  DEFAULT_MAX_UPDATE_RECORDS,
-  QUOTA_EXCEEDED,
-} from './update.js'
+import { type ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
+import { UpdateHandler } from './update-handler.js'
 import { UpdateQueue } from './update-queue.js'
 import { labelBelow, type ZoneRR } from './zone-index.js'
 import type { ZoneStore } from './zone-tx.js'
 
-/** Our UDP payload size in responses (RFC 6891 6.2.5; 1232 per DNS Flag Day 2020). */
-export const SERVER_UDP_PAYLOAD = 1232
 const CLASSIC_UDP_MAX = 512
 const MAX_UDP_PAYLOAD = 4096
-const MAX_TIMER_MS = 3_600_000
 /** Entries in the encoded-response cache before it is emptied (it refills from the hot names). */
 const RESPONSE_CACHE_MAX = 20_000
 const MAX_CACHED_QUERY = 512
-/** UPDATEs waiting for the next commit before new ones get SERVFAIL (the client retries later). */
-const MAX_QUEUED_UPDATES = 10_000
-/** Upper bound of a granted KEY-LEASE (RFC 9664 4: KEY records may outlive the others; 14 days). */
-const MAX_KEY_LEASE_SEC = 14 * 86400
 const ID_SIZE = 2
 const DECOY_SECRET_LEN = 64
 
 /** A decoded message on its way through the handlers. */
+/** Re-exported: it was defined here before response.ts. */
+export { SERVER_UDP_PAYLOAD } from './response.js'
+
 export interface DnsRequest {
   readonly raw: Buffer
   readonly msg: Message
@@ -82,22 +71,16 @@ export class DnsService {
   readonly #clock: Clock
   readonly #log: Logger
   readonly #handlers: MessageHandler[] = []
-  #leaseTimer: TimerHandle | undefined
+  readonly #updates: UpdateHandler
   /**
    * Encoded answers to unsigned queries, keyed by transport class and the query bytes after the ID; a hit
    * costs one copy and the ID patch. Emptied on every commit and whenever the account set changes.
    */
   readonly #cache = new Map<string, Buffer>()
   readonly #cacheKeys = new WeakMap<DnsRequest, string>()
-  /** Requests whose TSIG MAC was seen before, with the first execution's result when it has one. */
-  readonly #replays = new WeakMap<DnsRequest, ReplayResult | undefined>()
-  /** Fresh signed UPDATEs: their replay-cache entry, to record the answer in. */
-  readonly #fresh = new WeakMap<DnsRequest, ReplayVerdict>()
   /** MACs of accepted signed requests within the fudge window (tsig-replay.ts). */
   readonly replay: TsigReplayCache
   #cacheAccounts = -1
-  #leaseTimerAt = Infinity
-  #stopped = false
 
   constructor(
     deps: { store: ZoneStore; keys: KeyRing; clock: Clock; log: Logger; metrics: ServerMetrics },
@@ -130,9 +113,21 @@ export class DnsService {
     m.gauge('autotunnel_tsig_replays_total', 'Signed requests seen again', () => this.replay.stats.replays, 'counter')
     m.gauge('autotunnel_store_commits_total', 'SQLite transactions committed', () => this.queue.batches, 'counter')
     m.gauge('autotunnel_store_committed_jobs_total', 'Updates and expiries committed', () => this.queue.jobs, 'counter')
+    this.#updates = new UpdateHandler(
+      {
+        store: deps.store,
+        queue: this.queue,
+        replay: this.replay,
+        metrics: deps.metrics,
+        clock: deps.clock,
+        log: deps.log,
+        onCommitted: () => this.#cache.clear(),
+      },
+      cfg,
+    )
     deps.store.onChange(() => {
       this.#cache.clear()
-      this.#armLeaseTimer()
+      this.#updates.armLeaseTimer()
     })
   }
 
@@ -156,14 +151,12 @@ export class DnsService {
 
   /** Removes records whose lease ran out (also those that expired while the server was down), then arms the timer. */
   start(): void {
-    this.#expireLeases()
-    this.#armLeaseTimer()
+    this.#updates.expireLeases()
+    this.#updates.armLeaseTimer()
   }
 
   stop(): void {
-    this.#stopped = true
-    this.#clock.clearTimeout(this.#leaseTimer)
-    this.#leaseTimer = undefined
+    this.#updates.stop()
     this.queue.close()
   }
 
@@ -287,7 +280,7 @@ export class DnsService {
           return
         }
         this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: check.error })
-        const res = this.#baseResponse(msg)
+        const res = baseResponse(msg)
         const formErr = check.error === 'FORMERR' || check.error === 'UNSIGNED'
         res.rcode = formErr ? Rcode.FORMERR : Rcode.NOTAUTH
         if (msg.opcode === Opcode.UPDATE) this.metrics.updates({ rcode: formErr ? 'FORMERR' : 'NOTAUTH' })
@@ -301,7 +294,7 @@ export class DnsService {
           this.metrics.tsigFailures({ kind: 'BADTIME' })
           this.#log.info('tsig.failed', { peer: ctx.peer.address, key: msg.tsig.name, error: 'BADTIME', replay: true })
           const failure = fail('BADTIME', { msg, tsig: msg.tsig.data, key: check.key, mac: check.requestMac })
-          const res = this.#baseResponse(msg)
+          const res = baseResponse(msg)
           res.rcode = Rcode.NOTAUTH
           ctx.reply(
             tsigEncode(res, { ok: false, error: 'BADTIME', failure }, this.#clock.now(), this.#maxSize(msg, ctx)),
@@ -336,8 +329,6 @@ export class DnsService {
       },
       encode: (res) => tsigEncode(res, check, this.#clock.now(), maxSize, this.cfg.fudgeSec),
     }
-    if (replay?.kind === 'replay') this.#replays.set(req, replay.result)
-    else if (replay && msg.opcode === Opcode.UPDATE) this.#fresh.set(req, replay)
     for (const h of this.#handlers) if (h(req)) return
     if (cacheKey !== undefined && !check && msg.opcode === Opcode.QUERY && !msg.qr) this.#cacheKeys.set(req, cacheKey)
     if (msg.qr) {
@@ -345,7 +336,7 @@ export class DnsService {
       return
     }
     if (msg.edns && msg.edns.version !== 0) {
-      const res = this.#baseResponse(msg)
+      const res = baseResponse(msg)
       res.rcode = Rcode.BADVERS
       req.respond(res)
       return
@@ -355,10 +346,10 @@ export class DnsService {
         this.#query(req)
         return
       case Opcode.UPDATE:
-        this.#update(req)
+        this.#updates.handle(req, replay)
         return
       default: {
-        const res = this.#baseResponse(msg)
+        const res = baseResponse(msg)
         res.rcode = Rcode.NOTIMP
         req.respond(res)
         return
@@ -372,23 +363,9 @@ export class DnsService {
     return Math.max(CLASSIC_UDP_MAX, Math.min(msg.edns.udpSize, MAX_UDP_PAYLOAD))
   }
 
-  /** Header echo: id, opcode, RD, the question/zone section, and OPT when the request had one. */
-  #baseResponse(msg: Message): Message {
-    const res = emptyMessage({
-      id: msg.id,
-      qr: true,
-      opcode: msg.opcode,
-      rd: msg.rd,
-      cd: msg.cd,
-      questions: msg.questions,
-    })
-    if (msg.edns) res.edns = { udpSize: SERVER_UDP_PAYLOAD, version: 0, do: false, options: [] } satisfies Edns
-    return res
-  }
-
   #query(req: DnsRequest): void {
     const { msg } = req
-    const res = this.#baseResponse(msg)
+    const res = baseResponse(msg)
     const q = msg.questions[0]
     if (msg.questions.length !== 1 || !q) {
       res.rcode = Rcode.FORMERR
@@ -420,155 +397,5 @@ export class DnsService {
     if (this.#cache.size >= RESPONSE_CACHE_MAX) this.#cache.clear()
     this.#cache.set(key, wire)
     req.ctx.reply(Buffer.from(wire))
-  }
-
-  #update(req: DnsRequest): void {
-    const { msg } = req
-    const res = this.#baseResponse(msg)
-    const replayed = this.#replays.has(req)
-    /** Answers `rcode` (with the granted lease when given) and remembers it for replays of the same bytes. */
-    const finish = (rcode: number, lease?: { leaseSec: number; keyLeaseSec?: number | undefined }): void => {
-      // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
-      const fresh = this.#fresh.get(req)
-      if (fresh && rcode !== Rcode.SERVFAIL)
-        this.replay.setResult(
-          fresh,
-          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode },
-        )
-      res.rcode = rcode
-      if (lease && res.edns)
-        res.edns.options.push(
-          encodeUpdateLease(
-            lease.keyLeaseSec === undefined
-              ? { leaseSec: lease.leaseSec }
-              : { leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec },
-          ),
-        )
-      this.metrics.updates({ rcode: rcodeName(rcode) })
-      req.respond(res)
-    }
-    if (!req.signer) {
-      finish(Rcode.REFUSED)
-      return
-    }
-    const user = req.signer.user
-    if (replayed) {
-      // The same signed bytes again: a retransmission gets the first answer, a replay changes nothing.
-      const first = this.#replays.get(req)
-      this.metrics.dropped({ reason: 'tsig_replay' })
-      this.#log.info('update.replay', { user, peer: req.ctx.peer.address, answered: first !== undefined })
-      if (!first) req.drop()
-      else
-        finish(
-          first.rcode,
-          first.leaseSec === undefined ? undefined : { leaseSec: first.leaseSec, keyLeaseSec: first.keyLeaseSec },
-        )
-      return
-    }
-
-    const bad = checkUpdate(this.cfg, msg, user)
-    if (bad !== undefined) {
-      const records = msg.answers.length + msg.authorities.length
-      this.#log.info('update.refused', {
-        user,
-        rcode: rcodeName(bad),
-        ...(records > (this.cfg.maxUpdateRecords ?? DEFAULT_MAX_UPDATE_RECORDS) ? { reason: 'records', records } : {}),
-      })
-      finish(bad)
-      return
-    }
-    let leaseSec: number | undefined
-    let keyLeaseSec: number | undefined
-    const opt = findOption(msg.edns, EdnsOptionCode.UPDATE_LEASE)
-    if (opt) {
-      let ul: ReturnType<typeof decodeUpdateLease>
-      try {
-        ul = decodeUpdateLease(opt.data)
-      } catch {
-        finish(Rcode.FORMERR)
-        return
-      }
-      leaseSec = Math.min(this.cfg.leaseMaxSec, Math.max(this.cfg.leaseMinSec, ul.leaseSec))
-      if (ul.keyLeaseSec !== undefined) keyLeaseSec = Math.min(MAX_KEY_LEASE_SEC, Math.max(leaseSec, ul.keyLeaseSec))
-    }
-    if (this.queue.pending >= MAX_QUEUED_UPDATES) {
-      this.metrics.dropped({ reason: 'update_queue_full' })
-      finish(Rcode.SERVFAIL)
-      return
-    }
-    if (leaseSec === undefined && this.cfg.requireLease && msg.authorities.some((r) => r.class === RRClass.IN)) {
-      this.#log.info('update.refused', { user, reason: 'lease-required', peer: req.ctx.peer.address })
-      finish(Rcode.REFUSED)
-      return
-    }
-    const maxRecords = req.signer.maxRecords ?? this.cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
-    this.queue.submit(
-      (tx) => applyUpdate(tx, this.store.index, { msg, user, leaseSec, keyLeaseSec, maxRecords }),
-      (rcode, err) => {
-        // A refresh may change TTLs without changing content: drop cached answers after any commit.
-        this.#cache.clear()
-        if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
-        if (rcode === QUOTA_EXCEEDED) {
-          this.metrics.dropped({ reason: 'quota' })
-          this.#log.warn('update.refused', {
-            user,
-            reason: 'quota',
-            maxRecords,
-            records: this.store.index.recordsUnder(user),
-            peer: req.ctx.peer.address,
-          })
-          return finish(Rcode.REFUSED)
-        }
-        if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
-        finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
-      },
-    )
-  }
-
-  #expireLeases(): void {
-    if (this.store.leaseExpiry !== 'local') return
-    const now = this.#clock.now()
-    const next = this.store.leases.nextExpiryMs()
-    if (next === undefined || next > now) return
-    this.queue.submit(
-      (tx) => {
-        const due = this.store.leases.popDue(tx.nowMs)
-        let n = 0
-        for (const rec of due) if (tx.remove(rec)) n++
-        if (n > 0) tx.bumpSerial()
-        return n
-      },
-      (n, err) => {
-        if (err) this.#log.error('lease.expiry_failed', { err: err.message })
-        else if (n) {
-          this.metrics.leasesExpired(undefined, n)
-          this.#log.info('lease.expired', { records: n, serial: this.store.serial })
-        }
-        this.#armLeaseTimer()
-      },
-    )
-    this.queue.flush()
-  }
-
-  #armLeaseTimer(): void {
-    // PostgreSQL: the store expires leases by the database's clock, once across all nodes (pg/store.ts).
-    if (this.#stopped || this.store.leaseExpiry !== 'local') return
-    const next = this.store.leases.nextExpiryMs()
-    if (next === undefined) {
-      this.#clock.clearTimeout(this.#leaseTimer)
-      this.#leaseTimer = undefined
-      this.#leaseTimerAt = Infinity
-      return
-    }
-    if (this.#leaseTimer && this.#leaseTimerAt <= next) return
-    this.#clock.clearTimeout(this.#leaseTimer)
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, next - this.#clock.now()))
-    this.#leaseTimerAt = this.#clock.now() + delay
-    this.#leaseTimer = this.#clock.setTimeout(() => {
-      this.#leaseTimer = undefined
-      this.#leaseTimerAt = Infinity
-      this.#expireLeases()
-      this.#armLeaseTimer()
-    }, delay)
   }
 }

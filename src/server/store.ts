@@ -5,14 +5,20 @@
 // the SQL), then the SQL runs in one transaction. Nothing else can run on the event loop in between, so no query
 // sees uncommitted data; if the COMMIT throws, the undo log restores the index and the error propagates.
 // Change listeners run after the COMMIT, with the net change per (name, type) over the whole write; with
-// `deferChanges` they run only when the writer calls emitDeferred(), so the update queue answers the UPDATEs of a
-// batch first and fans the change out to LLQ/Push watchers afterwards (still after the COMMIT, in commit order).
+// `deferChanges` they run only when the writer calls emitDeferred() (ChangeFanout in zone-tx.ts).
 import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import { type Db, getMeta, openDb, type SyncMode, setMeta } from './db.js'
 import { LeaseTable } from './lease-table.js'
 import { isAtOrBelow, type Rec, rdataKey, ZoneIndex, type ZoneRR } from './zone-index.js'
-import { beginZoneTx, type ChangeListener, type RRsetChange, type ZoneStore, type ZoneTx } from './zone-tx.js'
+import {
+  beginZoneTx,
+  ChangeFanout,
+  type ChangeListener,
+  type RRsetChange,
+  type ZoneStore,
+  type ZoneTx,
+} from './zone-tx.js'
 
 export type { ChangeListener, RRsetChange, ZoneStore, ZoneTx }
 
@@ -32,8 +38,7 @@ export class Store implements ZoneStore {
   readonly leases = new LeaseTable<Rec>()
   readonly #clock: Clock
   readonly #log: Logger
-  readonly #listeners = new Set<ChangeListener>()
-  readonly #deferred: { changes: RRsetChange[]; serial: number }[] = []
+  readonly #fanout: ChangeFanout
   #serial: number
   #externalGen: string
   #dataVersion: number
@@ -51,6 +56,7 @@ export class Store implements ZoneStore {
   constructor(deps: { clock: Clock; log?: Logger }, opts: StoreOptions) {
     this.#clock = deps.clock
     this.#log = deps.log ?? nullLogger
+    this.#fanout = new ChangeFanout(this.#log)
     this.zone = opts.zone
     this.db = openDb(opts.dir, opts.zone, opts.sync ? { sync: opts.sync } : {})
     this.index = new ZoneIndex(opts.zone)
@@ -84,8 +90,7 @@ export class Store implements ZoneStore {
 
   /** Subscribes to committed changes (updates, lease expiries, external edits); returns the unsubscribe function. */
   onChange(fn: ChangeListener): () => void {
-    this.#listeners.add(fn)
-    return () => this.#listeners.delete(fn)
+    return this.#fanout.on(fn)
   }
 
   /** Every record at or below `name`, from the index. */
@@ -118,20 +123,13 @@ export class Store implements ZoneStore {
       throw e
     }
     this.#serial = w.serial
-    const changes = w.changes()
-    if (changes.length) {
-      if (opts.deferChanges) this.#deferred.push({ changes, serial: this.#serial })
-      else this.#emit(changes)
-    }
+    this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
     return result
   }
 
   /** Runs the change listeners for writes made with `deferChanges`, in commit order. */
   emitDeferred(): void {
-    while (this.#deferred.length) {
-      const d = this.#deferred.shift()!
-      this.#emit(d.changes, d.serial)
-    }
+    this.#fanout.emitDeferred()
   }
 
   /**
@@ -152,18 +150,8 @@ export class Store implements ZoneStore {
   }
 
   close(): void {
-    this.#listeners.clear()
+    this.#fanout.clear()
     if (this.db.open) this.db.close()
-  }
-
-  #emit(changes: RRsetChange[], serial = this.#serial): void {
-    for (const fn of this.#listeners) {
-      try {
-        fn(changes, serial)
-      } catch (e) {
-        this.#log.error('store.listener_failed', { err: String(e) })
-      }
-    }
   }
 
   #rows(): (Row & { expires_ms: number | null })[] {
@@ -219,7 +207,7 @@ export class Store implements ZoneStore {
     }
     this.#serial = Number(getMeta(this.db, 'serial') ?? this.#serial)
     this.#log.info('store.reloaded', { records: this.index.recordCount, changed: net.size })
-    if (net.size) this.#emit([...net.values()])
+    if (net.size) this.#fanout.emit([...net.values()], this.#serial)
   }
 }
 

@@ -3,6 +3,7 @@
 // (name, type) the change feed delivers afterwards. Shared by the SQLite store (store.ts, committed synchronously)
 // and the PostgreSQL store (pg/store.ts, committed asynchronously); ZoneStore is what the service sees of either.
 import type { Clock } from '../io/clock.js'
+import type { Logger } from '../io/log.js'
 import { nextSerial } from './db.js'
 import type { LeaseTable } from './lease-table.js'
 import { type Rec, rdataKey, type ZoneIndex, type ZoneRR } from './zone-index.js'
@@ -72,6 +73,57 @@ export interface OpenZoneTx {
   rollback(): void
   /** The net change per RRset, for the listeners. */
   changes(): RRsetChange[]
+}
+
+/**
+ * The change listeners of a store, and the changes of writes made with `deferChanges` that wait for
+ * emitDeferred(): the update queue answers a batch's UPDATEs first and fans the change out to LLQ/Push watchers
+ * afterwards (still after the COMMIT, in commit order). Both stores hold one.
+ */
+export class ChangeFanout {
+  readonly #log: Logger
+  readonly #listeners = new Set<ChangeListener>()
+  readonly #deferred: { changes: RRsetChange[]; serial: number }[] = []
+
+  constructor(log: Logger) {
+    this.#log = log
+  }
+
+  /** Subscribes; returns the unsubscribe function. */
+  on(fn: ChangeListener): () => void {
+    this.#listeners.add(fn)
+    return () => this.#listeners.delete(fn)
+  }
+
+  /** A committed write's changes: delivered now, or kept for emitDeferred() when the writer asked to defer them. */
+  committed(changes: RRsetChange[], serial: number, defer: boolean | undefined): void {
+    if (!changes.length) return
+    if (defer) this.#deferred.push({ changes, serial })
+    else this.emit(changes, serial)
+  }
+
+  /** Delivers the deferred changes, in commit order. */
+  emitDeferred(): void {
+    while (this.#deferred.length) {
+      const d = this.#deferred.shift()!
+      this.emit(d.changes, d.serial)
+    }
+  }
+
+  /** Runs every listener; one that throws is logged and does not stop the others. */
+  emit(changes: RRsetChange[], serial: number): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn(changes, serial)
+      } catch (e) {
+        this.#log.error('store.listener_failed', { err: String(e) })
+      }
+    }
+  }
+
+  clear(): void {
+    this.#listeners.clear()
+  }
 }
 
 /** Opens an in-memory write on `index` and `leases`, starting at `serial`, at time `nowMs`. */

@@ -20,15 +20,6 @@ export interface Row {
   wire: Buffer | null
 }
 
-export interface FeedRow {
-  id: string
-  xid: string
-  node: string
-  kind: string
-  name: string
-  type: number
-}
-
 export const COLUMNS = 'name, type, class, ttl, rdata, text, expires_ms, owner, wire'
 
 /** Rows, change rows and the last change id of one write, in one statement (see the file comment). */
@@ -47,16 +38,35 @@ c AS (
   RETURNING id)
 SELECT max(id)::text AS last FROM c`
 
+/**
+ * One feed read: the feed rows after the cursor ($1, $2) below the oldest running transaction, AND the current rows
+ * of every RRset they name that another node changed (not $3, this node) or that the caller asks again ($4, $5), in
+ * one statement: one round trip and one snapshot. Feed rows come with `fid` set, record rows with `fid` NULL.
+ */
 export const FEED_SQL = `
-SELECT id::text AS id, xid::text AS xid, node, kind, name, type FROM ${SCHEMA}.change
-WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, id LIMIT ${FEED_PAGE}`
+WITH f AS MATERIALIZED (
+  SELECT id, xid, node, kind, name, type FROM ${SCHEMA}.change
+  WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY xid, id LIMIT ${FEED_PAGE}),
+k AS (
+  SELECT name, type FROM f WHERE kind <> 'account' AND node <> $3
+  UNION SELECT * FROM unnest($4::text[], $5::int[]))
+SELECT id::text AS fid, xid::text AS xid, node, kind, name, type, NULL::int AS class, NULL::bigint AS ttl,
+       NULL::bytea AS rdata, NULL::text AS text, NULL::bigint AS expires_ms, NULL::text AS owner, NULL::bytea AS wire
+FROM f
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, r.name, r.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner, r.wire
+FROM k CROSS JOIN LATERAL (
+  SELECT * FROM ${SCHEMA}.rr WHERE rr.name = k.name AND rr.type = k.type OFFSET 0) r`
+
+/** A row of FEED_SQL: a feed row (fid set) or a record row. */
+export type FeedReadRow = Row & { fid: string | null; xid: string | null; node: string | null; kind: string | null }
 
 /** Expired leases, a batch at a time, by the database's clock; rows another node is deleting are skipped. */
 export const SWEEP_SQL = `
 WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms),
 due AS (
-  SELECT r.name, r.type, r.class, r.rdata FROM ${SCHEMA}.rr r, now WHERE r.expires_ms <= now.ms
+  SELECT r.name, r.type, r.class, r.rdata FROM ${SCHEMA}.rr r WHERE r.expires_ms <= (SELECT ms FROM now)
   ORDER BY r.expires_ms LIMIT ${SWEEP_BATCH} FOR UPDATE OF r SKIP LOCKED),
 del AS (
   DELETE FROM ${SCHEMA}.rr r USING due
