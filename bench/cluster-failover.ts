@@ -71,8 +71,14 @@ export async function failoverBench(pg: PgCluster, acct: AccountJson, reps: numb
       )
       const uc = new UpdateClient(
         { clock: new SystemClock(), log },
-        // TLS, as the agent by default (each node has its own self-signed certificate here: not pinned).
-        { bootstrap: { host: '127.0.0.1', port: victim.dnsPort }, domain, key, tls: { insecure: true } },
+        // TLS, as the agent by default (each node has its own self-signed certificate here: not pinned);
+        // BENCH_FAILOVER_UPDATE=udp: plain UDP (`up --no-tls` style).
+        {
+          bootstrap: { host: '127.0.0.1', port: victim.dnsPort },
+          domain,
+          key,
+          ...(process.env.BENCH_FAILOVER_UPDATE === 'udp' ? {} : { tls: { insecure: true } }),
+        },
       )
       const viaVictim = (via: string): boolean =>
         via.endsWith(`:${victim.dnsPort}`) || via.endsWith(`:${victim.tlsPort}`)
