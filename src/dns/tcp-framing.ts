@@ -3,7 +3,9 @@
 // partial message.
 import { WireError } from './wire/errors.js'
 
-const LEN_PREFIX = 2
+/** The two-octet length before each message. */
+export const TCP_LENGTH_PREFIX = 2
+const LEN_PREFIX = TCP_LENGTH_PREFIX
 
 /** The message with its two-octet length prefix. */
 export function frameTcp(msg: Uint8Array): Buffer {

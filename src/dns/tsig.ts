@@ -142,16 +142,26 @@ export function timers(timeSigned: number, fudge: number): Buffer {
   return b
 }
 
+/**
+ * The TSIG variables (RFC 8945 4.3.3) that follow the message in the MAC input: key name and algorithm in canonical
+ * form, class ANY, TTL 0, time signed, fudge, error, other len, other data.
+ */
+export function tsigVariables(k: KeyInfo, t: Pick<TSIGData, 'timeSigned' | 'fudge' | 'error' | 'otherData'>): Buffer {
+  const v = Buffer.alloc(k.nameWire.length + U16 + U32 + k.algWire.length + U48 + U16 + U16 + U16 + t.otherData.length)
+  let o = k.nameWire.copy(v, 0)
+  o = v.writeUInt16BE(RRClass.ANY, o)
+  o = v.writeUInt32BE(0, o)
+  o += k.algWire.copy(v, o)
+  o = v.writeUIntBE(t.timeSigned, o, U48)
+  o = v.writeUInt16BE(t.fudge, o)
+  o = v.writeUInt16BE(t.error, o)
+  o = v.writeUInt16BE(t.otherData.length, o)
+  t.otherData.copy(v, o)
+  return v
+}
+
 function updateVariables(h: Hmac, k: KeyInfo, t: TSIGData): void {
-  h.update(k.nameWire)
-  const classTtl = Buffer.alloc(U16 + U32)
-  classTtl.writeUInt16BE(RRClass.ANY, 0)
-  h.update(classTtl)
-  h.update(k.algWire)
-  h.update(timers(t.timeSigned, t.fudge))
-  h.update(u16(t.error))
-  h.update(u16(t.otherData.length))
-  h.update(t.otherData)
+  h.update(tsigVariables(k, t))
 }
 
 /** The TSIG RR (owner and algorithm uncompressed, class ANY, TTL 0) appended to `wire`, ARCOUNT incremented. */

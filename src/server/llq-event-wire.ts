@@ -11,10 +11,10 @@
 
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto'
 import { encodeLlq, LLQ_OPTION_LEN } from '../dns/llq.js'
-import { keyInfo, signMessage, type TsigKey } from '../dns/tsig.js'
+import { keyInfo, signMessage, type TsigKey, tsigVariables } from '../dns/tsig.js'
 import { OFF_ARCOUNT, OFF_ID, Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
-import { type RR, RRClass } from '../dns/wire/rr-table.js'
+import type { RR } from '../dns/wire/rr-table.js'
 import { LLQ_REMOVED_TTL } from './llq.js'
 import type { LlqOptionData } from './notify-llq-service.js'
 import type { NotifyQuestion } from './notify-types.js'
@@ -31,9 +31,6 @@ const LLQ_LEASE_OFFSET = OPT_DATA + 14
 const LLQ_OPTION_WIRE = OPT_DATA + LLQ_OPTION_LEN
 /** After the MAC in the TSIG RDATA: Original ID, Error, Other Len (RFC 8945 §4.2), no Other Data. */
 const TSIG_AFTER_MAC = 6
-const U16 = 2
-const U32 = 4
-const U48 = 6
 
 /** What an event for one LLQ needs (an LlqOutboundEvent). */
 export interface LlqEventFields {
@@ -155,14 +152,7 @@ export class LlqEventWire {
     const k = keyInfo(key)
     const signed = signMessage(t.wire, key, { timeSigned, fudge })
     const rr = signed.wire.subarray(t.wire.length)
-    const variables = Buffer.alloc(k.nameWire.length + U16 + U32 + k.algWire.length + U48 + U16 + U16 + U16)
-    let o = k.nameWire.copy(variables, 0)
-    o = variables.writeUInt16BE(RRClass.ANY, o)
-    o = variables.writeUInt32BE(0, o)
-    o += k.algWire.copy(variables, o)
-    o = variables.writeUIntBE(timeSigned, o, U48)
-    o = variables.writeUInt16BE(fudge, o)
-    // Error 0 and Other Len 0: the buffer is zeroed.
+    const variables = tsigVariables(k, { timeSigned, fudge, error: 0, otherData: Buffer.alloc(0) })
     const fresh: Signer = {
       key,
       timeSigned,

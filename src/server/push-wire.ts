@@ -20,6 +20,7 @@ import {
   pushTlv,
   retryDelayTlv,
 } from '../dns/dso.js'
+import { frameTcp, TCP_LENGTH_PREFIX } from '../dns/tcp-framing.js'
 import { HEADER_SIZE } from '../dns/wire/header.js'
 import { RRClass } from '../dns/wire/rr-table.js'
 import type { RRsetChange } from './notify-types.js'
@@ -35,7 +36,7 @@ import { ownerOf } from './rdata.js'
 import type { ZoneRR } from './zone-index.js'
 
 /** The TCP length prefix (RFC 1035 §4.2.2). */
-export const FRAME_PREFIX = 2
+export const FRAME_PREFIX = TCP_LENGTH_PREFIX
 
 /** A DSO message as a PushSession takes it; `malformed` when it did not decode (counted by the caller). */
 export function decodePushInbound(raw: Buffer): { readonly m: PushInbound; readonly malformed: boolean } {
@@ -113,14 +114,6 @@ export function encodePush(records: readonly PushRecordOp<ZoneRR>[]): Buffer {
   return encodeDso({ id: 0, qr: false, rcode: 0, tlvs: [pushTlv(rrs)] })
 }
 
-/** `msg` with its TCP length prefix, in one new Buffer. */
-export function frame(msg: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(FRAME_PREFIX + msg.length)
-  f.writeUInt16BE(msg.length, 0)
-  msg.copy(f, FRAME_PREFIX)
-  return f
-}
-
 /** The framed PUSH of the change being fanned out: built for the first session, the same Buffer for the rest. */
 export class PushFrames {
   #change: RRsetChange<ZoneRR> | undefined
@@ -129,7 +122,7 @@ export class PushFrames {
   /** Throws what the codec throws (a change too large for one message); the next call tries again. */
   frame(change: RRsetChange<ZoneRR>): Buffer {
     if (this.#change === change && this.#frame) return this.#frame
-    const f = frame(encodePush(changeRecords(change)))
+    const f = frameTcp(encodePush(changeRecords(change)))
     this.#change = change
     this.#frame = f
     return f

@@ -10,11 +10,10 @@
 // `maxPerSource` connections, so one attacker cannot take the slots legitimate clients need.
 import { createServer as createTcpServer, isIPv6, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
-import { TcpDeframer } from '../dns/tcp-framing.js'
+import { frameTcp, TcpDeframer } from '../dns/tcp-framing.js'
 import type { Logger } from '../io/log.js'
 import type { InboundContext, MessageSink, PeerInfo, StreamConnection, TransportKind } from './transport.js'
 
-const LENGTH_PREFIX = 2
 /** Connections per listener unless `--max-connections` says otherwise (each costs a file descriptor). */
 export const DEFAULT_MAX_CONNECTIONS = 1000
 /** Connections one source address may hold per listener (`--max-connections-per-source`). */
@@ -164,10 +163,7 @@ export class StreamListener {
       // One write of one buffer: cork + two writes cost a writev and its bookkeeping per message (bench/notify).
       send: (msg) => {
         if (closed || sock.destroyed) return false
-        const frame = Buffer.allocUnsafe(LENGTH_PREFIX + msg.length)
-        frame.writeUInt16BE(msg.length)
-        msg.copy(frame, LENGTH_PREFIX)
-        sock.write(frame)
+        sock.write(frameTcp(msg))
         return true
       },
       sendFramed: (frame) => {
