@@ -6,6 +6,7 @@
 // deadline is the earliest.
 
 import type { Clock, TimerHandle } from '../io/clock.js'
+import { MinHeap } from '../io/min-heap.js'
 
 /** A scheduled deadline; keep it to cancel or replace it. */
 export interface DeadlineSlot<T> {
@@ -20,7 +21,7 @@ const COMPACT_SLACK = 64
 export class DeadlineSweep<T> {
   readonly #clock: Clock
   readonly #fire: (item: T) => void
-  #heap: DeadlineSlot<T>[] = []
+  readonly #heap = new MinHeap<DeadlineSlot<T>>((s) => s.at)
   #live = 0
   #timer: TimerHandle | undefined
   #armedAt = Number.POSITIVE_INFINITY
@@ -40,7 +41,7 @@ export class DeadlineSweep<T> {
   schedule(item: T, at: number, prev?: DeadlineSlot<T>): DeadlineSlot<T> {
     if (prev) this.cancel(prev)
     const slot: DeadlineSlot<T> = { at, item, live: true }
-    this.#push(slot)
+    this.#heap.push(slot)
     this.#live++
     if (at < this.#armedAt) this.#arm(at)
     return slot
@@ -51,14 +52,15 @@ export class DeadlineSweep<T> {
     slot.live = false
     this.#live--
     if (this.#live === 0) {
-      this.#heap = []
+      this.#heap.reset()
       this.#disarm()
-    } else if (this.#heap.length > 2 * this.#live + COMPACT_SLACK) this.#compact()
+    } else if (this.#heap.size > 2 * this.#live + COMPACT_SLACK)
+      this.#heap.reset(this.#heap.entries().filter((s) => s.live))
   }
 
   close(): void {
-    for (const s of this.#heap) s.live = false
-    this.#heap = []
+    for (const s of this.#heap.entries()) s.live = false
+    this.#heap.reset()
     this.#live = 0
     this.#disarm()
   }
@@ -82,8 +84,8 @@ export class DeadlineSweep<T> {
     const now = this.#clock.monotonic()
     const due: T[] = []
     const h = this.#heap
-    while (h.length > 0 && (!h[0]!.live || h[0]!.at <= now)) {
-      const s = this.#pop()!
+    for (let top = h.peek(); top && (!top.live || top.at <= now); top = h.peek()) {
+      const s = h.pop()!
       if (!s.live) continue
       s.live = false
       this.#live--
@@ -95,54 +97,9 @@ export class DeadlineSweep<T> {
 
   #rearm(): void {
     const h = this.#heap
-    while (h.length > 0 && !h[0]!.live) this.#pop()
-    const top = h[0]
+    while (h.peek()?.live === false) h.pop()
+    const top = h.peek()
     if (!top) this.#disarm()
     else if (top.at !== this.#armedAt || this.#timer === undefined) this.#arm(top.at)
-  }
-
-  #compact(): void {
-    const h = this.#heap.filter((s) => s.live)
-    this.#heap = h
-    for (let i = (h.length >> 1) - 1; i >= 0; i--) this.#down(i)
-  }
-
-  #push(s: DeadlineSlot<T>): void {
-    const h = this.#heap
-    let i = h.length
-    h.push(s)
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (h[p]!.at <= s.at) break
-      h[i] = h[p]!
-      i = p
-    }
-    h[i] = s
-  }
-
-  #pop(): DeadlineSlot<T> | undefined {
-    const h = this.#heap
-    const top = h[0]
-    const last = h.pop()
-    if (h.length > 0 && last) {
-      h[0] = last
-      this.#down(0)
-    }
-    return top
-  }
-
-  #down(i: number): void {
-    const h = this.#heap
-    const n = h.length
-    const s = h[i]!
-    for (;;) {
-      let c = 2 * i + 1
-      if (c >= n) break
-      if (c + 1 < n && h[c + 1]!.at < h[c]!.at) c++
-      if (h[c]!.at >= s.at) break
-      h[i] = h[c]!
-      i = c
-    }
-    h[i] = s
   }
 }

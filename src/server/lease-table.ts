@@ -1,6 +1,7 @@
 // Update-lease bookkeeping (RFC 9664 section 4): which leased record expires when. A binary min-heap on the expiry
 // time with lazy deletion: set() and delete() touch only the map and push at most one heap entry, and stale heap
 // entries are skipped when they surface. Checked against a naive scan in lease-table.test.ts.
+import { MinHeap } from '../io/min-heap.js'
 
 interface Entry<K> {
   readonly key: K
@@ -9,7 +10,7 @@ interface Entry<K> {
 
 export class LeaseTable<K> {
   readonly #expiry = new Map<K, number>()
-  #heap: Entry<K>[] = []
+  readonly #heap = new MinHeap<Entry<K>>((e) => e.atMs)
 
   get size(): number {
     return this.#expiry.size
@@ -23,8 +24,8 @@ export class LeaseTable<K> {
   set(key: K, atMs: number): void {
     if (this.#expiry.get(key) === atMs) return
     this.#expiry.set(key, atMs)
-    this.#push({ key, atMs })
-    if (this.#heap.length > 64 && this.#heap.length > 4 * this.#expiry.size) this.#rebuild()
+    this.#heap.push({ key, atMs })
+    if (this.#heap.size > 64 && this.#heap.size > 4 * this.#expiry.size) this.#rebuild()
   }
 
   delete(key: K): boolean {
@@ -34,7 +35,7 @@ export class LeaseTable<K> {
   /** The earliest live expiry, or undefined when the table is empty. */
   nextExpiryMs(): number | undefined {
     this.#dropStale()
-    return this.#heap[0]?.atMs
+    return this.#heap.peek()?.atMs
   }
 
   /** Removes and returns every key whose expiry is at or before `nowMs`, earliest first. */
@@ -42,9 +43,9 @@ export class LeaseTable<K> {
     const out: K[] = []
     for (;;) {
       this.#dropStale()
-      const top = this.#heap[0]
+      const top = this.#heap.peek()
       if (!top || top.atMs > nowMs) return out
-      this.#pop()
+      this.#heap.pop()
       this.#expiry.delete(top.key)
       out.push(top.key)
     }
@@ -56,45 +57,13 @@ export class LeaseTable<K> {
 
   #dropStale(): void {
     for (;;) {
-      const top = this.#heap[0]
+      const top = this.#heap.peek()
       if (!top || this.#expiry.get(top.key) === top.atMs) return
-      this.#pop()
+      this.#heap.pop()
     }
   }
 
   #rebuild(): void {
-    this.#heap = []
-    for (const [key, atMs] of this.#expiry) this.#push({ key, atMs })
-  }
-
-  #push(e: Entry<K>): void {
-    const h = this.#heap
-    h.push(e)
-    let i = h.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      const parent = h[p]!
-      if (parent.atMs <= e.atMs) break
-      h[i] = parent
-      i = p
-    }
-    h[i] = e
-  }
-
-  #pop(): void {
-    const h = this.#heap
-    const last = h.pop()
-    if (!last || h.length === 0) return
-    let i = 0
-    for (;;) {
-      const l = 2 * i + 1
-      if (l >= h.length) break
-      const r = l + 1
-      const c = r < h.length && h[r]!.atMs < h[l]!.atMs ? r : l
-      if (h[c]!.atMs >= last.atMs) break
-      h[i] = h[c]!
-      i = c
-    }
-    h[i] = last
+    this.#heap.reset([...this.#expiry].map(([key, atMs]) => ({ key, atMs })))
   }
 }
