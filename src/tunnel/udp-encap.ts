@@ -122,7 +122,7 @@ export class NatKeepaliveTimer {
         )
         this.changed()
       },
-      Math.max(next - now, next > now ? 0 : KEEPALIVE_MIN_REARM_MS),
+      next > now ? next - now : KEEPALIVE_MIN_REARM_MS,
     )
   }
 

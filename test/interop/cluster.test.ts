@@ -5,11 +5,20 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { UpdateClient } from '../../src/dns/client/update.js'
-import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/client/watcher.js'
+import { type WatchEvent, Watcher } from '../../src/dns/client/watcher.js'
 import { type AAAAData, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
-import { type AccountJson, NotifyServer, runPython, tsigArg, tsigKey, waitFor, ZONE } from './notify-harness.js'
+import {
+  type AccountJson,
+  NotifyServer,
+  runPython,
+  tsigArg,
+  tsigKey,
+  waitFor,
+  watcherOptions,
+  ZONE,
+} from './notify-harness.js'
 import { PgCluster } from './pg-cluster.js'
 
 const EXTRA = ['--lease-min', '1', '--lease-max', '2', '--llq-lease-min', '60', '--llq-lease-max', '60']
@@ -49,21 +58,7 @@ async function within<T>(ms: number, what: string, fn: () => Promise<T | undefin
 }
 
 function watcherOn(n: NotifyServer, name: string, mech: 'llq' | 'push'): Watcher {
-  const o: WatcherOptions = {
-    name,
-    type: RRType.AAAA,
-    domain: `alice.${ZONE}`,
-    server: { host: '127.0.0.1', port: n.dnsPort },
-    key: tsigKey(alice),
-    tls: { rejectUnauthorized: false },
-    fingerprint256: n.fingerprint,
-    mechanisms: [mech],
-    llqTransports: ['udp'],
-    retryMinMs: 200,
-    retryMaxMs: 1000,
-    timeoutMs: 2000,
-  }
-  return new Watcher({}, o)
+  return new Watcher({}, watcherOptions(n, alice, name, { mechanisms: [mech] }))
 }
 
 test('nsupdate through node 1: dig -y on nodes 2 and 3, an LLQ watcher on node 2 and a Push watcher on node 3', async (t) => {

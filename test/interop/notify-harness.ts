@@ -2,7 +2,9 @@
 // loopback ports, so it can be restarted in place (a watcher must survive that), with TLS and metrics; plus
 // watcher helpers.
 import { spawn } from 'node:child_process'
+import type { WatcherOptions } from '../../src/dns/client/watcher.js'
 import type { TsigKey } from '../../src/dns/tsig.js'
+import { RRType } from '../../src/dns/wire/rr-table.js'
 import { retryOnAddrInUse } from './ports.js'
 import { type AccountJson, freePorts, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
 
@@ -85,4 +87,31 @@ export function runPython(code: string): Promise<string> {
     })
     p.once('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`python failed: ${err}`))))
   })
+}
+
+/**
+ * Options for a Watcher of `name` (AAAA) in `acct`'s domain on `srv` over loopback: signed with the account key, TLS
+ * pinned by the server's fingerprint, LLQ over UDP, a short back-off (200 ms to 1 s) and a 2 s timeout; `extra`
+ * overrides any of them.
+ */
+export function watcherOptions(
+  srv: NotifyServer,
+  acct: AccountJson,
+  name: string,
+  extra: Partial<WatcherOptions> = {},
+): WatcherOptions {
+  return {
+    name,
+    type: RRType.AAAA,
+    domain: `${acct.user}.${ZONE}`,
+    server: { host: '127.0.0.1', port: srv.dnsPort },
+    key: tsigKey(acct),
+    tls: { rejectUnauthorized: false },
+    fingerprint256: srv.fingerprint,
+    llqTransports: ['udp'],
+    retryMinMs: 200,
+    retryMaxMs: 1000,
+    timeoutMs: 2000,
+    ...extra,
+  }
 }

@@ -16,7 +16,7 @@ import { emptyMessage, encodeMessage } from '../../src/dns/wire/message.js'
 import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
 import { FakeClock } from '../../src/io/clock.fake.js'
 import { MemoryLogger } from '../../src/io/log.js'
-import { type AccountJson, NotifyServer, runPython, tsigKey, waitFor, ZONE } from './notify-harness.js'
+import { type AccountJson, NotifyServer, runPython, tsigKey, waitFor, watcherOptions, ZONE } from './notify-harness.js'
 
 const srv = new NotifyServer([
   '--llq-resend-ms',
@@ -43,20 +43,7 @@ after(() => srv.cleanup())
 const hostName = (h: string): string => `${h}.alice.${ZONE}.`
 
 function watcherOpts(name: string, mech: WatcherOptions['mechanisms']): WatcherOptions {
-  return {
-    name,
-    type: RRType.AAAA,
-    domain: `alice.${ZONE}`,
-    server: { host: '127.0.0.1', port: srv.dnsPort },
-    key: tsigKey(alice),
-    tls: { rejectUnauthorized: false },
-    fingerprint256: srv.fingerprint,
-    mechanisms: mech,
-    llqTransports: ['udp'],
-    retryMinMs: 200,
-    retryMaxMs: 1000,
-    timeoutMs: 1000,
-  }
+  return watcherOptions(srv, alice, name, { mechanisms: mech, timeoutMs: 1000 })
 }
 
 const addrs = (rrs: readonly { data: unknown }[]): string[] => rrs.map((r) => (r.data as AAAAData).address).sort()

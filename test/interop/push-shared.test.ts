@@ -9,7 +9,7 @@ import { type WatchEvent, Watcher, type WatcherOptions } from '../../src/dns/cli
 import { signMessage } from '../../src/dns/tsig.js'
 import type { Message } from '../../src/dns/wire/message.js'
 import { type AAAAData, RRType } from '../../src/dns/wire/rr-table.js'
-import { type AccountJson, NotifyServer, tsigKey, waitFor, ZONE } from './notify-harness.js'
+import { type AccountJson, NotifyServer, tsigKey, waitFor, watcherOptions, ZONE } from './notify-harness.js'
 
 const srv = new NotifyServer([])
 let alice: AccountJson
@@ -25,20 +25,7 @@ const hostName = (h: string): string => `${h}-${suffix}.alice.${ZONE}.`
 const addrs = (rrs: readonly { data: unknown }[]): string[] => rrs.map((r) => (r.data as AAAAData).address).sort()
 
 function opts(name: string, pool: PushSessionPool): WatcherOptions {
-  return {
-    name,
-    type: RRType.AAAA,
-    domain: `alice.${ZONE}`,
-    server: { host: '127.0.0.1', port: srv.dnsPort },
-    key: tsigKey(alice),
-    tls: { rejectUnauthorized: false },
-    fingerprint256: srv.fingerprint,
-    mechanisms: ['push'],
-    retryMinMs: 200,
-    retryMaxMs: 1000,
-    timeoutMs: 2000,
-    pushSessions: pool,
-  }
+  return watcherOptions(srv, alice, name, { mechanisms: ['push'], pushSessions: pool })
 }
 
 /** Resolves with the RRset after `w` saw `addr` added. */
