@@ -39,6 +39,43 @@ async function rssKiB(pid: number): Promise<number> {
   return Number(m?.[1] ?? 0)
 }
 
+/**
+ * Where the RSS is (proc(5) smaps): the node binary's pages, the malloc heap ([heap] plus the anonymous arenas of
+ * other threads, which smaps cannot tell from V8's), V8's anonymous mappings, and shared libraries, in MiB.
+ */
+async function rssByMapping(pid: number): Promise<string> {
+  const sum = new Map<string, number>()
+  const maps: { what: string; rss: number }[] = []
+  let name = ''
+  for (const line of (await readFile(`/proc/${pid}/smaps`, 'utf8')).split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line)
+    if (head) {
+      const path = head[4] ?? ''
+      name = path === '' ? 'anonymous' : path.startsWith('[') ? path : path.endsWith('/node') ? 'node binary' : 'files'
+      const kib = (Number.parseInt(head[2] ?? '0', 16) - Number.parseInt(head[1] ?? '0', 16)) / 1024
+      maps.push({ what: `${kib} KiB ${head[3]} ${path || 'anonymous'}`, rss: 0 })
+      continue
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line)
+    if (rss) {
+      sum.set(name, (sum.get(name) ?? 0) + Number(rss[1]))
+      const last = maps[maps.length - 1]
+      if (last) last.rss = Number(rss[1])
+    }
+  }
+  // IDLE_SMAPS=N: also the N mappings with the most resident pages.
+  const top = Number(process.env.IDLE_SMAPS ?? 0)
+  const detail = maps
+    .sort((a, b) => b.rss - a.rss)
+    .slice(0, top)
+    .map((m) => `\n    ${String(m.rss).padStart(7)} KiB resident of ${m.what}`)
+    .join('')
+  return `${[...sum]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${(v / 1024).toFixed(1)}`)
+    .join(', ')}${detail}`
+}
+
 /** The node process behind a lab process (the spawned pid may be a wrapper that exec'd or forked it). */
 async function nodePid(pid: number): Promise<number> {
   const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim()
@@ -91,6 +128,7 @@ async function measure(pids: { who: string; pid: number }[], mode: string): Prom
   pids.forEach((p, i) => {
     process.stdout.write(`${formatDeltas(`${p.who} [${mode}]`, threadDeltas(th0[i]!, th1[i]!, secs))}\n`)
   })
+  for (const p of pids) process.stdout.write(`${p.who} [${mode}] RSS by mapping: ${await rssByMapping(p.pid)}\n`)
   return Promise.all(
     pids.map(async (p, i) => {
       const threads = Number(/^Threads:\s+(\d+)/m.exec(await readFile(`/proc/${p.pid}/status`, 'utf8'))?.[1])

@@ -3,6 +3,7 @@
 // come from `_services._dns-sd._udp.DOMAIN`.
 import type { Message } from '../dns/wire/message.js'
 import { type PTRData, RRType, type SRVData, type TXTData } from '../dns/wire/rr-table.js'
+import { byCodeUnits } from '../io/order.js'
 import type { BrowseResult } from './agent.js'
 import { fq, SERVICES_ENUM } from './records.js'
 
@@ -61,7 +62,7 @@ export async function browseServices(
         addresses: addrs.flat(),
       })
     }
-    out.push({ type: t, instances: instances.sort((a, b) => a.name.localeCompare(b.name)) })
+    out.push({ type: t, instances: instances.sort((a, b) => byCodeUnits(a.name, b.name)) })
   }
   return out
 }

@@ -28,6 +28,7 @@ import type { WatchMechanism } from '../dns/client/watcher.js'
 import { type RR, RRType } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
+import { byCodeUnits } from '../io/order.js'
 import { LookupCache } from './lookup-cache.js'
 import { type PeerRecords, queryIkeKeys, recordsMoved, resolveTarget, type SignedQuery } from './peer-records.js'
 import { AUTOTUNNEL_SERVICE, fq, HOST_LABEL } from './records.js'
@@ -204,7 +205,7 @@ export class PeerManager {
   }
 
   peers(): Peer[] {
-    return [...this.#entries.values()].map((e) => e.peer).sort((a, b) => a.host.localeCompare(b.host))
+    return [...this.#entries.values()].map((e) => e.peer).sort((a, b) => byCodeUnits(a.host, b.host))
   }
 
   /** A peer by label ("desktop"), FQDN ("desktop.alice.zone", with or without the dot). */

@@ -6,6 +6,8 @@
 //   /etc/krb5.keytab                our host/ keys appended to whatever entries were there
 //   /etc/ssh/sshd_config.d/...      GSSAPI authentication and GSSAPI key exchange
 //   /etc/ssh/ssh_config.d/...       the same for the user's host names, and the ticket hook (Match exec)
+
+import { byCodeUnits } from '../io/order.js'
 import { BLOCK_BEGIN, BLOCK_END } from './system-files.js'
 
 export interface SsoHostEntry {
@@ -45,7 +47,7 @@ export function krb5Block(o: {
   account: string
   ssoUser: string
 }): string {
-  const hosts = [o.self, ...o.peers.filter((p) => p.fqdn !== o.self.fqdn)].sort((a, b) => a.fqdn.localeCompare(b.fqdn))
+  const hosts = [o.self, ...o.peers.filter((p) => p.fqdn !== o.self.fqdn)].sort((a, b) => byCodeUnits(a.fqdn, b.fqdn))
   const lines = [
     `${BLOCK_BEGIN} ${o.self.fqdn}: written by autotunnel up, removed by autotunnel down (docs/sso.md)`,
     '[realms]',
