@@ -21,7 +21,7 @@
 //   list the live nodes are in nodes.ts.
 // - The zone serial is the last change-feed id the node has seen (modulo 2^32): no row every update fights over.
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import { type Logger, nullLogger } from '../../io/log.js'
 import type { Account } from '../accounts.js'
@@ -41,6 +41,7 @@ import {
 import { pgListAccounts } from './accounts.js'
 import { Doorbell } from './doorbell.js'
 import { NodeHeartbeat } from './nodes.js'
+import { PgPrimary } from './primary.js'
 import { applyRows } from './reconcile.js'
 import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
 import {
@@ -68,7 +69,7 @@ const CONNECT_TIMEOUT_MS = 3000
 const STATEMENT_TIMEOUT_MS = 10_000
 
 export interface PgStoreOptions {
-  /** postgres://USER:PASSWORD@HOST:PORT/DB (libpq-style URL, as `pg` takes it). */
+  /** postgres://USER:PASSWORD@HOST:PORT/DB, or several HOST:PORTs (a primary and its standbys; hosts.ts). */
   readonly url: string
   /** FQDN of the zone, lower case with trailing dot. */
   readonly zone: string
@@ -125,14 +126,20 @@ export class PgStore implements ZoneStore {
     this.zone = opts.zone
     this.index = new ZoneIndex(opts.zone)
     this.nodeId = opts.nodeId ?? randomBytes(8).toString('hex')
-    const base = {
-      connectionString: opts.url,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      statement_timeout: STATEMENT_TIMEOUT_MS,
-      application_name: `autotunnel ${this.nodeId}`,
-      keepAlive: true,
-    }
-    this.#pool = new pg.Pool({ ...base, max: 4 })
+    // The URL may list a primary and its standbys: every connection goes to the writable one (primary.ts).
+    const primary = new PgPrimary(
+      { log: this.#log },
+      {
+        url: opts.url,
+        config: {
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+          statement_timeout: STATEMENT_TIMEOUT_MS,
+          application_name: `autotunnel ${this.nodeId}`,
+          keepAlive: true,
+        },
+      },
+    )
+    this.#pool = primary.pool({ max: 4 })
     // An idle connection dying (the database restarting) is reported here; the pool replaces it on next use.
     this.#pool.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
     this.#nodes = new NodeHeartbeat(
@@ -152,10 +159,7 @@ export class PgStore implements ZoneStore {
         this.kick()
       },
     })
-    this.#doorbell = new Doorbell(
-      { log: this.#log, onRing: () => this.kick() },
-      { url: opts.url, nodeId: this.nodeId, connect: base },
-    )
+    this.#doorbell = new Doorbell({ log: this.#log, onRing: () => this.kick() }, { primary, nodeId: this.nodeId })
   }
 
   /** Connects, creates or migrates the schema, loads the zone and the accounts, and starts following the feed. */
