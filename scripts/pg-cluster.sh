@@ -12,6 +12,8 @@
 #                                          -R, its own port; the primary's COMMITs then wait for it); prints DIR, URL
 #   scripts/pg-cluster.sh promote DIR      pg_ctl promote: the standby becomes a primary (returns when it is)
 #   scripts/pg-cluster.sh kill DIR         SIGKILL of the postmaster and every process of its group (a machine lost)
+#   scripts/pg-cluster.sh freeze DIR       SIGSTOP of the same (a machine gone silent: connections stay open, nothing
+#                                          answers); destroy still removes it
 #
 # Needs Debian's postgresql-15 (scripts/deps.sh installs it) and root or the postgres user. The URL is
 # postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres; PGPORT and PGOPTS may set the port and extra -c options.
@@ -84,13 +86,18 @@ postmaster() {
   echo "$pid"
 }
 
-# SIGKILL of the postmaster of DIR and of its process group (pg_ctl makes the postmaster a session leader, so
-# the group is the postmaster and its children and nothing else).
+# Sends SIG to the postmaster of DIR and its process group (pg_ctl makes the postmaster a session leader, so the
+# group is the postmaster and its children and nothing else).
+signal_cluster() {
+  local dir=$1 sig=$2 pid
+  pid=$(postmaster "$dir") || return 1
+  if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then kill "-$sig" -- "-$pid" 2>/dev/null || true
+  else kill "-$sig" "$pid" $(ps -o pid= --ppid "$pid") 2>/dev/null || true; fi
+}
+
 kill_cluster() {
-  local dir=$1 pid
-  pid=$(postmaster "$dir") || return 0
-  if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then kill -KILL -- "-$pid" 2>/dev/null || true
-  else kill -KILL "$pid" $(ps -o pid= --ppid "$pid") 2>/dev/null || true; fi
+  local dir=$1
+  signal_cluster "$dir" KILL || return 0
   for _ in $(seq 50); do postmaster "$dir" >/dev/null || break; sleep 0.1; done
 }
 
@@ -155,6 +162,11 @@ case "$cmd" in
     url "$dir" >/dev/null
     kill_cluster "$dir"
     ;;
+  freeze)
+    dir=${2:?DIR}
+    url "$dir" >/dev/null
+    signal_cluster "$dir" STOP || die "$dir: not running"
+    ;;
   url) url "${2:?DIR}" ;;
   restart)
     dir=${2:?DIR}
@@ -167,13 +179,15 @@ case "$cmd" in
   destroy)
     dir=${2:?DIR}
     [ -f "$dir/url" ] || [ -d "$dir/data" ] || die "$dir holds no cluster made by this script"
+    # A frozen cluster must run again to stop (pg_ctl would wait for it).
+    signal_cluster "$dir" CONT || true
     if [ -f "$dir/data/postmaster.pid" ]; then ctl "$dir" -m immediate stop >/dev/null 2>&1 || true; fi
     # A postmaster pg_ctl could not stop, or backends left by a killed one.
     kill_cluster "$dir"
     rm -rf "$dir"
     ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     [ "$cmd" = "-h" ] || [ "$cmd" = "--help" ] || exit 2
     ;;
 esac

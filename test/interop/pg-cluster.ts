@@ -54,6 +54,14 @@ export class PgCluster {
     await sh(['kill', this.dir])
   }
 
+  /**
+   * SIGSTOP of the postmaster and all its processes: a machine gone silent (its connections stay open and nothing
+   * answers, no reset). destroy() still removes it.
+   */
+  async freeze(): Promise<void> {
+    await sh(['freeze', this.dir])
+  }
+
   /** The TCP port on 127.0.0.1. */
   get port(): number {
     return Number(new URL(this.url).port)

@@ -51,6 +51,43 @@ test('the URL may list the standby first; a standby alone is refused with what t
   assert.doesNotMatch(alone.stderr, new RegExp(pw), 'no password in the message')
 })
 
+test('synchronous standby down: an UPDATE whose COMMIT the standby never confirms is not acknowledged', async (t) => {
+  const node = new ServerProcess()
+  t.after(() => node.cleanup())
+  node.store = url
+  await node.start([], { tls: false })
+  const key = keyOf(alice)
+  const update = (name: string) =>
+    updateMessage(1, `${ZONE}.`, [{ name, type: RRType.A, class: RRClass.IN, ttl: 60, data: { address: '10.7.7.7' } }])
+  await standby!.stop('fast')
+  let up = false
+  t.after(async () => {
+    if (!up) await standby!.startAgain()
+  })
+  // The primary commits locally and waits for the standby; the statement timeout (10 s) cancels the wait and
+  // PostgreSQL returns success with a WARNING: committed on one machine only, so the node answers SERVFAIL.
+  const t0 = performance.now()
+  const [r] = await sendAll(node.ports.dns, key, [update(`sync-${Date.now() % 100000}.alice.${ZONE}.`)], {
+    timeoutMs: 30_000,
+  })
+  const waited = performance.now() - t0
+  t.diagnostic(`answered ${r?.rcode} after ${waited.toFixed(0)} ms`)
+  assert.equal(r?.rcode, Rcode.SERVFAIL)
+  assert.ok(waited > 9000, 'after the statement timeout')
+  assert.match(node.stderr, /"msg":"pg\.commit_unconfirmed"/)
+  await standby!.startAgain()
+  up = true
+  for (let i = 0; i < 100; i++) {
+    const rows = await primary!.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")
+    if (rows.length) break
+    await sleep(100)
+  }
+  const [again] = await sendAll(node.ports.dns, key, [update(`sync2-${Date.now() % 100000}.alice.${ZONE}.`)], {
+    timeoutMs: 15_000,
+  })
+  assert.equal(again?.rcode, Rcode.NOERROR, 'acknowledged again with the standby back')
+})
+
 interface Answer {
   readonly node: 1 | 2
   readonly name: string
@@ -78,6 +115,7 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
   let promoteAt = 0
   let promotedAt = 0
   let failover: Promise<void> | undefined
+  let outage: number[][] = []
   let stop = false
   let seq = 0
   const afterPromotion = (node: 1 | 2) =>
@@ -115,8 +153,10 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
             failover = (async () => {
               killedAt = performance.now()
               await primary!.kill()
-              // The failover tool's delay: updates get SERVFAIL meanwhile.
-              await sleep(500)
+              // The failover tool's delay: updates get SERVFAIL meanwhile, and queries are answered from memory.
+              const acks = answers.filter((a) => a.rcode === Rcode.NOERROR).map((a) => a.name)
+              outage = await Promise.all(nodes.map((n) => missingOn(n.ports.dns, acks.slice(0, 100))))
+              await sleep(Math.max(0, 500 - (performance.now() - killedAt)))
               promoteAt = performance.now()
               await standby!.promote()
               promotedAt = performance.now()
@@ -138,6 +178,7 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
   t.diagnostic(`answers by rcode: ${JSON.stringify(Object.fromEntries(rcodes))}; killed after ${killAt} acks`)
   assert.equal(ok.length + failed.length, answers.length, 'only NOERROR or SERVFAIL, none unanswered')
   assert.ok(failed.length > 0, 'the outage was seen (SERVFAIL while no server took writes)')
+  assert.deepEqual(outage, [[], []], 'both nodes answered queries from memory while no server took writes')
   assert.equal(
     failed.filter((a) => a.at < killedAt).length,
     0,
@@ -232,3 +273,87 @@ async function eventually(port: number, names: string[], ms = 5000): Promise<num
     await sleep(100)
   }
 }
+
+test('primary frozen (SIGSTOP: gone without closing its connections), standby promoted: both nodes write again', async (t) => {
+  // Its own pair: the one above ends with its primary killed.
+  const p = await PgCluster.start()
+  t.after(() => p.destroy())
+  const sb = await p.standby()
+  t.after(() => sb.destroy())
+  const u = `postgres://postgres:${passwordOf(p.url)}@127.0.0.1:${p.port},127.0.0.1:${sb.port}/postgres`
+  const admin = new ServerProcess()
+  admin.store = u
+  let account: AccountJson
+  try {
+    account = await admin.addAccount('alice')
+  } finally {
+    await admin.cleanup()
+  }
+  const nodes = [new ServerProcess(), new ServerProcess()] as const
+  t.after(async () => {
+    await Promise.all(nodes.map((n) => n.cleanup()))
+  })
+  for (const n of nodes) n.store = u
+  await Promise.all(nodes.map((n) => n.start([], { tls: false })))
+  const key = keyOf(account)
+  let seq = 0
+  const update = (node: number) => {
+    const name = `z${node}-${seq++}.alice.${ZONE}.`
+    return {
+      name,
+      msg: updateMessage(1, `${ZONE}.`, [
+        { name, type: RRType.A, class: RRClass.IN, ttl: 60, data: { address: `10.8.${node}.${seq & 255}` } },
+      ]),
+    }
+  }
+  const acked: string[] = []
+  for (const [i, n] of nodes.entries()) {
+    const w = update(i + 1)
+    assert.equal((await sendAll(n.ports.dns, key, [w.msg]))[0]?.rcode, Rcode.NOERROR)
+    acked.push(w.name)
+  }
+  await p.freeze()
+  const frozenAt = performance.now()
+  await sb.promote()
+  const promotedAt = performance.now()
+  // Each node: one UPDATE at a time until one is acknowledged. The first waits on a connection to the frozen
+  // server until the watchdog (statement timeout + 2 s) closes every connection to it.
+  const recover = async (i: number): Promise<number> => {
+    const n = nodes[i]!
+    for (;;) {
+      const w = update(i + 1)
+      const [r] = await sendAll(n.ports.dns, key, [w.msg], { timeoutMs: 30_000 })
+      if (r?.rcode === Rcode.NOERROR) {
+        acked.push(w.name)
+        return performance.now()
+      }
+      assert.equal(r?.rcode, Rcode.SERVFAIL, 'SERVFAIL while the primary is unreachable')
+      if (performance.now() - frozenAt > 30_000) assert.fail(`node ${i + 1} did not write again in 30 s`)
+      await sleep(50)
+    }
+  }
+  const back = await Promise.all([recover(0), recover(1)])
+  for (const [i, at] of back.entries())
+    t.diagnostic(
+      `node ${i + 1}: first NOERROR ${(at - frozenAt).toFixed(0)} ms after the freeze ` +
+        `(promotion took ${(promotedAt - frozenAt).toFixed(0)} ms)`,
+    )
+  for (const at of back) assert.ok(at - frozenAt < 20_000, 'writes again within 20 s of the freeze')
+  const [inDb] = await sb.query<{ n: number }>(
+    'SELECT count(DISTINCT name)::int AS n FROM autotunnel.rr WHERE name = ANY($1)',
+    [acked],
+  )
+  assert.equal(inDb?.n, acked.length, 'every acknowledged update is on the new primary')
+  // The LISTEN connections moved too: a change through node 1 reaches node 2.
+  const w = update(1)
+  assert.equal((await sendAll(nodes[0].ports.dns, key, [w.msg]))[0]?.rcode, Rcode.NOERROR)
+  const t0 = performance.now()
+  for (;;) {
+    const [r] = await sendAll(nodes[1].ports.dns, key, [queryMessage(1, w.name, RRType.A)])
+    if (r?.msg?.answers.length === 1) break
+    assert.ok(performance.now() - t0 < 2000, 'node 2 hears of node 1 after the failover')
+    await sleep(20)
+  }
+  for (const [i, n] of nodes.entries())
+    assert.match(n.stderr, /"msg":"pg\.primary_lost"/, `node ${i + 1} gave up on the frozen server`)
+})

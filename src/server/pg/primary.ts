@@ -27,9 +27,16 @@ const CHECK_SQL = `SELECT pg_is_in_recovery() AS standby, current_setting('trans
  */
 const RETRY_MS = 100
 
+/**
+ * SQLSTATE of a plain WARNING (not translated, unlike the message). The one a COMMIT gets is PostgreSQL's
+ * "canceling wait for synchronous replication" (the statement timeout ran out while the synchronous standby had
+ * not confirmed): the transaction is committed on the primary only.
+ */
+const WARNING = '01000'
+
 type ClientInternals = {
   connectionParameters: { host: string; port: number }
-  connection: { stream: { destroyed?: boolean } }
+  connection: { stream: { destroyed?: boolean; destroy(): void } }
 }
 
 /** Points an unconnected client at `h` (pg reads host and port when it connects). */
@@ -61,20 +68,66 @@ export class PgPrimary {
   #logged: PgHost | undefined
   #search: Promise<PgHost> | undefined
   #failure: { at: number; err: Error } | undefined
+  readonly #queryTimeoutMs: number
+  /** The connected clients and their server (to sever them all when it stops answering). */
+  readonly #clients = new Map<pg.Client, PgHost>()
+  readonly #warned = new WeakSet<pg.ClientBase>()
 
-  /** `config`: what every connection gets besides the URL (timeouts, application_name). */
-  constructor(deps: { log?: Logger; now?: () => number }, opts: { url: string; config?: pg.ClientConfig }) {
+  /**
+   * `config`: what every connection gets besides the URL (timeouts, application_name). `queryTimeoutMs`: a server
+   * that has not answered a statement in this time is taken for gone (set it above the statement_timeout).
+   */
+  constructor(
+    deps: { log?: Logger; now?: () => number },
+    opts: { url: string; config?: pg.ClientConfig; queryTimeoutMs?: number },
+  ) {
     const u = parsePgUrl(opts.url)
     this.hosts = u.hosts
     this.#base = { ...opts.config, connectionString: u.connectionString }
     this.#log = deps.log ?? nullLogger
     this.#now = deps.now ?? (() => performance.now())
+    this.#queryTimeoutMs = opts.queryTimeoutMs ?? 0
     // One server: nothing to choose (pg connects where the URL says), only the check.
     if (this.hosts.length === 1) this.#current = this.hosts[0]
     const primary = this
     this.Client = class PrimaryClient extends pg.Client {
       constructor(config?: pg.ClientConfig) {
         super({ ...primary.#base, ...config })
+        this.on('notice', (n) => {
+          if (n.code === WARNING) primary.#warned.add(this)
+        })
+      }
+
+      /**
+       * pg's query, with a watchdog: a server that does not answer (a machine gone without closing its
+       * connections: no reset arrives, the statement timeout is the server's own) would hold the query, and the
+       * update queue behind it, until TCP gives up after many minutes.
+       */
+      // biome-ignore lint/suspicious/noExplicitAny: passes pg's overloads through unchanged
+      override query(...args: any[]): any {
+        const h = primary.#clients.get(this)
+        if (!primary.#queryTimeoutMs || h === undefined || typeof args[0]?.submit === 'function')
+          return super.query(...(args as [string]))
+        const timer = setTimeout(
+          () => primary.#sever(h, `no answer to a statement in ${primary.#queryTimeoutMs} ms`),
+          primary.#queryTimeoutMs,
+        )
+        timer.unref()
+        const last = args.length - 1
+        if (typeof args[last] === 'function') {
+          const cb = args[last] as (...a: unknown[]) => void
+          args[last] = (...a: unknown[]) => {
+            clearTimeout(timer)
+            cb(...a)
+          }
+        }
+        const r = super.query(...(args as [string]))
+        if (r && typeof (r as Promise<unknown>).then === 'function')
+          (r as Promise<unknown>).then(
+            () => clearTimeout(timer),
+            () => clearTimeout(timer),
+          )
+        return r
       }
 
       override connect(): Promise<pg.Client>
@@ -91,6 +144,11 @@ export class PgPrimary {
         return undefined
       }
     }
+  }
+
+  /** True (once) when `c` received a WARNING since the last call (store.ts: a COMMIT the standby did not confirm). */
+  takeWarning(c: pg.ClientBase): boolean {
+    return this.#warned.delete(c)
   }
 
   /** A pool whose connections go to the writable server. */
@@ -131,9 +189,25 @@ export class PgPrimary {
       throw new StoreError(this.#advice([[h, why]]))
     }
     this.#found(h)
+    this.#clients.set(c, h)
+    c.once('end', () => this.#clients.delete(c))
     // A broken connection to the primary: look again before the next one (a dead host may take a connect
     // timeout to fail). Another server may have been promoted; if not, the search finds this one again.
     c.on('error', (e) => this.#lost(h, e.message))
+  }
+
+  /**
+   * `h` stopped answering: closes every connection to it (their queries fail at once, the pool drops them, the
+   * listener reconnects) and looks for the writable server again.
+   */
+  #sever(h: PgHost, why: string): void {
+    this.#lost(h, why)
+    if (this.hosts.length === 1) this.#log.warn('pg.unanswered', { primary: hostLabel(h), err: why })
+    for (const [c, ch] of this.#clients)
+      if (ch === h) {
+        this.#clients.delete(c)
+        ;(c as unknown as ClientInternals).connection.stream.destroy()
+      }
   }
 
   #target(): Promise<PgHost> {
