@@ -33,6 +33,8 @@ const RETRY_MS = 100
  * not confirmed): the transaction is committed on the primary only.
  */
 const WARNING = '01000'
+/** A probe (a connection and one statement) that takes longer counts as no answer. */
+const PROBE_TIMEOUT_MS = 5000
 
 type ClientInternals = {
   connectionParameters: { host: string; port: number }
@@ -98,35 +100,23 @@ export class PgPrimary {
         })
       }
 
-      /**
-       * pg's query, with a watchdog: a server that does not answer (a machine gone without closing its
-       * connections: no reset arrives, the statement timeout is the server's own) would hold the query, and the
-       * update queue behind it, until TCP gives up after many minutes.
-       */
+      /** pg's query, watched (#watch) while it runs. */
       // biome-ignore lint/suspicious/noExplicitAny: passes pg's overloads through unchanged
       override query(...args: any[]): any {
         const h = primary.#clients.get(this)
         if (!primary.#queryTimeoutMs || h === undefined || typeof args[0]?.submit === 'function')
           return super.query(...(args as [string]))
-        const timer = setTimeout(
-          () => primary.#sever(h, `no answer to a statement in ${primary.#queryTimeoutMs} ms`),
-          primary.#queryTimeoutMs,
-        )
-        timer.unref()
+        const finished = primary.#watch(h)
         const last = args.length - 1
         if (typeof args[last] === 'function') {
           const cb = args[last] as (...a: unknown[]) => void
           args[last] = (...a: unknown[]) => {
-            clearTimeout(timer)
+            finished()
             cb(...a)
           }
         }
         const r = super.query(...(args as [string]))
-        if (r && typeof (r as Promise<unknown>).then === 'function')
-          (r as Promise<unknown>).then(
-            () => clearTimeout(timer),
-            () => clearTimeout(timer),
-          )
+        if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(finished, finished)
         return r
       }
 
@@ -197,6 +187,40 @@ export class PgPrimary {
   }
 
   /**
+   * A watchdog for a statement on a connection to `h`; returns the function that ends it. A server that does not
+   * answer at all (a machine gone without closing its connections: no reset arrives, and the statement timeout is
+   * the server's own) would hold the statement, and the update queue behind it, until TCP gives up after many
+   * minutes. After queryTimeoutMs the watchdog asks `h` on a new connection: no answer, and every connection to it
+   * is closed (#sever); an answer, and the statement is only slow: a COMMIT waits for the synchronous standby
+   * without a time limit (the statement timeout ends before the COMMIT), and giving up on it would leave its
+   * backend waiting, a connection slot taken, at every try. It keeps waiting, logged, as PostgreSQL means it to.
+   */
+  #watch(h: PgHost): () => void {
+    const t0 = this.#now()
+    let timer: NodeJS.Timeout | undefined
+    let done = false
+    const arm = (): void => {
+      timer = setTimeout(async () => {
+        const answers = (await this.#probe(h)).connected
+        if (done) return
+        if (!answers) return this.#sever(h, `no answer to a statement in ${Math.round(this.#now() - t0)} ms`)
+        this.#log.warn('pg.statement_waiting', {
+          primary: hostLabel(h),
+          waitedMs: Math.round(this.#now() - t0),
+          hint: 'the server answers, a statement of this node has not finished: a COMMIT waiting for a synchronous standby that is down? (pg_stat_replication on the primary)',
+        })
+        arm()
+      }, this.#queryTimeoutMs)
+      timer.unref()
+    }
+    arm()
+    return () => {
+      done = true
+      clearTimeout(timer)
+    }
+  }
+
+  /**
    * `h` stopped answering: closes every connection to it (their queries fail at once, the pool drops them, the
    * listener reconnects) and looks for the writable server again.
    */
@@ -237,7 +261,7 @@ export class PgPrimary {
       let done = false
       for (const h of this.hosts)
         this.#probe(h)
-          .then((w) => {
+          .then(({ why: w }) => {
             if (w === undefined && !done) {
               done = true
               resolve(h)
@@ -251,17 +275,31 @@ export class PgPrimary {
     })
   }
 
-  async #probe(h: PgHost): Promise<string | undefined> {
+  /** Connects to `h` and asks whether it takes writes (undefined: it does; else why not). */
+  async #probe(h: PgHost): Promise<{ connected: boolean; why: string | undefined }> {
     const c = new pg.Client(this.#base)
-    aim(c, h)
+    // One server: the URL names it (its host may be pg's default, which `h` leaves empty).
+    if (this.hosts.length > 1) aim(c, h)
     c.on('error', () => {})
+    let connected = false
+    // Bounded even when the server accepts the connection and then says nothing.
+    let timer: NodeJS.Timeout | undefined
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer')), PROBE_TIMEOUT_MS)
+    })
+    let answered = false
     try {
-      await c.connect()
-      return await notWritable(c)
+      await Promise.race([c.connect(), silent])
+      connected = true
+      const why = await Promise.race([notWritable(c), silent])
+      answered = true
+      return { connected, why }
     } catch (e) {
-      return (e as Error).message
+      return { connected, why: (e as Error).message }
     } finally {
-      await c.end().catch(() => {})
+      clearTimeout(timer)
+      if (answered) c.end().catch(() => {})
+      else (c as unknown as ClientInternals).connection.stream.destroy()
     }
   }
 
