@@ -104,13 +104,15 @@ test('synchronous standby down: no UPDATE is acknowledged before the standby has
   assert.match(node.stderr, /"msg":"pg\.statement_waiting"/, 'the watchdog found the server answering')
   assert.equal(bAnswered, false, 'not answered while the standby is away')
   assert.doesNotMatch(node.stderr, /"msg":"pg\.primary_lost"/, 'the node did not give up on a live primary')
+  const t1 = performance.now()
   await standby!.startAgain()
   up = true
-  const t1 = performance.now()
+  const started = performance.now()
   assert.equal((await b)[0]?.rcode, Rcode.NOERROR, 'acknowledged once the standby has it')
   t.diagnostic(
-    `an UPDATE waited ${((t1 - t0) / 1000).toFixed(1)} s for the stopped standby, answered NOERROR ` +
-      `${(performance.now() - t1).toFixed(0)} ms after it was started again`,
+    `an UPDATE waited ${((t1 - t0) / 1000).toFixed(1)} s for the stopped standby; answered NOERROR ` +
+      `${(performance.now() - t1).toFixed(0)} ms after the standby's start began (the start took ` +
+      `${(started - t1).toFixed(0)} ms)`,
   )
 })
 
@@ -263,7 +265,12 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
     ]),
   ])
   assert.equal(r[0]?.rcode, Rcode.NOERROR)
-  assert.deepEqual(await eventually(nodes[1].ports.dns, [last], 2000), [], 'node 2 hears of node 1 after the failover')
+  for (;;) {
+    const [q] = await sendAll(nodes[1].ports.dns, key, [queryMessage(1, last, RRType.A)])
+    if (q?.msg?.answers.length === 1) break
+    assert.ok(performance.now() - t0 < 2000, 'node 2 hears of node 1 after the failover')
+    await sleep(5)
+  }
   t.diagnostic(`a change through node 1 answered by node 2 ${(performance.now() - t0).toFixed(0)} ms later`)
   assert.equal(resyncs(), resyncsBefore, 'node 2 followed the feed, no whole-zone re-read')
   for (const [i, n] of nodes.entries())
