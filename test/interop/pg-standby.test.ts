@@ -273,6 +273,12 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
   }
   t.diagnostic(`a change through node 1 answered by node 2 ${(performance.now() - t0).toFixed(0)} ms later`)
   assert.equal(resyncs(), resyncsBefore, 'node 2 followed the feed, no whole-zone re-read')
+  // While neither server took writes, the log said what was wrong with each and what to do.
+  assert.match(
+    nodes[0].stderr + nodes[1].stderr,
+    /no writable PostgreSQL server among 2 \(127\.0\.0\.1:\d+: [^;]+; 127\.0\.0\.1:\d+: a standby \(in recovery\)\): promote a standby/,
+  )
+  assert.doesNotMatch(nodes[0].stderr + nodes[1].stderr, new RegExp(passwordOf(url)), 'no password in the logs')
   for (const [i, n] of nodes.entries())
     assert.ok(
       n.stderr
