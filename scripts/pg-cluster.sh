@@ -182,7 +182,7 @@ case "$cmd" in
     # A frozen cluster must run again to stop (pg_ctl would wait for it).
     signal_cluster "$dir" CONT || true
     if [ -f "$dir/data/postmaster.pid" ]; then ctl "$dir" -m immediate stop >/dev/null 2>&1 || true; fi
-    # A postmaster pg_ctl could not stop, or backends left by a killed one.
+    # A postmaster (and its group) that pg_ctl could not stop.
     kill_cluster "$dir"
     rm -rf "$dir"
     ;;
