@@ -278,7 +278,11 @@ test('primary SIGKILLed mid-storm, standby promoted: nothing acknowledged lost, 
     nodes[0].stderr + nodes[1].stderr,
     /no writable PostgreSQL server among 2 \(127\.0\.0\.1:\d+: [^;]+; 127\.0\.0\.1:\d+: a standby \(in recovery\)\): promote a standby/,
   )
-  assert.doesNotMatch(nodes[0].stderr + nodes[1].stderr, new RegExp(passwordOf(url)), 'no password in the logs')
+  assert.doesNotMatch(
+    nodes[0].stderr + nodes[1].stderr,
+    new RegExp(passwordOf(primary!.url)),
+    'no password in the logs',
+  )
   for (const [i, n] of nodes.entries())
     assert.ok(
       n.stderr
