@@ -8,6 +8,11 @@
 // one is found every connection fails at once (updates get SERVFAIL, queries are answered from memory) with a
 // message naming each server's state and what to do.
 //
+// Two more guards: a statement unanswered for queryTimeoutMs makes the node ask its server on a new connection
+// and, without an answer, close every connection to it (a machine gone silent: no reset arrives); and
+// durableQuery() fails a COMMIT that PostgreSQL answered with a WARNING (its wait for the synchronous standby was
+// cancelled: on the primary only).
+//
 // The pg client takes one host per connection, so host and port are set on each client before it connects (pg
 // reads them only then, in Client._connect); the rest of the URL (user, password, database, TLS) is the same for
 // every server and parsed by pg.
@@ -136,9 +141,31 @@ export class PgPrimary {
     }
   }
 
-  /** True (once) when `c` received a WARNING since the last call (store.ts: a COMMIT the standby did not confirm). */
-  takeWarning(c: pg.ClientBase): boolean {
-    return this.#warned.delete(c)
+  /**
+   * Runs a statement that commits (its own transaction) on a connection of `pool` and fails when PostgreSQL
+   * answered it with a WARNING: the one a COMMIT gets is "canceling wait for synchronous replication" (the wait
+   * for the synchronous standby was cancelled), and the transaction is then on the primary only. Not durable on two
+   * machines, so not to be acknowledged. A connection whose statement failed is closed, not reused.
+   */
+  async durableQuery<R extends pg.QueryResultRow>(pool: pg.Pool, query: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+    const c = await pool.connect()
+    let failed: Error | undefined
+    try {
+      this.#warned.delete(c)
+      const r = await c.query<R>(query)
+      if (this.#warned.delete(c)) {
+        this.#log.warn('pg.commit_unconfirmed', {
+          hint: 'the wait of a COMMIT for the synchronous standby was cancelled: check the standby (pg_stat_replication on the primary)',
+        })
+        throw new StoreError('COMMIT not confirmed by the synchronous standby (its wait was cancelled)')
+      }
+      return r
+    } catch (e) {
+      if (!(e instanceof StoreError)) failed = e as Error
+      throw e
+    } finally {
+      c.release(failed)
+    }
   }
 
   /** A pool whose connections go to the writable server. */

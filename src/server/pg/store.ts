@@ -67,8 +67,6 @@ const FEED_GAP_MS = 5
 const CONNECT_TIMEOUT_MS = 3000
 /** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
 const STATEMENT_TIMEOUT_MS = 10_000
-/** A statement unanswered this long after the statement timeout: the server is gone (primary.ts). */
-const QUERY_GRACE_MS = 2000
 
 export interface PgStoreOptions {
   /** postgres://USER:PASSWORD@HOST:PORT/DB, or several HOST:PORTs (a primary and its standbys; hosts.ts). */
@@ -134,8 +132,8 @@ export class PgStore implements ZoneStore {
       { log: this.#log },
       {
         url: opts.url,
-        // Beyond the statement timeout (the server's): only a server that is gone lets a statement run so long.
-        queryTimeoutMs: STATEMENT_TIMEOUT_MS + QUERY_GRACE_MS,
+        // 2 s beyond the statement timeout (the server's): only a server that is gone leaves a statement so long.
+        queryTimeoutMs: STATEMENT_TIMEOUT_MS + 2000,
         config: {
           connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
           statement_timeout: STATEMENT_TIMEOUT_MS,
@@ -382,36 +380,20 @@ export class PgStore implements ZoneStore {
   async #commit(ops: readonly SqlOp[]): Promise<void> {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
     let lastId: string | null
-    let client: pg.PoolClient | undefined
-    let failed: unknown
     try {
-      client = await this.#pool.connect()
-      this.#primary.takeWarning(client)
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      const r = await client.query<{ last: string | null }>({
+      const r = await this.#primary.durableQuery<{ last: string | null }>(this.#pool, {
         name: 'autotunnel_commit',
         text: COMMIT_SQL,
         values: commitParams,
       })
-      // Committed on the primary, but the synchronous standby did not confirm it within the statement timeout:
-      // not durable on two machines, so not acknowledged (and the zone is re-read: the rows are there).
-      if (this.#primary.takeWarning(client)) {
-        this.#log.warn('pg.commit_unconfirmed', {
-          hint: 'the synchronous standby did not confirm a COMMIT in time: check it (pg_stat_replication on the primary)',
-        })
-        throw new StoreError('COMMIT not confirmed by the synchronous standby within the statement timeout')
-      }
       lastId = r.rows[0]?.last ?? null
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
       // whole zone is re-read from the database on the next feed read.
-      failed = e
       this.#resync = true
       this.stats.commitErrors++
       throw e
-    } finally {
-      // A connection that failed is closed rather than reused.
-      client?.release(failed instanceof Error && !(failed instanceof StoreError) ? failed : undefined)
     }
     this.#commits++
     for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
