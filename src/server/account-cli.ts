@@ -34,9 +34,12 @@ async function withPg<T>(
 ): Promise<{ value: T } | undefined> {
   const spec = resolveStore(o)
   if (spec.kind !== 'postgres') return undefined
-  const { default: pg } = await import('pg')
+  const { PgPrimary } = await import('./pg/primary.js')
   const { migrate } = await import('./pg/schema.js')
-  const pool = new pg.Pool({ connectionString: spec.url, max: 1, connectionTimeoutMillis: 5000 })
+  // The URL may list a primary and its standbys: the CLI writes to the writable one.
+  const pool = new PgPrimary({}, { url: spec.url, config: { connectionTimeoutMillis: 5000 } }).pool({
+    max: 1,
+  })
   pool.on('error', () => {})
   try {
     const c = await pool.connect()

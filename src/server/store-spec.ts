@@ -2,6 +2,7 @@
 // `--data DIR` (SQLite, the default for one machine). With PostgreSQL, --data is optional and names the node's own
 // directory (its self-signed DoT certificate); with sqlite:DIR it must not name another directory.
 import { StoreError } from './db.js'
+import { parsePgUrl } from './pg/hosts.js'
 
 export type StoreSpec =
   | { readonly kind: 'sqlite'; readonly dir: string }
@@ -16,7 +17,11 @@ export function resolveStore(o: { data?: string; store?: string }, env: NodeJS.P
       throw new StoreError('no store: give --data DIR (SQLite) or --store postgres://... (or set AUTOTUNNEL_STORE)')
     return { kind: 'sqlite', dir: o.data }
   }
-  if (PG.test(spec)) return { kind: 'postgres', url: spec, dir: o.data }
+  if (PG.test(spec)) {
+    // A bad host list is refused here, before anything connects (the message says what to write).
+    parsePgUrl(spec)
+    return { kind: 'postgres', url: spec, dir: o.data }
+  }
   if (spec.startsWith('sqlite:')) {
     const dir = spec.slice('sqlite:'.length)
     if (dir === '') throw new StoreError('--store sqlite:DIR needs a directory')
@@ -28,7 +33,7 @@ export function resolveStore(o: { data?: string; store?: string }, env: NodeJS.P
     return { kind: 'sqlite', dir }
   }
   throw new StoreError(
-    `unknown store ${JSON.stringify(redact(spec))}: want postgres://USER:PASSWORD@HOST/DB or sqlite:DIR`,
+    `unknown store ${JSON.stringify(redact(spec))}: want postgres://USER:PASSWORD@HOST[:PORT][,HOST2[:PORT2]...]/DB or sqlite:DIR`,
   )
 }
 

@@ -34,6 +34,39 @@ export class PgCluster {
     return new PgCluster(dir, url)
   }
 
+  /**
+   * A streaming standby of this cluster (pg_basebackup -R, its own port and directory), synchronous: this cluster's
+   * COMMITs return once the standby has flushed them. destroy() it too.
+   */
+  async standby(): Promise<PgCluster> {
+    const [dir, url] = (await sh(['standby', this.dir])).trim().split('\n')
+    if (!dir || !url) throw new Error('pg-cluster.sh standby printed no DIR and URL')
+    return new PgCluster(dir, url)
+  }
+
+  /** `pg_ctl promote`: a standby becomes a primary; resolves when it takes writes. */
+  async promote(): Promise<void> {
+    await sh(['promote', this.dir])
+  }
+
+  /** SIGKILL of the postmaster and all its processes (the machine lost; clients see their connections reset). */
+  async kill(): Promise<void> {
+    await sh(['kill', this.dir])
+  }
+
+  /**
+   * SIGSTOP of the postmaster and all its processes: a machine gone silent (its connections stay open and nothing
+   * answers, no reset). destroy() still removes it.
+   */
+  async freeze(): Promise<void> {
+    await sh(['freeze', this.dir])
+  }
+
+  /** The TCP port on 127.0.0.1. */
+  get port(): number {
+    return Number(new URL(this.url).port)
+  }
+
   /** `pg_ctl restart -m MODE`: immediate is a crash (recovery from the WAL on start), fast a clean stop. */
   async restart(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     await sh(['restart', this.dir, mode])

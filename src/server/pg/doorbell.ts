@@ -3,15 +3,16 @@
 // costs no fsync); and a LISTEN connection that reconnects while the database is away. A ring only says "read the
 // feed": the rows are the data, so a NOTIFY lost while disconnected costs latency (the feed is also polled), never
 // a change.
-import pg from 'pg'
+import type pg from 'pg'
 import type { Logger } from '../../io/log.js'
 import { FEED_CHANNEL } from './accounts.js'
+import type { PgPrimary } from './primary.js'
 
 const RECONNECT_MS = 500
 const CONNECT_TIMEOUT_MS = 3000
 
 export class Doorbell {
-  readonly #url: string
+  readonly #primary: PgPrimary
   readonly #nodeId: string
   readonly #log: Logger
   readonly #onRing: () => void
@@ -26,15 +27,12 @@ export class Doorbell {
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined
 
   /** `onRing` runs when another node (or the CLI) rang, and after every (re)connection of the listener. */
-  constructor(
-    deps: { log: Logger; onRing: () => void },
-    opts: { url: string; nodeId: string; connect: pg.PoolConfig },
-  ) {
-    this.#url = opts.url
+  constructor(deps: { log: Logger; onRing: () => void }, opts: { primary: PgPrimary; nodeId: string }) {
+    this.#primary = opts.primary
     this.#nodeId = opts.nodeId
     this.#log = deps.log
     this.#onRing = deps.onRing
-    this.#bell = new pg.Pool({ ...opts.connect, max: 1, options: '-c synchronous_commit=off' })
+    this.#bell = opts.primary.pool({ max: 1, options: '-c synchronous_commit=off' })
     this.#bell.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
   }
 
@@ -78,7 +76,8 @@ export class Doorbell {
 
   async #listen(): Promise<void> {
     while (!this.#closed) {
-      const c = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+      // The writable server of the URL's list: after a failover the listener reconnects to the new primary.
+      const c = new this.#primary.Client({ connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
       this.#listener = c
       const ended = new Promise<void>((resolve) => {
         c.on('error', (e) => {

@@ -21,7 +21,7 @@
 //   list the live nodes are in nodes.ts.
 // - The zone serial is the last change-feed id the node has seen (modulo 2^32): no row every update fights over.
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import { type Logger, nullLogger } from '../../io/log.js'
 import type { Account } from '../accounts.js'
@@ -41,6 +41,7 @@ import {
 import { pgListAccounts } from './accounts.js'
 import { Doorbell } from './doorbell.js'
 import { NodeHeartbeat } from './nodes.js'
+import { PgPrimary } from './primary.js'
 import { applyRows } from './reconcile.js'
 import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
 import {
@@ -68,7 +69,7 @@ const CONNECT_TIMEOUT_MS = 3000
 const STATEMENT_TIMEOUT_MS = 10_000
 
 export interface PgStoreOptions {
-  /** postgres://USER:PASSWORD@HOST:PORT/DB (libpq-style URL, as `pg` takes it). */
+  /** postgres://USER:PASSWORD@HOST:PORT/DB, or several HOST:PORTs (a primary and its standbys; hosts.ts). */
   readonly url: string
   /** FQDN of the zone, lower case with trailing dot. */
   readonly zone: string
@@ -86,6 +87,7 @@ export class PgStore implements ZoneStore {
   readonly nodeId: string
   readonly #clock: Clock
   readonly #log: Logger
+  readonly #primary: PgPrimary
   readonly #pool: pg.Pool
   readonly #doorbell: Doorbell
   readonly #nodes: NodeHeartbeat
@@ -125,14 +127,23 @@ export class PgStore implements ZoneStore {
     this.zone = opts.zone
     this.index = new ZoneIndex(opts.zone)
     this.nodeId = opts.nodeId ?? randomBytes(8).toString('hex')
-    const base = {
-      connectionString: opts.url,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      statement_timeout: STATEMENT_TIMEOUT_MS,
-      application_name: `autotunnel ${this.nodeId}`,
-      keepAlive: true,
-    }
-    this.#pool = new pg.Pool({ ...base, max: 4 })
+    // The URL may list a primary and its standbys: every connection goes to the writable one (primary.ts).
+    const primary = new PgPrimary(
+      { log: this.#log },
+      {
+        url: opts.url,
+        // 2 s beyond the statement timeout (the server's): only a server that is gone leaves a statement so long.
+        queryTimeoutMs: STATEMENT_TIMEOUT_MS + 2000,
+        config: {
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+          statement_timeout: STATEMENT_TIMEOUT_MS,
+          application_name: `autotunnel ${this.nodeId}`,
+          keepAlive: true,
+        },
+      },
+    )
+    this.#primary = primary
+    this.#pool = primary.pool({ max: 4 })
     // An idle connection dying (the database restarting) is reported here; the pool replaces it on next use.
     this.#pool.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
     this.#nodes = new NodeHeartbeat(
@@ -152,10 +163,7 @@ export class PgStore implements ZoneStore {
         this.kick()
       },
     })
-    this.#doorbell = new Doorbell(
-      { log: this.#log, onRing: () => this.kick() },
-      { url: opts.url, nodeId: this.nodeId, connect: base },
-    )
+    this.#doorbell = new Doorbell({ log: this.#log, onRing: () => this.kick() }, { primary, nodeId: this.nodeId })
   }
 
   /** Connects, creates or migrates the schema, loads the zone and the accounts, and starts following the feed. */
@@ -374,7 +382,7 @@ export class PgStore implements ZoneStore {
     let lastId: string | null
     try {
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      const r = await this.#pool.query<{ last: string | null }>({
+      const r = await this.#primary.durableQuery<{ last: string | null }>(this.#pool, {
         name: 'autotunnel_commit',
         text: COMMIT_SQL,
         values: commitParams,
