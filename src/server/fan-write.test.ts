@@ -1,4 +1,4 @@
-// The batched fan-out writer against real TCP connections of a StreamListener on 127.0.0.1: with the fanwrite
+// The batched fan-out writer against real TCP connections of a StreamListener on 127.0.0.1: with the fanout
 // addon (when built: make build / src/tunnel/native/build.sh) and with its fallback (node's socket.write), every
 // watcher gets every frame exactly once and in order, and one that stops reading neither blocks the others nor
 // loses or reorders anything once it reads again.
@@ -8,12 +8,13 @@ import { connect, type Socket } from 'node:net'
 import { test } from 'node:test'
 import { frameTcp } from '../dns/tcp-framing.js'
 import { nullLogger } from '../io/log.js'
-import { FAN_BATCH, FanWriter, loadSendAll, type SendAll } from './fan-write.js'
+import { FAN_BATCH, FanWriter } from './fan-write.js'
+import { fanoutNative, type SendAll } from './fanout-native.js'
 import { StreamListener } from './stream-listener.js'
 import type { StreamConnection } from './transport.js'
 
-const ADDON = new URL('../../native/fanwrite.node', import.meta.url)
-const native = loadSendAll()
+const ADDON = new URL('../../native/fanout.node', import.meta.url)
+const native = fanoutNative?.sendAll
 
 interface Watcher {
   readonly sock: Socket
@@ -76,7 +77,7 @@ const received = (w: Watcher): Buffer => Buffer.concat(w.got)
 
 for (const mode of ['addon', 'fallback'] as const) {
   const sendAll: SendAll | null = mode === 'addon' ? (native ?? null) : null
-  const skip = mode === 'addon' && !native ? 'fanwrite.node not built' : false
+  const skip = mode === 'addon' && !native ? 'fanout.node not built' : false
 
   test(`${mode}: every watcher gets every frame once and in order, over several batches`, { skip }, async () => {
     const n = FAN_BATCH + 44
@@ -155,8 +156,8 @@ test('addon: the same connection twice in a batch, and one closed before the flu
 })
 
 test('the addon is loaded wherever it was built (Linux)', () => {
-  if (process.platform !== 'linux' || !existsSync(ADDON)) return
-  assert.equal(typeof native, 'function', 'fanwrite.node exists but did not load')
+  if (process.platform !== 'linux' || !existsSync(ADDON) || process.env.AUTOTUNNEL_FANOUT_NATIVE === '0') return
+  assert.equal(typeof native, 'function', 'fanout.node exists but did not load')
   assert.throws(() => native!(new Int32Array(1), 2, Buffer.alloc(1), new Int32Array(1)), RangeError)
   const out = new Int32Array(1)
   assert.equal(native!(new Int32Array([-1]), 1, Buffer.alloc(1), out), 0)

@@ -1,7 +1,8 @@
 // One framed message to many stream connections, for the DNS Push fan-out (notify-service.ts): every session
 // subscribed to a changed RRset gets the same Buffer (push-wire.ts PushFrames). Written through node, each socket
-// costs a WriteWrap, a libuv request and stream bookkeeping besides the kernel's send; the fanwrite addon
-// (src/server/native/fanwrite.cc) sends the frame to a batch of sockets in one call, one send(2) each.
+// costs a WriteWrap, a libuv request and stream bookkeeping besides the kernel's send; the fanout addon's sendAll
+// (src/server/native/fanout.cc) sends the frame to a batch of sockets in one call, one send(2) each (and lets a
+// helper thread take some of them when a core is free).
 //
 // Byte order on a connection is never broken: a socket is written directly only when nothing of it is queued in
 // node or libuv (StreamConnection.directFd), whatever the kernel does not take (a partial send, EAGAIN when a
@@ -10,11 +11,11 @@
 // batch first). A slow or dead watcher costs one failed send(2); node then holds its rest, as it would have.
 //
 // Batches of FAN_BATCH connections: the first watchers get the frame while the pass is still walking the
-// subscriptions of the rest. Without the addon (not built, not Linux, AUTOTUNNEL_FANWRITE=node) every
+// subscriptions of the rest. Without the addon (not built, not Linux, AUTOTUNNEL_FANOUT_NATIVE=0) every
 // connection is written by node, as before.
 
-import { createRequire } from 'node:module'
 import { TCP_LENGTH_PREFIX } from '../dns/tcp-framing.js'
+import { fanoutNative, type SendAll } from './fanout-native.js'
 
 /** Connections per native call. */
 export const FAN_BATCH = 256
@@ -26,19 +27,6 @@ export interface FanTarget {
   /** node's write of an already framed message (or its rest). */
   sendFramed?(frame: Buffer): boolean
   send(msg: Buffer): boolean
-}
-
-/** fanwrite.node: out[i] = octets send(2) took for fds[i], or -errno; returns how many took the whole frame. */
-export type SendAll = (fds: Int32Array, n: number, frame: Uint8Array, out: Int32Array) => number
-
-/** dist/native/fanwrite.node when built (Linux), unless AUTOTUNNEL_FANWRITE=node. */
-export function loadSendAll(): SendAll | undefined {
-  if (process.env.AUTOTUNNEL_FANWRITE === 'node' || process.platform !== 'linux') return undefined
-  try {
-    return (createRequire(import.meta.url)('../../native/fanwrite.node') as { sendAll: SendAll }).sendAll
-  } catch {
-    return undefined
-  }
 }
 
 export class FanWriter<T extends FanTarget> {
@@ -60,7 +48,7 @@ export class FanWriter<T extends FanTarget> {
    */
   constructor(opts: { readonly onQueued?: (t: T) => void; readonly sendAll?: SendAll | null } = {}) {
     this.#onQueued = opts.onQueued
-    this.#sendAll = opts.sendAll === undefined ? loadSendAll() : (opts.sendAll ?? undefined)
+    this.#sendAll = opts.sendAll === undefined ? fanoutNative?.sendAll : (opts.sendAll ?? undefined)
   }
 
   get native(): boolean {

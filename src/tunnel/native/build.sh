@@ -4,8 +4,8 @@
 #   dist/native/aead.node    in-place AEAD with reusable OpenSSL contexts (aead.cc); without it: node:crypto
 #   dist/native/fdpoll.node  fd readiness on the event loop (fdpoll.cc), for UDP GRO receives; without it: no GRO
 #   dist/native/csum.node    the Internet checksum sum (csum.cc) for the TUN offloads; without it: a JS loop
-#   dist/native/fanwrite.node  one frame to many sockets (src/server/native/fanwrite.cc), for the DNS Push
-#                            fan-out; without it: node's socket.write per session
+#   dist/native/fanout.node  the notify fan-out's helpers (src/server/native/fanout.cc): one frame to many sockets,
+#                            LLQ event HMACs; without it: node's socket.write per session and node:crypto
 # Quiet and idempotent: rebuilds an addon only when its source is newer.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -13,7 +13,7 @@ inc=""
 for d in "$(dirname "$(dirname "$(command -v node)")")/include/node" /usr/include/node /usr/local/include/node; do
   if [ -f "$d/node_api.h" ] && [ -f "$d/openssl/evp.h" ] && [ -f "$d/uv.h" ]; then inc="$d"; break; fi
 done
-for src in src/tunnel/native/{aead,fdpoll,csum}.cc src/server/native/fanwrite.cc; do
+for src in src/tunnel/native/{aead,fdpoll,csum}.cc src/server/native/fanout.cc; do
   name=$(basename "$src" .cc)
   out=dist/native/$name.node
   [ -f "$out" ] && [ "$out" -nt "$src" ] && continue
