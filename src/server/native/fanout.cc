@@ -39,6 +39,7 @@ namespace {
 // wake-up: the calling thread sends whatever is left, then takes the job back (a helper that never started
 // finds it withdrawn), or waits for the one send the helper has under way. Nothing of node's or libuv's is
 // touched from the helper, only the caller's fds (kept open by the caller, which is blocked meanwhile).
+// AUTOTUNNEL_FANOUT_HELPER=0 (read once) sends everything from the calling thread.
 struct Job {
   const int32_t* fds = nullptr;
   int32_t* out = nullptr;
@@ -98,7 +99,7 @@ void HelperLoop(Helper* h) {
 Helper* TheHelper() {
   // One per process, started on first use and never stopped (it sleeps on the condition variable when idle).
   static Helper* h = [] {
-    const char* env = getenv("AUTOTUNNEL_FANWRITE_HELPER");
+    const char* env = getenv("AUTOTUNNEL_FANOUT_HELPER");
     if (std::thread::hardware_concurrency() < 2 || (env && env[0] == '0')) return static_cast<Helper*>(nullptr);
     Helper* x = new Helper();
     try {
