@@ -150,12 +150,18 @@ napi_value SendAll(napi_env env, napi_callback_info info) {
   job.len = frameLen;
   Helper* h = n >= kShareFrom ? TheHelper() : nullptr;
   if (h) {
+    bool posted = false;
     {
+      // Only an idle helper takes a job (another thread of the process may be using it: then send alone).
       std::lock_guard<std::mutex> lock(h->mu);
-      h->job = &job;
-      h->state.store(kPosted, std::memory_order_release);
+      int idle = kIdle;
+      if (h->state.compare_exchange_strong(idle, kPosted, std::memory_order_acq_rel)) {
+        h->job = &job;
+        posted = true;
+      }
     }
-    h->cv.notify_one();
+    if (posted) h->cv.notify_one();
+    else h = nullptr;
   }
   SendRange(&job);
   if (h) {
