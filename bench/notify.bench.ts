@@ -5,7 +5,9 @@
 // timed alone, in this process) and DNS Push (10,000 DSO sessions, one per watcher, on plain TCP with
 // --push-plain-tcp, or on TLS with NOTIFY_PUSH_TLS=1; --max-connections raised).
 // NOTIFY_BENCH=hold|fanout runs one half; NOTIFY_FANOUT=N watchers (default 10,000); NOTIFY_FANOUT_KINDS=llq,push;
-// NOTIFY_CLIENT_PROCS=K client processes for the fan-out (default 4).
+// NOTIFY_CLIENT_PROCS=K client processes for the fan-out (default 4). Profile the server with
+// AUTOTUNNEL_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"; AUTOTUNNEL_FANOUT_NATIVE=0 runs it (and the
+// signing figure) without the fanout addon, AUTOTUNNEL_FANOUT_HELPER=0 without its helper thread.
 // Each connection is a file descriptor in this process and in the server: `ulimit -n` must exceed the watchers.
 // Drives the protocols with raw messages (no per-watcher client objects) so the load generator stays light.
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
@@ -441,7 +443,8 @@ async function fanOutSpread(kind: 'push' | 'llq', watchers: number): Promise<str
     return lines.join('\n')
   } finally {
     for (const kid of kids) kid.kill('SIGKILL')
-    // SIGTERM first: a server run with --cpu-prof (NODE_OPTIONS) writes its profile when it exits normally.
+    // SIGTERM first: a server run with --cpu-prof (AUTOTUNNEL_SERVER_NODE_ARGS, server-harness.ts) writes its
+    // profile when it exits normally.
     await srv.stop().catch(() => {})
     await srv.cleanup()
   }

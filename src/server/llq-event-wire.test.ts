@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import { decodeLlq, LlqOpcode } from '../dns/llq.js'
 import { signMessage, type TsigKey, verifyMessage } from '../dns/tsig.js'
 import { decodeMessage } from '../dns/wire/message.js'
+import { fanoutNative } from './fanout-native.js'
 import { encodeLlqEvent, type LlqEventFields, LlqEventWire } from './llq-event-wire.js'
 import type { ZoneRR } from './zone-index.js'
 
@@ -49,22 +50,25 @@ test('every patched LLQ event equals the event encoded from scratch, octet for o
   }
 })
 
-test('every patched and signed LLQ event equals signMessage of the fresh event, and verifies', () => {
-  const w = new LlqEventWire()
-  let n = 0
-  for (const timeSigned of [1_800_000_000, 1_800_000_001]) {
-    for (const ev of events()) {
-      const key = KEYS[n++ % KEYS.length]!
-      const got = w.event(ev, key, timeSigned, 300)
-      const want = signMessage(encodeLlqEvent(ev), key, { timeSigned, fudge: 300 }).wire
-      assert.deepEqual(got, want, `event ${n} (${key.algorithm})`)
-      const v = verifyMessage(got, (name) => (name.toLowerCase() === key.name.toLowerCase() ? key : undefined), {
-        now: timeSigned,
-      })
-      assert.equal(v.ok, true)
+for (const mode of ['native HMAC', 'node:crypto'] as const)
+  test(`every patched and signed LLQ event equals signMessage of the fresh event, and verifies (${mode})`, {
+    skip: mode === 'native HMAC' && !fanoutNative ? 'fanout.node not built' : false,
+  }, () => {
+    const w = new LlqEventWire(mode === 'node:crypto' ? { hmac: null } : {})
+    let n = 0
+    for (const timeSigned of [1_800_000_000, 1_800_000_001]) {
+      for (const ev of events()) {
+        const key = KEYS[n++ % KEYS.length]!
+        const got = w.event(ev, key, timeSigned, 300)
+        const want = signMessage(encodeLlqEvent(ev), key, { timeSigned, fudge: 300 }).wire
+        assert.deepEqual(got, want, `event ${n} (${key.algorithm})`)
+        const v = verifyMessage(got, (name) => (name.toLowerCase() === key.name.toLowerCase() ? key : undefined), {
+          now: timeSigned,
+        })
+        assert.equal(v.ok, true)
+      }
     }
-  }
-})
+  })
 
 test('copies are independent: a copy handed out is never changed by the next', () => {
   const w = new LlqEventWire()
@@ -73,4 +77,22 @@ test('copies are independent: a copy handed out is never changed by the next', (
   const snapshot = Buffer.from(first)
   w.event(b!, KEYS[0], 1_800_000_000, 300)
   assert.deepEqual(first, snapshot)
+})
+
+test('the native HMAC equals node:crypto for every TSIG algorithm and refuses bad arguments', {
+  skip: fanoutNative ? false : 'fanout.node not built',
+}, async () => {
+  const { createHmac } = await import('node:crypto')
+  const h = fanoutNative!.hmac
+  const data = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff))
+  const out = Buffer.alloc(64)
+  for (const digest of ['md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512'])
+    for (const end of [0, 1, 63, 64, 65, 300]) {
+      const key = Buffer.alloc(digest === 'sha512' ? 200 : 17, end + 1)
+      const n = h(digest, key, data, end, out)
+      assert.deepEqual(out.subarray(0, n), createHmac(digest, key).update(data.subarray(0, end)).digest(), digest)
+    }
+  assert.throws(() => h('sha256', Buffer.alloc(1), data, 301, out), RangeError)
+  assert.throws(() => h('no-such-digest', Buffer.alloc(1), data, 1, out), RangeError)
+  assert.throws(() => h('sha512', Buffer.alloc(1), data, 1, Buffer.alloc(63)), RangeError)
 })

@@ -6,8 +6,11 @@
 // TSIG, the TSIG RR's MAC and Original ID. So a change is encoded once (`LlqEventWire` keeps the template of the
 // last change and question), each LLQ's copy is patched in place, and signing a copy costs one HMAC over it and
 // the TSIG variables of that key and second, which are built once: the TSIG RR itself comes from signMessage on
-// the template, so its layout is the library's. Tests check every copy against a freshly encoded and signed
-// message, octet for octet (llq-event-wire.test.ts).
+// the template, so its layout is the library's. The MAC input is made contiguous in the copy itself (the TSIG
+// variables written where the TSIG RR then goes: the RR is longer), so one HMAC call covers it: the fanout
+// addon's one-shot OpenSSL HMAC when built (node's createHmac costs several times the HMAC: bench/notify),
+// node:crypto otherwise. Tests check every copy against a freshly encoded and signed message, octet for octet,
+// both ways (llq-event-wire.test.ts).
 
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto'
 import { encodeLlq, LLQ_OPTION_LEN } from '../dns/llq.js'
@@ -15,6 +18,7 @@ import { keyInfo, signMessage, type TsigKey, tsigVariables } from '../dns/tsig.j
 import { OFF_ARCOUNT, OFF_ID, Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
 import type { RR } from '../dns/wire/rr-table.js'
+import { fanoutNative, type Hmac } from './fanout-native.js'
 import { LLQ_REMOVED_TTL } from './llq.js'
 import type { LlqOptionData } from './notify-llq-service.js'
 import type { NotifyQuestion } from './notify-types.js'
@@ -80,6 +84,8 @@ interface Signer {
   readonly hash: string
   /** The secret as a KeyObject: createHmac with one costs about half of createHmac with the raw octets. */
   readonly secret: KeyObject
+  /** The secret's octets, for the native HMAC. */
+  readonly secretBytes: Buffer
   /** The TSIG variables (RFC 8945 §4.3.3) that follow the message in the MAC input. */
   readonly variables: Buffer
   /** The TSIG RR as signMessage appends it, MAC and Original ID to be overwritten. */
@@ -97,6 +103,14 @@ interface Template {
 
 export class LlqEventWire {
   #t: Template | undefined
+  readonly #hmac: Hmac | undefined
+  /** The native HMAC's output. */
+  readonly #mac = Buffer.alloc(64)
+
+  /** `hmac`: the native HMAC (default: the fanout addon's when built); null signs with node:crypto. */
+  constructor(opts: { readonly hmac?: Hmac | null } = {}) {
+    this.#hmac = opts.hmac === undefined ? fanoutNative?.hmac : (opts.hmac ?? undefined)
+  }
 
   /**
    * The event for one LLQ, signed with `key` (time signed `timeSigned`, seconds) when given. Throws what the
@@ -113,11 +127,13 @@ export class LlqEventWire {
     out.writeBigUInt64BE(ev.opt.id, opt + LLQ_ID_OFFSET)
     out.writeUInt32BE(ev.opt.leaseSec, opt + LLQ_LEASE_OFFSET)
     if (!s) return out
-    // RFC 8945 §4.3.2: the MAC covers the message as it is before the TSIG RR is added (original ID = its ID).
-    const h = createHmac(s.hash, s.secret)
-    h.update(out.subarray(0, len))
-    h.update(s.variables)
-    const mac = h.digest()
+    // RFC 8945 §4.3.2: the MAC covers the message as it is before the TSIG RR is added (original ID = its ID),
+    // then the TSIG variables: laid out right after it, where the (longer) TSIG RR is written next.
+    s.variables.copy(out, len)
+    const end = len + s.variables.length
+    let mac: Buffer
+    if (this.#hmac) mac = this.#mac.subarray(0, this.#hmac(s.hash, s.secretBytes, out, end, this.#mac))
+    else mac = createHmac(s.hash, s.secret).update(out.subarray(0, end)).digest()
     s.rr.copy(out, len)
     mac.copy(out, len + s.macOffset)
     out.writeUInt16BE(ev.msgId, len + s.macOffset + mac.length)
@@ -159,6 +175,7 @@ export class LlqEventWire {
       fudge,
       hash: k.hash,
       secret: createSecretKey(key.secret),
+      secretBytes: Buffer.from(key.secret),
       variables,
       rr: Buffer.from(rr),
       macOffset: rr.length - TSIG_AFTER_MAC - k.len,

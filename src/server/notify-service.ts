@@ -13,6 +13,7 @@ import { Opcode } from '../dns/wire/header.js'
 import type { Clock } from '../io/clock.js'
 import { type Logger, nullLogger } from '../io/log.js'
 import type { Random } from '../io/random.js'
+import { FanWriter } from './fan-write.js'
 import { LLQ_VERSION, LlqError, LlqOpcode } from './llq.js'
 import { LlqEventWire, llqResponse } from './llq-event-wire.js'
 import type { NotifyHost, NotifyOptions } from './notify-config.js'
@@ -68,6 +69,14 @@ export class NotifyService {
     fanOuts: 0,
     deliveries: 0,
   }
+  /** Writes each change's PUSH to a batch of sessions in one native call (fan-write.ts); `stats` counts both ways. */
+  readonly fanWriter = new FanWriter<StreamConnection>({
+    onQueued: (c) => {
+      if (this.#unflushed && (c.queued ?? 0) > 0) this.#unflushed.push(c)
+    },
+  })
+  /** True while #fanOut runs: PUSH frames go to the batch writer, flushed before the pass returns. */
+  #inPass = false
   readonly #llqWire = new LlqEventWire()
   readonly #pushFrames = new PushFrames()
   /** During a fan-out that is timed: the connections whose PUSH the kernel did not take at once. */
@@ -119,9 +128,12 @@ export class NotifyService {
     const unflushed: StreamConnection[] = []
     if (timed) this.#unflushed = unflushed
     let delivered: number
+    this.#inPass = true
     try {
       delivered = fanOut(this.index, changes)
     } finally {
+      this.#inPass = false
+      this.fanWriter.flush()
       this.#unflushed = undefined
     }
     this.stats.fanOuts++
@@ -150,6 +162,7 @@ export class NotifyService {
         ...(cpu ? { cpuMs: round((cpu.user + cpu.system) / 1000), sysMs: round(cpu.system / 1000) } : {}),
         flushedMs: pending > 0 ? null : round(elapsed),
         queuedConnections: unflushed.length,
+        nativeWrites: this.fanWriter.native,
         ...(pending > 0 ? { stillQueued: pending } : {}),
       })
     }
@@ -176,6 +189,11 @@ export class NotifyService {
       () => this.llq.stats.deleted.unreachable,
     )
     c('autotunnel_push_messages_total', 'DNS Push PUSH messages sent', () => this.stats.pushMessages)
+    c(
+      'autotunnel_push_direct_writes_total',
+      'PUSH messages the kernel took from the batched native send (fan-write.ts)',
+      () => this.fanWriter.direct,
+    )
     c('autotunnel_notify_deliveries_total', 'Changes handed to subscribers', () => this.stats.deliveries)
   }
 
@@ -338,12 +356,17 @@ export class NotifyService {
           return
         }
         this.stats.pushMessages++
+        if (this.#inPass) {
+          this.fanWriter.write(conn, f)
+          return
+        }
         if (conn.sendFramed) conn.sendFramed(f)
         else conn.send(f.subarray(FRAME_PREFIX))
-        if (this.#unflushed && (conn.queued ?? 0) > 0) this.#unflushed.push(conn)
         return
       }
       case 'response': {
+        // Anything else for a connection goes after the PUSH frames batched for it (none outside a pass).
+        this.fanWriter.flush()
         const buf = encodePushResponse(out)
         const reply = conn.state.get('push.reply') as ((b: Buffer) => void) | undefined
         if (reply) reply(buf)
@@ -351,10 +374,12 @@ export class NotifyService {
         return
       }
       case 'push':
+        this.fanWriter.flush()
         this.stats.pushMessages++
         conn.send(encodePush(out.records))
         return
       case 'close':
+        this.fanWriter.flush()
         if (out.retryDelayMs !== undefined) conn.send(encodeRetryDelay(out.retryDelayMs))
         conn.close()
         return

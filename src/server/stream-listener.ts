@@ -171,6 +171,16 @@ export class StreamListener {
         sock.write(frame)
         return true
       },
+      // TLS octets must pass through the TLS socket's encryption: never direct.
+      ...(this.#kind === 'tcp'
+        ? {
+            directFd: () => {
+              if (closed || !sock.writable || sock.writableLength !== 0) return -1
+              const h = (sock as unknown as { _handle?: { fd?: number; writeQueueSize?: number } | null })._handle
+              return h && h.writeQueueSize === 0 && typeof h.fd === 'number' && h.fd >= 0 ? h.fd : -1
+            },
+          }
+        : {}),
       get queued() {
         return sock.writableLength
       },

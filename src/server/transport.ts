@@ -25,6 +25,11 @@ export interface StreamConnection {
    * connections (a DNS Push fan-out) is written to each, never copied or changed. False when closed.
    */
   sendFramed?(frame: Buffer): boolean
+  /**
+   * The socket's file descriptor while octets may be written to it directly (plain TCP, open, nothing queued in
+   * node or libuv), else -1; a direct write's rest must go through sendFramed at once (fan-write.ts).
+   */
+  directFd?(): number
   /** Octets written but still held by this process (not yet taken by the kernel); 0 when everything went out. */
   readonly queued?: number
   /** Milliseconds without traffic and without outstanding requests before the server closes it; 0 = never. */

@@ -113,7 +113,10 @@ export class ServerProcess {
       args.push('--metrics', at(opts.ports?.metrics))
       want++
     }
-    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // AUTOTUNNEL_SERVER_NODE_ARGS: node flags for the server only (profiling a benchmark's server with
+    // `--cpu-prof --cpu-prof-dir=DIR`, which NODE_OPTIONS does not accept).
+    const nodeArgs = (process.env.AUTOTUNNEL_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+    const proc = spawn(process.execPath, [...nodeArgs, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
     proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString()
