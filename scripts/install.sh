@@ -25,7 +25,9 @@ chmod 755 "$stage/bin/autotunnel"
 cp package.json "$stage/"
 # The compiled program without its tests.
 (cd dist && find src -name '*.js' ! -name '*.test.js' -exec cp --parents {} "$stage/dist/" \;)
-if [ -f dist/native/aead.node ]; then mkdir -p "$stage/dist/native" && cp dist/native/aead.node "$stage/dist/native/"; fi
+# The optional native addons (src/tunnel/native/build.sh: AEAD, GRO readiness, checksums, the Push fan-out), each
+# with a slower fallback when absent; all of them, or an installed tunnel and server run slower than the build.
+if compgen -G 'dist/native/*.node' >/dev/null; then mkdir -p "$stage/dist/native" && cp dist/native/*.node "$stage/dist/native/"; fi
 # The runtime npm packages (package.json "dependencies" and theirs), as the lockfile installed them.
 npm ls --omit=dev --parseable --all 2>/dev/null | tail -n +2 | sed "s#^$PWD/##" | sort -u | while read -r p; do
   mkdir -p "$stage/$(dirname "$p")"

@@ -3,7 +3,7 @@
 // policy-rc.d behind (apt-get and dpkg-query replaced by recording stand-ins on PATH: the test must not install).
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -42,6 +42,10 @@ test('scripts/install.sh: PREFIX/bin/autotunnel works from any directory; uninst
   await assert.rejects(stat(join(lib, 'node_modules', 'typescript')), /ENOENT/)
   await assert.rejects(stat(join(lib, 'node_modules', '@biomejs')), /ENOENT/)
   await assert.rejects(stat(join(lib, 'dist', 'src', 'cli', 'help.test.js')), /ENOENT/)
+  // Every native addon the build made is installed (each has a slower fallback, so a missing one fails nothing else).
+  const built = (await readdir(join(ROOT, 'dist', 'native')).catch(() => [])).filter((f) => f.endsWith('.node'))
+  const installed = await readdir(join(lib, 'dist', 'native')).catch(() => [])
+  assert.deepEqual(installed.sort(), built.sort())
   const lab = await run(bin, ['lab', 'ls'], { cwd: elsewhere }).catch((e: { stderr: string }) => e)
   assert.match(lab.stderr, /not installed: run them from a checkout/)
   await run(join(ROOT, 'scripts/install.sh'), ['--uninstall'], { env, cwd: ROOT })
