@@ -81,6 +81,8 @@ export class ServerProcess {
   fingerprint = ''
   /** --store URL (a PostgreSQL store shared with other nodes); --data DIR then holds only the certificate. */
   store: string | undefined
+  /** Options for node itself before the script (a benchmark's --cpu-prof). */
+  nodeArgs: string[] = []
   #owned: boolean
 
   constructor(dir?: string) {
@@ -113,7 +115,7 @@ export class ServerProcess {
       args.push('--metrics', at(opts.ports?.metrics))
       want++
     }
-    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const proc = spawn(process.execPath, [...this.nodeArgs, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
     proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString()
