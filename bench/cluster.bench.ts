@@ -10,7 +10,8 @@
 //   100 through B: time from each UPDATE answer to the first and the last watcher's PUSH, p50 and p99;
 // - failover: SIGKILL of the node a watcher and an update client use, time to both recovered on another node.
 // Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000),
-// BENCH_PARTS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS (see below).
+// BENCH_PARTS, BENCH_SETUPS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS,
+// BENCH_PG_SOCKET, BENCH_NODE_ARGS (see below).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
 import { rmSync, writeFileSync } from 'node:fs'
@@ -46,8 +47,12 @@ const WATCHERS = Number(process.env.BENCH_PUSH_WATCHERS ?? 1000)
 /** Which parts to run (BENCH_PARTS=updates,queries,push,failover; default all). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'updates,queries,push,failover').split(','))
 const FAILOVER_REPS = Number(process.env.BENCH_FAILOVER_REPS ?? 5)
-/** An unmeasured dnsperf run before each measured one (BENCH_WARMUP_SECONDS, default 1; 0 = none). */
-const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 1)
+/**
+ * An unmeasured dnsperf run before each measured one (BENCH_WARMUP_SECONDS, default 3; 0 = none). Nodes 2 and 3
+ * start for each three-node run: after a 1 s warm-up V8 was still compiling (a quarter of the nodes' CPU samples in
+ * `perf` were TurboFan), after 3 s 7 %.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3)
 /**
  * BENCH_PG_STATS=1: PostgreSQL loads pg_stat_statements (PGOPTS for scripts/pg-cluster.sh) and the statements
  * the nodes ran are printed after the update runs (calls, rows, time): where the database's work goes.

@@ -98,6 +98,8 @@ export type FeedReadRow = Omit<Row, 'class'> & {
 export interface FeedRead {
   readonly start: number
   readonly cursor: { xid: string; id: string }
+  /** The store's count of applied reads when this one was sent. */
+  readonly applied: number
   readonly asked: readonly [string, [string, number]][]
   readonly sentAt: number
   readonly page: FeedPage

@@ -14,7 +14,7 @@
 //   commits never overlap (#exclusive), so a re-read can never undo an edit of the node's own that is still
 //   committing. Every commit statement reads the feed too (one round trip for both); a read of its own starts on
 //   a ring only when no commit will do it soon, at most every FEED_GAP_MS (feed-schedule.ts). A read is applied
-//   only if no other read moved the cursor since it was sent (two reads' snapshots are in no known order).
+//   only if no other read was applied since it was sent (two reads' snapshots are in no known order).
 // - NOTIFY is only a doorbell, sent after the data COMMIT on its own connection with synchronous_commit off (a
 //   notifying COMMIT takes a database-wide lock); the feed is also polled, so a lost NOTIFY costs latency only.
 // - Lease expiry runs in the store (sweep.ts), not in DnsService: every node sweeps rows whose expires_ms (the
@@ -108,6 +108,8 @@ export class PgStore implements ZoneStore {
   readonly #ownAt = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
   readonly #pending = new Map<string, [string, number]>()
+  /** Feed reads applied so far: a read is applied only if none was since it was sent. */
+  #applied = 0
   #closed = false
   #pollTimer: TimerHandle | undefined
   readonly #sweeper: LeaseSweeper
@@ -250,7 +252,7 @@ export class PgStore implements ZoneStore {
           this.#log.error('store.feed_apply_failed', { err: String(e) })
           this.#resync = true
         }
-        // Not applied (another read moved the cursor, or it needs the account list): a read of its own follows.
+        // Not applied (another read was applied meanwhile, or it needs the account list): a read of its own follows.
         if (!applied || read.page.n >= FEED_PAGE) this.kick()
       }
       return result
@@ -371,7 +373,7 @@ export class PgStore implements ZoneStore {
   async #commit(ops: readonly SqlOp[]): Promise<FeedRead> {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
     const start = this.#commits
-    const cursor = this.#cursor
+    const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
     const asked = [...this.#pending]
     const sentAt = this.#clock.monotonic()
     let rows: FeedReadRow[]
@@ -402,18 +404,19 @@ export class PgStore implements ZoneStore {
       this.#serial = serialFromChangeId(this.#lastId)
     }
     this.#doorbell.ring()
-    return { start, cursor, asked, sentAt, page }
+    return { start, cursor, applied, asked, sentAt, page }
   }
 
   /**
    * Applies a feed page read from `read.cursor` (inside #exclusive): the RRsets other nodes changed, the cursor and
-   * the serial. False, and nothing applied, when the cursor has moved since the read was sent (another read was
-   * applied meanwhile, from another snapshot: applying this one could undo newer rows), when the zone is to be
-   * re-read whole, or when the page names an account change and `accountList` was not read.
+   * the serial. False, and nothing applied, when another read was applied since this one was sent (from another
+   * snapshot, older or newer: applying this one after it could undo newer rows), when the zone is to be re-read
+   * whole, or when the page names an account change and `accountList` was not read.
    */
   #apply(read: FeedRead, accountList: Account[] | undefined): boolean {
     const { page, start, asked } = read
-    if (this.#cursor !== read.cursor || this.#resync || (page.accounts && !accountList)) return false
+    if (this.#applied !== read.applied || this.#resync || (page.accounts && !accountList)) return false
+    this.#applied++
     this.#feedReadAt = this.#clock.monotonic()
     this.stats.feedRows += page.n
     for (const [k] of asked) this.#pending.delete(k)
@@ -466,7 +469,7 @@ export class PgStore implements ZoneStore {
       })
     for (;;) {
       const start = this.#commits
-      const cursor = this.#cursor
+      const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
       const asked = [...this.#pending]
       const sentAt = this.#clock.monotonic()
       this.stats.feedReads++
@@ -480,10 +483,9 @@ export class PgStore implements ZoneStore {
       const page = parseFeedPage(rows, this.#lastId)
       if (page.n === 0 && asked.length === 0) return
       const accountList = page.accounts ? await pgListAccounts(this.#pool) : undefined
-      const read = { start, cursor, asked, sentAt, page }
-      const applied = await this.#exclusive(async () => this.#apply(read, accountList))
-      // A commit's read was applied meanwhile: this page may hold newer rows than it, read again from its cursor.
-      if (!applied) {
+      const read = { start, cursor, applied, asked, sentAt, page }
+      // A commit's read was applied meanwhile (from a snapshot older or newer than this one): read again.
+      if (!(await this.#exclusive(async () => this.#apply(read, accountList)))) {
         this.#schedule.again()
         return
       }
