@@ -74,8 +74,8 @@ export function cpuLine(c: Cpu & { rate: number }): string {
 
 /** The statements of the nodes' main kinds since the last reset (warm-up included), `updates` the updates they served. */
 export async function statementsPerUpdate(pg: PgCluster, updates: number): Promise<string> {
-  const rows = await pg.query<{ calls: string; ms: string; query: string }>(
-    `SELECT calls::text, total_exec_time::text AS ms, query FROM pg_stat_statements`,
+  const rows = await pg.query<{ calls: string; rows: string; ms: string; query: string }>(
+    `SELECT calls::text, rows::text, total_exec_time::text AS ms, query FROM pg_stat_statements`,
   )
   const kinds: [string, RegExp][] = [
     // The commit statement reads the feed too (COMMIT_FEED_SQL); 'feed' are the reads on their own.
@@ -88,7 +88,8 @@ export async function statementsPerUpdate(pg: PgCluster, updates: number): Promi
     const hit = rows.filter((r) => re.test(r.query))
     const calls = hit.reduce((a, r) => a + Number(r.calls), 0)
     const ms = hit.reduce((a, r) => a + Number(r.ms), 0)
-    return `${label} ${calls} (${(updates / Math.max(1, calls)).toFixed(1)} updates each, ${((ms * 1000) / Math.max(1, calls)).toFixed(0)} us)`
+    const rs = hit.reduce((a, r) => a + Number(r.rows), 0)
+    return `${label} ${calls} (${(updates / Math.max(1, calls)).toFixed(1)} updates each, ${((ms * 1000) / Math.max(1, calls)).toFixed(0)} us, ${(rs / Math.max(1, calls)).toFixed(0)} rows)`
   })
   return `    statements (about ${updates.toFixed(0)} updates): ${out.join('; ')}`
 }
