@@ -133,7 +133,9 @@ export class PgStore implements ZoneStore {
       application_name: `autotunnel ${this.nodeId}`,
       keepAlive: true,
     }
-    this.#pool = new pg.Pool({ ...base, max: 4 })
+    // JIT off: once the tables hold some hundred thousand rows the feed statements' cost estimates pass
+    // jit_above_cost and every execution compiled 39 functions with LLVM (16-60 ms each, docs/cluster.md).
+    this.#pool = new pg.Pool({ ...base, max: 4, options: '-c jit=off' })
     // An idle connection dying (the database restarting) is reported here; the pool replaces it on next use.
     this.#pool.on('error', (e) => this.#log.warn('pg.idle_error', { err: e.message }))
     this.#nodes = new NodeHeartbeat(
