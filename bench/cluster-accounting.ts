@@ -74,12 +74,13 @@ export function cpuLine(c: Cpu & { rate: number }): string {
 
 /** The statements of the nodes' main kinds since the last reset (warm-up included), `updates` the updates they served. */
 export async function statementsPerUpdate(pg: PgCluster, updates: number): Promise<string> {
-  const rows = await pg.query<{ calls: string; ms: string; query: string }>(
-    `SELECT calls::text, total_exec_time::text AS ms, query FROM pg_stat_statements`,
+  const rows = await pg.query<{ calls: string; rows: string; ms: string; query: string }>(
+    `SELECT calls::text, rows::text, total_exec_time::text AS ms, query FROM pg_stat_statements`,
   )
   const kinds: [string, RegExp][] = [
-    ['commit', /^\s*WITH d AS/],
-    ['feed', /WITH f AS|FROM autotunnel\.change\s+WHERE \(xid, id\)/],
+    // The commit statement reads the feed too (COMMIT_FEED_SQL); 'feed' are the reads on their own.
+    ['commit', /^\s*WITH\s+d AS/],
+    ['feed', /^\s*WITH f AS/],
     ['rrsets', /FROM autotunnel\.rr WHERE \(name, type\) IN/],
     ['notify', /pg_notify/],
   ]
@@ -87,7 +88,8 @@ export async function statementsPerUpdate(pg: PgCluster, updates: number): Promi
     const hit = rows.filter((r) => re.test(r.query))
     const calls = hit.reduce((a, r) => a + Number(r.calls), 0)
     const ms = hit.reduce((a, r) => a + Number(r.ms), 0)
-    return `${label} ${calls} (${(updates / Math.max(1, calls)).toFixed(1)} updates each, ${((ms * 1000) / Math.max(1, calls)).toFixed(0)} us)`
+    const rs = hit.reduce((a, r) => a + Number(r.rows), 0)
+    return `${label} ${calls} (${(updates / Math.max(1, calls)).toFixed(1)} updates each, ${((ms * 1000) / Math.max(1, calls)).toFixed(0)} us, ${(rs / Math.max(1, calls)).toFixed(0)} rows)`
   })
   return `    statements (about ${updates.toFixed(0)} updates): ${out.join('; ')}`
 }
@@ -99,4 +101,60 @@ export async function pgStats(pg: PgCluster): Promise<void> {
   )
   console.log('  pg_stat_statements (all set-ups), by total time:')
   for (const r of rows) console.log(`    calls=${r.calls} rows=${r.rows} ms=${r.ms} ${r.query.slice(0, 110)}`)
+}
+
+/** CPU seconds of each live process of the PostgreSQL cluster (the postmaster's children), by pid. */
+export function pgProcCpu(pg: PgCluster): Map<number, number> {
+  const master = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0])
+  const out = new Map<number, number>()
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const st = statOf(Number(d))
+      if (Number(st[1]) === master) out.set(Number(d), (Number(st[11]) + Number(st[12])) / 100)
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return out
+}
+
+/**
+ * Where PostgreSQL's CPU went between two pgProcCpu samples, by role: the nodes' pool connections (commits and feed
+ * reads), their doorbell (NOTIFY) and LISTEN connections, and the server's own processes (WAL writer, autovacuum...),
+ * as microseconds per update. Processes gone by the end (autovacuum workers) are 'exited or new'.
+ */
+export async function pgCpuByRole(
+  pg: PgCluster,
+  before: Map<number, number>,
+  totalSec: number,
+  updates: number,
+): Promise<string> {
+  const after = pgProcCpu(pg)
+  const rows = await pg.query<{ pid: number; backend_type: string; query: string; app: string }>(
+    `SELECT pid, backend_type, coalesce(application_name, '') AS app, left(query, 40) AS query FROM pg_stat_activity`,
+  )
+  const role = new Map<number, string>()
+  for (const r of rows) {
+    if (r.backend_type !== 'client backend') role.set(r.pid, r.backend_type)
+    else if (/^LISTEN/.test(r.query)) role.set(r.pid, 'listen')
+    else if (/pg_notify/.test(r.query)) role.set(r.pid, 'doorbell')
+    else if (/^autotunnel /.test(r.app)) role.set(r.pid, 'pool (commit, feed)')
+    else role.set(r.pid, 'other client')
+  }
+  const by = new Map<string, number>()
+  let seen = 0
+  for (const [pid, c] of after) {
+    const d = c - (before.get(pid) ?? 0)
+    seen += d
+    const k = role.get(pid) ?? 'unknown'
+    by.set(k, (by.get(k) ?? 0) + d)
+  }
+  by.set('exited or new', Math.max(0, totalSec - seen))
+  const us = (s: number): string => ((s * 1e6) / updates).toFixed(0)
+  return `    postgres CPU us/update by role: ${[...by]
+    .filter(([, s]) => s > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, s]) => `${k} ${us(s)}`)
+    .join(', ')}`
 }

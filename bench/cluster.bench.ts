@@ -10,7 +10,8 @@
 //   100 through B: time from each UPDATE answer to the first and the last watcher's PUSH, p50 and p99;
 // - failover: SIGKILL of the node a watcher and an update client use, time to both recovered on another node.
 // Env: BENCH_SECONDS (per run, default 5), BENCH_ROUNDS (default 3), BENCH_PUSH_WATCHERS (default 1000),
-// BENCH_PARTS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS (see below).
+// BENCH_PARTS, BENCH_SETUPS, BENCH_WARMUP_SECONDS, BENCH_UPDATE_Q, BENCH_FAILOVER_REPS, BENCH_PG_STATS,
+// BENCH_PG_SOCKET, BENCH_NODE_ARGS (see below).
 import { execFile } from 'node:child_process'
 import dgram from 'node:dgram'
 import { rmSync, writeFileSync } from 'node:fs'
@@ -31,7 +32,9 @@ import {
   cpuSec,
   machineBusySec,
   median,
+  pgCpuByRole,
   pgCpuSec,
+  pgProcCpu,
   pgStats,
   reapedChildrenCpuSec,
   statementsPerUpdate,
@@ -44,13 +47,23 @@ const WATCHERS = Number(process.env.BENCH_PUSH_WATCHERS ?? 1000)
 /** Which parts to run (BENCH_PARTS=updates,queries,push,failover; default all). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'updates,queries,push,failover').split(','))
 const FAILOVER_REPS = Number(process.env.BENCH_FAILOVER_REPS ?? 5)
-/** An unmeasured dnsperf run before each measured one (BENCH_WARMUP_SECONDS, default 1; 0 = none). */
-const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 1)
+/**
+ * An unmeasured dnsperf run before each measured one (BENCH_WARMUP_SECONDS, default 3; 0 = none). Nodes 2 and 3
+ * start for each three-node run: after a 1 s warm-up V8 was still compiling (a quarter of the nodes' CPU samples in
+ * `perf` were TurboFan), after 3 s 7 %.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3)
 /**
  * BENCH_PG_STATS=1: PostgreSQL loads pg_stat_statements (PGOPTS for scripts/pg-cluster.sh) and the statements
  * the nodes ran are printed after the update runs (calls, rows, time): where the database's work goes.
  */
 const PG_STATS = process.env.BENCH_PG_STATS === '1'
+/** BENCH_SETUPS='sqlite x1+postgres x3': only these update set-ups, by their label (default all). */
+const SETUPS = process.env.BENCH_SETUPS?.split('+')
+/** BENCH_NODE_ARGS: options for node running each server (e.g. `--cpu-prof --cpu-prof-dir=DIR`; stopped cleanly). */
+const NODE_ARGS = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+/** BENCH_PG_SOCKET=1: the nodes reach PostgreSQL through its unix socket rather than TCP on 127.0.0.1. */
+const PG_SOCKET = process.env.BENCH_PG_SOCKET === '1'
 if (PG_STATS)
   process.env.PGOPTS = `${process.env.PGOPTS ?? ''} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all`
 const LEASE_OPT = '2:00000e10' // RFC 9664 LEASE = 3600 s
@@ -134,6 +147,7 @@ async function spread(
   if (WARMUP_SECONDS > 0) await Promise.all(targets.map((x, i) => dnsperf(x.ports.dns, args(i + n), WARMUP_SECONDS)))
   const c0 = s.nodes.map((x) => cpuSec(x.proc!.pid!))
   const pg0 = s.pg ? pgCpuSec(s.pg) : 0
+  const pgProcs0 = s.pg ? pgProcCpu(s.pg) : undefined
   const gen0 = reapedChildrenCpuSec()
   const self0 = cpuSec(process.pid)
   const m0 = machineBusySec()
@@ -143,11 +157,13 @@ async function spread(
   const perNode = s.nodes.map((x, i) => cpuSec(x.proc!.pid!) - c0[i]!)
   const nodes = perNode.reduce((a, b) => a + b, 0)
   const pg = s.pg ? pgCpuSec(s.pg) - pg0 : 0
+  const rate = rs.reduce((a, r) => a + r.rate, 0)
+  if (PG_STATS && s.pg && pgProcs0) console.log(await pgCpuByRole(s.pg, pgProcs0, pg, rate * SECONDS))
   const gen = reapedChildrenCpuSec() - gen0
   const self = cpuSec(process.pid) - self0
   const busy = machineBusySec() - m0
   return {
-    rate: rs.reduce((a, r) => a + r.rate, 0),
+    rate,
     // Per second of the dnsperf runs (the rates are too); 'other' is the rest of the machine (other work, CI).
     cpu: nodes / SECONDS,
     perNode: perNode.map((c) => c / SECONDS),
@@ -156,6 +172,12 @@ async function spread(
     other: Math.max(0, busy - nodes - pg - gen - self) / wall,
     codes: rs.map((r) => r.codes),
   }
+}
+
+/** The URL of `pg` through its unix socket (same password and port). */
+function socketUrl(pg: PgCluster): string {
+  const u = new URL(pg.url)
+  return `postgres://${u.username}:${u.password}@/postgres?host=${encodeURIComponent(join(pg.dir, 'sock'))}&port=${u.port}`
 }
 
 function updateFile(path: string, tag: string, n: number): string {
@@ -265,11 +287,13 @@ async function main(): Promise<void> {
     const mk = (store?: string): ServerProcess => {
       const s = new ServerProcess()
       s.store = store
+      s.nodeArgs = NODE_ARGS
       all.push(s)
       return s
     }
     const sqlite = mk()
-    const pgNodes = [mk(pg.url), mk(pg.url), mk(pg.url)]
+    const pgUrl = PG_SOCKET ? socketUrl(pg) : pg.url
+    const pgNodes = [mk(pgUrl), mk(pgUrl), mk(pgUrl)]
     const sqlKey = await sqlite.addAccount('bench')
     const pgKey = await pgNodes[0]!.addAccount('bench')
     await sqlite.start(EXTRA, { tls: false })
@@ -280,7 +304,7 @@ async function main(): Promise<void> {
       { label: 'postgres x3', nodes: pgNodes, key: pgKey, pg },
       // Only node 1 takes updates: nodes 2 and 3 spend what following the feed costs (the brief's question).
       { label: 'postgres x3, updates to node 1', nodes: pgNodes, key: pgKey, pg, loaded: 1 },
-    ]
+    ].filter((s) => !SETUPS || SETUPS.includes(s.label))
     // Nodes 2 and 3 run only for the three-node set-up (they would otherwise follow the feed during 'postgres x1').
     const others = pgNodes.slice(1)
     console.log(
@@ -349,7 +373,7 @@ async function main(): Promise<void> {
     }
     for (const [label, rs] of ups) console.log(`  durable signed updates with lease/s  ${label.padEnd(12)} ${med(rs)}`)
     for (const [label, rs] of qps) console.log(`  queries/s                            ${label.padEnd(12)} ${med(rs)}`)
-    if (ups.size) {
+    if (ups.has('sqlite x1') && ups.has('postgres x3') && ups.has('postgres x1')) {
       const rate = (l: string): number => median(ups.get(l)!.map((r) => r.rate))
       const base = rate('sqlite x1')
       console.log(
@@ -359,6 +383,8 @@ async function main(): Promise<void> {
     if (push) console.log(`  ${push}`)
     if (failover) console.log(`  ${failover}`)
   } finally {
+    // A clean stop first: node writes its --cpu-prof profile on exit.
+    if (NODE_ARGS.length) await Promise.all(all.map((s) => s.stop()))
     await Promise.all(all.map((s) => s.cleanup()))
     await pg.destroy()
     for (const f of files) rmSync(f, { force: true })

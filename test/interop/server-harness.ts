@@ -81,6 +81,8 @@ export class ServerProcess {
   fingerprint = ''
   /** --store URL (a PostgreSQL store shared with other nodes); --data DIR then holds only the certificate. */
   store: string | undefined
+  /** Options for node itself before the script (a benchmark's --cpu-prof). */
+  nodeArgs: string[] = []
   #owned: boolean
 
   constructor(dir?: string) {
@@ -113,10 +115,12 @@ export class ServerProcess {
       args.push('--metrics', at(opts.ports?.metrics))
       want++
     }
-    // AUTOTUNNEL_SERVER_NODE_ARGS: node flags for the server only (profiling a benchmark's server with
-    // `--cpu-prof --cpu-prof-dir=DIR`, which NODE_OPTIONS does not accept).
-    const nodeArgs = (process.env.AUTOTUNNEL_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-    const proc = spawn(process.execPath, [...nodeArgs, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // Node flags for the server only: this.nodeArgs (set by a benchmark, e.g. a profile per node) and
+    // AUTOTUNNEL_SERVER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`, which NODE_OPTIONS does not accept).
+    const envArgs = (process.env.AUTOTUNNEL_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+    const proc = spawn(process.execPath, [...envArgs, ...this.nodeArgs, BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     this.proc = proc
     proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString()

@@ -9,6 +9,12 @@ import { FEED_CHANNEL } from './accounts.js'
 import type { PgPrimary } from './primary.js'
 
 const RECONNECT_MS = 500
+/**
+ * At most one NOTIFY per this time; a ring within it is sent when it ends. Under load a node commits every few
+ * milliseconds, and each NOTIFY wakes every listening backend and node; the other nodes that commit too read the
+ * feed with their own commits (store.ts), so a ring matters only to idle nodes, which then read at most this late.
+ */
+const RING_GAP_MS = 20
 const CONNECT_TIMEOUT_MS = 3000
 
 export class Doorbell {
@@ -19,6 +25,9 @@ export class Doorbell {
   readonly #bell: pg.Pool
   #ringing = false
   #ringAgain = false
+  /** When the last NOTIFY was sent, and the timer of a ring held back until RING_GAP_MS after it. */
+  #rangAt = -Infinity
+  #ringTimer: NodeJS.Timeout | undefined
   #closed = false
   #listener: pg.Client | undefined
   /** The listener is connected and LISTENing (safe to end()). */
@@ -40,14 +49,23 @@ export class Doorbell {
     this.#listening ??= this.#listen()
   }
 
-  /** NOTIFY, coalesced: at most one in flight and one more queued. */
+  /** NOTIFY, coalesced: at most one in flight and one more queued, and one sent per RING_GAP_MS. */
   ring(): void {
-    if (this.#closed) return
+    if (this.#closed || this.#ringTimer) return
+    const wait = this.#rangAt + RING_GAP_MS - performance.now()
+    if (wait > 0) {
+      this.#ringTimer = setTimeout(() => {
+        this.#ringTimer = undefined
+        this.ring()
+      }, wait)
+      return
+    }
     if (this.#ringing) {
       this.#ringAgain = true
       return
     }
     this.#ringing = true
+    this.#rangAt = performance.now()
     this.#bell
       .query('SELECT pg_notify($1, $2)', [FEED_CHANNEL, this.#nodeId])
       .catch(() => {})
@@ -63,6 +81,7 @@ export class Doorbell {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#ringTimer)
     if (this.#sleep) {
       clearTimeout(this.#sleep.timer)
       this.#sleep.wake()

@@ -22,9 +22,9 @@ export interface Row {
 
 export const COLUMNS = 'name, type, class, ttl, rdata, text, expires_ms, owner, wire'
 
-/** Rows, change rows and the last change id of one write, in one statement (see the file comment). */
-export const COMMIT_SQL = `
-WITH d AS (
+/** The data-modifying part of a write (see the file comment): $1-$16, the change rows' ids in `c`. */
+const WRITE_CTES = `
+d AS (
   DELETE FROM ${SCHEMA}.rr r USING unnest($1::text[], $2::int[], $3::int[], $4::bytea[]) AS x(name, type, class, rdata)
   WHERE r.name = x.name AND r.type = x.type AND r.class = x.class AND r.rdata = x.rdata),
 p AS (
@@ -35,32 +35,111 @@ p AS (
     expires_ms = excluded.expires_ms, owner = excluded.owner, wire = excluded.wire),
 c AS (
   INSERT INTO ${SCHEMA}.change (node, kind, name, type) SELECT $14, 'rr', * FROM unnest($15::text[], $16::int[])
-  RETURNING id)
-SELECT max(id)::text AS last FROM c`
+  RETURNING id)`
 
 /**
- * One feed read: the feed rows after the cursor ($1, $2) below the oldest running transaction, AND the current rows
- * of every RRset they name that another node changed (not $3, this node) or that the caller asks again ($4, $5), in
- * one statement: one round trip and one snapshot. Feed rows come with `fid` set, record rows with `fid` NULL.
+ * One feed read (parameters: cursor xid and id, this node, the RRsets asked again as names and types; `last` the
+ * summary's extra first column): the page of feed rows after the cursor below the oldest running transaction comes
+ * back as ONE summary row (its size, last (xid, id), greatest id, whether it names an account change), followed by
+ * the current rows of every RRset it names that another node changed or that the caller asks again: one row per
+ * record, or one row with NULL record columns for an RRset that is now empty. The feed rows themselves are not
+ * sent: a node needs only the RRsets and the cursor, and under load a third of the page (with three nodes) is its
+ * own writes.
  */
-export const FEED_SQL = `
-WITH f AS MATERIALIZED (
+function feedSql(xid: string, id: string, node: string, names: string, types: string, last: string): string {
+  return `f AS MATERIALIZED (
   SELECT id, xid, node, kind, name, type FROM ${SCHEMA}.change
-  WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+  WHERE (xid, id) > (${xid}::xid8, ${id}::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
   ORDER BY xid, id LIMIT ${FEED_PAGE}),
 k AS (
-  SELECT name, type FROM f WHERE kind <> 'account' AND node <> $3
-  UNION SELECT * FROM unnest($4::text[], $5::int[]))
-SELECT id::text AS fid, xid::text AS xid, node, kind, name, type, NULL::int AS class, NULL::bigint AS ttl,
-       NULL::bytea AS rdata, NULL::text AS text, NULL::bigint AS expires_ms, NULL::text AS owner, NULL::bytea AS wire
-FROM f
+  SELECT name, type FROM f WHERE kind <> 'account' AND node <> ${node}
+  UNION SELECT * FROM unnest(${names}::text[], ${types}::int[])),
+l AS (SELECT xid, id FROM f ORDER BY xid DESC, id DESC LIMIT 1)
+SELECT ${last} AS last, (SELECT count(*) FROM f)::int AS n, (SELECT xid FROM l)::text AS last_xid,
+       (SELECT id FROM l)::text AS last_id, (SELECT max(id) FROM f)::text AS max_id,
+       EXISTS (SELECT 1 FROM f WHERE kind = 'account') AS accounts,
+       NULL::text AS name, NULL::int AS type, NULL::int AS class, NULL::bigint AS ttl, NULL::bytea AS rdata,
+       NULL::text AS text, NULL::bigint AS expires_ms, NULL::text AS owner, NULL::bytea AS wire
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, r.name, r.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner, r.wire
-FROM k CROSS JOIN LATERAL (
-  SELECT * FROM ${SCHEMA}.rr WHERE rr.name = k.name AND rr.type = k.type OFFSET 0) r`
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, k.name, k.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner,
+       r.wire
+FROM k LEFT JOIN LATERAL (
+  SELECT class, ttl, rdata, text, expires_ms, owner, wire FROM ${SCHEMA}.rr WHERE rr.name = k.name AND rr.type = k.type
+  OFFSET 0) r ON true`
+}
 
-/** A row of FEED_SQL: a feed row (fid set) or a record row. */
-export type FeedReadRow = Row & { fid: string | null; xid: string | null; node: string | null; kind: string | null }
+/** A feed read on its own: $1, $2 the cursor, $3 this node, $4, $5 the RRsets asked again. */
+export const FEED_SQL = `WITH ${feedSql('$1', '$2', '$3', '$4', '$5', 'NULL::text')}`
+
+/**
+ * A write and a feed read in one statement (one round trip, one snapshot): COMMIT_SQL's parameters, then $17, $18
+ * the cursor and $19, $20 the RRsets asked again. The read sees the snapshot the statement started with (not this
+ * write's rows), so the RRsets this write touched are re-read at the next read (store.ts). Under load a node
+ * commits every few milliseconds, and its commits then bring it the other nodes' changes without a read of its own.
+ */
+export const COMMIT_FEED_SQL = `WITH ${WRITE_CTES},
+${feedSql('$17', '$18', '$14', '$19', '$20', '(SELECT max(id) FROM c)::text')}`
+
+/**
+ * A row of FEED_SQL and COMMIT_FEED_SQL: the summary (n set: the page's feed rows; last_xid/last_id/max_id NULL when
+ * n is 0; `last` the write's last change id) or an RRset's row (class NULL: the RRset is empty).
+ */
+export type FeedReadRow = Omit<Row, 'class'> & {
+  last: string | null
+  n: number | null
+  last_xid: string | null
+  last_id: string | null
+  max_id: string | null
+  accounts: boolean | null
+  class: number | null
+}
+
+/** A feed read, sent at `sentAt` from `cursor` when this node had made `start` commits, asking `asked` again. */
+export interface FeedRead {
+  readonly start: number
+  readonly cursor: { xid: string; id: string }
+  /** The store's count of applied reads when this one was sent. */
+  readonly applied: number
+  readonly asked: readonly [string, [string, number]][]
+  readonly sentAt: number
+  readonly page: FeedPage
+}
+
+/** A feed read's result: its summary, the RRsets to re-read (keys) and their rows. */
+export interface FeedPage {
+  /** Feed rows in the page, the cursor after it (none if empty) and its greatest id. */
+  readonly n: number
+  readonly cursor: { xid: string; id: string } | undefined
+  readonly maxId: bigint
+  readonly accounts: boolean
+  readonly keys: Map<string, [string, number]>
+  readonly records: Row[]
+  /** The last change id of the write it was read with (COMMIT_FEED_SQL). */
+  readonly last: bigint | undefined
+}
+
+export function parseFeedPage(rows: readonly FeedReadRow[], lastId: bigint): FeedPage {
+  const keys = new Map<string, [string, number]>()
+  const records: Row[] = []
+  let n = 0
+  let cursor: { xid: string; id: string } | undefined
+  let maxId = lastId
+  let accounts = false
+  let last: bigint | undefined
+  for (const r of rows) {
+    if (r.n !== null) {
+      n = r.n
+      if (r.last_xid !== null && r.last_id !== null) cursor = { xid: r.last_xid, id: r.last_id }
+      if (r.max_id !== null && BigInt(r.max_id) > maxId) maxId = BigInt(r.max_id)
+      accounts = r.accounts === true
+      if (r.last !== null) last = BigInt(r.last)
+      continue
+    }
+    keys.set(`${r.name}\u0000${r.type}`, [r.name, r.type])
+    if (r.class !== null) records.push(r as Row)
+  }
+  return { n, cursor, maxId, accounts, keys, records, last }
+}
 
 /** Expired leases, a batch at a time, by the database's clock; rows another node is deleting are skipped. */
 export const SWEEP_SQL = `

@@ -12,7 +12,9 @@
 //   row operations) makes the result the database's current state whatever order transactions committed in. A
 //   node skips the RRsets of its own rows (its index has them already); feed application and the node's own
 //   commits never overlap (#exclusive), so a re-read can never undo an edit of the node's own that is still
-//   committing. Reads start at most every FEED_GAP_MS, however often the doorbell rings.
+//   committing. Every commit statement reads the feed too (one round trip for both); a read of its own starts on
+//   a ring only when no commit will do it soon, at most every FEED_GAP_MS (feed-schedule.ts). A read is applied
+//   only if no other read was applied since it was sent (two reads' snapshots are in no known order).
 // - NOTIFY is only a doorbell, sent after the data COMMIT on its own connection with synchronous_commit off (a
 //   notifying COMMIT takes a database-wide lock); the feed is also polled, so a lost NOTIFY costs latency only.
 // - Lease expiry runs in the store (sweep.ts), not in DnsService: every node sweeps rows whose expires_ms (the
@@ -40,17 +42,20 @@ import {
 } from '../zone-tx.js'
 import { pgListAccounts } from './accounts.js'
 import { Doorbell } from './doorbell.js'
+import { FeedSchedule } from './feed-schedule.js'
 import { NodeHeartbeat } from './nodes.js'
 import { PgPrimary } from './primary.js'
 import { applyRows } from './reconcile.js'
 import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
 import {
   COLUMNS,
-  COMMIT_SQL,
+  COMMIT_FEED_SQL,
   commitParamsOf,
   FEED_PAGE,
   FEED_SQL,
+  type FeedRead,
   type FeedReadRow,
+  parseFeedPage,
   type Row,
   rowToZoneRR,
 } from './sql.js'
@@ -58,12 +63,10 @@ import { FEED_RETENTION_MS, LeaseSweeper } from './sweep.js'
 
 /** The feed is polled this often besides the doorbell (a NOTIFY is lost while a listener reconnects). */
 const FEED_POLL_MS = 250
-/**
- * At most one feed read starts in this time: under load the doorbell rings after every batch of every other node,
- * and reading once per ring costs the database and the node a round trip each; rings within the gap share one
- * read. The gap is added to the cross-node latency only when another read ran just before.
- */
+/** At most one feed read of its own starts in this time, however often the doorbell rings (feed-schedule.ts). */
 const FEED_GAP_MS = 5
+/** While this node commits, a ring waits this long for its next commit (which reads the feed) before a read. */
+const BUSY_READ_WAIT_MS = 10
 const CONNECT_TIMEOUT_MS = 3000
 /** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
 const STATEMENT_TIMEOUT_MS = 10_000
@@ -101,20 +104,18 @@ export class PgStore implements ZoneStore {
   #accountsChanged = false
   /** A COMMIT failed with an unknown outcome: re-read the whole zone before trusting the index again. */
   #resync = false
-  #reading = false
-  /** Monotonic time the last feed read started, and the timer of a read waiting for FEED_GAP_MS. */
-  #readStartedAt = -Infinity
-  #gapTimer: TimerHandle | undefined
   #feedFailing = false
   /** Successful commits of this node, and for each RRset the commit count at its last own commit. */
   #commits = 0
   readonly #ownAt = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
   readonly #pending = new Map<string, [string, number]>()
-  #readAgain = false
+  /** Feed reads applied so far: a read is applied only if none was since it was sent. */
+  #applied = 0
   #closed = false
   #pollTimer: TimerHandle | undefined
   readonly #sweeper: LeaseSweeper
+  readonly #schedule: FeedSchedule
   /** Monotonic time of the last successful feed read, and of the last prune. */
   #feedReadAt = 0
   /** Counters for metrics and tests. */
@@ -139,6 +140,9 @@ export class PgStore implements ZoneStore {
           statement_timeout: STATEMENT_TIMEOUT_MS,
           application_name: `autotunnel ${this.nodeId}`,
           keepAlive: true,
+          // JIT off: once the tables hold some hundred thousand rows the feed statements' cost estimates pass
+          // jit_above_cost and every execution compiled 39 functions with LLVM (16-60 ms each, docs/cluster.md).
+          options: '-c jit=off',
         },
       },
     )
@@ -163,6 +167,10 @@ export class PgStore implements ZoneStore {
         this.kick()
       },
     })
+    this.#schedule = new FeedSchedule(
+      { clock: this.#clock, read: () => this.#read() },
+      { gapMs: FEED_GAP_MS, busyWaitMs: BUSY_READ_WAIT_MS },
+    )
     this.#doorbell = new Doorbell({ log: this.#log, onRing: () => this.kick() }, { primary, nodeId: this.nodeId })
   }
 
@@ -236,14 +244,28 @@ export class PgStore implements ZoneStore {
       if (this.#closed) throw new StoreError('store closed')
       const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
       let result: T
+      let read: FeedRead | undefined
       try {
         result = fn(w.tx)
-        if (w.ops.length) await this.#commit(w.ops)
+        if (w.ops.length) read = await this.#commit(w.ops)
       } catch (e) {
         w.rollback()
         throw e
       }
       this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
+      if (read) {
+        this.#schedule.served(read.sentAt)
+        let applied = false
+        try {
+          applied = this.#apply(read, undefined)
+        } catch (e) {
+          // The write is durable and answered as such; the index is re-read whole rather than trusted.
+          this.#log.error('store.feed_apply_failed', { err: String(e) })
+          this.#resync = true
+        }
+        // Not applied (another read was applied meanwhile, or it needs the account list): a read of its own follows.
+        if (!applied || read.page.n >= FEED_PAGE) this.kick()
+      }
       return result
     })
   }
@@ -261,7 +283,7 @@ export class PgStore implements ZoneStore {
     this.#closed = true
     this.#clock.clearTimeout(this.#pollTimer)
     this.#sweeper.close()
-    this.#clock.clearTimeout(this.#gapTimer)
+    this.#schedule.close()
     await this.#doorbell.close()
     await this.#nodes
       .remove()
@@ -271,46 +293,25 @@ export class PgStore implements ZoneStore {
     this.#fanout.clear()
   }
 
-  /** Reads the feed soon (the doorbell rang, a poll, tests): now, or FEED_GAP_MS after the last read began. */
+  /** Reads the feed soon (the doorbell rang, a poll, tests): see FeedSchedule. */
   kick(): void {
-    if (this.#closed) return
-    if (this.#reading || this.#gapTimer) {
-      this.#readAgain = true
-      return
-    }
-    const wait = this.#readStartedAt + FEED_GAP_MS - this.#clock.monotonic()
-    if (wait > 0) {
-      this.#gapTimer = this.#clock.setTimeout(() => {
-        this.#gapTimer = undefined
-        this.#startRead()
-      }, wait)
-      return
-    }
-    this.#startRead()
+    if (!this.#closed) this.#schedule.kick()
   }
 
-  #startRead(): void {
-    if (this.#closed) return
-    this.#reading = true
-    this.#readAgain = false
-    this.#readStartedAt = this.#clock.monotonic()
-    void (async () => {
-      try {
-        await this.#readFeed()
-        if (this.#feedFailing) {
-          this.#feedFailing = false
-          this.#log.info('pg.feed_resumed', { failures: this.stats.feedErrors })
-        }
-      } catch (e) {
-        this.stats.feedErrors++
-        // Once per outage, not at every poll (four a second).
-        if (!this.#feedFailing && !this.#closed) this.#log.warn('pg.feed_failed', { err: (e as Error).message })
-        this.#feedFailing = true
-      } finally {
-        this.#reading = false
-        if (this.#readAgain) this.kick()
+  /** One feed read to its end (FeedSchedule's read): errors are logged once per outage. */
+  async #read(): Promise<void> {
+    try {
+      await this.#readFeed()
+      if (this.#feedFailing) {
+        this.#feedFailing = false
+        this.#log.info('pg.feed_resumed', { failures: this.stats.feedErrors })
       }
-    })()
+    } catch (e) {
+      this.stats.feedErrors++
+      // Once per outage, not at every poll (four a second).
+      if (!this.#feedFailing && !this.#closed) this.#log.warn('pg.feed_failed', { err: (e as Error).message })
+      this.#feedFailing = true
+    }
   }
 
   /** Runs `fn` after every write and feed application before it; one at a time. */
@@ -376,32 +377,88 @@ export class PgStore implements ZoneStore {
     this.#sweeper.start()
   }
 
-  /** Commits a write's operations (last one per row wins) and its change rows; sets the serial from their ids. */
-  async #commit(ops: readonly SqlOp[]): Promise<void> {
+  /**
+   * Commits a write's operations (last one per row wins) and its change rows, and reads the feed in the same
+   * statement; sets the serial from the change rows' ids. Returns the read for write() to apply.
+   */
+  async #commit(ops: readonly SqlOp[]): Promise<FeedRead> {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
-    let lastId: string | null
+    const start = this.#commits
+    const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
+    const asked = [...this.#pending]
+    const sentAt = this.#clock.monotonic()
+    let rows: FeedReadRow[]
+    this.#schedule.committing = true
     try {
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      const r = await this.#primary.durableQuery<{ last: string | null }>(this.#pool, {
-        name: 'autotunnel_commit',
-        text: COMMIT_SQL,
-        values: commitParams,
-      })
-      lastId = r.rows[0]?.last ?? null
+      rows = (
+        await this.#primary.durableQuery<FeedReadRow>(this.#pool, {
+          name: 'autotunnel_commit_feed',
+          text: COMMIT_FEED_SQL,
+          values: [...commitParams, cursor.xid, cursor.id, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1])],
+        })
+      ).rows
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
       // whole zone is re-read from the database on the next feed read.
       this.#resync = true
       this.stats.commitErrors++
       throw e
+    } finally {
+      this.#schedule.committing = false
     }
     this.#commits++
     for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
-    if (lastId !== null && BigInt(lastId) > this.#lastId) {
-      this.#lastId = BigInt(lastId)
+    const page = parseFeedPage(rows, this.#lastId)
+    if (page.last !== undefined && page.last > this.#lastId) {
+      this.#lastId = page.last
       this.#serial = serialFromChangeId(this.#lastId)
     }
     this.#doorbell.ring()
+    return { start, cursor, applied, asked, sentAt, page }
+  }
+
+  /**
+   * Applies a feed page read from `read.cursor` (inside #exclusive): the RRsets other nodes changed, the cursor and
+   * the serial. False, and nothing applied, when another read was applied since this one was sent (from another
+   * snapshot, older or newer: applying this one after it could undo newer rows), when the zone is to be re-read
+   * whole, or when the page names an account change and `accountList` was not read.
+   */
+  #apply(read: FeedRead, accountList: Account[] | undefined): boolean {
+    const { page, start, asked } = read
+    if (this.#applied !== read.applied || this.#resync || (page.accounts && !accountList)) return false
+    this.#applied++
+    this.#feedReadAt = this.#clock.monotonic()
+    this.stats.feedRows += page.n
+    for (const [k] of asked) this.#pending.delete(k)
+    const fresh: [string, number][] = []
+    for (const [k, key] of page.keys)
+      if ((this.#ownAt.get(k) ?? 0) > start) this.#pending.set(k, key)
+      else fresh.push(key)
+    for (const [k, at] of this.#ownAt) if (at <= start) this.#ownAt.delete(k)
+    let changes: RRsetChange[] = []
+    if (fresh.length) {
+      const applied = applyRows(this.index, this.leases, fresh, page.records)
+      changes = applied.changes
+      this.stats.reconciled += applied.rrsets
+    }
+    if (accountList) {
+      this.#accounts = accountList
+      this.#accountsChanged = true
+    }
+    if (page.cursor) this.#cursor = page.cursor
+    if (page.maxId > this.#lastId) this.#lastId = page.maxId
+    this.#serial = serialFromChangeId(this.#lastId)
+    if (changes.length) this.#fanout.emit(changes, this.#serial)
+    if (accountList)
+      for (const fn of this.#accountListeners) {
+        try {
+          fn()
+        } catch (e) {
+          this.#log.error('store.account_listener_failed', { err: String(e) })
+        }
+      }
+    return true
   }
 
   /**
@@ -423,76 +480,27 @@ export class PgStore implements ZoneStore {
       })
     for (;;) {
       const start = this.#commits
+      const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
       const asked = [...this.#pending]
+      const sentAt = this.#clock.monotonic()
       this.stats.feedReads++
-      const all = (
+      const rows = (
         await this.#pool.query<FeedReadRow>({
           name: 'autotunnel_feed',
           text: FEED_SQL,
-          values: [
-            this.#cursor.xid,
-            this.#cursor.id,
-            this.nodeId,
-            asked.map(([, k]) => k[0]),
-            asked.map(([, k]) => k[1]),
-          ],
+          values: [cursor.xid, cursor.id, this.nodeId, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1])],
         })
       ).rows
-      this.#feedReadAt = this.#clock.monotonic()
-      const records: Row[] = []
-      const keys = new Map(asked)
-      let accounts = false
-      let feedRows = 0
-      let last: { xid: bigint; id: bigint } | undefined
-      let lastId = this.#lastId
-      for (const r of all) {
-        if (r.fid === null) {
-          records.push(r)
-          continue
-        }
-        feedRows++
-        const id = BigInt(r.fid)
-        const xid = BigInt(r.xid!)
-        if (id > lastId) lastId = id
-        // The rows of one read are not ordered (a UNION): the cursor moves to the greatest (xid, id).
-        if (!last || xid > last.xid || (xid === last.xid && id > last.id)) last = { xid, id }
-        if (r.kind === 'account') accounts = true
-        else if (r.node !== this.nodeId) keys.set(`${r.name}\u0000${r.type}`, [r.name, r.type])
+      const page = parseFeedPage(rows, this.#lastId)
+      if (page.n === 0 && asked.length === 0) return
+      const accountList = page.accounts ? await pgListAccounts(this.#pool) : undefined
+      const read = { start, cursor, applied, asked, sentAt, page }
+      // A commit's read was applied meanwhile (from a snapshot older or newer than this one): read again.
+      if (!(await this.#exclusive(async () => this.#apply(read, accountList)))) {
+        this.#schedule.again()
+        return
       }
-      if (feedRows === 0 && asked.length === 0) return
-      this.stats.feedRows += feedRows
-      const accountList = accounts ? await pgListAccounts(this.#pool) : undefined
-      await this.#exclusive(async () => {
-        for (const [k] of asked) this.#pending.delete(k)
-        const fresh: [string, number][] = []
-        for (const [k, key] of keys)
-          if ((this.#ownAt.get(k) ?? 0) > start) this.#pending.set(k, key)
-          else fresh.push(key)
-        for (const [k, at] of this.#ownAt) if (at <= start) this.#ownAt.delete(k)
-        let changes: RRsetChange[] = []
-        if (fresh.length) {
-          const applied = applyRows(this.index, this.leases, fresh, records)
-          changes = applied.changes
-          this.stats.reconciled += applied.rrsets
-        }
-        if (accountList) {
-          this.#accounts = accountList
-          this.#accountsChanged = true
-        }
-        if (last) this.#cursor = { xid: String(last.xid), id: String(last.id) }
-        if (lastId > this.#lastId) this.#lastId = lastId
-        this.#serial = serialFromChangeId(this.#lastId)
-        if (changes.length) this.#fanout.emit(changes, this.#serial)
-        if (accountList)
-          for (const fn of this.#accountListeners) {
-            try {
-              fn()
-            } catch (e) {
-              this.#log.error('store.account_listener_failed', { err: String(e) })
-            }
-          }
-      })
-      if (feedRows < FEED_PAGE) return
+      if (page.n < FEED_PAGE) return
     }
   }
 }
