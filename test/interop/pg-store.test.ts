@@ -143,3 +143,45 @@ test('autotunnel account ... --store postgres://: add, list, passwd, limit, remo
     await c.end()
   }
 })
+
+test('feed pruning deletes the run of rows older than the retention, by the feed index, and no newer row', async (t) => {
+  const url = await freshDb()
+  await (await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })).close()
+  const c = new pg.Client(url)
+  await c.connect()
+  t.after(() => c.end())
+  // In feed order: 200 rows two hours old, 5 rows of now, then 3 more old rows (a later transaction).
+  const ins = (n: number, ago: string, kind: string) =>
+    c.query(
+      `INSERT INTO autotunnel.change (node, kind, name, at)
+       SELECT 'x', $1, 'n' || g, clock_timestamp() - $2::interval FROM generate_series(1, $3) g`,
+      [kind, ago, n],
+    )
+  await ins(200, '2 hours', 'old')
+  await ins(5, '0 seconds', 'new')
+  await ins(3, '3 hours', 'late-old')
+  const count = async () =>
+    Object.fromEntries(
+      (await c.query('SELECT kind, count(*)::int AS n FROM autotunnel.change GROUP BY kind')).rows.map((r) => [
+        r.kind,
+        r.n,
+      ]),
+    ) as Record<string, number>
+  // A node prunes at its first sweep (then once a minute).
+  const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+  t.after(() => store.close())
+  const t0 = performance.now()
+  let left: Record<string, number> = await count()
+  while ((left.old ?? 0) > 0 && performance.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 50))
+    left = await count()
+  }
+  assert.equal(left.old ?? 0, 0, 'the old run is pruned')
+  assert.equal(left.new, 5, 'rows inside the retention stay')
+  assert.equal(left['late-old'], 3, 'old rows behind a newer one wait (the prune stops at the first newer row)')
+  // With no row inside the retention, the whole feed is the run.
+  await c.query(`UPDATE autotunnel.change SET at = clock_timestamp() - interval '2 hours'`)
+  const { PRUNE_SQL } = await import('../../src/server/pg/sql.js')
+  await c.query(PRUNE_SQL, [3600])
+  assert.deepEqual(await count(), {})
+})

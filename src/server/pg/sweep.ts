@@ -8,8 +8,7 @@ import type pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import type { Logger } from '../../io/log.js'
 import type { NodeHeartbeat } from './nodes.js'
-import { SCHEMA } from './schema.js'
-import { SWEEP_BATCH, SWEEP_SQL } from './sql.js'
+import { PRUNE_SQL, SWEEP_BATCH, SWEEP_SQL } from './sql.js'
 
 /** Sweep period (and the upper bound of how late a lease is removed). */
 const SWEEP_MS = 1000
@@ -88,10 +87,7 @@ export class LeaseSweeper {
       await this.#nodes.beat()
       if (this.#clock.monotonic() - this.#prunedAt > PRUNE_EVERY_MS) {
         this.#prunedAt = this.#clock.monotonic()
-        await this.#pool.query(
-          `DELETE FROM ${SCHEMA}.change WHERE at < clock_timestamp() - make_interval(secs => $1)`,
-          [FEED_RETENTION_MS / 1000],
-        )
+        await this.#pool.query({ name: 'autotunnel_prune', text: PRUNE_SQL, values: [FEED_RETENTION_MS / 1000] })
       }
     } catch (e) {
       if (!this.#closed) this.#log.warn('pg.sweep_failed', { err: (e as Error).message })
