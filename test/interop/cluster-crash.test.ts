@@ -9,7 +9,7 @@ import { Rcode } from '../../src/dns/wire/header.js'
 import type { Message } from '../../src/dns/wire/message.js'
 import { RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { PgCluster } from './pg-cluster.js'
-import { keyOf, type Outcome, queryMessage, sendAll, updateMessage } from './server-client.js'
+import { eventually, keyOf, missingOn, type Outcome, queryMessage, sendAll, updateMessage } from './server-client.js'
 import { type AccountJson, ServerProcess, ZONE } from './server-harness.js'
 
 const N = 1000
@@ -50,32 +50,6 @@ function storm(tag: string, count = N): { name: (i: number) => string; msgs: Mes
   return { name, msgs }
 }
 
-/** Indexes of `names` not answered with exactly one TXT and one A record by the node on `port`. */
-async function missingOn(port: number, names: string[]): Promise<number[]> {
-  const key = keyOf(alice)
-  const q = (type: number) =>
-    sendAll(
-      port,
-      key,
-      names.map((n, j) => queryMessage(j + 1, n, type)),
-      { window: 64, timeoutMs: 3000 },
-    )
-  const [txt, a] = [await q(RRType.TXT), await q(RRType.A)]
-  const bad = new Set<number>()
-  for (const r of [...txt, ...a]) if (r.rcode !== Rcode.NOERROR || r.msg?.answers.length !== 1) bad.add(r.index)
-  return [...bad].sort((x, y) => x - y)
-}
-
-/** Waits (up to `ms`) until the node on `port` has every one of `names`; returns what is still missing. */
-async function eventually(port: number, names: string[], ms = 5000): Promise<number[]> {
-  const t0 = performance.now()
-  for (;;) {
-    const m = await missingOn(port, names)
-    if (m.length === 0 || performance.now() - t0 > ms) return m
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
 async function inDatabase(names: string[]): Promise<number> {
   const rows = await pg.query<{ n: number }>(
     'SELECT count(DISTINCT name)::int AS n FROM autotunnel.rr WHERE name = ANY($1) AND type IN (1, 16)',
@@ -108,10 +82,10 @@ test('SIGKILL of node 1 mid-storm: every NOERROR-answered update is in the datab
   const ok = noerror(results)
   assert.ok(ok.length >= killAt && ok.length < N, `${ok.length} acknowledged before the kill`)
   const names = ok.map(name)
-  assert.deepEqual(await eventually(n2.ports.dns, names), [], 'node 2 answers every acknowledged update')
+  assert.deepEqual(await eventually(n2.ports.dns, keyOf(alice), names), [], 'node 2 answers every acknowledged update')
   assert.equal(await inDatabase(names), names.length)
   await n1.start(QUOTA, { tls: false })
-  assert.deepEqual(await missingOn(n1.ports.dns, names), [], 'node 1 after its restart')
+  assert.deepEqual(await missingOn(n1.ports.dns, keyOf(alice), names), [], 'node 1 after its restart')
   t.diagnostic(
     `node 1 killed after ${acked} acks; all ${ok.length} present on node 2, in the database, on node 1 again`,
   )
@@ -154,8 +128,8 @@ test('PostgreSQL restarted -m immediate mid-storm: no acknowledged update lost, 
   assert.equal(noerror(again).length, later.msgs.length, 'updates accepted again after the restart')
   t.diagnostic(`node 1 accepting updates again ${(performance.now() - t0).toFixed(0)} ms after pg_ctl returned`)
   const names = [...ok.map(name), ...later.msgs.map((_, i) => later.name(i))]
-  assert.deepEqual(await eventually(n1.ports.dns, names), [], 'node 1 answers every acknowledged update')
-  assert.deepEqual(await eventually(n2.ports.dns, names), [], 'node 2 caught up from its cursor')
+  assert.deepEqual(await eventually(n1.ports.dns, keyOf(alice), names), [], 'node 1 answers every acknowledged update')
+  assert.deepEqual(await eventually(n2.ports.dns, keyOf(alice), names), [], 'node 2 caught up from its cursor')
   assert.equal(await inDatabase(names), names.length)
 })
 
@@ -164,7 +138,7 @@ test('PostgreSQL away: updates get SERVFAIL, queries are answered from memory; b
   const { name, msgs } = storm(`s${Date.now() % 100000}-`, 50)
   assert.equal(noerror(await sendAll(n1.ports.dns, keyOf(alice), msgs, { window: 16 })).length, 50)
   const names = msgs.map((_, i) => name(i))
-  assert.deepEqual(await eventually(n2.ports.dns, names), [])
+  assert.deepEqual(await eventually(n2.ports.dns, keyOf(alice), names), [])
   await pg.stop('immediate')
   let up = false
   t.after(async () => {
@@ -177,9 +151,10 @@ test('PostgreSQL away: updates get SERVFAIL, queries are answered from memory; b
     down.msgs.map(() => Rcode.SERVFAIL),
     'every update SERVFAIL while the database is away',
   )
-  for (const n of [n1, n2]) assert.deepEqual(await missingOn(n.ports.dns, names), [], 'answered from memory')
+  for (const n of [n1, n2])
+    assert.deepEqual(await missingOn(n.ports.dns, keyOf(alice), names), [], 'answered from memory')
   // A refused update left nothing in memory either.
-  assert.deepEqual(await missingOn(n1.ports.dns, [down.name(0)]), [0])
+  assert.deepEqual(await missingOn(n1.ports.dns, keyOf(alice), [down.name(0)]), [0])
   await pg.startAgain()
   up = true
   const t0 = performance.now()
@@ -193,6 +168,7 @@ test('PostgreSQL away: updates get SERVFAIL, queries are answered from memory; b
   assert.deepEqual(
     await eventually(
       n1.ports.dns,
+      keyOf(alice),
       back.msgs.map((_, i) => back.name(i)),
     ),
     [],

@@ -2,7 +2,7 @@
 // them (TSIG) and matches answers by ID over one UDP socket, with a bounded number in flight.
 import { createSocket } from 'node:dgram'
 import { signMessage, type TsigKey, verifyMessage } from '../../src/dns/tsig.js'
-import { Opcode } from '../../src/dns/wire/header.js'
+import { Opcode, Rcode } from '../../src/dns/wire/header.js'
 import { decodeMessage, emptyMessage, type Message } from '../../src/dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import type { AccountJson } from './server-harness.js'
@@ -89,4 +89,32 @@ export async function sendAll(
   await done
   sock.close()
   return results
+}
+
+/**
+ * Which of `names` (by index) the server on `port` does not answer with exactly one TXT and one A record: the
+ * storm tests' check that every acknowledged update is there.
+ */
+export async function missingOn(port: number, key: TsigKey, names: string[]): Promise<number[]> {
+  const bad = new Set<number>()
+  for (const type of [RRType.TXT, RRType.A]) {
+    const rs = await sendAll(
+      port,
+      key,
+      names.map((n, j) => queryMessage((j % 60000) + 1, n, type)),
+      { window: 64, timeoutMs: 3000 },
+    )
+    for (const r of rs) if (r.rcode !== Rcode.NOERROR || r.msg?.answers.length !== 1) bad.add(r.index)
+  }
+  return [...bad].sort((x, y) => x - y)
+}
+
+/** Waits (up to `ms`) until the server on `port` has every one of `names`; returns what is still missing. */
+export async function eventually(port: number, key: TsigKey, names: string[], ms = 5000): Promise<number[]> {
+  const t0 = performance.now()
+  for (;;) {
+    const m = await missingOn(port, key, names)
+    if (m.length === 0 || performance.now() - t0 > ms) return m
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }
