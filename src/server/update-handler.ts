@@ -2,6 +2,8 @@
 // first answer), the update-lease option (RFC 9664), the queue's bound, then the group-commit queue (update-queue.ts)
 // and the answer after the COMMIT; and the lease timer that runs leases out on a store that leaves it to the
 // service (SQLite; PostgreSQL expires leases itself, by the database's clock).
+
+import { accountKeyName } from '../dns/account-key.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { Rcode, rcodeName } from '../dns/wire/header.js'
@@ -16,6 +18,7 @@ import type { ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
 import {
   applyUpdate,
   checkUpdate,
+  consistentReadOf,
   DEFAULT_MAX_ACCOUNT_RECORDS,
   DEFAULT_MAX_UPDATE_RECORDS,
   QUOTA_EXCEEDED,
@@ -152,8 +155,13 @@ export class UpdateHandler {
       return
     }
     const maxRecords = req.signer.maxRecords ?? this.#cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
+    const update = { msg, user, leaseSec, keyLeaseSec, maxRecords }
+    // Shared store: prerequisites and a quota near its limit are checked against every node's committed data.
+    const reads = this.#store.shared
+      ? consistentReadOf(this.#store.index, update, accountKeyName(user, this.#cfg.zone))
+      : undefined
     this.#queue.submit(
-      (tx) => applyUpdate(tx, this.#store.index, { msg, user, leaseSec, keyLeaseSec, maxRecords }),
+      (tx) => applyUpdate(tx, this.#store.index, update),
       (rcode, err) => {
         // A refresh may change TTLs without changing content: drop cached answers after any commit.
         this.#onCommitted()
@@ -172,6 +180,7 @@ export class UpdateHandler {
         if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
         finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
       },
+      reads,
     )
   }
 

@@ -4,7 +4,10 @@
 // granted lease; an add of a record that exists refreshes its lease (or makes it permanent without one).
 //
 // checkUpdate runs when the message arrives; applyUpdate runs later inside the group commit (update-queue.ts),
-// against the zone as left by the updates committed before it, so prerequisites see every earlier update.
+// against the zone as left by the updates committed before it, so prerequisites see every earlier update. On a
+// store shared by several nodes, an UPDATE whose outcome depends on data (prerequisites, a quota it may cross:
+// consistentReadOf) runs only after the store has locked its account across the nodes and re-read its names from
+// the database (pg/consistent.ts), so it sees every other node's committed updates too.
 
 import { accountKeyName } from '../dns/account-key.js'
 import { UPDATE_META_TYPES } from '../dns/update.js'
@@ -17,6 +20,7 @@ import { discoveryService } from './discovery.js'
 import { canonicalRData, toZoneRR } from './rdata.js'
 import type { ZoneTx } from './store.js'
 import { isAtOrBelow, type Rec, rdataKey, type ZoneIndex } from './zone-index.js'
+import type { ConsistentRead } from './zone-tx.js'
 
 /** Types that never appear in zone data: the RFC 2136 3.4.1.2 meta-types and the QTYPE ANY (RFC 6895 3.1). */
 const META_TYPES: ReadonlySet<number> = new Set([...UPDATE_META_TYPES, RRType.ANY])
@@ -72,6 +76,35 @@ export function checkUpdate(cfg: ServiceConfig, msg: Message, user: string): num
     if (rr.class === RRClass.IN && SERVER_TYPES.has(rr.type)) return Rcode.REFUSED
   }
   return undefined
+}
+
+/**
+ * On a shared store an UPDATE adding records is checked against the database's count of its account's records
+ * (not the node's, which may lag other nodes by the feed delay) once the node's count plus its additions come
+ * within this many records of the quota; farther away it takes the fast path (docs/cluster.md, Consistency).
+ */
+export function quotaHeadroom(maxRecords: number): number {
+  return Math.max(DEFAULT_MAX_UPDATE_RECORDS, Math.ceil(maxRecords / 10))
+}
+
+/**
+ * What an UPDATE's outcome depends on beyond the records it adds, for a store shared by several nodes: its
+ * prerequisites (and, for them to hold until the COMMIT, every name it touches), and its account's record count
+ * when it may come near the quota. Undefined for the rest (the fast path: no prerequisites, far from the quota).
+ */
+export function consistentReadOf(index: ZoneIndex, req: UpdateRequest, domain: string): ConsistentRead | undefined {
+  const { msg } = req
+  let adds = 0
+  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
+  const wholeAccount =
+    adds > 0 &&
+    req.maxRecords !== undefined &&
+    index.recordsUnder(req.user) + adds + quotaHeadroom(req.maxRecords) > req.maxRecords
+  if (msg.answers.length === 0 && !wholeAccount) return undefined
+  const names = new Set<string>()
+  for (const rr of msg.answers) names.add(nameOf(rr))
+  for (const rr of msg.authorities) names.add(nameOf(rr))
+  return { account: req.user, domain, names: [...names], wholeAccount }
 }
 
 /** RFC 2136 3.2: undefined when every prerequisite holds, else the RCODE. */

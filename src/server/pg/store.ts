@@ -20,6 +20,9 @@
 //   statement, so a lease expires exactly once across the cluster, whichever nodes are up. The heartbeats that
 //   list the live nodes are in nodes.ts.
 // - The zone serial is the last change-feed id the node has seen (modulo 2^32): no row every update fights over.
+// - A batch holding an UPDATE with prerequisites, or one near its account's quota, commits in a transaction that
+//   first locks the accounts across the nodes and re-reads the names from the database (consistent.ts), then runs
+//   the jobs against the index brought up to date: prerequisites and quotas hold across the cluster.
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
@@ -33,26 +36,21 @@ import {
   beginZoneTx,
   ChangeFanout,
   type ChangeListener,
+  type ConsistentRead,
   type RRsetChange,
   type SqlOp,
+  type WriteOptions,
   type ZoneStore,
   type ZoneTx,
 } from '../zone-tx.js'
 import { pgListAccounts } from './accounts.js'
+import { lockAndRead } from './consistent.js'
 import { Doorbell } from './doorbell.js'
+import { loadZone } from './load.js'
 import { NodeHeartbeat } from './nodes.js'
 import { applyRows } from './reconcile.js'
-import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
-import {
-  COLUMNS,
-  COMMIT_SQL,
-  commitParamsOf,
-  FEED_PAGE,
-  FEED_SQL,
-  type FeedReadRow,
-  type Row,
-  rowToZoneRR,
-} from './sql.js'
+import { SCHEMA, serialFromChangeId } from './schema.js'
+import { COLUMNS, COMMIT_SQL, commitParamsOf, FEED_PAGE, FEED_SQL, type FeedReadRow, type Row } from './sql.js'
 import { FEED_RETENTION_MS, LeaseSweeper } from './sweep.js'
 
 /** The feed is polled this often besides the doorbell (a NOTIFY is lost while a listener reconnects). */
@@ -83,6 +81,8 @@ export class PgStore implements ZoneStore {
   readonly index: ZoneIndex
   readonly leases = new LeaseTable<Rec>()
   readonly leaseExpiry = 'store' as const
+  /** Other nodes write the same database: writes that depend on their data ask for WriteOptions.consistent. */
+  readonly shared = true
   readonly nodeId: string
   readonly #clock: Clock
   readonly #log: Logger
@@ -104,7 +104,10 @@ export class PgStore implements ZoneStore {
   #readStartedAt = -Infinity
   #gapTimer: TimerHandle | undefined
   #feedFailing = false
-  /** Successful commits of this node, and for each RRset the commit count at its last own commit. */
+  /**
+   * Successful commits of this node and re-reads of a consistent write (each makes the index newer than a feed read
+   * begun before it), and for each RRset the count at its last own commit or re-read.
+   */
   #commits = 0
   readonly #ownAt = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
@@ -222,22 +225,48 @@ export class PgStore implements ZoneStore {
     return out
   }
 
-  /** See ZoneStore.write: resolves after the COMMIT; the index is restored if it fails. */
-  write<T>(fn: (tx: ZoneTx) => T, opts: { deferChanges?: boolean } = {}): Promise<T> {
+  /**
+   * See ZoneStore.write: resolves after the COMMIT; the index is restored if it fails. With `consistent`, the batch
+   * runs in a transaction that holds the accounts' locks, against the index brought up to date for the names it
+   * depends on (consistent.ts).
+   */
+  write<T>(fn: (tx: ZoneTx) => T, opts: WriteOptions = {}): Promise<T> {
     return this.#exclusive(async () => {
       if (this.#closed) throw new StoreError('store closed')
-      const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
-      let result: T
+      const held = opts.consistent?.length ? await this.#lockAndRead(opts.consistent) : undefined
+      let ok = false
       try {
-        result = fn(w.tx)
-        if (w.ops.length) await this.#commit(w.ops)
-      } catch (e) {
-        w.rollback()
-        throw e
+        const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
+        let result: T
+        try {
+          result = fn(w.tx)
+          if (w.ops.length || held) await this.#commit(w.ops, held)
+        } catch (e) {
+          w.rollback()
+          throw e
+        }
+        this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
+        ok = true
+        return result
+      } finally {
+        // A failed transaction's connection is discarded rather than rolled back (it may be the cause).
+        held?.release(ok ? undefined : true)
       }
-      this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
-      return result
     })
+  }
+
+  /**
+   * Opens a consistent write's transaction with the index brought up to date for the names it depends on
+   * (consistent.ts); a feed read begun before is not applied over them (#ownAt), as after a commit.
+   */
+  async #lockAndRead(reads: readonly ConsistentRead[]): Promise<pg.PoolClient> {
+    const { client, keys, changes, rrsets } = await lockAndRead(this.#pool, this.index, this.leases, reads)
+    this.stats.reconciled += rrsets
+    this.#commits++
+    for (const [name, type] of keys) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
+    // Committed data older than this write: its watchers hear of it now.
+    if (changes.length) this.#fanout.emit(changes, this.#serial)
+    return client
   }
 
   emitDeferred(): void {
@@ -315,36 +344,14 @@ export class PgStore implements ZoneStore {
   async #init(): Promise<void> {
     const c = await this.#pool.connect()
     try {
-      await migrate(c, this.zone)
-      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const t0 = this.#clock.now()
-      const snap = (
-        await c.query<{ xmin: string; now_ms: string }>(
-          `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-                  (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now_ms`,
-        )
-      ).rows[0]!
-      this.#sweeper.offsetMs = Number(snap.now_ms) - (t0 + this.#clock.now()) / 2
-      const rows = (await c.query<Row>(`SELECT ${COLUMNS} FROM ${SCHEMA}.rr`)).rows
-      this.#accounts = await pgListAccounts(c)
-      // The sequence too: feed rows are pruned, and the serial must not go back when the table is empty.
-      const last = (
-        await c.query<{ id: string }>(
-          `SELECT greatest((SELECT coalesce(max(id), 0) FROM ${SCHEMA}.change),
-             (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${SCHEMA}.change_id_seq))::text AS id`,
-        )
-      ).rows[0]!.id
-      await c.query('COMMIT')
+      const loaded = await loadZone(c, this.zone, this.#clock, this.index, this.leases)
+      this.#sweeper.offsetMs = loaded.offsetMs
+      this.#accounts = loaded.accounts
       // Everything committed below xmin is in the snapshot; rows from xmin on are read (again) from the feed.
-      this.#cursor = { xid: snap.xmin, id: '-1' }
+      this.#cursor = { xid: loaded.xmin, id: '-1' }
       this.#feedReadAt = this.#clock.monotonic()
-      this.#lastId = BigInt(last)
+      this.#lastId = loaded.lastId
       this.#serial = serialFromChangeId(this.#lastId)
-      for (const r of rows) {
-        const rec: Rec = { rr: rowToZoneRR(r), expiresAtMs: r.expires_ms === null ? null : Number(r.expires_ms) }
-        this.index.insert(rec)
-        if (rec.expiresAtMs !== null) this.leases.set(rec, rec.expiresAtMs)
-      }
     } finally {
       c.release()
     }
@@ -368,18 +375,21 @@ export class PgStore implements ZoneStore {
     this.#sweeper.start()
   }
 
-  /** Commits a write's operations (last one per row wins) and its change rows; sets the serial from their ids. */
-  async #commit(ops: readonly SqlOp[]): Promise<void> {
+  /**
+   * Commits a write's operations (last one per row wins) and its change rows; sets the serial from their ids. With
+   * `held`, in the transaction open on that connection (consistent.ts), then COMMIT; else as one statement.
+   */
+  async #commit(ops: readonly SqlOp[], held?: pg.PoolClient): Promise<void> {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
-    let lastId: string | null
+    let lastId: string | null = null
     try {
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      const r = await this.#pool.query<{ last: string | null }>({
-        name: 'autotunnel_commit',
-        text: COMMIT_SQL,
-        values: commitParams,
-      })
-      lastId = r.rows[0]?.last ?? null
+      const q = { name: 'autotunnel_commit', text: COMMIT_SQL, values: commitParams }
+      if (!held) lastId = (await this.#pool.query<{ last: string | null }>(q)).rows[0]?.last ?? null
+      else {
+        if (ops.length) lastId = (await held.query<{ last: string | null }>(q)).rows[0]?.last ?? null
+        await held.query('COMMIT')
+      }
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
       // whole zone is re-read from the database on the next feed read.
@@ -393,7 +403,7 @@ export class PgStore implements ZoneStore {
       this.#lastId = BigInt(lastId)
       this.#serial = serialFromChangeId(this.#lastId)
     }
-    this.#doorbell.ring()
+    if (ops.length) this.#doorbell.ring()
   }
 
   /**
