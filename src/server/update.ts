@@ -37,6 +37,11 @@ export interface UpdateRequest {
   readonly keyLeaseSec?: number | undefined
   /** Records the user's domain may hold (the account's quota); an UPDATE that would grow it beyond is REFUSED. */
   readonly maxRecords?: number | undefined
+  /**
+   * Shared store, the account's records not re-read for this UPDATE: it may add records only while the node's count
+   * stays quotaHeadroom() below the quota; nearer, applyUpdate answers QUOTA_RECHECK instead.
+   */
+  readonly quotaFromIndex?: boolean | undefined
 }
 
 /** Records one UPDATE may carry (prerequisites and updates) unless `ServiceConfig.maxUpdateRecords` says otherwise. */
@@ -45,6 +50,8 @@ export const DEFAULT_MAX_UPDATE_RECORDS = 100
 export const DEFAULT_MAX_ACCOUNT_RECORDS = 1000
 /** applyUpdate's answer when the account's quota would be exceeded (REFUSED on the wire). */
 export const QUOTA_EXCEEDED = -1
+/** applyUpdate's answer when the quota must be checked against the database first (nothing applied; run it again). */
+export const QUOTA_RECHECK = -2
 
 function nameOf(rr: RR): string {
   return nameToLowerCanonical(rr.name)
@@ -92,19 +99,26 @@ export function quotaHeadroom(maxRecords: number): number {
  * prerequisites (and, for them to hold until the COMMIT, every name it touches), and its account's record count
  * when it may come near the quota. Undefined for the rest (the fast path: no prerequisites, far from the quota).
  */
-export function consistentReadOf(index: ZoneIndex, req: UpdateRequest, domain: string): ConsistentRead | undefined {
+export function consistentReadOf(
+  index: ZoneIndex,
+  req: UpdateRequest,
+  domain: string,
+  wholeAccount = nearQuota(index.recordsUnder(req.user), req.msg, req.maxRecords),
+): ConsistentRead | undefined {
   const { msg } = req
-  let adds = 0
-  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
-  const wholeAccount =
-    adds > 0 &&
-    req.maxRecords !== undefined &&
-    index.recordsUnder(req.user) + adds + quotaHeadroom(req.maxRecords) > req.maxRecords
   if (msg.answers.length === 0 && !wholeAccount) return undefined
   const names = new Set<string>()
   for (const rr of msg.answers) names.add(nameOf(rr))
   for (const rr of msg.authorities) names.add(nameOf(rr))
   return { account: req.user, domain, names: [...names], wholeAccount }
+}
+
+/** True when `msg`'s additions could bring an account holding `count` records within the headroom of its quota. */
+function nearQuota(count: number, msg: Message, maxRecords: number | undefined): boolean {
+  if (maxRecords === undefined) return false
+  let adds = 0
+  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
+  return adds > 0 && count + adds + quotaHeadroom(maxRecords) > maxRecords
 }
 
 /** RFC 2136 3.2: undefined when every prerequisite holds, else the RCODE. */
@@ -168,6 +182,8 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
   const keyExpiresAtMs = req.keyLeaseSec === undefined ? expiresAtMs : tx.nowMs + req.keyLeaseSec * 1000
   const countBefore = index.recordsUnder(req.user)
+  // Checked here, against the index as the jobs before this one left it, not only when the UPDATE arrived.
+  if (req.quotaFromIndex && nearQuota(countBefore, msg, req.maxRecords)) return QUOTA_RECHECK
   // Only an UPDATE that could cross the quota pays for a savepoint: at most one new record per IN-class RR.
   let adds = 0
   for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
