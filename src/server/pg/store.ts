@@ -20,9 +20,8 @@
 //   statement, so a lease expires exactly once across the cluster, whichever nodes are up. The heartbeats that
 //   list the live nodes are in nodes.ts.
 // - The zone serial is the last change-feed id the node has seen (modulo 2^32): no row every update fights over.
-// - A batch holding an UPDATE with prerequisites, or one near its account's quota, commits in a transaction that
-//   first locks the accounts across the nodes and re-reads the names from the database (consistent.ts), then runs
-//   the jobs against the index brought up to date: prerequisites and quotas hold across the cluster.
+// - A batch with an UPDATE with prerequisites or near its quota locks its accounts across the nodes and re-reads its
+//   names first, in its transaction (consistent.ts): prerequisites and quotas hold across the cluster.
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
@@ -255,16 +254,15 @@ export class PgStore implements ZoneStore {
     })
   }
 
-  /**
-   * Opens a consistent write's transaction with the index brought up to date for the names it depends on
-   * (consistent.ts); a feed read begun before is not applied over them (#ownAt), as after a commit.
-   */
+  /** Opens a consistent write's transaction, the index brought up to date for its names (consistent.ts). */
   async #lockAndRead(reads: readonly ConsistentRead[]): Promise<pg.PoolClient> {
-    const { client, keys, changes, rrsets } = await lockAndRead(this.#pool, this.index, this.leases, reads)
+    const trusted = !this.#resync && this.#clock.monotonic() - this.#feedReadAt < FEED_RETENTION_MS / 2
+    const at = { cursor: this.#cursor, trusted, pending: this.#pending.values() }
+    const { client, keys, changes, rrsets } = await lockAndRead(this.#pool, this.index, this.leases, reads, at)
     this.stats.reconciled += rrsets
+    // As after a commit, a feed read begun before is not applied over these RRsets; their watchers hear of them now.
     this.#commits++
     for (const [name, type] of keys) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
-    // Committed data older than this write: its watchers hear of it now.
     if (changes.length) this.#fanout.emit(changes, this.#serial)
     return client
   }
