@@ -3,7 +3,6 @@
 // and the answer after the COMMIT; and the lease timer that runs leases out on a store that leaves it to the
 // service (SQLite; PostgreSQL expires leases itself, by the database's clock).
 
-import { accountKeyName } from '../dns/account-key.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { Rcode, rcodeName } from '../dns/wire/header.js'
@@ -156,16 +155,15 @@ export class UpdateHandler {
       return
     }
     const maxRecords = req.signer.maxRecords ?? this.#cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
-    const update = { msg, user, leaseSec, keyLeaseSec, maxRecords }
+    const shared = this.#store.shared
+    const update = { msg, user, leaseSec, keyLeaseSec, maxRecords, quotaFromIndex: shared }
     /**
      * Shared store: prerequisites and a quota near its limit are checked against every node's committed data
      * (`reads`); `wholeAccount` forces the account's records to be re-read (QUOTA_RECHECK: it came near its quota).
      */
     const submit = (wholeAccount?: boolean): void => {
-      const reads = this.#store.shared
-        ? consistentReadOf(this.#store.index, update, accountKeyName(user, this.#cfg.zone), wholeAccount)
-        : undefined
-      const job = this.#store.shared && !reads?.wholeAccount ? { ...update, quotaFromIndex: true } : update
+      const reads = shared ? consistentReadOf(this.#store.index, update, this.#cfg.zone, wholeAccount) : undefined
+      const job = reads?.wholeAccount ? { ...update, quotaFromIndex: false } : update
       this.#queue.submit(
         (tx) => applyUpdate(tx, this.#store.index, job),
         (rcode, err) => {

@@ -197,18 +197,18 @@ test('shared store: which UPDATEs are checked against the database (prerequisite
   assert.equal(quotaHeadroom(1000), 100)
   assert.equal(quotaHeadroom(5000), 500)
   // No prerequisites, far from the quota: the fast path.
-  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')]), domain), undefined)
+  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')]), ZONE), undefined)
   // Prerequisites: the names of both sections are re-read; the account only when near its quota.
-  assert.deepEqual(consistentReadOf(store.index, req([none(H, RRType.A)], [txt(`x.${domain}`, 'x')]), domain), {
+  assert.deepEqual(consistentReadOf(store.index, req([none(H, RRType.A)], [txt(`x.${domain}`, 'x')]), ZONE), {
     account: 'alice',
     domain,
     names: [H, `x.${domain}`],
     wholeAccount: false,
   })
   // 0 records + 1 added + headroom 100 > 100: near the quota, the whole account is read.
-  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')], 100), domain)?.wholeAccount, true)
+  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')], 100), ZONE)?.wholeAccount, true)
   // Only deletions cannot cross the quota.
-  assert.equal(consistentReadOf(store.index, req([], [any(H, RRType.A)], 100), domain), undefined)
+  assert.equal(consistentReadOf(store.index, req([], [any(H, RRType.A)], 100), ZONE), undefined)
   // On the fast path (quotaFromIndex) an UPDATE that has come near the quota since it arrived asks for the recheck,
   // having applied nothing; re-read (no quotaFromIndex) the exact check applies.
   const near = { ...req([], [a(H, '192.0.2.1')], 100), quotaFromIndex: true }
