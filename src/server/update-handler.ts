@@ -2,7 +2,6 @@
 // first answer), the update-lease option (RFC 9664), the queue's bound, then the group-commit queue (update-queue.ts)
 // and the answer after the COMMIT; and the lease timer that runs leases out on a store that leaves it to the
 // service (SQLite; PostgreSQL expires leases itself, by the database's clock).
-
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { Rcode, rcodeName } from '../dns/wire/header.js'

@@ -200,7 +200,6 @@ test('shared store: which UPDATEs are checked against the database (prerequisite
   assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')]), ZONE), undefined)
   // Prerequisites: the names of both sections are re-read; the account only when near its quota.
   assert.deepEqual(consistentReadOf(store.index, req([none(H, RRType.A)], [txt(`x.${domain}`, 'x')]), ZONE), {
-    account: 'alice',
     domain,
     names: [H, `x.${domain}`],
     wholeAccount: false,

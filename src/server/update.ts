@@ -110,7 +110,7 @@ export function consistentReadOf(
   const names = new Set<string>()
   for (const rr of msg.answers) names.add(nameOf(rr))
   for (const rr of msg.authorities) names.add(nameOf(rr))
-  return { account: req.user, domain: accountKeyName(req.user, zone), names: [...names], wholeAccount }
+  return { domain: accountKeyName(req.user, zone), names: [...names], wholeAccount }
 }
 
 /** True when `msg`'s additions could bring an account holding `count` records within the headroom of its quota. */

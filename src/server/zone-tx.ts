@@ -48,9 +48,7 @@ export interface SqlOp {
  * (SQLite) ignores it, its index being the truth.
  */
 export interface ConsistentRead {
-  /** The account (user label) whose domain holds every name. */
-  readonly account: string
-  /** The account's domain (user.ZONE.). */
+  /** The account's domain (user.ZONE.): the lock, and every name is at or below it. */
   readonly domain: string
   /** Names whose every RRset the write reads or deletes. */
   readonly names: readonly string[]
