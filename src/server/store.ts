@@ -16,6 +16,7 @@ import {
   ChangeFanout,
   type ChangeListener,
   type RRsetChange,
+  type WriteOptions,
   type ZoneStore,
   type ZoneTx,
 } from './zone-tx.js'
@@ -33,6 +34,8 @@ export class Store implements ZoneStore {
   readonly zone: string
   /** Leases run out by DnsService's timer (one process owns the file). */
   readonly leaseExpiry = 'local' as const
+  /** One process owns the file: the index is the truth (WriteOptions.consistent is not needed). */
+  readonly shared = false
   readonly db: Db
   readonly index: ZoneIndex
   readonly leases = new LeaseTable<Rec>()
@@ -104,7 +107,7 @@ export class Store implements ZoneStore {
    * Runs `fn` as one atomic change: index edits apply at once, the SQL commits in one transaction before this
    * returns, and listeners see the net change afterwards. Throws (with the index restored) if the COMMIT fails.
    */
-  write<T>(fn: (tx: ZoneTx) => T, opts: { deferChanges?: boolean } = {}): T {
+  write<T>(fn: (tx: ZoneTx) => T, opts: WriteOptions = {}): T {
     const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now())
     let result: T
     try {

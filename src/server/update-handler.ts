@@ -16,9 +16,11 @@ import type { ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
 import {
   applyUpdate,
   checkUpdate,
+  consistentReadOf,
   DEFAULT_MAX_ACCOUNT_RECORDS,
   DEFAULT_MAX_UPDATE_RECORDS,
   QUOTA_EXCEEDED,
+  QUOTA_RECHECK,
 } from './update.js'
 import type { UpdateQueue } from './update-queue.js'
 import type { ZoneStore } from './zone-tx.js'
@@ -152,27 +154,40 @@ export class UpdateHandler {
       return
     }
     const maxRecords = req.signer.maxRecords ?? this.#cfg.maxAccountRecords ?? DEFAULT_MAX_ACCOUNT_RECORDS
-    this.#queue.submit(
-      (tx) => applyUpdate(tx, this.#store.index, { msg, user, leaseSec, keyLeaseSec, maxRecords }),
-      (rcode, err) => {
-        // A refresh may change TTLs without changing content: drop cached answers after any commit.
-        this.#onCommitted()
-        if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
-        if (rcode === QUOTA_EXCEEDED) {
-          this.#metrics.dropped({ reason: 'quota' })
-          this.#log.warn('update.refused', {
-            user,
-            reason: 'quota',
-            maxRecords,
-            records: this.#store.index.recordsUnder(user),
-            peer: req.ctx.peer.address,
-          })
-          return finish(Rcode.REFUSED)
-        }
-        if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
-        finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
-      },
-    )
+    const shared = this.#store.shared
+    const update = { msg, user, leaseSec, keyLeaseSec, maxRecords, quotaFromIndex: shared }
+    /**
+     * Shared store: prerequisites and a quota near its limit are checked against every node's committed data
+     * (`reads`); `wholeAccount` forces the account's records to be re-read (QUOTA_RECHECK: it came near its quota).
+     */
+    const submit = (wholeAccount?: boolean): void => {
+      const reads = shared ? consistentReadOf(this.#store.index, update, this.#cfg.zone, wholeAccount) : undefined
+      const job = reads?.wholeAccount ? { ...update, quotaFromIndex: false } : update
+      this.#queue.submit(
+        (tx) => applyUpdate(tx, this.#store.index, job),
+        (rcode, err) => {
+          // A refresh may change TTLs without changing content: drop cached answers after any commit.
+          this.#onCommitted()
+          if (err || rcode === undefined) return finish(Rcode.SERVFAIL)
+          if (rcode === QUOTA_RECHECK) return submit(true)
+          if (rcode === QUOTA_EXCEEDED) {
+            this.#metrics.dropped({ reason: 'quota' })
+            this.#log.warn('update.refused', {
+              user,
+              reason: 'quota',
+              maxRecords,
+              records: this.#store.index.recordsUnder(user),
+              peer: req.ctx.peer.address,
+            })
+            return finish(Rcode.REFUSED)
+          }
+          if (this.#log.enabled('debug')) this.#log.debug('update.done', { user, rcode: rcodeName(rcode), leaseSec })
+          finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
+        },
+        reads,
+      )
+    }
+    submit()
   }
 
   /** Removes records whose lease ran out (PostgreSQL: the store does it instead). */

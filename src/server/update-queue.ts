@@ -7,13 +7,14 @@
 // change feed (LLQ and DNS Push fan-out, which may mean 10,000 sends) runs after the answers: an updater does not
 // wait for the watchers, and no watcher hears of a change before it is durable.
 import type { Logger } from '../io/log.js'
-import type { ZoneStore, ZoneTx } from './zone-tx.js'
+import type { ConsistentRead, ZoneStore, ZoneTx } from './zone-tx.js'
 
 export type Job<R> = (tx: ZoneTx) => R
 
 interface Queued {
   readonly job: Job<unknown>
   readonly done: (result: unknown, err?: Error) => void
+  readonly reads: ConsistentRead | undefined
 }
 
 export class UpdateQueue {
@@ -39,13 +40,16 @@ export class UpdateQueue {
     return this.#queue.length
   }
 
-  /** Queues `job`; `done` runs after its batch committed (or failed, with the error). */
-  submit<R>(job: Job<R>, done: (result: R | undefined, err?: Error) => void): void {
+  /**
+   * Queues `job`; `done` runs after its batch committed (or failed, with the error). `reads`: what the job's outcome
+   * depends on beyond this node's index (a batch holding such a job is committed by WriteOptions.consistent).
+   */
+  submit<R>(job: Job<R>, done: (result: R | undefined, err?: Error) => void, reads?: ConsistentRead): void {
     if (this.#closed) {
       done(undefined, new Error('update queue closed'))
       return
     }
-    this.#queue.push({ job, done: done as Queued['done'] })
+    this.#queue.push({ job, done: done as Queued['done'], reads })
     if (!this.#scheduled) {
       this.#scheduled = true
       setImmediate(() => this.#flush())
@@ -77,13 +81,15 @@ export class UpdateQueue {
     this.#queue = this.#queue.length <= this.#maxBatch ? [] : this.#queue.slice(this.#maxBatch)
     if (batch.length === 0) return
     const results: unknown[] = []
+    let consistent: ConsistentRead[] | undefined
+    for (const q of batch) if (q.reads) (consistent ??= []).push(q.reads)
     let pending: unknown
     try {
       pending = this.#store.write(
         (tx) => {
           for (const q of batch) results.push(q.job(tx))
         },
-        { deferChanges: true },
+        consistent ? { deferChanges: true, consistent } : { deferChanges: true },
       )
     } catch (e) {
       this.#failed(batch, e)

@@ -7,7 +7,7 @@ import { failOnLeakedResources } from '../io/leak-check.js'
 import type { ServiceConfig } from './config.js'
 import type { RRsetChange } from './store.js'
 import { a, aaaa, openStore, rr, tempDir, txt, updateMsg, ZONE } from './test-helpers.js'
-import { applyUpdate, checkUpdate, QUOTA_EXCEEDED } from './update.js'
+import { applyUpdate, checkUpdate, consistentReadOf, QUOTA_EXCEEDED, QUOTA_RECHECK, quotaHeadroom } from './update.js'
 import { isAtOrBelow, labelBelow } from './zone-index.js'
 
 failOnLeakedResources()
@@ -180,6 +180,52 @@ test('quota: an UPDATE that would grow an account past maxRecords leaves no trac
     ),
     Rcode.REFUSED,
   )
+})
+
+test('shared store: which UPDATEs are checked against the database (prerequisites, near the quota), and the recheck', (t) => {
+  const { dir, cleanup } = tempDir()
+  t.after(cleanup)
+  const store = openStore(dir)
+  t.after(() => store.close())
+  const domain = `alice.${ZONE}`
+  const req = (prereqs: ReturnType<typeof a>[], updates: ReturnType<typeof a>[], maxRecords = 1000) => ({
+    msg: updateMsg(prereqs, updates),
+    user: 'alice',
+    leaseSec: undefined,
+    maxRecords,
+  })
+  assert.equal(quotaHeadroom(1000), 100)
+  assert.equal(quotaHeadroom(5000), 500)
+  // No prerequisites, far from the quota: the fast path.
+  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')]), ZONE), undefined)
+  // Prerequisites: the names of both sections are re-read; the account only when near its quota.
+  assert.deepEqual(consistentReadOf(store.index, req([none(H, RRType.A)], [txt(`x.${domain}`, 'x')]), ZONE), {
+    domain,
+    names: [H, `x.${domain}`],
+    wholeAccount: false,
+  })
+  // 0 records + 1 added + headroom 100 > 100: near the quota, the whole account is read.
+  assert.equal(consistentReadOf(store.index, req([], [a(H, '192.0.2.1')], 100), ZONE)?.wholeAccount, true)
+  // Only deletions cannot cross the quota.
+  assert.equal(consistentReadOf(store.index, req([], [any(H, RRType.A)], 100), ZONE), undefined)
+  // On the fast path (quotaFromIndex) an UPDATE that has come near the quota since it arrived asks for the recheck,
+  // having applied nothing; re-read (no quotaFromIndex) the exact check applies.
+  const near = { ...req([], [a(H, '192.0.2.1')], 100), quotaFromIndex: true }
+  assert.equal(
+    store.write((tx) => applyUpdate(tx, store.index, near)),
+    QUOTA_RECHECK,
+  )
+  assert.equal(store.index.recordsUnder('alice'), 0)
+  assert.equal(
+    store.write((tx) => applyUpdate(tx, store.index, { ...near, quotaFromIndex: false })),
+    Rcode.NOERROR,
+  )
+  const far = { ...req([], [a(H, '192.0.2.2')], 1000), quotaFromIndex: true }
+  assert.equal(
+    store.write((tx) => applyUpdate(tx, store.index, far)),
+    Rcode.NOERROR,
+  )
+  assert.equal(store.index.recordsUnder('alice'), 2)
 })
 
 test('records, leases and serial survive a reopen', (t) => {

@@ -4,7 +4,10 @@
 // granted lease; an add of a record that exists refreshes its lease (or makes it permanent without one).
 //
 // checkUpdate runs when the message arrives; applyUpdate runs later inside the group commit (update-queue.ts),
-// against the zone as left by the updates committed before it, so prerequisites see every earlier update.
+// against the zone as left by the updates committed before it, so prerequisites see every earlier update. On a
+// store shared by several nodes, an UPDATE whose outcome depends on data (prerequisites, a quota it may cross:
+// consistentReadOf) runs only after the store has locked its account across the nodes and re-read its names from
+// the database (pg/consistent.ts), so it sees every other node's committed updates too.
 
 import { accountKeyName } from '../dns/account-key.js'
 import { UPDATE_META_TYPES } from '../dns/update.js'
@@ -17,6 +20,7 @@ import { discoveryService } from './discovery.js'
 import { canonicalRData, toZoneRR } from './rdata.js'
 import type { ZoneTx } from './store.js'
 import { isAtOrBelow, type Rec, rdataKey, type ZoneIndex } from './zone-index.js'
+import type { ConsistentRead } from './zone-tx.js'
 
 /** Types that never appear in zone data: the RFC 2136 3.4.1.2 meta-types and the QTYPE ANY (RFC 6895 3.1). */
 const META_TYPES: ReadonlySet<number> = new Set([...UPDATE_META_TYPES, RRType.ANY])
@@ -33,6 +37,11 @@ export interface UpdateRequest {
   readonly keyLeaseSec?: number | undefined
   /** Records the user's domain may hold (the account's quota); an UPDATE that would grow it beyond is REFUSED. */
   readonly maxRecords?: number | undefined
+  /**
+   * Shared store, the account's records not re-read for this UPDATE: it may add records only while the node's count
+   * stays quotaHeadroom() below the quota; nearer, applyUpdate answers QUOTA_RECHECK instead.
+   */
+  readonly quotaFromIndex?: boolean | undefined
 }
 
 /** Records one UPDATE may carry (prerequisites and updates) unless `ServiceConfig.maxUpdateRecords` says otherwise. */
@@ -41,6 +50,8 @@ export const DEFAULT_MAX_UPDATE_RECORDS = 100
 export const DEFAULT_MAX_ACCOUNT_RECORDS = 1000
 /** applyUpdate's answer when the account's quota would be exceeded (REFUSED on the wire). */
 export const QUOTA_EXCEEDED = -1
+/** applyUpdate's answer when the quota must be checked against the database first (nothing applied; run it again). */
+export const QUOTA_RECHECK = -2
 
 function nameOf(rr: RR): string {
   return nameToLowerCanonical(rr.name)
@@ -72,6 +83,42 @@ export function checkUpdate(cfg: ServiceConfig, msg: Message, user: string): num
     if (rr.class === RRClass.IN && SERVER_TYPES.has(rr.type)) return Rcode.REFUSED
   }
   return undefined
+}
+
+/**
+ * On a shared store an UPDATE adding records is checked against the database's count of its account's records
+ * (not the node's, which may lag other nodes by the feed delay) once the node's count plus its additions come
+ * within this many records of the quota; farther away it takes the fast path (docs/cluster.md, Consistency).
+ */
+export function quotaHeadroom(maxRecords: number): number {
+  return Math.max(DEFAULT_MAX_UPDATE_RECORDS, Math.ceil(maxRecords / 10))
+}
+
+/**
+ * What an UPDATE's outcome depends on beyond the records it adds, for a store shared by several nodes: its
+ * prerequisites (and, for them to hold until the COMMIT, every name it touches), and its account's record count
+ * when it may come near the quota. Undefined for the rest (the fast path: no prerequisites, far from the quota).
+ */
+export function consistentReadOf(
+  index: ZoneIndex,
+  req: UpdateRequest,
+  zone: string,
+  wholeAccount = nearQuota(index.recordsUnder(req.user), req.msg, req.maxRecords),
+): ConsistentRead | undefined {
+  const { msg } = req
+  if (msg.answers.length === 0 && !wholeAccount) return undefined
+  const names = new Set<string>()
+  for (const rr of msg.answers) names.add(nameOf(rr))
+  for (const rr of msg.authorities) names.add(nameOf(rr))
+  return { domain: accountKeyName(req.user, zone), names: [...names], wholeAccount }
+}
+
+/** True when `msg`'s additions could bring an account holding `count` records within the headroom of its quota. */
+function nearQuota(count: number, msg: Message, maxRecords: number | undefined): boolean {
+  if (maxRecords === undefined) return false
+  let adds = 0
+  for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++
+  return adds > 0 && count + adds + quotaHeadroom(maxRecords) > maxRecords
 }
 
 /** RFC 2136 3.2: undefined when every prerequisite holds, else the RCODE. */
@@ -135,6 +182,8 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
   const expiresAtMs = leaseSec === undefined ? null : tx.nowMs + leaseSec * 1000
   const keyExpiresAtMs = req.keyLeaseSec === undefined ? expiresAtMs : tx.nowMs + req.keyLeaseSec * 1000
   const countBefore = index.recordsUnder(req.user)
+  // Checked here, against the index as the jobs before this one left it, not only when the UPDATE arrived.
+  if (req.quotaFromIndex && nearQuota(countBefore, msg, req.maxRecords)) return QUOTA_RECHECK
   // Only an UPDATE that could cross the quota pays for a savepoint: at most one new record per IN-class RR.
   let adds = 0
   for (const rr of msg.authorities) if (rr.class === RRClass.IN) adds++

@@ -41,9 +41,33 @@ export interface SqlOp {
   readonly expiresAtMs: number | null
 }
 
+/**
+ * What a write's outcome depends on beyond the records it names itself: RFC 2136 prerequisites and the account's
+ * quota. A store shared by several nodes (PostgreSQL) serialises such writes per account across the nodes and
+ * re-reads these names from the database before running the write (pg/consistent.ts); a store one process owns
+ * (SQLite) ignores it, its index being the truth.
+ */
+export interface ConsistentRead {
+  /** The account's domain (user.ZONE.): the lock, and every name is at or below it. */
+  readonly domain: string
+  /** Names whose every RRset the write reads or deletes. */
+  readonly names: readonly string[]
+  /** Re-read every record of the domain too (the quota counts them). */
+  readonly wholeAccount: boolean
+}
+
+export interface WriteOptions {
+  /** Keep the change listeners for emitDeferred() (the update queue answers first). */
+  readonly deferChanges?: boolean
+  /** The writes in this batch that must see every other node's committed data (shared stores only). */
+  readonly consistent?: readonly ConsistentRead[]
+}
+
 /** What DnsService, the update queue and the notify service use of a store (SQLite or PostgreSQL). */
 export interface ZoneStore {
   readonly zone: string
+  /** Other processes write the same data (PostgreSQL): the index may lag them by the feed delay. */
+  readonly shared: boolean
   readonly index: ZoneIndex
   readonly leases: LeaseTable<Rec>
   readonly serial: number
@@ -59,7 +83,7 @@ export interface ZoneStore {
    * Runs `fn` as one atomic change. SQLite returns the result after its synchronous COMMIT; PostgreSQL returns a
    * promise settled after its COMMIT. Either way the index is restored when the commit fails.
    */
-  write<T>(fn: (tx: ZoneTx) => T, opts?: { deferChanges?: boolean }): T | Promise<T>
+  write<T>(fn: (tx: ZoneTx) => T, opts?: WriteOptions): T | Promise<T>
   /** Runs the change listeners for writes made with `deferChanges`, in commit order. */
   emitDeferred(): void
 }

@@ -9,7 +9,7 @@ import { Rcode } from '../../src/dns/wire/header.js'
 import type { Message } from '../../src/dns/wire/message.js'
 import { RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { PgCluster } from './pg-cluster.js'
-import { eventually, keyOf, missingOn, type Outcome, queryMessage, sendAll, updateMessage } from './server-client.js'
+import { eventually, keyOf, missingOn, type Outcome, sendAll, updateMessage } from './server-client.js'
 import { type AccountJson, ServerProcess, ZONE } from './server-harness.js'
 
 const N = 1000

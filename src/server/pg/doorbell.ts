@@ -6,7 +6,7 @@
 import type pg from 'pg'
 import type { Logger } from '../../io/log.js'
 import { FEED_CHANNEL } from './accounts.js'
-import type { PgPrimary } from './primary.js'
+import { CONNECT_TIMEOUT_MS, type PgPrimary } from './primary.js'
 
 const RECONNECT_MS = 500
 /**
@@ -15,7 +15,6 @@ const RECONNECT_MS = 500
  * feed with their own commits (store.ts), so a ring matters only to idle nodes, which then read at most this late.
  */
 const RING_GAP_MS = 20
-const CONNECT_TIMEOUT_MS = 3000
 
 export class Doorbell {
   readonly #primary: PgPrimary

@@ -151,21 +151,32 @@ export class PgPrimary {
     const c = await pool.connect()
     let failed: Error | undefined
     try {
-      this.#warned.delete(c)
-      const r = await c.query<R>(query)
-      if (this.#warned.delete(c)) {
-        this.#log.warn('pg.commit_unconfirmed', {
-          hint: 'the wait of a COMMIT for the synchronous standby was cancelled: check the standby (pg_stat_replication on the primary)',
-        })
-        throw new StoreError('COMMIT not confirmed by the synchronous standby (its wait was cancelled)')
-      }
-      return r
+      return await this.durableOn<R>(c, query)
     } catch (e) {
       if (!(e instanceof StoreError)) failed = e as Error
       throw e
     } finally {
       c.release(failed)
     }
+  }
+
+  /**
+   * durableQuery's check on a connection the caller holds (a transaction's COMMIT, consistent.ts): fails when
+   * PostgreSQL answered the statement with a WARNING.
+   */
+  async durableOn<R extends pg.QueryResultRow>(
+    c: pg.ClientBase,
+    query: pg.QueryConfig | string,
+  ): Promise<pg.QueryResult<R>> {
+    this.#warned.delete(c)
+    const r = await c.query<R>(query)
+    if (this.#warned.delete(c)) {
+      this.#log.warn('pg.commit_unconfirmed', {
+        hint: 'the wait of a COMMIT for the synchronous standby was cancelled: check the standby (pg_stat_replication on the primary)',
+      })
+      throw new StoreError('COMMIT not confirmed by the synchronous standby (its wait was cancelled)')
+    }
+    return r
   }
 
   /** A pool whose connections go to the writable server. */
@@ -362,4 +373,29 @@ export class PgPrimary {
       'queries are answered from memory'
     )
   }
+}
+
+export const CONNECT_TIMEOUT_MS = 3000
+/** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
+const STATEMENT_TIMEOUT_MS = 10_000
+
+/** How a server node connects (store.ts): the URL's writable server, with the node's settings on every connection. */
+export function nodePrimary(log: Logger, url: string, nodeId: string): PgPrimary {
+  return new PgPrimary(
+    { log },
+    {
+      url,
+      // 2 s beyond the statement timeout (the server's): only a server that is gone leaves a statement so long.
+      queryTimeoutMs: STATEMENT_TIMEOUT_MS + 2000,
+      config: {
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        statement_timeout: STATEMENT_TIMEOUT_MS,
+        application_name: `autotunnel ${nodeId}`,
+        keepAlive: true,
+        // JIT off: once the tables hold some hundred thousand rows the feed statements' cost estimates pass
+        // jit_above_cost and every execution compiled 39 functions with LLVM (16-60 ms each, docs/cluster.md).
+        options: '-c jit=off',
+      },
+    },
+  )
 }

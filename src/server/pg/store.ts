@@ -1,27 +1,19 @@
-// The zone store on a PostgreSQL database shared by any number of server nodes (docs/cluster.md).
-//
-// Every node keeps the whole zone in memory (ZoneIndex, as on SQLite) and answers from it; the database is the
-// truth and the way nodes hear of each other's changes:
-// - A write edits the index at once through a ZoneTx (zone-tx.ts), then commits its rows and one change-feed row
-//   per RRset touched in ONE statement (data-modifying CTEs: one round trip, one transaction, one fsync for the
-//   whole group-commit batch). The update queue answers after that COMMIT; a failed COMMIT undoes the index.
-// - The change feed (autotunnel.change) is read by cursor on (xid, id), only below the oldest running
-//   transaction (pg_snapshot_xmin), so a transaction that commits after a later-numbered one is never skipped.
-//   The feed says which RRsets changed; the same statement returns those RRsets' current rows, and the node
-//   applies the difference to its index and its LLQ/Push watchers (reconcile.ts). Re-reading (rather than replaying
-//   row operations) makes the result the database's current state whatever order transactions committed in. A
-//   node skips the RRsets of its own rows (its index has them already); feed application and the node's own
-//   commits never overlap (#exclusive), so a re-read can never undo an edit of the node's own that is still
-//   committing. Every commit statement reads the feed too (one round trip for both); a read of its own starts on
-//   a ring only when no commit will do it soon, at most every FEED_GAP_MS (feed-schedule.ts). A read is applied
-//   only if no other read was applied since it was sent (two reads' snapshots are in no known order).
-// - NOTIFY is only a doorbell, sent after the data COMMIT on its own connection with synchronous_commit off (a
-//   notifying COMMIT takes a database-wide lock); the feed is also polled, so a lost NOTIFY costs latency only.
-// - Lease expiry runs in the store (sweep.ts), not in DnsService: every node sweeps rows whose expires_ms (the
-//   database's clock) has passed with DELETE ... FOR UPDATE SKIP LOCKED, writing the 'expire' feed rows in the same
-//   statement, so a lease expires exactly once across the cluster, whichever nodes are up. The heartbeats that
-//   list the live nodes are in nodes.ts.
-// - The zone serial is the last change-feed id the node has seen (modulo 2^32): no row every update fights over.
+// The zone store on a PostgreSQL database shared by any number of server nodes. The design, and why, is
+// docs/cluster.md ("Design"); in short:
+// - Every node keeps the whole zone in memory (ZoneIndex) and answers from it; the database is the truth and the
+//   only channel between nodes.
+// - A write edits the index (zone-tx.ts), then commits its rows and one change-feed row per RRset touched in ONE
+//   statement, which also reads the feed (sql.ts); the update queue answers after that COMMIT, and a failed COMMIT
+//   undoes the index.
+// - The feed is read by (xid, id) below pg_snapshot_xmin, so a late-committing transaction is never skipped; it
+//   names RRsets, whose current rows come in the same statement and are applied to the index and the watchers
+//   (reconcile.ts). A node skips its own RRsets; applying and its own commits never overlap (#exclusive); a read is
+//   applied only if no other was applied since it was sent. When reads start: feed-schedule.ts.
+// - NOTIFY is only a doorbell, after COMMIT, on its own connection (doorbell.ts); the feed is also polled.
+// - Leases expire by the database's clock, exactly once across the cluster (sweep.ts); heartbeats in nodes.ts.
+// - The zone serial is the last change-feed id the node has seen: no row every update fights over.
+// - UPDATEs with prerequisites or near their quota lock their accounts and re-read their names in their
+//   transaction (consistent.ts); connections go to the writable server of the URL's list (primary.ts).
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
 import type { Clock, TimerHandle } from '../../io/clock.js'
@@ -35,18 +27,22 @@ import {
   beginZoneTx,
   ChangeFanout,
   type ChangeListener,
+  type ConsistentRead,
   type RRsetChange,
   type SqlOp,
+  type WriteOptions,
   type ZoneStore,
   type ZoneTx,
 } from '../zone-tx.js'
 import { pgListAccounts } from './accounts.js'
+import { lockAndRead } from './consistent.js'
 import { Doorbell } from './doorbell.js'
 import { FeedSchedule } from './feed-schedule.js'
+import { loadZone } from './load.js'
 import { NodeHeartbeat } from './nodes.js'
-import { PgPrimary } from './primary.js'
+import { nodePrimary, type PgPrimary } from './primary.js'
 import { applyRows } from './reconcile.js'
-import { migrate, SCHEMA, serialFromChangeId } from './schema.js'
+import { SCHEMA, serialFromChangeId } from './schema.js'
 import {
   COLUMNS,
   COMMIT_FEED_SQL,
@@ -57,7 +53,6 @@ import {
   type FeedReadRow,
   parseFeedPage,
   type Row,
-  rowToZoneRR,
 } from './sql.js'
 import { FEED_RETENTION_MS, LeaseSweeper } from './sweep.js'
 
@@ -67,9 +62,6 @@ const FEED_POLL_MS = 250
 const FEED_GAP_MS = 5
 /** While this node commits, a ring waits this long for its next commit (which reads the feed) before a read. */
 const BUSY_READ_WAIT_MS = 10
-const CONNECT_TIMEOUT_MS = 3000
-/** A statement that takes longer fails (the update gets SERVFAIL) rather than holding the queue. */
-const STATEMENT_TIMEOUT_MS = 10_000
 
 export interface PgStoreOptions {
   /** postgres://USER:PASSWORD@HOST:PORT/DB, or several HOST:PORTs (a primary and its standbys; hosts.ts). */
@@ -87,6 +79,8 @@ export class PgStore implements ZoneStore {
   readonly index: ZoneIndex
   readonly leases = new LeaseTable<Rec>()
   readonly leaseExpiry = 'store' as const
+  /** Other nodes write the same database: writes that depend on their data ask for WriteOptions.consistent. */
+  readonly shared = true
   readonly nodeId: string
   readonly #clock: Clock
   readonly #log: Logger
@@ -105,7 +99,10 @@ export class PgStore implements ZoneStore {
   /** A COMMIT failed with an unknown outcome: re-read the whole zone before trusting the index again. */
   #resync = false
   #feedFailing = false
-  /** Successful commits of this node, and for each RRset the commit count at its last own commit. */
+  /**
+   * Successful commits of this node and re-reads of a consistent write (each makes the index newer than a feed read
+   * begun before it), and for each RRset the count at its last own commit or re-read.
+   */
   #commits = 0
   readonly #ownAt = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
@@ -128,24 +125,7 @@ export class PgStore implements ZoneStore {
     this.zone = opts.zone
     this.index = new ZoneIndex(opts.zone)
     this.nodeId = opts.nodeId ?? randomBytes(8).toString('hex')
-    // The URL may list a primary and its standbys: every connection goes to the writable one (primary.ts).
-    const primary = new PgPrimary(
-      { log: this.#log },
-      {
-        url: opts.url,
-        // 2 s beyond the statement timeout (the server's): only a server that is gone leaves a statement so long.
-        queryTimeoutMs: STATEMENT_TIMEOUT_MS + 2000,
-        config: {
-          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-          statement_timeout: STATEMENT_TIMEOUT_MS,
-          application_name: `autotunnel ${this.nodeId}`,
-          keepAlive: true,
-          // JIT off: once the tables hold some hundred thousand rows the feed statements' cost estimates pass
-          // jit_above_cost and every execution compiled 39 functions with LLVM (16-60 ms each, docs/cluster.md).
-          options: '-c jit=off',
-        },
-      },
-    )
+    const primary = nodePrimary(this.#log, opts.url, this.nodeId)
     this.#primary = primary
     this.#pool = primary.pool({ max: 4 })
     // An idle connection dying (the database restarting) is reported here; the pool replaces it on next use.
@@ -238,21 +218,33 @@ export class PgStore implements ZoneStore {
     return out
   }
 
-  /** See ZoneStore.write: resolves after the COMMIT; the index is restored if it fails. */
-  write<T>(fn: (tx: ZoneTx) => T, opts: { deferChanges?: boolean } = {}): Promise<T> {
+  /**
+   * See ZoneStore.write: resolves after the COMMIT; the index is restored if it fails. With `consistent`, the batch
+   * runs in a transaction that holds the accounts' locks, against the index brought up to date for the names it
+   * depends on (consistent.ts).
+   */
+  write<T>(fn: (tx: ZoneTx) => T, opts: WriteOptions = {}): Promise<T> {
     return this.#exclusive(async () => {
       if (this.#closed) throw new StoreError('store closed')
-      const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
-      let result: T
+      const held = opts.consistent?.length ? await this.#lockAndRead(opts.consistent) : undefined
+      let ok = false
+      let result!: T
       let read: FeedRead | undefined
       try {
-        result = fn(w.tx)
-        if (w.ops.length) read = await this.#commit(w.ops)
-      } catch (e) {
-        w.rollback()
-        throw e
+        const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
+        try {
+          result = fn(w.tx)
+          if (w.ops.length || held) read = await this.#commit(w.ops, held)
+        } catch (e) {
+          w.rollback()
+          throw e
+        }
+        this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
+        ok = true
+      } finally {
+        // A failed transaction's connection is discarded rather than rolled back (it may be the cause).
+        held?.release(ok ? undefined : true)
       }
-      this.#fanout.committed(w.changes(), this.#serial, opts.deferChanges)
       if (read) {
         this.#schedule.served(read.sentAt)
         let applied = false
@@ -268,6 +260,19 @@ export class PgStore implements ZoneStore {
       }
       return result
     })
+  }
+
+  /** Opens a consistent write's transaction, the index brought up to date for its names (consistent.ts). */
+  async #lockAndRead(reads: readonly ConsistentRead[]): Promise<pg.PoolClient> {
+    const trusted = !this.#resync && this.#clock.monotonic() - this.#feedReadAt < FEED_RETENTION_MS / 2
+    const at = { cursor: this.#cursor, trusted, pending: this.#pending.values() }
+    const { client, keys, changes, rrsets } = await lockAndRead(this.#pool, this.index, this.leases, reads, at)
+    this.stats.reconciled += rrsets
+    // As after a commit, a feed read begun before is not applied over these RRsets; their watchers hear of them now.
+    this.#commits++
+    for (const [name, type] of keys) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
+    if (changes.length) this.#fanout.emit(changes, this.#serial)
+    return client
   }
 
   emitDeferred(): void {
@@ -324,36 +329,14 @@ export class PgStore implements ZoneStore {
   async #init(): Promise<void> {
     const c = await this.#pool.connect()
     try {
-      await migrate(c, this.zone)
-      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
-      const t0 = this.#clock.now()
-      const snap = (
-        await c.query<{ xmin: string; now_ms: string }>(
-          `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
-                  (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now_ms`,
-        )
-      ).rows[0]!
-      this.#sweeper.offsetMs = Number(snap.now_ms) - (t0 + this.#clock.now()) / 2
-      const rows = (await c.query<Row>(`SELECT ${COLUMNS} FROM ${SCHEMA}.rr`)).rows
-      this.#accounts = await pgListAccounts(c)
-      // The sequence too: feed rows are pruned, and the serial must not go back when the table is empty.
-      const last = (
-        await c.query<{ id: string }>(
-          `SELECT greatest((SELECT coalesce(max(id), 0) FROM ${SCHEMA}.change),
-             (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${SCHEMA}.change_id_seq))::text AS id`,
-        )
-      ).rows[0]!.id
-      await c.query('COMMIT')
+      const loaded = await loadZone(c, this.zone, this.#clock, this.index, this.leases)
+      this.#sweeper.offsetMs = loaded.offsetMs
+      this.#accounts = loaded.accounts
       // Everything committed below xmin is in the snapshot; rows from xmin on are read (again) from the feed.
-      this.#cursor = { xid: snap.xmin, id: '-1' }
+      this.#cursor = { xid: loaded.xmin, id: '-1' }
       this.#feedReadAt = this.#clock.monotonic()
-      this.#lastId = BigInt(last)
+      this.#lastId = loaded.lastId
       this.#serial = serialFromChangeId(this.#lastId)
-      for (const r of rows) {
-        const rec: Rec = { rr: rowToZoneRR(r), expiresAtMs: r.expires_ms === null ? null : Number(r.expires_ms) }
-        this.index.insert(rec)
-        if (rec.expiresAtMs !== null) this.leases.set(rec, rec.expiresAtMs)
-      }
     } finally {
       c.release()
     }
@@ -379,25 +362,30 @@ export class PgStore implements ZoneStore {
 
   /**
    * Commits a write's operations (last one per row wins) and its change rows, and reads the feed in the same
-   * statement; sets the serial from the change rows' ids. Returns the read for write() to apply.
+   * statement; sets the serial from the change rows' ids. Returns the read for write() to apply. With `held`, the
+   * statement runs in the transaction open on that connection (a consistent write: consistent.ts), then COMMIT; a
+   * consistent write without operations (its prerequisites failed) only commits and reads nothing.
    */
-  async #commit(ops: readonly SqlOp[]): Promise<FeedRead> {
+  async #commit(ops: readonly SqlOp[], held?: pg.PoolClient): Promise<FeedRead | undefined> {
     const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
     const start = this.#commits
     const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
     const asked = [...this.#pending]
     const sentAt = this.#clock.monotonic()
-    let rows: FeedReadRow[]
+    let rows: FeedReadRow[] | undefined
     this.#schedule.committing = true
     try {
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      rows = (
-        await this.#primary.durableQuery<FeedReadRow>(this.#pool, {
-          name: 'autotunnel_commit_feed',
-          text: COMMIT_FEED_SQL,
-          values: [...commitParams, cursor.xid, cursor.id, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1])],
-        })
-      ).rows
+      const q = {
+        name: 'autotunnel_commit_feed',
+        text: COMMIT_FEED_SQL,
+        values: [...commitParams, cursor.xid, cursor.id, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1])],
+      }
+      if (!held) rows = (await this.#primary.durableQuery<FeedReadRow>(this.#pool, q)).rows
+      else {
+        if (ops.length) rows = (await held.query<FeedReadRow>(q)).rows
+        await this.#primary.durableOn(held, 'COMMIT')
+      }
     } catch (e) {
       // The COMMIT may have happened (the connection died after it): the index is undone by the caller, so the
       // whole zone is re-read from the database on the next feed read.
@@ -409,13 +397,13 @@ export class PgStore implements ZoneStore {
     }
     this.#commits++
     for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
-    const page = parseFeedPage(rows, this.#lastId)
-    if (page.last !== undefined && page.last > this.#lastId) {
+    const page = rows && parseFeedPage(rows, this.#lastId)
+    if (page?.last !== undefined && page.last > this.#lastId) {
       this.#lastId = page.last
       this.#serial = serialFromChangeId(this.#lastId)
     }
-    this.#doorbell.ring()
-    return { start, cursor, applied, asked, sentAt, page }
+    if (ops.length) this.#doorbell.ring()
+    return page && { start, cursor, applied, asked, sentAt, page }
   }
 
   /**
