@@ -106,7 +106,8 @@ interface Snapshot {
 async function snapshot(d: Daemon): Promise<Snapshot> {
   const before = d.lines.length
   d.proc.kill('SIGUSR1')
-  const line = await d.waitFor((l) => d.lines.indexOf(l) >= before && l.includes('"event":"counters"'))
+  // lastIndexOf: two snapshots of an idle daemon are the same line, and indexOf would find the older one.
+  const line = await d.waitFor((l) => d.lines.lastIndexOf(l) >= before && l.includes('"event":"counters"'))
   return JSON.parse(line) as Snapshot
 }
 
@@ -282,7 +283,14 @@ test('tunnel data plane between two namespaces: ping, TCP, only ESP-in-UDP on th
   // AUTOTUNNEL_TUN_OFFLOAD=0 / AUTOTUNNEL_UDP_GRO=0 in the environment the same test runs the old path.
   const offOn = process.env.AUTOTUNNEL_TUN_OFFLOAD !== '0'
   assert.equal(readyA.offload.vnetHdr, offOn)
-  const [sa, sb] = [await snapshot(a), await snapshot(b)]
+  // The TUN and send threads post their figures within their stats interval (200 ms) of the traffic that changed
+  // them (stats-timer.ts), so a snapshot taken the moment a short transfer ends can predate them: read until the
+  // offload figures are in, for up to 3 s (a broken offload path stays at 0 and fails below).
+  let [sa, sb] = [await snapshot(a), await snapshot(b)]
+  for (let i = 0; offOn && i < 30 && (sa.offload.segmentedReads === 0 || sb.offload.merged === 0); i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    ;[sa, sb] = [await snapshot(a), await snapshot(b)]
+  }
   if (offOn) {
     assert.ok(sa.offload.segmentedReads > 0, `A cut super-packets: ${JSON.stringify(sa.offload)}`)
     assert.ok(sb.offload.coalescedWrites > 0 && sb.offload.merged > 0, `B merged: ${JSON.stringify(sb.offload)}`)
