@@ -112,14 +112,25 @@ Helper* TheHelper() {
   return h;
 }
 
-bool Int32Array(napi_env env, napi_value v, int32_t** data, size_t* len) {
+// A typed array of `type` (its data and its element count), or false.
+bool Typed(napi_env env, napi_value v, napi_typedarray_type type, void** data, size_t* len) {
   bool is = false;
   napi_typedarray_type t;
-  void* p = nullptr;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  if (napi_get_typedarray_info(env, v, &t, len, &p, nullptr, nullptr) != napi_ok || t != napi_int32_array)
-    return false;
+  return napi_get_typedarray_info(env, v, &t, len, data, nullptr, nullptr) == napi_ok && t == type;
+}
+
+bool Int32Array(napi_env env, napi_value v, int32_t** data, size_t* len) {
+  void* p = nullptr;
+  if (!Typed(env, v, napi_int32_array, &p, len)) return false;
   *data = static_cast<int32_t*>(p);
+  return true;
+}
+
+bool Bytes(napi_env env, napi_value v, unsigned char** data, size_t* len) {
+  void* p = nullptr;
+  if (!Typed(env, v, napi_uint8_array, &p, len)) return false;
+  *data = static_cast<unsigned char*>(p);
   return true;
 }
 
@@ -131,14 +142,10 @@ napi_value SendAll(napi_env env, napi_callback_info info) {
   int32_t* out = nullptr;
   size_t fdsLen = 0, outLen = 0, frameLen = 0;
   uint32_t n = 0;
-  void* frame = nullptr;
-  bool isTyped = false;
-  napi_typedarray_type ft;
+  unsigned char* frame = nullptr;
   if (argc < 4 || !Int32Array(env, args[0], &fds, &fdsLen) || napi_get_value_uint32(env, args[1], &n) != napi_ok ||
-      napi_is_typedarray(env, args[2], &isTyped) != napi_ok || !isTyped ||
-      napi_get_typedarray_info(env, args[2], &ft, &frameLen, &frame, nullptr, nullptr) != napi_ok ||
-      ft != napi_uint8_array || !Int32Array(env, args[3], &out, &outLen) || n > fdsLen || n > outLen ||
-      frameLen == 0) {
+      !Bytes(env, args[2], &frame, &frameLen) || !Int32Array(env, args[3], &out, &outLen) || n > fdsLen ||
+      n > outLen || frameLen == 0) {
     napi_throw_range_error(env, nullptr, "sendAll(fds, n, frame, out): bad arguments");
     return nullptr;
   }
@@ -175,17 +182,6 @@ napi_value SendAll(napi_env env, napi_callback_info info) {
   napi_value res;
   napi_create_uint32(env, job.whole.load(), &res);
   return res;
-}
-
-bool Bytes(napi_env env, napi_value v, unsigned char** data, size_t* len) {
-  bool is = false;
-  napi_typedarray_type t;
-  void* p = nullptr;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  if (napi_get_typedarray_info(env, v, &t, len, &p, nullptr, nullptr) != napi_ok || t != napi_uint8_array)
-    return false;
-  *data = static_cast<unsigned char*>(p);
-  return true;
 }
 
 napi_value Hmac(napi_env env, napi_callback_info info) {
