@@ -68,7 +68,7 @@ export function register(program: Command): void {
   account
     .command('revoke-host <user> <hostname>')
     .description(
-      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified); no more SSO certificates",
+      "revoke one of the user's hosts: delete its IKE key record and its other records (watchers are notified); the server takes no more records or SSO certificates for it",
     )
     .option('--data <dir>', 'server data directory (SQLite store)')
     .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
@@ -80,7 +80,9 @@ export function register(program: Command): void {
 
   account
     .command('unrevoke-host <user> <hostname>')
-    .description('let a revoked host name enrol for SSO certificates again (docs/sso.md)')
+    .description(
+      'let a revoked host name publish its records and enrol for SSO certificates again (docs/ike.md, docs/sso.md)',
+    )
     .option('--data <dir>', 'server data directory (SQLite store; also where the SSO CA keys are)')
     .option(
       '--store <url>',

@@ -366,7 +366,7 @@ export async function accountRevokeHost(user: string, host: string, o: StoreOpts
     say(revokeHostInDb(db, zone, user, host))
     // SSO (docs/sso.md): the server issues the host no more certificates.
     setHostRevoked(dir, user, host)
-    out('  no more SSO certificates for it (undo: autotunnel account unrevoke-host)')
+    out('  no more records or SSO certificates from it (undo: autotunnel account unrevoke-host)')
   } finally {
     db.close()
   }
@@ -385,5 +385,9 @@ export async function accountUnrevokeHost(user: string, host: string, o: StoreOp
     db.close()
   }
   const changed = setHostRevoked(dir, user, h, false)
-  out(changed ? `host ${h} of ${user} may enrol for SSO certificates again` : `host ${h} of ${user} was not revoked`)
+  out(
+    changed
+      ? `host ${h} of ${user} may publish its records and enrol for SSO certificates again`
+      : `host ${h} of ${user} was not revoked`,
+  )
 }

@@ -1,5 +1,6 @@
 // The service's resolved configuration: what `autotunnel server` options turn into (run.ts), shared by the
 // query, update and discovery code. Names are lower-case FQDNs with the trailing dot.
+import type { RevokedHostList } from './revoked-hosts.js'
 
 export interface AddrPort {
   readonly host: string
@@ -51,6 +52,8 @@ export interface ServiceConfig {
   readonly maxAccountRecords?: number
   /** Refuse UPDATEs that add records without an update lease (RFC 9664): no permanent user records. */
   readonly requireLease?: boolean
+  /** Hosts revoked by their account (revoked-hosts.ts): UPDATEs that add records for them are REFUSED. */
+  readonly revokedHosts?: RevokedHostList
   /** STUN servers advertised as SRV _stun._udp.ZONE (RFC 8489 section 8; src/server/discovery.ts stunRecords). */
   readonly stun?: readonly AddrPort[]
   /** TURN servers advertised as SRV _turn._udp.ZONE (RFC 5928; discovery.ts turnRecords, docs/relay.md). */

@@ -15,6 +15,7 @@ import type { SyncMode } from './db.js'
 import { registerProcessGauges, ServerMetrics } from './metrics.js'
 import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-service.js'
 import { PgStore } from './pg/store.js'
+import { RevokedHostsFile } from './revoked-hosts.js'
 import { DnsService } from './service.js'
 import { SsoService } from './sso-service.js'
 import { Store } from './store.js'
@@ -283,7 +284,10 @@ export async function startServer(
         })
       }
     }
+    // Revoked hosts live beside the CA keys in the data directory (sso-ca-store.ts); no --data, no list.
+    const revoked = dataDir ? new RevokedHostsFile(dataDir) : undefined
     const cfg: ServiceConfig = {
+      ...(revoked ? { revokedHosts: revoked } : {}),
       zone,
       nsName,
       nsAddrs,
@@ -331,7 +335,7 @@ export async function startServer(
     // SSO enrolment (docs/sso.md): the per-account CA, certificates for TSIG-signed CSRs.
     // The CA keys are files in the data directory (like the TLS key); a PostgreSQL node without --data has none
     // (a CA shared by the nodes of a cluster is not built yet: docs/sso.md).
-    if (dataDir) service.use(new SsoService({ log }, { zone: cfg.zone, dataDir }).handler)
+    if (dataDir) service.use(new SsoService({ log, revoked }, { zone: cfg.zone, dataDir }).handler)
     else log.warn('sso.disabled', { why: 'no --data directory for the per-account CA keys beside --store postgres://' })
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
     notify.registerMetrics(metrics.registry)

@@ -6,7 +6,7 @@ import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { signMessage, type TsigKey, verifyMessage } from '../dns/tsig.js'
 import { Opcode, Rcode } from '../dns/wire/header.js'
 import { decodeMessage, emptyMessage, encodeMessage, type Message } from '../dns/wire/message.js'
-import { type RR, RRClass } from '../dns/wire/rr-table.js'
+import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { FakeClock } from '../io/clock.fake.js'
 import { failOnLeakedResources } from '../io/leak-check.js'
 import { nullLogger } from '../io/log.js'
@@ -25,10 +25,11 @@ import { decodeSubjectAltName, principalText } from '../sso/krb5-name.js'
 import { sshString } from '../sso/ssh-cert.js'
 import { addAccount } from './accounts.js'
 import type { ServiceConfig } from './config.js'
+import { RevokedHostsFile } from './revoked-hosts.js'
 import type { DnsService } from './service.js'
 import { accountSsoDir, setHostRevoked } from './sso-ca-store.js'
 import { SsoService } from './sso-service.js'
-import { aliceService, updateMsg, ZONE } from './test-helpers.js'
+import { aaaa, aliceService, rr, updateMsg, ZONE } from './test-helpers.js'
 
 failOnLeakedResources()
 
@@ -334,4 +335,62 @@ test('ordinary UPDATEs and queries are not taken by the SSO handler', async (t) 
   )
   assert.equal(res.rcode, Rcode.NXDOMAIN)
   assert.equal(sso.stats.issued + Object.keys(sso.stats.refused).length, 0)
+})
+
+test("a revoked host's records: adds REFUSED from the revocation's answer on, deletions and other hosts pass, unrevoke-host lifts it", async (t) => {
+  const clock = new FakeClock(Date.now())
+  let revoked: RevokedHostsFile | undefined
+  const s = aliceService(
+    t,
+    (dir) => {
+      revoked = new RevokedHostsFile(dir, () => clock.now())
+      return { ...cfg, revokedHosts: revoked }
+    },
+    clock,
+  )
+  s.svc.use(new SsoService({ log: nullLogger, revoked }, { zone: ZONE, dataDir: s.dir }).handler)
+  const add = async (...rrs: RR[]) => (await send(s.svc, updateMsg([], rrs), ALICE, clock)).rcode
+  const host = (h: string) => `${h}.${D}.`
+  const hostList = `_autotunnel._udp.${D}.`
+  const srv = (h: string) => rr(`_autotunnel._udp.${host(h)}`, RRType.SRV, srvData(h))
+  const srvData = (h: string) => ({ priority: 0, weight: 0, port: 4500, target: `AutoTunnel-${h}.${D}.` })
+  const ptr = (name: string, target: string) => rr(name, RRType.PTR, { ptrdname: target })
+
+  assert.equal(await add(aaaa(host('laptop'), 'fd00::1'), srv('laptop')), Rcode.NOERROR, 'before: published')
+  const revoke: RR = {
+    name: enrolName('laptop', D),
+    type: SsoRRType.ATREVOKE,
+    class: RRClass.IN,
+    ttl: 0,
+    data: { raw: encodeRevokeRdata() },
+  }
+  assert.equal((await send(s.svc, updateMsg([], [revoke]), ALICE, clock)).rcode, Rcode.NOERROR)
+  // No clock step: the revocation itself makes the list be read again.
+  const refused: [string, RR][] = [
+    ['the host name', aaaa(host('laptop'), 'fd00::1')],
+    ['its key record (TXT at H.D)', rr(host('laptop'), RRType.TXT, { strings: [Buffer.from('v=at-ike1')] })],
+    ['its SRV', srv('laptop')],
+    ['its PTR in the host list', ptr(hostList, `_autotunnel._udp.${host('laptop')}`)],
+    ['its DNS-SD instance', rr(`laptop._ssh._tcp.${D}.`, RRType.SRV, { ...srvData('laptop'), target: host('laptop') })],
+    ['a DNS-SD PTR to it', ptr(`_ssh._tcp.${D}.`, `laptop._ssh._tcp.${D}.`)],
+    ['in upper case', aaaa(`LAPTOP.${D}.`, 'fd00::1')],
+  ]
+  for (const [what, r] of refused) assert.equal(await add(r), Rcode.REFUSED, what)
+  // (another address: the same signed bytes again would be answered from the TSIG replay cache)
+  const answer = await send(s.svc, updateMsg([], [aaaa(host('laptop'), 'fd00::9')]), ALICE, clock)
+  assert.match(ede(answer), /host laptop of alice was revoked: .*autotunnel account unrevoke-host alice laptop/)
+  assert.equal(await add(aaaa(host('desktop'), 'fd00::2'), srv('laptop')), Rcode.REFUSED, 'one such record refuses all')
+  const ok: [string, RR][] = [
+    ['another host', aaaa(host('desktop'), 'fd00::2')],
+    ["another host's PTR", ptr(hostList, `_autotunnel._udp.${host('desktop')}`)],
+    ['the service type enumeration', ptr(`_services._dns-sd._udp.${D}.`, `_ssh._tcp.${D}.`)],
+  ]
+  for (const [what, r] of ok) assert.equal(await add(r), Rcode.NOERROR, what)
+  const del = rr(host('laptop'), RRType.ANY, null, { ttl: 0, class: RRClass.ANY })
+  assert.equal(await add(del), Rcode.NOERROR, "the revoked host's own `down` still deletes")
+
+  // `account unrevoke-host` edits the file from another process: in force within a second.
+  setHostRevoked(s.dir, 'alice', 'laptop', false)
+  clock.advance(1000)
+  assert.equal(await add(aaaa(host('laptop'), 'fd00::1')), Rcode.NOERROR, 'unrevoked')
 })

@@ -24,6 +24,7 @@ import {
 } from '../sso/enrol-codec.js'
 import { checkCsr, EnrolError, type EnrolRefusal } from '../sso/enrol-policy.js'
 import { checkHostKeyBlob, signHostCertificate } from '../sso/ssh-cert.js'
+import type { RevokedHostsFile } from './revoked-hosts.js'
 import type { DnsRequest, MessageHandler } from './service.js'
 import { CaStore, revokedHosts, setHostRevoked } from './sso-ca-store.js'
 
@@ -48,6 +49,7 @@ export class SsoService {
   readonly stats: SsoStats = { issued: 0, refused: {}, revoked: 0 }
   readonly #zone: string
   readonly #dataDir: string
+  readonly #revoked: RevokedHostsFile | undefined
   readonly #log: Logger
   readonly #cas: CaStore
   /** Certificates issued since start, by USER/HOST and kind (what the ATCERT query returns). */
@@ -55,7 +57,8 @@ export class SsoService {
   /** One enrolment at a time per account, so two first requests cannot make two CAs. */
   readonly #chains = new Map<string, Promise<void>>()
 
-  constructor(deps: { log: Logger }, o: { zone: string; dataDir: string }) {
+  constructor(deps: { log: Logger; revoked?: RevokedHostsFile | undefined }, o: { zone: string; dataDir: string }) {
+    this.#revoked = deps.revoked
     this.#zone = o.zone.toLowerCase().endsWith('.') ? o.zone.toLowerCase() : `${o.zone.toLowerCase()}.`
     this.#dataDir = o.dataDir
     this.#log = deps.log
@@ -164,6 +167,7 @@ export class SsoService {
     if (rr.type === SsoRRType.ATREVOKE) {
       decodeRevokeRdata(raw)
       setHostRevoked(this.#dataDir, who.user, who.host)
+      this.#revoked?.forget(who.user) // the UPDATE path refuses the host's records from now on
       this.#issued.delete(key)
       this.stats.revoked++
       this.#log.info('sso.revoked', { user: who.user, host: who.host })

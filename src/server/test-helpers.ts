@@ -30,8 +30,14 @@ export function openStore(dir: string, clock = new FakeClock()): Store {
  * A DnsService with `cfg` on a fresh store holding account alice (hmac-sha256, secret 32 x 0x01); stopped and
  * removed after the test.
  */
-export function aliceService(t: { after: (fn: () => void) => void }, cfg: ServiceConfig, clock = new FakeClock()) {
+/** A service with account alice on a fresh SQLite store; `cfg` may be made from the data directory. */
+export function aliceService(
+  t: { after: (fn: () => void) => void },
+  cfgOrOf: ServiceConfig | ((dir: string) => ServiceConfig),
+  clock = new FakeClock(),
+) {
   const { dir, cleanup } = tempDir()
+  const cfg = typeof cfgOrOf === 'function' ? cfgOrOf(dir) : cfgOrOf
   const store = openStore(dir, clock)
   addAccount(store.db, ZONE, {
     user: 'alice',

@@ -2,15 +2,19 @@
 // first answer), the update-lease option (RFC 9664), the queue's bound, then the group-commit queue (update-queue.ts)
 // and the answer after the COMMIT; and the lease timer that runs leases out on a store that leaves it to the
 // service (SQLite; PostgreSQL expires leases itself, by the database's clock).
+import { accountKeyName } from '../dns/account-key.js'
+import { ExtendedError, encodeExtendedError } from '../dns/ede.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { Rcode, rcodeName } from '../dns/wire/header.js'
+import type { Message } from '../dns/wire/message.js'
 import { RRClass } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import type { ServiceConfig } from './config.js'
 import type { ServerMetrics } from './metrics.js'
 import { baseResponse } from './response.js'
+import { hostsAddedTo } from './revoked-hosts.js'
 import type { DnsRequest } from './service.js'
 import type { ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
 import {
@@ -73,6 +77,14 @@ export class UpdateHandler {
     this.#leaseTimer = undefined
   }
 
+  /** The first revoked host of `user` whose records `msg` would add (revoked-hosts.ts), if any. */
+  #revokedHostIn(msg: Message, user: string): string | undefined {
+    const list = this.#cfg.revokedHosts
+    if (!list) return undefined
+    for (const h of hostsAddedTo(msg.authorities, accountKeyName(user, this.#cfg.zone))) if (list.has(user, h)) return h
+    return undefined
+  }
+
   /** Answers the UPDATE `req`; `replay` is the replay cache's verdict on its TSIG MAC (signed requests). */
   handle(req: DnsRequest, replay: ReplayVerdict | undefined): void {
     const { msg } = req
@@ -127,6 +139,24 @@ export class UpdateHandler {
         ...(records > (this.#cfg.maxUpdateRecords ?? DEFAULT_MAX_UPDATE_RECORDS) ? { reason: 'records', records } : {}),
       })
       finish(bad)
+      return
+    }
+    const revoked = this.#revokedHostIn(msg, user)
+    if (revoked !== undefined) {
+      this.#log.info('update.refused', {
+        user,
+        reason: 'host-revoked',
+        host: revoked,
+        undo: `autotunnel account unrevoke-host ${user} ${revoked}`,
+      })
+      res.edns?.options.push(
+        encodeExtendedError(
+          ExtendedError.PROHIBITED,
+          `host ${revoked} of ${user} was revoked: the server takes no records for it (the operator can undo it: ` +
+            `autotunnel account unrevoke-host ${user} ${revoked})`,
+        ),
+      )
+      finish(Rcode.REFUSED)
       return
     }
     let leaseSec: number | undefined

@@ -10,8 +10,6 @@
 //
 // The three types are in RFC 6895 3.1's private-use range (65280-65534), so no resolver or server on the path
 // gives them a meaning. Refusals carry an RFC 8914 Extended DNS Error whose EXTRA-TEXT says what was wrong.
-import { EdnsOptionCode } from '../dns/edns.js'
-import type { EdnsOption } from '../dns/wire/message.js'
 
 export const SsoRRType = { ATENROL: 65300, ATCERT: 65301, ATREVOKE: 65302 } as const
 export const ENROL_LABEL = '_autotunnel-enrol'
@@ -20,13 +18,11 @@ export const ENROL_VERSION = 1
 export const CertKindCode = { CA: 0, KDC: 1, CLIENT: 2, SSH_HOST: 3 } as const
 export type CertKindCode = (typeof CertKindCode)[keyof typeof CertKindCode]
 
-/** RFC 8914 4: INFO-CODEs we send. */
-export const ExtendedError = { OTHER: 0, PROHIBITED: 18, NOT_AUTHORITATIVE: 20 } as const
+export { decodeExtendedError, ExtendedError, encodeExtendedError } from '../dns/ede.js'
 
 /** A CSR of more than this is not one of ours (a P-256 CSR with 64 realms is about 3 KB). */
 export const MAX_CSR = 8192
 const HDR = 2
-const INFO_CODE_LEN = 2
 
 export class EnrolCodecError extends Error {
   override readonly name = 'EnrolCodecError'
@@ -110,18 +106,4 @@ export function parseSsoName(
   const [, host, user] = labels
   if (!host || !user) return undefined
   return { host, user }
-}
-
-/** RFC 8914 2: INFO-CODE then UTF-8 EXTRA-TEXT. */
-export function encodeExtendedError(infoCode: number, text: string): EdnsOption {
-  const t = Buffer.from(text, 'utf8')
-  const data = Buffer.alloc(INFO_CODE_LEN + t.length)
-  data.writeUInt16BE(infoCode)
-  t.copy(data, INFO_CODE_LEN)
-  return { code: EdnsOptionCode.EXTENDED_ERROR, data }
-}
-
-export function decodeExtendedError(o: EdnsOption): { infoCode: number; text: string } | undefined {
-  if (o.code !== EdnsOptionCode.EXTENDED_ERROR || o.data.length < INFO_CODE_LEN) return undefined
-  return { infoCode: o.data.readUInt16BE(0), text: o.data.subarray(INFO_CODE_LEN).toString('utf8') }
 }

@@ -95,7 +95,14 @@ export class SsoHost {
   readonly paths: SsoPaths
   readonly #deps: { log: Logger; clock: Clock; sink: UpdateSink; query: SignedQuery }
   readonly #files: SystemFiles
+  /** The account's other hosts as last told by setPeers(). */
   readonly #peers = new Map<string, SsoHostEntry>()
+  /**
+   * The peers the KDC allow-list, the client certificate and the system files were last brought in step with: one
+   * snapshot per serial step, so krb5.conf never names a realm before our certificate names the owner there and our
+   * KDC admits that host (a setPeers() during start() would otherwise reach krb5.conf first; its own step follows).
+   */
+  #applied: SsoHostEntry[] = []
   #kdc: LocalKdc | undefined
   #keys: { kdc: CryptoKeyPair; client: CryptoKeyPair } | undefined
   #enrolled: Enrolled | undefined
@@ -165,7 +172,8 @@ export class SsoHost {
       await mkdir(this.#dir, { recursive: true, mode: 0o700 })
       await this.#files.restoreAll() // what a crashed earlier run left
       this.#keys = { kdc: await this.#key('kdc-key.pem'), client: await this.#key('client-key.pem') }
-      await this.#enrol()
+      const applied = this.#snapshot()
+      await this.#enrol(applied)
       await this.#kdc?.stop()
       this.#kdc = new LocalKdc(
         { log: this.#deps.log },
@@ -181,13 +189,14 @@ export class SsoHost {
           caFile: join(this.#dir, 'ca.pem'),
         },
       )
-      await this.#kdc.init(this.#allowed())
+      await this.#kdc.init(this.#allowed(applied))
       await this.#kdc.start()
       await this.#files.write(
         this.paths.keytab,
         mergeKeytab(await this.#files.original(this.paths.keytab), await readFile(this.#kdc.keytab)),
         { mode: 0o600 },
       )
+      this.#applied = applied
       await this.#writeConfigs()
       this.#state = 'running'
       this.#lastError = null
@@ -207,10 +216,12 @@ export class SsoHost {
   #applyPeers(): Promise<void> {
     return this.#serial('peers', async () => {
       if (this.#state !== 'running' || !this.#kdc) return
-      await this.#kdc.setAllowedHosts(this.#allowed())
+      const applied = this.#snapshot()
+      await this.#kdc.setAllowedHosts(this.#allowed(applied))
       const named = new Set(this.#clientRealms())
       // The KDC certificate re-issued with it is the same key and still valid: krb5kdc keeps the one it loaded.
-      if (this.#realms().some((r) => !named.has(r))) await this.#enrol()
+      if (this.#realms(applied).some((r) => !named.has(r))) await this.#enrol(applied)
+      this.#applied = applied
       await this.#writeConfigs()
     })
   }
@@ -230,12 +241,17 @@ export class SsoHost {
     })
   }
 
-  #allowed(): string[] {
-    return [this.fqdn, ...this.#peers.keys()]
+  #snapshot(): SsoHostEntry[] {
+    return [...this.#peers.values()]
   }
 
-  #realms(): string[] {
-    return this.#allowed().map(realmOf)
+  /** This host and `peers` (by default the peers last applied). */
+  #allowed(peers: readonly SsoHostEntry[] = this.#applied): string[] {
+    return [this.fqdn, ...peers.map((p) => p.fqdn)]
+  }
+
+  #realms(peers: readonly SsoHostEntry[] = this.#applied): string[] {
+    return this.#allowed(peers).map(realmOf)
   }
 
   #clientRealms(): string[] {
@@ -255,7 +271,7 @@ export class SsoHost {
     return k.keys
   }
 
-  async #enrol(): Promise<void> {
+  async #enrol(peers: readonly SsoHostEntry[]): Promise<void> {
     if (!this.#keys) throw new Error('no keys')
     const hostKeyLine = await readFile(this.paths.sshHostKey, 'utf8').catch(() => undefined)
     const e = await enrol(
@@ -267,7 +283,7 @@ export class SsoHost {
         account: this.opts.account,
         kdcKeys: this.#keys.kdc,
         clientKeys: this.#keys.client,
-        clientPrincipals: this.#realms().map((r) => ownerPrincipal(this.opts.account, r)),
+        clientPrincipals: this.#realms(peers).map((r) => ownerPrincipal(this.opts.account, r)),
         sshHostKey: hostKeyLine ? parsePublicKeyLine(hostKeyLine) : undefined,
       },
     )
@@ -309,7 +325,7 @@ export class SsoHost {
     const original = (await this.#files.original(this.paths.krb5Conf))?.toString('utf8') ?? ''
     const block = krb5Block({
       self,
-      peers: [...this.#peers.values()],
+      peers: this.#applied,
       caFile: join(this.#share, 'ca.pem'),
       account: this.opts.account,
       ssoUser: this.opts.ssoUser.name,
@@ -344,7 +360,7 @@ export class SsoHost {
         if (c) {
           const half = (c.notBefore.getTime() + c.notAfter.getTime()) / 2
           if (this.#deps.clock.now() >= half) {
-            await this.#enrol()
+            await this.#enrol(this.#applied)
             await this.#restartKdc()
             await this.#writeConfigs()
           }

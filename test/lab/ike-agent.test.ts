@@ -294,6 +294,9 @@ test('IKE in the agent: signatures from DNS, MOBIKE and DNS roaming, cookie floo
 
       // 6. --ike-auth psk (interop/fallback): two PSK hosts key each other; a signature-only host refuses them.
       for (const a of agents.filter((x) => x.host !== 'desktop')) await stopAgent(a)
+      // Both names are on the account's revoked list (the server refuses their records): the operator lifts it.
+      for (const h of ['laptop', 'vps'])
+        await lab.execOk('server', ['node', MAIN, 'account', 'unrevoke-host', 'alice', h, '--data', srv.data])
       const laptopPsk = await startTunnelAgent(lab, srv, 'laptop', ['--ike-auth', 'psk'])
       agents.push(laptopPsk)
       const vpsPsk = await startTunnelAgent(lab, srv, 'vps', ['--ike-auth', 'psk'])

@@ -37,6 +37,16 @@ test('REFUSED after updates worked (a quota), BADTIME, SERVFAIL: explained, not 
   assert.equal(explainRcode(Rcode.SERVFAIL, undefined, ctx).fatal, false)
 })
 
+test("REFUSED with the server's Extended DNS Error text (a revoked host): its words, not fatal, also as the first UPDATE", () => {
+  const text = 'host laptop of alice was revoked: the server takes no records for it'
+  for (const neverSucceeded of [true, false]) {
+    const x = explainRcode(Rcode.REFUSED, undefined, { ...ctx, neverSucceeded }, text)
+    assert.equal(x.kind, 'prohibited')
+    assert.equal(x.fatal, false)
+    assert.equal(x.message, `the server at tls:198.51.100.10:853 refused the update (REFUSED): ${text}`)
+  }
+})
+
 test('TLS: an untrusted certificate says to pass --ca or --tls-fingerprint; a timeout is "no answer"', () => {
   const self = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' })
   const x = explainTransport(self, { via: 'tls:198.51.100.10:853' })

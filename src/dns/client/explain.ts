@@ -4,7 +4,7 @@
 // exits non-zero so a service manager shows it), a server that does not answer is transient.
 import { Rcode, rcodeName } from '../wire/header.js'
 
-export type FailureKind = 'key' | 'domain' | 'tls' | 'clock' | 'unreachable' | 'quota' | 'other'
+export type FailureKind = 'key' | 'domain' | 'tls' | 'clock' | 'unreachable' | 'quota' | 'prohibited' | 'other'
 
 export interface Explained {
   readonly kind: FailureKind
@@ -24,10 +24,26 @@ export interface ExplainContext {
   readonly neverSucceeded?: boolean
 }
 
-/** A DNS answer with an error RCODE (and the TSIG error field of its TSIG RR, if any). */
-export function explainRcode(rcode: number, tsigError: number | undefined, c: ExplainContext): Explained {
+/**
+ * A DNS answer with an error RCODE (and the TSIG error field of its TSIG RR, if any, and the EXTRA-TEXT of its
+ * Extended DNS Error, RFC 8914, if any: the server's own words beat a guess).
+ */
+export function explainRcode(
+  rcode: number,
+  tsigError: number | undefined,
+  c: ExplainContext,
+  extraText?: string,
+): Explained {
   const zone = c.domain.split('.').slice(1).join('.')
   const code = tsigError ? `${rcodeName(rcode)}/${rcodeName(tsigError, true)}` : rcodeName(rcode)
+  // A policy refusal the server explained (a revoked host: src/server/revoked-hosts.ts). Not fatal: the operator
+  // can lift it, and the publisher's backoff then publishes again without a restart.
+  if (rcode === Rcode.REFUSED && extraText)
+    return {
+      kind: 'prohibited',
+      fatal: false,
+      message: `the server at ${c.via} refused the update (${code}): ${extraText}`,
+    }
   if (tsigError === Rcode.BADKEY || tsigError === Rcode.BADSIG || (rcode === Rcode.NOTAUTH && tsigError === undefined))
     return tsigError === undefined
       ? {

@@ -10,6 +10,7 @@
 import type { Clock } from '../../io/clock.js'
 import type { Logger } from '../../io/log.js'
 import { type Random, SystemRandom } from '../../io/random.js'
+import { extendedErrorText } from '../ede.js'
 import { EdnsOptionCode, findOption } from '../edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../lease.js'
 import { signMessage, type TsigKey, verifyMessage } from '../tsig.js'
@@ -274,12 +275,17 @@ export class UpdateClient implements UpdateSink {
     if (res.rcode !== Rcode.NOERROR) {
       this.failures++
       const tsigError = res.tsig?.data.error || undefined
-      const x = explainRcode(res.rcode, tsigError, {
-        domain: this.#domain.replace(/\.$/, ''),
-        keyName: this.#o.key.name,
-        via: server.via,
-        neverSucceeded: this.updates === 0,
-      })
+      const x = explainRcode(
+        res.rcode,
+        tsigError,
+        {
+          domain: this.#domain.replace(/\.$/, ''),
+          keyName: this.#o.key.name,
+          via: server.via,
+          neverSucceeded: this.updates === 0,
+        },
+        extendedErrorText(res.edns),
+      )
       this.#lastError = { ...x, at: 'update' }
       throw new UpdateError(x.message, res.rcode, { explained: x, ...(tsigError ? { tsigError } : {}) })
     }
