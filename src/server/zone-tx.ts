@@ -61,6 +61,11 @@ export interface WriteOptions {
   readonly deferChanges?: boolean
   /** The writes in this batch that must see every other node's committed data (shared stores only). */
   readonly consistent?: readonly ConsistentRead[]
+  /**
+   * With `consistent`: the accounts (domains) of all the batch's writes, which a shared store locks before the
+   * batch runs (pg/consistent.ts).
+   */
+  readonly accounts?: readonly string[]
 }
 
 /** What DnsService, the update queue and the notify service use of a store (SQLite or PostgreSQL). */

@@ -22,19 +22,47 @@ export interface Row {
 
 export const COLUMNS = 'name, type, class, ttl, rdata, text, expires_ms, owner, wire'
 
-/** The data-modifying part of a write (see the file comment): $1-$16, the change rows' ids in `c`. */
+/**
+ * First key of the two-key advisory locks of accounts ("acct"), the second hashtext(domain); the migration lock is
+ * a one-key lock, a separate key space (PostgreSQL documents that the two do not overlap). A write whose outcome
+ * depends on other nodes' data holds its accounts' locks exclusively (consistent.ts); every other write holds the
+ * accounts it changes shared (WRITE_CTES), so it waits for such a write in flight but not for other writes. A
+ * write locks at most MAX_BATCH_ACCOUNTS accounts (update-queue.ts).
+ */
+export const ACCOUNT_LOCK = 0x61636374
+
+/**
+ * The data-modifying part of a write (see the file comment): $1-$16, the change rows' ids in `c`; $21 the accounts
+ * (domains) whose records it changes.
+ *
+ * `lk` first takes those accounts' locks shared, without waiting (pg_try_advisory_xact_lock_shared): it fails while
+ * a write with prerequisites (or near its quota) of one of them holds the lock exclusively (consistent.ts), or
+ * waits for it. `d`, `p` and `c` then modify rows only if every lock was taken: the order of a statement's CTEs is
+ * otherwise unspecified, but each of them filters its rows on `lk`'s one aggregate row, which exists only once every
+ * key has been tried, so no row of rr or change is written or row-locked before the locks are held (a row lock
+ * taken before an advisory lock could deadlock with a consistent writer, which takes its advisory locks first), and
+ * none at all if one was missing: the statement then reports locked = false, and the store runs the write again in
+ * a transaction that waits for the locks first (store.ts), so that its statement's snapshot follows the COMMIT of
+ * the write it waited for (this one's was taken when it started, possibly before that COMMIT). A transaction that
+ * holds its locks already passes none (store.ts, #commit).
+ */
 const WRITE_CTES = `
+lk AS MATERIALIZED (
+  SELECT coalesce(bool_and(pg_try_advisory_xact_lock_shared(${ACCOUNT_LOCK}, h)), true) AS ok
+  FROM (SELECT DISTINCT hashtext(a) AS h FROM unnest($21::text[]) AS a) AS k),
 d AS (
   DELETE FROM ${SCHEMA}.rr r USING unnest($1::text[], $2::int[], $3::int[], $4::bytea[]) AS x(name, type, class, rdata)
-  WHERE r.name = x.name AND r.type = x.type AND r.class = x.class AND r.rdata = x.rdata),
+  WHERE r.name = x.name AND r.type = x.type AND r.class = x.class AND r.rdata = x.rdata AND (SELECT ok FROM lk)),
 p AS (
   INSERT INTO ${SCHEMA}.rr (${COLUMNS})
   SELECT * FROM unnest($5::text[], $6::int[], $7::int[], $8::bigint[], $9::bytea[], $10::text[], $11::bigint[],
                        $12::text[], $13::bytea[])
+  WHERE (SELECT ok FROM lk)
   ON CONFLICT (name, type, class, rdata) DO UPDATE SET ttl = excluded.ttl, text = excluded.text,
     expires_ms = excluded.expires_ms, owner = excluded.owner, wire = excluded.wire),
 c AS (
-  INSERT INTO ${SCHEMA}.change (node, kind, name, type) SELECT $14, 'rr', * FROM unnest($15::text[], $16::int[])
+  INSERT INTO ${SCHEMA}.change (node, kind, name, type)
+  SELECT $14, 'rr', * FROM unnest($15::text[], $16::int[]) WHERE (SELECT ok FROM lk)
   RETURNING id)`
 
 /**
@@ -46,7 +74,15 @@ c AS (
  * sent: a node needs only the RRsets and the cursor, and under load a third of the page (with three nodes) is its
  * own writes.
  */
-function feedSql(xid: string, id: string, node: string, names: string, types: string, last: string): string {
+function feedSql(
+  xid: string,
+  id: string,
+  node: string,
+  names: string,
+  types: string,
+  last: string,
+  locked: string,
+): string {
   return `f AS MATERIALIZED (
   SELECT id, xid, node, kind, name, type FROM ${SCHEMA}.change
   WHERE (xid, id) > (${xid}::xid8, ${id}::bigint) AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -55,13 +91,13 @@ k AS (
   SELECT name, type FROM f WHERE kind <> 'account' AND node <> ${node}
   UNION SELECT * FROM unnest(${names}::text[], ${types}::int[])),
 l AS (SELECT xid, id FROM f ORDER BY xid DESC, id DESC LIMIT 1)
-SELECT ${last} AS last, (SELECT count(*) FROM f)::int AS n, (SELECT xid FROM l)::text AS last_xid,
+SELECT ${last} AS last, ${locked} AS locked, (SELECT count(*) FROM f)::int AS n, (SELECT xid FROM l)::text AS last_xid,
        (SELECT id FROM l)::text AS last_id, (SELECT max(id) FROM f)::text AS max_id,
        EXISTS (SELECT 1 FROM f WHERE kind = 'account') AS accounts,
        NULL::text AS name, NULL::int AS type, NULL::int AS class, NULL::bigint AS ttl, NULL::bytea AS rdata,
        NULL::text AS text, NULL::bigint AS expires_ms, NULL::text AS owner, NULL::bytea AS wire
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, k.name, k.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.name, k.type, r.class, r.ttl, r.rdata, r.text, r.expires_ms, r.owner,
        r.wire
 FROM k LEFT JOIN LATERAL (
   SELECT class, ttl, rdata, text, expires_ms, owner, wire FROM ${SCHEMA}.rr WHERE rr.name = k.name AND rr.type = k.type
@@ -69,16 +105,17 @@ FROM k LEFT JOIN LATERAL (
 }
 
 /** A feed read on its own: $1, $2 the cursor, $3 this node, $4, $5 the RRsets asked again. */
-export const FEED_SQL = `WITH ${feedSql('$1', '$2', '$3', '$4', '$5', 'NULL::text')}`
+export const FEED_SQL = `WITH ${feedSql('$1', '$2', '$3', '$4', '$5', 'NULL::text', 'NULL::boolean')}`
 
 /**
  * A write and a feed read in one statement (one round trip, one snapshot): COMMIT_SQL's parameters, then $17, $18
- * the cursor and $19, $20 the RRsets asked again. The read sees the snapshot the statement started with (not this
+ * the cursor, $19, $20 the RRsets asked again and $21 the accounts to lock (WRITE_CTES; `locked` false: nothing
+ * was written). The read sees the snapshot the statement started with (not this
  * write's rows), so the RRsets this write touched are re-read at the next read (store.ts). Under load a node
  * commits every few milliseconds, and its commits then bring it the other nodes' changes without a read of its own.
  */
 export const COMMIT_FEED_SQL = `WITH ${WRITE_CTES},
-${feedSql('$17', '$18', '$14', '$19', '$20', '(SELECT max(id) FROM c)::text')}`
+${feedSql('$17', '$18', '$14', '$19', '$20', '(SELECT max(id) FROM c)::text', '(SELECT ok FROM lk)')}`
 
 /**
  * A row of FEED_SQL and COMMIT_FEED_SQL: the summary (n set: the page's feed rows; last_xid/last_id/max_id NULL when
@@ -86,6 +123,7 @@ ${feedSql('$17', '$18', '$14', '$19', '$20', '(SELECT max(id) FROM c)::text')}`
  */
 export type FeedReadRow = Omit<Row, 'class'> & {
   last: string | null
+  locked: boolean | null
   n: number | null
   last_xid: string | null
   last_id: string | null
@@ -116,6 +154,8 @@ export interface FeedPage {
   readonly records: Row[]
   /** The last change id of the write it was read with (COMMIT_FEED_SQL). */
   readonly last: bigint | undefined
+  /** COMMIT_FEED_SQL: false when an account's lock was held exclusively elsewhere (nothing was written). */
+  readonly locked: boolean | undefined
 }
 
 export function parseFeedPage(rows: readonly FeedReadRow[], lastId: bigint): FeedPage {
@@ -126,6 +166,7 @@ export function parseFeedPage(rows: readonly FeedReadRow[], lastId: bigint): Fee
   let maxId = lastId
   let accounts = false
   let last: bigint | undefined
+  let locked: boolean | undefined
   for (const r of rows) {
     if (r.n !== null) {
       n = r.n
@@ -133,12 +174,13 @@ export function parseFeedPage(rows: readonly FeedReadRow[], lastId: bigint): Fee
       if (r.max_id !== null && BigInt(r.max_id) > maxId) maxId = BigInt(r.max_id)
       accounts = r.accounts === true
       if (r.last !== null) last = BigInt(r.last)
+      if (r.locked !== null) locked = r.locked
       continue
     }
     keys.set(`${r.name}\u0000${r.type}`, [r.name, r.type])
     if (r.class !== null) records.push(r as Row)
   }
-  return { n, cursor, maxId, accounts, keys, records, last }
+  return { n, cursor, maxId, accounts, keys, records, last, locked }
 }
 
 /** Expired leases, a batch at a time, by the database's clock; rows another node is deleting are skipped. */
