@@ -117,7 +117,10 @@ export class Store implements ZoneStore {
         const serial = w.serial
         const changedSerial = serial !== this.#serial
         this.db.transaction(() => {
-          for (const op of w.ops) op.kind === 'put' ? sql.put(op.rr, op.expiresAtMs) : sql.del(op.rr)
+          // A `clear` was committed as the `del` of each record before it: this index is the truth.
+          for (const op of w.ops)
+            if (op.kind === 'put') sql.put(op.rr, op.expiresAtMs)
+            else if (op.kind === 'del') sql.del(op.rr)
           if (changedSerial) sql.serial(serial)
         })()
       }

@@ -1,7 +1,11 @@
 // The statements of the PostgreSQL store (store.ts) and the row shapes they return.
+import { RRType } from '../../dns/wire/rr-table.js'
 import { rdataKey, type ZoneRR } from '../zone-index.js'
 import type { SqlOp } from '../zone-tx.js'
 import { SCHEMA } from './schema.js'
+
+/** A clear of every RRset of a name. */
+const ANY_TYPE = RRType.ANY
 
 /** Feed rows read per query. */
 export const FEED_PAGE = 5000
@@ -33,7 +37,11 @@ export const ACCOUNT_LOCK = 0x61636374
 
 /**
  * The data-modifying part of a write (see the file comment): $1-$16, the change rows' ids in `c`; $21 the accounts
- * (domains) whose records it changes.
+ * (domains) whose records it changes; $22, $23 the RRsets to clear (name, type; type 255 (ANY): every RRset of the
+ * name): `ds` deletes whatever rows the database holds of them (ZoneTx.clear: also those another node committed
+ * that this node's index lacks), except the rows `d` deletes and `p` writes (operations after the clear; a
+ * statement may not touch a row twice), and `c` adds a change row for each RRset it deleted from (other nodes
+ * re-read them).
  *
  * `lk` first takes those accounts' locks shared, without waiting (pg_try_advisory_xact_lock_shared): it fails while
  * a write with prerequisites (or near its quota) of one of them holds the lock exclusively (consistent.ts), or
@@ -60,9 +68,20 @@ p AS (
   WHERE (SELECT ok FROM lk)
   ON CONFLICT (name, type, class, rdata) DO UPDATE SET ttl = excluded.ttl, text = excluded.text,
     expires_ms = excluded.expires_ms, owner = excluded.owner, wire = excluded.wire),
+ds AS (
+  DELETE FROM ${SCHEMA}.rr r USING unnest($22::text[], $23::int[]) AS s(name, type)
+  WHERE r.name = s.name AND (s.type = 255 OR r.type = s.type) AND (SELECT ok FROM lk)
+    AND NOT EXISTS (
+      SELECT 1 FROM unnest($1::text[], $2::int[], $3::int[], $4::bytea[]) AS x(name, type, class, rdata)
+      WHERE x.name = r.name AND x.type = r.type AND x.class = r.class AND x.rdata = r.rdata)
+    AND NOT EXISTS (
+      SELECT 1 FROM unnest($5::text[], $6::int[], $7::int[], $9::bytea[]) AS x(name, type, class, rdata)
+      WHERE x.name = r.name AND x.type = r.type AND x.class = r.class AND x.rdata = r.rdata)
+  RETURNING r.name, r.type),
 c AS (
   INSERT INTO ${SCHEMA}.change (node, kind, name, type)
-  SELECT $14, 'rr', * FROM unnest($15::text[], $16::int[]) WHERE (SELECT ok FROM lk)
+  SELECT $14, 'rr', * FROM (SELECT * FROM unnest($15::text[], $16::int[]) UNION SELECT name, type FROM ds) AS t
+  WHERE (SELECT ok FROM lk)
   RETURNING id)`
 
 /**
@@ -109,8 +128,8 @@ export const FEED_SQL = `WITH ${feedSql('$1', '$2', '$3', '$4', '$5', 'NULL::tex
 
 /**
  * A write and a feed read in one statement (one round trip, one snapshot): COMMIT_SQL's parameters, then $17, $18
- * the cursor, $19, $20 the RRsets asked again and $21 the accounts to lock (WRITE_CTES; `locked` false: nothing
- * was written). The read sees the snapshot the statement started with (not this
+ * the cursor, $19, $20 the RRsets asked again, $21 the accounts to lock (WRITE_CTES; `locked` false: nothing
+ * was written) and $22, $23 the RRsets to clear. The read sees the snapshot the statement started with (not this
  * write's rows), so the RRsets this write touched are re-read at the next read (store.ts). Under load a node
  * commits every few milliseconds, and its commits then bring it the other nodes' changes without a read of its own.
  */
@@ -197,18 +216,39 @@ ch AS (INSERT INTO ${SCHEMA}.change (node, kind, name, type) SELECT DISTINCT '',
 SELECT (SELECT count(*) FROM del)::int AS n, (SELECT ms FROM now)::text AS now_ms`
 
 /**
- * The parameters of COMMIT_SQL for a write's operations: the last operation per row wins (a statement may not touch
- * a row twice), deletions and upserts as column arrays, and one change row per RRset touched.
+ * The parameters of COMMIT_SQL for a write's operations ($1-$16; `clears` are $22, $23): the last operation per row
+ * wins (a statement may not touch a row twice), deletions and upserts as column arrays, and one change row per
+ * RRset touched. A clear supersedes the operations before it on its rows (they are deleted whatever they were);
+ * `touched` names its RRset (type ANY: `clearedNames` names the name instead).
  */
 export function commitParamsOf(
   ops: readonly SqlOp[],
   nodeId: string,
-): { params: unknown[]; touched: [string, number][] } {
-  const last = new Map<string, SqlOp>()
+): { params: unknown[]; touched: [string, number][]; clears: [string[], number[]]; clearedNames: string[] } {
+  type RowOp = Extract<SqlOp, { rr: unknown }>
+  const last = new Map<string, RowOp>()
+  /** The keys in `last` per name (a clear drops those of its RRset). */
+  const byName = new Map<string, Set<string>>()
+  const clears = new Map<string, [string, number]>()
   for (const op of ops) {
+    if (op.kind === 'clear') {
+      const keys = byName.get(op.name)
+      if (keys)
+        for (const k of keys)
+          if (op.type === ANY_TYPE || last.get(k)?.rr.type === op.type) {
+            last.delete(k)
+            keys.delete(k)
+          }
+      if (op.type === ANY_TYPE) for (const [k, c] of clears) if (c[0] === op.name) clears.delete(k)
+      if (!clears.has(`${op.name}\u0000${ANY_TYPE}`)) clears.set(`${op.name}\u0000${op.type}`, [op.name, op.type])
+      continue
+    }
     const k = `${op.rr.name}\u0000${op.rr.type}\u0000${op.rr.class}\u0000${rdataKey(op.rr.rdata)}`
     last.delete(k)
     last.set(k, op)
+    let keys = byName.get(op.rr.name)
+    if (!keys) byName.set(op.rr.name, (keys = new Set()))
+    keys.add(k)
   }
   const del: [string[], number[], number[], Buffer[]] = [[], [], [], []]
   const put: [string[], number[], number[], number[], Buffer[], string[], (number | null)[], (string | null)[]] = [
@@ -223,6 +263,10 @@ export function commitParamsOf(
   ]
   const putWire: (Buffer | null)[] = []
   const touched = new Map<string, [string, number]>()
+  const clearedNames: string[] = []
+  for (const [k, c] of clears)
+    if (c[1] === ANY_TYPE) clearedNames.push(c[0])
+    else touched.set(k, c)
   for (const op of last.values()) {
     const rr = op.rr
     touched.set(`${rr.name}\u0000${rr.type}`, [rr.name, rr.type])
@@ -247,6 +291,8 @@ export function commitParamsOf(
   return {
     params: [...del, ...put, putWire, nodeId, names.map((n) => n[0]), names.map((n) => n[1])],
     touched: names,
+    clears: [[...clears.values()].map((c) => c[0]), [...clears.values()].map((c) => c[1])],
+    clearedNames,
   }
 }
 

@@ -106,6 +106,8 @@ export class PgStore implements ZoneStore {
    */
   #commits = 0
   readonly #ownAt = new Map<string, number>()
+  /** The same for the names whose every RRset this node cleared (ZoneTx.clear with type ANY). */
+  readonly #ownNames = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
   readonly #pending = new Map<string, [string, number]>()
   /** Feed reads applied so far: a read is applied only if none was since it was sent. */
@@ -396,7 +398,7 @@ export class PgStore implements ZoneStore {
     held?: pg.PoolClient,
     locked?: ReadonlySet<string>,
   ): Promise<FeedRead | undefined> {
-    const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
+    const { params: commitParams, touched, clears, clearedNames } = commitParamsOf(ops, this.nodeId)
     const accounts = this.#accountsOf(touched)
     // Not expected (the update queue names every account of its batch): nothing is sent, so nothing is committed.
     if (held && accounts.some((a) => !locked?.has(a))) throw new StoreError('an account of the write was not locked')
@@ -411,7 +413,15 @@ export class PgStore implements ZoneStore {
       const q = (lock: readonly string[]): pg.QueryConfig => ({
         name: 'autotunnel_commit_feed',
         text: COMMIT_FEED_SQL,
-        values: [...commitParams, cursor.xid, cursor.id, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1]), lock],
+        values: [
+          ...commitParams,
+          cursor.xid,
+          cursor.id,
+          asked.map(([, k]) => k[0]),
+          asked.map(([, k]) => k[1]),
+          lock,
+          ...clears,
+        ],
       })
       if (!held) {
         rows = (await this.#primary.durableQuery<FeedReadRow>(this.#pool, q(accounts))).rows
@@ -434,6 +444,7 @@ export class PgStore implements ZoneStore {
     }
     this.#commits++
     for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
+    for (const name of clearedNames) this.#ownNames.set(name, this.#commits)
     const page = rows && parseFeedPage(rows, this.#lastId)
     if (page?.last !== undefined && page.last > this.#lastId) {
       this.#lastId = page.last
@@ -489,9 +500,10 @@ export class PgStore implements ZoneStore {
     for (const [k] of asked) this.#pending.delete(k)
     const fresh: [string, number][] = []
     for (const [k, key] of page.keys)
-      if ((this.#ownAt.get(k) ?? 0) > start) this.#pending.set(k, key)
+      if ((this.#ownAt.get(k) ?? 0) > start || (this.#ownNames.get(key[0]) ?? 0) > start) this.#pending.set(k, key)
       else fresh.push(key)
     for (const [k, at] of this.#ownAt) if (at <= start) this.#ownAt.delete(k)
+    for (const [k, at] of this.#ownNames) if (at <= start) this.#ownNames.delete(k)
     let changes: RRsetChange[] = []
     if (fresh.length) {
       const applied = applyRows(this.index, this.leases, fresh, page.records)
