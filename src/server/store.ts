@@ -112,7 +112,8 @@ export class Store implements ZoneStore {
     let result: T
     try {
       result = fn(w.tx)
-      if (w.ops.length > 0 || w.serial !== this.#serial) {
+      // A `clear` alone (of what the index does not hold) changes nothing here.
+      if (w.ops.some((op) => op.kind !== 'clear') || w.serial !== this.#serial) {
         const sql = this.#sql
         const serial = w.serial
         const changedSerial = serial !== this.#serial

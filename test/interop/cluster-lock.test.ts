@@ -130,3 +130,27 @@ test('unconditional UPDATEs of one account do not wait for each other (a shared 
     await held.end()
   }
 })
+
+test('an UPDATE that only deletes a name (RFC 2136 2.5.3) waits for a conditional write of its account too', async () => {
+  const name = `gone-${rnd()}.${ALICE}`
+  const msg = emptyMessage({
+    id: 6,
+    opcode: Opcode.UPDATE,
+    questions: [{ name: `${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
+    answers: [],
+    authorities: [{ name, type: RRType.ANY, class: RRClass.ANY, ttl: 0, data: null }],
+  })
+  const held = await holdLock(ALICE, 'exclusive')
+  let released = false
+  try {
+    const answer = send(nodes[0]!, alice, msg, 30_000)
+    const first = await Promise.race([answer.then((r) => `answered ${rcode(r)}`), lockWaiters(1).then(() => 'waiting')])
+    assert.equal(first, 'waiting', 'the deletion was answered while a conditional write of its account held the lock')
+    await held.query('COMMIT')
+    released = true
+    assert.equal(rcode(await answer), 'NOERROR')
+  } finally {
+    if (!released) await held.query('ROLLBACK').catch(() => {})
+    await held.end()
+  }
+})

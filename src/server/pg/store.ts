@@ -399,7 +399,7 @@ export class PgStore implements ZoneStore {
     locked?: ReadonlySet<string>,
   ): Promise<FeedRead | undefined> {
     const { params: commitParams, touched, clears, clearedNames } = commitParamsOf(ops, this.nodeId)
-    const accounts = this.#accountsOf(touched)
+    const accounts = this.#accountsOf([...touched.map(([name]) => name), ...clearedNames])
     // Not expected (the update queue names every account of its batch): nothing is sent, so nothing is committed.
     if (held && accounts.some((a) => !locked?.has(a))) throw new StoreError('an account of the write was not locked')
     const start = this.#commits
@@ -476,9 +476,9 @@ export class PgStore implements ZoneStore {
   }
 
   /** The accounts (user.ZONE.) whose records a write changes: each name at or below one. */
-  #accountsOf(touched: readonly [string, number][]): string[] {
+  #accountsOf(names: readonly string[]): string[] {
     const out = new Set<string>()
-    for (const [name] of touched) {
+    for (const name of names) {
       const label = labelBelow(name, this.zone)
       if (label !== undefined) out.add(accountKeyName(label, this.zone))
     }
