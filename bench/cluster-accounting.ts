@@ -79,7 +79,7 @@ export async function statementsPerUpdate(pg: PgCluster, updates: number): Promi
   )
   const kinds: [string, RegExp][] = [
     // The commit statement reads the feed too (COMMIT_FEED_SQL); 'feed' are the reads on their own.
-    ['commit', /^\s*WITH\s+d AS/],
+    ['commit', /^\s*WITH\s+(lk|d) AS/],
     ['feed', /^\s*WITH f AS/],
     ['rrsets', /FROM autotunnel\.rr WHERE \(name, type\) IN/],
     ['notify', /pg_notify/],

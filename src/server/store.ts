@@ -112,12 +112,16 @@ export class Store implements ZoneStore {
     let result: T
     try {
       result = fn(w.tx)
-      if (w.ops.length > 0 || w.serial !== this.#serial) {
+      // A `clear` alone (of what the index does not hold) changes nothing here.
+      if (w.ops.some((op) => op.kind !== 'clear') || w.serial !== this.#serial) {
         const sql = this.#sql
         const serial = w.serial
         const changedSerial = serial !== this.#serial
         this.db.transaction(() => {
-          for (const op of w.ops) op.kind === 'put' ? sql.put(op.rr, op.expiresAtMs) : sql.del(op.rr)
+          // A `clear` was committed as the `del` of each record before it: this index is the truth.
+          for (const op of w.ops)
+            if (op.kind === 'put') sql.put(op.rr, op.expiresAtMs)
+            else if (op.kind === 'del') sql.del(op.rr)
           if (changedSerial) sql.serial(serial)
         })()
       }

@@ -215,6 +215,7 @@ export class UpdateHandler {
           finish(rcode, rcode === Rcode.NOERROR && leaseSec !== undefined ? { leaseSec, keyLeaseSec } : undefined)
         },
         reads,
+        accountKeyName(user, this.#cfg.zone),
       )
     }
     submit()

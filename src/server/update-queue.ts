@@ -11,16 +11,26 @@ import type { ConsistentRead, ZoneStore, ZoneTx } from './zone-tx.js'
 
 export type Job<R> = (tx: ZoneTx) => R
 
+/**
+ * Most accounts one batch writes on a store shared by several nodes: the batch ends before a job of one more. The
+ * PostgreSQL store takes one advisory lock per account a write changes (pg/sql.ts, WRITE_CTES), and PostgreSQL's
+ * shared lock table holds max_locks_per_transaction (default 64) locks per connection slot: with at most this many
+ * per write and one write in flight per node, it cannot fill up however many accounts send updates at once.
+ */
+export const MAX_BATCH_ACCOUNTS = 64
+
 interface Queued {
   readonly job: Job<unknown>
   readonly done: (result: unknown, err?: Error) => void
   readonly reads: ConsistentRead | undefined
+  readonly account: string | undefined
 }
 
 export class UpdateQueue {
   readonly #store: ZoneStore
   readonly #log: Logger
   readonly #maxBatch: number
+  readonly #maxAccounts: number
   #queue: Queued[] = []
   #scheduled = false
   #closed = false
@@ -30,10 +40,11 @@ export class UpdateQueue {
   batches = 0
   jobs = 0
 
-  constructor(deps: { store: ZoneStore; log: Logger }, opts: { maxBatch?: number } = {}) {
+  constructor(deps: { store: ZoneStore; log: Logger }, opts: { maxBatch?: number; maxAccounts?: number } = {}) {
     this.#store = deps.store
     this.#log = deps.log
     this.#maxBatch = opts.maxBatch ?? 1000
+    this.#maxAccounts = opts.maxAccounts ?? (deps.store.shared ? MAX_BATCH_ACCOUNTS : Number.POSITIVE_INFINITY)
   }
 
   get pending(): number {
@@ -43,13 +54,19 @@ export class UpdateQueue {
   /**
    * Queues `job`; `done` runs after its batch committed (or failed, with the error). `reads`: what the job's outcome
    * depends on beyond this node's index (a batch holding such a job is committed by WriteOptions.consistent).
+   * `account`: the account (domain) whose records the job changes (WriteOptions.accounts, MAX_BATCH_ACCOUNTS).
    */
-  submit<R>(job: Job<R>, done: (result: R | undefined, err?: Error) => void, reads?: ConsistentRead): void {
+  submit<R>(
+    job: Job<R>,
+    done: (result: R | undefined, err?: Error) => void,
+    reads?: ConsistentRead,
+    account?: string,
+  ): void {
     if (this.#closed) {
       done(undefined, new Error('update queue closed'))
       return
     }
-    this.#queue.push({ job, done: done as Queued['done'], reads })
+    this.#queue.push({ job, done: done as Queued['done'], reads, account })
     if (!this.#scheduled) {
       this.#scheduled = true
       setImmediate(() => this.#flush())
@@ -77,8 +94,17 @@ export class UpdateQueue {
   }
 
   #runBatch(): void {
-    const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch)
-    this.#queue = this.#queue.length <= this.#maxBatch ? [] : this.#queue.slice(this.#maxBatch)
+    // In arrival order, up to maxBatch jobs and maxAccounts accounts.
+    const accounts = new Set<string>()
+    let n = 0
+    for (; n < this.#queue.length && n < this.#maxBatch; n++) {
+      const a = this.#queue[n]!.account
+      if (a === undefined || accounts.has(a)) continue
+      if (accounts.size >= this.#maxAccounts) break
+      accounts.add(a)
+    }
+    const batch = n === this.#queue.length ? this.#queue : this.#queue.slice(0, n)
+    this.#queue = n === this.#queue.length ? [] : this.#queue.slice(n)
     if (batch.length === 0) return
     const results: unknown[] = []
     let consistent: ConsistentRead[] | undefined
@@ -89,7 +115,7 @@ export class UpdateQueue {
         (tx) => {
           for (const q of batch) results.push(q.job(tx))
         },
-        consistent ? { deferChanges: true, consistent } : { deferChanges: true },
+        consistent ? { deferChanges: true, consistent, accounts: [...accounts] } : { deferChanges: true },
       )
     } catch (e) {
       this.#failed(batch, e)

@@ -19,7 +19,7 @@ import type { ServiceConfig } from './config.js'
 import { discoveryService } from './discovery.js'
 import { canonicalRData, toZoneRR } from './rdata.js'
 import type { ZoneTx } from './store.js'
-import { isAtOrBelow, type Rec, rdataKey, type ZoneIndex } from './zone-index.js'
+import { isAtOrBelow, rdataKey, type ZoneIndex } from './zone-index.js'
 import type { ConsistentRead } from './zone-tx.js'
 
 /** Types that never appear in zone data: the RFC 2136 3.4.1.2 meta-types and the QTYPE ANY (RFC 6895 3.1). */
@@ -194,15 +194,8 @@ export function applyUpdate(tx: ZoneTx, index: ZoneIndex, req: UpdateRequest): n
     if (rr.class === RRClass.IN) {
       changed = tx.add(toZoneRR(rr), rr.type === RRType.KEY ? keyExpiresAtMs : expiresAtMs) || changed
     } else if (rr.class === RRClass.ANY) {
-      const node = index.node(name)
-      if (!node) continue
-      const victims: Rec[] = []
-      if (rr.type === RRType.ANY) for (const set of node.rrsets.values()) victims.push(...set.records.values())
-      else {
-        const set = node.rrsets.get(rr.type)
-        if (set) victims.push(...set.records.values())
-      }
-      for (const v of victims) changed = tx.remove(v) || changed
+      // On a shared store also what other nodes committed that this node's index lacks yet (ZoneTx.clear).
+      changed = tx.clear(name, rr.type) || changed
     } else {
       const rec = index.find(name, rr.type, canonicalRData(rr.type, rr.data))
       if (rec) changed = tx.remove(rec) || changed

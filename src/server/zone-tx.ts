@@ -2,6 +2,8 @@
 // restores the index when the commit fails, the SQL operations the backend must commit, and the net change per
 // (name, type) the change feed delivers afterwards. Shared by the SQLite store (store.ts, committed synchronously)
 // and the PostgreSQL store (pg/store.ts, committed asynchronously); ZoneStore is what the service sees of either.
+
+import { RRType } from '../dns/wire/rr-table.js'
 import type { Clock } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
 import { nextSerial } from './db.js'
@@ -25,6 +27,12 @@ export interface ZoneTx {
   add(rr: ZoneRR, expiresAtMs: number | null): boolean
   /** Removes one record; returns true when it existed. */
   remove(rec: Rec): boolean
+  /**
+   * Deletes the RRset `type` of `name`, or every RRset of it for type ANY (RFC 2136 2.5.2, 2.5.3): the records the
+   * index holds, and, on a store shared by several nodes, whatever the database holds of it when the write commits
+   * (records another node committed that this node's index lacks yet). True when the index changed.
+   */
+  clear(name: string, type: number): boolean
   /** Increments the SOA serial (once per UPDATE that changed something, RFC 2136 section 3.7). */
   bumpSerial(): void
   /**
@@ -34,12 +42,14 @@ export interface ZoneTx {
   savepoint(): () => void
 }
 
-/** One row to write (`put`: insert or update) or delete, in the order the edits were made. */
-export interface SqlOp {
-  readonly kind: 'put' | 'del'
-  readonly rr: ZoneRR
-  readonly expiresAtMs: number | null
-}
+/**
+ * One row to write (`put`: insert or update) or delete, in the order the edits were made; or (`clear`) an RRset or
+ * every RRset of a name (type ANY) to delete from the database whatever rows it holds (ZoneTx.clear): a store whose
+ * index is the truth has deleted each of them as a `del` before and ignores it.
+ */
+export type SqlOp =
+  | { readonly kind: 'put' | 'del'; readonly rr: ZoneRR; readonly expiresAtMs: number | null }
+  | { readonly kind: 'clear'; readonly name: string; readonly type: number }
 
 /**
  * What a write's outcome depends on beyond the records it names itself: RFC 2136 prerequisites and the account's
@@ -61,6 +71,11 @@ export interface WriteOptions {
   readonly deferChanges?: boolean
   /** The writes in this batch that must see every other node's committed data (shared stores only). */
   readonly consistent?: readonly ConsistentRead[]
+  /**
+   * With `consistent`: the accounts (domains) of all the batch's writes, which a shared store locks before the
+   * batch runs (pg/consistent.ts).
+   */
+  readonly accounts?: readonly string[]
 }
 
 /** What DnsService, the update queue and the notify service use of a store (SQLite or PostgreSQL). */
@@ -231,6 +246,21 @@ export function beginZoneTx(index: ZoneIndex, leases: LeaseTable<Rec>, serial: n
       track(rec.rr, false)
       ops.push({ kind: 'del', rr: rec.rr, expiresAtMs: null })
       return true
+    },
+    clear(name, type) {
+      const node = idx.node(name)
+      let changed = false
+      if (node) {
+        const victims: Rec[] = []
+        if (type === RRType.ANY) for (const set of node.rrsets.values()) victims.push(...set.records.values())
+        else {
+          const set = node.rrsets.get(type)
+          if (set) victims.push(...set.records.values())
+        }
+        for (const v of victims) changed = tx.remove(v) || changed
+      }
+      ops.push({ kind: 'clear', name, type })
+      return changed
     },
     bumpSerial() {
       cur = nextSerial(cur)

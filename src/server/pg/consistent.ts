@@ -2,6 +2,7 @@
 // limit: update.ts consistentReadOf), on the PostgreSQL store (store.ts; docs/cluster.md, Consistency):
 //
 //   BEGIN; SELECT pg_advisory_xact_lock(ACCOUNT_LOCK, hashtext(domain)) ...   -- every account, in one order
+//                                                                               (the batch's others: shared)
 //   [SELECT DISTINCT name FROM change WHERE (xid, id) > cursor AND name at or below a domain]  -- near the quota
 //   SELECT ... FROM rr WHERE name = ANY(names)                                  -- after the lock: a new snapshot
 //   (the node applies these rows to its index, then runs the batch's jobs against it)
@@ -11,25 +12,28 @@
 // that starts after the first's COMMIT (READ COMMITTED takes a snapshot per statement), sees the first's rows: its
 // prerequisites are evaluated against them, so of two conflicting UPDATEs at most one succeeds. The read also sees
 // whatever any node committed before it started: an UPDATE acknowledged anywhere before this one arrived.
-// Writes without such a dependency (no prerequisites, far from the quota) take no lock and stay one statement.
+// Writes without such a dependency (no prerequisites, far from the quota) stay one statement, which takes their
+// accounts' locks shared before it writes a row (sql.ts, WRITE_CTES): it waits for a write of this kind in flight
+// for one of its accounts (its prerequisites were read without it, so it commits after them), and such a write
+// waits for it (and then reads its rows); writes without prerequisites do not wait for each other.
 import type pg from 'pg'
 import type { LeaseTable } from '../lease-table.js'
 import { isAtOrBelow, type Rec, type ZoneIndex } from '../zone-index.js'
 import type { ConsistentRead, RRsetChange } from '../zone-tx.js'
 import { applyRows } from './reconcile.js'
 import { SCHEMA } from './schema.js'
-import { COLUMNS, type Row } from './sql.js'
+import { ACCOUNT_LOCK, COLUMNS, type Row } from './sql.js'
 
 /**
- * First key of the two-key advisory locks of accounts ("acct"); the migration lock is a one-key lock, a separate
- * key space (PostgreSQL documents that the two do not overlap).
+ * The accounts' locks, in hash order (two transactions locking the same accounts cannot wait for each other, and
+ * none takes an advisory lock after a row lock): $1 exclusively, $2 (the rest) shared. A key in both is taken
+ * exclusively (bool_or: one of its accounts is in $1).
  */
-const ACCOUNT_LOCK = 0x61636374
-
-/** Every account's lock, in hash order (two writes locking the same accounts cannot wait for each other). */
-const LOCK_SQL = `
-SELECT pg_advisory_xact_lock(${ACCOUNT_LOCK}, h)
-FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest($1::text[]) AS d ORDER BY 1) AS k`
+export const LOCK_SQL = `
+SELECT CASE WHEN x THEN pg_advisory_xact_lock(${ACCOUNT_LOCK}, h) ELSE pg_advisory_xact_lock_shared(${ACCOUNT_LOCK}, h) END
+FROM (SELECT hashtext(d) AS h, bool_or(x) AS x
+      FROM (SELECT d, true AS x FROM unnest($1::text[]) AS d UNION ALL SELECT d, false FROM unnest($2::text[]) AS d) a
+      GROUP BY 1 ORDER BY 1) AS k`
 
 /** The current rows of the names (every type): an index range scan on the primary key per name. */
 const READ_NAMES_SQL = `SELECT ${COLUMNS} FROM ${SCHEMA}.rr WHERE name = ANY($1::text[])`
@@ -62,16 +66,18 @@ export interface IndexPosition {
 }
 
 /**
- * Begins the transaction on a connection of `pool`, takes the accounts' locks, reads the rows `reads` depend on
- * and makes `index` and `leases` hold them; returns the RRsets re-read and the differences (for the watchers). The
- * caller commits (or ends) the transaction on the returned client and releases it; on failure here the connection
- * is discarded and nothing was written.
+ * Begins the transaction on a connection of `pool`, takes the accounts' locks (those of `reads` exclusively, the
+ * other `accounts` the batch writes shared: its commit statement then takes no lock it does not hold yet), reads
+ * the rows `reads` depend on and makes `index` and `leases` hold them; returns the RRsets re-read and the
+ * differences (for the watchers). The caller commits (or ends) the transaction on the returned client and releases
+ * it; on failure here the connection is discarded and nothing was written.
  */
 export async function lockAndRead(
   pool: pg.Pool,
   index: ZoneIndex,
   leases: LeaseTable<Rec>,
   reads: readonly ConsistentRead[],
+  accounts: readonly string[],
   at: IndexPosition,
 ): Promise<{ client: pg.PoolClient; keys: [string, number][]; changes: RRsetChange[]; rrsets: number }> {
   const names = new Set<string>()
@@ -85,7 +91,7 @@ export async function lockAndRead(
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
-    await client.query({ name: 'autotunnel_lock', text: LOCK_SQL, values: [[...domains]] })
+    await client.query({ name: 'autotunnel_lock', text: LOCK_SQL, values: [[...domains], accounts] })
     let rows: Row[]
     let scanned: string[] = []
     if (whole.size && !at.trusted) {

@@ -16,13 +16,14 @@
 //   transaction (consistent.ts); connections go to the writable server of the URL's list (primary.ts).
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
+import { accountKeyName } from '../../dns/account-key.js'
 import type { Clock, TimerHandle } from '../../io/clock.js'
 import { type Logger, nullLogger } from '../../io/log.js'
 import type { Account } from '../accounts.js'
 import type { PeerNode } from '../config.js'
 import { StoreError } from '../db.js'
 import { LeaseTable } from '../lease-table.js'
-import { isAtOrBelow, type Rec, ZoneIndex } from '../zone-index.js'
+import { isAtOrBelow, labelBelow, type Rec, ZoneIndex } from '../zone-index.js'
 import {
   beginZoneTx,
   ChangeFanout,
@@ -35,7 +36,7 @@ import {
   type ZoneTx,
 } from '../zone-tx.js'
 import { pgListAccounts } from './accounts.js'
-import { lockAndRead } from './consistent.js'
+import { LOCK_SQL, lockAndRead } from './consistent.js'
 import { Doorbell } from './doorbell.js'
 import { FeedSchedule } from './feed-schedule.js'
 import { loadZone } from './load.js'
@@ -105,6 +106,8 @@ export class PgStore implements ZoneStore {
    */
   #commits = 0
   readonly #ownAt = new Map<string, number>()
+  /** The same for the names whose every RRset this node cleared (ZoneTx.clear with type ANY). */
+  readonly #ownNames = new Map<string, number>()
   /** RRsets whose re-read raced a commit of this node: re-read at the next feed read. */
   readonly #pending = new Map<string, [string, number]>()
   /** Feed reads applied so far: a read is applied only if none was since it was sent. */
@@ -116,7 +119,16 @@ export class PgStore implements ZoneStore {
   /** Monotonic time of the last successful feed read, and of the last prune. */
   #feedReadAt = 0
   /** Counters for metrics and tests. */
-  readonly stats = { feedReads: 0, feedRows: 0, feedErrors: 0, reconciled: 0, expired: 0, commitErrors: 0 }
+  readonly stats = {
+    feedReads: 0,
+    feedRows: 0,
+    feedErrors: 0,
+    reconciled: 0,
+    expired: 0,
+    commitErrors: 0,
+    /** Writes without prerequisites that found an account locked by a consistent write and waited for it. */
+    lockWaits: 0,
+  }
 
   private constructor(deps: { clock: Clock; log?: Logger }, opts: PgStoreOptions) {
     this.#clock = deps.clock
@@ -226,7 +238,8 @@ export class PgStore implements ZoneStore {
   write<T>(fn: (tx: ZoneTx) => T, opts: WriteOptions = {}): Promise<T> {
     return this.#exclusive(async () => {
       if (this.#closed) throw new StoreError('store closed')
-      const held = opts.consistent?.length ? await this.#lockAndRead(opts.consistent) : undefined
+      const held = opts.consistent?.length ? await this.#lockAndRead(opts.consistent, opts.accounts ?? []) : undefined
+      const locked = held && new Set([...opts.consistent!.map((r) => r.domain), ...(opts.accounts ?? [])])
       let ok = false
       let result!: T
       let read: FeedRead | undefined
@@ -234,7 +247,7 @@ export class PgStore implements ZoneStore {
         const w = beginZoneTx(this.index, this.leases, this.#serial, this.#clock.now() + this.#sweeper.offsetMs)
         try {
           result = fn(w.tx)
-          if (w.ops.length || held) read = await this.#commit(w.ops, held)
+          if (w.ops.length || held) read = await this.#commit(w.ops, held, locked)
         } catch (e) {
           w.rollback()
           throw e
@@ -263,10 +276,17 @@ export class PgStore implements ZoneStore {
   }
 
   /** Opens a consistent write's transaction, the index brought up to date for its names (consistent.ts). */
-  async #lockAndRead(reads: readonly ConsistentRead[]): Promise<pg.PoolClient> {
+  async #lockAndRead(reads: readonly ConsistentRead[], accounts: readonly string[]): Promise<pg.PoolClient> {
     const trusted = !this.#resync && this.#clock.monotonic() - this.#feedReadAt < FEED_RETENTION_MS / 2
     const at = { cursor: this.#cursor, trusted, pending: this.#pending.values() }
-    const { client, keys, changes, rrsets } = await lockAndRead(this.#pool, this.index, this.leases, reads, at)
+    const { client, keys, changes, rrsets } = await lockAndRead(
+      this.#pool,
+      this.index,
+      this.leases,
+      reads,
+      accounts,
+      at,
+    )
     this.stats.reconciled += rrsets
     // As after a commit, a feed read begun before is not applied over these RRsets; their watchers hear of them now.
     this.#commits++
@@ -365,9 +385,23 @@ export class PgStore implements ZoneStore {
    * statement; sets the serial from the change rows' ids. Returns the read for write() to apply. With `held`, the
    * statement runs in the transaction open on that connection (a consistent write: consistent.ts), then COMMIT; a
    * consistent write without operations (its prerequisites failed) only commits and reads nothing.
+   *
+   * The statement takes the locks of the accounts it writes shared (sql.ts, WRITE_CTES); when one is held
+   * exclusively by a consistent write in flight on any node, it writes nothing, and the write is committed again
+   * in a transaction that waits for the locks before its statement starts (#commitLocked). A consistent write
+   * holds them all already (lockAndRead; `locked`), and its statement takes none: a lock this transaction holds is
+   * not taken again, because PostgreSQL refuses a try-lock that conflicts with a session waiting for the key even
+   * when the conflicting lock is this transaction's own.
    */
-  async #commit(ops: readonly SqlOp[], held?: pg.PoolClient): Promise<FeedRead | undefined> {
-    const { params: commitParams, touched } = commitParamsOf(ops, this.nodeId)
+  async #commit(
+    ops: readonly SqlOp[],
+    held?: pg.PoolClient,
+    locked?: ReadonlySet<string>,
+  ): Promise<FeedRead | undefined> {
+    const { params: commitParams, touched, clears, clearedNames } = commitParamsOf(ops, this.nodeId)
+    const accounts = this.#accountsOf([...touched.map(([name]) => name), ...clearedNames])
+    // Not expected (the update queue names every account of its batch): nothing is sent, so nothing is committed.
+    if (held && accounts.some((a) => !locked?.has(a))) throw new StoreError('an account of the write was not locked')
     const start = this.#commits
     const { cursor, applied } = { cursor: this.#cursor, applied: this.#applied }
     const asked = [...this.#pending]
@@ -376,14 +410,27 @@ export class PgStore implements ZoneStore {
     this.#schedule.committing = true
     try {
       // Named: prepared once per connection, not parsed and planned again for every batch.
-      const q = {
+      const q = (lock: readonly string[]): pg.QueryConfig => ({
         name: 'autotunnel_commit_feed',
         text: COMMIT_FEED_SQL,
-        values: [...commitParams, cursor.xid, cursor.id, asked.map(([, k]) => k[0]), asked.map(([, k]) => k[1])],
-      }
-      if (!held) rows = (await this.#primary.durableQuery<FeedReadRow>(this.#pool, q)).rows
-      else {
-        if (ops.length) rows = (await held.query<FeedReadRow>(q)).rows
+        values: [
+          ...commitParams,
+          cursor.xid,
+          cursor.id,
+          asked.map(([, k]) => k[0]),
+          asked.map(([, k]) => k[1]),
+          lock,
+          ...clears,
+        ],
+      })
+      if (!held) {
+        rows = (await this.#primary.durableQuery<FeedReadRow>(this.#pool, q(accounts))).rows
+        if (!lockedIn(rows)) {
+          this.stats.lockWaits++
+          rows = await this.#commitLocked(q([]), accounts)
+        }
+      } else {
+        if (ops.length) rows = (await held.query<FeedReadRow>(q([]))).rows
         await this.#primary.durableOn(held, 'COMMIT')
       }
     } catch (e) {
@@ -397,6 +444,7 @@ export class PgStore implements ZoneStore {
     }
     this.#commits++
     for (const [name, type] of touched) this.#ownAt.set(`${name}\u0000${type}`, this.#commits)
+    for (const name of clearedNames) this.#ownNames.set(name, this.#commits)
     const page = rows && parseFeedPage(rows, this.#lastId)
     if (page?.last !== undefined && page.last > this.#lastId) {
       this.#lastId = page.last
@@ -404,6 +452,37 @@ export class PgStore implements ZoneStore {
     }
     if (ops.length) this.#doorbell.ring()
     return page && { start, cursor, applied, asked, sentAt, page }
+  }
+
+  /**
+   * A write whose statement found an account locked (#commit): BEGIN, the accounts' locks shared (waiting for the
+   * consistent write holding one; no row is locked yet), then the statement, whose snapshot now includes that
+   * write's rows, and COMMIT (`q` takes no lock again: #commit). On failure the connection is discarded (as
+   * durableQuery does).
+   */
+  async #commitLocked(q: pg.QueryConfig, accounts: readonly string[]): Promise<FeedReadRow[]> {
+    const c = await this.#pool.connect()
+    try {
+      await c.query('BEGIN')
+      await c.query({ name: 'autotunnel_lock', text: LOCK_SQL, values: [[], accounts] })
+      const rows = (await c.query<FeedReadRow>(q)).rows
+      await this.#primary.durableOn(c, 'COMMIT')
+      c.release()
+      return rows
+    } catch (e) {
+      c.release(true)
+      throw e
+    }
+  }
+
+  /** The accounts (user.ZONE.) whose records a write changes: each name at or below one. */
+  #accountsOf(names: readonly string[]): string[] {
+    const out = new Set<string>()
+    for (const name of names) {
+      const label = labelBelow(name, this.zone)
+      if (label !== undefined) out.add(accountKeyName(label, this.zone))
+    }
+    return [...out]
   }
 
   /**
@@ -421,9 +500,10 @@ export class PgStore implements ZoneStore {
     for (const [k] of asked) this.#pending.delete(k)
     const fresh: [string, number][] = []
     for (const [k, key] of page.keys)
-      if ((this.#ownAt.get(k) ?? 0) > start) this.#pending.set(k, key)
+      if ((this.#ownAt.get(k) ?? 0) > start || (this.#ownNames.get(key[0]) ?? 0) > start) this.#pending.set(k, key)
       else fresh.push(key)
     for (const [k, at] of this.#ownAt) if (at <= start) this.#ownAt.delete(k)
+    for (const [k, at] of this.#ownNames) if (at <= start) this.#ownNames.delete(k)
     let changes: RRsetChange[] = []
     if (fresh.length) {
       const applied = applyRows(this.index, this.leases, fresh, page.records)
@@ -491,4 +571,10 @@ export class PgStore implements ZoneStore {
       if (page.n < FEED_PAGE) return
     }
   }
+}
+
+/** False when a COMMIT_FEED_SQL statement found an account's lock held elsewhere (and wrote nothing). */
+function lockedIn(rows: readonly FeedReadRow[]): boolean {
+  for (const r of rows) if (r.n !== null) return r.locked !== false
+  return true
 }
