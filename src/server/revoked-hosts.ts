@@ -15,10 +15,14 @@ import { type RR, RRClass, RRType } from '../dns/wire/rr-table.js'
 import { revokedHosts } from './sso-ca-store.js'
 import { isAtOrBelow, labelBelow } from './zone-index.js'
 
-/** What the UPDATE path asks: is `host` (one label, lower case) of `user` revoked? */
+/** What the UPDATE path asks: the revoked hosts (labels, lower case) of `user`, usually none. */
 export interface RevokedHostList {
-  has(user: string, host: string): boolean
+  of(user: string): ReadonlySet<string>
 }
+
+/** What a refusal tells the person: how the operator lifts the mark. */
+export const unrevokeHint = (user: string, host: string): string =>
+  `the operator can undo it: autotunnel account unrevoke-host ${user} ${host}`
 
 /** The host label a name belongs to in the user's domain `own` (canonical, lower case), if any. */
 export function hostOfName(name: string, own: string): string | undefined {
@@ -66,7 +70,7 @@ export class RevokedHostsFile implements RevokedHostList {
     this.#now = now
   }
 
-  has(user: string, host: string): boolean {
+  of(user: string): ReadonlySet<string> {
     const u = user.toLowerCase()
     const now = this.#now()
     let c = this.#cache.get(u)
@@ -74,7 +78,7 @@ export class RevokedHostsFile implements RevokedHostList {
       c = { hosts: revokedHosts(this.#dataDir, u), readAt: now }
       this.#cache.set(u, c)
     }
-    return c.hosts.has(host.toLowerCase())
+    return c.hosts
   }
 
   forget(user: string): void {

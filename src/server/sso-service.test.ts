@@ -89,6 +89,15 @@ function enrolRR(name: string, kind: number, csr: Buffer): RR {
   }
 }
 
+/** What `autotunnel revoke HOST` sends (src/agent/revoke.ts). */
+const revokeRR = (host: string): RR => ({
+  name: enrolName(host, D),
+  type: SsoRRType.ATREVOKE,
+  class: RRClass.IN,
+  ttl: 0,
+  data: { raw: encodeRevokeRdata() },
+})
+
 const fetchQuery = (name: string): Message =>
   emptyMessage({ id: 9, opcode: Opcode.QUERY, questions: [{ name, type: SsoRRType.ATCERT, class: RRClass.IN }] })
 
@@ -302,13 +311,7 @@ test('refusals: foreign name, foreign key, unsigned, malformed or bad CSR, revok
     clock,
   )
   assert.equal(res.rcode, Rcode.NOERROR, 'the other hosts keep working')
-  const revoke: RR = {
-    name: enrolName('desktop', D),
-    type: SsoRRType.ATREVOKE,
-    class: RRClass.IN,
-    ttl: 0,
-    data: { raw: encodeRevokeRdata() },
-  }
+  const revoke = revokeRR('desktop')
   res = await send(svc, up(revoke), BOB, clock)
   assert.equal(res.rcode, Rcode.REFUSED, "bob cannot revoke alice's host")
   res = await send(svc, up(revoke), ALICE, clock)
@@ -357,13 +360,7 @@ test("a revoked host's records: adds REFUSED from the revocation's answer on, de
   const ptr = (name: string, target: string) => rr(name, RRType.PTR, { ptrdname: target })
 
   assert.equal(await add(aaaa(host('laptop'), 'fd00::1'), srv('laptop')), Rcode.NOERROR, 'before: published')
-  const revoke: RR = {
-    name: enrolName('laptop', D),
-    type: SsoRRType.ATREVOKE,
-    class: RRClass.IN,
-    ttl: 0,
-    data: { raw: encodeRevokeRdata() },
-  }
+  const revoke = revokeRR('laptop')
   assert.equal((await send(s.svc, updateMsg([], [revoke]), ALICE, clock)).rcode, Rcode.NOERROR)
   // No clock step: the revocation itself makes the list be read again.
   const refused: [string, RR][] = [

@@ -24,7 +24,7 @@ import {
 } from '../sso/enrol-codec.js'
 import { checkCsr, EnrolError, type EnrolRefusal } from '../sso/enrol-policy.js'
 import { checkHostKeyBlob, signHostCertificate } from '../sso/ssh-cert.js'
-import type { RevokedHostsFile } from './revoked-hosts.js'
+import { type RevokedHostsFile, unrevokeHint } from './revoked-hosts.js'
 import type { DnsRequest, MessageHandler } from './service.js'
 import { CaStore, revokedHosts, setHostRevoked } from './sso-ca-store.js'
 
@@ -148,7 +148,7 @@ export class SsoService {
     if (!revokedOk && revokedHosts(this.#dataDir, parsed.user).has(parsed.host))
       throw new EnrolError(
         'revoked',
-        `host ${parsed.host} of ${parsed.user} was revoked: no certificates (the operator can undo it: autotunnel account unrevoke-host ${parsed.user} ${parsed.host})`,
+        `host ${parsed.host} of ${parsed.user} was revoked: no certificates (${unrevokeHint(parsed.user, parsed.host)})`,
       )
     return { ...parsed, domain: `${parsed.user}.${this.#zone}` }
   }

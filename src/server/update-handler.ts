@@ -14,7 +14,7 @@ import type { Logger } from '../io/log.js'
 import type { ServiceConfig } from './config.js'
 import type { ServerMetrics } from './metrics.js'
 import { baseResponse } from './response.js'
-import { hostsAddedTo } from './revoked-hosts.js'
+import { hostsAddedTo, unrevokeHint } from './revoked-hosts.js'
 import type { DnsRequest } from './service.js'
 import type { ReplayVerdict, TsigReplayCache } from './tsig-replay.js'
 import {
@@ -79,9 +79,10 @@ export class UpdateHandler {
 
   /** The first revoked host of `user` whose records `msg` would add (revoked-hosts.ts), if any. */
   #revokedHostIn(msg: Message, user: string): string | undefined {
-    const list = this.#cfg.revokedHosts
-    if (!list) return undefined
-    for (const h of hostsAddedTo(msg.authorities, accountKeyName(user, this.#cfg.zone))) if (list.has(user, h)) return h
+    const revoked = this.#cfg.revokedHosts?.of(user)
+    // The usual case, no revoked host: nothing to work out about the UPDATE's names.
+    if (!revoked?.size) return undefined
+    for (const h of hostsAddedTo(msg.authorities, accountKeyName(user, this.#cfg.zone))) if (revoked.has(h)) return h
     return undefined
   }
 
@@ -152,8 +153,7 @@ export class UpdateHandler {
       res.edns?.options.push(
         encodeExtendedError(
           ExtendedError.PROHIBITED,
-          `host ${revoked} of ${user} was revoked: the server takes no records for it (the operator can undo it: ` +
-            `autotunnel account unrevoke-host ${user} ${revoked})`,
+          `host ${revoked} of ${user} was revoked: the server takes no records for it (${unrevokeHint(user, revoked)})`,
         ),
       )
       finish(Rcode.REFUSED)

@@ -6,8 +6,9 @@
 // still lacks it (the feed never names that RRset). The deletion goes through node 1.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Opcode, rcodeName } from '../../src/dns/wire/header.js'
-import { emptyMessage, type Message } from '../../src/dns/wire/message.js'
+import { deleteName, deleteRRset, nameInUse, updateMessage } from '../../src/dns/update.js'
+import { rcodeName } from '../../src/dns/wire/header.js'
+import type { Message } from '../../src/dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { canonicalRData, rdataText } from '../../src/server/rdata.js'
 import { PgCluster } from './pg-cluster.js'
@@ -32,19 +33,8 @@ after(async () => {
 
 const rnd = (): string => Math.random().toString(36).slice(2, 8)
 
-function update(id: number, prereqs: RR[], updates: RR[]): Message {
-  return emptyMessage({
-    id,
-    opcode: Opcode.UPDATE,
-    questions: [{ name: `${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
-    answers: prereqs,
-    authorities: updates,
-  })
-}
-/** RFC 2136 2.4.4: name is in use. */
-const yxdomain = (name: string): RR => ({ name, type: RRType.ANY, class: RRClass.ANY, ttl: 0, data: null })
-/** RFC 2136 2.5.2 (type) and 2.5.3 (ANY): delete an RRset, every RRset of a name. */
-const deleteSet = (name: string, type: number): RR => ({ name, type, class: RRClass.ANY, ttl: 0, data: null })
+const update = (id: number, prereqs: RR[], updates: RR[]): Message =>
+  updateMessage({ id, zone: `${ZONE}.`, prereqs, updates })
 const aaaa = (name: string, address: string): RR => ({
   name,
   type: RRType.AAAA,
@@ -101,7 +91,7 @@ async function until(ms: number, what: string, fn: () => Promise<boolean>): Prom
 /** Puts the unannounced TXT at `name` into node 2's index only (node 1's lacks it), beside an AAAA. */
 async function seedOnNode2(name: string): Promise<void> {
   await insertUnannounced(name, 'unseen')
-  assert.equal(await send(n2, update(1, [yxdomain(name)], [aaaa(name, 'fd00::2')])), 'NOERROR')
+  assert.equal(await send(n2, update(1, [nameInUse(name)], [aaaa(name, 'fd00::2')])), 'NOERROR')
   assert.deepEqual(await txtOn(n2, name), { status: 'NOERROR', txt: '"unseen"' })
   // Node 1 has the AAAA (the feed names that RRset) but not the TXT.
   await until(5000, 'AAAA on node 1', async () =>
@@ -113,7 +103,7 @@ async function seedOnNode2(name: string): Promise<void> {
 test("deleting an RRset through a node whose index lacks a record of it deletes the database's record, on every node", async () => {
   const name = `rrset-${rnd()}.alice.${ZONE}.`
   await seedOnNode2(name)
-  assert.equal(await send(n1, update(2, [], [deleteSet(name, RRType.TXT)])), 'NOERROR')
+  assert.equal(await send(n1, update(2, [], [deleteRRset(name, RRType.TXT)])), 'NOERROR')
   assert.deepEqual(await typesIn(name), [RRType.AAAA], 'the TXT RRset is gone from the database, the AAAA stays')
   await until(5000, 'node 2 drops the TXT', async () => (await txtOn(n2, name)).txt === '')
 })
@@ -121,7 +111,7 @@ test("deleting an RRset through a node whose index lacks a record of it deletes 
 test("deleting every RRset of a name through a node whose index lacks some deletes the database's, on every node", async () => {
   const name = `name-${rnd()}.alice.${ZONE}.`
   await seedOnNode2(name)
-  assert.equal(await send(n1, update(3, [], [deleteSet(name, RRType.ANY)])), 'NOERROR')
+  assert.equal(await send(n1, update(3, [], [deleteName(name)])), 'NOERROR')
   assert.deepEqual(await typesIn(name), [], 'nothing is left at the name in the database')
   for (const n of nodes)
     await until(5000, 'the name gone on both nodes', async () => (await txtOn(n, name)).status === 'NXDOMAIN')
@@ -145,13 +135,13 @@ const txtRows = async (name: string): Promise<string[]> =>
 test('a deletion of an RRset followed by adds to it in one UPDATE: the database holds the added records only', async () => {
   const name = `readd-${rnd()}.alice.${ZONE}.`
   await seedOnNode2(name)
-  assert.equal(await send(n1, update(4, [], [deleteSet(name, RRType.TXT), txt(name, 'new')])), 'NOERROR')
+  assert.equal(await send(n1, update(4, [], [deleteRRset(name, RRType.TXT), txt(name, 'new')])), 'NOERROR')
   assert.deepEqual(await txtRows(name), ['"new"'])
   // The record the database holds and this node's index lacks, deleted and added again: one row, no error (a
   // statement may not touch a row twice).
   const again = `again-${rnd()}.alice.${ZONE}.`
   await seedOnNode2(again)
-  const msg = update(5, [], [deleteSet(again, RRType.ANY), txt(again, 'unseen'), txt(again, 'other')])
+  const msg = update(5, [], [deleteName(again), txt(again, 'unseen'), txt(again, 'other')])
   assert.equal(await send(n1, msg), 'NOERROR')
   assert.deepEqual(await txtRows(again), ['"other"', '"unseen"'])
   assert.deepEqual(await typesIn(again), [RRType.TXT, RRType.TXT])

@@ -8,8 +8,9 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import pg from 'pg'
-import { Opcode, rcodeName } from '../../src/dns/wire/header.js'
-import { emptyMessage, type Message } from '../../src/dns/wire/message.js'
+import { deleteName, updateMessage } from '../../src/dns/update.js'
+import { rcodeName } from '../../src/dns/wire/header.js'
+import type { Message } from '../../src/dns/wire/message.js'
 import { type RR, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { ACCOUNT_LOCK } from '../../src/server/pg/sql.js'
 import { PgCluster } from './pg-cluster.js'
@@ -39,13 +40,7 @@ const rnd = (): string => Math.random().toString(36).slice(2, 8)
 /** An UPDATE without prerequisites adding one TXT record (RFC 2136 2.5.1). */
 function addTxt(id: number, name: string, s: string): Message {
   const rr: RR = { name, type: RRType.TXT, class: RRClass.IN, ttl: 60, data: { strings: [Buffer.from(s)] } }
-  return emptyMessage({
-    id,
-    opcode: Opcode.UPDATE,
-    questions: [{ name: `${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
-    answers: [],
-    authorities: [rr],
-  })
+  return updateMessage({ id, zone: `${ZONE}.`, updates: [rr] })
 }
 
 /** Sends one signed UPDATE to `node`; resolves with its RCODE (undefined: no answer within `timeoutMs`). */
@@ -133,13 +128,7 @@ test('unconditional UPDATEs of one account do not wait for each other (a shared 
 
 test('an UPDATE that only deletes a name (RFC 2136 2.5.3) waits for a conditional write of its account too', async () => {
   const name = `gone-${rnd()}.${ALICE}`
-  const msg = emptyMessage({
-    id: 6,
-    opcode: Opcode.UPDATE,
-    questions: [{ name: `${ZONE}.`, type: RRType.SOA, class: RRClass.IN }],
-    answers: [],
-    authorities: [{ name, type: RRType.ANY, class: RRClass.ANY, ttl: 0, data: null }],
-  })
+  const msg = updateMessage({ id: 6, zone: `${ZONE}.`, updates: [deleteName(name)] })
   const held = await holdLock(ALICE, 'exclusive')
   let released = false
   try {
