@@ -84,10 +84,7 @@ export function register(program: Command): void {
       'let a revoked host name publish its records and enrol for SSO certificates again (docs/ike.md, docs/sso.md)',
     )
     .option('--data <dir>', 'server data directory (SQLite store; also where the SSO CA keys are)')
-    .option(
-      '--store <url>',
-      'sqlite:DIR (the SSO CA keys are files in the data directory) (default: $AUTOTUNNEL_STORE)',
-    )
+    .option('--store <url>', 'postgres://... shared by server nodes, or sqlite:DIR (default: $AUTOTUNNEL_STORE)')
     .option('--zone <zone>', 'the provider zone (checked against the store)')
     .action(async (user: string, hostname: string, o: { data?: string; store?: string; zone?: string }) => {
       const m = await import('../server/account-cli.js')

@@ -45,8 +45,14 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   ],
   'account list': ['autotunnel account list --data /var/lib/autotunnel', 'autotunnel account list --data ./srv --json'],
   'account remove': ['autotunnel account remove alice --data /var/lib/autotunnel'],
-  'account revoke-host': ['autotunnel account revoke-host alice laptop --data /var/lib/autotunnel'],
-  'account unrevoke-host': ['autotunnel account unrevoke-host alice laptop --data /var/lib/autotunnel'],
+  'account revoke-host': [
+    'autotunnel account revoke-host alice laptop --data /var/lib/autotunnel',
+    'autotunnel account revoke-host alice laptop --store postgres://autotunnel@db.internal/autotunnel   # every node',
+  ],
+  'account unrevoke-host': [
+    'autotunnel account unrevoke-host alice laptop --data /var/lib/autotunnel',
+    'autotunnel account unrevoke-host alice laptop --store postgres://autotunnel@db.internal/autotunnel',
+  ],
   'account limit': ['autotunnel account limit alice --data /var/lib/autotunnel --max-records 2000'],
   'account passwd': [
     'autotunnel account passwd alice --data /var/lib/autotunnel -o alice.key.json   # a new random key',

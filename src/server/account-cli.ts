@@ -358,15 +358,22 @@ export async function accountRevokeHost(user: string, host: string, o: StoreOpts
     out(`revoked host ${host.toLowerCase()} of ${user}: ${touched.length ? 'deleted' : 'nothing published'}`)
     for (const t of touched) out(`  ${t}`)
   }
+  const undo = '  no more records or SSO certificates from it (undo: autotunnel account unrevoke-host)'
   const { pgRevokeHost } = await import('./pg/accounts.js')
-  if (await withPg(o, async (pool, zone) => say(await pgRevokeHost(pool, zone, user, host)))) return
+  if (
+    await withPg(o, async (pool, zone) => {
+      say(await pgRevokeHost(pool, zone, user, host))
+      out(undo)
+    })
+  )
+    return
   const dir = sqliteDir(o)
   const { db, zone } = open(dir, o.zone)
   try {
     say(revokeHostInDb(db, zone, user, host))
     // SSO (docs/sso.md): the server issues the host no more certificates.
     setHostRevoked(dir, user, host)
-    out('  no more records or SSO certificates from it (undo: autotunnel account unrevoke-host)')
+    out(undo)
   } finally {
     db.close()
   }
@@ -377,17 +384,22 @@ export async function accountUnrevokeHost(user: string, host: string, o: StoreOp
   checkUser(user)
   const h = host.toLowerCase()
   if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
-  const dir = sqliteDir(o)
-  const { db } = open(dir, o.zone)
-  try {
-    if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
-  } finally {
-    db.close()
-  }
-  const changed = setHostRevoked(dir, user, h, false)
+  const { pgUnrevokeHost } = await import('./pg/accounts.js')
+  const inPg = await withPg(o, (pool) => pgUnrevokeHost(pool, user, h))
+  const changed = inPg ? inPg.value : unrevokeInDir(sqliteDir(o), o.zone, user, h)
   out(
     changed
       ? `host ${h} of ${user} may publish its records and enrol for SSO certificates again`
       : `host ${h} of ${user} was not revoked`,
   )
+}
+
+function unrevokeInDir(dir: string, zone: string | undefined, user: string, host: string): boolean {
+  const { db } = open(dir, zone)
+  try {
+    if (!db.prepare('SELECT 1 FROM account WHERE user = ?').get(user)) throw new AccountError(`no account ${user}`)
+  } finally {
+    db.close()
+  }
+  return setHostRevoked(dir, user, host, false)
 }

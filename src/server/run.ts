@@ -17,7 +17,9 @@ import { type NotifyCliOptions, NotifyService, notifyOptions } from './notify-se
 import { PgStore } from './pg/store.js'
 import { RevokedHostsFile } from './revoked-hosts.js'
 import { DnsService } from './service.js'
+import { FileSsoState } from './sso-ca-store.js'
 import { SsoService } from './sso-service.js'
+import type { SsoState } from './sso-state.js'
 import { Store } from './store.js'
 import { redact, resolveStore } from './store-spec.js'
 import { DEFAULT_MAX_CONNECTIONS, StreamListener } from './stream-listener.js'
@@ -284,8 +286,15 @@ export async function startServer(
         })
       }
     }
-    // Revoked hosts live beside the CA keys in the data directory (sso-ca-store.ts); no --data, no list.
-    const revoked = dataDir ? new RevokedHostsFile(dataDir) : undefined
+    // SSO state (sso-state.ts): a cluster's nodes share it in the database; one SQLite node keeps it beside its
+    // store, and the UPDATE path reads the revoked list from there (cached; revoked-hosts.ts).
+    const revokedFile = !pgStore && dataDir ? new RevokedHostsFile(dataDir) : undefined
+    const revoked = pgStore ? pgStore.revokedHosts : revokedFile
+    const ssoState: SsoState | undefined = pgStore
+      ? pgStore.ssoState(dataDir)
+      : dataDir
+        ? new FileSsoState(dataDir, revokedFile)
+        : undefined
     const cfg: ServiceConfig = {
       ...(revoked ? { revokedHosts: revoked } : {}),
       zone,
@@ -333,10 +342,7 @@ export async function startServer(
     const notify = new NotifyService({ host: service, clock, random: new SystemRandom(), log }, notifyOptions(o))
     service.use(notify.handler)
     // SSO enrolment (docs/sso.md): the per-account CA, certificates for TSIG-signed CSRs.
-    // The CA keys are files in the data directory (like the TLS key); a PostgreSQL node without --data has none
-    // (a CA shared by the nodes of a cluster is not built yet: docs/sso.md).
-    if (dataDir) service.use(new SsoService({ log, revoked }, { zone: cfg.zone, dataDir }).handler)
-    else log.warn('sso.disabled', { why: 'no --data directory for the per-account CA keys beside --store postgres://' })
+    if (ssoState) service.use(new SsoService({ log, state: ssoState }, { zone: cfg.zone }).handler)
     service.useDso((raw, ctx) => notify.handleDso(raw, ctx))
     notify.registerMetrics(metrics.registry)
     closers.push(() => notify.close())

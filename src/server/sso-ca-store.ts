@@ -8,6 +8,9 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ensureOwnerOnly } from '../io/secret-file.js'
 import { type CaMaterial, createAccountCa, loadCa } from '../sso/certs.js'
+import type { CertKindCode } from '../sso/enrol-codec.js'
+import type { RevokedHostsFile } from './revoked-hosts.js'
+import type { CaPem, SsoState } from './sso-state.js'
 
 const DIR_MODE = 0o700
 const SECRET_MODE = 0o600
@@ -96,3 +99,50 @@ export class CaStore {
     return entry
   }
 }
+
+/**
+ * The SSO state of one node (sso-state.ts) in its data directory. Issued certificates are kept in memory only: an
+ * agent that finds none after a restart of the server enrols again.
+ */
+export class FileSsoState implements SsoState {
+  readonly #dataDir: string
+  readonly #cas: CaStore
+  readonly #revoked: RevokedHostsFile | undefined
+  readonly #issued = new Map<string, Map<CertKindCode, Buffer>>()
+
+  /** `revoked`: the UPDATE path's cached view of the same files, told when a mark changes. */
+  constructor(dataDir: string, revoked?: RevokedHostsFile) {
+    this.#dataDir = dataDir
+    this.#cas = new CaStore(dataDir)
+    this.#revoked = revoked
+  }
+
+  async ca(user: string, domain: string): Promise<CaPem> {
+    const { certPem, keyPem } = await this.#cas.get(user, domain)
+    return { certPem, keyPem }
+  }
+
+  async isRevoked(user: string, host: string): Promise<boolean> {
+    return revokedHosts(this.#dataDir, user).has(host.toLowerCase())
+  }
+
+  async setRevoked(user: string, host: string, revoked: boolean): Promise<boolean> {
+    const changed = setHostRevoked(this.#dataDir, user, host, revoked)
+    if (revoked) this.#issued.delete(issuedKey(user, host))
+    this.#revoked?.forget(user)
+    return changed
+  }
+
+  async issued(user: string, host: string): Promise<ReadonlyMap<CertKindCode, Buffer>> {
+    return this.#issued.get(issuedKey(user, host)) ?? new Map()
+  }
+
+  async putIssued(user: string, host: string, kind: CertKindCode, der: Buffer): Promise<void> {
+    const k = issuedKey(user, host)
+    const m = this.#issued.get(k) ?? new Map<CertKindCode, Buffer>()
+    m.set(kind, der)
+    this.#issued.set(k, m)
+  }
+}
+
+const issuedKey = (user: string, host: string): string => `${user.toLowerCase()}/${host.toLowerCase()}`

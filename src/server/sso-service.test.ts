@@ -27,7 +27,7 @@ import { addAccount } from './accounts.js'
 import type { ServiceConfig } from './config.js'
 import { RevokedHostsFile } from './revoked-hosts.js'
 import type { DnsService } from './service.js'
-import { accountSsoDir, setHostRevoked } from './sso-ca-store.js'
+import { accountSsoDir, FileSsoState, setHostRevoked } from './sso-ca-store.js'
 import { SsoService } from './sso-service.js'
 import { aaaa, aliceService, rr, updateMsg, ZONE } from './test-helpers.js'
 
@@ -55,7 +55,7 @@ function setup(t: { after: (fn: () => void) => void }) {
   const s = aliceService(t, cfg, clock)
   addAccount(s.store.db, ZONE, { user: 'bob', algorithm: 'hmac-sha256', secret: BOB.secret, derived: false, nowMs: 0 })
   s.svc.keys.reload()
-  const sso = new SsoService({ log: nullLogger }, { zone: ZONE, dataDir: s.dir })
+  const sso = new SsoService({ log: nullLogger, state: new FileSsoState(s.dir) }, { zone: ZONE })
   s.svc.use(sso.handler)
   return { ...s, sso }
 }
@@ -351,7 +351,7 @@ test("a revoked host's records: adds REFUSED from the revocation's answer on, de
     },
     clock,
   )
-  s.svc.use(new SsoService({ log: nullLogger, revoked }, { zone: ZONE, dataDir: s.dir }).handler)
+  s.svc.use(new SsoService({ log: nullLogger, state: new FileSsoState(s.dir, revoked) }, { zone: ZONE }).handler)
   const add = async (...rrs: RR[]) => (await send(s.svc, updateMsg([], rrs), ALICE, clock)).rcode
   const host = (h: string) => `${h}.${D}.`
   const hostList = `_autotunnel._udp.${D}.`

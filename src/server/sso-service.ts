@@ -7,7 +7,7 @@ import { Opcode, Rcode } from '../dns/wire/header.js'
 import { emptyMessage, type Message } from '../dns/wire/message.js'
 import { type RR, RRClass } from '../dns/wire/rr-table.js'
 import type { Logger } from '../io/log.js'
-import { DEFAULT_CERT_DAYS, issueCertificate, x509 } from '../sso/certs.js'
+import { type CaMaterial, DEFAULT_CERT_DAYS, issueCertificate, loadCa, x509 } from '../sso/certs.js'
 import {
   CERT_LABEL,
   type CertKindCode,
@@ -24,9 +24,9 @@ import {
 } from '../sso/enrol-codec.js'
 import { checkCsr, EnrolError, type EnrolRefusal } from '../sso/enrol-policy.js'
 import { checkHostKeyBlob, signHostCertificate } from '../sso/ssh-cert.js'
-import { type RevokedHostsFile, unrevokeHint } from './revoked-hosts.js'
+import { unrevokeHint } from './revoked-hosts.js'
 import type { DnsRequest, MessageHandler } from './service.js'
-import { CaStore, revokedHosts, setHostRevoked } from './sso-ca-store.js'
+import type { SsoState } from './sso-state.js'
 
 const RCODE_OF: Record<EnrolRefusal, number> = {
   'bad-csr': Rcode.FORMERR,
@@ -48,21 +48,28 @@ export interface SsoStats {
 export class SsoService {
   readonly stats: SsoStats = { issued: 0, refused: {}, revoked: 0 }
   readonly #zone: string
-  readonly #dataDir: string
-  readonly #revoked: RevokedHostsFile | undefined
+  readonly #state: SsoState
   readonly #log: Logger
-  readonly #cas: CaStore
-  /** Certificates issued since start, by USER/HOST and kind (what the ATCERT query returns). */
-  readonly #issued = new Map<string, Map<CertKindCode, Buffer>>()
-  /** One enrolment at a time per account, so two first requests cannot make two CAs. */
+  /** Each account's CA parsed, by user, with the PEM it was parsed from (the state may hand out another). */
+  readonly #cas = new Map<string, { certPem: string; material: CaMaterial }>()
+  /** One request at a time per account, so two first requests on this node do not both make a CA. */
   readonly #chains = new Map<string, Promise<void>>()
 
-  constructor(deps: { log: Logger; revoked?: RevokedHostsFile | undefined }, o: { zone: string; dataDir: string }) {
-    this.#revoked = deps.revoked
+  /** `state`: the accounts' CAs, revoked lists and issued certificates (sso-state.ts: a file or the cluster's). */
+  constructor(deps: { log: Logger; state: SsoState }, o: { zone: string }) {
+    this.#state = deps.state
     this.#zone = o.zone.toLowerCase().endsWith('.') ? o.zone.toLowerCase() : `${o.zone.toLowerCase()}.`
-    this.#dataDir = o.dataDir
     this.#log = deps.log
-    this.#cas = new CaStore(o.dataDir)
+  }
+
+  async #ca(user: string, domain: string): Promise<{ certPem: string; keyPem: string; material: CaMaterial }> {
+    const pem = await this.#state.ca(user, domain)
+    let hit = this.#cas.get(user)
+    if (hit?.certPem !== pem.certPem) {
+      hit = { certPem: pem.certPem, material: await loadCa(pem.certPem, pem.keyPem) }
+      this.#cas.set(user, hit)
+    }
+    return { ...pem, material: hit.material }
   }
 
   /** For DnsService.use(). */
@@ -127,12 +134,12 @@ export class SsoService {
   }
 
   /** Who may act on PREFIX.HOST.USER.ZONE: the signer must be USER and HOST not revoked. */
-  #authorise(
+  async #authorise(
     req: DnsRequest,
     name: string,
     prefix: string,
     revokedOk = false,
-  ): { host: string; user: string; domain: string } {
+  ): Promise<{ host: string; user: string; domain: string }> {
     const parsed = parseSsoName(name, prefix, this.#zone)
     if (!parsed)
       throw new EnrolError(
@@ -145,7 +152,7 @@ export class SsoService {
         'foreign-key',
         `${name} belongs to account ${parsed.user}, but the request is signed with ${req.signer.user}'s key`,
       )
-    if (!revokedOk && revokedHosts(this.#dataDir, parsed.user).has(parsed.host))
+    if (!revokedOk && (await this.#state.isRevoked(parsed.user, parsed.host)))
       throw new EnrolError(
         'revoked',
         `host ${parsed.host} of ${parsed.user} was revoked: no certificates (${unrevokeHint(parsed.user, parsed.host)})`,
@@ -162,13 +169,11 @@ export class SsoService {
     const raw = rr.data && 'raw' in rr.data ? rr.data.raw : undefined
     if (!raw) throw new EnrolError('malformed', 'empty RDATA')
     // Revoking a revoked host again is not an error (the mark is idempotent).
-    const who = this.#authorise(req, rr.name, ENROL_LABEL, rr.type === SsoRRType.ATREVOKE)
-    const key = `${who.user}/${who.host}`
+    const who = await this.#authorise(req, rr.name, ENROL_LABEL, rr.type === SsoRRType.ATREVOKE)
     if (rr.type === SsoRRType.ATREVOKE) {
       decodeRevokeRdata(raw)
-      setHostRevoked(this.#dataDir, who.user, who.host)
-      this.#revoked?.forget(who.user) // the UPDATE path refuses the host's records from now on
-      this.#issued.delete(key)
+      // From its answer on, the UPDATE path refuses the host's records (the state tells it).
+      await this.#state.setRevoked(who.user, who.host, true)
       this.stats.revoked++
       this.#log.info('sso.revoked', { user: who.user, host: who.host })
       return this.#base(msg)
@@ -182,7 +187,7 @@ export class SsoService {
       domain: who.domain,
       host: who.host,
     })
-    const ca = await this.#cas.get(who.user, who.domain)
+    const ca = await this.#ca(who.user, who.domain)
     const pem = await issueCertificate({
       ca: ca.material,
       kind: er.kind === Kind.KDC ? 'kdc' : 'client',
@@ -192,9 +197,7 @@ export class SsoService {
       principals: verdict.principals,
     })
     const der = Buffer.from(new x509.X509Certificate(pem).rawData)
-    const m = this.#issued.get(key) ?? new Map<CertKindCode, Buffer>()
-    m.set(er.kind, der)
-    this.#issued.set(key, m)
+    await this.#state.putIssued(who.user, who.host, er.kind, der)
     this.stats.issued++
     this.#log.info('sso.issued', { user: who.user, host: who.host, kind: er.kind === Kind.KDC ? 'kdc' : 'client' })
     return this.#base(msg)
@@ -207,7 +210,7 @@ export class SsoService {
     } catch (e) {
       throw new EnrolError('malformed', `SSH host key: ${(e as Error).message}`)
     }
-    const ca = await this.#cas.get(who.user, who.domain)
+    const ca = await this.#ca(who.user, who.domain)
     const fqdn = `${who.host}.${who.domain.replace(/\.$/, '')}`
     const now = Math.floor(Date.now() / 1000)
     const cert = signHostCertificate({
@@ -218,10 +221,7 @@ export class SsoService {
       validAfterSec: now - SSH_BACKDATE_SEC,
       validBeforeSec: now + DEFAULT_CERT_DAYS * 86_400,
     })
-    const key = `${who.user}/${who.host}`
-    const m = this.#issued.get(key) ?? new Map<CertKindCode, Buffer>()
-    m.set(Kind.SSH_HOST, cert)
-    this.#issued.set(key, m)
+    await this.#state.putIssued(who.user, who.host, Kind.SSH_HOST, cert)
     this.stats.issued++
     this.#log.info('sso.issued', { user: who.user, host: who.host, kind: 'ssh-host' })
     return this.#base(req.msg)
@@ -230,10 +230,10 @@ export class SsoService {
   async #fetch(req: DnsRequest): Promise<Message> {
     const q = req.msg.questions[0]
     if (!q) throw new EnrolError('malformed', 'no question')
-    const who = this.#authorise(req, q.name, CERT_LABEL)
+    const who = await this.#authorise(req, q.name, CERT_LABEL)
     const res = this.#base(req.msg)
     res.aa = true
-    const ca = await this.#cas.get(who.user, who.domain)
+    const ca = await this.#ca(who.user, who.domain)
     const caDer = Buffer.from(ca.material.cert.rawData)
     const rr = (kind: CertKindCode, der: Buffer): RR => ({
       name: q.name,
@@ -243,7 +243,7 @@ export class SsoService {
       data: { raw: encodeCertRdata({ kind, der }) },
     })
     res.answers.push(rr(Kind.CA, caDer))
-    for (const [kind, der] of this.#issued.get(`${who.user}/${who.host}`) ?? []) res.answers.push(rr(kind, der))
+    for (const [kind, der] of await this.#state.issued(who.user, who.host)) res.answers.push(rr(kind, der))
     return res
   }
 }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import pg from 'pg'
 import { SystemClock } from '../../src/io/clock.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/server/pg/schema.js'
 import { PgStore } from '../../src/server/pg/store.js'
 import { PgCluster } from './pg-cluster.js'
 import { BIN, run } from './server-harness.js'
@@ -42,10 +43,51 @@ test('nodes starting together on an empty database create the schema once', asyn
   const m = await c.query('SELECT version FROM autotunnel.schema_migrations')
   assert.deepEqual(
     m.rows.map((r) => r.version),
-    [1],
+    MIGRATIONS.map((x) => x.version),
   )
   const n = await c.query('SELECT count(*)::int AS n FROM autotunnel.node')
   assert.equal(n.rows[0].n, 3, 'three heartbeats')
+})
+
+test('a database of schema version 1 (before the shared SSO state) is migrated, its accounts and records kept', async () => {
+  const url = await freshDb()
+  const c = new pg.Client(url)
+  await c.connect()
+  try {
+    await c.query('CREATE SCHEMA autotunnel')
+    await c.query(`CREATE TABLE autotunnel.schema_migrations (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())`)
+    const v1 = MIGRATIONS.find((x) => x.version === 1)!
+    await c.query(v1.sql)
+    await c.query('INSERT INTO autotunnel.schema_migrations (version, name) VALUES (1, $1)', [v1.name])
+    await c.query("INSERT INTO autotunnel.meta (key, value) VALUES ('zone', $1)", [ZONE])
+    await c.query(
+      `INSERT INTO autotunnel.account (username, key_name, algorithm, secret, derived, created_ms, changed_ms)
+       VALUES ('alice', $1, 'hmac-sha256', $2, false, 0, 0)`,
+      [`alice.${ZONE}`, Buffer.alloc(32, 7)],
+    )
+    const s = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+    try {
+      assert.deepEqual(
+        s.accounts().map((a) => a.user),
+        ['alice'],
+      )
+      const sso = s.ssoState()
+      await sso.setRevoked('alice', 'laptop', true)
+      assert.ok(s.revokedHosts.of('alice').has('laptop'), 'the new tables work')
+      const ca = await sso.ca('alice', `alice.${ZONE}`)
+      assert.match(ca.certPem, /BEGIN CERTIFICATE/)
+    } finally {
+      await s.close()
+    }
+    const m = await c.query('SELECT version FROM autotunnel.schema_migrations ORDER BY version')
+    assert.deepEqual(
+      m.rows.map((r) => r.version),
+      MIGRATIONS.map((x) => x.version),
+    )
+  } finally {
+    await c.end()
+  }
 })
 
 test('a database migrated by a newer autotunnel, or holding another zone, is refused with a clear message', async () => {
@@ -64,7 +106,7 @@ test('a database migrated by a newer autotunnel, or holding another zone, is ref
   }
   await assert.rejects(
     PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE }),
-    /schema is version 99, newer than this autotunnel knows \(1\)/,
+    new RegExp(`schema is version 99, newer than this autotunnel knows \\(${SCHEMA_VERSION}\\)`),
   )
   // The command line says the same and exits non-zero.
   const r = await run(BIN, ['server', '--zone', ZONE, '--store', url, '--listen', '127.0.0.1:0'], undefined, 20_000)

@@ -17,6 +17,7 @@ import { FakeClock } from '../../src/io/clock.fake.js'
 import { nullLogger } from '../../src/io/log.js'
 import type { ServiceConfig } from '../../src/server/config.js'
 import type { DnsService } from '../../src/server/service.js'
+import { FileSsoState } from '../../src/server/sso-ca-store.js'
 import { SsoService } from '../../src/server/sso-service.js'
 import { aliceService, ZONE } from '../../src/server/test-helpers.js'
 import { x509 } from '../../src/sso/certs.js'
@@ -79,7 +80,7 @@ test('SSO host: peers arriving during start never put a realm in krb5.conf befor
   const clock = new FakeClock(Date.now()) // the service's (TSIG time) and the host's (debounce)
   svcClock = clock
   const s = aliceService(t, cfg, clock)
-  s.svc.use(new SsoService({ log: nullLogger }, { zone: ZONE, dataDir: s.dir }).handler)
+  s.svc.use(new SsoService({ log: nullLogger, state: new FileSsoState(s.dir) }, { zone: ZONE }).handler)
   let host: SsoHost | undefined
   let enrolments = 0
   const sink = {

@@ -5,6 +5,7 @@ import type pg from 'pg'
 import { type AccountAlgorithm, accountKeyName, isAccountAlgorithm } from '../../dns/account-key.js'
 import { type Account, AccountError } from '../accounts.js'
 import { SCHEMA } from './schema.js'
+import { pgSetRevoked } from './sso.js'
 
 /** The NOTIFY channel of the change feed (a doorbell: the feed rows are the data). */
 export const FEED_CHANNEL = 'autotunnel_change'
@@ -46,7 +47,7 @@ async function get(q: pg.ClientBase, user: string): Promise<Account | undefined>
 }
 
 /** Runs `fn` in a transaction that records an 'account' change, then rings the doorbell. */
-async function inTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect()
   try {
     await c.query('BEGIN')
@@ -173,6 +174,15 @@ export function pgRevokeHost(pool: pg.Pool, zone: string, user: string, host: st
     ][])
       if ((await deleteRecords(c, 'name = $1 AND type = 12 AND lower(text) = $2', [list, target])) > 0)
         touched.push(`${list} PTR ${target}`)
+    // In the same transaction: every node refuses the host's records and certificates from this commit on.
+    await pgSetRevoked(c, user, h, true, Date.now())
     return touched
   })
+}
+
+/** `account unrevoke-host` on PostgreSQL: whether the host was revoked. */
+export function pgUnrevokeHost(pool: pg.Pool, user: string, host: string): Promise<boolean> {
+  const h = host.toLowerCase()
+  if (!HOST_LABEL.test(h)) throw new AccountError(`invalid host name ${JSON.stringify(host)}: one label`)
+  return inTx(pool, (c) => pgSetRevoked(c, user, h, false, Date.now()))
 }

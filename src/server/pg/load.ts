@@ -9,6 +9,7 @@ import type { Rec, ZoneIndex } from '../zone-index.js'
 import { pgListAccounts } from './accounts.js'
 import { migrate, SCHEMA } from './schema.js'
 import { COLUMNS, type Row, rowToZoneRR } from './sql.js'
+import { pgListRevoked } from './sso.js'
 
 export interface Loaded {
   /** pg_snapshot_xmin of the snapshot: every transaction below it is in the rows; the feed is read from it. */
@@ -16,6 +17,8 @@ export interface Loaded {
   /** The database's clock minus this node's (ms). */
   readonly offsetMs: number
   readonly accounts: Account[]
+  /** Each account's revoked hosts (pg/sso.ts). */
+  readonly revoked: Map<string, Set<string>>
   /** The greatest change id handed out (the serial's start). */
   readonly lastId: bigint
 }
@@ -40,6 +43,7 @@ export async function loadZone(
   const offsetMs = Number(snap.now_ms) - (t0 + clock.now()) / 2
   const rows = (await c.query<Row>(`SELECT ${COLUMNS} FROM ${SCHEMA}.rr`)).rows
   const accounts = await pgListAccounts(c)
+  const revoked = await pgListRevoked(c)
   // The sequence too: feed rows are pruned, and the serial must not go back when the table is empty.
   const last = (
     await c.query<{ id: string }>(
@@ -53,5 +57,5 @@ export async function loadZone(
     index.insert(rec)
     if (rec.expiresAtMs !== null) leases.set(rec, rec.expiresAtMs)
   }
-  return { xmin: snap.xmin, offsetMs, accounts, lastId: BigInt(last) }
+  return { xmin: snap.xmin, offsetMs, accounts, revoked, lastId: BigInt(last) }
 }

@@ -75,6 +75,39 @@ CREATE TABLE autotunnel.node (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'SSO state shared by the nodes: account CAs, revoked hosts, issued certificates',
+    sql: `
+-- SSO (docs/sso.md, pg/sso.ts). Each account's CA, made by the first node that needs it (INSERT ... ON CONFLICT DO
+-- NOTHING, then every node reads the one that won); its key sits beside the TSIG secrets of autotunnel.account and
+-- is as secret. An account removed takes its SSO state with it.
+CREATE TABLE autotunnel.sso_ca (
+  username   text   PRIMARY KEY REFERENCES autotunnel.account ON DELETE CASCADE,
+  cert_pem   text   NOT NULL,
+  key_pem    text   NOT NULL,
+  created_ms bigint NOT NULL
+);
+-- Hosts that get no certificates and whose records the UPDATE path refuses (revoked-hosts.ts). A change writes an
+-- 'account' row to the feed, so every node re-reads the list with the accounts.
+CREATE TABLE autotunnel.revoked_host (
+  username   text   NOT NULL REFERENCES autotunnel.account ON DELETE CASCADE,
+  host       text   NOT NULL,
+  revoked_ms bigint NOT NULL,
+  PRIMARY KEY (username, host)
+);
+-- The certificates issued to each host (what an ATCERT query returns), so that an agent may enrol through one node
+-- and fetch them through another.
+CREATE TABLE autotunnel.sso_cert (
+  username  text    NOT NULL REFERENCES autotunnel.account ON DELETE CASCADE,
+  host      text    NOT NULL,
+  kind      integer NOT NULL,
+  der       bytea   NOT NULL,
+  issued_ms bigint  NOT NULL,
+  PRIMARY KEY (username, host, kind)
+);
+`,
+  },
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version

@@ -23,6 +23,7 @@ import type { Account } from '../accounts.js'
 import type { PeerNode } from '../config.js'
 import { StoreError } from '../db.js'
 import { LeaseTable } from '../lease-table.js'
+import type { RevokedHostList } from '../revoked-hosts.js'
 import { isAtOrBelow, labelBelow, type Rec, ZoneIndex } from '../zone-index.js'
 import {
   beginZoneTx,
@@ -55,7 +56,15 @@ import {
   parseFeedPage,
   type Row,
 } from './sql.js'
+import { PgSsoState, pgListRevoked } from './sso.js'
 import { FEED_RETENTION_MS, LeaseSweeper } from './sweep.js'
+
+/** What an 'account' row of the feed makes a node read again. */
+interface AccountList {
+  readonly accounts: Account[]
+  readonly revoked: Map<string, Set<string>>
+}
+const NO_HOSTS: ReadonlySet<string> = new Set()
 
 /** The feed is polled this often besides the doorbell (a NOTIFY is lost while a listener reconnects). */
 const FEED_POLL_MS = 250
@@ -97,6 +106,8 @@ export class PgStore implements ZoneStore {
   #serial = 1
   #accounts: Account[] = []
   #accountsChanged = false
+  /** Each account's revoked hosts, read with the accounts (revoked-hosts.ts asks through revokedHosts). */
+  #revoked = new Map<string, Set<string>>()
   /** A COMMIT failed with an unknown outcome: re-read the whole zone before trusting the index again. */
   #resync = false
   #feedFailing = false
@@ -189,6 +200,31 @@ export class PgStore implements ZoneStore {
   /** The accounts as last read from the database (KeyRing's source). */
   accounts(): Account[] {
     return this.#accounts
+  }
+
+  /** The revoked hosts of every account as last read with the accounts: the UPDATE path's list (no round trip). */
+  readonly revokedHosts: RevokedHostList = {
+    of: (user) => this.#revoked.get(user.toLowerCase()) ?? NO_HOSTS,
+  }
+
+  /**
+   * The SSO state shared by the nodes (pg/sso.ts) on this store's pool; a mark made through it is in force on this
+   * node's UPDATE path at once, on the others with the feed. `legacyDir`: PgSsoState's.
+   */
+  ssoState(legacyDir?: string): PgSsoState {
+    return new PgSsoState(
+      { pool: this.#pool, log: this.#log, now: () => this.#clock.now() },
+      {
+        legacyDir,
+        onRevoked: (user, host, revoked) => {
+          const next = new Set(this.#revoked.get(user))
+          if (revoked) next.add(host)
+          else next.delete(host)
+          this.#revoked.set(user, next)
+          this.kick()
+        },
+      },
+    )
   }
 
   /** True once after the account list changed (KeyRing's checkExternal). */
@@ -352,6 +388,7 @@ export class PgStore implements ZoneStore {
       const loaded = await loadZone(c, this.zone, this.#clock, this.index, this.leases)
       this.#sweeper.offsetMs = loaded.offsetMs
       this.#accounts = loaded.accounts
+      this.#revoked = loaded.revoked
       // Everything committed below xmin is in the snapshot; rows from xmin on are read (again) from the feed.
       this.#cursor = { xid: loaded.xmin, id: '-1' }
       this.#feedReadAt = this.#clock.monotonic()
@@ -491,7 +528,7 @@ export class PgStore implements ZoneStore {
    * snapshot, older or newer: applying this one after it could undo newer rows), when the zone is to be re-read
    * whole, or when the page names an account change and `accountList` was not read.
    */
-  #apply(read: FeedRead, accountList: Account[] | undefined): boolean {
+  #apply(read: FeedRead, accountList: AccountList | undefined): boolean {
     const { page, start, asked } = read
     if (this.#applied !== read.applied || this.#resync || (page.accounts && !accountList)) return false
     this.#applied++
@@ -511,7 +548,8 @@ export class PgStore implements ZoneStore {
       this.stats.reconciled += applied.rrsets
     }
     if (accountList) {
-      this.#accounts = accountList
+      this.#accounts = accountList.accounts
+      this.#revoked = accountList.revoked
       this.#accountsChanged = true
     }
     if (page.cursor) this.#cursor = page.cursor
@@ -561,7 +599,9 @@ export class PgStore implements ZoneStore {
       ).rows
       const page = parseFeedPage(rows, this.#lastId)
       if (page.n === 0 && asked.length === 0) return
-      const accountList = page.accounts ? await pgListAccounts(this.#pool) : undefined
+      const accountList = page.accounts
+        ? { accounts: await pgListAccounts(this.#pool), revoked: await pgListRevoked(this.#pool) }
+        : undefined
       const read = { start, cursor, applied, asked, sentAt, page }
       // A commit's read was applied meanwhile (from a snapshot older or newer than this one): read again.
       if (!(await this.#exclusive(async () => this.#apply(read, accountList)))) {
