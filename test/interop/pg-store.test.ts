@@ -4,8 +4,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import pg from 'pg'
+import { RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/server/pg/schema.js'
+import { ACCOUNT_LOCK } from '../../src/server/pg/sql.js'
 import { PgStore } from '../../src/server/pg/store.js'
 import { PgCluster } from './pg-cluster.js'
 import { BIN, run } from './server-harness.js'
@@ -23,6 +25,14 @@ async function freshDb(): Promise<string> {
   const name = `t${Math.random().toString(36).slice(2, 10)}`
   await cluster.query(`CREATE DATABASE ${name}`)
   return cluster.url.replace(/\/postgres$/, `/${name}`)
+}
+
+async function waitUntilAsync(ms: number, what: string, fn: () => Promise<boolean>): Promise<void> {
+  const t0 = performance.now()
+  while (!(await fn())) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
 }
 
 async function waitUntil(ms: number, what: string, fn: () => boolean): Promise<void> {
@@ -184,6 +194,46 @@ test('autotunnel account ... --store postgres://: add, list, passwd, limit, remo
   } finally {
     await c.end()
   }
+})
+
+test("a write that deletes takes its accounts' locks before its statement: it sees a conditional write committed while it waited", async (t) => {
+  const url = await freshDb()
+  const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+  t.after(() => store.close())
+  const name = `h.alice.${ZONE}`
+  const txt = (s: string) => ({
+    name,
+    type: RRType.TXT,
+    class: 1,
+    ttl: 60,
+    rdata: Buffer.from([s.length, ...Buffer.from(s)]),
+    text: `"${s}"`,
+  })
+  await store.write((tx) => tx.add(txt('old'), null))
+  // A consistent write in flight on another node: the account's lock held exclusively, a record added, not committed.
+  const c = new pg.Client(url)
+  await c.connect()
+  t.after(() => c.end())
+  await c.query('BEGIN')
+  await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [ACCOUNT_LOCK, `alice.${ZONE}`])
+  await c.query(
+    `INSERT INTO autotunnel.rr (name, type, class, ttl, rdata, text) VALUES ($1, 16, 1, 60, '\\x036e6577', '"new"')`,
+    [name],
+  )
+  const deleting = store.write((tx) => tx.clear(name, RRType.TXT))
+  await waitUntilAsync(10_000, 'the deleting write waits for the lock', async () => {
+    const r = await c.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    return r.rows[0].n === 1
+  })
+  assert.equal(store.stats.lockedFirst, 1, 'it asked for the locks first')
+  assert.equal(store.stats.lockWaits, 0, 'its statement was not sent before them')
+  await c.query('COMMIT')
+  await deleting
+  const left = await c.query('SELECT text FROM autotunnel.rr WHERE name = $1', [name])
+  assert.deepEqual(left.rows, [], 'the record the conditional write added is deleted too')
+  // A write that only adds sends its statement at once (try-locks; the common path costs one round trip).
+  await store.write((tx) => tx.add(txt('more'), null))
+  assert.equal(store.stats.lockedFirst, 1)
 })
 
 test('feed pruning deletes the run of rows older than the retention, by the feed index, and no newer row', async (t) => {

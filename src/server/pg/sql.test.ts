@@ -46,3 +46,13 @@ test('commitParamsOf: a clear of a whole name (ANY) supersedes its RRset clears 
   assert.deepEqual(r.params[4], [N])
   assert.deepEqual(r.touched, [[N, RRType.TXT]], 'only the RRset written after the clear')
 })
+
+test('commitParamsOf: a write deletes when it removes a record or clears an RRset or a name, not when it only puts', () => {
+  const a = txt(N, 'a')
+  assert.equal(commitParamsOf([put(a)], 'n').deletes, false)
+  assert.equal(commitParamsOf([del(a)], 'n').deletes, true)
+  assert.equal(commitParamsOf([{ kind: 'clear', name: N, type: RRType.TXT }, put(a)], 'n').deletes, true)
+  assert.equal(commitParamsOf([{ kind: 'clear', name: N, type: RRType.ANY }], 'n').deletes, true)
+  // A deletion superseded by a put of the same record in the batch is a put.
+  assert.equal(commitParamsOf([del(a), put(a)], 'n').deletes, false)
+})

@@ -224,7 +224,14 @@ SELECT (SELECT count(*) FROM del)::int AS n, (SELECT ms FROM now)::text AS now_m
 export function commitParamsOf(
   ops: readonly SqlOp[],
   nodeId: string,
-): { params: unknown[]; touched: [string, number][]; clears: [string[], number[]]; clearedNames: string[] } {
+): {
+  params: unknown[]
+  touched: [string, number][]
+  clears: [string[], number[]]
+  clearedNames: string[]
+  /** The write deletes rows (a record, an RRset or a name): its statement must not start before its locks. */
+  deletes: boolean
+} {
   type RowOp = Extract<SqlOp, { rr: unknown }>
   const last = new Map<string, RowOp>()
   /** The keys in `last` per name (a clear drops those of its RRset). */
@@ -293,6 +300,7 @@ export function commitParamsOf(
     touched: names,
     clears: [[...clears.values()].map((c) => c[0]), [...clears.values()].map((c) => c[1])],
     clearedNames,
+    deletes: del[0].length > 0 || clears.size > 0,
   }
 }
 

@@ -139,6 +139,8 @@ export class PgStore implements ZoneStore {
     commitErrors: 0,
     /** Writes without prerequisites that found an account locked by a consistent write and waited for it. */
     lockWaits: 0,
+    /** Writes without prerequisites that delete, and so took their accounts' locks before their statement. */
+    lockedFirst: 0,
   }
 
   private constructor(deps: { clock: Clock; log?: Logger }, opts: PgStoreOptions) {
@@ -435,7 +437,7 @@ export class PgStore implements ZoneStore {
     held?: pg.PoolClient,
     locked?: ReadonlySet<string>,
   ): Promise<FeedRead | undefined> {
-    const { params: commitParams, touched, clears, clearedNames } = commitParamsOf(ops, this.nodeId)
+    const { params: commitParams, touched, clears, clearedNames, deletes } = commitParamsOf(ops, this.nodeId)
     const accounts = this.#accountsOf([...touched.map(([name]) => name), ...clearedNames])
     // Not expected (the update queue names every account of its batch): nothing is sent, so nothing is committed.
     if (held && accounts.some((a) => !locked?.has(a))) throw new StoreError('an account of the write was not locked')
@@ -460,7 +462,15 @@ export class PgStore implements ZoneStore {
           ...clears,
         ],
       })
-      if (!held) {
+      if (!held && deletes && accounts.length) {
+        // A statement's deletions see its snapshot, taken when it starts, before its try-locks: a consistent write
+        // that committed in between is ordered before this one by the locks, yet the records it added would
+        // survive these deletions. Taking the locks first, in their own statement, closes that window; it costs
+        // three round trips more, for batches that delete (an agent's first publication and its changes, not its
+        // lease refreshes).
+        this.stats.lockedFirst++
+        rows = await this.#commitLocked(q([]), accounts)
+      } else if (!held) {
         rows = (await this.#primary.durableQuery<FeedReadRow>(this.#pool, q(accounts))).rows
         if (!lockedIn(rows)) {
           this.stats.lockWaits++
