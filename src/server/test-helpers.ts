@@ -14,6 +14,7 @@ import type { ServiceConfig } from './config.js'
 import { ServerMetrics } from './metrics.js'
 import { DnsService } from './service.js'
 import { Store } from './store.js'
+import type { ZoneRR } from './zone-index.js'
 
 export const ZONE = 'members.example.'
 
@@ -64,6 +65,16 @@ export function rr(name: string, type: number, data: RData, opts: { ttl?: number
 export const aaaa = (name: string, address: string, ttl = 300): RR => rr(name, RRType.AAAA, { address }, { ttl })
 export const a = (name: string, address: string, ttl = 300): RR => rr(name, RRType.A, { address }, { ttl })
 export const txt = (name: string, s: string): RR => rr(name, RRType.TXT, { strings: [Buffer.from(s)] })
+
+/** A stored TXT record of one string (what ZoneTx and the stores take), TTL 60. */
+export const txtZoneRR = (name: string, s: string): ZoneRR => ({
+  name,
+  type: RRType.TXT,
+  class: RRClass.IN,
+  ttl: 60,
+  rdata: Buffer.from([s.length, ...Buffer.from(s)]),
+  text: `"${s}"`,
+})
 
 /** An UPDATE for ZONE with the given prerequisite and update sections. */
 export function updateMsg(prereqs: RR[], updates: RR[], zone = ZONE): Message {

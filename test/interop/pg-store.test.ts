@@ -9,6 +9,7 @@ import { SystemClock } from '../../src/io/clock.js'
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/server/pg/schema.js'
 import { ACCOUNT_LOCK } from '../../src/server/pg/sql.js'
 import { PgStore } from '../../src/server/pg/store.js'
+import { txtZoneRR } from '../../src/server/test-helpers.js'
 import { PgCluster } from './pg-cluster.js'
 import { BIN, run } from './server-harness.js'
 
@@ -201,14 +202,8 @@ test("a write that deletes takes its accounts' locks before its statement: it se
   const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
   t.after(() => store.close())
   const name = `h.alice.${ZONE}`
-  const txt = (s: string) => ({
-    name,
-    type: RRType.TXT,
-    class: 1,
-    ttl: 60,
-    rdata: Buffer.from([s.length, ...Buffer.from(s)]),
-    text: `"${s}"`,
-  })
+  const txt = (s: string) => txtZoneRR(name, s)
+
   await store.write((tx) => tx.add(txt('old'), null))
   // A consistent write in flight on another node: the account's lock held exclusively, a record added, not committed.
   const c = new pg.Client(url)

@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { RRType } from '../../dns/wire/rr-table.js'
+import { txtZoneRR } from '../test-helpers.js'
 import type { ZoneRR } from '../zone-index.js'
 import type { SqlOp } from '../zone-tx.js'
 import { commitParamsOf } from './sql.js'
 
-const txt = (name: string, s: string): ZoneRR => ({
-  name,
-  type: RRType.TXT,
-  class: 1,
-  ttl: 60,
-  rdata: Buffer.from([s.length, ...Buffer.from(s)]),
-  text: `"${s}"`,
-})
+const txt = txtZoneRR
 const put = (rr: ZoneRR): SqlOp => ({ kind: 'put', rr, expiresAtMs: null })
 const del = (rr: ZoneRR): SqlOp => ({ kind: 'del', rr, expiresAtMs: null })
 const N = 'h.alice.z.'
