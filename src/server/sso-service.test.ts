@@ -376,6 +376,10 @@ test("a revoked host's records: adds REFUSED from the revocation's answer on, de
   // (another address: the same signed bytes again would be answered from the TSIG replay cache)
   const answer = await send(s.svc, updateMsg([], [aaaa(host('laptop'), 'fd00::9')]), ALICE, clock)
   assert.match(ede(answer), /host laptop of alice was revoked: .*autotunnel account unrevoke-host alice laptop/)
+  // Its retransmission (the same signed bytes) is answered from the TSIG replay cache, with the same reason.
+  const again = await send(s.svc, updateMsg([], [aaaa(host('laptop'), 'fd00::9')]), ALICE, clock)
+  assert.equal(again.rcode, Rcode.REFUSED)
+  assert.equal(ede(again), ede(answer), 'the replayed answer carries the Extended DNS Error too')
   assert.equal(await add(aaaa(host('desktop'), 'fd00::2'), srv('laptop')), Rcode.REFUSED, 'one such record refuses all')
   const ok: [string, RR][] = [
     ['another host', aaaa(host('desktop'), 'fd00::2')],

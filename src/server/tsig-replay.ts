@@ -9,14 +9,19 @@
 // bound never opens a replay window; at a sustained rate R above maxEntries / fudge, the window of accepted time
 // shrinks to about maxEntries / R seconds behind now.
 
+import type { EdnsOption } from '../dns/wire/message.js'
+
 /**
  * What an UPDATE's first execution answered, for replays of the same bytes: numbers only, so the cache holds no
- * Buffers (at thousands of updates a second, retained Buffers cost more in GC than the lookups do).
+ * Buffers (at thousands of updates a second, retained Buffers cost more in GC than the lookups do), but for the
+ * rare refusal that carries an Extended DNS Error.
  */
 export interface ReplayResult {
   readonly rcode: number
   readonly leaseSec?: number | undefined
   readonly keyLeaseSec?: number | undefined
+  /** The Extended DNS Error of the first answer (a refusal's reason, RFC 8914): a retransmission says it again. */
+  readonly ede?: EdnsOption | undefined
 }
 
 /** One remembered MAC; the first answer packed into numbers (NONE when absent): one small object per MAC. */
@@ -29,6 +34,8 @@ interface Entry {
   rcode: number
   leaseSec: number
   keyLeaseSec: number
+  /** Set only on refusals that explain themselves (rare): one more slot in every entry, no object. */
+  ede: EdnsOption | undefined
 }
 
 const NONE = -1
@@ -101,6 +108,7 @@ export class TsigReplayCache {
         rcode: e.rcode,
         ...(e.leaseSec !== NONE ? { leaseSec: e.leaseSec } : {}),
         ...(e.keyLeaseSec !== NONE ? { keyLeaseSec: e.keyLeaseSec } : {}),
+        ...(e.ede ? { ede: e.ede } : {}),
       }
       return { kind: 'replay', result }
     }
@@ -117,6 +125,7 @@ export class TsigReplayCache {
       rcode: NONE,
       leaseSec: NONE,
       keyLeaseSec: NONE,
+      ede: undefined,
     }
     this.#byMac.set(k, entry)
     this.#queue.push(entry)
@@ -130,6 +139,7 @@ export class TsigReplayCache {
     e.rcode = result.rcode
     e.leaseSec = result.leaseSec ?? NONE
     e.keyLeaseSec = result.keyLeaseSec ?? NONE
+    e.ede = result.ede
   }
 
   /** Drops entries whose time has passed; at most once per second, so a check costs two Map operations. */

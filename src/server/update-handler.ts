@@ -7,7 +7,7 @@ import { ExtendedError, encodeExtendedError } from '../dns/ede.js'
 import { EdnsOptionCode, findOption } from '../dns/edns.js'
 import { decodeUpdateLease, encodeUpdateLease } from '../dns/lease.js'
 import { Rcode, rcodeName } from '../dns/wire/header.js'
-import type { Message } from '../dns/wire/message.js'
+import type { EdnsOption, Message } from '../dns/wire/message.js'
 import { RRClass } from '../dns/wire/rr-table.js'
 import type { Clock, TimerHandle } from '../io/clock.js'
 import type { Logger } from '../io/log.js'
@@ -92,15 +92,20 @@ export class UpdateHandler {
     const res = baseResponse(msg)
     const replayed = replay?.kind === 'replay'
     /** Answers `rcode` (with the granted lease when given) and remembers it for replays of the same bytes. */
-    const finish = (rcode: number, lease?: { leaseSec: number; keyLeaseSec?: number | undefined }): void => {
+    const finish = (
+      rcode: number,
+      lease?: { leaseSec: number; keyLeaseSec?: number | undefined },
+      ede?: EdnsOption,
+    ): void => {
       // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
       const fresh = replay?.kind === 'fresh' ? replay : undefined
       if (fresh && rcode !== Rcode.SERVFAIL)
         this.#replay.setResult(
           fresh,
-          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode },
+          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode, ede },
         )
       res.rcode = rcode
+      if (ede) res.edns?.options.push(ede)
       if (lease && res.edns)
         res.edns.options.push(
           encodeUpdateLease(
@@ -127,6 +132,7 @@ export class UpdateHandler {
         finish(
           first.rcode,
           first.leaseSec === undefined ? undefined : { leaseSec: first.leaseSec, keyLeaseSec: first.keyLeaseSec },
+          first.ede,
         )
       return
     }
@@ -150,13 +156,14 @@ export class UpdateHandler {
         host: revoked,
         undo: `autotunnel account unrevoke-host ${user} ${revoked}`,
       })
-      res.edns?.options.push(
+      finish(
+        Rcode.REFUSED,
+        undefined,
         encodeExtendedError(
           ExtendedError.PROHIBITED,
           `host ${revoked} of ${user} was revoked: the server takes no records for it (${unrevokeHint(user, revoked)})`,
         ),
       )
-      finish(Rcode.REFUSED)
       return
     }
     let leaseSec: number | undefined
