@@ -3,11 +3,13 @@
 // host keys) through /etc/netns/NS/ overlays, so the agent's writes there are what it does on a machine. sshd runs
 // in the desktop with its stock Debian configuration plus the agent's drop-in.
 import assert from 'node:assert/strict'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { chmod, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmod, cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { holdOnHost } from '../../lab/etc.js'
 import { type Lab, withLab } from '../../lab/index.js'
 import { createAccountCa, generateKeyPair, issueCertificate, loadCa, ownerPrincipal } from '../../src/sso/certs.js'
 import { agentLog, type LabServer, MAIN, startServer, waitFor } from './agent-helpers.js'
@@ -64,19 +66,30 @@ test('sso: ssh between alice hosts by Kerberos PKINIT tickets, no password, no h
   timeout: 240_000,
 }, async (t) => {
   const cleanups: (() => Promise<unknown>)[] = []
-  // ip netns exec needs a mount point for the keytab overlay.
-  if (!existsSync('/etc/krb5.keytab')) {
-    await writeFile('/etc/krb5.keytab', '', { mode: 0o600 })
-    cleanups.push(async () => {
-      if ((await stat('/etc/krb5.keytab')).size === 0) await rm('/etc/krb5.keytab', { force: true })
-    })
-  }
-  const hadUser = (await import('node:child_process')).spawnSync('id', [USER]).status === 0
-  if (!hadUser) {
-    const { execFileSync } = await import('node:child_process')
-    execFileSync('useradd', ['-M', '-d', '/nonexistent', '-s', '/bin/sh', USER])
-    cleanups.push(async () => execFileSync('userdel', [USER]))
-  }
+  // ip netns exec needs a mount point for the keytab overlay, and the SSO user must exist on the machine: both are
+  // shared with a lab run that overlaps this one (holdOnHost), and removed by the last one only if a run made them.
+  const keytab = holdOnHost(
+    'krb5.keytab',
+    () => {
+      if (existsSync('/etc/krb5.keytab')) return false
+      writeFileSync('/etc/krb5.keytab', '', { mode: 0o600 })
+      return true
+    },
+    () => {
+      if (statSync('/etc/krb5.keytab', { throwIfNoEntry: false })?.size === 0) rmSync('/etc/krb5.keytab')
+    },
+  )
+  cleanups.push(async () => keytab.release())
+  const user = holdOnHost(
+    `user-${USER}`,
+    () => {
+      if (spawnSync('id', [USER]).status === 0) return false
+      execFileSync('useradd', ['-M', '-d', '/nonexistent', '-s', '/bin/sh', USER])
+      return true
+    },
+    () => execFileSync('userdel', [USER]),
+  )
+  cleanups.push(async () => user.release())
   const ccdir = `/tmp/at-sso-cc-${randomBytes(4).toString('hex')}`
   await mkdir(ccdir)
   await chmod(ccdir, 0o1777) // alice's credential cache goes here (mkdir's mode is cut by the umask)
