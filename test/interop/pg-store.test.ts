@@ -231,6 +231,42 @@ test("a write that deletes takes its accounts' locks before its statement: it se
   assert.equal(store.stats.lockedFirst, 1)
 })
 
+test('a COMMIT whose outcome is unknown makes the node re-read the whole zone, also what no feed row names', async (t) => {
+  const url = await freshDb()
+  const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+  t.after(() => store.close())
+  const name = `h.alice.${ZONE}`
+  const c = new pg.Client(url)
+  await c.connect()
+  t.after(() => c.end())
+  // A record written behind the feed's back (no change row): only a read of the whole zone can find it.
+  await c.query(
+    `INSERT INTO autotunnel.rr (name, type, class, ttl, rdata, text) VALUES ($1, 16, 1, 60, '\\x0668696464656e', '"hidden"')`,
+    [name],
+  )
+  // The node's next write waits for the account's lock; its connection is then cut: the outcome is unknown to it.
+  await c.query('BEGIN')
+  await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [ACCOUNT_LOCK, `alice.${ZONE}`])
+  const writing = store.write((tx) => tx.clear(name, RRType.A))
+  await waitUntilAsync(10_000, 'the write waits for the lock', async () => {
+    const r = await c.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    return r.rows[0].n === 1
+  })
+  await c.query(`SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted`)
+  await assert.rejects(writing)
+  await c.query('ROLLBACK')
+  assert.equal(store.stats.commitErrors, 1)
+  assert.equal(store.index.rrset(name, RRType.TXT), undefined, 'not known before the re-read')
+  await waitUntil(5000, 'the node re-read the zone', () => store.index.rrset(name, RRType.TXT) !== undefined)
+  // And it takes writes again.
+  await store.write((tx) => tx.add(txtZoneRR(name, 'after'), null))
+  const rows = await c.query('SELECT text FROM autotunnel.rr WHERE name = $1 ORDER BY text', [name])
+  assert.deepEqual(
+    rows.rows.map((r) => r.text),
+    ['"after"', '"hidden"'],
+  )
+})
+
 test('feed pruning deletes the run of rows older than the retention, by the feed index, and no newer row', async (t) => {
   const url = await freshDb()
   await (await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })).close()
