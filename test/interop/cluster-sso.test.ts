@@ -2,7 +2,7 @@
 // PostgreSQL share each account's SSO state. Hosts enrolled through different nodes get certificates from one
 // account CA (else their KDCs would not trust each other), certificates issued through one node are fetched through
 // another, and a host revoked through any node (the CLI's `account revoke-host`, the agent's ATREVOKE UPDATE) is
-// refused its records and certificates by every node within 1 s, until `account unrevoke-host`.
+// refused its records and certificates by every node within the feed delay, until `account unrevoke-host`.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { exchange, queryMessage } from '../../src/dns/client/query.js'
@@ -84,6 +84,7 @@ async function enrolThrough(n: NotifyServer, host: string): Promise<Enrolled> {
 }
 
 const der = (c: { rawData: ArrayBuffer }): Buffer => Buffer.from(c.rawData)
+const BOUND_MS = 3000
 
 /** The CA and certificates an ATCERT query through `n` returns for `host`, or its rcode and EDE text. */
 async function fetchCerts(n: NotifyServer, host: string) {
@@ -106,7 +107,11 @@ const aaaa = (host: string, address: string): RR => ({
 })
 const publish = async (n: NotifyServer, rr: RR) => (await through(n).update({ zone: `${ZONE}.`, updates: [rr] })).rcode
 
-/** Retries `fn` until it returns true or `ms` pass; the time it took. */
+/**
+ * Retries `fn` until it returns true or `ms` pass; the time it took. The revocations below take 2-25 ms to reach
+ * the other nodes in most runs, but 519 and 654 ms in two of about 15 (cause not found yet; docs/cluster.md): the
+ * bound is the feed's worst case with a lost ring (polls every 250 ms) and a busy machine, not the typical delay.
+ */
 async function within(ms: number, what: string, fn: () => Promise<boolean>): Promise<number> {
   const t0 = performance.now()
   for (;;) {
@@ -138,15 +143,15 @@ test('hosts enrolled through different nodes get certificates of one account CA,
   assert.deepEqual(got.certs.get(CertKindCode.CA), der(laptop.ca))
 })
 
-test('account revoke-host --store: every node refuses the host within 1 s; unrevoke-host lifts it everywhere', async () => {
+test('account revoke-host --store: every node refuses the host within 3 s; unrevoke-host lifts it everywhere', async () => {
   assert.equal(await publish(n1, aaaa('tablet', 'fd00::71')), Rcode.NOERROR)
   await enrolThrough(n2, 'tablet')
   const out = await cli('revoke-host', 'alice', 'tablet')
   assert.match(out, new RegExp(`revoked host tablet of alice: deleted\\n  tablet\\.${D.replace(/\./g, '\\.')}`))
   const refusedOn = async (n: NotifyServer, addr: string) => (await publish(n, aaaa('tablet', addr))) === Rcode.REFUSED
   const ms = [
-    await within(1000, 'node 2 refuses the revoked host', () => refusedOn(n2, 'fd00::72')),
-    await within(1000, 'node 3 refuses the revoked host', () => refusedOn(n3, 'fd00::73')),
+    await within(BOUND_MS, 'node 2 refuses the revoked host', () => refusedOn(n2, 'fd00::72')),
+    await within(BOUND_MS, 'node 3 refuses the revoked host', () => refusedOn(n3, 'fd00::73')),
   ]
   const certs = await fetchCerts(n1, 'tablet')
   assert.equal(certs.rcode, Rcode.REFUSED, 'no certificates from node 1')
@@ -158,7 +163,7 @@ test('account revoke-host --store: every node refuses the host within 1 s; unrev
   assert.match(await cli('unrevoke-host', 'alice', 'tablet'), /tablet of alice may publish its records/)
   ms.push(
     await within(
-      1000,
+      BOUND_MS,
       'node 3 takes the host again',
       async () => (await publish(n3, aaaa('tablet', 'fd00::74'))) === Rcode.NOERROR,
     ),
@@ -170,7 +175,7 @@ test('account revoke-host --store: every node refuses the host within 1 s; unrev
   )
 })
 
-test("the agent's ATREVOKE through node 1: node 1 refuses at once, nodes 2 and 3 within 1 s, certificates gone", async () => {
+test("the agent's ATREVOKE through node 1: node 1 refuses at once, nodes 2 and 3 within 3 s, certificates gone", async () => {
   await enrolThrough(n3, 'watch')
   assert.equal(await publish(n2, aaaa('watch', 'fd00::81')), Rcode.NOERROR)
   const revoke: RR = {
@@ -183,14 +188,14 @@ test("the agent's ATREVOKE through node 1: node 1 refuses at once, nodes 2 and 3
   assert.equal(await publish(n1, revoke), Rcode.NOERROR)
   assert.equal(await publish(n1, aaaa('watch', 'fd00::82')), Rcode.REFUSED, 'node 1 from its answer on')
   const ms = [
-    await within(1000, 'node 2', async () => (await publish(n2, aaaa('watch', 'fd00::83'))) === Rcode.REFUSED),
-    await within(1000, 'node 3', async () => (await publish(n3, aaaa('watch', 'fd00::84'))) === Rcode.REFUSED),
+    await within(BOUND_MS, 'node 2', async () => (await publish(n2, aaaa('watch', 'fd00::83'))) === Rcode.REFUSED),
+    await within(BOUND_MS, 'node 3', async () => (await publish(n3, aaaa('watch', 'fd00::84'))) === Rcode.REFUSED),
   ]
   assert.equal((await fetchCerts(n2, 'watch')).rcode, Rcode.REFUSED)
   await cli('unrevoke-host', 'alice', 'watch')
   // Unrevoked, the host enrols again; what it was issued before the revocation is not handed out.
   await within(
-    1000,
+    BOUND_MS,
     'node 2 takes the host again',
     async () => (await publish(n2, aaaa('watch', 'fd00::85'))) === Rcode.NOERROR,
   )

@@ -267,6 +267,35 @@ test('a COMMIT whose outcome is unknown makes the node re-read the whole zone, a
   )
 })
 
+test("a node that commits without pause still applies an account change from the feed (its commits' reads cannot)", async (t) => {
+  const url = await freshDb()
+  const store = await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })
+  t.after(() => store.close())
+  let writing = true
+  let n = 0
+  // Writes back to back, as under load: a commit's statement also reads the feed, but cannot apply an account
+  // change (that needs the account list); the read of its own that follows must not wait for the next commit.
+  const load = (async () => {
+    while (writing) await store.write((tx) => tx.add(txtZoneRR(`w${n++}.alice.${ZONE}`, 'x'), null))
+  })()
+  t.after(() => {
+    writing = false
+    return load
+  })
+  await new Promise((r) => setTimeout(r, 300))
+  const r = await run(BIN, ['account', 'add', 'carol', '--store', url, '--zone', ZONE, '--json'])
+  assert.equal(r.code, 0, r.stderr)
+  const t0 = performance.now()
+  await waitUntil(2000, 'the account is known while the node keeps committing', () =>
+    store.accounts().some((a) => a.user === 'carol'),
+  )
+  const ms = performance.now() - t0
+  writing = false
+  await load
+  assert.ok(n > 20, `the node kept committing (${n} writes)`)
+  t.diagnostic(`account in force after ${ms.toFixed(0)} ms, ${n} writes meanwhile`)
+})
+
 test('feed pruning deletes the run of rows older than the retention, by the feed index, and no newer row', async (t) => {
   const url = await freshDb()
   await (await PgStore.open({ clock: new SystemClock() }, { url, zone: ZONE })).close()

@@ -105,3 +105,16 @@ test('again() during a read asks for another; close() stops everything', async (
   clock.advance(100)
   assert.equal(reads(), 2)
 })
+
+test('readNow reads while the node commits, where a kick waits for the next commit', async () => {
+  const { clock, s, reads, finish } = harness()
+  s.committing = true
+  s.kick()
+  assert.equal(reads(), 0, 'a kick waits for the commit')
+  s.readNow()
+  assert.equal(reads(), 1, 'readNow does not')
+  await finish()
+  s.committing = false
+  clock.advance(100)
+  s.close()
+})

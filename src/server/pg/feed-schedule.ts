@@ -62,6 +62,15 @@ export class FeedSchedule {
     this.#wantTimer = undefined
   }
 
+  /**
+   * Reads the feed soon (after the gap or the running read) even while the node commits: for a page that the
+   * commits' reads cannot apply (it names an account change, whose account list only a read of its own fetches).
+   * Waiting for the next commit there would wait for nothing, and under a steady stream of commits for ever.
+   */
+  readNow(): void {
+    this.#kickRead()
+  }
+
   /** The running read asks for another after it (its page was not applied). */
   again(): void {
     this.#again = true

@@ -297,7 +297,6 @@ export class PgStore implements ZoneStore {
         held?.release(ok ? undefined : true)
       }
       if (read) {
-        this.#schedule.served(read.sentAt)
         let applied = false
         try {
           applied = this.#apply(read, undefined)
@@ -306,8 +305,14 @@ export class PgStore implements ZoneStore {
           this.#log.error('store.feed_apply_failed', { err: String(e) })
           this.#resync = true
         }
-        // Not applied (another read was applied meanwhile, or it needs the account list): a read of its own follows.
-        if (!applied || read.page.n >= FEED_PAGE) this.kick()
+        // Only an applied read serves the kicks before it: one that was not must not cancel the read they wait for.
+        if (applied) this.#schedule.served(read.sentAt)
+        // It needs the account list, which only a read of its own fetches: that read starts now, not with the next
+        // commit (whose read could not apply it either: under a steady stream of commits the accounts, the revoked
+        // hosts and every RRset behind them would wait until the stream paused).
+        if (!applied && read.page.accounts) this.#schedule.readNow()
+        // Not applied (another read was applied meanwhile), or more to read: a read follows, soon.
+        else if (!applied || read.page.n >= FEED_PAGE) this.kick()
       }
       return result
     })
