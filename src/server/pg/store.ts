@@ -566,6 +566,11 @@ export class PgStore implements ZoneStore {
       this.#accounts = accountList.accounts
       this.#revoked = accountList.revoked
       this.#accountsChanged = true
+      this.#log.info('store.accounts_reloaded', {
+        accounts: accountList.accounts.length,
+        revokedHosts: [...accountList.revoked.values()].reduce((n, h) => n + h.size, 0),
+        readMs: Math.round(this.#clock.monotonic() - read.sentAt),
+      })
     }
     if (page.cursor) this.#cursor = page.cursor
     if (page.maxId > this.#lastId) this.#lastId = page.maxId
