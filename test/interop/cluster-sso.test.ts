@@ -4,7 +4,7 @@
 // another, and a host revoked through any node (the CLI's `account revoke-host`, the agent's ATREVOKE UPDATE) is
 // refused its records and certificates by every node within the feed delay, until `account unrevoke-host`.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { exchange, queryMessage } from '../../src/dns/client/query.js'
 import type { UpdateRequest, UpdateResult } from '../../src/dns/client/update.js'
 import { extendedErrorText } from '../../src/dns/ede.js'
@@ -23,37 +23,21 @@ import {
   enrolName,
   SsoRRType,
 } from '../../src/sso/enrol-codec.js'
-import { type AccountJson, NotifyServer, run, tsigKey, ZONE } from './notify-harness.js'
-import { PgCluster } from './pg-cluster.js'
+import { type NotifyServer, run, threeNodeCluster, tsigKey, ZONE } from './notify-harness.js'
 import { BIN } from './server-harness.js'
 
-let pg: PgCluster
-const nodes = [1, 2, 3].map((i) => new NotifyServer(['--advertise', `ns${i}:127.0.0.1`])) as [
-  NotifyServer,
-  NotifyServer,
-  NotifyServer,
-]
-const [n1, n2, n3] = nodes
-let alice: AccountJson
+const cluster = threeNodeCluster()
+const [n1, n2, n3] = cluster.nodes
 const D = `alice.${ZONE}`
 
-before(async () => {
-  pg = await PgCluster.start()
-  for (const n of nodes) n.store = pg.url
-  alice = await n1.addAccount('alice')
-  await Promise.all(nodes.map((n) => n.start()))
-})
-after(async () => {
-  await Promise.all(nodes.map((n) => n.cleanup()))
-  await pg?.destroy()
-})
-
-/** Alice's signed requests to one node only (the agent's UpdateClient would move to whichever node SRV names). */
-/** Message IDs across all requests: the same UPDATE sent again within a second must not be the same signed bytes,
- * which the node's TSIG replay cache would answer with the first answer (a retry that could never see a change). */
+/**
+ * Message IDs across all requests: the same UPDATE sent again within a second must not be the same signed bytes,
+ * which the node's TSIG replay cache would answer with the first answer (a retry that could never see a change).
+ */
 let nextId = 1
+/** Alice's signed requests to one node only (the agent's UpdateClient would move to whichever node SRV names). */
 function through(n: NotifyServer) {
-  const key = tsigKey(alice)
+  const key = tsigKey(cluster.alice)
   const send = (m: Message): Promise<Message> =>
     exchange({ host: '127.0.0.1', port: n.dnsPort }, m, {
       timeoutMs: 2000,
@@ -121,7 +105,7 @@ async function within(ms: number, what: string, fn: () => Promise<boolean>): Pro
 }
 
 const cli = async (...args: string[]) => {
-  const r = await run(process.execPath, [BIN, 'account', ...args, '--store', pg.url])
+  const r = await run(process.execPath, [BIN, 'account', ...args, '--store', cluster.pg.url])
   assert.equal(r.code, 0, `account ${args.join(' ')}: ${r.stderr}`)
   return r.stdout
 }

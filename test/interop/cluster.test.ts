@@ -3,45 +3,27 @@
 // account added with the CLI is in force on every node within 1 s; a lease granted by node 1 expires exactly once
 // (one 'expire' row in the change feed) while node 1 is down.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { UpdateClient } from '../../src/dns/client/update.js'
 import { type WatchEvent, Watcher } from '../../src/dns/client/watcher.js'
 import { type AAAAData, RRClass, RRType } from '../../src/dns/wire/rr-table.js'
 import { SystemClock } from '../../src/io/clock.js'
 import { MemoryLogger } from '../../src/io/log.js'
 import {
-  type AccountJson,
-  NotifyServer,
+  type NotifyServer,
   runPython,
+  threeNodeCluster,
   tsigArg,
   tsigKey,
   waitFor,
   watcherOptions,
   ZONE,
 } from './notify-harness.js'
-import { PgCluster } from './pg-cluster.js'
 
 const EXTRA = ['--lease-min', '1', '--lease-max', '2', '--llq-lease-min', '60', '--llq-lease-max', '60']
-let pg: PgCluster
-// Each node advertises its own server name (the target of its discovery SRV records).
-const nodes = [1, 2, 3].map((i) => new NotifyServer([...EXTRA, '--advertise', `ns${i}:127.0.0.1`])) as [
-  NotifyServer,
-  NotifyServer,
-  NotifyServer,
-]
+const cluster = threeNodeCluster(EXTRA)
+const { nodes } = cluster
 const [n1, n2, n3] = nodes
-let alice: AccountJson
-
-before(async () => {
-  pg = await PgCluster.start()
-  for (const n of nodes) n.store = pg.url
-  alice = await n1.addAccount('alice')
-  await Promise.all(nodes.map((n) => n.start()))
-})
-after(async () => {
-  await Promise.all(nodes.map((n) => n.cleanup()))
-  await pg?.destroy()
-})
 
 const rnd = (): string => Math.random().toString(36).slice(2, 8)
 const addrs = (rrs: readonly { data: unknown }[]): string[] => rrs.map((r) => (r.data as AAAAData).address).sort()
@@ -58,7 +40,7 @@ async function within<T>(ms: number, what: string, fn: () => Promise<T | undefin
 }
 
 function watcherOn(n: NotifyServer, name: string, mech: 'llq' | 'push'): Watcher {
-  return new Watcher({}, watcherOptions(n, alice, name, { mechanisms: [mech] }))
+  return new Watcher({}, watcherOptions(n, cluster.alice, name, { mechanisms: [mech] }))
 }
 
 test('nsupdate through node 1: dig -y on nodes 2 and 3, an LLQ watcher on node 2 and a Push watcher on node 3', async (t) => {
@@ -77,7 +59,7 @@ test('nsupdate through node 1: dig -y on nodes 2 and 3, an LLQ watcher on node 2
     )
   const llqSeen = seen(llq, 'LLQ event on node 2')
   const pushSeen = seen(push, 'Push event on node 3')
-  const r = await n1.nsupdate(alice, [`update add ${name} 60 AAAA fd00::c1`])
+  const r = await n1.nsupdate(cluster.alice, [`update add ${name} 60 AAAA fd00::c1`])
   const answered = performance.now()
   assert.equal(r.code, 0, r.stderr)
   const [l, p] = await Promise.all([llqSeen, pushSeen])
@@ -86,7 +68,7 @@ test('nsupdate through node 1: dig -y on nodes 2 and 3, an LLQ watcher on node 2
   )
   for (const n of [n2, n3]) {
     const { ms } = await within(1000, `dig on port ${n.dnsPort}`, async () => {
-      const d = await n.dig(['-y', tsigArg(alice), '+short', name, 'AAAA'])
+      const d = await n.dig(['-y', tsigArg(cluster.alice), '+short', name, 'AAAA'])
       return d.stdout.trim() === 'fd00::c1' ? true : undefined
     })
     t.diagnostic(`dig -y on node port ${n.dnsPort}: answered ${ms.toFixed(0)} ms after the watchers`)
@@ -98,10 +80,10 @@ test('nsupdate through node 1: dig -y on nodes 2 and 3, an LLQ watcher on node 2
     5000,
     'LLQ removal on node 2',
   )
-  assert.equal((await n3.nsupdate(alice, [`update delete ${name} AAAA`])).code, 0)
+  assert.equal((await n3.nsupdate(cluster.alice, [`update delete ${name} AAAA`])).code, 0)
   await removed
   await within(1000, 'removal on node 1', async () => {
-    const d = await n1.dig(['-y', tsigArg(alice), name, 'AAAA'])
+    const d = await n1.dig(['-y', tsigArg(cluster.alice), name, 'AAAA'])
     return d.stdout.includes('status: NXDOMAIN') ? true : undefined
   })
   // The zone serial is the feed position: once caught up, every node answers the same one.
@@ -174,7 +156,7 @@ test('a Push watcher whose node is killed re-subscribes through another node (RF
       type: RRType.AAAA,
       domain: `alice.${ZONE}`,
       server: { host: '127.0.0.1', port: n1.dnsPort },
-      key: tsigKey(alice),
+      key: tsigKey(cluster.alice),
       tls: { rejectUnauthorized: false },
       mechanisms: ['push'],
       retryMinMs: 100,
@@ -190,7 +172,7 @@ test('a Push watcher whose node is killed re-subscribes through another node (RF
     {
       bootstrap: { host: '127.0.0.1', port: n1.dnsPort },
       domain: `alice.${ZONE}`,
-      key: tsigKey(alice),
+      key: tsigKey(cluster.alice),
       timeoutMs: 500,
     },
   )
@@ -218,7 +200,7 @@ test('a Push watcher whose node is killed re-subscribes through another node (RF
     3000,
     'change after the failover',
   )
-  assert.equal((await n3.nsupdate(alice, [`update add ${name} 60 AAAA fd00::f0`])).code, 0)
+  assert.equal((await n3.nsupdate(cluster.alice, [`update add ${name} 60 AAAA fd00::f0`])).code, 0)
   await seen
   // The update client: the UPDATE in flight to the dead node fails, the next goes to another listed node.
   const t1 = performance.now()
@@ -237,8 +219,8 @@ test('a lease granted by node 1 expires exactly once (one feed row) while node 1
   // nsupdate cannot send the update-lease option (RFC 9664): dnspython does, with the user's TSIG key.
   const py = `
 import dns.update, dns.query, dns.tsigkeyring, dns.edns, struct
-k = dns.tsigkeyring.from_text({'${alice.keyName}': '${alice.secret}'})
-u = dns.update.UpdateMessage('${ZONE}.', keyring=k, keyname='${alice.keyName}', keyalgorithm='${alice.algorithm}')
+k = dns.tsigkeyring.from_text({'${cluster.alice.keyName}': '${cluster.alice.secret}'})
+u = dns.update.UpdateMessage('${ZONE}.', keyring=k, keyname='${cluster.alice.keyName}', keyalgorithm='${cluster.alice.algorithm}')
 u.add('${name}', 60, 'AAAA', 'fd00::1e')
 u.add('${name}', 60, 'TXT', 'leased')
 u.use_edns(0, options=[dns.edns.GenericOption(2, struct.pack('!I', 1))])
@@ -248,17 +230,17 @@ print(r.rcode())
   assert.equal((await runPython(py)).trim(), '0')
   await n1.stop('SIGKILL')
   const rows = (): Promise<{ type: number; n: number }[]> =>
-    pg.query(
+    cluster.pg.query(
       "SELECT type, count(*)::int AS n FROM autotunnel.change WHERE kind = 'expire' AND name = $1 GROUP BY type ORDER BY type",
       [name],
     )
   await within(5000, 'lease expired in the database', async () => {
-    const left = await pg.query('SELECT 1 FROM autotunnel.rr WHERE name = $1', [name])
+    const left = await cluster.pg.query('SELECT 1 FROM autotunnel.rr WHERE name = $1', [name])
     return left.length === 0 ? true : undefined
   })
   for (const n of [n2, n3])
     await within(1000, 'expiry seen by the nodes still up', async () => {
-      const d = await n.dig(['-y', tsigArg(alice), name, 'AAAA'])
+      const d = await n.dig(['-y', tsigArg(cluster.alice), name, 'AAAA'])
       return d.stdout.includes('status: NXDOMAIN') ? true : undefined
     })
   // Two more sweep periods on both remaining nodes: still exactly one expiry per RRset.
@@ -272,7 +254,7 @@ print(r.rcode())
   )
   // Node 1 comes back and loads the zone without the expired records.
   await n1.start()
-  const d = await n1.dig(['-y', tsigArg(alice), name, 'TXT'])
+  const d = await n1.dig(['-y', tsigArg(cluster.alice), name, 'TXT'])
   assert.match(d.stdout, /status: NXDOMAIN/)
   t.diagnostic('one expire row per RRset; node 1 restarted without the records')
 })

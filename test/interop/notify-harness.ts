@@ -2,9 +2,11 @@
 // loopback ports, so it can be restarted in place (a watcher must survive that), with TLS and metrics; plus
 // watcher helpers.
 import { spawn } from 'node:child_process'
+import { after, before } from 'node:test'
 import type { WatcherOptions } from '../../src/dns/client/watcher.js'
 import type { TsigKey } from '../../src/dns/tsig.js'
 import { RRType } from '../../src/dns/wire/rr-table.js'
+import { PgCluster } from './pg-cluster.js'
 import { retryOnAddrInUse } from './ports.js'
 import { type AccountJson, freePorts, type Ports, run, ServerProcess, tsigArg, ZONE } from './server-harness.js'
 
@@ -43,6 +45,43 @@ export class NotifyServer extends ServerProcess {
       this.#fixed = { dns, tls, metrics }
       return p
     }, PORT_ATTEMPTS)
+  }
+}
+
+/**
+ * Three `autotunnel server` nodes (with `extra`; node i advertises its own server name nsi) sharing one throwaway
+ * PostgreSQL, and the account alice: started before the calling file's tests, removed after them.
+ */
+export function threeNodeCluster(extra: string[] = []): {
+  readonly nodes: [NotifyServer, NotifyServer, NotifyServer]
+  readonly pg: PgCluster
+  readonly alice: AccountJson
+} {
+  const nodes = [1, 2, 3].map((i) => new NotifyServer([...extra, '--advertise', `ns${i}:127.0.0.1`])) as [
+    NotifyServer,
+    NotifyServer,
+    NotifyServer,
+  ]
+  let pg: PgCluster | undefined
+  let alice: AccountJson | undefined
+  before(async () => {
+    pg = await PgCluster.start()
+    for (const n of nodes) n.store = pg.url
+    alice = await nodes[0].addAccount('alice')
+    await Promise.all(nodes.map((n) => n.start()))
+  })
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.cleanup()))
+    await pg?.destroy()
+  })
+  return {
+    nodes,
+    get pg() {
+      return pg!
+    },
+    get alice() {
+      return alice!
+    },
   }
 }
 
