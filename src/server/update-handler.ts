@@ -99,11 +99,7 @@ export class UpdateHandler {
     ): void => {
       // Not SERVFAIL: a replay of an UPDATE that failed that way is dropped; the client retries with a new signature.
       const fresh = replay?.kind === 'fresh' ? replay : undefined
-      if (fresh && rcode !== Rcode.SERVFAIL)
-        this.#replay.setResult(
-          fresh,
-          lease ? { rcode, leaseSec: lease.leaseSec, keyLeaseSec: lease.keyLeaseSec } : { rcode, ede },
-        )
+      if (fresh && rcode !== Rcode.SERVFAIL) this.#replay.setResult(fresh, { rcode, ede, ...lease })
       res.rcode = rcode
       if (ede) res.edns?.options.push(ede)
       if (lease && res.edns)
